@@ -1,0 +1,45 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+// Dependency direction: C shims -> EmbedPSWire / RPC -> Storage -> Engine -> Server / Client -> Training -> tools.
+let package = Package(
+    name: "EmbedPS",
+    products: [
+        .executable(name: "embedps-server", targets: ["embedps-server"]),
+        .executable(name: "embedps-train", targets: ["embedps-train"]),
+        .executable(name: "embedps-bench", targets: ["embedps-bench"]),
+        .executable(name: "embedps-admin", targets: ["embedps-admin"]),
+        .library(name: "EmbedPSClient", targets: ["Client"]),
+    ],
+    targets: [
+        // C bridges: module maps and static inline wrappers only.
+        .systemLibrary(name: "CGRPC", path: "Sources/CGRPC"),
+        .systemLibrary(name: "CRocksDB", path: "Sources/CRocksDB"),
+        .systemLibrary(name: "CXXHash", path: "Sources/CXXHash"),
+        .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS"),
+        .target(name: "EmbedPSWireC", path: "Sources/EmbedPSWireC",
+                linkerSettings: [.linkedLibrary("protobuf-c")]),
+        // Wire contract and transport.
+        .target(name: "EmbedPSWire", dependencies: ["EmbedPSWireC"]),
+        .target(name: "RPC", dependencies: ["CGRPC"]),
+        // Storage and engine.
+        .target(name: "Storage", dependencies: ["CRocksDB"]),
+        .target(name: "Engine", dependencies: ["Storage", "EmbedPSWire", "CXXHash"]),
+        // Services.
+        .target(name: "Server", dependencies: ["Engine", "RPC", "EmbedPSWire"]),
+        .target(name: "Client", dependencies: ["Engine", "RPC", "EmbedPSWire"]),
+        .target(name: "Training", dependencies: ["Client", "COpenBLAS"]),
+        // Tools.
+        .executableTarget(name: "embedps-server", dependencies: ["Server"], path: "Sources/Tools/embedps-server"),
+        .executableTarget(name: "embedps-train", dependencies: ["Training"], path: "Sources/Tools/embedps-train"),
+        .executableTarget(name: "embedps-bench", dependencies: ["Client"], path: "Sources/Tools/embedps-bench"),
+        .executableTarget(name: "embedps-admin", dependencies: ["Client"], path: "Sources/Tools/embedps-admin"),
+        // Tests.
+        .testTarget(name: "WireTests", dependencies: ["EmbedPSWire", "EmbedPSWireC"]),
+        .testTarget(name: "EngineTests", dependencies: ["Engine", "Storage"]),
+        .testTarget(name: "RPCTests", dependencies: ["RPC"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["Client", "Engine"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,235 @@
+import CGRPC
+import Foundation
+
+/// What a handler knows about the call it serves.
+public struct ServerCallContext: Sendable {
+    /// Full method path, e.g. "/embedps.v1.Shard/Pull".
+    public let method: String
+    /// Request metadata sent by the client (e.g. auth tokens).
+    public let metadata: Metadata
+    /// Milliseconds until the client's deadline, or nil when it set none.
+    public let millisecondsRemaining: Int64?
+}
+
+/// A unary handler: gets the request bytes, returns the response or throws (an `RPCStatusConvertible`
+/// maps to its status; any other error becomes INTERNAL). Called on a completion-queue thread; must be thread-safe.
+public typealias UnaryHandler = @Sendable (ServerCallContext, ReceivedMessage) throws -> OutgoingMessage
+
+/// Server configuration.
+public struct ServerConfiguration: Sendable {
+    /// "host:port"; port 0 picks a free port (read it back from `Server.port`).
+    public var address: String
+    /// Largest request or response accepted, in bytes; larger requests fail with RESOURCE_EXHAUSTED.
+    public var maxMessageBytes: Int32 = 64 << 20
+    /// Threads draining the completion queue (each runs handlers inline).
+    public var threads: Int = 2
+    /// Calls requested ahead of arrival.
+    public var preRequestedCalls: Int = 16
+    public init(address: String) { self.address = address }
+}
+
+/// A gRPC server over the C core: one NEXT completion queue drained by `threads` threads, generic
+/// (method-name) dispatch to registered unary handlers, graceful shutdown that drains in-flight calls.
+/// Register all handlers before `start()`. Thread-safe after start.
+public final class Server: @unchecked Sendable {
+    public let configuration: ServerConfiguration
+    /// Bound port, valid after `start()`.
+    public private(set) var port: Int = 0
+
+    fileprivate let server: OpaquePointer
+    fileprivate let cq: OpaquePointer
+    fileprivate var handlers: [String: UnaryHandler] = [:]
+    fileprivate let lock = NSLock()
+    fileprivate var shuttingDown = false
+    /// Completion events being processed (they may start new batches); shutdown waits for zero before
+    /// shutting the queue down, since starting a batch on a shut-down queue aborts the process.
+    fileprivate let activeEvents = NSCondition()
+    fileprivate var activeEventCount = 0
+    private var threads: [Thread] = []
+    private let threadsDone = DispatchGroup()
+    private let args: ChannelArgs
+
+    public init(_ configuration: ServerConfiguration) {
+        GRPCRuntime.ensure()
+        self.configuration = configuration
+        args = ChannelArgs(integers: [
+            (GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, configuration.maxMessageBytes),
+            (GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, configuration.maxMessageBytes),
+        ])
+        server = grpc_server_create(args.pointer, nil)
+        cq = grpc_completion_queue_create_for_next(nil)
+        grpc_server_register_completion_queue(server, cq, nil)
+    }
+
+    deinit {
+        grpc_server_destroy(server)
+        grpc_completion_queue_destroy(cq)
+    }
+
+    /// Registers the handler of a full method path ("/package.Service/Method").
+    public func register(_ method: String, _ handler: @escaping UnaryHandler) {
+        lock.withLock { handlers[method] = handler }
+    }
+
+    /// Binds, starts the completion-queue threads and pre-requests calls. Throws when the address cannot be bound.
+    public func start() throws {
+        let creds = grpc_insecure_server_credentials_create()
+        let bound = grpc_server_add_http2_port(server, configuration.address, creds)
+        grpc_server_credentials_release(creds)
+        guard bound > 0 else {
+            throw RPCStatus(.unavailable, "cannot listen on \(configuration.address): address in use or invalid; pick another --listen address")
+        }
+        port = Int(bound)
+        grpc_server_start(server)
+        for _ in 0..<configuration.preRequestedCalls { requestCall() }
+        for i in 0..<max(1, configuration.threads) {
+            threadsDone.enter()
+            let cq = QueueHandle(pointer: self.cq), group = threadsDone
+            let t = Thread { drainCompletionQueue(cq.pointer); group.leave() }
+            t.name = "grpc-server-\(i)"
+            t.start()
+            threads.append(t)
+        }
+    }
+
+    fileprivate func requestCall() {
+        let call = PendingServerCall(server: self)
+        let err = grpc_server_request_call(server, call.callSlot, call.details, call.requestMetadata, cq, cq, call.retainedTag)
+        if err != GRPC_CALL_OK {
+            // The retain taken for the tag is never consumed by an event: release it here.
+            Unmanaged.passUnretained(call).release()
+        }
+    }
+
+    fileprivate func handler(for method: String) -> UnaryHandler? { lock.withLock { handlers[method] } }
+    fileprivate var isShuttingDown: Bool { lock.withLock { shuttingDown } }
+
+    /// Stops accepting calls, lets in-flight calls finish for up to `graceSeconds`, then cancels the rest,
+    /// and joins the completion-queue threads. Idempotent.
+    public func shutdown(graceSeconds: Double = 5) {
+        let first = lock.withLock { () -> Bool in
+            if shuttingDown { return false }
+            shuttingDown = true; return true
+        }
+        guard first else { return }
+        let done = ShutdownTag()
+        grpc_server_shutdown_and_notify(server, cq, done.retainedTag)
+        if done.semaphore.wait(timeout: .now() + graceSeconds) == .timedOut {
+            grpc_server_cancel_all_calls(server)
+            done.semaphore.wait()
+        }
+        activeEvents.lock()
+        while activeEventCount > 0 { activeEvents.wait() }
+        activeEvents.unlock()
+        grpc_completion_queue_shutdown(cq)
+        threadsDone.wait()
+    }
+}
+
+final class ShutdownTag: CompletionTag, @unchecked Sendable {
+    let semaphore = DispatchSemaphore(value: 0)
+    func complete(success: Bool) { semaphore.signal() }
+}
+
+/// One server-side call from request to final status. Phases: awaiting arrival, receiving the request,
+/// sending the response. Memory the core writes into is allocated here and freed on deinit.
+final class PendingServerCall: CompletionTag, @unchecked Sendable {
+    private enum Phase { case awaitingCall, receivingMessage, sendingResponse }
+    private unowned let owner: Server
+    private var phase = Phase.awaitingCall
+    /// Where the core stores the new call handle (must outlive the request).
+    let callSlot = UnsafeMutablePointer<OpaquePointer?>.allocate(capacity: 1)
+    private var call: OpaquePointer? { callSlot.pointee }
+    let details = UnsafeMutablePointer<grpc_call_details>.allocate(capacity: 1)
+    let requestMetadata = UnsafeMutablePointer<grpc_metadata_array>.allocate(capacity: 1)
+    private let ops = UnsafeMutablePointer<grpc_op>.allocate(capacity: 4)
+    private let received = UnsafeMutablePointer<UnsafeMutablePointer<grpc_byte_buffer>?>.allocate(capacity: 1)
+    private let cancelled = UnsafeMutablePointer<Int32>.allocate(capacity: 1)
+    private var statusDetails = grpc_empty_slice()
+    private var response: OutgoingMessage? = nil
+
+    init(server: Server) {
+        owner = server
+        grpc_call_details_init(details)
+        grpc_metadata_array_init(requestMetadata)
+        received.pointee = nil
+        cancelled.pointee = 0
+        callSlot.pointee = nil
+    }
+
+    deinit {
+        if let call { grpc_call_unref(call) }
+        callSlot.deallocate()
+        grpc_call_details_destroy(details); details.deallocate()
+        grpc_metadata_array_destroy(requestMetadata); requestMetadata.deallocate()
+        if let r = received.pointee { grpc_byte_buffer_destroy(r) }
+        received.deallocate(); ops.deallocate(); cancelled.deallocate()
+        grpc_slice_unref(statusDetails)
+    }
+
+    func complete(success: Bool) {
+        owner.activeEvents.lock(); owner.activeEventCount += 1; owner.activeEvents.unlock()
+        defer {
+            owner.activeEvents.lock(); owner.activeEventCount -= 1
+            owner.activeEvents.broadcast(); owner.activeEvents.unlock()
+        }
+        switch phase {
+        case .awaitingCall:
+            guard success, let call else { return }  // server shutting down: drop
+            if !owner.isShuttingDown { owner.requestCall() }
+            phase = .receivingMessage
+            embedps_op_recv_message(ops, received)
+            if grpc_call_start_batch(call, ops, 1, retainedTag, nil) != GRPC_CALL_OK {
+                Unmanaged.passUnretained(self).release()
+            }
+        case .receivingMessage:
+            guard let call else { return }
+            guard success, let buffer = received.pointee else {
+                respond(call, .failure(RPCStatus(.invalidArgument, "request carried no message")))
+                return
+            }
+            received.pointee = nil
+            let message = ReceivedMessage(consuming: buffer)
+            respond(call, dispatch(message))
+        case .sendingResponse:
+            return  // deinit releases everything once the last retain goes
+        }
+    }
+
+    private func dispatch(_ message: ReceivedMessage) -> Result<OutgoingMessage, RPCStatus> {
+        let method = string(of: &details.pointee.method)
+        guard let handler = owner.handler(for: method) else {
+            return .failure(RPCStatus(.unimplemented, "method \(method) is not served here"))
+        }
+        if owner.isShuttingDown { return .failure(RPCStatus(.unavailable, "server is shutting down; retry on another replica or later")) }
+        let remaining = embedps_millis_until(details.pointee.deadline)
+        let context = ServerCallContext(method: method, metadata: metadata(of: requestMetadata.pointee),
+                                        millisecondsRemaining: remaining < 0 ? nil : remaining)
+        do {
+            return .success(try handler(context, message))
+        } catch let e as RPCStatusConvertible {
+            return .failure(e.rpcStatus)
+        } catch {
+            return .failure(RPCStatus(.internalError, "\(method) failed: \(error)"))
+        }
+    }
+
+    private func respond(_ call: OpaquePointer, _ result: Result<OutgoingMessage, RPCStatus>) {
+        phase = .sendingResponse
+        var n = 0
+        embedps_op_send_initial_metadata(ops + n, 0, nil); n += 1
+        switch result {
+        case .success(let message):
+            response = message
+            embedps_op_send_message(ops + n, message.buffer); n += 1
+            embedps_op_send_status_from_server(ops + n, GRPC_STATUS_OK, nil, 0, nil); n += 1
+        case .failure(let status):
+            statusDetails = grpc_slice_from_copied_string(status.message)
+            embedps_op_send_status_from_server(ops + n, status.code.c, &statusDetails, 0, nil); n += 1
+        }
+        embedps_op_recv_close_on_server(ops + n, cancelled); n += 1
+        if grpc_call_start_batch(call, ops, n, retainedTag, nil) != GRPC_CALL_OK {
+            Unmanaged.passUnretained(self).release()
+        }
+    }
+}

@@ -1,0 +1,114 @@
+import Testing
+import Foundation
+@testable import RPC
+
+@Suite struct RPCBridgeTests {
+    static func echoServer() throws -> Server {
+        var config = ServerConfiguration(address: "127.0.0.1:0")
+        config.maxMessageBytes = 1 << 20
+        let server = Server(config)
+        server.register("/test.Echo/Echo") { _, message in OutgoingMessage(bytes: message.bytes) }
+        server.register("/test.Echo/Fail") { _, _ in throw RPCStatus(.notFound, "no such thing: widget 7") }
+        server.register("/test.Echo/Metadata") { ctx, _ in
+            OutgoingMessage(bytes: Array(ctx.metadata.first { $0.key == "x-token" }?.value.utf8 ?? "".utf8))
+        }
+        server.register("/test.Echo/Slow") { _, message in Thread.sleep(forTimeInterval: 0.3); return OutgoingMessage(bytes: message.bytes) }
+        try server.start()
+        return server
+    }
+
+    @Test func unaryEchoRoundTripsBytesAsyncAndSync() async throws {
+        let server = try Self.echoServer()
+        defer { server.shutdown() }
+        let channel = Channel(ChannelConfiguration(target: "127.0.0.1:\(server.port)"))
+        defer { channel.close() }
+        let payload = (0..<100_000).map { UInt8(truncatingIfNeeded: $0 &* 31) }
+        let reply = try await channel.unary("/test.Echo/Echo", OutgoingMessage(bytes: payload))
+        #expect(reply.bytes == payload)
+        let syncReply = try channel.unarySync("/test.Echo/Echo", OutgoingMessage(bytes: [1, 2, 3]))
+        #expect(syncReply.bytes == [1, 2, 3])
+    }
+
+    @Test func handlerErrorsArriveAsStatusWithMessage() async throws {
+        let server = try Self.echoServer()
+        defer { server.shutdown() }
+        let channel = Channel(ChannelConfiguration(target: "127.0.0.1:\(server.port)"))
+        defer { channel.close() }
+        do {
+            _ = try await channel.unary("/test.Echo/Fail", OutgoingMessage(bytes: []))
+            Issue.record("expected failure")
+        } catch let s as RPCStatus {
+            #expect(s.code == .notFound)
+            #expect(s.message == "no such thing: widget 7")
+        }
+        do {
+            _ = try await channel.unary("/test.Echo/Nope", OutgoingMessage(bytes: []))
+            Issue.record("expected failure")
+        } catch let s as RPCStatus {
+            #expect(s.code == .unimplemented)
+        }
+    }
+
+    @Test func metadataReachesTheHandler() async throws {
+        let server = try Self.echoServer()
+        defer { server.shutdown() }
+        let channel = Channel(ChannelConfiguration(target: "127.0.0.1:\(server.port)"))
+        defer { channel.close() }
+        let reply = try await channel.unary("/test.Echo/Metadata", OutgoingMessage(bytes: []), metadata: [("x-token", "s3cret")])
+        #expect(String(decoding: reply.bytes, as: UTF8.self) == "s3cret")
+    }
+
+    @Test func oversizedRequestIsRejectedWithResourceExhausted() async throws {
+        let server = try Self.echoServer()
+        defer { server.shutdown() }
+        let channel = Channel(ChannelConfiguration(target: "127.0.0.1:\(server.port)"))
+        defer { channel.close() }
+        do {
+            _ = try await channel.unary("/test.Echo/Echo", OutgoingMessage(bytes: [UInt8](repeating: 7, count: 2 << 20)))
+            Issue.record("expected failure")
+        } catch let s as RPCStatus {
+            #expect(s.code == .resourceExhausted)
+        }
+        // The server keeps serving.
+        let reply = try await channel.unary("/test.Echo/Echo", OutgoingMessage(bytes: [9]))
+        #expect(reply.bytes == [9])
+    }
+
+    @Test func deadlineExceededIsReported() async throws {
+        let server = try Self.echoServer()
+        defer { server.shutdown() }
+        let channel = Channel(ChannelConfiguration(target: "127.0.0.1:\(server.port)"))
+        defer { channel.close() }
+        do {
+            _ = try await channel.unary("/test.Echo/Slow", OutgoingMessage(bytes: [1]), timeoutMs: 50)
+            Issue.record("expected failure")
+        } catch let s as RPCStatus {
+            #expect(s.code == .deadlineExceeded)
+        }
+    }
+
+    @Test func gracefulShutdownLetsInFlightCallsFinish() async throws {
+        let server = try Self.echoServer()
+        let channel = Channel(ChannelConfiguration(target: "127.0.0.1:\(server.port)"))
+        defer { channel.close() }
+        async let slow = channel.unary("/test.Echo/Slow", OutgoingMessage(bytes: [4, 2]))
+        try await Task.sleep(nanoseconds: 100_000_000)
+        server.shutdown(graceSeconds: 5)
+        let reply = try await slow
+        #expect(reply.bytes == [4, 2])
+    }
+
+    @Test func manyConcurrentCallsAllComplete() async throws {
+        let server = try Self.echoServer()
+        defer { server.shutdown() }
+        let channel = Channel(ChannelConfiguration(target: "127.0.0.1:\(server.port)"))
+        defer { channel.close() }
+        let total = try await withThrowingTaskGroup(of: Int.self) { group in
+            for i in 0..<200 {
+                group.addTask { try await channel.unary("/test.Echo/Echo", OutgoingMessage(bytes: [UInt8(i % 256)])).bytes.count }
+            }
+            return try await group.reduce(0, +)
+        }
+        #expect(total == 200)
+    }
+}
