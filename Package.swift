@@ -26,14 +26,15 @@ let package = Package(
         .target(name: "Storage", dependencies: ["CRocksDB"]),
         .target(name: "Engine", dependencies: ["Storage", "EmbedPSWire", "CXXHash"]),
         // Services.
+        .target(name: "CLI"),
         .target(name: "Server", dependencies: ["Engine", "RPC", "EmbedPSWire"]),
         .target(name: "Client", dependencies: ["Engine", "RPC", "EmbedPSWire"]),
         .target(name: "Training", dependencies: ["Client", "COpenBLAS"]),
         // Tools.
-        .executableTarget(name: "embedps-server", dependencies: ["Server"], path: "Sources/Tools/embedps-server"),
-        .executableTarget(name: "embedps-train", dependencies: ["Training"], path: "Sources/Tools/embedps-train"),
-        .executableTarget(name: "embedps-bench", dependencies: ["Client"], path: "Sources/Tools/embedps-bench"),
-        .executableTarget(name: "embedps-admin", dependencies: ["Client"], path: "Sources/Tools/embedps-admin"),
+        .executableTarget(name: "embedps-server", dependencies: ["Server", "CLI"], path: "Sources/Tools/embedps-server"),
+        .executableTarget(name: "embedps-train", dependencies: ["Training", "CLI"], path: "Sources/Tools/embedps-train"),
+        .executableTarget(name: "embedps-bench", dependencies: ["Client", "CLI"], path: "Sources/Tools/embedps-bench"),
+        .executableTarget(name: "embedps-admin", dependencies: ["Client", "CLI"], path: "Sources/Tools/embedps-admin"),
         // Tests.
         .testTarget(name: "WireTests", dependencies: ["EmbedPSWire", "EmbedPSWireC"]),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Storage"]),

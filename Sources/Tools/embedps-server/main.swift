@@ -1,1 +1,26 @@
-print("todo")
+import Foundation
+import CLI
+import Engine
+import RPC
+import Server
+
+let usage = """
+usage: embedps-server --cluster SPEC.json --shard-index N [options]
+
+Serves one shard of an EmbedPS cluster over gRPC (service embedps.v1.Shard and grpc.health.v1.Health).
+
+options:
+  --cluster PATH         cluster spec (JSON): shard addresses and slot map (required)
+  --shard-index N        this shard's index in the spec (required)
+  --listen HOST:PORT     listen address (default: the shard's address in the spec; port 0 picks one)
+  --data-dir DIR         RocksDB directory (default: the shard's dataDir in the spec, else ./data/shard-N)
+  --durability MODE      sync (fsync WAL before ack) | async (WAL without fsync; default)
+  --cache-rows N         hot-row cache bound per table, in rows (default 1048576)
+  --threads N            completion-queue threads (default 2)
+  --max-message-mb N     largest request/response in MiB (default 64)
+  --port-file PATH       write the bound port to PATH once serving
+"""
+
+let known: Set<String> = ["cluster", "shard-index", "listen", "data-dir", "durability", "cache-rows", "threads", "max-message-mb", "port-file"]
+let options = Options(Array(CommandLine.arguments.dropFirst()), usage: usage, known: known)
+runShardServer(options)

@@ -1,0 +1,40 @@
+/// Errors of the engine. Each case maps to one gRPC status (see `statusName`) and its description names
+/// the table / id / shard and what to do.
+public enum EngineError: Error, CustomStringConvertible, Sendable, Equatable {
+    case unknownTable(String)
+    case tableExists(String)
+    case invalidSpec(table: String, message: String)
+    case wrongDimension(table: String, expected: Int, got: Int)
+    case nonFiniteGradient(table: String, id: UInt64, column: Int)
+    case malformed(String)
+    case wrongShard(table: String, id: UInt64, slot: Int, owner: Int, shard: Int, mapVersion: UInt64)
+    case tooLarge(String)
+    case storage(String)
+
+    public var description: String {
+        switch self {
+        case .unknownTable(let t): "unknown table '\(t)': create it first (embedps-admin table create) or check the name"
+        case .tableExists(let t): "table '\(t)' already exists with a different spec: drop it first or use another name"
+        case .invalidSpec(let t, let m): "invalid spec for table '\(t)': \(m)"
+        case .wrongDimension(let t, let e, let g): "table '\(t)' has dim \(e) but the request carries \(g) floats per row"
+        case .nonFiniteGradient(let t, let id, let c): "gradient for table '\(t)' id \(id) column \(c) is NaN or Inf: nothing was applied"
+        case .malformed(let m): "malformed request: \(m)"
+        case .wrongShard(let t, let id, let slot, let owner, let shard, let v):
+            "id \(id) of table '\(t)' is in slot \(slot), owned by shard \(owner), not this shard \(shard) (shard map version \(v)): refresh the shard map and retry"
+        case .tooLarge(let m): "request too large: \(m)"
+        case .storage(let m): "storage failure: \(m)"
+        }
+    }
+
+    /// The gRPC status name this error maps to.
+    public var statusName: String {
+        switch self {
+        case .unknownTable: "NOT_FOUND"
+        case .tableExists: "ALREADY_EXISTS"
+        case .invalidSpec, .wrongDimension, .nonFiniteGradient, .malformed: "INVALID_ARGUMENT"
+        case .wrongShard: "FAILED_PRECONDITION"
+        case .tooLarge: "RESOURCE_EXHAUSTED"
+        case .storage: "INTERNAL"
+        }
+    }
+}

@@ -1,0 +1,118 @@
+import Foundation
+
+/// Applies one table's optimizer to rows laid out as `[weights (dim)][state slot 0 (dim)][state slot 1 (dim)]`.
+/// Pure arithmetic on caller-owned memory; thread-safe for distinct rows.
+///
+/// - SGD: w -= lr*g
+/// - Adagrad: a += g^2; w -= lr*g / (sqrt(a) + eps)                       (slot 0 = a, starts at initial_accumulator)
+/// - Adam: t += 1; m = b1*m + (1-b1)*g; v = b2*v + (1-b2)*g^2;
+///         w -= lr * (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps)        (slot 0 = m, slot 1 = v)
+/// - FTRL-proximal (McMahan et al. 2013, with a non-zero starting weight as in TensorFlow):
+///         n' = n + g^2; sigma = (sqrt(n') - sqrt(n)) / lr; z += g - sigma*w; n = n';
+///         w = |z| <= l1 ? 0 : -(z - sign(z)*l1) / ((beta + sqrt(n)) / lr + l2)   (slot 0 = z, slot 1 = n)
+public struct SparseOptimizer: Sendable {
+    public let config: OptimizerConfig
+    public let dim: Int
+
+    public init(config: OptimizerConfig, dim: Int) { self.config = config; self.dim = dim }
+
+    /// Sets the state slots of a fresh row (weights already initialised).
+    public func initializeState(_ row: UnsafeMutablePointer<Float>) {
+        switch config.kind {
+        case .sgd: break
+        case .adagrad: (row + dim).update(repeating: config.initialAccumulator, count: dim)
+        case .adam: (row + dim).update(repeating: 0, count: 2 * dim)
+        case .ftrl:
+            (row + dim).update(repeating: 0, count: dim)
+            (row + 2 * dim).update(repeating: config.initialAccumulator, count: dim)
+        }
+    }
+
+    /// Applies gradient `g` (dim floats) to `row`; `step` is the row's update count (Adam uses it).
+    @inline(__always)
+    public func apply(_ row: UnsafeMutablePointer<Float>, gradient g: UnsafePointer<Float>, step: inout UInt32) {
+        let lr = config.learningRate
+        step &+= 1
+        switch config.kind {
+        case .sgd:
+            for j in 0..<dim { row[j] -= lr * g[j] }
+        case .adagrad:
+            let a = row + dim, eps = config.epsilon
+            for j in 0..<dim {
+                a[j] += g[j] * g[j]
+                row[j] -= lr * g[j] / (a[j].squareRoot() + eps)
+            }
+        case .adam:
+            let m = row + dim, v = row + 2 * dim
+            let b1 = config.beta1, b2 = config.beta2, eps = config.epsilon
+            let t = Double(step)
+            let c1 = Float(1 - pow(Double(b1), t)), c2 = Float(1 - pow(Double(b2), t))
+            for j in 0..<dim {
+                m[j] = b1 * m[j] + (1 - b1) * g[j]
+                v[j] = b2 * v[j] + (1 - b2) * g[j] * g[j]
+                row[j] -= lr * (m[j] / c1) / ((v[j] / c2).squareRoot() + eps)
+            }
+        case .ftrl:
+            let z = row + dim, n = row + 2 * dim
+            let l1 = config.l1, l2 = config.l2, beta = config.beta
+            for j in 0..<dim {
+                let nNew = n[j] + g[j] * g[j]
+                let sigma = (nNew.squareRoot() - n[j].squareRoot()) / lr
+                z[j] += g[j] - sigma * row[j]
+                n[j] = nNew
+                if abs(z[j]) <= l1 {
+                    row[j] = 0
+                } else {
+                    let sign: Float = z[j] < 0 ? -1 : 1
+                    row[j] = -(z[j] - sign * l1) / ((beta + nNew.squareRoot()) / lr + l2)
+                }
+            }
+        }
+    }
+}
+
+/// Deterministic initial weights: a pure function of (initializer seed, row key, column), so every shard,
+/// replica and restart gives an unseen row the same value without storing it.
+/// Generator: SplitMix64 seeded with XXH64(row key, seed). Uniform: low + (high-low) * (x >> 40) / 2^24.
+/// Normal: Box-Muller on pairs of 53-bit uniforms in (0, 1].
+public struct RowInitializer: Sendable {
+    public let config: InitializerConfig
+    public let dim: Int
+    public init(config: InitializerConfig, dim: Int) { self.config = config; self.dim = dim }
+
+    @inline(__always) static func splitmix(_ state: inout UInt64) -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+
+    public func fill(_ row: UnsafeMutablePointer<Float>, rowKey: UInt64) {
+        var state = EmbedHash.xxh64(rowKey, seed: config.seed)
+        switch config.kind {
+        case .zeros:
+            row.update(repeating: 0, count: dim)
+        case .uniform:
+            let span = config.high - config.low
+            for j in 0..<dim {
+                let u = Float(Self.splitmix(&state) >> 40) * (1.0 / 16_777_216.0)
+                row[j] = config.low + span * u
+            }
+        case .normal:
+            var j = 0
+            while j < dim {
+                let u1 = (Double(Self.splitmix(&state) >> 11) + 1) * 0x1p-53
+                let u2 = Double(Self.splitmix(&state) >> 11) * 0x1p-53
+                let r = (-2 * log(u1)).squareRoot()
+                row[j] = config.mean + config.stddev * Float(r * cos(2 * .pi * u2))
+                if j + 1 < dim { row[j + 1] = config.mean + config.stddev * Float(r * sin(2 * .pi * u2)) }
+                j += 2
+            }
+        }
+    }
+
+    public func values(rowKey: UInt64) -> [Float] {
+        [Float](unsafeUninitializedCapacity: dim) { b, n in fill(b.baseAddress!, rowKey: rowKey); n = dim }
+    }
+}

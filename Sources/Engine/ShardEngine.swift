@@ -1,0 +1,184 @@
+import Foundation
+import Storage
+import EmbedPSWire
+
+/// Durability of acknowledged pushes. `sync`: the WAL is fsynced before a push is acknowledged (survives
+/// power loss and kill -9). `async`: the WAL is written but not fsynced per batch (survives a process
+/// crash or kill -9, since the OS holds the written WAL; a machine crash may lose the last moments).
+public enum Durability: String, Sendable, CaseIterable {
+    case sync, async
+}
+
+/// Configuration of one shard's engine.
+public struct ShardEngineConfiguration: Sendable {
+    public var dataDirectory: String
+    public var shardIndex: Int
+    public var slotMap: SlotMap
+    public var durability: Durability = .async
+    /// Hot-row cache bound per table, in rows.
+    public var cacheRowsPerTable: Int = 1 << 20
+    /// Largest number of ids in one request.
+    public var maxIdsPerRequest: Int = 1 << 20
+    public init(dataDirectory: String, shardIndex: Int, slotMap: SlotMap) {
+        self.dataDirectory = dataDirectory; self.shardIndex = shardIndex; self.slotMap = slotMap
+    }
+}
+
+/// All tables of one shard over one RocksDB database (one column family per table, specs persisted in
+/// the default family). Enforces slot ownership, validates requests before touching state, and routes
+/// them to tables. Thread-safe: the table registry is behind a lock; tables synchronise themselves.
+public final class ShardEngine: @unchecked Sendable {
+    public let configuration: ShardEngineConfiguration
+    private let db: RocksDatabase
+    private let lock = NSLock()
+    private var tables: [String: EmbeddingTable] = [:]
+
+    private static let specPrefix = "table/"
+    private static let familyPrefix = "table."
+    private static let shardIndexKey = Array("shard/index".utf8)
+
+    public init(_ configuration: ShardEngineConfiguration) throws {
+        self.configuration = configuration
+        do { db = try RocksDatabase(path: configuration.dataDirectory) } catch { throw EngineError.storage("\(error)") }
+        // A data directory belongs to one shard index: refuse to serve another shard's rows.
+        let stored = try db.get(db.defaultFamily, key: Self.shardIndexKey)
+        if let stored, let idx = Int(String(decoding: stored, as: UTF8.self)), idx != configuration.shardIndex {
+            db.close()
+            throw EngineError.invalidSpec(table: "-", message: "data directory \(configuration.dataDirectory) belongs to shard \(idx), not shard \(configuration.shardIndex): pass the right --shard-index or --data-dir")
+        }
+        if stored == nil {
+            let b = WriteBatch(); b.put(db.defaultFamily, key: Self.shardIndexKey, value: Array(String(configuration.shardIndex).utf8))
+            try db.write(b, sync: true)
+        }
+        var specs: [TableSpec] = []
+        try db.scan(db.defaultFamily, from: Array(Self.specPrefix.utf8)) { k, v in
+            guard k.starts(with: Self.specPrefix.utf8) else { return false }
+            specs.append(try TableSpec(wire: try WireTableSpec(decoding: v)))
+            return true
+        }
+        for spec in specs {
+            let family = try db.createColumnFamily(Self.familyPrefix + spec.name)
+            tables[spec.name] = try EmbeddingTable(spec: spec, family: family, db: db, cacheRows: configuration.cacheRowsPerTable,
+                                                   sync: configuration.durability == .sync)
+        }
+    }
+
+    /// Closes the database. Call after the server stopped serving.
+    public func close() { db.close() }
+
+    private func table(_ name: String) throws(EngineError) -> EmbeddingTable {
+        guard let t = lock.withLock({ tables[name] }) else { throw .unknownTable(name) }
+        return t
+    }
+
+    /// Creates a table; returns false when an identical table exists. Throws `tableExists` for a different spec.
+    public func createTable(_ spec: TableSpec) throws(EngineError) -> Bool {
+        let spec = try spec.validated()
+        lock.lock(); defer { lock.unlock() }
+        if let existing = tables[spec.name] {
+            guard existing.spec == spec else { throw .tableExists(spec.name) }
+            return false
+        }
+        do {
+            let family = try db.createColumnFamily(Self.familyPrefix + spec.name)
+            let b = WriteBatch()
+            b.put(db.defaultFamily, key: Array((Self.specPrefix + spec.name).utf8), value: spec.wire.encoded())
+            try db.write(b, sync: true)
+            tables[spec.name] = try EmbeddingTable(spec: spec, family: family, db: db, cacheRows: configuration.cacheRowsPerTable,
+                                                   sync: configuration.durability == .sync)
+        } catch let e as EngineError { throw e } catch { throw .storage("\(error)") }
+        return true
+    }
+
+    /// Drops a table and its rows; returns false when it did not exist.
+    public func dropTable(_ name: String) throws(EngineError) -> Bool {
+        lock.lock(); defer { lock.unlock() }
+        guard let t = tables.removeValue(forKey: name) else { return false }
+        t.markDropped()
+        do {
+            let b = WriteBatch(); b.delete(db.defaultFamily, key: Array((Self.specPrefix + name).utf8))
+            try db.write(b, sync: true)
+            try db.dropColumnFamily(Self.familyPrefix + name)
+        } catch { throw .storage("\(error)") }
+        return true
+    }
+
+    public func tableNames() -> [String] { lock.withLock { tables.keys.sorted() } }
+    public func spec(of name: String) throws(EngineError) -> TableSpec { try table(name).spec }
+    public func snapshot(of name: String) throws(EngineError) -> TableSnapshot { try table(name).snapshot() }
+    public func snapshots() -> [TableSnapshot] { lock.withLock { tables.values.map { $0 } }.map { $0.snapshot() }.sorted { $0.spec.name < $1.spec.name } }
+    public var bytesOnDisk: UInt64 { db.columnFamilyNames.compactMap { db.columnFamily($0) }.reduce(0) { $0 + db.bytesUsed($1) } }
+
+    /// Row keys of `ids`, checking that this shard owns each one's slot.
+    private func ownedKeys(_ t: EmbeddingTable, _ ids: UnsafeBufferPointer<UInt64>) throws(EngineError) -> [UInt64] {
+        guard ids.count <= configuration.maxIdsPerRequest else {
+            throw .tooLarge("\(ids.count) ids in one request; the limit is \(configuration.maxIdsPerRequest): split the batch")
+        }
+        let map = configuration.slotMap, me = configuration.shardIndex
+        var keys = [UInt64](repeating: 0, count: ids.count)
+        for i in 0..<ids.count {
+            let k = t.addressing.rowKey(ids[i])
+            let slot = t.addressing.slot(ofRowKey: k)
+            let owner = map.owner(ofSlot: slot)
+            if owner != me {
+                throw .wrongShard(table: t.spec.name, id: ids[i], slot: Int(slot), owner: owner, shard: me, mapVersion: map.version)
+            }
+            keys[i] = k
+        }
+        return keys
+    }
+
+    /// Dimension of a table (to size a pull response before filling it).
+    public func dim(of name: String) throws(EngineError) -> Int { try table(name).dim }
+
+    /// Writes the rows of `ids` (in order, duplicates allowed) to `out` (ids.count * dim floats).
+    public func pull(table name: String, ids: UnsafeBufferPointer<UInt64>, into out: UnsafeMutablePointer<Float>) throws(EngineError) {
+        let t = try table(name)
+        let keys = try ownedKeys(t, ids)
+        try keys.withUnsafeBufferPointer { (k) throws(EngineError) in try t.pull(keys: k, into: out) }
+    }
+
+    /// Validates and applies a push: `gradientBytes` holds ids.count * dim little-endian float32.
+    /// Duplicate ids (and ids hashing to the same row) are summed first. All or nothing.
+    public func push(table name: String, ids: UnsafeBufferPointer<UInt64>, gradientBytes: UnsafeRawBufferPointer) throws(EngineError) -> Int {
+        let t = try table(name)
+        let dim = t.dim
+        guard gradientBytes.count == ids.count * dim * 4 else {
+            let per = ids.isEmpty ? gradientBytes.count / 4 : gradientBytes.count / 4 / ids.count
+            if ids.isEmpty || gradientBytes.count % (4 * ids.count) != 0 {
+                throw .malformed("table '\(name)': \(gradientBytes.count) gradient bytes for \(ids.count) ids of dim \(dim) (expected \(ids.count * dim * 4))")
+            }
+            throw .wrongDimension(table: name, expected: dim, got: per)
+        }
+        guard !ids.isEmpty else { return 0 }
+        let keys = try ownedKeys(t, ids)
+        // Aggregate duplicate row keys, checking every value is finite before anything changes.
+        var position: [UInt64: Int] = [:]
+        position.reserveCapacity(keys.count)
+        var unique: [UInt64] = []
+        unique.reserveCapacity(keys.count)
+        let sums = UnsafeMutablePointer<Float>.allocate(capacity: keys.count * dim)
+        defer { sums.deallocate() }
+        for i in 0..<keys.count {
+            let src = gradientBytes.baseAddress! + i * dim * 4
+            if let p = position[keys[i]] {
+                let dst = sums + p * dim
+                for c in 0..<dim { dst[c] += src.loadUnaligned(fromByteOffset: c * 4, as: Float.self) }
+            } else {
+                let p = unique.count
+                position[keys[i]] = p; unique.append(keys[i])
+                (sums + p * dim).withMemoryRebound(to: UInt8.self, capacity: dim * 4) {
+                    $0.update(from: src.assumingMemoryBound(to: UInt8.self), count: dim * 4)
+                }
+            }
+        }
+        for p in 0..<unique.count {
+            let row = sums + p * dim
+            for c in 0..<dim where !row[c].isFinite {
+                let id = ids[(0..<keys.count).first { keys[$0] == unique[p] } ?? 0]
+                throw .nonFiniteGradient(table: name, id: id, column: c)
+            }
+        }
+        return try t.push(keys: unique, gradients: sums)
+    }
+}

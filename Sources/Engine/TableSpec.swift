@@ -1,0 +1,155 @@
+import EmbedPSWire
+
+/// Server-side sparse optimizer of a table.
+public enum OptimizerKind: UInt8, Sendable, CaseIterable, CustomStringConvertible {
+    case sgd = 1, adagrad = 2, adam = 3, ftrl = 4
+    /// Float slots of optimizer state per weight.
+    public var stateSlots: Int {
+        switch self { case .sgd: 0; case .adagrad: 1; case .adam: 2; case .ftrl: 2 }
+    }
+    public var description: String {
+        switch self { case .sgd: "sgd"; case .adagrad: "adagrad"; case .adam: "adam"; case .ftrl: "ftrl" }
+    }
+    public init?(name: String) {
+        guard let k = Self.allCases.first(where: { $0.description == name.lowercased() }) else { return nil }
+        self = k
+    }
+}
+
+public enum InitializerKind: UInt8, Sendable, CaseIterable, CustomStringConvertible {
+    case zeros = 1, uniform = 2, normal = 3
+    public var description: String {
+        switch self { case .zeros: "zeros"; case .uniform: "uniform"; case .normal: "normal" }
+    }
+}
+
+public enum HashMode: UInt8, Sendable, CustomStringConvertible {
+    case collisionFree = 1, fixedBudget = 2
+    public var description: String { self == .collisionFree ? "collision-free" : "fixed-budget" }
+}
+
+/// Optimizer hyper-parameters with defaults filled in. Invariant (after `TableSpec.validated`): finite,
+/// learningRate > 0, betas in [0, 1), epsilon > 0, l1/l2 >= 0.
+public struct OptimizerConfig: Sendable, Equatable {
+    public var kind: OptimizerKind
+    public var learningRate: Float
+    public var initialAccumulator: Float = 0
+    public var beta1: Float = 0.9
+    public var beta2: Float = 0.999
+    public var epsilon: Float = 1e-8
+    public var l1: Float = 0
+    public var l2: Float = 0
+    public var beta: Float = 1
+    public init(kind: OptimizerKind, learningRate: Float) {
+        self.kind = kind; self.learningRate = learningRate
+        if kind == .adagrad { epsilon = 1e-10 }
+    }
+}
+
+public struct InitializerConfig: Sendable, Equatable {
+    public var kind: InitializerKind = .zeros
+    public var low: Float = 0
+    public var high: Float = 0
+    public var mean: Float = 0
+    public var stddev: Float = 0
+    public var seed: UInt64 = 0
+    public init() {}
+    public static func uniform(_ low: Float, _ high: Float, seed: UInt64) -> InitializerConfig {
+        var c = InitializerConfig(); c.kind = .uniform; c.low = low; c.high = high; c.seed = seed; return c
+    }
+    public static func normal(mean: Float, stddev: Float, seed: UInt64) -> InitializerConfig {
+        var c = InitializerConfig(); c.kind = .normal; c.mean = mean; c.stddev = stddev; c.seed = seed; return c
+    }
+}
+
+/// A validated table definition. Invariant: every value satisfies the rules in `validated()`; two shards
+/// holding the same name hold equal specs.
+public struct TableSpec: Sendable, Equatable {
+    public var name: String
+    public var dim: Int
+    public var hashMode: HashMode = .collisionFree
+    public var rowBudget: UInt64 = 0
+    public var hashSeed: UInt64 = 0
+    public var optimizer: OptimizerConfig
+    public var initializer = InitializerConfig()
+
+    public init(name: String, dim: Int, optimizer: OptimizerConfig, initializer: InitializerConfig = InitializerConfig()) {
+        self.name = name; self.dim = dim; self.optimizer = optimizer; self.initializer = initializer
+    }
+
+    /// Floats stored per row: weights then optimizer state.
+    public var rowFloats: Int { dim * (1 + optimizer.kind.stateSlots) }
+
+    public static let maxDim = 65536
+
+    /// Checks every field; throws `EngineError.invalidSpec` naming the field.
+    public func validated() throws(EngineError) -> TableSpec {
+        func bad(_ m: String) -> EngineError { .invalidSpec(table: name, message: m) }
+        guard !name.isEmpty, name.utf8.count <= 128,
+              name.utf8.allSatisfy({ ($0 >= 48 && $0 <= 57) || ($0 >= 65 && $0 <= 90) || ($0 >= 97 && $0 <= 122) || $0 == 95 || $0 == 46 || $0 == 45 }) else {
+            throw bad("table name must be 1-128 characters of [A-Za-z0-9_.-]")
+        }
+        guard dim >= 1, dim <= Self.maxDim else { throw bad("dim \(dim) must be 1...\(Self.maxDim)") }
+        if hashMode == .fixedBudget, rowBudget == 0 { throw bad("fixed-budget hashing needs row_budget > 0") }
+        let o = optimizer
+        guard o.learningRate.isFinite, o.learningRate > 0 else { throw bad("learning_rate \(o.learningRate) must be > 0") }
+        for (n, v) in [("initial_accumulator", o.initialAccumulator), ("epsilon", o.epsilon), ("l1", o.l1), ("l2", o.l2), ("beta", o.beta)] {
+            guard v.isFinite, v >= 0 else { throw bad("\(n) \(v) must be finite and >= 0") }
+        }
+        guard o.beta1 >= 0, o.beta1 < 1, o.beta2 >= 0, o.beta2 < 1 else { throw bad("beta1/beta2 must be in [0, 1)") }
+        if o.kind == .adam || o.kind == .adagrad { guard o.epsilon > 0 else { throw bad("epsilon must be > 0") } }
+        let i = initializer
+        switch i.kind {
+        case .zeros: break
+        case .uniform: guard i.low.isFinite, i.high.isFinite, i.low < i.high else { throw bad("uniform initializer needs low < high") }
+        case .normal: guard i.mean.isFinite, i.stddev.isFinite, i.stddev > 0 else { throw bad("normal initializer needs stddev > 0") }
+        }
+        return self
+    }
+}
+
+extension TableSpec {
+    /// Builds and validates a spec from its wire form, filling optimizer defaults for zero fields.
+    public init(wire w: WireTableSpec) throws(EngineError) {
+        guard let kind = OptimizerKind(rawValue: UInt8(truncatingIfNeeded: w.optimizer.kind)), w.optimizer.kind <= 255 else {
+            throw .invalidSpec(table: w.name, message: "optimizer kind \(w.optimizer.kind) is not SGD(1), ADAGRAD(2), ADAM(3) or FTRL(4)")
+        }
+        var o = OptimizerConfig(kind: kind, learningRate: w.optimizer.learningRate)
+        o.initialAccumulator = w.optimizer.initialAccumulator
+        if w.optimizer.beta1 != 0 { o.beta1 = w.optimizer.beta1 }
+        if w.optimizer.beta2 != 0 { o.beta2 = w.optimizer.beta2 }
+        if w.optimizer.epsilon != 0 { o.epsilon = w.optimizer.epsilon }
+        if w.optimizer.beta != 0 { o.beta = w.optimizer.beta }
+        o.l1 = w.optimizer.l1; o.l2 = w.optimizer.l2
+        var i = InitializerConfig()
+        switch w.initializer.kind {
+        case 0, 1: i.kind = .zeros
+        case 2: i.kind = .uniform
+        case 3: i.kind = .normal
+        default: throw .invalidSpec(table: w.name, message: "initializer kind \(w.initializer.kind) is not ZEROS(1), UNIFORM(2) or NORMAL(3)")
+        }
+        i.low = w.initializer.low; i.high = w.initializer.high; i.mean = w.initializer.mean
+        i.stddev = w.initializer.stddev; i.seed = w.initializer.seed
+        self.init(name: w.name, dim: Int(w.dim), optimizer: o, initializer: i)
+        switch w.hashMode {
+        case 0, 1: hashMode = .collisionFree
+        case 2: hashMode = .fixedBudget
+        default: throw .invalidSpec(table: w.name, message: "hash mode \(w.hashMode) is not COLLISION_FREE(1) or FIXED_BUDGET(2)")
+        }
+        rowBudget = w.rowBudget; hashSeed = w.hashSeed
+        self = try validated()
+    }
+
+    public var wire: WireTableSpec {
+        var w = WireTableSpec()
+        w.name = name; w.dim = UInt32(dim); w.hashMode = UInt32(hashMode.rawValue); w.rowBudget = rowBudget; w.hashSeed = hashSeed
+        w.optimizer.kind = UInt32(optimizer.kind.rawValue); w.optimizer.learningRate = optimizer.learningRate
+        w.optimizer.initialAccumulator = optimizer.initialAccumulator; w.optimizer.beta1 = optimizer.beta1
+        w.optimizer.beta2 = optimizer.beta2; w.optimizer.epsilon = optimizer.epsilon; w.optimizer.l1 = optimizer.l1
+        w.optimizer.l2 = optimizer.l2; w.optimizer.beta = optimizer.beta
+        w.initializer.kind = UInt32(initializer.kind.rawValue); w.initializer.low = initializer.low
+        w.initializer.high = initializer.high; w.initializer.mean = initializer.mean
+        w.initializer.stddev = initializer.stddev; w.initializer.seed = initializer.seed
+        return w
+    }
+}

@@ -1,0 +1,133 @@
+import Foundation
+import RPC
+import Engine
+import EmbedPSWire
+
+extension EngineError: RPCStatusConvertible {
+    public var rpcStatus: RPCStatus {
+        let code: StatusCode = switch self {
+        case .unknownTable: .notFound
+        case .tableExists: .alreadyExists
+        case .invalidSpec, .wrongDimension, .nonFiniteGradient, .malformed: .invalidArgument
+        case .wrongShard: .failedPrecondition
+        case .tooLarge: .resourceExhausted
+        case .storage: .internalError
+        }
+        return RPCStatus(code, description)
+    }
+}
+
+extension WireError: RPCStatusConvertible {
+    public var rpcStatus: RPCStatus { RPCStatus(.invalidArgument, description) }
+}
+
+/// Full method paths of the shard service (see Protos/embedps.proto).
+public enum ShardMethod {
+    public static let pull = "/embedps.v1.Shard/Pull"
+    public static let push = "/embedps.v1.Shard/Push"
+    public static let createTable = "/embedps.v1.Shard/CreateTable"
+    public static let describeTable = "/embedps.v1.Shard/DescribeTable"
+    public static let listTables = "/embedps.v1.Shard/ListTables"
+    public static let dropTable = "/embedps.v1.Shard/DropTable"
+    public static let shardStatus = "/embedps.v1.Shard/ShardStatus"
+    public static let healthCheck = "/grpc.health.v1.Health/Check"
+}
+
+extension TableSnapshot {
+    var wire: WireTableStats {
+        var w = WireTableStats()
+        w.spec = spec.wire; w.rows = rows; w.cachedRows = cachedRows; w.bytesOnDisk = bytesOnDisk
+        w.pulls = pulls; w.pushes = pushes; w.rowsPulled = rowsPulled; w.rowsPushed = rowsPushed
+        return w
+    }
+}
+
+/// The shard service: decodes each RPC, calls the engine, encodes the answer. Stateless apart from the
+/// request meter; thread-safe because the engine is.
+public final class ShardService: Sendable {
+    public let engine: ShardEngine
+    public let meter = RequestMeter()
+    let maxMessageBytes: Int
+
+    public init(engine: ShardEngine, maxMessageBytes: Int) {
+        self.engine = engine; self.maxMessageBytes = maxMessageBytes
+    }
+
+    /// Registers every method of the shard and health services on `server`.
+    public func register(on server: Server) {
+        let engine = self.engine, meter = self.meter, maxBytes = maxMessageBytes
+        server.register(ShardMethod.pull) { _, message in
+            let start = RequestMeter.now()
+            var rows = 0
+            let out = try message.withUnsafeBytes { bytes in
+                try RowMessageDecoder.withPullRequest(bytes) { req in
+                    let dim = try engine.dim(of: req.table)
+                    let size = RowMessageEncoder.pullResponseSize(count: req.ids.count, dim: dim)
+                    guard size <= maxBytes else {
+                        throw EngineError.tooLarge("pulling \(req.ids.count) rows of dim \(dim) needs a \(size)-byte response; the limit is \(maxBytes): split the batch")
+                    }
+                    rows = req.ids.count
+                    return try OutgoingMessage(length: size) { buffer in
+                        let area = RowMessageEncoder.writePullResponse(into: buffer, count: req.ids.count, dim: dim)
+                        try engine.pull(table: req.table, ids: req.ids, into: area)
+                    }
+                }
+            }
+            meter.record(rows: rows, seconds: RequestMeter.now() - start)
+            return out
+        }
+        server.register(ShardMethod.push) { _, message in
+            let start = RequestMeter.now()
+            let updated = try message.withUnsafeBytes { bytes in
+                try RowMessageDecoder.withPushRequest(bytes) { req in
+                    try engine.push(table: req.table, ids: req.ids, gradientBytes: req.gradientBytes)
+                }
+            }
+            meter.record(rows: updated, seconds: RequestMeter.now() - start)
+            return OutgoingMessage(bytes: WirePushResponse(rowsUpdated: UInt64(updated)).encoded())
+        }
+        server.register(ShardMethod.createTable) { _, message in
+            let req = try message.withUnsafeBytes { try WireCreateTableRequest(decoding: $0) }
+            let created = try engine.createTable(try TableSpec(wire: req.spec))
+            return OutgoingMessage(bytes: WireCreateTableResponse(created: created).encoded())
+        }
+        server.register(ShardMethod.describeTable) { _, message in
+            let req = try message.withUnsafeBytes { try WireTableNameRequest(decoding: $0) }
+            return OutgoingMessage(bytes: WireDescribeTableResponse(stats: try engine.snapshot(of: req.table).wire).encoded())
+        }
+        server.register(ShardMethod.listTables) { _, _ in
+            OutgoingMessage(bytes: WireListTablesResponse(tables: engine.tableNames()).encoded())
+        }
+        server.register(ShardMethod.dropTable) { _, message in
+            let req = try message.withUnsafeBytes { try WireTableNameRequest(decoding: $0) }
+            return OutgoingMessage(bytes: WireDropTableResponse(dropped: try engine.dropTable(req.table)).encoded())
+        }
+        server.register(ShardMethod.shardStatus) { _, _ in
+            OutgoingMessage(bytes: self.status().encoded())
+        }
+        server.register(ShardMethod.healthCheck) { _, message in
+            let req = try message.withUnsafeBytes { try WireHealthCheckRequest(decoding: $0) }
+            guard req.service.isEmpty || req.service == "embedps.v1.Shard" else {
+                throw RPCStatus(.notFound, "unknown service '\(req.service)': this server serves '' and 'embedps.v1.Shard'")
+            }
+            return OutgoingMessage(bytes: WireHealthCheckResponse(status: 1).encoded())
+        }
+    }
+
+    public func status() -> WireShardStatusResponse {
+        let c = engine.configuration
+        var r = WireShardStatusResponse()
+        r.shardIndex = UInt32(c.shardIndex); r.shardMapVersion = c.slotMap.version
+        r.ownedSlots = UInt32(c.slotMap.slotCount(of: c.shardIndex)); r.durability = c.durability.rawValue
+        let snaps = engine.snapshots()
+        r.tables = snaps.map(\.wire)
+        r.cacheCapacityRows = snaps.reduce(0) { $0 + $1.cacheCapacityRows }
+        let hits = snaps.reduce(0) { $0 + $1.cacheHits }, lookups = hits + snaps.reduce(0) { $0 + $1.cacheMisses }
+        r.cacheHitRate = lookups == 0 ? 0 : Double(hits) / Double(lookups)
+        let m = meter.summary()
+        r.requestsPerSecond = m.requestsPerSecond; r.rowsPerSecond = m.rowsPerSecond
+        r.latencyP50Ms = m.p50Ms; r.latencyP99Ms = m.p99Ms
+        r.uptimeSeconds = UInt64(Date().timeIntervalSince(meter.started)); r.bytesOnDisk = engine.bytesOnDisk
+        return r
+    }
+}

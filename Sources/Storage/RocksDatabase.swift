@@ -1,0 +1,212 @@
+import CRocksDB
+import Foundation
+
+/// A RocksDB column family handle owned by its `RocksDatabase`. Valid until dropped or the database closes.
+public final class ColumnFamily: @unchecked Sendable {
+    public let name: String
+    let handle: OpaquePointer
+    init(name: String, handle: OpaquePointer) { self.name = name; self.handle = handle }
+}
+
+/// One RocksDB database with column families, WAL always on. Every fallible call throws `StorageError`
+/// carrying RocksDB's message. Thread-safe (RocksDB's own guarantees); the column-family registry is behind a lock.
+public final class RocksDatabase: @unchecked Sendable {
+    public let path: String
+    private let db: OpaquePointer
+    private let options: OpaquePointer
+    private let readOptions: OpaquePointer
+    private let asyncWrite: OpaquePointer
+    private let syncWrite: OpaquePointer
+    private let lock = NSLock()
+    private var families: [String: ColumnFamily] = [:]
+    private var closed = false
+
+    /// Opens (creating if needed) the database at `path` with all its existing column families.
+    public init(path: String, writeBufferBytes: Int = 64 << 20) throws {
+        self.path = path
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        let options = rocksdb_options_create()!
+        self.options = options
+        rocksdb_options_set_create_if_missing(options, 1)
+        rocksdb_options_set_create_missing_column_families(options, 1)
+        rocksdb_options_increase_parallelism(options, 2)
+        rocksdb_options_set_compression(options, 0)  // float rows do not compress; save the CPU
+        rocksdb_options_set_write_buffer_size(options, writeBufferBytes)
+        var err: UnsafeMutablePointer<CChar>? = nil
+        var count = 0
+        var names = ["default"]
+        if let list = rocksdb_list_column_families(options, path, &count, &err) {
+            names = (0..<count).map { String(cString: list[$0]!) }
+            rocksdb_list_column_families_destroy(list, count)
+        }
+        if err != nil { rocksdb_free(err); err = nil }  // a new database has no column families yet
+        if !names.contains("default") { names.insert("default", at: 0) }
+        var handles = [OpaquePointer?](repeating: nil, count: names.count)
+        let cNames = names.map { strdup($0) }
+        defer { cNames.forEach { free($0) } }
+        let cfOptions = [OpaquePointer?](repeating: options, count: names.count)
+        let opened: OpaquePointer? = cNames.map { UnsafePointer($0) }.withUnsafeBufferPointer { np in
+            cfOptions.withUnsafeBufferPointer { op in
+                rocksdb_open_column_families(options, path, Int32(names.count), np.baseAddress, op.baseAddress, &handles, &err)
+            }
+        }
+        guard let opened, err == nil else {
+            let message = err.map { String(cString: $0) } ?? "unknown error"
+            rocksdb_free(err); rocksdb_options_destroy(options)
+            throw StorageError.openFailed(path: path, message: message)
+        }
+        db = opened
+        for (i, n) in names.enumerated() { families[n] = ColumnFamily(name: n, handle: handles[i]!) }
+        readOptions = rocksdb_readoptions_create()
+        asyncWrite = rocksdb_writeoptions_create()
+        syncWrite = rocksdb_writeoptions_create()
+        rocksdb_writeoptions_set_sync(syncWrite, 1)
+    }
+
+    deinit { close() }
+
+    /// Closes the database (flushing nothing extra: the WAL already holds every acknowledged write). Idempotent.
+    public func close() {
+        lock.lock(); defer { lock.unlock() }
+        if closed { return }
+        closed = true
+        for (_, f) in families { rocksdb_column_family_handle_destroy(f.handle) }
+        families.removeAll()
+        rocksdb_close(db)
+        rocksdb_options_destroy(options)
+        rocksdb_readoptions_destroy(readOptions)
+        rocksdb_writeoptions_destroy(asyncWrite)
+        rocksdb_writeoptions_destroy(syncWrite)
+    }
+
+    public var columnFamilyNames: [String] { lock.withLock { Array(families.keys).sorted() } }
+    public func columnFamily(_ name: String) -> ColumnFamily? { lock.withLock { families[name] } }
+    public var defaultFamily: ColumnFamily { lock.withLock { families["default"]! } }
+
+    /// Returns the named column family, creating it when absent.
+    public func createColumnFamily(_ name: String) throws -> ColumnFamily {
+        lock.lock(); defer { lock.unlock() }
+        if let f = families[name] { return f }
+        var err: UnsafeMutablePointer<CChar>? = nil
+        let h = rocksdb_create_column_family(db, options, name, &err)
+        if let err { defer { rocksdb_free(err) }; throw StorageError.columnFamily(name: name, message: String(cString: err)) }
+        let f = ColumnFamily(name: name, handle: h!)
+        families[name] = f
+        return f
+    }
+
+    /// Drops the column family and all its rows.
+    public func dropColumnFamily(_ name: String) throws {
+        lock.lock(); defer { lock.unlock() }
+        guard let f = families.removeValue(forKey: name) else { return }
+        var err: UnsafeMutablePointer<CChar>? = nil
+        rocksdb_drop_column_family(db, f.handle, &err)
+        rocksdb_column_family_handle_destroy(f.handle)
+        if let err { defer { rocksdb_free(err) }; throw StorageError.columnFamily(name: name, message: String(cString: err)) }
+    }
+
+    /// Writes a batch atomically through the WAL; `sync` fsyncs the WAL before returning.
+    public func write(_ batch: WriteBatch, sync: Bool) throws {
+        var err: UnsafeMutablePointer<CChar>? = nil
+        rocksdb_write(db, sync ? syncWrite : asyncWrite, batch.handle, &err)
+        if let err { defer { rocksdb_free(err) }; throw StorageError.writeFailed(message: String(cString: err)) }
+    }
+
+    public func get(_ family: ColumnFamily, key: [UInt8]) throws -> [UInt8]? {
+        var err: UnsafeMutablePointer<CChar>? = nil
+        var len = 0
+        let v = key.withUnsafeBytes { k in
+            rocksdb_get_cf(db, readOptions, family.handle, k.baseAddress?.assumingMemoryBound(to: CChar.self), k.count, &len, &err)
+        }
+        if let err { defer { rocksdb_free(err) }; throw StorageError.readFailed(message: String(cString: err)) }
+        guard let v else { return nil }
+        defer { rocksdb_free(v) }
+        return Array(UnsafeRawBufferPointer(start: v, count: len))
+    }
+
+    /// Reads many keys of one family. `keys` holds `count` keys of `keyLength` bytes back to back.
+    /// `found(i, bytes)` is called for each key present, in order; absent keys are skipped.
+    public func multiGet(_ family: ColumnFamily, keys: UnsafeRawBufferPointer, keyLength: Int, count: Int,
+                         found: (Int, UnsafeRawBufferPointer) throws -> Void) throws {
+        guard count > 0 else { return }
+        let keyPtrs = UnsafeMutablePointer<UnsafePointer<CChar>?>.allocate(capacity: count)
+        let keySizes = UnsafeMutablePointer<Int>.allocate(capacity: count)
+        let values = UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>.allocate(capacity: count)
+        let valueSizes = UnsafeMutablePointer<Int>.allocate(capacity: count)
+        let errs = UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>.allocate(capacity: count)
+        let cfs = UnsafeMutablePointer<OpaquePointer?>.allocate(capacity: count)
+        defer {
+            for i in 0..<count { if let v = values[i] { rocksdb_free(v) }; if let e = errs[i] { rocksdb_free(e) } }
+            keyPtrs.deallocate(); keySizes.deallocate(); values.deallocate(); valueSizes.deallocate(); errs.deallocate(); cfs.deallocate()
+        }
+        let base = keys.baseAddress!.assumingMemoryBound(to: CChar.self)
+        for i in 0..<count {
+            keyPtrs[i] = UnsafePointer(base + i * keyLength); keySizes[i] = keyLength; cfs[i] = family.handle
+            values[i] = nil; errs[i] = nil
+        }
+        cfs.withMemoryRebound(to: OpaquePointer?.self, capacity: count) { c in
+            rocksdb_multi_get_cf(db, readOptions, c, count, keyPtrs, keySizes, values, valueSizes, errs)
+        }
+        for i in 0..<count {
+            if let e = errs[i] { throw StorageError.readFailed(message: String(cString: e)) }
+            if let v = values[i] { try found(i, UnsafeRawBufferPointer(start: v, count: valueSizes[i])) }
+        }
+    }
+
+    /// Visits every (key, value) of a family in key order; return false from `body` to stop.
+    public func scan(_ family: ColumnFamily, from start: [UInt8]? = nil,
+                     _ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> Bool) throws {
+        let it = rocksdb_create_iterator_cf(db, readOptions, family.handle)!
+        defer { rocksdb_iter_destroy(it) }
+        if let start {
+            start.withUnsafeBytes { rocksdb_iter_seek(it, $0.baseAddress?.assumingMemoryBound(to: CChar.self), $0.count) }
+        } else {
+            rocksdb_iter_seek_to_first(it)
+        }
+        while rocksdb_iter_valid(it) != 0 {
+            var kl = 0, vl = 0
+            let k = rocksdb_iter_key(it, &kl), v = rocksdb_iter_value(it, &vl)
+            if try !body(UnsafeRawBufferPointer(start: k, count: kl), UnsafeRawBufferPointer(start: v, count: vl)) { return }
+            rocksdb_iter_next(it)
+        }
+        var err: UnsafeMutablePointer<CChar>? = nil
+        rocksdb_iter_get_error(it, &err)
+        if let err { defer { rocksdb_free(err) }; throw StorageError.readFailed(message: String(cString: err)) }
+    }
+
+    /// An integer RocksDB property of a family (e.g. "rocksdb.total-sst-files-size"), 0 when unavailable.
+    public func integerProperty(_ family: ColumnFamily, _ name: String) -> UInt64 {
+        guard let v = rocksdb_property_value_cf(db, family.handle, name) else { return 0 }
+        defer { rocksdb_free(v) }
+        return UInt64(String(cString: v)) ?? 0
+    }
+
+    /// Bytes of the family on disk and in memtables (estimate).
+    public func bytesUsed(_ family: ColumnFamily) -> UInt64 {
+        integerProperty(family, "rocksdb.total-sst-files-size") + integerProperty(family, "rocksdb.cur-size-all-mem-tables")
+    }
+
+    /// Compacts the whole key range of a family.
+    public func compact(_ family: ColumnFamily) {
+        rocksdb_compact_range_cf(db, family.handle, nil, 0, nil, 0)
+    }
+}
+
+/// A RocksDB write batch. Not thread-safe; build it on one thread, then `RocksDatabase.write` it.
+public final class WriteBatch {
+    let handle: OpaquePointer
+    public init() { handle = rocksdb_writebatch_create() }
+    deinit { rocksdb_writebatch_destroy(handle) }
+
+    public func put(_ family: ColumnFamily, key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
+        rocksdb_writebatch_put_cf(handle, family.handle, key.baseAddress?.assumingMemoryBound(to: CChar.self), key.count,
+                                  value.baseAddress?.assumingMemoryBound(to: CChar.self), value.count)
+    }
+    public func put(_ family: ColumnFamily, key: [UInt8], value: [UInt8]) {
+        key.withUnsafeBytes { k in value.withUnsafeBytes { v in put(family, key: k, value: v) } }
+    }
+    public func delete(_ family: ColumnFamily, key: [UInt8]) {
+        key.withUnsafeBytes { rocksdb_writebatch_delete_cf(handle, family.handle, $0.baseAddress?.assumingMemoryBound(to: CChar.self), $0.count) }
+    }
+    public var count: Int { Int(rocksdb_writebatch_count(handle)) }
+}

@@ -1,0 +1,64 @@
+import Foundation
+import CLI
+import Engine
+import RPC
+import Server
+
+/// Starts the shard and blocks until SIGINT/SIGTERM, then shuts down gracefully.
+nonisolated func runShardServer(_ options: Options) {
+    let specPath = options.required("cluster")
+    let index = options.int("shard-index", default: -1)
+    let spec: ClusterSpec
+    let map: SlotMap
+    do { spec = try ClusterSpec.load(path: specPath); map = try spec.slotMap() } catch { options.fail("\(error)") }
+    guard index >= 0, index < spec.shards.count else {
+        options.fail("--shard-index \(index) is not a shard of \(specPath) (it has \(spec.shards.count) shards)")
+    }
+    guard let durability = Durability(rawValue: options.string("durability", default: "async")) else {
+        options.fail("--durability must be sync or async")
+    }
+    let shard = spec.shards[index]
+    var engineConfig = ShardEngineConfiguration(
+        dataDirectory: options.string("data-dir") ?? shard.dataDir ?? "data/shard-\(index)", shardIndex: index, slotMap: map)
+    engineConfig.durability = durability
+    engineConfig.cacheRowsPerTable = options.int("cache-rows", default: 1 << 20)
+    let maxBytes = options.int("max-message-mb", default: 64) << 20
+
+    let engine: ShardEngine
+    do { engine = try ShardEngine(engineConfig) } catch {
+        printError("error: shard \(index) cannot open its data: \(error)")
+        exit(1)
+    }
+    var serverConfig = ServerConfiguration(address: options.string("listen") ?? shard.address)
+    serverConfig.threads = options.int("threads", default: 2)
+    serverConfig.maxMessageBytes = Int32(clamping: maxBytes)
+    let server = Server(serverConfig)
+    let service = ShardService(engine: engine, maxMessageBytes: maxBytes)
+    service.register(on: server)
+    do { try server.start() } catch {
+        printError("error: shard \(index): \(error)")
+        exit(1)
+    }
+    let host = serverConfig.address.split(separator: ":").dropLast().joined(separator: ":")
+    printFlush("embedps-server shard \(index)/\(spec.shards.count) listening on \(host):\(server.port) " +
+          "(data \(engineConfig.dataDirectory), durability \(durability.rawValue), \(map.slotCount(of: index)) slots, map version \(map.version), tables: \(engine.tableNames().joined(separator: ",")))")
+    if let portFile = options.string("port-file") {
+        try? "\(server.port)\n".write(toFile: portFile, atomically: true, encoding: .utf8)
+    }
+
+    let stop = DispatchSemaphore(value: 0)
+    signal(SIGINT, SIG_IGN); signal(SIGTERM, SIG_IGN)
+    let queue = DispatchQueue(label: "signals")
+    let sources = [SIGINT, SIGTERM].map { sig -> DispatchSourceSignal in
+        let s = DispatchSource.makeSignalSource(signal: sig, queue: queue)
+        s.setEventHandler { stop.signal() }
+        s.resume()
+        return s
+    }
+    stop.wait()
+    printFlush("embedps-server shard \(index): shutting down (draining in-flight calls)")
+    server.shutdown(graceSeconds: 10)
+    engine.close()
+    withExtendedLifetime(sources) {}
+    printFlush("embedps-server shard \(index): stopped")
+}
