@@ -39,10 +39,12 @@ public final class OutgoingMessage: @unchecked Sendable {
     public init(length: Int, fill: (UnsafeMutableRawBufferPointer) throws -> Void) rethrows {
         GRPCRuntime.ensure()
         var data: UnsafeMutablePointer<UInt8>? = nil
-        buffer = embedps_byte_buffer_alloc(length, &data)!
+        let allocated = embedps_byte_buffer_alloc(length, &data)!
+        // Fill before `self` is initialised, so a failed fill destroys the buffer here and deinit never runs.
         do { try fill(UnsafeMutableRawBufferPointer(start: data, count: length)) } catch {
-            grpc_byte_buffer_destroy(buffer); throw error
+            grpc_byte_buffer_destroy(allocated); throw error
         }
+        buffer = allocated
     }
     public convenience init(bytes: [UInt8]) {
         self.init(length: bytes.count) { dst in bytes.withUnsafeBytes { src in if !src.isEmpty { dst.copyMemory(from: src) } } }

@@ -1,0 +1,34 @@
+import Engine
+
+/// How one id batch splits over shards: the distinct ids in first-appearance order, each id's position in
+/// that list, and per shard the distinct-id indices it owns (in order). Pure; built once per request.
+struct BatchPlan {
+    /// Index into `unique` for each input position.
+    let uniqueIndex: [Int32]
+    let unique: [UInt64]
+    /// Per shard: indices into `unique`.
+    let byShard: [[Int32]]
+    /// True when the input had no duplicate ids (then uniqueIndex[i] == i).
+    let distinct: Bool
+
+    init(ids: UnsafeBufferPointer<UInt64>, route: TableRoute, slotMap: SlotMap) {
+        var position: [UInt64: Int32] = [:]
+        position.reserveCapacity(ids.count)
+        var uniqueIndex = [Int32](repeating: 0, count: ids.count)
+        var unique: [UInt64] = []
+        unique.reserveCapacity(ids.count)
+        var byShard = [[Int32]](repeating: [], count: slotMap.shardCount)
+        for i in 0..<ids.count {
+            let id = ids[i]
+            if let p = position[id] { uniqueIndex[i] = p; continue }
+            let p = Int32(unique.count)
+            position[id] = p
+            uniqueIndex[i] = p
+            unique.append(id)
+            let slot = route.addressing.slot(ofRowKey: route.addressing.rowKey(id))
+            byShard[slotMap.owner(ofSlot: slot)].append(p)
+        }
+        self.uniqueIndex = uniqueIndex; self.unique = unique; self.byShard = byShard
+        distinct = unique.count == ids.count
+    }
+}

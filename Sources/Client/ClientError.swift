@@ -1,0 +1,26 @@
+import RPC
+import Engine
+
+/// A failed client operation. Names the shard (index and address) and carries the server's status.
+public enum ClientError: Error, CustomStringConvertible, Sendable {
+    case shard(index: Int, address: String, status: RPCStatus)
+    case invalidArgument(String)
+    case inconsistentCluster(String)
+
+    public var description: String {
+        switch self {
+        case .shard(let i, let a, let s): "shard \(i) (\(a)): \(s)"
+        case .invalidArgument(let m): "invalid argument: \(m)"
+        case .inconsistentCluster(let m): "inconsistent cluster: \(m)"
+        }
+    }
+    /// The gRPC status of a shard failure, nil for local errors.
+    /// Local argument errors report INVALID_ARGUMENT, as a shard would.
+    public var status: RPCStatus? {
+        switch self {
+        case .shard(_, _, let s): s
+        case .invalidArgument(let m): RPCStatus(.invalidArgument, m)
+        case .inconsistentCluster: nil
+        }
+    }
+}

@@ -1,0 +1,171 @@
+import Foundation
+import RPC
+import Engine
+import EmbedPSWire
+
+/// Client options.
+public struct ClientOptions: Sendable {
+    /// Per-call deadline.
+    public var timeoutMs: Int64 = 30_000
+    /// Attempts per shard call on UNAVAILABLE (shard restarting or not yet up); backoff doubles from
+    /// `initialBackoffMs` up to 2 s.
+    public var attempts: Int = 8
+    public var initialBackoffMs: Int = 50
+    /// Largest message, bytes.
+    public var maxMessageBytes: Int32 = 64 << 20
+    /// Poller threads per shard channel.
+    public var pollerThreads: Int = 1
+    /// Request metadata sent with every call (e.g. auth tokens).
+    public var metadata: [(key: String, value: String)] = []
+    public init() {}
+}
+
+/// Routing facts of one table, fetched once from the cluster.
+struct TableRoute: Sendable {
+    let addressing: RowAddressing
+    let dim: Int
+}
+
+/// The cluster-aware client: the whole parameter-server API a trainer needs (ps-lite style: pull and push
+/// of id batches), plus table management.
+///
+/// Pull/push split a batch by owning shard, de-duplicate ids, fan out to shards in parallel, and merge the
+/// answers into the caller's order in one contiguous buffer. Calls that fail with UNAVAILABLE are retried
+/// with backoff. Thread-safe: any number of concurrent operations may share one client.
+public final class EmbedPSClient: @unchecked Sendable {
+    public let spec: ClusterSpec
+    public let slotMap: SlotMap
+    public let options: ClientOptions
+    private let channels: [Channel]
+    private let lock = NSLock()
+    private var routes: [String: TableRoute] = [:]
+
+    public init(spec: ClusterSpec, options: ClientOptions = ClientOptions()) throws {
+        self.spec = spec
+        self.slotMap = try spec.slotMap()
+        self.options = options
+        channels = spec.shards.map { s in
+            var c = ChannelConfiguration(target: s.address)
+            c.maxMessageBytes = options.maxMessageBytes
+            c.pollerThreads = options.pollerThreads
+            return Channel(c)
+        }
+    }
+
+    public convenience init(specPath: String, options: ClientOptions = ClientOptions()) throws {
+        try self.init(spec: try ClusterSpec.load(path: specPath), options: options)
+    }
+
+    deinit { channels.forEach { $0.close() } }
+
+    public var shardCount: Int { channels.count }
+
+    // MARK: calls
+
+    /// One unary call to one shard, retried on UNAVAILABLE.
+    func call(shard: Int, _ method: String, _ makeRequest: () throws -> OutgoingMessage) async throws -> ReceivedMessage {
+        var backoff = options.initialBackoffMs
+        var attempt = 1
+        while true {
+            do {
+                return try await channels[shard].unary(method, try makeRequest(), metadata: options.metadata, timeoutMs: options.timeoutMs)
+            } catch let s as RPCStatus {
+                if s.code == .unavailable && attempt < options.attempts {
+                    try await Task.sleep(nanoseconds: UInt64(backoff) * 1_000_000)
+                    backoff = min(backoff * 2, 2000); attempt += 1
+                    continue
+                }
+                throw ClientError.shard(index: shard, address: spec.shards[shard].address, status: s)
+            }
+        }
+    }
+
+    func callAll(_ method: String, _ request: [UInt8]) async throws -> [ReceivedMessage] {
+        try await withThrowingTaskGroup(of: (Int, ReceivedMessage).self) { group in
+            for i in 0..<channels.count {
+                group.addTask { (i, try await self.call(shard: i, method) { OutgoingMessage(bytes: request) }) }
+            }
+            var out = [ReceivedMessage?](repeating: nil, count: channels.count)
+            for try await (i, m) in group { out[i] = m }
+            return out.map { $0! }
+        }
+    }
+
+    // MARK: tables
+
+    /// Creates the table on every shard (idempotent for an identical spec).
+    public func createTable(_ spec: TableSpec) async throws {
+        let s = try spec.validated()
+        _ = try await callAll(ShardMethod.createTable, WireCreateTableRequest(spec: s.wire).encoded())
+        lock.withLock { routes[s.name] = TableRoute(addressing: RowAddressing(spec: s), dim: s.dim) }
+    }
+
+    /// Drops the table on every shard; returns true when any shard had it.
+    @discardableResult
+    public func dropTable(_ name: String) async throws -> Bool {
+        let answers = try await callAll(ShardMethod.dropTable, WireTableNameRequest(table: name).encoded())
+        lock.withLock { _ = routes.removeValue(forKey: name) }
+        return try answers.contains { try $0.withUnsafeBytes { try WireDropTableResponse(decoding: $0) }.dropped }
+    }
+
+    /// Per-shard statistics of a table, in shard order.
+    public func describeTable(_ name: String) async throws -> [WireTableStats] {
+        try await callAll(ShardMethod.describeTable, WireTableNameRequest(table: name).encoded()).map {
+            try $0.withUnsafeBytes { try WireDescribeTableResponse(decoding: $0) }.stats
+        }
+    }
+
+    /// Table names (from shard 0; every shard holds the same tables).
+    public func listTables() async throws -> [String] {
+        let m = try await call(shard: 0, ShardMethod.listTables) { OutgoingMessage(bytes: []) }
+        return try m.withUnsafeBytes { try WireListTablesResponse(decoding: $0) }.tables
+    }
+
+    /// Status of every shard, in shard order.
+    public func shardStatus() async throws -> [WireShardStatusResponse] {
+        try await callAll(ShardMethod.shardStatus, []).map { try $0.withUnsafeBytes { try WireShardStatusResponse(decoding: $0) } }
+    }
+
+    /// Health of every shard: true when it answers SERVING.
+    public func health() async -> [Bool] {
+        await withTaskGroup(of: (Int, Bool).self) { group in
+            for i in 0..<channels.count {
+                group.addTask {
+                    let ok = try? await self.channels[i].unary(ShardMethod.healthCheck, OutgoingMessage(bytes: WireHealthCheckRequest(service: "").encoded()), timeoutMs: 2000)
+                    let status = ok.flatMap { m in try? m.withUnsafeBytes { try WireHealthCheckResponse(decoding: $0) } }?.status
+                    return (i, status == 1)
+                }
+            }
+            var out = [Bool](repeating: false, count: channels.count)
+            for await (i, ok) in group { out[i] = ok }
+            return out
+        }
+    }
+
+    /// Waits until every shard reports SERVING, or throws after `timeoutSeconds`.
+    public func waitUntilHealthy(timeoutSeconds: Double) async throws {
+        let deadline = Date().addingTimeInterval(timeoutSeconds)
+        while true {
+            let h = await health()
+            if h.allSatisfy({ $0 }) { return }
+            if Date() > deadline {
+                let down = h.enumerated().filter { !$0.element }.map { "\($0.offset) (\(spec.shards[$0.offset].address))" }
+                throw ClientError.inconsistentCluster("shards not serving after \(Int(timeoutSeconds)) s: \(down.joined(separator: ", "))")
+            }
+            try await Task.sleep(nanoseconds: 100_000_000)
+        }
+    }
+
+    func route(_ table: String) async throws -> TableRoute {
+        if let r = lock.withLock({ routes[table] }) { return r }
+        let m = try await call(shard: 0, ShardMethod.describeTable) { OutgoingMessage(bytes: WireTableNameRequest(table: table).encoded()) }
+        let stats = try m.withUnsafeBytes { try WireDescribeTableResponse(decoding: $0) }.stats
+        let spec = try TableSpec(wire: stats.spec)
+        let r = TableRoute(addressing: RowAddressing(spec: spec), dim: spec.dim)
+        lock.withLock { routes[table] = r }
+        return r
+    }
+
+    /// Dimension of a table.
+    public func dim(of table: String) async throws -> Int { try await route(table).dim }
+}

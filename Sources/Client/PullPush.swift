@@ -1,0 +1,130 @@
+import Foundation
+import RPC
+import Engine
+import EmbedPSWire
+
+extension EmbedPSClient {
+    /// Pulls the rows of `ids` (any order, duplicates allowed) into `out`, which must hold ids.count * dim
+    /// floats: row i lands at out[i*dim ..< (i+1)*dim].
+    public func pull(table: String, ids: [UInt64], into out: FloatBuffer) async throws {
+        let route = try await route(table)
+        let dim = route.dim
+        guard out.count >= ids.count * dim else {
+            throw ClientError.invalidArgument("pull of \(ids.count) ids from '\(table)' (dim \(dim)) needs \(ids.count * dim) floats, buffer has \(out.count)")
+        }
+        let plan = ids.withUnsafeBufferPointer { BatchPlan(ids: $0, route: route, slotMap: slotMap) }
+        var requests: [(Int, OutgoingMessage)] = []
+        for (shard, members) in plan.byShard.enumerated() where !members.isEmpty {
+            let size = RowMessageEncoder.pullRequestSize(table: table, count: members.count)
+            requests.append((shard, OutgoingMessage(length: size) { buf in
+                RowMessageEncoder.writePullRequest(into: buf, table: table, count: members.count) { plan.unique[Int(members[$0])] }
+            }))
+        }
+        let answers = try await fanOut(requests, ShardMethod.pull)
+        // Merge: distinct rows in plan order, then expand duplicates.
+        let outBase = UnsafeMutableRawPointer(out.base)
+        for (shard, message) in answers {
+            let members = plan.byShard[shard]
+            try message.withUnsafeBytes { bytes in
+                let (rdim, values) = try RowMessageDecoder.pullResponse(bytes)
+                guard rdim == dim, values.count == members.count * dim * 4 else {
+                    throw ClientError.inconsistentCluster("shard \(shard) answered \(values.count / 4) floats of dim \(rdim) for \(members.count) rows of dim \(dim)")
+                }
+                if plan.distinct {
+                    for (k, u) in members.enumerated() {
+                        (outBase + Int(u) * dim * 4).copyMemory(from: values.baseAddress! + k * dim * 4, byteCount: dim * 4)
+                    }
+                } else {
+                    // Distinct rows go to the position of their unique index first; expanded below.
+                    for (k, u) in members.enumerated() {
+                        (outBase + Int(u) * dim * 4).copyMemory(from: values.baseAddress! + k * dim * 4, byteCount: dim * 4)
+                    }
+                }
+            }
+        }
+        if !plan.distinct {
+            // Positions i >= unique index: walk backwards so no source is overwritten before it is read.
+            for i in stride(from: ids.count - 1, through: 0, by: -1) {
+                let u = Int(plan.uniqueIndex[i])
+                if u != i { (outBase + i * dim * 4).copyMemory(from: outBase + u * dim * 4, byteCount: dim * 4) }
+            }
+        }
+    }
+
+    /// Pulls rows into a new array (ids.count * dim floats).
+    public func pull(table: String, ids: [UInt64]) async throws -> [Float] {
+        let dim = try await route(table).dim
+        let out = FloatBuffer(count: ids.count * dim)
+        try await pull(table: table, ids: ids, into: out)
+        return out.array
+    }
+
+    /// Pushes one gradient row per id (ids.count * dim floats in `gradients`). Duplicate ids are summed
+    /// here and (for ids sharing a hashed row) on the shard. Each shard applies its part whole or not at all.
+    /// Returns the rows updated across shards.
+    @discardableResult
+    public func push(table: String, ids: [UInt64], gradients: FloatBuffer) async throws -> Int {
+        let route = try await route(table)
+        let dim = route.dim
+        guard gradients.count == ids.count * dim else {
+            throw ClientError.invalidArgument("push of \(ids.count) ids to '\(table)' (dim \(dim)) needs \(ids.count * dim) gradient floats, got \(gradients.count)")
+        }
+        // Validate the whole batch before any shard sees a part of it: a shard can only reject its own part,
+        // so a NaN destined for one shard must not let another shard apply the rest.
+        for i in 0..<gradients.count where !gradients.base[i].isFinite {
+            throw ClientError.invalidArgument("gradient for table '\(table)' id \(ids[i / dim]) column \(i % dim) is NaN or Inf: nothing was sent")
+        }
+        let plan = ids.withUnsafeBufferPointer { BatchPlan(ids: $0, route: route, slotMap: slotMap) }
+        // Sum duplicates into per-unique rows (only when there are duplicates).
+        var summed: [Float] = []
+        if !plan.distinct {
+            summed = [Float](repeating: 0, count: plan.unique.count * dim)
+            for i in 0..<ids.count {
+                let u = Int(plan.uniqueIndex[i])
+                for c in 0..<dim { summed[u * dim + c] += gradients[i * dim + c] }
+            }
+        }
+        var requests: [(Int, OutgoingMessage)] = []
+        try summed.withUnsafeBufferPointer { summedBuf in
+            let source = plan.distinct ? UnsafePointer(gradients.base) : summedBuf.baseAddress!
+            for (shard, members) in plan.byShard.enumerated() where !members.isEmpty {
+                let size = RowMessageEncoder.pushRequestSize(table: table, count: members.count, dim: dim)
+                guard size <= Int(options.maxMessageBytes) else {
+                    throw ClientError.invalidArgument("push to shard \(shard) would be \(size) bytes, over the \(options.maxMessageBytes)-byte limit: split the batch")
+                }
+                requests.append((shard, OutgoingMessage(length: size) { buf in
+                    RowMessageEncoder.writePushRequest(into: buf, table: table, count: members.count, dim: dim,
+                                                       ids: { plan.unique[Int(members[$0])] },
+                                                       row: { k, dst in dst.update(from: source + Int(members[k]) * dim, count: dim) })
+                }))
+            }
+        }
+        let answers = try await fanOut(requests, ShardMethod.push)
+        var updated = 0
+        for (_, m) in answers { updated += Int(try m.withUnsafeBytes { try WirePushResponse(decoding: $0) }.rowsUpdated) }
+        return updated
+    }
+
+    /// Pushes from arrays.
+    @discardableResult
+    public func push(table: String, ids: [UInt64], gradients: [Float]) async throws -> Int {
+        try await push(table: table, ids: ids, gradients: FloatBuffer(gradients))
+    }
+
+    /// Sends prepared requests to their shards in parallel; answers in completion order.
+    func fanOut(_ requests: [(Int, OutgoingMessage)], _ method: String) async throws -> [(Int, ReceivedMessage)] {
+        if requests.count == 1 {
+            let (shard, req) = requests[0]
+            return [(shard, try await call(shard: shard, method) { req })]
+        }
+        return try await withThrowingTaskGroup(of: (Int, ReceivedMessage).self) { group in
+            for (shard, req) in requests {
+                group.addTask { (shard, try await self.call(shard: shard, method) { req }) }
+            }
+            var out: [(Int, ReceivedMessage)] = []
+            out.reserveCapacity(requests.count)
+            for try await r in group { out.append(r) }
+            return out
+        }
+    }
+}

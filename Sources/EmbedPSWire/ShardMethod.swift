@@ -1,0 +1,11 @@
+/// Full method paths of the shard service (see Protos/embedps.proto).
+public enum ShardMethod {
+    public static let pull = "/embedps.v1.Shard/Pull"
+    public static let push = "/embedps.v1.Shard/Push"
+    public static let createTable = "/embedps.v1.Shard/CreateTable"
+    public static let describeTable = "/embedps.v1.Shard/DescribeTable"
+    public static let listTables = "/embedps.v1.Shard/ListTables"
+    public static let dropTable = "/embedps.v1.Shard/DropTable"
+    public static let shardStatus = "/embedps.v1.Shard/ShardStatus"
+    public static let healthCheck = "/grpc.health.v1.Health/Check"
+}

@@ -1,0 +1,108 @@
+import Foundation
+import Engine
+import Client
+
+/// Starts real `embedps-server` processes on 127.0.0.1 (port 0, temp data dirs) for a test, and stops them.
+final class LocalCluster: @unchecked Sendable {
+    let root: URL
+    let shardCount: Int
+    let durability: String
+    let extraArgs: [String]
+    private(set) var ports: [Int]
+    private var processes: [Process?]
+    let serverSpecPath: String
+
+    static var binDirectory: URL {
+        URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().resolvingSymlinksInPath()
+    }
+    static func binary(_ name: String) -> String {
+        // The test bundle sits beside the built products (debug or release).
+        var dir = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
+        for _ in 0..<4 {
+            let candidate = dir.appendingPathComponent(name).path
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+            dir = dir.deletingLastPathComponent()
+        }
+        return URL(fileURLWithPath: FileManager.default.currentDirectoryPath).appendingPathComponent(".build/debug/\(name)").path
+    }
+
+    init(shards: Int, durability: String = "async", extraArgs: [String] = []) throws {
+        root = FileManager.default.temporaryDirectory.appendingPathComponent("embedps-test-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+        shardCount = shards; self.durability = durability; self.extraArgs = extraArgs
+        ports = Array(repeating: 0, count: shards)
+        processes = Array(repeating: nil, count: shards)
+        let spec = ClusterSpec(shards: (0..<shards).map { _ in .init(address: "127.0.0.1:0") })
+        serverSpecPath = root.appendingPathComponent("server-spec.json").path
+        try spec.encoded().write(to: URL(fileURLWithPath: serverSpecPath))
+        for i in 0..<shards { try start(i, port: 0) }
+    }
+
+    func dataDir(_ i: Int) -> String { root.appendingPathComponent("shard-\(i)").path }
+
+    /// Starts shard i on `port` (0 = any) and waits for its port file.
+    func start(_ i: Int, port: Int) throws {
+        let portFile = root.appendingPathComponent("port-\(i)").path
+        try? FileManager.default.removeItem(atPath: portFile)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: Self.binary("embedps-server"))
+        p.arguments = ["--cluster", serverSpecPath, "--shard-index", "\(i)", "--listen", "127.0.0.1:\(port)",
+                       "--data-dir", dataDir(i), "--durability", durability, "--port-file", portFile] + extraArgs
+        p.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
+        let log = root.appendingPathComponent("shard-\(i).log").path
+        FileManager.default.createFile(atPath: log, contents: nil)
+        p.standardError = FileHandle(forWritingAtPath: log)
+        try p.run()
+        processes[i] = p
+        let deadline = Date().addingTimeInterval(30)
+        while Date() < deadline {
+            if let s = try? String(contentsOfFile: portFile, encoding: .utf8), let n = Int(s.trimmingCharacters(in: .whitespacesAndNewlines)) {
+                ports[i] = n
+                return
+            }
+            if !p.isRunning {
+                let err = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+                throw ClusterSpecError("shard \(i) exited during start: \(err)")
+            }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        throw ClusterSpecError("shard \(i) did not start within 30 s")
+    }
+
+    /// The spec clients use: real addresses.
+    var clientSpec: ClusterSpec { ClusterSpec(shards: ports.map { .init(address: "127.0.0.1:\($0)") }) }
+
+    func client(_ options: ClientOptions = ClientOptions()) throws -> EmbedPSClient {
+        try EmbedPSClient(spec: clientSpec, options: options)
+    }
+
+    /// kill -9 of shard i (no shutdown, no flush).
+    func kill9(_ i: Int) {
+        guard let p = processes[i] else { return }
+        kill(p.processIdentifier, SIGKILL)
+        p.waitUntilExit()
+        processes[i] = nil
+    }
+
+    /// Graceful stop (SIGTERM) of shard i.
+    func terminate(_ i: Int) {
+        guard let p = processes[i] else { return }
+        p.terminate()
+        p.waitUntilExit()
+        processes[i] = nil
+    }
+
+    /// Restarts shard i on its previous port.
+    func restart(_ i: Int) throws { try start(i, port: ports[i]) }
+
+    func stop() {
+        for (i, p) in processes.enumerated() {
+            guard let p, p.isRunning else { continue }
+            p.terminate()
+            p.waitUntilExit()
+            processes[i] = nil
+        }
+        try? FileManager.default.removeItem(at: root)
+    }
+    deinit { stop() }
+}
