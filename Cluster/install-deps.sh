@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs the Debian packages EmbedPS builds, tests and runs with. Idempotent; needs root (or sudo).
+set -euo pipefail
+packages=(
+  libgrpc-dev            # gRPC C core (the wire)
+  librocksdb-dev         # shard storage
+  protobuf-c-compiler libprotobuf-c-dev protobuf-compiler   # wire messages + Protos/generate.sh
+  libxxhash-dev          # the pinned hash
+  libopenblas-dev        # trainer matrix products
+  python3-grpcio python3-grpc-tools python3-protobuf         # the independent-client test
+  redis-server           # embedps-bench baseline
+  zlib1g-dev
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  sudo=""; [[ $(id -u) -eq 0 ]] || sudo="sudo"
+  echo "installing: ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi

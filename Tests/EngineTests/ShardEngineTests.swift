@@ -1,0 +1,84 @@
+import Testing
+import Foundation
+@testable import Engine
+
+@Suite struct ShardEngineTests {
+    func makeEngine(shards: Int = 1, index: Int = 0, cacheRows: Int = 1 << 16) throws -> (ShardEngine, String) {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("engine-\(UUID().uuidString)").path
+        var c = ShardEngineConfiguration(dataDirectory: dir, shardIndex: index, slotMap: try .evenSplit(shards: shards))
+        c.cacheRowsPerTable = cacheRows
+        return (try ShardEngine(c), dir)
+    }
+
+    func push(_ e: ShardEngine, _ table: String, _ ids: [UInt64], _ g: [Float]) throws -> Int {
+        try ids.withUnsafeBufferPointer { i in try g.withUnsafeBytes { b in try e.push(table: table, ids: i, gradientBytes: b) } }
+    }
+    func pull(_ e: ShardEngine, _ table: String, _ ids: [UInt64]) throws -> [Float] {
+        let dim = try e.dim(of: table)
+        var out = [Float](repeating: 0, count: ids.count * dim)
+        try ids.withUnsafeBufferPointer { i in try out.withUnsafeMutableBufferPointer { try e.pull(table: table, ids: i, into: $0.baseAddress!) } }
+        return out
+    }
+
+    @Test func pushWithNaNGradientIsRejectedAndChangesNothing() throws {
+        let (e, dir) = try makeEngine()
+        defer { e.close(); try? FileManager.default.removeItem(atPath: dir) }
+        _ = try e.createTable(TableSpec(name: "t", dim: 2, optimizer: OptimizerConfig(kind: .sgd, learningRate: 1)))
+        _ = try push(e, "t", [1, 2], [1, 1, 1, 1])
+        #expect(throws: EngineError.nonFiniteGradient(table: "t", id: 2, column: 1)) { try push(e, "t", [1, 2], [5, 5, 5, .nan]) }
+        #expect(try pull(e, "t", [1, 2]) == [-1, -1, -1, -1])
+        #expect(try e.snapshot(of: "t").pushes == 1)
+    }
+
+    @Test func idsOfSlotsOwnedByAnotherShardAreRefusedWithTheMapVersion() throws {
+        let (e, dir) = try makeEngine(shards: 2, index: 0)
+        defer { e.close(); try? FileManager.default.removeItem(atPath: dir) }
+        _ = try e.createTable(TableSpec(name: "t", dim: 1, optimizer: OptimizerConfig(kind: .sgd, learningRate: 1)))
+        // slot of id 1 in table "t" is owned by shard 1 for some id among the first few: find one.
+        let a = RowAddressing(spec: try e.spec(of: "t"))
+        let foreign = try #require((UInt64(0)..<100).first { a.slot(ofRowKey: $0) >= 2048 })
+        do {
+            _ = try pull(e, "t", [foreign])
+            Issue.record("expected wrongShard")
+        } catch let err as EngineError {
+            guard case .wrongShard(_, let id, _, let owner, let shard, let version) = err else { Issue.record("\(err)"); return }
+            #expect(id == foreign && owner == 1 && shard == 0 && version == 1)
+            #expect(err.description.contains("shard map version 1"))
+        }
+    }
+
+    @Test func rowsBeyondTheCacheAreServedFromRocksDBCorrectly() throws {
+        let (e, dir) = try makeEngine(cacheRows: 8)
+        defer { e.close(); try? FileManager.default.removeItem(atPath: dir) }
+        var o = OptimizerConfig(kind: .adam, learningRate: 0.01)
+        o.beta1 = 0.5
+        _ = try e.createTable(TableSpec(name: "t", dim: 3, optimizer: o, initializer: .uniform(-1, 1, seed: 1)))
+        let ids = (0..<200).map { UInt64($0 * 3) }
+        let g = (0..<600).map { Float($0 % 7) - 3 }
+        for _ in 0..<3 { _ = try push(e, "t", ids, g) }
+        // Reference: the same optimizer applied three times from the initial row.
+        let opt = SparseOptimizer(config: try e.spec(of: "t").optimizer, dim: 3)
+        let ini = RowInitializer(config: .uniform(-1, 1, seed: 1), dim: 3)
+        var expected: [Float] = []
+        for (n, id) in ids.enumerated() {
+            var row = [Float](repeating: 0, count: 9)
+            var step: UInt32 = 0
+            row.withUnsafeMutableBufferPointer { r in
+                ini.fill(r.baseAddress!, rowKey: id); opt.initializeState(r.baseAddress!)
+                for _ in 0..<3 { Array(g[n * 3 ..< n * 3 + 3]).withUnsafeBufferPointer { opt.apply(r.baseAddress!, gradient: $0.baseAddress!, step: &step) } }
+            }
+            expected += row[0..<3]
+        }
+        #expect(try pull(e, "t", ids) == expected)
+        let snap = try e.snapshot(of: "t")
+        #expect(snap.rows == 200 && snap.cachedRows <= 8)
+    }
+
+    @Test func aDataDirectoryBelongsToOneShardIndex() throws {
+        let (e, dir) = try makeEngine(shards: 2, index: 0)
+        e.close()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let c = ShardEngineConfiguration(dataDirectory: dir, shardIndex: 1, slotMap: try .evenSplit(shards: 2))
+        #expect(throws: EngineError.self) { try ShardEngine(c) }
+    }
+}

@@ -1,0 +1,74 @@
+import Testing
+import Foundation
+@testable import Storage
+
+@Suite struct RowCodecTests {
+    @Test func rowsRoundTripWithStepAndRejectDefects() throws {
+        let codec = RowCodec(floatCount: 3, optimizerTag: 2)
+        let bytes = codec.encode(floats: [1.5, -2, 0.25], step: 7)
+        #expect(bytes.count == 8 + 12)
+        #expect(Array(bytes[0..<8]) == [1, 2, 0, 0, 7, 0, 0, 0])
+        var out = [Float](repeating: 0, count: 3)
+        let step = try bytes.withUnsafeBytes { b in try out.withUnsafeMutableBufferPointer { try codec.decode(b, into: $0.baseAddress!) } }
+        #expect(step == 7 && out == [1.5, -2, 0.25])
+        for bad in [Array(bytes.dropLast()), [9] + Array(bytes.dropFirst()), [1, 3] + Array(bytes.dropFirst(2))] {
+            #expect(throws: RowCodecError.self) {
+                try bad.withUnsafeBytes { b in try out.withUnsafeMutableBufferPointer { try codec.decode(b, into: $0.baseAddress!) } }
+            }
+        }
+    }
+
+    @Test func rowKeysSortBySlotThenKey() {
+        let keys = [(UInt16(2), UInt64(1)), (1, 500), (1, 2), (4095, 0), (0, .max)]
+        let encoded = keys.map { RowKey.encode(slot: $0.0, key: $0.1) }
+        let sorted = encoded.sorted { $0.lexicographicallyPrecedes($1) }
+        #expect(sorted.map { $0.withUnsafeBytes { RowKey.decode($0)!.slot } } == [0, 1, 1, 2, 4095])
+        #expect(sorted[1].withUnsafeBytes { RowKey.decode($0)!.key } == 2)
+    }
+}
+
+@Suite struct HotRowCacheTests {
+    @Test func cacheIsBoundedAndEvictsUnreferencedRowsFirst() {
+        let c = HotRowCache(rowFloats: 2, capacity: 3)
+        for k in UInt64(0)..<3 { let s = c.claim(k)!; c.row(s).update(repeating: Float(k), count: 2) }
+        #expect(c.count == 3)
+        // The hand clears reference bits in one sweep and takes slot 0, then keeps going round.
+        _ = c.claim(10)
+        #expect(c.lookup(0) == nil && c.count == 3)
+        _ = c.lookup(2)
+        _ = c.claim(11)
+        #expect(c.lookup(1) == nil, "row 1 was not referenced since the last sweep")
+        #expect(c.lookup(2) != nil, "row 2 was referenced and survives")
+        let s = c.lookup(2)!
+        #expect(c.row(s)[0] == 2)
+    }
+
+    @Test func zeroCapacityCachesNothing() {
+        let c = HotRowCache(rowFloats: 4, capacity: 0)
+        #expect(c.claim(1) == nil && c.count == 0)
+    }
+}
+
+@Suite struct RocksDatabaseTests {
+    @Test func columnFamiliesPersistAndBatchesApplyAtomically() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("rocks-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        do {
+            let db = try RocksDatabase(path: dir)
+            let cf = try db.createColumnFamily("t")
+            let b = WriteBatch()
+            b.put(cf, key: [1], value: [10]); b.put(cf, key: [2], value: [20])
+            try db.write(b, sync: true)
+            db.close()
+        }
+        let db = try RocksDatabase(path: dir)
+        #expect(db.columnFamilyNames == ["default", "t"])
+        let cf = try #require(db.columnFamily("t"))
+        #expect(try db.get(cf, key: [2]) == [20])
+        var seen: [[UInt8]] = []
+        try db.scan(cf) { k, _ in seen.append(Array(k)); return true }
+        #expect(seen == [[1], [2]])
+        try db.dropColumnFamily("t")
+        #expect(db.columnFamilyNames == ["default"])
+    }
+}
