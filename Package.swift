@@ -2,6 +2,12 @@
 import PackageDescription
 
 // Dependency direction: C shims -> EmbedPSWire / RPC -> Storage -> Engine -> Server / Client -> Training -> tools.
+
+/// Hot-path modules turn off dynamic exclusivity checks: their per-row loops touch class-stored buffers
+/// whose access is already serialised by the owning table's lock (documented on each type). Measured with
+/// embedps-bench: pull 1.5M -> 2.5M rows/s, push 0.35M -> 0.5M rows/s on one shard.
+let hotPath: [SwiftSetting] = [.unsafeFlags(["-enforce-exclusivity=unchecked"])]
+
 let package = Package(
     name: "EmbedPS",
     products: [
@@ -23,12 +29,12 @@ let package = Package(
         .target(name: "EmbedPSWire", dependencies: ["EmbedPSWireC"]),
         .target(name: "RPC", dependencies: ["CGRPC"]),
         // Storage and engine.
-        .target(name: "Storage", dependencies: ["CRocksDB"]),
-        .target(name: "Engine", dependencies: ["Storage", "EmbedPSWire", "CXXHash"]),
+        .target(name: "Storage", dependencies: ["CRocksDB", "CXXHash"], swiftSettings: hotPath),
+        .target(name: "Engine", dependencies: ["Storage", "EmbedPSWire", "CXXHash"], swiftSettings: hotPath),
         // Services.
         .target(name: "CLI"),
         .target(name: "Server", dependencies: ["Engine", "RPC", "EmbedPSWire"]),
-        .target(name: "Client", dependencies: ["Engine", "RPC", "EmbedPSWire"]),
+        .target(name: "Client", dependencies: ["Engine", "Storage", "RPC", "EmbedPSWire"], swiftSettings: hotPath),
         .target(name: "Training", dependencies: ["Client", "COpenBLAS"]),
         // Tools.
         .executableTarget(name: "embedps-server", dependencies: ["Server", "CLI"], path: "Sources/Tools/embedps-server"),

@@ -1,4 +1,5 @@
 import Engine
+import Storage
 
 /// How one id batch splits over shards: the distinct ids in first-appearance order, each id's position in
 /// that list, and per shard the distinct-id indices it owns (in order). Pure; built once per request.
@@ -12,17 +13,18 @@ struct BatchPlan {
     let distinct: Bool
 
     init(ids: UnsafeBufferPointer<UInt64>, route: TableRoute, slotMap: SlotMap) {
-        var position: [UInt64: Int32] = [:]
-        position.reserveCapacity(ids.count)
+        var position = UInt64Map(capacity: ids.count)
+        // Ascending input (the common case for trainers that sort their batch) is distinct without hashing.
+        var ascending = true
+        for i in 1..<max(1, ids.count) where ids[i] <= ids[i - 1] { ascending = false; break }
         var uniqueIndex = [Int32](repeating: 0, count: ids.count)
         var unique: [UInt64] = []
         unique.reserveCapacity(ids.count)
         var byShard = [[Int32]](repeating: [], count: slotMap.shardCount)
         for i in 0..<ids.count {
             let id = ids[i]
-            if let p = position[id] { uniqueIndex[i] = p; continue }
             let p = Int32(unique.count)
-            position[id] = p
+            if !ascending, let existing = position.getOrInsert(id, Int(p)) { uniqueIndex[i] = Int32(existing); continue }
             uniqueIndex[i] = p
             unique.append(id)
             let slot = route.addressing.slot(ofRowKey: route.addressing.rowKey(id))

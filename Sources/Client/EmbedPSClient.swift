@@ -126,6 +126,12 @@ public final class EmbedPSClient: @unchecked Sendable {
         try await callAll(ShardMethod.shardStatus, []).map { try $0.withUnsafeBytes { try WireShardStatusResponse(decoding: $0) } }
     }
 
+    /// Checkpoints a table (or all tables when `table` is empty) on every shard: dirty rows are written to
+    /// RocksDB and update logs trimmed.
+    public func flush(table: String = "") async throws {
+        _ = try await callAll(ShardMethod.flush, WireTableNameRequest(table: table).encoded())
+    }
+
     /// Health of every shard: true when it answers SERVING.
     public func health() async -> [Bool] {
         await withTaskGroup(of: (Int, Bool).self) { group in

@@ -104,12 +104,17 @@ public struct WireTableStats: Sendable, Equatable {
     public var pushes: UInt64 = 0
     public var rowsPulled: UInt64 = 0
     public var rowsPushed: UInt64 = 0
+    public var dirtyRows: UInt64 = 0
+    public var logBytes: UInt64 = 0
+    public var checkpoints: UInt64 = 0
+    public var cacheCapacityRows: UInt64 = 0
     public init() {}
 
     init(_ c: UnsafePointer<Embedps__V1__TableStats>?) {
         guard let c = c?.pointee else { return }
         spec = WireTableSpec(c.spec); rows = c.rows; cachedRows = c.cached_rows; bytesOnDisk = c.bytes_on_disk
         pulls = c.pulls; pushes = c.pushes; rowsPulled = c.rows_pulled; rowsPushed = c.rows_pushed
+        dirtyRows = c.dirty_rows; logBytes = c.log_bytes; checkpoints = c.checkpoints; cacheCapacityRows = c.cache_capacity_rows
     }
     func c(_ arena: CArena) -> UnsafeMutablePointer<Embedps__V1__TableStats> {
         let p = arena.allocate(Embedps__V1__TableStats())
@@ -117,6 +122,8 @@ public struct WireTableStats: Sendable, Equatable {
         p.pointee.spec = spec.c(arena); p.pointee.rows = rows; p.pointee.cached_rows = cachedRows
         p.pointee.bytes_on_disk = bytesOnDisk; p.pointee.pulls = pulls; p.pointee.pushes = pushes
         p.pointee.rows_pulled = rowsPulled; p.pointee.rows_pushed = rowsPushed
+        p.pointee.dirty_rows = dirtyRows; p.pointee.log_bytes = logBytes; p.pointee.checkpoints = checkpoints
+        p.pointee.cache_capacity_rows = cacheCapacityRows
         return p
     }
 }
@@ -317,4 +324,18 @@ public struct WireEmpty: WireMessage, Equatable {
     public init() {}
     public func encoded() -> [UInt8] { [] }
     public init(decoding bytes: UnsafeRawBufferPointer) throws {}
+}
+
+public struct WireFlushResponse: WireMessage, Equatable {
+    public var tablesFlushed: UInt32 = 0
+    public init(tablesFlushed: UInt32) { self.tablesFlushed = tablesFlushed }
+    public func encoded() -> [UInt8] {
+        encodeC { a in
+            let p = a.allocate(Embedps__V1__FlushResponse()); embedps__v1__flush_response__init(p)
+            p.pointee.tables_flushed = tablesFlushed; return p
+        }
+    }
+    public init(decoding bytes: UnsafeRawBufferPointer) throws {
+        tablesFlushed = try unpackMessage(bytes, embedps__v1__flush_response__unpack, name: "FlushResponse") { $0.pointee.tables_flushed }
+    }
 }

@@ -7,5 +7,6 @@ public enum ShardMethod {
     public static let listTables = "/embedps.v1.Shard/ListTables"
     public static let dropTable = "/embedps.v1.Shard/DropTable"
     public static let shardStatus = "/embedps.v1.Shard/ShardStatus"
+    public static let flush = "/embedps.v1.Shard/Flush"
     public static let healthCheck = "/grpc.health.v1.Health/Check"
 }

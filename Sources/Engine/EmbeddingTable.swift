@@ -7,6 +7,7 @@ public final class TableCounters: Sendable {
     let pulls = Atomic<UInt64>(0), pushes = Atomic<UInt64>(0)
     let rowsPulled = Atomic<UInt64>(0), rowsPushed = Atomic<UInt64>(0)
     let cacheHits = Atomic<UInt64>(0), cacheMisses = Atomic<UInt64>(0)
+    let checkpoints = Atomic<UInt64>(0), rowsFlushed = Atomic<UInt64>(0)
 }
 
 /// A point-in-time view of one table on one shard.
@@ -14,17 +15,28 @@ public struct TableSnapshot: Sendable {
     public let spec: TableSpec
     public let rows: UInt64
     public let cachedRows: UInt64
+    public let dirtyRows: UInt64
     public let cacheCapacityRows: UInt64
     public let bytesOnDisk: UInt64
-    public let pulls, pushes, rowsPulled, rowsPushed, cacheHits, cacheMisses: UInt64
+    public let logBytes: UInt64
+    public let pulls, pushes, rowsPulled, rowsPushed, cacheHits, cacheMisses, checkpoints, rowsFlushed: UInt64
 }
 
-/// One table's rows on one shard: RocksDB column family + hot-row cache + optimizer + initializer.
+/// One table's rows on one shard: RocksDB column family + write-back hot-row cache + update log +
+/// optimizer + initializer.
 ///
-/// Concurrency: cache hits of pulls run under the shared lock; cache misses, pushes and drops take the
-/// exclusive lock. Atomicity: a push validates everything, computes every new row into scratch memory,
-/// writes them in one WAL batch (fsynced in sync mode), and only then installs them in the cache, so a
-/// request is applied whole or not at all and an acknowledged push is durable per the shard's mode.
+/// Durability: a push is acknowledged after its record (row keys + aggregated gradients) is appended to the
+/// table's update log (fdatasync'ed in sync mode). Updated rows stay dirty in the cache; checkpoints write
+/// dirty rows to RocksDB (each row carries the sequence number of the last record applied to it) and then
+/// record the checkpoint's sequence number, after which older log segments are deleted. Recovery replays
+/// log records newer than the checkpoint, skipping rows whose stored sequence number already covers them,
+/// so replay is idempotent even after a checkpoint interrupted half-way.
+///
+/// Concurrency: cache hits of pulls run under the shared lock; misses, pushes, flushes and drop take the
+/// exclusive lock. Every RocksDB row write happens under the exclusive lock, so a stale row image can never
+/// overwrite a newer one. Checkpoints are serialised by `checkpointLock` (never taken inside `lock`).
+/// Atomicity: a push validates everything and computes all new rows into scratch memory before logging;
+/// nothing is installed unless the log append succeeded.
 final class EmbeddingTable: @unchecked Sendable {
     let spec: TableSpec
     let addressing: RowAddressing
@@ -35,24 +47,55 @@ final class EmbeddingTable: @unchecked Sendable {
     let counters = TableCounters()
     private let db: RocksDatabase
     private let cache: HotRowCache
+    private let log: UpdateLog
     private let lock = ReadWriteLock()
+    private let checkpointLock = NSLock()
+    private let markerKey: [UInt8]
     private var rowCount: UInt64 = 0
     private var dropped = false
     private let sync: Bool
+    private var logSeq: UInt64 = 0
+    private var checkpointSeq: UInt64 = 0
+    private var lastCheckpoint = Date()
 
-    init(spec: TableSpec, family: ColumnFamily, db: RocksDatabase, cacheRows: Int, sync: Bool) throws {
+    static let flushChunkRows = 4096
+
+    init(spec: TableSpec, family: ColumnFamily, db: RocksDatabase, logDirectory: String, cacheRows: Int, sync: Bool) throws {
         self.spec = spec; self.family = family; self.db = db; self.sync = sync
         addressing = RowAddressing(spec: spec)
         codec = RowCodec(floatCount: spec.rowFloats, optimizerTag: spec.optimizer.kind.rawValue)
         optimizer = SparseOptimizer(config: spec.optimizer, dim: spec.dim)
         initializer = RowInitializer(config: spec.initializer, dim: spec.dim)
         cache = HotRowCache(rowFloats: spec.rowFloats, capacity: cacheRows)
+        log = try UpdateLog(directory: logDirectory)
+        markerKey = Array("checkpoint/\(spec.name)".utf8)
         var n: UInt64 = 0
         try db.scan(family) { _, _ in n += 1; return true }
         rowCount = n
+        if let m = try db.get(db.defaultFamily, key: markerKey), m.count == 8 {
+            checkpointSeq = m.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }
+        }
+        logSeq = checkpointSeq
+        // Recovery: re-apply every logged update newer than the checkpoint.
+        let dim = spec.dim
+        logSeq = try log.replay(after: checkpointSeq) { seq, payload in
+            guard payload.count >= 4 else { throw EngineError.storage("update log record \(seq) of '\(spec.name)' is truncated") }
+            let count = Int(payload.loadUnaligned(as: UInt32.self))
+            guard payload.count == 4 + count * (8 + 4 * dim) else {
+                throw EngineError.storage("update log record \(seq) of '\(spec.name)' has \(payload.count) bytes, expected \(4 + count * (8 + 4 * dim))")
+            }
+            let keys = (0..<count).map { payload.loadUnaligned(fromByteOffset: 4 + $0 * 8, as: UInt64.self) }
+            let grads = UnsafeMutablePointer<Float>.allocate(capacity: max(1, count * dim))
+            defer { grads.deallocate() }
+            UnsafeMutableRawPointer(grads).copyMemory(from: payload.baseAddress! + 4 + count * 8, byteCount: count * dim * 4)
+            try lock.withWriteLock { () throws(EngineError) in try applyLocked(keys: keys, gradients: grads, seq: seq, logRecord: nil) }
+        }
+        try log.rotate(nextSeq: logSeq + 1)
     }
 
     var dim: Int { spec.dim }
+
+    // MARK: pull
 
     /// Fills `out[i*dim ..< (i+1)*dim]` with the row of `keys[i]`; unseen rows get their initial value (not written).
     func pull(keys: UnsafeBufferPointer<UInt64>, into out: UnsafeMutablePointer<Float>) throws(EngineError) {
@@ -77,9 +120,9 @@ final class EmbeddingTable: @unchecked Sendable {
                 try load(missing.map { keys[$0] }, into: scratch)
                 for (j, i) in missing.enumerated() {
                     (out + i * dim).update(from: scratch.row(j), count: dim)
-                    if let s = cache.claim(keys[i]) {
+                    if cache.lookup(keys[i]) == nil, let s = cache.claim(keys[i]) {
                         cache.row(s).update(from: scratch.row(j), count: spec.rowFloats)
-                        cache.setStep(s, scratch.steps[j]); cache.setPersisted(s, scratch.persisted[j])
+                        cache.set(s, step: scratch.steps[j], seq: scratch.seqs[j], exists: scratch.exists[j], dirty: false)
                     }
                 }
             }
@@ -88,14 +131,14 @@ final class EmbeddingTable: @unchecked Sendable {
         counters.rowsPulled.add(UInt64(keys.count), ordering: .relaxed)
     }
 
-    /// Reads rows not in the cache (or cached) into `scratch`: stored rows decoded, unseen rows initialised.
+    /// Reads rows into `scratch`: cached rows copied, stored rows decoded, unseen rows initialised.
     /// Caller holds the exclusive lock.
     private func load(_ keys: [UInt64], into scratch: RowScratch) throws(EngineError) {
         var dbIndex: [Int] = []
         for (j, k) in keys.enumerated() {
             if let s = cache.lookup(k) {
                 scratch.row(j).update(from: cache.row(s), count: spec.rowFloats)
-                scratch.steps[j] = cache.step(s); scratch.persisted[j] = cache.isPersisted(s)
+                scratch.steps[j] = cache.step(s); scratch.seqs[j] = cache.seq(s); scratch.exists[j] = cache.exists(s)
             } else {
                 dbIndex.append(j)
             }
@@ -110,84 +153,214 @@ final class EmbeddingTable: @unchecked Sendable {
         do {
             try db.multiGet(family, keys: UnsafeRawBufferPointer(keyBytes), keyLength: RowKey.length, count: dbIndex.count) { n, bytes in
                 let j = dbIndex[n]
-                do { scratch.steps[j] = try codec.decode(bytes, into: scratch.row(j)) } catch let e as RowCodecError {
+                do { (scratch.steps[j], scratch.seqs[j]) = try codec.decode(bytes, into: scratch.row(j)) } catch let e as RowCodecError {
                     throw EngineError.storage("table '\(spec.name)' row \(keys[j]): \(e.description)")
                 }
-                scratch.persisted[j] = true
+                scratch.exists[j] = true
                 found[n] = true
             }
         } catch let e as EngineError { throw e } catch { throw .storage("\(error)") }
         for (n, j) in dbIndex.enumerated() where !found[n] {
             initializer.fill(scratch.row(j), rowKey: keys[j])
             optimizer.initializeState(scratch.row(j))
-            scratch.steps[j] = 0; scratch.persisted[j] = false
+            scratch.steps[j] = 0; scratch.seqs[j] = 0; scratch.exists[j] = false
         }
     }
 
-    /// Applies one aggregated gradient per distinct key. `gradients` holds keys.count * dim floats.
-    /// All or nothing: on a storage error no row changes. Returns the number of rows updated.
+    // MARK: push
+
+    /// Applies one aggregated gradient per distinct key (`gradients`: keys.count * dim floats), logging the
+    /// update first. All or nothing. Returns the number of rows updated.
     func push(keys: [UInt64], gradients: UnsafePointer<Float>) throws(EngineError) -> Int {
-        let dim = spec.dim, rf = spec.rowFloats
-        let scratch = RowScratch(rowFloats: rf, count: keys.count)
-        let valueLength = codec.encodedLength
+        let dim = spec.dim
+        // The log record: count, keys, aggregated gradients.
+        let record = UnsafeMutableRawBufferPointer.allocate(byteCount: 4 + keys.count * (8 + 4 * dim), alignment: 8)
+        defer { record.deallocate() }
+        record.storeBytes(of: UInt32(keys.count), as: UInt32.self)
+        keys.withUnsafeBytes { (record.baseAddress! + 4).copyMemory(from: $0.baseAddress!, byteCount: keys.count * 8) }
+        (record.baseAddress! + 4 + keys.count * 8).copyMemory(from: gradients, byteCount: keys.count * dim * 4)
         try lock.withWriteLock { () throws(EngineError) in
             if dropped { throw .unknownTable(spec.name) }
-            try load(keys, into: scratch)
-            for j in 0..<keys.count {
-                optimizer.apply(scratch.row(j), gradient: gradients + j * dim, step: &scratch.steps[j])
-            }
-            let batch = WriteBatch()
-            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: keys.count * (RowKey.length + valueLength), alignment: 8)
-            defer { buffer.deallocate() }
-            for j in 0..<keys.count {
-                let k = buffer.baseAddress! + j * (RowKey.length + valueLength)
-                RowKey.write(slot: addressing.slot(ofRowKey: keys[j]), key: keys[j], to: k)
-                codec.encode(floats: scratch.row(j), step: scratch.steps[j], into: k + RowKey.length)
-                batch.put(family, key: UnsafeRawBufferPointer(start: k, count: RowKey.length),
-                          value: UnsafeRawBufferPointer(start: k + RowKey.length, count: valueLength))
-            }
-            do { try db.write(batch, sync: sync) } catch { throw .storage("table '\(spec.name)': \(error)") }
-            // Durable (per the mode): now install into the cache.
-            for j in 0..<keys.count {
-                if !scratch.persisted[j] { rowCount += 1 }
-                if let s = cache.claim(keys[j]) {
-                    cache.row(s).update(from: scratch.row(j), count: rf)
-                    cache.setStep(s, scratch.steps[j]); cache.setPersisted(s, true)
-                }
-            }
+            try applyLocked(keys: keys, gradients: gradients, seq: logSeq + 1, logRecord: UnsafeRawBufferPointer(record))
         }
         counters.pushes.add(1, ordering: .relaxed)
         counters.rowsPushed.add(UInt64(keys.count), ordering: .relaxed)
         return keys.count
     }
 
-    /// Marks the table dropped (waiting for in-flight requests) and forgets cached rows.
-    func markDropped() {
-        lock.withWriteLock { dropped = true; cache.removeAll() }
+    /// Applies update `seq` to `keys` (distinct). With `logRecord`, appends it to the log before installing
+    /// anything (a live push); without, it is a replayed record and rows already covering `seq` are skipped.
+    /// Caller holds the exclusive lock.
+    private func applyLocked(keys: [UInt64], gradients: UnsafePointer<Float>, seq: UInt64, logRecord: UnsafeRawBufferPointer?) throws(EngineError) {
+        let dim = spec.dim, rf = spec.rowFloats
+        // Make room: dirty rows cannot be evicted, so flush them when this update could not fit otherwise.
+        // Write only what is needed (plus slack for the next pushes); the checkpointer does the rest.
+        if cache.capacity > 0 && cache.dirtyCount + keys.count > cache.capacity {
+            let needed = min(cache.dirtyCount, cache.dirtyCount + 2 * keys.count - cache.capacity)
+            try flushDirtyLocked(Array(cache.dirtySlots().prefix(max(needed, keys.count)).map { cache.key($0) }))
+        }
+        let scratch = RowScratch(rowFloats: rf, count: keys.count)
+        try load(keys, into: scratch)
+        var applied = [Bool](repeating: false, count: keys.count)
+        for j in 0..<keys.count where scratch.seqs[j] < seq {
+            optimizer.apply(scratch.row(j), gradient: gradients + j * dim, step: &scratch.steps[j])
+            scratch.seqs[j] = seq
+            applied[j] = true
+        }
+        if let logRecord {
+            do { try log.append(seq: seq, payload: logRecord, sync: sync) } catch { throw .storage("table '\(spec.name)': \(error)") }
+        }
+        logSeq = max(logSeq, seq)
+        // Logged: install. Rows that do not fit in the cache are written through to RocksDB.
+        var writeThrough: [Int] = []
+        for j in 0..<keys.count where applied[j] {
+            if !scratch.exists[j] { rowCount += 1 }
+            if let s = cache.claim(keys[j]) {
+                cache.row(s).update(from: scratch.row(j), count: rf)
+                cache.set(s, step: scratch.steps[j], seq: seq, exists: true, dirty: true)
+            } else {
+                writeThrough.append(j)
+            }
+        }
+        if !writeThrough.isEmpty {
+            let batch = RowBatch(codec: codec, capacity: writeThrough.count)
+            for j in writeThrough { batch.add(slot: addressing.slot(ofRowKey: keys[j]), key: keys[j], row: scratch.row(j), step: scratch.steps[j], seq: seq) }
+            try write(batch)
+        }
     }
 
+    private func write(_ batch: RowBatch) throws(EngineError) {
+        do { try batch.write(to: db, family: family) } catch { throw .storage("table '\(spec.name)': \(error)") }
+        counters.rowsFlushed.add(UInt64(batch.count), ordering: .relaxed)
+    }
+
+    /// Writes the dirty rows among `keys` to RocksDB and marks them clean. Caller holds the exclusive lock.
+    private func flushDirtyLocked(_ keys: [UInt64]) throws(EngineError) {
+        var start = 0
+        while start < keys.count {
+            let chunk = keys[start..<min(keys.count, start + Self.flushChunkRows)]
+            let batch = RowBatch(codec: codec, capacity: chunk.count)
+            var slots: [Int] = []
+            for k in chunk {
+                guard let s = cache.lookup(k), cache.isDirty(s) else { continue }
+                batch.add(slot: addressing.slot(ofRowKey: k), key: k, row: cache.row(s), step: cache.step(s), seq: cache.seq(s))
+                slots.append(s)
+            }
+            if !slots.isEmpty {
+                try write(batch)
+                slots.forEach { cache.markClean($0) }
+            }
+            start += Self.flushChunkRows
+        }
+    }
+
+    // MARK: checkpoints
+
+    /// Whether a checkpoint is due: log past `logBytesLimit`, dirty rows over 90% of the cache (so pushes do
+    /// not have to flush synchronously to make room), or dirty rows older than `maxInterval` seconds.
+    func checkpointDue(logBytesLimit: Int, maxInterval: Double) -> Bool {
+        lock.withReadLock {
+            if dropped || (cache.dirtyCount == 0 && log.bytesSinceRotation == 0) { return false }
+            return log.bytesSinceRotation >= logBytesLimit || cache.dirtyCount * 10 > cache.capacity * 9
+                || Date().timeIntervalSince(lastCheckpoint) >= maxInterval
+        }
+    }
+
+    /// Writes every dirty row to RocksDB in chunks (releasing the lock between chunks so pushes proceed),
+    /// records the checkpoint sequence durably and deletes log segments it covers.
+    func checkpoint() throws(EngineError) {
+        checkpointLock.lock(); defer { checkpointLock.unlock() }
+        let (target, dirtyKeys): (UInt64, [UInt64]) = try lock.withWriteLock { () throws(EngineError) in
+            if dropped { return (0, []) }
+            do { try log.rotate(nextSeq: logSeq + 1) } catch { throw .storage("\(error)") }
+            return (logSeq, cache.dirtySlots().map { cache.key($0) })
+        }
+        var start = 0
+        while start < dirtyKeys.count {
+            let chunk = Array(dirtyKeys[start..<min(dirtyKeys.count, start + Self.flushChunkRows)])
+            try lock.withWriteLock { () throws(EngineError) in if !dropped { try flushDirtyLocked(chunk) } }
+            start += Self.flushChunkRows
+            // pthread rwlocks do not queue fairly: without a pause the checkpointer re-takes the lock at once
+            // and waiting pushes starve for the whole checkpoint.
+            usleep(1000)
+        }
+        if lock.withReadLock({ self.dropped }) { return }
+        do {
+            // The synced marker write also makes every earlier row write durable (one WAL).
+            let b = WriteBatch()
+            var t = target
+            b.put(db.defaultFamily, key: markerKey, value: withUnsafeBytes(of: &t) { Array($0) })
+            try db.write(b, sync: true)
+        } catch { throw .storage("table '\(spec.name)' checkpoint: \(error)") }
+        lock.withWriteLock { checkpointSeq = target; lastCheckpoint = Date() }
+        log.deleteSegments(through: target)
+        counters.checkpoints.add(1, ordering: .relaxed)
+    }
+
+    /// Marks the table dropped (waiting for in-flight requests), forgets cached rows and deletes its log.
+    func markDropped() {
+        checkpointLock.lock(); defer { checkpointLock.unlock() }
+        lock.withWriteLock { dropped = true; cache.removeAll(); log.destroy() }
+    }
+
+    var markerKeyBytes: [UInt8] { markerKey }
+
     func snapshot() -> TableSnapshot {
-        let (rows, cached) = lock.withReadLock { (rowCount, UInt64(cache.count)) }
+        let (rows, cached, dirty) = lock.withReadLock { (rowCount, UInt64(cache.count), UInt64(cache.dirtyCount)) }
         let c = counters
-        return TableSnapshot(spec: spec, rows: rows, cachedRows: cached, cacheCapacityRows: UInt64(cache.capacity),
-                             bytesOnDisk: db.bytesUsed(family),
+        return TableSnapshot(spec: spec, rows: rows, cachedRows: cached, dirtyRows: dirty, cacheCapacityRows: UInt64(cache.capacity),
+                             bytesOnDisk: db.bytesUsed(family), logBytes: log.totalBytes,
                              pulls: c.pulls.load(ordering: .relaxed), pushes: c.pushes.load(ordering: .relaxed),
                              rowsPulled: c.rowsPulled.load(ordering: .relaxed), rowsPushed: c.rowsPushed.load(ordering: .relaxed),
-                             cacheHits: c.cacheHits.load(ordering: .relaxed), cacheMisses: c.cacheMisses.load(ordering: .relaxed))
+                             cacheHits: c.cacheHits.load(ordering: .relaxed), cacheMisses: c.cacheMisses.load(ordering: .relaxed),
+                             checkpoints: c.checkpoints.load(ordering: .relaxed), rowsFlushed: c.rowsFlushed.load(ordering: .relaxed))
     }
 }
 
-/// Contiguous scratch rows for one request, with per-row step and persisted flag. Freed on deinit.
+/// Encoded rows for one RocksDB write batch (keys and values in one buffer). Not thread-safe.
+final class RowBatch {
+    let codec: RowCodec
+    private let buffer: UnsafeMutableRawPointer
+    private let stride: Int
+    private(set) var count = 0
+    private let capacity: Int
+    init(codec: RowCodec, capacity: Int) {
+        self.codec = codec; self.capacity = capacity
+        stride = RowKey.length + codec.encodedLength
+        buffer = .allocate(byteCount: max(1, capacity * stride), alignment: 8)
+    }
+    deinit { buffer.deallocate() }
+    func add(slot: UInt16, key: UInt64, row: UnsafePointer<Float>, step: UInt32, seq: UInt64) {
+        precondition(count < capacity)
+        let p = buffer + count * stride
+        RowKey.write(slot: slot, key: key, to: p)
+        codec.encode(floats: row, step: step, seq: seq, into: p + RowKey.length)
+        count += 1
+    }
+    func write(to db: RocksDatabase, family: ColumnFamily) throws {
+        let b = WriteBatch()
+        for i in 0..<count {
+            let p = buffer + i * stride
+            b.put(family, key: UnsafeRawBufferPointer(start: p, count: RowKey.length),
+                  value: UnsafeRawBufferPointer(start: p + RowKey.length, count: codec.encodedLength))
+        }
+        try db.write(b, sync: false)
+    }
+}
+
+/// Contiguous scratch rows for one request, with per-row step, sequence and existence. Freed on deinit.
 final class RowScratch {
     let rowFloats: Int
     let floats: UnsafeMutablePointer<Float>
     var steps: [UInt32]
-    var persisted: [Bool]
+    var seqs: [UInt64]
+    var exists: [Bool]
     init(rowFloats: Int, count: Int) {
         self.rowFloats = rowFloats
         floats = .allocate(capacity: max(1, rowFloats * count))
         steps = [UInt32](repeating: 0, count: count)
-        persisted = [Bool](repeating: false, count: count)
+        seqs = [UInt64](repeating: 0, count: count)
+        exists = [Bool](repeating: false, count: count)
     }
     deinit { floats.deallocate() }
     @inline(__always) func row(_ j: Int) -> UnsafeMutablePointer<Float> { floats + j * rowFloats }

@@ -19,6 +19,10 @@ public struct ShardEngineConfiguration: Sendable {
     public var cacheRowsPerTable: Int = 1 << 20
     /// Largest number of ids in one request.
     public var maxIdsPerRequest: Int = 1 << 20
+    /// A table is checkpointed (dirty rows written to RocksDB, old update-log segments deleted) when its
+    /// log grew by this many bytes, when dirty rows fill half its cache, or after `checkpointIntervalSeconds`.
+    public var checkpointLogBytes: Int = 256 << 20
+    public var checkpointIntervalSeconds: Double = 60
     public init(dataDirectory: String, shardIndex: Int, slotMap: SlotMap) {
         self.dataDirectory = dataDirectory; self.shardIndex = shardIndex; self.slotMap = slotMap
     }
@@ -32,6 +36,9 @@ public final class ShardEngine: @unchecked Sendable {
     private let db: RocksDatabase
     private let lock = NSLock()
     private var tables: [String: EmbeddingTable] = [:]
+    private var checkpointer: Thread?
+    private let stopCheckpointer = DispatchSemaphore(value: 0)
+    private let checkpointerStopped = DispatchSemaphore(value: 0)
 
     private static let specPrefix = "table/"
     private static let familyPrefix = "table."
@@ -58,13 +65,58 @@ public final class ShardEngine: @unchecked Sendable {
         }
         for spec in specs {
             let family = try db.createColumnFamily(Self.familyPrefix + spec.name)
-            tables[spec.name] = try EmbeddingTable(spec: spec, family: family, db: db, cacheRows: configuration.cacheRowsPerTable,
-                                                   sync: configuration.durability == .sync)
+            tables[spec.name] = try makeTable(spec, family)
         }
     }
 
-    /// Closes the database. Call after the server stopped serving.
-    public func close() { db.close() }
+    private func logDirectory(_ table: String) -> String { configuration.dataDirectory + "/updatelog/" + table }
+
+    private func makeTable(_ spec: TableSpec, _ family: ColumnFamily) throws -> EmbeddingTable {
+        try EmbeddingTable(spec: spec, family: family, db: db, logDirectory: logDirectory(spec.name),
+                           cacheRows: configuration.cacheRowsPerTable, sync: configuration.durability == .sync)
+    }
+
+    /// Starts the background thread that checkpoints tables when due (see the configuration).
+    public func startCheckpointer() {
+        let t = Thread { [self] in
+            while stopCheckpointer.wait(timeout: .now() + 0.5) == .timedOut {
+                for table in lock.withLock({ Array(tables.values) })
+                where table.checkpointDue(logBytesLimit: configuration.checkpointLogBytes, maxInterval: configuration.checkpointIntervalSeconds) {
+                    do { try table.checkpoint() } catch {
+                        FileHandle.standardError.write(Data("checkpoint of table '\(table.spec.name)' failed (will retry): \(error)\n".utf8))
+                    }
+                }
+            }
+            checkpointerStopped.signal()
+        }
+        t.name = "checkpointer"
+        checkpointer = t
+        t.start()
+    }
+
+    /// Checkpoints one table now.
+    public func checkpoint(table name: String) throws(EngineError) { try table(name).checkpoint() }
+
+    /// Checkpoints every table now.
+    public func checkpointAll() throws(EngineError) {
+        for t in lock.withLock({ Array(tables.values) }) { try t.checkpoint() }
+    }
+
+    /// Stops the checkpointer, checkpoints every table (so a restart replays nothing) and closes the
+    /// database. Call after the server stopped serving. With `checkpoint: false` the update logs are left
+    /// to be replayed (what a crash leaves).
+    public func close(checkpoint: Bool = true) {
+        if checkpointer != nil {
+            stopCheckpointer.signal(); checkpointerStopped.wait(); checkpointer = nil
+        }
+        if checkpoint {
+            do { try checkpointAll() } catch {
+                FileHandle.standardError.write(Data("final checkpoint failed; the update log will be replayed at next start: \(error)\n".utf8))
+            }
+        }
+        lock.withLock { tables.removeAll() }
+        db.close()
+    }
 
     private func table(_ name: String) throws(EngineError) -> EmbeddingTable {
         guard let t = lock.withLock({ tables[name] }) else { throw .unknownTable(name) }
@@ -84,8 +136,7 @@ public final class ShardEngine: @unchecked Sendable {
             let b = WriteBatch()
             b.put(db.defaultFamily, key: Array((Self.specPrefix + spec.name).utf8), value: spec.wire.encoded())
             try db.write(b, sync: true)
-            tables[spec.name] = try EmbeddingTable(spec: spec, family: family, db: db, cacheRows: configuration.cacheRowsPerTable,
-                                                   sync: configuration.durability == .sync)
+            tables[spec.name] = try makeTable(spec, family)
         } catch let e as EngineError { throw e } catch { throw .storage("\(error)") }
         return true
     }
@@ -97,6 +148,7 @@ public final class ShardEngine: @unchecked Sendable {
         t.markDropped()
         do {
             let b = WriteBatch(); b.delete(db.defaultFamily, key: Array((Self.specPrefix + name).utf8))
+            b.delete(db.defaultFamily, key: t.markerKeyBytes)
             try db.write(b, sync: true)
             try db.dropColumnFamily(Self.familyPrefix + name)
         } catch { throw .storage("\(error)") }
@@ -153,20 +205,19 @@ public final class ShardEngine: @unchecked Sendable {
         guard !ids.isEmpty else { return 0 }
         let keys = try ownedKeys(t, ids)
         // Aggregate duplicate row keys, checking every value is finite before anything changes.
-        var position: [UInt64: Int] = [:]
-        position.reserveCapacity(keys.count)
+        var position = UInt64Map(capacity: keys.count)
         var unique: [UInt64] = []
         unique.reserveCapacity(keys.count)
         let sums = UnsafeMutablePointer<Float>.allocate(capacity: keys.count * dim)
         defer { sums.deallocate() }
         for i in 0..<keys.count {
             let src = gradientBytes.baseAddress! + i * dim * 4
-            if let p = position[keys[i]] {
+            if let p = position.getOrInsert(keys[i], unique.count) {
                 let dst = sums + p * dim
                 for c in 0..<dim { dst[c] += src.loadUnaligned(fromByteOffset: c * 4, as: Float.self) }
             } else {
                 let p = unique.count
-                position[keys[i]] = p; unique.append(keys[i])
+                unique.append(keys[i])
                 (sums + p * dim).withMemoryRebound(to: UInt8.self, capacity: dim * 4) {
                     $0.update(from: src.assumingMemoryBound(to: UInt8.self), count: dim * 4)
                 }

@@ -26,6 +26,7 @@ extension TableSnapshot {
         var w = WireTableStats()
         w.spec = spec.wire; w.rows = rows; w.cachedRows = cachedRows; w.bytesOnDisk = bytesOnDisk
         w.pulls = pulls; w.pushes = pushes; w.rowsPulled = rowsPulled; w.rowsPushed = rowsPushed
+        w.dirtyRows = dirtyRows; w.logBytes = logBytes; w.checkpoints = checkpoints; w.cacheCapacityRows = cacheCapacityRows
         return w
     }
 }
@@ -92,6 +93,14 @@ public final class ShardService: Sendable {
         }
         server.register(ShardMethod.shardStatus) { _, _ in
             OutgoingMessage(bytes: self.status().encoded())
+        }
+        server.register(ShardMethod.flush) { _, message in
+            // FlushRequest has the same layout as DescribeTableRequest (field 1, string table).
+            let req = try message.withUnsafeBytes { try WireTableNameRequest(decoding: $0) }
+            let flushed: Int
+            if req.table.isEmpty { try engine.checkpointAll(); flushed = engine.tableNames().count }
+            else { try engine.checkpoint(table: req.table); flushed = 1 }
+            return OutgoingMessage(bytes: WireFlushResponse(tablesFlushed: UInt32(flushed)).encoded())
         }
         server.register(ShardMethod.healthCheck) { _, message in
             let req = try message.withUnsafeBytes { try WireHealthCheckRequest(decoding: $0) }

@@ -1,11 +1,12 @@
-/// A bounded in-memory cache of decoded rows (weights + optimizer state + step), with CLOCK eviction.
+/// A bounded in-memory cache of decoded rows (weights + optimizer state), each with its optimizer step,
+/// the sequence number of the last update-log record applied to it, an `exists` flag and a `dirty` flag.
 ///
-/// Invariants: at most `capacity` rows; every cached row equals the row last written to RocksDB, or, when
-/// not `isPersisted`, the row's deterministic initial value with nothing stored (the cache
-/// is write-through: the owner installs a row only after its write batch was accepted by the WAL), so
-/// evicting never loses data. Rows are stored in 4096-row chunks allocated on demand, so an empty cache
-/// costs nothing. Not thread-safe: the owning table serialises access (shared lookups under its read lock
-/// only touch the reference bits, which are advisory).
+/// Invariants: at most `capacity` rows. A clean row equals its stored RocksDB row, or (when not `exists`)
+/// its deterministic initial value with nothing stored. A dirty row is newer than RocksDB; its updates are
+/// in the table's update log, and it is never evicted: the owner must flush it first. Rows live in
+/// 4096-row chunks allocated on demand, so an empty cache costs nothing. CLOCK eviction.
+/// Not thread-safe: the owning table serialises access (lookups under its shared lock only set the
+/// advisory reference bits).
 public final class HotRowCache {
     public let rowFloats: Int
     public let capacity: Int
@@ -13,12 +14,13 @@ public final class HotRowCache {
     private var chunks: [UnsafeMutablePointer<Float>] = []
     private var keys: [UInt64] = []
     private var steps: [UInt32] = []
-    private var persisted: [Bool] = []
+    private var seqs: [UInt64] = []
+    private var exists: [Bool] = []
+    private var dirty: [Bool] = []
     private var referenced: UnsafeMutablePointer<UInt8>
-    private var index: [UInt64: Int32] = [:]
+    private var index = UInt64Map()
     private var hand = 0
-    public private(set) var hits: UInt64 = 0
-    public private(set) var misses: UInt64 = 0
+    public private(set) var dirtyCount = 0
 
     public init(rowFloats: Int, capacity: Int) {
         self.rowFloats = rowFloats
@@ -31,51 +33,144 @@ public final class HotRowCache {
 
     /// The slot of a cached row, marking it recently used, or nil.
     @inline(__always) public func lookup(_ key: UInt64) -> Int? {
-        guard let s = index[key] else { return nil }
-        referenced[Int(s)] = 1
-        return Int(s)
+        guard let s = index.get(key) else { return nil }
+        referenced[s] = 1
+        return s
     }
-    /// Counts hits and misses of a batch (kept separate so shared lookups do not race on counters).
-    public func record(hits h: Int, misses m: Int) { hits &+= UInt64(h); misses &+= UInt64(m) }
 
     @inline(__always) public func row(_ slot: Int) -> UnsafeMutablePointer<Float> {
         chunks[slot / Self.chunkRows] + (slot % Self.chunkRows) * rowFloats
     }
+    @inline(__always) public func key(_ slot: Int) -> UInt64 { keys[slot] }
     @inline(__always) public func step(_ slot: Int) -> UInt32 { steps[slot] }
-    @inline(__always) public func setStep(_ slot: Int, _ value: UInt32) { steps[slot] = value }
-    /// False for a row holding its initial value that was never written (a pulled, unseen row).
-    @inline(__always) public func isPersisted(_ slot: Int) -> Bool { persisted[slot] }
-    @inline(__always) public func setPersisted(_ slot: Int, _ value: Bool) { persisted[slot] = value }
+    @inline(__always) public func seq(_ slot: Int) -> UInt64 { seqs[slot] }
+    @inline(__always) public func exists(_ slot: Int) -> Bool { exists[slot] }
+    @inline(__always) public func isDirty(_ slot: Int) -> Bool { dirty[slot] }
 
-    /// Returns a slot for `key` (existing or newly claimed, evicting with CLOCK when full), or nil when the
-    /// capacity is zero. The caller fills the row of a newly claimed slot.
+    /// Sets a row's metadata after its floats were written.
+    @inline(__always) public func set(_ slot: Int, step: UInt32, seq: UInt64, exists e: Bool, dirty d: Bool) {
+        steps[slot] = step; seqs[slot] = seq; exists[slot] = e
+        if dirty[slot] != d { dirtyCount += d ? 1 : -1; dirty[slot] = d }
+    }
+    /// Marks a dirty row clean (after it was written to RocksDB).
+    public func markClean(_ slot: Int) { if dirty[slot] { dirty[slot] = false; dirtyCount -= 1 } }
+
+    /// Slots of all dirty rows.
+    public func dirtySlots() -> [Int] { (0..<keys.count).filter { dirty[$0] } }
+
+    /// Returns a slot for `key`: its existing slot, a free one, or a clean row evicted by CLOCK. Returns nil
+    /// when the capacity is zero or every row is dirty (flush, then retry). The caller fills a new slot.
     public func claim(_ key: UInt64) -> Int? {
-        if let s = index[key] { referenced[Int(s)] = 1; return Int(s) }
+        if let s = index.get(key) { referenced[s] = 1; return s }
         guard capacity > 0 else { return nil }
         if keys.count < capacity {
             let s = keys.count
-            if s / Self.chunkRows >= chunks.count {
-                chunks.append(.allocate(capacity: Self.chunkRows * rowFloats))
-            }
-            keys.append(key); steps.append(0); persisted.append(false); referenced[s] = 1
-            index[key] = Int32(s)
+            if s / Self.chunkRows >= chunks.count { chunks.append(.allocate(capacity: Self.chunkRows * rowFloats)) }
+            keys.append(key); steps.append(0); seqs.append(0); exists.append(false); dirty.append(false)
+            referenced[s] = 1
+            index.set(key, s)
             return s
         }
-        while true {
-            if referenced[hand] == 0 { break }
-            referenced[hand] = 0
+        // Two sweeps: the first may only clear reference bits.
+        for _ in 0..<(2 * capacity) {
+            let s = hand
             hand = (hand + 1) % capacity
+            if dirty[s] { continue }
+            if referenced[s] != 0 { referenced[s] = 0; continue }
+            index.remove(keys[s])
+            keys[s] = key; steps[s] = 0; seqs[s] = 0; exists[s] = false; referenced[s] = 1
+            index.set(key, s)
+            return s
         }
-        let s = hand
-        hand = (hand + 1) % capacity
-        index.removeValue(forKey: keys[s])
-        keys[s] = key; steps[s] = 0; persisted[s] = false; referenced[s] = 1
-        index[key] = Int32(s)
-        return s
+        return nil
     }
 
-    /// Forgets every row (e.g. when the table is dropped).
+    /// Forgets every row (the table was dropped).
     public func removeAll() {
-        index.removeAll(); keys.removeAll(); steps.removeAll(); persisted.removeAll(); hand = 0
+        index = UInt64Map(); keys.removeAll(); steps.removeAll(); seqs.removeAll(); exists.removeAll(); dirty.removeAll()
+        hand = 0; dirtyCount = 0
+    }
+}
+
+/// Open-addressing hash map from UInt64 keys to non-negative Int values (linear probing, backward-shift
+/// deletion, multiplicative hashing). Much cheaper than `Dictionary` (SipHash) on the row-lookup hot path.
+/// Not thread-safe.
+public struct UInt64Map {
+    private var keys: [UInt64]
+    private var values: [Int32]     // -1 = empty
+    private var mask: Int
+    public private(set) var count = 0
+
+    public init(capacity: Int = 16) {
+        var n = 16
+        while n < capacity * 2 { n <<= 1 }
+        keys = [UInt64](repeating: 0, count: n); values = [Int32](repeating: -1, count: n); mask = n - 1
+    }
+
+    @inline(__always) private func home(_ k: UInt64) -> Int { Int(truncatingIfNeeded: (k &* 0x9E37_79B9_7F4A_7C15) >> 32) & mask }
+
+    @inline(__always) public func get(_ k: UInt64) -> Int? {
+        var i = home(k)
+        return keys.withUnsafeBufferPointer { kp in
+            values.withUnsafeBufferPointer { vp in
+                while true {
+                    let v = vp[i]
+                    if v < 0 { return nil }
+                    if kp[i] == k { return Int(v) }
+                    i = (i + 1) & mask
+                }
+            }
+        }
+    }
+
+    public mutating func set(_ k: UInt64, _ v: Int) {
+        if (count + 1) * 2 > keys.count { grow() }
+        var i = home(k)
+        while values[i] >= 0 {
+            if keys[i] == k { values[i] = Int32(v); return }
+            i = (i + 1) & mask
+        }
+        keys[i] = k; values[i] = Int32(v); count += 1
+    }
+
+    /// Inserts `k` with `v` unless present; returns the existing value or nil when inserted.
+    public mutating func getOrInsert(_ k: UInt64, _ v: Int) -> Int? {
+        if (count + 1) * 2 > keys.count { grow() }
+        var i = home(k)
+        while values[i] >= 0 {
+            if keys[i] == k { return Int(values[i]) }
+            i = (i + 1) & mask
+        }
+        keys[i] = k; values[i] = Int32(v); count += 1
+        return nil
+    }
+
+    public mutating func remove(_ k: UInt64) {
+        var i = home(k)
+        while true {
+            if values[i] < 0 { return }
+            if keys[i] == k { break }
+            i = (i + 1) & mask
+        }
+        // Backward-shift deletion keeps probe sequences intact.
+        var j = i
+        while true {
+            values[i] = -1
+            while true {
+                j = (j + 1) & mask
+                if values[j] < 0 { count -= 1; return }
+                let h = home(keys[j])
+                // Move j to i if its home is not cyclically in (i, j].
+                if (i <= j) ? (h <= i || h > j) : (h <= i && h > j) { break }
+            }
+            keys[i] = keys[j]; values[i] = values[j]; i = j
+        }
+    }
+
+    private mutating func grow() {
+        let oldKeys = keys, oldValues = values
+        keys = [UInt64](repeating: 0, count: oldKeys.count * 2); values = [Int32](repeating: -1, count: oldKeys.count * 2)
+        mask = keys.count - 1; count = 0
+        for i in 0..<oldKeys.count where oldValues[i] >= 0 { set(oldKeys[i], Int(oldValues[i])) }
     }
 }

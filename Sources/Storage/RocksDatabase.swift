@@ -32,6 +32,11 @@ public final class RocksDatabase: @unchecked Sendable {
         rocksdb_options_increase_parallelism(options, 2)
         rocksdb_options_set_compression(options, 0)  // float rows do not compress; save the CPU
         rocksdb_options_set_write_buffer_size(options, writeBufferBytes)
+        // Checkpoints write rows in bursts: keep accepting writes while memtables flush, and let L0 grow
+        // further before throttling (a stall would hold a table's lock).
+        rocksdb_options_set_max_write_buffer_number(options, 4)
+        rocksdb_options_set_level0_slowdown_writes_trigger(options, 40)
+        rocksdb_options_set_level0_stop_writes_trigger(options, 64)
         var err: UnsafeMutablePointer<CChar>? = nil
         var count = 0
         var names = ["default"]

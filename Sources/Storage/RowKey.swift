@@ -19,35 +19,37 @@ public enum RowKey {
     public static func slotStart(_ slot: UInt16) -> [UInt8] { encode(slot: slot, key: 0) }
 }
 
-/// The stored form of a row: an 8-byte header (version 1, optimizer kind, 2 reserved zero bytes, optimizer
-/// step count as little-endian UInt32) followed by `floatCount` little-endian float32 (the weights, then the
-/// optimizer's state slots). Invariant: `encodedLength == 8 + 4 * floatCount`.
+/// The stored form of a row: a 16-byte header (version 1, optimizer kind, 2 reserved zero bytes, optimizer
+/// step count as little-endian UInt32, sequence number of the last update-log record applied as
+/// little-endian UInt64) followed by `floatCount` little-endian float32 (the weights, then the optimizer's
+/// state slots). Invariant: `encodedLength == 16 + 4 * floatCount`.
 public struct RowCodec: Sendable {
     public static let version: UInt8 = 1
-    public static let headerLength = 8
+    public static let headerLength = 16
     public let floatCount: Int
     public let optimizerTag: UInt8
 
     public init(floatCount: Int, optimizerTag: UInt8) { self.floatCount = floatCount; self.optimizerTag = optimizerTag }
     public var encodedLength: Int { Self.headerLength + 4 * floatCount }
 
-    public func encode(floats: UnsafePointer<Float>, step: UInt32, into p: UnsafeMutableRawPointer) {
+    public func encode(floats: UnsafePointer<Float>, step: UInt32, seq: UInt64, into p: UnsafeMutableRawPointer) {
         p.storeBytes(of: Self.version, as: UInt8.self)
         p.storeBytes(of: optimizerTag, toByteOffset: 1, as: UInt8.self)
         p.storeBytes(of: UInt16(0), toByteOffset: 2, as: UInt16.self)
         p.storeBytes(of: step.littleEndian, toByteOffset: 4, as: UInt32.self)
+        p.storeBytes(of: seq.littleEndian, toByteOffset: 8, as: UInt64.self)
         // x86-64 and arm64 are little-endian: the float bytes are stored as they are in memory.
         (p + Self.headerLength).copyMemory(from: floats, byteCount: 4 * floatCount)
     }
-    public func encode(floats: [Float], step: UInt32) -> [UInt8] {
+    public func encode(floats: [Float], step: UInt32, seq: UInt64) -> [UInt8] {
         [UInt8](unsafeUninitializedCapacity: encodedLength) { b, n in
-            floats.withUnsafeBufferPointer { encode(floats: $0.baseAddress!, step: step, into: b.baseAddress!) }
+            floats.withUnsafeBufferPointer { encode(floats: $0.baseAddress!, step: step, seq: seq, into: b.baseAddress!) }
             n = encodedLength
         }
     }
 
-    /// Decodes into `floats` (floatCount floats) and returns the step; throws a message on a malformed row.
-    public func decode(_ bytes: UnsafeRawBufferPointer, into floats: UnsafeMutablePointer<Float>) throws(RowCodecError) -> UInt32 {
+    /// Decodes into `floats` (floatCount floats) and returns (step, seq); throws a message on a malformed row.
+    public func decode(_ bytes: UnsafeRawBufferPointer, into floats: UnsafeMutablePointer<Float>) throws(RowCodecError) -> (step: UInt32, seq: UInt64) {
         guard bytes.count == encodedLength else {
             throw RowCodecError("row is \(bytes.count) bytes, expected \(encodedLength) (\(floatCount) floats)")
         }
@@ -56,7 +58,8 @@ public struct RowCodec: Sendable {
             throw RowCodecError("row was written by optimizer \(bytes[1]), table uses \(optimizerTag)")
         }
         UnsafeMutableRawPointer(floats).copyMemory(from: bytes.baseAddress! + Self.headerLength, byteCount: 4 * floatCount)
-        return UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: 4, as: UInt32.self))
+        return (UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: 4, as: UInt32.self)),
+                UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: 8, as: UInt64.self)))
     }
 }
 

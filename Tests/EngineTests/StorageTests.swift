@@ -5,12 +5,12 @@ import Foundation
 @Suite struct RowCodecTests {
     @Test func rowsRoundTripWithStepAndRejectDefects() throws {
         let codec = RowCodec(floatCount: 3, optimizerTag: 2)
-        let bytes = codec.encode(floats: [1.5, -2, 0.25], step: 7)
-        #expect(bytes.count == 8 + 12)
-        #expect(Array(bytes[0..<8]) == [1, 2, 0, 0, 7, 0, 0, 0])
+        let bytes = codec.encode(floats: [1.5, -2, 0.25], step: 7, seq: 258)
+        #expect(bytes.count == 16 + 12)
+        #expect(Array(bytes[0..<16]) == [1, 2, 0, 0, 7, 0, 0, 0, 2, 1, 0, 0, 0, 0, 0, 0])
         var out = [Float](repeating: 0, count: 3)
-        let step = try bytes.withUnsafeBytes { b in try out.withUnsafeMutableBufferPointer { try codec.decode(b, into: $0.baseAddress!) } }
-        #expect(step == 7 && out == [1.5, -2, 0.25])
+        let (step, seq) = try bytes.withUnsafeBytes { b in try out.withUnsafeMutableBufferPointer { try codec.decode(b, into: $0.baseAddress!) } }
+        #expect(step == 7 && seq == 258 && out == [1.5, -2, 0.25])
         for bad in [Array(bytes.dropLast()), [9] + Array(bytes.dropFirst()), [1, 3] + Array(bytes.dropFirst(2))] {
             #expect(throws: RowCodecError.self) {
                 try bad.withUnsafeBytes { b in try out.withUnsafeMutableBufferPointer { try codec.decode(b, into: $0.baseAddress!) } }
@@ -28,6 +28,31 @@ import Foundation
 }
 
 @Suite struct HotRowCacheTests {
+    @Test func dirtyRowsAreNeverEvicted() {
+        let c = HotRowCache(rowFloats: 1, capacity: 2)
+        let a = c.claim(1)!, b = c.claim(2)!
+        c.set(a, step: 1, seq: 5, exists: true, dirty: true)
+        c.set(b, step: 1, seq: 5, exists: true, dirty: true)
+        #expect(c.dirtyCount == 2)
+        #expect(c.claim(3) == nil, "every row is dirty: the owner must flush first")
+        c.markClean(b)
+        #expect(c.claim(3) == b && c.lookup(1) == a && c.dirtyCount == 1)
+    }
+
+    @Test func uint64MapSurvivesChurnLikeADictionary() {
+        var m = UInt64Map()
+        var reference: [UInt64: Int] = [:]
+        var s: UInt64 = 1
+        for i in 0..<20_000 {
+            s = s &* 6364136223846793005 &+ 1442695040888963407
+            let k = s >> 50  // small key space: many collisions, updates and removals
+            if i % 3 == 0 { m.remove(k); reference[k] = nil } else { m.set(k, i); reference[k] = i }
+        }
+        #expect(m.count == reference.count)
+        for (k, v) in reference { #expect(m.get(k) == v) }
+        for k in UInt64(0)..<(1 << 14) where reference[k] == nil { #expect(m.get(k) == nil) }
+    }
+
     @Test func cacheIsBoundedAndEvictsUnreferencedRowsFirst() {
         let c = HotRowCache(rowFloats: 2, capacity: 3)
         for k in UInt64(0)..<3 { let s = c.claim(k)!; c.row(s).update(repeating: Float(k), count: 2) }
@@ -46,6 +71,26 @@ import Foundation
     @Test func zeroCapacityCachesNothing() {
         let c = HotRowCache(rowFloats: 4, capacity: 0)
         #expect(c.claim(1) == nil && c.count == 0)
+    }
+}
+
+@Suite struct UpdateLogTests {
+    @Test func recordsReplayInOrderAndATornTailIsIgnored() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("log-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let log = try UpdateLog(directory: dir)
+        try log.rotate(nextSeq: 1)
+        for seq in UInt64(1)...3 { try [UInt8](repeating: UInt8(seq), count: 10).withUnsafeBytes { try log.append(seq: seq, payload: $0, sync: seq == 3) } }
+        try log.rotate(nextSeq: 4)
+        try [UInt8](repeating: 4, count: 10).withUnsafeBytes { try log.append(seq: 4, payload: $0, sync: false) }
+        // A torn record at the end of the last segment (as a power loss could leave).
+        let seg = dir + "/" + String(format: "seg-%020llu.log", UInt64(4))
+        let h = try FileHandle(forWritingTo: URL(fileURLWithPath: seg)); h.seekToEndOfFile(); h.write(Data([0x31, 0x53, 0x50, 0x45, 99, 0, 0])); h.closeFile()
+        var seen: [(UInt64, UInt8)] = []
+        let last = try UpdateLog(directory: dir).replay(after: 1) { seq, p in seen.append((seq, p[0])) }
+        #expect(seen.map(\.0) == [2, 3, 4] && seen.map(\.1) == [2, 3, 4] && last == 4)
+        log.deleteSegments(through: 3)
+        #expect(log.segments() == [4])
     }
 }
 

@@ -727,6 +727,96 @@ void   embedps__v1__drop_table_response__free_unpacked
   assert(message->base.descriptor == &embedps__v1__drop_table_response__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   embedps__v1__flush_request__init
+                     (Embedps__V1__FlushRequest         *message)
+{
+  static const Embedps__V1__FlushRequest init_value = EMBEDPS__V1__FLUSH_REQUEST__INIT;
+  *message = init_value;
+}
+size_t embedps__v1__flush_request__get_packed_size
+                     (const Embedps__V1__FlushRequest *message)
+{
+  assert(message->base.descriptor == &embedps__v1__flush_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t embedps__v1__flush_request__pack
+                     (const Embedps__V1__FlushRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &embedps__v1__flush_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t embedps__v1__flush_request__pack_to_buffer
+                     (const Embedps__V1__FlushRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &embedps__v1__flush_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Embedps__V1__FlushRequest *
+       embedps__v1__flush_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Embedps__V1__FlushRequest *)
+     protobuf_c_message_unpack (&embedps__v1__flush_request__descriptor,
+                                allocator, len, data);
+}
+void   embedps__v1__flush_request__free_unpacked
+                     (Embedps__V1__FlushRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &embedps__v1__flush_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   embedps__v1__flush_response__init
+                     (Embedps__V1__FlushResponse         *message)
+{
+  static const Embedps__V1__FlushResponse init_value = EMBEDPS__V1__FLUSH_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t embedps__v1__flush_response__get_packed_size
+                     (const Embedps__V1__FlushResponse *message)
+{
+  assert(message->base.descriptor == &embedps__v1__flush_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t embedps__v1__flush_response__pack
+                     (const Embedps__V1__FlushResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &embedps__v1__flush_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t embedps__v1__flush_response__pack_to_buffer
+                     (const Embedps__V1__FlushResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &embedps__v1__flush_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Embedps__V1__FlushResponse *
+       embedps__v1__flush_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Embedps__V1__FlushResponse *)
+     protobuf_c_message_unpack (&embedps__v1__flush_response__descriptor,
+                                allocator, len, data);
+}
+void   embedps__v1__flush_response__free_unpacked
+                     (Embedps__V1__FlushResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &embedps__v1__flush_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   embedps__v1__shard_status_request__init
                      (Embedps__V1__ShardStatusRequest         *message)
 {
@@ -1496,7 +1586,7 @@ const ProtobufCMessageDescriptor embedps__v1__describe_table_request__descriptor
   (ProtobufCMessageInit) embedps__v1__describe_table_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor embedps__v1__table_stats__field_descriptors[8] =
+static const ProtobufCFieldDescriptor embedps__v1__table_stats__field_descriptors[12] =
 {
   {
     "spec",
@@ -1594,10 +1684,62 @@ static const ProtobufCFieldDescriptor embedps__v1__table_stats__field_descriptor
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "dirty_rows",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__TableStats, dirty_rows),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "log_bytes",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__TableStats, log_bytes),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "checkpoints",
+    11,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__TableStats, checkpoints),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "cache_capacity_rows",
+    12,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__TableStats, cache_capacity_rows),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned embedps__v1__table_stats__field_indices_by_name[] = {
   3,   /* field[3] = bytes_on_disk */
+  11,   /* field[11] = cache_capacity_rows */
   2,   /* field[2] = cached_rows */
+  10,   /* field[10] = checkpoints */
+  8,   /* field[8] = dirty_rows */
+  9,   /* field[9] = log_bytes */
   4,   /* field[4] = pulls */
   5,   /* field[5] = pushes */
   1,   /* field[1] = rows */
@@ -1608,7 +1750,7 @@ static const unsigned embedps__v1__table_stats__field_indices_by_name[] = {
 static const ProtobufCIntRange embedps__v1__table_stats__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 8 }
+  { 0, 12 }
 };
 const ProtobufCMessageDescriptor embedps__v1__table_stats__descriptor =
 {
@@ -1618,7 +1760,7 @@ const ProtobufCMessageDescriptor embedps__v1__table_stats__descriptor =
   "Embedps__V1__TableStats",
   "embedps.v1",
   sizeof(Embedps__V1__TableStats),
-  8,
+  12,
   embedps__v1__table_stats__field_descriptors,
   embedps__v1__table_stats__field_indices_by_name,
   1,  embedps__v1__table_stats__number_ranges,
@@ -1793,6 +1935,82 @@ const ProtobufCMessageDescriptor embedps__v1__drop_table_response__descriptor =
   embedps__v1__drop_table_response__field_indices_by_name,
   1,  embedps__v1__drop_table_response__number_ranges,
   (ProtobufCMessageInit) embedps__v1__drop_table_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor embedps__v1__flush_request__field_descriptors[1] =
+{
+  {
+    "table",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__FlushRequest, table),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned embedps__v1__flush_request__field_indices_by_name[] = {
+  0,   /* field[0] = table */
+};
+static const ProtobufCIntRange embedps__v1__flush_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor embedps__v1__flush_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "embedps.v1.FlushRequest",
+  "FlushRequest",
+  "Embedps__V1__FlushRequest",
+  "embedps.v1",
+  sizeof(Embedps__V1__FlushRequest),
+  1,
+  embedps__v1__flush_request__field_descriptors,
+  embedps__v1__flush_request__field_indices_by_name,
+  1,  embedps__v1__flush_request__number_ranges,
+  (ProtobufCMessageInit) embedps__v1__flush_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor embedps__v1__flush_response__field_descriptors[1] =
+{
+  {
+    "tables_flushed",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__FlushResponse, tables_flushed),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned embedps__v1__flush_response__field_indices_by_name[] = {
+  0,   /* field[0] = tables_flushed */
+};
+static const ProtobufCIntRange embedps__v1__flush_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor embedps__v1__flush_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "embedps.v1.FlushResponse",
+  "FlushResponse",
+  "Embedps__V1__FlushResponse",
+  "embedps.v1",
+  sizeof(Embedps__V1__FlushResponse),
+  1,
+  embedps__v1__flush_response__field_descriptors,
+  embedps__v1__flush_response__field_indices_by_name,
+  1,  embedps__v1__flush_response__number_ranges,
+  (ProtobufCMessageInit) embedps__v1__flush_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 #define embedps__v1__shard_status_request__field_descriptors NULL
@@ -2103,7 +2321,7 @@ const ProtobufCEnumDescriptor embedps__v1__hash_mode__descriptor =
   embedps__v1__hash_mode__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCMethodDescriptor embedps__v1__shard__method_descriptors[7] =
+static const ProtobufCMethodDescriptor embedps__v1__shard__method_descriptors[8] =
 {
   { "Pull", &embedps__v1__pull_request__descriptor, &embedps__v1__pull_response__descriptor },
   { "Push", &embedps__v1__push_request__descriptor, &embedps__v1__push_response__descriptor },
@@ -2112,11 +2330,13 @@ static const ProtobufCMethodDescriptor embedps__v1__shard__method_descriptors[7]
   { "ListTables", &embedps__v1__list_tables_request__descriptor, &embedps__v1__list_tables_response__descriptor },
   { "DropTable", &embedps__v1__drop_table_request__descriptor, &embedps__v1__drop_table_response__descriptor },
   { "ShardStatus", &embedps__v1__shard_status_request__descriptor, &embedps__v1__shard_status_response__descriptor },
+  { "Flush", &embedps__v1__flush_request__descriptor, &embedps__v1__flush_response__descriptor },
 };
 const unsigned embedps__v1__shard__method_indices_by_name[] = {
   2,        /* CreateTable */
   3,        /* DescribeTable */
   5,        /* DropTable */
+  7,        /* Flush */
   4,        /* ListTables */
   0,        /* Pull */
   1,        /* Push */
@@ -2129,7 +2349,7 @@ const ProtobufCServiceDescriptor embedps__v1__shard__descriptor =
   "Shard",
   "Embedps__V1__Shard",
   "embedps.v1",
-  7,
+  8,
   embedps__v1__shard__method_descriptors,
   embedps__v1__shard__method_indices_by_name
 };
@@ -2188,6 +2408,14 @@ void embedps__v1__shard__shard_status(ProtobufCService *service,
 {
   assert(service->descriptor == &embedps__v1__shard__descriptor);
   service->invoke(service, 6, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void embedps__v1__shard__flush(ProtobufCService *service,
+                               const Embedps__V1__FlushRequest *input,
+                               Embedps__V1__FlushResponse_Closure closure,
+                               void *closure_data)
+{
+  assert(service->descriptor == &embedps__v1__shard__descriptor);
+  service->invoke(service, 7, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void embedps__v1__shard__init (Embedps__V1__Shard_Service *service,
                                Embedps__V1__Shard_ServiceDestroy destroy)

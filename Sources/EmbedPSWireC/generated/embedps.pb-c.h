@@ -31,6 +31,8 @@ typedef struct Embedps__V1__ListTablesRequest Embedps__V1__ListTablesRequest;
 typedef struct Embedps__V1__ListTablesResponse Embedps__V1__ListTablesResponse;
 typedef struct Embedps__V1__DropTableRequest Embedps__V1__DropTableRequest;
 typedef struct Embedps__V1__DropTableResponse Embedps__V1__DropTableResponse;
+typedef struct Embedps__V1__FlushRequest Embedps__V1__FlushRequest;
+typedef struct Embedps__V1__FlushResponse Embedps__V1__FlushResponse;
 typedef struct Embedps__V1__ShardStatusRequest Embedps__V1__ShardStatusRequest;
 typedef struct Embedps__V1__ShardStatusResponse Embedps__V1__ShardStatusResponse;
 
@@ -347,10 +349,26 @@ struct  Embedps__V1__TableStats
    * distinct rows updated
    */
   uint64_t rows_pushed;
+  /*
+   * cached rows updated since they were last written to RocksDB (their updates are in the update log)
+   */
+  uint64_t dirty_rows;
+  /*
+   * bytes of update log kept for recovery (trimmed by checkpoints)
+   */
+  uint64_t log_bytes;
+  /*
+   * checkpoints since start (dirty rows written, log trimmed)
+   */
+  uint64_t checkpoints;
+  /*
+   * hot-row cache bound of this table
+   */
+  uint64_t cache_capacity_rows;
 };
 #define EMBEDPS__V1__TABLE_STATS__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&embedps__v1__table_stats__descriptor) \
-    , NULL, 0, 0, 0, 0, 0, 0, 0 }
+    , NULL, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }
 
 
 struct  Embedps__V1__DescribeTableResponse
@@ -406,6 +424,29 @@ struct  Embedps__V1__DropTableResponse
 };
 #define EMBEDPS__V1__DROP_TABLE_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&embedps__v1__drop_table_response__descriptor) \
+    , 0 }
+
+
+/*
+ * Checkpoint a table now: write its dirty rows to RocksDB and trim its update log. Empty table = all tables.
+ */
+struct  Embedps__V1__FlushRequest
+{
+  ProtobufCMessage base;
+  char *table;
+};
+#define EMBEDPS__V1__FLUSH_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&embedps__v1__flush_request__descriptor) \
+    , (char *)protobuf_c_empty_string }
+
+
+struct  Embedps__V1__FlushResponse
+{
+  ProtobufCMessage base;
+  uint32_t tables_flushed;
+};
+#define EMBEDPS__V1__FLUSH_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&embedps__v1__flush_response__descriptor) \
     , 0 }
 
 
@@ -772,6 +813,44 @@ Embedps__V1__DropTableResponse *
 void   embedps__v1__drop_table_response__free_unpacked
                      (Embedps__V1__DropTableResponse *message,
                       ProtobufCAllocator *allocator);
+/* Embedps__V1__FlushRequest methods */
+void   embedps__v1__flush_request__init
+                     (Embedps__V1__FlushRequest         *message);
+size_t embedps__v1__flush_request__get_packed_size
+                     (const Embedps__V1__FlushRequest   *message);
+size_t embedps__v1__flush_request__pack
+                     (const Embedps__V1__FlushRequest   *message,
+                      uint8_t             *out);
+size_t embedps__v1__flush_request__pack_to_buffer
+                     (const Embedps__V1__FlushRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Embedps__V1__FlushRequest *
+       embedps__v1__flush_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   embedps__v1__flush_request__free_unpacked
+                     (Embedps__V1__FlushRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Embedps__V1__FlushResponse methods */
+void   embedps__v1__flush_response__init
+                     (Embedps__V1__FlushResponse         *message);
+size_t embedps__v1__flush_response__get_packed_size
+                     (const Embedps__V1__FlushResponse   *message);
+size_t embedps__v1__flush_response__pack
+                     (const Embedps__V1__FlushResponse   *message,
+                      uint8_t             *out);
+size_t embedps__v1__flush_response__pack_to_buffer
+                     (const Embedps__V1__FlushResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Embedps__V1__FlushResponse *
+       embedps__v1__flush_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   embedps__v1__flush_response__free_unpacked
+                     (Embedps__V1__FlushResponse *message,
+                      ProtobufCAllocator *allocator);
 /* Embedps__V1__ShardStatusRequest methods */
 void   embedps__v1__shard_status_request__init
                      (Embedps__V1__ShardStatusRequest         *message);
@@ -860,6 +939,12 @@ typedef void (*Embedps__V1__DropTableRequest_Closure)
 typedef void (*Embedps__V1__DropTableResponse_Closure)
                  (const Embedps__V1__DropTableResponse *message,
                   void *closure_data);
+typedef void (*Embedps__V1__FlushRequest_Closure)
+                 (const Embedps__V1__FlushRequest *message,
+                  void *closure_data);
+typedef void (*Embedps__V1__FlushResponse_Closure)
+                 (const Embedps__V1__FlushResponse *message,
+                  void *closure_data);
 typedef void (*Embedps__V1__ShardStatusRequest_Closure)
                  (const Embedps__V1__ShardStatusRequest *message,
                   void *closure_data);
@@ -901,6 +986,10 @@ struct Embedps__V1__Shard_Service
                        const Embedps__V1__ShardStatusRequest *input,
                        Embedps__V1__ShardStatusResponse_Closure closure,
                        void *closure_data);
+  void (*flush)(Embedps__V1__Shard_Service *service,
+                const Embedps__V1__FlushRequest *input,
+                Embedps__V1__FlushResponse_Closure closure,
+                void *closure_data);
 };
 typedef void (*Embedps__V1__Shard_ServiceDestroy)(Embedps__V1__Shard_Service *);
 void embedps__v1__shard__init (Embedps__V1__Shard_Service *service,
@@ -915,7 +1004,8 @@ void embedps__v1__shard__init (Embedps__V1__Shard_Service *service,
       function_prefix__ ## describe_table,\
       function_prefix__ ## list_tables,\
       function_prefix__ ## drop_table,\
-      function_prefix__ ## shard_status  }
+      function_prefix__ ## shard_status,\
+      function_prefix__ ## flush  }
 void embedps__v1__shard__pull(ProtobufCService *service,
                               const Embedps__V1__PullRequest *input,
                               Embedps__V1__PullResponse_Closure closure,
@@ -944,6 +1034,10 @@ void embedps__v1__shard__shard_status(ProtobufCService *service,
                                       const Embedps__V1__ShardStatusRequest *input,
                                       Embedps__V1__ShardStatusResponse_Closure closure,
                                       void *closure_data);
+void embedps__v1__shard__flush(ProtobufCService *service,
+                               const Embedps__V1__FlushRequest *input,
+                               Embedps__V1__FlushResponse_Closure closure,
+                               void *closure_data);
 
 /* --- descriptors --- */
 
@@ -966,6 +1060,8 @@ extern const ProtobufCMessageDescriptor embedps__v1__list_tables_request__descri
 extern const ProtobufCMessageDescriptor embedps__v1__list_tables_response__descriptor;
 extern const ProtobufCMessageDescriptor embedps__v1__drop_table_request__descriptor;
 extern const ProtobufCMessageDescriptor embedps__v1__drop_table_response__descriptor;
+extern const ProtobufCMessageDescriptor embedps__v1__flush_request__descriptor;
+extern const ProtobufCMessageDescriptor embedps__v1__flush_response__descriptor;
 extern const ProtobufCMessageDescriptor embedps__v1__shard_status_request__descriptor;
 extern const ProtobufCMessageDescriptor embedps__v1__shard_status_response__descriptor;
 extern const ProtobufCServiceDescriptor embedps__v1__shard__descriptor;

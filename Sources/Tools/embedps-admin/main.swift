@@ -1,1 +1,28 @@
-print("todo")
+import Foundation
+import CLI
+
+let usage = """
+usage: embedps-admin <command> --cluster SPEC.json [options] [--json]
+
+commands:
+  status                         shards, slots, tables, rows, bytes, cache, rates, latency
+  health                         SERVING / not serving per shard (exit 1 when any is down)
+  table list                     table names
+  table describe NAME            per-shard rows, cache, dirty rows, log and disk bytes, request counts
+  table create NAME --dim N [--optimizer sgd|adagrad|adam|ftrl] [--lr X] [--init zeros|uniform|normal]
+                    [--low X --high X | --mean X --stddev X] [--seed N] [--hash collision-free|fixed-budget]
+                    [--row-budget H] [--hash-seed N] [--initial-accumulator X] [--l1 X] [--l2 X]
+  table drop NAME                drop the table and all its rows on every shard
+  flush [TABLE]                  checkpoint now: write dirty rows to RocksDB and trim update logs
+
+options:
+  --cluster PATH   cluster spec (JSON) with the shard addresses (required)
+  --json           machine-readable output
+"""
+let options = Options(Array(CommandLine.arguments.dropFirst()), usage: usage, flagNames: ["json"])
+do {
+    try await runAdmin(options)
+} catch {
+    printError("error: \(error)")
+    exit(1)
+}

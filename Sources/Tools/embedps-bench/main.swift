@@ -1,1 +1,39 @@
-print("todo")
+import Foundation
+import CLI
+
+let usage = """
+usage: embedps-bench [options]
+
+Runs benchmark workload W (shared/docs/benchmark-workload.md) against EmbedPS and, in the same run, a local
+Redis baseline; prints rows/s, MB/s, p50/p99 batch latency and the EmbedPS/Redis ratio.
+By default it starts one shard (the embedps-server beside this binary) and one redis-server itself.
+
+options:
+  --rows N              table rows (default 1000000)
+  --dim N               floats per row (default 64)
+  --batch N             distinct ids per batch (default 4096)
+  --seconds S           timed loop per case (default 3)
+  --reps N              repetitions per case; the median is reported (default 3)
+  --warmup N            warm-up batches per client (default 3)
+  --clients LIST        client counts (default 1,4)
+  --pipeline N          batches in flight for the pipelined case (1 client; default 4; 0 = skip)
+  --dists LIST          uniform,zipf (default both)
+  --ops LIST            pull,push (default both)
+  --optimizer NAME      adagrad | sgd (default adagrad)
+  --durability MODE     async | sync (default async)
+  --cache-fraction F    hot-row cache size as a fraction of rows (default 1.0)
+  --shards N            shards to start (default 1)
+  --cluster PATH        benchmark this running cluster instead of starting shards
+  --no-redis            skip the Redis baseline
+  --quick               1 second, 1 repetition (smoke run)
+  --json                print the results as JSON
+"""
+let options = Options(Array(CommandLine.arguments.dropFirst()), usage: usage, flagNames: ["no-redis", "quick", "json"],
+                      known: ["rows", "dim", "batch", "seconds", "reps", "warmup", "clients", "pipeline", "dists", "ops",
+                              "optimizer", "durability", "cache-fraction", "shards", "cluster"])
+do {
+    try await runBenchmark(options)
+} catch {
+    printError("error: \(error)")
+    exit(1)
+}

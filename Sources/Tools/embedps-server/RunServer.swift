@@ -22,6 +22,8 @@ nonisolated func runShardServer(_ options: Options) {
         dataDirectory: options.string("data-dir") ?? shard.dataDir ?? "data/shard-\(index)", shardIndex: index, slotMap: map)
     engineConfig.durability = durability
     engineConfig.cacheRowsPerTable = options.int("cache-rows", default: 1 << 20)
+    engineConfig.checkpointLogBytes = options.int("checkpoint-log-mb", default: 256) << 20
+    engineConfig.checkpointIntervalSeconds = options.double("checkpoint-seconds", default: 60)
     let maxBytes = options.int("max-message-mb", default: 64) << 20
 
     let engine: ShardEngine
@@ -33,6 +35,7 @@ nonisolated func runShardServer(_ options: Options) {
     serverConfig.threads = options.int("threads", default: 2)
     serverConfig.maxMessageBytes = Int32(clamping: maxBytes)
     let server = Server(serverConfig)
+    engine.startCheckpointer()
     let service = ShardService(engine: engine, maxMessageBytes: maxBytes)
     service.register(on: server)
     do { try server.start() } catch {
@@ -58,7 +61,7 @@ nonisolated func runShardServer(_ options: Options) {
     stop.wait()
     printFlush("embedps-server shard \(index): shutting down (draining in-flight calls)")
     server.shutdown(graceSeconds: 10)
-    engine.close()
+    engine.close(checkpoint: true)
     withExtendedLifetime(sources) {}
     printFlush("embedps-server shard \(index): stopped")
 }

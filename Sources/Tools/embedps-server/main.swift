@@ -14,13 +14,17 @@ options:
   --shard-index N        this shard's index in the spec (required)
   --listen HOST:PORT     listen address (default: the shard's address in the spec; port 0 picks one)
   --data-dir DIR         RocksDB directory (default: the shard's dataDir in the spec, else ./data/shard-N)
-  --durability MODE      sync (fsync WAL before ack) | async (WAL without fsync; default)
-  --cache-rows N         hot-row cache bound per table, in rows (default 1048576)
+  --durability MODE      sync: a push is acknowledged after its update-log record is fdatasync'ed
+                         async (default): after it is written (survives a process crash or kill -9)
+  --cache-rows N         hot-row cache bound per table, in rows (default 1048576); updated rows stay
+                         in it (write-back) until a checkpoint writes them to RocksDB
+  --checkpoint-log-mb N  checkpoint a table when its update log grew by N MiB (default 256)
+  --checkpoint-seconds S checkpoint a table with dirty rows at least every S seconds (default 60)
   --threads N            completion-queue threads (default 2)
   --max-message-mb N     largest request/response in MiB (default 64)
   --port-file PATH       write the bound port to PATH once serving
 """
 
-let known: Set<String> = ["cluster", "shard-index", "listen", "data-dir", "durability", "cache-rows", "threads", "max-message-mb", "port-file"]
+let known: Set<String> = ["cluster", "shard-index", "listen", "data-dir", "durability", "cache-rows", "threads", "max-message-mb", "port-file", "checkpoint-log-mb", "checkpoint-seconds"]
 let options = Options(Array(CommandLine.arguments.dropFirst()), usage: usage, known: known)
 runShardServer(options)

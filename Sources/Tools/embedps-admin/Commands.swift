@@ -1,0 +1,111 @@
+import Foundation
+import CLI
+import Client
+import Engine
+import EmbedPSWire
+
+func formatBytes(_ b: UInt64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"]
+    var v = Double(b), u = 0
+    while v >= 1024 && u < units.count - 1 { v /= 1024; u += 1 }
+    return u == 0 ? "\(b) B" : String(format: "%.1f %@", v, units[u])
+}
+
+struct TableStatsJSON: Codable {
+    var shard: Int, table: String, dim: Int, optimizer: String, rows: UInt64, cachedRows: UInt64, dirtyRows: UInt64
+    var cacheCapacityRows: UInt64, bytesOnDisk: UInt64, logBytes: UInt64, pulls: UInt64, pushes: UInt64
+    var rowsPulled: UInt64, rowsPushed: UInt64, checkpoints: UInt64
+    init(shard: Int, _ s: WireTableStats) {
+        self.shard = shard; table = s.spec.name; dim = Int(s.spec.dim)
+        optimizer = OptimizerKind(rawValue: UInt8(truncatingIfNeeded: s.spec.optimizer.kind))?.description ?? "?"
+        rows = s.rows; cachedRows = s.cachedRows; dirtyRows = s.dirtyRows; cacheCapacityRows = s.cacheCapacityRows
+        bytesOnDisk = s.bytesOnDisk; logBytes = s.logBytes; pulls = s.pulls; pushes = s.pushes
+        rowsPulled = s.rowsPulled; rowsPushed = s.rowsPushed; checkpoints = s.checkpoints
+    }
+}
+
+struct ShardStatusJSON: Codable {
+    var shard: Int, address: String, mapVersion: UInt64, ownedSlots: UInt32, durability: String
+    var cacheHitRate: Double, requestsPerSecond: Double, rowsPerSecond: Double, latencyP50Ms: Double, latencyP99Ms: Double
+    var uptimeSeconds: UInt64, bytesOnDisk: UInt64, tables: [TableStatsJSON]
+}
+
+func runAdmin(_ o: Options) async throws {
+    let words = o.positional
+    guard let command = words.first else { o.fail("missing command") }
+    let client = try EmbedPSClient(specPath: o.required("cluster"))
+    let json = o.flag("json")
+    switch (command, words.dropFirst().first) {
+    case ("status", _):
+        let statuses = try await client.shardStatus()
+        let out = statuses.enumerated().map { i, s in
+            ShardStatusJSON(shard: i, address: client.spec.shards[i].address, mapVersion: s.shardMapVersion, ownedSlots: s.ownedSlots,
+                            durability: s.durability, cacheHitRate: s.cacheHitRate, requestsPerSecond: s.requestsPerSecond,
+                            rowsPerSecond: s.rowsPerSecond, latencyP50Ms: s.latencyP50Ms, latencyP99Ms: s.latencyP99Ms,
+                            uptimeSeconds: s.uptimeSeconds, bytesOnDisk: s.bytesOnDisk, tables: s.tables.map { TableStatsJSON(shard: i, $0) })
+        }
+        if json { print(jsonText(out)); return }
+        print(renderTable(["shard", "address", "slots", "map", "durability", "tables", "rows", "disk", "hit rate", "req/s", "rows/s", "p50 ms", "p99 ms", "uptime"],
+                          out.map { s in [String(s.shard), s.address, String(s.ownedSlots), String(s.mapVersion), s.durability, String(s.tables.count),
+                                          String(s.tables.reduce(0) { $0 + $1.rows }), formatBytes(s.bytesOnDisk), String(format: "%.1f%%", s.cacheHitRate * 100),
+                                          String(format: "%.0f", s.requestsPerSecond), String(format: "%.0f", s.rowsPerSecond),
+                                          String(format: "%.2f", s.latencyP50Ms), String(format: "%.2f", s.latencyP99Ms), "\(s.uptimeSeconds)s"] }))
+    case ("health", _):
+        let h = await client.health()
+        if json { print(jsonText(h.enumerated().map { ["shard": "\($0.offset)", "address": client.spec.shards[$0.offset].address, "serving": "\($0.element)"] })) }
+        else { print(renderTable(["shard", "address", "health"], h.enumerated().map { ["\($0.offset)", client.spec.shards[$0.offset].address, $0.element ? "SERVING" : "DOWN"] })) }
+        if !h.allSatisfy({ $0 }) { exit(1) }
+    case ("table", "list"):
+        let names = try await client.listTables()
+        if json { print(jsonText(names)) } else { names.forEach { print($0) } }
+    case ("table", "describe"):
+        guard let name = words.dropFirst(2).first else { o.fail("table describe needs a NAME") }
+        let stats = try await client.describeTable(name).enumerated().map { TableStatsJSON(shard: $0.offset, $0.element) }
+        if json { print(jsonText(stats)); return }
+        print(renderTable(["shard", "table", "dim", "optimizer", "rows", "cached", "dirty", "cache cap", "disk", "log", "pulls", "pushes", "checkpoints"],
+                          stats.map { [String($0.shard), $0.table, String($0.dim), $0.optimizer, String($0.rows), String($0.cachedRows), String($0.dirtyRows),
+                                       String($0.cacheCapacityRows), formatBytes($0.bytesOnDisk), formatBytes($0.logBytes), String($0.pulls), String($0.pushes), String($0.checkpoints)] }))
+    case ("table", "create"):
+        guard let name = words.dropFirst(2).first else { o.fail("table create needs a NAME") }
+        let spec = try tableSpec(name: name, o)
+        try await client.createTable(spec)
+        if json { print(jsonText(["created": name])) } else { print("table \(name) created on \(client.shardCount) shards (dim \(spec.dim), \(spec.optimizer.kind), lr \(spec.optimizer.learningRate))") }
+    case ("table", "drop"):
+        guard let name = words.dropFirst(2).first else { o.fail("table drop needs a NAME") }
+        let dropped = try await client.dropTable(name)
+        if json { print(jsonText(["dropped": dropped])) } else { print(dropped ? "table \(name) dropped" : "no table \(name)") }
+    case ("flush", _):
+        let table = words.dropFirst().first ?? ""
+        let t0 = Date()
+        try await client.flush(table: table)
+        if json { print(jsonText(["flushed": table.isEmpty ? "*" : table])) }
+        else { print("flushed \(table.isEmpty ? "all tables" : table) on \(client.shardCount) shards in \(String(format: "%.2f", Date().timeIntervalSince(t0))) s") }
+    default:
+        o.fail("unknown command '\(words.joined(separator: " "))'")
+    }
+}
+
+/// Builds a table spec from `table create` options.
+func tableSpec(name: String, _ o: Options) throws -> TableSpec {
+    guard let kind = OptimizerKind(name: o.string("optimizer", default: "adagrad")) else { o.fail("--optimizer must be sgd, adagrad, adam or ftrl") }
+    var opt = OptimizerConfig(kind: kind, learningRate: Float(o.double("lr", default: 0.05)))
+    opt.initialAccumulator = Float(o.double("initial-accumulator", default: kind == .adagrad ? 0.1 : 0))
+    opt.l1 = Float(o.double("l1", default: 0)); opt.l2 = Float(o.double("l2", default: 0))
+    let seed = UInt64(o.int("seed", default: 1))
+    let initializer: InitializerConfig
+    switch o.string("init", default: "uniform") {
+    case "zeros": initializer = InitializerConfig()
+    case "uniform": initializer = .uniform(Float(o.double("low", default: -0.05)), Float(o.double("high", default: 0.05)), seed: seed)
+    case "normal": initializer = .normal(mean: Float(o.double("mean", default: 0)), stddev: Float(o.double("stddev", default: 0.01)), seed: seed)
+    default: o.fail("--init must be zeros, uniform or normal")
+    }
+    var spec = TableSpec(name: name, dim: o.int("dim", default: 0), optimizer: opt, initializer: initializer)
+    switch o.string("hash", default: "collision-free") {
+    case "collision-free": break
+    case "fixed-budget":
+        spec.hashMode = .fixedBudget
+        spec.rowBudget = UInt64(o.int("row-budget", default: 0)); spec.hashSeed = UInt64(o.int("hash-seed", default: 0))
+    default: o.fail("--hash must be collision-free or fixed-budget")
+    }
+    return try spec.validated()
+}

@@ -1,0 +1,163 @@
+import Foundation
+import CLI
+import Client
+import Engine
+
+/// A child process started by the benchmark (a shard or redis-server); terminated on `stop()`.
+final class ChildProcess {
+    let process = Process()
+    init(_ path: String, _ args: [String], log: String) throws {
+        process.executableURL = URL(fileURLWithPath: path)
+        process.arguments = args
+        FileManager.default.createFile(atPath: log, contents: nil)
+        process.standardOutput = FileHandle(forWritingAtPath: log)
+        process.standardError = FileHandle(forWritingAtPath: log)
+        try process.run()
+    }
+    /// SIGTERM, then SIGKILL after 10 s. Polls instead of `waitUntilExit` (which can stall in async code on Linux).
+    func stop() {
+        guard process.isRunning else { return }
+        process.terminate()
+        let deadline = Date().addingTimeInterval(10)
+        while process.isRunning && Date() < deadline { usleep(20_000) }
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+    }
+}
+
+func freePort() -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET); addr.sin_port = 0; addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+    _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
+    _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+    return Int(UInt16(bigEndian: addr.sin_port))
+}
+
+func waitForFile(_ path: String, seconds: Double) throws {
+    let deadline = Date().addingTimeInterval(seconds)
+    while !FileManager.default.fileExists(atPath: path) {
+        guard Date() < deadline else { throw BenchError("timed out waiting for \(path)") }
+        Thread.sleep(forTimeInterval: 0.05)
+    }
+}
+
+func runBenchmark(_ o: Options) async throws {
+    let quick = o.flag("quick")
+    let rows = o.int("rows", default: 1_000_000), dim = o.int("dim", default: 64), batch = o.int("batch", default: 4096)
+    let seconds = quick ? 1 : o.double("seconds", default: 3), reps = quick ? 1 : o.int("reps", default: 3)
+    let warmup = o.int("warmup", default: 3)
+    let clientCounts = o.string("clients", default: "1,4").split(separator: ",").compactMap { Int($0) }
+    let pipeline = o.int("pipeline", default: 4)
+    let dists = o.string("dists", default: "uniform,zipf").split(separator: ",").compactMap { WorkloadW.Distribution(rawValue: String($0)) }
+    let ops = o.string("ops", default: "pull,push").split(separator: ",").map(String.init)
+    guard let optimizer = OptimizerKind(name: o.string("optimizer", default: "adagrad")) else { o.fail("--optimizer must be adagrad or sgd") }
+    let durability = o.string("durability", default: "async")
+    let cacheFraction = o.double("cache-fraction", default: 1.0)
+    let withRedis = !o.flag("no-redis")
+    guard batch <= rows else { o.fail("--batch must not exceed --rows") }
+
+    let work = FileManager.default.temporaryDirectory.appendingPathComponent("embedps-bench-\(getpid())")
+    try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: work) }
+    var children: [ChildProcess] = []
+    defer { children.forEach { $0.stop() } }
+
+    printError("workload W: \(rows) rows x \(dim) floats, batches of \(batch) distinct sorted ids, optimizer \(optimizer), durability \(durability), cache \(Int(cacheFraction * 100))% of rows")
+    let w = WorkloadW(rows: rows, dim: dim, batchSize: batch, batchCount: 32)
+
+    // EmbedPS: start shards unless a cluster was given.
+    var specPath = o.string("cluster") ?? ""
+    if specPath.isEmpty {
+        let shards = o.int("shards", default: 1)
+        let serverBin = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent().appendingPathComponent("embedps-server").path
+        let serverSpec = work.appendingPathComponent("server-spec.json").path
+        try ClusterSpec(shards: (0..<shards).map { _ in .init(address: "127.0.0.1:0") }).encoded().write(to: URL(fileURLWithPath: serverSpec))
+        var addresses: [String] = []
+        for i in 0..<shards {
+            let portFile = work.appendingPathComponent("port-\(i)").path
+            children.append(try ChildProcess(serverBin, ["--cluster", serverSpec, "--shard-index", "\(i)", "--listen", "127.0.0.1:0",
+                                                         "--data-dir", work.appendingPathComponent("shard-\(i)").path, "--durability", durability,
+                                                         "--cache-rows", "\(Int(Double(rows) * cacheFraction / Double(shards)) + 1)",
+                                                         "--port-file", portFile], log: work.appendingPathComponent("shard-\(i).log").path))
+            try waitForFile(portFile, seconds: 30)
+            try await Task.sleep(nanoseconds: 50_000_000)
+            let port = try String(contentsOfFile: portFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+            addresses.append("127.0.0.1:\(port)")
+        }
+        specPath = work.appendingPathComponent("client-spec.json").path
+        try ClusterSpec(shards: addresses.map { .init(address: $0) }).encoded().write(to: URL(fileURLWithPath: specPath))
+    }
+    var opt = OptimizerConfig(kind: optimizer, learningRate: 0.01); opt.initialAccumulator = 0.1
+    let spec = TableSpec(name: "bench_w", dim: dim, optimizer: opt, initializer: .uniform(-0.05, 0.05, seed: 1))
+    let embedps = EmbedPSTarget(specPath: specPath, table: spec.name, dim: dim)
+    try await embedps.load(w, spec: spec)
+
+    var redis: RedisTarget? = nil
+    if withRedis {
+        let port = freePort()
+        children.append(try ChildProcess("/usr/bin/redis-server", ["--port", "\(port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                                                                     "--dir", work.path], log: work.appendingPathComponent("redis.log").path))
+        let r = RedisTarget(port: port)
+        let deadline = Date().addingTimeInterval(10)
+        while (try? RedisConnection(port: port)) == nil {
+            guard Date() < deadline else { throw BenchError("redis-server did not start (is redis-server installed? run Cluster/install-deps.sh)") }
+            try await Task.sleep(nanoseconds: 50_000_000)
+        }
+        printError("  loading Redis: \(rows) rows")
+        try r.load(w, initializer: RowInitializer(config: spec.initializer, dim: dim))
+        redis = r
+    }
+
+    var cases: [(clients: Int, inflight: Int)] = clientCounts.map { ($0, 1) }
+    if pipeline > 1 { cases.append((1, pipeline)) }
+    var results: [Measurement] = []
+    for d in dists {
+        let batches = w.batches[d]!
+        for op in ops {
+            for c in cases {
+                var mine: [Measurement] = [], theirs: [String: [Measurement]] = [:]
+                for _ in 0..<reps {
+                    let r = try await embedps.run(op: op, batches: batches, gradients: w.gradients, clients: c.clients, inflight: c.inflight, seconds: seconds, warmup: warmup)
+                    mine.append(r.measurement(system: "embedps", op: op == "push" ? "push-\(optimizer)" : op, distribution: d.rawValue, clients: c.clients, inflight: c.inflight, rowsPerBatch: batch, bytesPerRow: dim * 4))
+                    if let redis {
+                        for rop in op == "pull" ? ["pull"] : ["push-rmw", "push-atomic"] {
+                            let rr = try redis.run(op: rop, batches: batches, gradients: w.gradients, dim: dim, clients: c.clients, inflight: c.inflight, seconds: seconds, warmup: warmup)
+                            theirs[rop, default: []].append(rr.measurement(system: "redis", op: rop, distribution: d.rawValue, clients: c.clients, inflight: c.inflight, rowsPerBatch: batch, bytesPerRow: dim * 4))
+                        }
+                    }
+                }
+                results.append(median(mine))
+                for (_, v) in theirs.sorted(by: { $0.key < $1.key }) { results.append(median(v)) }
+                printError("  done: \(op) \(d.rawValue) clients=\(c.clients) inflight=\(c.inflight): embedps \(Int(median(mine).rowsPerSecond)) rows/s")
+            }
+        }
+    }
+    report(results, json: o.flag("json"))
+}
+
+struct Ratio: Codable {
+    var op: String, distribution: String, clients: Int, inflight: Int, versus: String, ratio: Double
+}
+
+func report(_ results: [Measurement], json: Bool) {
+    var ratios: [Ratio] = []
+    for m in results where m.system == "embedps" {
+        let peers = results.filter { $0.system == "redis" && $0.distribution == m.distribution && $0.clients == m.clients && $0.inflight == m.inflight && $0.op.hasPrefix(m.op.hasPrefix("push") ? "push" : "pull") }
+        for p in peers where p.rowsPerSecond > 0 { ratios.append(Ratio(op: m.op, distribution: m.distribution, clients: m.clients, inflight: m.inflight, versus: p.op, ratio: m.rowsPerSecond / max(p.rowsPerSecond, 1e-9))) }
+    }
+    if json {
+        struct Report: Codable { var results: [Measurement]; var ratios: [Ratio] }
+        print(jsonText(Report(results: results, ratios: ratios)))
+        return
+    }
+    func f(_ x: Double, _ d: Int = 0) -> String { String(format: "%.\(d)f", x) }
+    print(renderTable(["system", "op", "dist", "clients", "inflight", "rows/s", "MB/s", "p50 ms", "p99 ms"],
+                      results.map { [$0.system, $0.op, $0.distribution, "\($0.clients)", "\($0.inflight)", f($0.rowsPerSecond), f($0.megabytesPerSecond, 1), f($0.p50Ms, 2), f($0.p99Ms, 2)] }))
+    if !ratios.isEmpty {
+        print("")
+        print(renderTable(["embedps op", "dist", "clients", "inflight", "vs redis op", "ratio"],
+                          ratios.map { [$0.op, $0.distribution, "\($0.clients)", "\($0.inflight)", $0.versus, f($0.ratio, 2) + "x"] }))
+    }
+}
