@@ -23,6 +23,7 @@ let package = Package(
         .systemLibrary(name: "CRocksDB", path: "Sources/CRocksDB"),
         .systemLibrary(name: "CXXHash", path: "Sources/CXXHash"),
         .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS"),
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
         .target(name: "EmbedPSWireC", path: "Sources/EmbedPSWireC",
                 linkerSettings: [.linkedLibrary("protobuf-c")]),
         // Wire contract and transport.
@@ -35,7 +36,7 @@ let package = Package(
         .target(name: "CLI"),
         .target(name: "Server", dependencies: ["Engine", "RPC", "EmbedPSWire"]),
         .target(name: "Client", dependencies: ["Engine", "Storage", "RPC", "EmbedPSWire"], swiftSettings: hotPath),
-        .target(name: "Training", dependencies: ["Client", "COpenBLAS"]),
+        .target(name: "Training", dependencies: ["Client", "CLI", "COpenBLAS", "CZlib"]),
         // Tools.
         .executableTarget(name: "embedps-server", dependencies: ["Server", "CLI"], path: "Sources/Tools/embedps-server"),
         .executableTarget(name: "embedps-train", dependencies: ["Training", "CLI"], path: "Sources/Tools/embedps-train"),

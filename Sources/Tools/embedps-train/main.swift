@@ -1,1 +1,47 @@
-print("todo")
+import Foundation
+import CLI
+import Client
+import Training
+
+let usage = """
+usage: embedps-train --cluster SPEC.json --data RATINGS.csv[.gz] [options]
+
+A trainer worker: trains matrix factorisation with the BPR loss on goodbooks-format interactions
+(user_id,book_id,rating), with the user and item embedding tables on the EmbedPS cluster. Start one process
+per worker with --rank r --world-size w; each trains the users with index % w == r. Rank 0 evaluates
+(full ranking, Recall@20 / NDCG@20, overall and long tail, vs. a popularity baseline) and prints the report.
+
+options:
+  --cluster PATH           cluster spec (JSON) with the shard addresses (required)
+  --data PATH              ratings file, gzip or plain CSV (required)
+  --rank N / --world-size N   this worker and the number of workers (default 0 / 1)
+  --run NAME               run name; tables are NAME.user, NAME.item, NAME.progress (default goodbooks)
+  --dim N                  embedding dimension (default 32)
+  --epochs N               epochs (default 20)
+  --batch N                interactions per batch (default 1024)
+  --lr X                   Adagrad learning rate on the shards (default 0.05)
+  --l2 X                   L2 regularisation (default 1e-4)
+  --max-inflight-pushes N  asynchronous pushes in flight; bounds staleness (default 2; 0 = synchronous)
+  --seed N                 seed of initialisation, shuffles and negatives (default 1)
+  --json                   print the final report as JSON (rank 0)
+"""
+let o = Options(Array(CommandLine.arguments.dropFirst()), usage: usage, flagNames: ["json"],
+                known: ["cluster", "data", "rank", "world-size", "run", "dim", "epochs", "batch", "lr", "l2", "max-inflight-pushes", "seed"])
+var config = TrainerConfiguration(dataPath: o.required("data"))
+config.rank = o.int("rank", default: 0); config.worldSize = o.int("world-size", default: 1)
+guard config.worldSize >= 1, config.rank >= 0, config.rank < config.worldSize else { o.fail("need 0 <= --rank < --world-size") }
+config.run = o.string("run", default: "goodbooks"); config.dim = o.int("dim", default: 32); config.epochs = o.int("epochs", default: 20)
+config.batchSize = o.int("batch", default: 1024); config.learningRate = Float(o.double("lr", default: 0.05))
+config.l2 = Float(o.double("l2", default: 1e-4)); config.maxInflightPushes = o.int("max-inflight-pushes", default: 2)
+config.seed = UInt64(o.int("seed", default: 1))
+let json = o.flag("json")
+do {
+    let client = try EmbedPSClient(specPath: o.required("cluster"))
+    let worker = TrainerWorker(config: config, client: client, log: { printFlush($0) })
+    if let report = try await worker.run() {
+        if json { print(jsonText(report)) } else { print(renderReport(report)) }
+    }
+} catch {
+    printError("error: rank \(config.rank): \(error)")
+    exit(1)
+}

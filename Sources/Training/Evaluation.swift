@@ -1,0 +1,94 @@
+import Foundation
+import COpenBLAS
+
+/// Ranking quality of one model on one held-out set.
+public struct RankingMetrics: Sendable, Codable {
+    public var model: String
+    public var split: String
+    public var users: Int
+    public var recallAt20: Double
+    public var ndcgAt20: Double
+    /// Users whose held-out item is in the long tail (not among the 20% most popular train items).
+    public var tailUsers: Int
+    public var tailRecallAt20: Double
+    public var tailNdcgAt20: Double
+}
+
+/// Full-ranking evaluation: every item is scored for every evaluated user (scores = U * Q^T with OpenBLAS
+/// sgemm, users in blocks), the user's train items (and, for test, the validation item) are excluded, and
+/// the held-out item's rank decides Recall@20 and NDCG@20 (one held-out item per user).
+public struct RankingEvaluator: Sendable {
+    public let split: LeaveLastOutSplit
+    public let tailItems: Set<Int>
+    public static let k = 20
+
+    public init(split: LeaveLastOutSplit) {
+        self.split = split
+        let byPopularity = split.itemPopularity.indices.sorted { split.itemPopularity[$0] > split.itemPopularity[$1] }
+        let head = byPopularity.prefix(max(1, byPopularity.count / 5))
+        tailItems = Set(byPopularity).subtracting(head)
+    }
+
+    /// Evaluates `userVectors` (users x dim, dense user order) against `itemVectors` (items x dim).
+    public func evaluate(model: String, heldOut: [(user: Int, item: Int)], exclude: [(user: Int, item: Int)] = [],
+                         userVectors: UnsafePointer<Float>, itemVectors: UnsafePointer<Float>, dim: Int, items: Int) -> RankingMetrics {
+        var excluded = [Int: [Int]]()
+        for (u, i) in exclude { excluded[u, default: []].append(i) }
+        let block = 256
+        let scores = UnsafeMutablePointer<Float>.allocate(capacity: block * items)
+        let users = UnsafeMutablePointer<Float>.allocate(capacity: block * dim)
+        defer { scores.deallocate(); users.deallocate() }
+        var acc = Accumulator()
+        var start = 0
+        while start < heldOut.count {
+            let part = heldOut[start..<min(heldOut.count, start + block)]
+            for (r, h) in part.enumerated() { (users + r * dim).update(from: userVectors + h.user * dim, count: dim) }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(part.count), Int32(items), Int32(dim),
+                        1, users, Int32(dim), itemVectors, Int32(dim), 0, scores, Int32(items))
+            for (r, h) in part.enumerated() {
+                acc.add(rank: rank(of: h.item, in: scores + r * items, items: items, masked: split.trainItemsByUser[h.user], extra: excluded[h.user] ?? []),
+                        tail: tailItems.contains(h.item))
+            }
+            start += block
+        }
+        return acc.metrics(model: model, split: "")
+    }
+
+    /// Popularity baseline: every user gets items ranked by train popularity.
+    public func evaluatePopularity(heldOut: [(user: Int, item: Int)], exclude: [(user: Int, item: Int)] = [], items: Int) -> RankingMetrics {
+        var excluded = [Int: [Int]]()
+        for (u, i) in exclude { excluded[u, default: []].append(i) }
+        var scores = split.itemPopularity.map { Float($0) }
+        var acc = Accumulator()
+        scores.withUnsafeMutableBufferPointer { s in
+            for h in heldOut {
+                acc.add(rank: rank(of: h.item, in: s.baseAddress!, items: items, masked: split.trainItemsByUser[h.user], extra: excluded[h.user] ?? []),
+                        tail: tailItems.contains(h.item))
+            }
+        }
+        return acc.metrics(model: "popularity", split: "")
+    }
+
+    /// 0-based rank of `target` among unmasked items (ties counted against the target).
+    func rank(of target: Int, in scores: UnsafeMutablePointer<Float>, items: Int, masked: Set<Int>, extra: [Int]) -> Int {
+        let t = scores[target]
+        var better = 0
+        for i in 0..<items where i != target && scores[i] >= t && !masked.contains(i) && !extra.contains(i) { better += 1 }
+        return better
+    }
+
+    struct Accumulator {
+        var n = 0, recall = 0.0, ndcg = 0.0, tailN = 0, tailRecall = 0.0, tailNdcg = 0.0
+        mutating func add(rank: Int, tail: Bool) {
+            n += 1
+            let hit = rank < RankingEvaluator.k
+            let gain = hit ? 1 / log2(Double(rank) + 2) : 0
+            recall += hit ? 1 : 0; ndcg += gain
+            if tail { tailN += 1; tailRecall += hit ? 1 : 0; tailNdcg += gain }
+        }
+        func metrics(model: String, split: String) -> RankingMetrics {
+            RankingMetrics(model: model, split: split, users: n, recallAt20: n == 0 ? 0 : recall / Double(n), ndcgAt20: n == 0 ? 0 : ndcg / Double(n),
+                           tailUsers: tailN, tailRecallAt20: tailN == 0 ? 0 : tailRecall / Double(tailN), tailNdcgAt20: tailN == 0 ? 0 : tailNdcg / Double(tailN))
+        }
+    }
+}

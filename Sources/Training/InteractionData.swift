@@ -1,0 +1,114 @@
+import Foundation
+import CZlib
+
+/// Why interaction data could not be loaded; names the file and line.
+public struct DataError: Error, CustomStringConvertible, Sendable {
+    public let description: String
+    public init(_ d: String) { description = d }
+}
+
+/// Reads a whole file, gunzipping when the name ends in ".gz".
+public func readMaybeGzip(_ path: String) throws -> [UInt8] {
+    guard FileManager.default.fileExists(atPath: path) else {
+        throw DataError("no such file \(path): pass --data DIR with ratings.csv.gz (goodbooks format: user_id,book_id,rating)")
+    }
+    if !path.hasSuffix(".gz") {
+        guard let d = FileManager.default.contents(atPath: path) else { throw DataError("cannot read \(path)") }
+        return [UInt8](d)
+    }
+    guard let gz = gzopen(path, "rb") else { throw DataError("cannot open \(path)") }
+    defer { gzclose(gz) }
+    var out: [UInt8] = []
+    var buf = [UInt8](repeating: 0, count: 1 << 20)
+    while true {
+        let n = buf.withUnsafeMutableBytes { gzread(gz, $0.baseAddress, UInt32($0.count)) }
+        if n < 0 { throw DataError("\(path) is not valid gzip data") }
+        if n == 0 { break }
+        out += buf[0..<Int(n)]
+    }
+    return out
+}
+
+/// One observed interaction, in file order.
+public struct Interaction: Sendable, Equatable {
+    public var user: UInt64
+    public var item: UInt64
+    public var rating: Float
+}
+
+/// Interactions of the goodbooks CSV format (`user_id,book_id,rating` with a header), kept in file order
+/// (upstream order is chronological). Users and items get dense indices in ascending id order.
+public struct InteractionData: Sendable {
+    public let interactions: [Interaction]
+    public let userIds: [UInt64]
+    public let itemIds: [UInt64]
+    public let userIndex: [UInt64: Int]
+    public let itemIndex: [UInt64: Int]
+
+    public init(interactions: [Interaction]) {
+        self.interactions = interactions
+        userIds = Array(Set(interactions.map(\.user))).sorted()
+        itemIds = Array(Set(interactions.map(\.item))).sorted()
+        userIndex = Dictionary(uniqueKeysWithValues: userIds.enumerated().map { ($1, $0) })
+        itemIndex = Dictionary(uniqueKeysWithValues: itemIds.enumerated().map { ($1, $0) })
+    }
+
+    /// Loads a ratings file; `minRating` keeps interactions rated at least that (1 keeps all).
+    public static func load(path: String, minRating: Float = 1) throws -> InteractionData {
+        let bytes = try readMaybeGzip(path)
+        var out: [Interaction] = []
+        out.reserveCapacity(bytes.count / 12)
+        var lineNo = 0
+        var fields: [Substring] = []
+        for line in String(decoding: bytes, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: true) {
+            lineNo += 1
+            let trimmed = line.hasSuffix("\r") ? line.dropLast() : line
+            if lineNo == 1 {
+                guard trimmed.hasPrefix("user_id,book_id") else {
+                    throw DataError("\(path): header is '\(trimmed)', expected 'user_id,book_id,rating'")
+                }
+                continue
+            }
+            fields = trimmed.split(separator: ",", omittingEmptySubsequences: false)
+            guard fields.count >= 3, let u = UInt64(fields[0]), let i = UInt64(fields[1]), let r = Float(fields[2]) else {
+                throw DataError("\(path):\(lineNo): expected user_id,book_id,rating, got '\(trimmed)'")
+            }
+            if r >= minRating { out.append(Interaction(user: u, item: i, rating: r)) }
+        }
+        guard !out.isEmpty else { throw DataError("\(path) holds no interactions") }
+        return InteractionData(interactions: out)
+    }
+}
+
+/// A reproducible leave-last-out split: per user, in file order (chronological upstream), the last
+/// interaction is the test item, the one before it the validation item, the rest train. Users with fewer
+/// than 3 interactions keep everything in train.
+public struct LeaveLastOutSplit: Sendable {
+    /// (user index, item index) pairs.
+    public let train: [(user: Int, item: Int)]
+    public let validation: [(user: Int, item: Int)]
+    public let test: [(user: Int, item: Int)]
+    /// Items each user interacted with in train (dense indices), for negative sampling and masking.
+    public let trainItemsByUser: [Set<Int>]
+    /// Train interaction count per item.
+    public let itemPopularity: [Int]
+
+    public init(_ data: InteractionData) {
+        var byUser = [[Int]](repeating: [], count: data.userIds.count)
+        for x in data.interactions { byUser[data.userIndex[x.user]!].append(data.itemIndex[x.item]!) }
+        var train: [(Int, Int)] = [], validation: [(Int, Int)] = [], test: [(Int, Int)] = []
+        var sets = [Set<Int>](repeating: [], count: byUser.count)
+        var popularity = [Int](repeating: 0, count: data.itemIds.count)
+        for (u, items) in byUser.enumerated() {
+            var trainPart = items
+            if items.count >= 3 {
+                test.append((u, items[items.count - 1]))
+                validation.append((u, items[items.count - 2]))
+                trainPart = Array(items.dropLast(2))
+            }
+            for i in trainPart { train.append((u, i)); sets[u].insert(i); popularity[i] += 1 }
+        }
+        self.train = train; self.validation = validation; self.test = test
+        trainItemsByUser = sets; itemPopularity = popularity
+    }
+}

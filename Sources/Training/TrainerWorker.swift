@@ -1,0 +1,245 @@
+import Foundation
+import Client
+import Engine
+
+/// Configuration of one trainer worker.
+public struct TrainerConfiguration: Sendable {
+    public var dataPath: String
+    public var run: String = "goodbooks"
+    public var rank = 0
+    public var worldSize = 1
+    public var dim = 32
+    public var epochs = 20
+    public var batchSize = 1024
+    public var learningRate: Float = 0.05
+    public var l2: Float = 1e-4
+    public var seed: UInt64 = 1
+    /// Pushes allowed in flight while the next batch is pulled (0 = synchronous). Bounds staleness.
+    public var maxInflightPushes = 2
+    public var minRating: Float = 1
+    public var evaluateEveryEpoch = true
+    public init(dataPath: String) { self.dataPath = dataPath }
+}
+
+/// Final report of a training run (what rank 0 prints).
+public struct TrainingReport: Sendable, Codable {
+    public var run: String
+    public var workers: Int
+    public var shards: Int
+    public var epochs: Int
+    public var dim: Int
+    public var trainInteractions: Int
+    public var users: Int
+    public var items: Int
+    public var seconds: Double
+    public var finalLoss: Double
+    public var test: [RankingMetrics]
+    public var validation: [RankingMetrics]
+}
+
+/// A trainer worker: trains MF-BPR whose user and item tables live on EmbedPS, on the users assigned to its
+/// rank (user index mod world size). Pulls the rows of a batch, computes exact gradients, pushes them
+/// asynchronously (at most `maxInflightPushes` outstanding). Workers coordinate through a progress table on
+/// the cluster (row r = epochs completed by rank r): an epoch ends with a barrier, and a restarted worker
+/// resumes after its last completed epoch. Rank 0 evaluates. Not thread-safe: one `run()` per instance.
+public final class TrainerWorker: @unchecked Sendable {
+    public let config: TrainerConfiguration
+    let client: EmbedPSClient
+    let log: @Sendable (String) -> Void
+    var userTable: String { "\(config.run).user" }
+    var itemTable: String { "\(config.run).item" }
+    var progressTable: String { "\(config.run).progress" }
+
+    public init(config: TrainerConfiguration, client: EmbedPSClient, log: @escaping @Sendable (String) -> Void) {
+        self.config = config; self.client = client; self.log = log
+    }
+
+    func createTables() async throws {
+        var opt = OptimizerConfig(kind: .adagrad, learningRate: config.learningRate)
+        opt.initialAccumulator = 0.1
+        let initializer = InitializerConfig.normal(mean: 0, stddev: 0.1, seed: config.seed)
+        try await client.createTable(TableSpec(name: userTable, dim: config.dim, optimizer: opt, initializer: initializer))
+        var itemInit = initializer; itemInit.seed = config.seed &+ 1
+        try await client.createTable(TableSpec(name: itemTable, dim: config.dim, optimizer: opt, initializer: itemInit))
+        try await client.createTable(TableSpec(name: progressTable, dim: 1, optimizer: OptimizerConfig(kind: .sgd, learningRate: 1)))
+    }
+
+    func progress() async throws -> [Int] {
+        try await client.pull(table: progressTable, ids: (0..<config.worldSize).map { UInt64($0) }).map { Int($0.rounded()) }
+    }
+
+    /// Waits until every worker completed `epochs` epochs.
+    func barrier(_ epochs: Int) async throws {
+        var waited = 0.0
+        while true {
+            let p = try await progress()
+            if p.allSatisfy({ $0 >= epochs }) { return }
+            if waited >= 10, Int(waited * 10) % 100 == 0 {
+                log("rank \(config.rank): waiting for workers \(p.enumerated().filter { $0.element < epochs }.map { "\($0.offset)" }.joined(separator: ",")) to finish epoch \(epochs)")
+            }
+            try await Task.sleep(nanoseconds: 100_000_000)
+            waited += 0.1
+        }
+    }
+
+    /// Runs training to the configured epoch count; returns the report on rank 0 (nil elsewhere).
+    public func run() async throws -> TrainingReport? {
+        let started = Date()
+        let data = try InteractionData.load(path: config.dataPath, minRating: config.minRating)
+        let split = LeaveLastOutSplit(data)
+        let nItems = data.itemIds.count
+        try await client.waitUntilHealthy(timeoutSeconds: 60)
+        try await createTables()
+        let mine = split.train.filter { $0.user % config.worldSize == config.rank }
+        let startEpoch = try await progress()[config.rank]
+        if config.rank == 0 && startEpoch == 0 {
+            log("data: \(data.interactions.count) interactions, \(data.userIds.count) users, \(nItems) items; split leave-last-out per user " +
+                "(train \(split.train.count), validation \(split.validation.count), test \(split.test.count))")
+        }
+        if startEpoch > 0 { log("rank \(config.rank): resuming after epoch \(startEpoch) (from the cluster's progress table)") }
+        log("rank \(config.rank)/\(config.worldSize): \(mine.count) train interactions, epochs \(startEpoch + 1)...\(config.epochs)")
+        let evaluator = RankingEvaluator(split: split)
+        var validation: [RankingMetrics] = []
+        var lastLoss = 0.0
+        for epoch in startEpoch..<config.epochs {
+            lastLoss = try await trainEpoch(epoch, examples: mine, data: data, split: split)
+            try await client.push(table: progressTable, ids: [UInt64(config.rank)], gradients: [-1])
+            try await barrier(epoch + 1)
+            if config.rank == 0 && (config.evaluateEveryEpoch || epoch + 1 == config.epochs) {
+                var m = try await evaluate(evaluator, data: data, heldOut: split.validation, exclude: [])
+                m.split = "validation"
+                validation.append(m)
+                log(String(format: "epoch %d/%d done: loss %.4f  validation Recall@20 %.4f  NDCG@20 %.4f", epoch + 1, config.epochs, lastLoss, m.recallAt20, m.ndcgAt20))
+            }
+        }
+        guard config.rank == 0 else { return nil }
+        var test = try await evaluate(evaluator, data: data, heldOut: split.test, exclude: split.validation)
+        test.split = "test"
+        var pop = evaluator.evaluatePopularity(heldOut: split.test, exclude: split.validation, items: nItems)
+        pop.split = "test"
+        return TrainingReport(run: config.run, workers: config.worldSize, shards: client.shardCount, epochs: config.epochs, dim: config.dim,
+                              trainInteractions: split.train.count, users: data.userIds.count, items: nItems,
+                              seconds: Date().timeIntervalSince(started), finalLoss: lastLoss, test: [test, pop], validation: validation)
+    }
+
+    /// One pass over this worker's examples in a seeded shuffle; returns the mean loss.
+    func trainEpoch(_ epoch: Int, examples: [(user: Int, item: Int)], data: InteractionData, split: LeaveLastOutSplit) async throws -> Double {
+        var rng = SplitMix64(seed: config.seed &* 1_000_003 &+ UInt64(config.rank) &* 7919 &+ UInt64(epoch))
+        var order = Array(examples.indices)
+        for i in stride(from: order.count - 1, to: 0, by: -1) { order.swapAt(i, Int(rng.next() % UInt64(i + 1))) }
+        let nItems = data.itemIds.count, dim = config.dim
+        var totalLoss = 0.0
+        var rowsMoved = 0
+        let started = Date()
+        let progress = ProgressLine(label: "rank \(config.rank) epoch \(epoch + 1)/\(config.epochs)", total: order.count, log: log)
+        var pending: [Task<Void, Error>] = []
+        var done = 0
+        while done < order.count {
+            let batch = order[done..<min(order.count, done + config.batchSize)].map { examples[$0] }
+            // Negatives: uniform items the user has not interacted with in train.
+            let negatives = batch.map { ex -> Int in
+                var j = Int(rng.next() % UInt64(nItems))
+                var tries = 0
+                while split.trainItemsByUser[ex.user].contains(j) && tries < 10 { j = Int(rng.next() % UInt64(nItems)); tries += 1 }
+                return j
+            }
+            let users = Array(Set(batch.map(\.user))).sorted()
+            let items = Array(Set(batch.map(\.item) + negatives)).sorted()
+            let userPos = Dictionary(uniqueKeysWithValues: users.enumerated().map { ($1, $0) })
+            let itemPos = Dictionary(uniqueKeysWithValues: items.enumerated().map { ($1, $0) })
+            let userIds = users.map { data.userIds[$0] }, itemIds = items.map { data.itemIds[$0] }
+            let userRows = FloatBuffer(count: users.count * dim), itemRows = FloatBuffer(count: items.count * dim)
+            async let pu: Void = client.pull(table: userTable, ids: userIds, into: userRows)
+            async let pi: Void = client.pull(table: itemTable, ids: itemIds, into: itemRows)
+            _ = try await (pu, pi)
+            let gu = FloatBuffer(count: users.count * dim), gi = FloatBuffer(count: items.count * dim)
+            var loss: Float = 0
+            for (n, ex) in batch.enumerated() {
+                let u = userPos[ex.user]!, i = itemPos[ex.item]!, j = itemPos[negatives[n]]!
+                loss += BPRModel.accumulateGradients(user: userRows.base + u * dim, positive: itemRows.base + i * dim, negative: itemRows.base + j * dim,
+                                                     dim: dim, l2: config.l2, gu: gu.base + u * dim, gi: gi.base + i * dim, gj: gi.base + j * dim)
+            }
+            totalLoss += Double(loss)
+            // Asynchronous push, bounded: wait for the oldest when too many are in flight.
+            let client = self.client, ut = userTable, it = itemTable
+            pending.append(Task {
+                async let a = client.push(table: ut, ids: userIds, gradients: gu)
+                async let b = client.push(table: it, ids: itemIds, gradients: gi)
+                _ = try await (a, b)
+            })
+            while pending.count > config.maxInflightPushes { try await pending.removeFirst().value }
+            rowsMoved += 2 * (users.count + items.count)
+            done += batch.count
+            progress.update(done: done, detail: String(format: "loss %.4f  %.0f rows/s", totalLoss / Double(done), Double(rowsMoved) / max(1e-3, Date().timeIntervalSince(started))))
+        }
+        for t in pending { try await t.value }
+        progress.finish(detail: String(format: "loss %.4f  %.0f rows/s  %.1f s", totalLoss / Double(max(1, done)), Double(rowsMoved) / max(1e-3, Date().timeIntervalSince(started)), Date().timeIntervalSince(started)))
+        return totalLoss / Double(max(1, done))
+    }
+
+    /// Pulls every user and item vector and ranks all items for the held-out users.
+    func evaluate(_ evaluator: RankingEvaluator, data: InteractionData, heldOut: [(user: Int, item: Int)], exclude: [(user: Int, item: Int)]) async throws -> RankingMetrics {
+        let dim = config.dim
+        let users = FloatBuffer(count: data.userIds.count * dim), items = FloatBuffer(count: data.itemIds.count * dim)
+        try await pullAll(userTable, data.userIds, into: users)
+        try await pullAll(itemTable, data.itemIds, into: items)
+        return evaluator.evaluate(model: "mf-bpr (EmbedPS)", heldOut: heldOut, exclude: exclude, userVectors: users.base, itemVectors: items.base,
+                                  dim: dim, items: data.itemIds.count)
+    }
+
+    func pullAll(_ table: String, _ ids: [UInt64], into out: FloatBuffer) async throws {
+        let chunk = 8192
+        var start = 0
+        while start < ids.count {
+            let part = Array(ids[start..<min(ids.count, start + chunk)])
+            let buf = FloatBuffer(count: part.count * config.dim)
+            try await client.pull(table: table, ids: part, into: buf)
+            (out.base + start * config.dim).update(from: buf.base, count: part.count * config.dim)
+            start += chunk
+        }
+    }
+}
+
+/// Deterministic SplitMix64 generator for shuffles and negative sampling.
+public struct SplitMix64: RandomNumberGenerator, Sendable {
+    public var state: UInt64
+    public init(seed: UInt64) { state = seed }
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+/// A progress line: redrawn in place on a terminal, otherwise printed at every 25%.
+final class ProgressLine: @unchecked Sendable {
+    let label: String, total: Int
+    let log: @Sendable (String) -> Void
+    private var lastDraw = Date.distantPast
+    private var lastQuarter = 0
+    private let tty = isatty(STDERR_FILENO) != 0
+
+    init(label: String, total: Int, log: @escaping @Sendable (String) -> Void) { self.label = label; self.total = total; self.log = log }
+
+    func bar(_ done: Int) -> String {
+        let width = 24, filled = total == 0 ? width : width * done / total
+        return "[" + String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled) + "]"
+    }
+    func update(done: Int, detail: String) {
+        let pct = total == 0 ? 100 : 100 * done / total
+        if tty {
+            guard Date().timeIntervalSince(lastDraw) > 0.2 else { return }
+            lastDraw = Date()
+            FileHandle.standardError.write(Data("\r\(label) \(bar(done)) \(pct)%  \(detail)   ".utf8))
+        } else if pct / 25 > lastQuarter && done < total {
+            lastQuarter = pct / 25
+            log("\(label) \(bar(done)) \(pct)%  \(detail)")
+        }
+    }
+    func finish(detail: String) {
+        if tty { FileHandle.standardError.write(Data("\r".utf8)) }
+        log("\(label) \(bar(total)) 100%  \(detail)")
+    }
+}
