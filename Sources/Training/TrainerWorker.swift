@@ -200,19 +200,6 @@ public final class TrainerWorker: @unchecked Sendable {
     }
 }
 
-/// Deterministic SplitMix64 generator for shuffles and negative sampling.
-public struct SplitMix64: RandomNumberGenerator, Sendable {
-    public var state: UInt64
-    public init(seed: UInt64) { state = seed }
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 /// A progress line: redrawn in place on a terminal, otherwise printed at every 25%.
 final class ProgressLine: @unchecked Sendable {
     let label: String, total: Int

@@ -1,18 +1,5 @@
 import Foundation
-
-/// Deterministic SplitMix64 generator (benchmarks and data splits must not depend on Swift's seeded Hasher).
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func unit() -> Double { Double(next() >> 11) * 0x1p-53 }
-}
+import Engine
 
 /// Workload W (shared/docs/benchmark-workload.md): pre-generated batches of distinct, ascending row ids
 /// drawn uniformly or Zipf(s) over ranks, ranks mapped through a fixed random permutation; and gradients.
