@@ -98,9 +98,15 @@ final class EmbeddingTable: @unchecked Sendable {
     // MARK: pull
 
     /// Fills `out[i*dim ..< (i+1)*dim]` with the row of `keys[i]`; unseen rows get their initial value (not written).
+    /// Cache hits and RocksDB reads of misses both run under the shared lock, so concurrent pulls overlap
+    /// their storage reads; missed rows are then installed in the cache under the exclusive lock unless the
+    /// cache evicted anything in between (a row pushed, flushed and evicted meanwhile would make the image
+    /// read stale); rows cached meanwhile (e.g. by a push) are kept as they are.
     func pull(keys: UnsafeBufferPointer<UInt64>, into out: UnsafeMutablePointer<Float>) throws(EngineError) {
         let dim = spec.dim
         var missing: [Int] = []
+        var epoch: UInt64 = 0
+        var scratch: RowScratch? = nil
         try lock.withReadLock { () throws(EngineError) in
             if dropped { throw .unknownTable(spec.name) }
             for i in 0..<keys.count {
@@ -110,20 +116,22 @@ final class EmbeddingTable: @unchecked Sendable {
                     missing.append(i)
                 }
             }
+            guard !missing.isEmpty else { return }
+            let rows = RowScratch(rowFloats: spec.rowFloats, count: missing.count)
+            try loadFromStorage(missing.map { keys[$0] }, positions: Array(0..<missing.count), into: rows)
+            for (j, i) in missing.enumerated() { (out + i * dim).update(from: rows.row(j), count: dim) }
+            scratch = rows
+            epoch = cache.evictions
         }
         counters.cacheHits.add(UInt64(keys.count - missing.count), ordering: .relaxed)
         counters.cacheMisses.add(UInt64(missing.count), ordering: .relaxed)
-        if !missing.isEmpty {
-            try lock.withWriteLock { () throws(EngineError) in
-                if dropped { throw .unknownTable(spec.name) }
-                let scratch = RowScratch(rowFloats: spec.rowFloats, count: missing.count)
-                try load(missing.map { keys[$0] }, into: scratch)
-                for (j, i) in missing.enumerated() {
-                    (out + i * dim).update(from: scratch.row(j), count: dim)
-                    if cache.lookup(keys[i]) == nil, let s = cache.claim(keys[i]) {
-                        cache.row(s).update(from: scratch.row(j), count: spec.rowFloats)
-                        cache.set(s, step: scratch.steps[j], seq: scratch.seqs[j], exists: scratch.exists[j], dirty: false)
-                    }
+        if let scratch, cache.capacity > 0 {
+            lock.withWriteLock {
+                guard !dropped, cache.evictions == epoch else { return }
+                for (j, i) in missing.enumerated() where cache.lookup(keys[i]) == nil {
+                    guard let s = cache.claim(keys[i]) else { break }
+                    cache.row(s).update(from: scratch.row(j), count: spec.rowFloats)
+                    cache.set(s, step: scratch.steps[j], seq: scratch.seqs[j], exists: scratch.exists[j], dirty: false)
                 }
             }
         }
@@ -144,24 +152,30 @@ final class EmbeddingTable: @unchecked Sendable {
             }
         }
         guard !dbIndex.isEmpty else { return }
-        let keyBytes = UnsafeMutableRawBufferPointer.allocate(byteCount: dbIndex.count * RowKey.length, alignment: 8)
+        try loadFromStorage(dbIndex.map { keys[$0] }, positions: dbIndex, into: scratch)
+    }
+
+    /// Reads `keys` from RocksDB into scratch rows `positions` (stored rows decoded, absent rows initialised).
+    /// Touches no cache state; caller holds the table lock (shared is enough).
+    private func loadFromStorage(_ keys: [UInt64], positions: [Int], into scratch: RowScratch) throws(EngineError) {
+        let keyBytes = UnsafeMutableRawBufferPointer.allocate(byteCount: keys.count * RowKey.length, alignment: 8)
         defer { keyBytes.deallocate() }
-        for (n, j) in dbIndex.enumerated() {
-            RowKey.write(slot: addressing.slot(ofRowKey: keys[j]), key: keys[j], to: keyBytes.baseAddress! + n * RowKey.length)
+        for (n, k) in keys.enumerated() {
+            RowKey.write(slot: addressing.slot(ofRowKey: k), key: k, to: keyBytes.baseAddress! + n * RowKey.length)
         }
-        var found = [Bool](repeating: false, count: dbIndex.count)
+        var found = [Bool](repeating: false, count: keys.count)
         do {
-            try db.multiGet(family, keys: UnsafeRawBufferPointer(keyBytes), keyLength: RowKey.length, count: dbIndex.count) { n, bytes in
-                let j = dbIndex[n]
+            try db.multiGet(family, keys: UnsafeRawBufferPointer(keyBytes), keyLength: RowKey.length, count: keys.count) { n, bytes in
+                let j = positions[n]
                 do { (scratch.steps[j], scratch.seqs[j]) = try codec.decode(bytes, into: scratch.row(j)) } catch let e as RowCodecError {
-                    throw EngineError.storage("table '\(spec.name)' row \(keys[j]): \(e.description)")
+                    throw EngineError.storage("table '\(spec.name)' row \(keys[n]): \(e.description)")
                 }
                 scratch.exists[j] = true
                 found[n] = true
             }
         } catch let e as EngineError { throw e } catch { throw .storage("\(error)") }
-        for (n, j) in dbIndex.enumerated() where !found[n] {
-            initializer.fill(scratch.row(j), rowKey: keys[j])
+        for (n, j) in positions.enumerated() where !found[n] {
+            initializer.fill(scratch.row(j), rowKey: keys[n])
             optimizer.initializeState(scratch.row(j))
             scratch.steps[j] = 0; scratch.seqs[j] = 0; scratch.exists[j] = false
         }

@@ -21,6 +21,10 @@ public final class HotRowCache {
     private var index = UInt64Map()
     private var hand = 0
     public private(set) var dirtyCount = 0
+    /// Rows evicted or forgotten so far. A reader that fetched rows from storage may install them only if
+    /// this did not change since its read: otherwise a row updated, flushed and evicted meanwhile would be
+    /// replaced by the older image it read.
+    public private(set) var evictions: UInt64 = 0
 
     public init(rowFloats: Int, capacity: Int) {
         self.rowFloats = rowFloats
@@ -78,6 +82,7 @@ public final class HotRowCache {
             if dirty[s] { continue }
             if referenced[s] != 0 { referenced[s] = 0; continue }
             index.remove(keys[s])
+            evictions &+= 1
             keys[s] = key; steps[s] = 0; seqs[s] = 0; exists[s] = false; referenced[s] = 1
             index.set(key, s)
             return s
@@ -88,7 +93,7 @@ public final class HotRowCache {
     /// Forgets every row (the table was dropped).
     public func removeAll() {
         index = UInt64Map(); keys.removeAll(); steps.removeAll(); seqs.removeAll(); exists.removeAll(); dirty.removeAll()
-        hand = 0; dirtyCount = 0
+        hand = 0; dirtyCount = 0; evictions &+= 1
     }
 }
 

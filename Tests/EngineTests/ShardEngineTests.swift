@@ -122,4 +122,47 @@ import Foundation
         #expect(try third.snapshot(of: "t").logBytes == 0)
         #expect(try pull(third, "t", (0..<10).map { UInt64($0) }) == expected)
     }
+
+    @Test func concurrentPullsPushesAndCheckpointsLoseNoUpdateWithATinyCache() throws {
+        let (e, dir) = try makeEngine(cacheRows: 16)
+        defer { e.close(); try? FileManager.default.removeItem(atPath: dir) }
+        _ = try e.createTable(TableSpec(name: "t", dim: 1, optimizer: OptimizerConfig(kind: .sgd, learningRate: 1)))
+        let pushes = 3000, idSpace: UInt64 = 64
+        let failures = Failures()
+        DispatchQueue.concurrentPerform(iterations: 4) { worker in
+            var rng = SplitMix64(seed: UInt64(worker) + 1)
+            do {
+                switch worker {
+                case 0:  // the only writer: each push adds -1 to 8 distinct ids
+                    for n in 0..<pushes {
+                        let ids = Array(Set((0..<8).map { _ in rng.next() % idSpace })).sorted()
+                        _ = try push(e, "t", ids, [Float](repeating: 1, count: ids.count))
+                        failures.count(ids)
+                        if n % 10 == 0 { try e.checkpointAll() }
+                    }
+                    failures.done()
+                default:  // readers churn the 16-row cache with misses
+                    while !failures.isDone {
+                        let ids = Array(Set((0..<24).map { _ in rng.next() % idSpace })).sorted()
+                        _ = try pull(e, "t", ids)
+                    }
+                }
+            } catch { failures.record("\(error)") }
+        }
+        #expect(failures.messages.isEmpty, "\(failures.messages)")
+        let ids = (0..<idSpace).map { $0 }
+        #expect(try pull(e, "t", ids) == ids.map { -Float(failures.pushesPerId[$0, default: 0]) })
+    }
+}
+
+/// Shared bookkeeping of the stress test.
+final class Failures: @unchecked Sendable {
+    private let lock = NSLock()
+    private(set) var messages: [String] = []
+    private(set) var pushesPerId: [UInt64: Int] = [:]
+    private var finished = false
+    func record(_ m: String) { lock.withLock { messages.append(m); finished = true } }
+    func count(_ ids: [UInt64]) { lock.withLock { for i in ids { pushesPerId[i, default: 0] += 1 } } }
+    func done() { lock.withLock { finished = true } }
+    var isDone: Bool { lock.withLock { finished } }
 }
