@@ -47,7 +47,7 @@ let package = Package(
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Storage"]),
         .testTarget(name: "RPCTests", dependencies: ["RPC"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["Client", "Engine", "RPC", "EmbedPSWire", "embedps-server", "embedps-train"], exclude: ["python"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["Client", "Engine", "RPC", "EmbedPSWire", "embedps-server", "embedps-train", "embedps-admin"], exclude: ["python"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,0 +1,68 @@
+import Testing
+import Foundation
+import Engine
+import Client
+
+@Suite(.serialized) struct OperationsTests {
+    @Test func asyncModeSurvivesKillNineOfTheProcessAndFlushTrimsTheLog() async throws {
+        let cluster = try LocalCluster(shards: 2, durability: "async")
+        defer { cluster.stop() }
+        let client = try cluster.client()
+        let spec = ShardClusterTests.adagradSpec("async", dim: 8)
+        try await client.createTable(spec)
+        var ref = ReferenceTable(spec)
+        let ids = (0..<300).map { UInt64($0) * 3 }
+        for round in 0..<3 {
+            let g = gradients(ids.count, 8, seed: 50 + UInt64(round))
+            try await client.push(table: "async", ids: ids, gradients: g)
+            ref.push(ids, g)
+        }
+        var stats = try await client.describeTable("async")
+        #expect(stats.allSatisfy { $0.dirtyRows > 0 && $0.logBytes > 0 }, "updates live in the cache and the log")
+        try await client.flush(table: "async")
+        stats = try await client.describeTable("async")
+        #expect(stats.allSatisfy { $0.dirtyRows == 0 && $0.logBytes == 0 && $0.checkpoints >= 1 })
+        // More updates after the checkpoint, then a process crash: the OS still holds the written log.
+        let g = gradients(ids.count, 8, seed: 77)
+        try await client.push(table: "async", ids: ids, gradients: g)
+        ref.push(ids, g)
+        cluster.kill9(0); cluster.kill9(1)
+        try cluster.restart(0); try cluster.restart(1)
+        try await client.waitUntilHealthy(timeoutSeconds: 20)
+        #expect(try await client.pull(table: "async", ids: ids) == ref.weights(ids))
+        #expect(try await client.describeTable("async").reduce(0) { $0 + $1.rows } == UInt64(ids.count))
+    }
+
+    @Test func adminToolReportsStatusAndManagesTablesAsJSON() async throws {
+        let cluster = try LocalCluster(shards: 2)
+        defer { cluster.stop() }
+        let specPath = cluster.root.appendingPathComponent("client.json").path
+        try cluster.clientSpec.encoded().write(to: URL(fileURLWithPath: specPath))
+        func admin(_ args: [String]) throws -> (Int32, String) {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: LocalCluster.binary("embedps-admin"))
+            p.arguments = args + ["--cluster", specPath]
+            let out = Pipe()
+            p.standardOutput = out
+            p.standardError = out
+            try p.run()
+            let data = out.fileHandleForReading.readDataToEndOfFile()
+            p.waitUntilExit()
+            return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+        }
+        let created = try admin(["table", "create", "items", "--dim", "16", "--optimizer", "adam", "--lr", "0.01"])
+        #expect(created.0 == 0, "\(created.1)")
+        let (code, text) = try admin(["table", "describe", "items", "--json"])
+        #expect(code == 0)
+        struct Row: Decodable { var shard: Int; var table: String; var dim: Int; var optimizer: String }
+        let rows = try JSONDecoder().decode([Row].self, from: Data(text.utf8))
+        #expect(rows.map(\.shard) == [0, 1] && rows.allSatisfy { $0.table == "items" && $0.dim == 16 && $0.optimizer == "adam" })
+        let status = try admin(["status", "--json"])
+        struct Shard: Decodable { var ownedSlots: Int; var durability: String }
+        #expect(try JSONDecoder().decode([Shard].self, from: Data(status.1.utf8)).map(\.ownedSlots) == [2048, 2048])
+        let bad = try admin(["table", "create", "bad", "--dim", "0"])
+        #expect(bad.0 != 0 && bad.1.contains("dim 0"), "errors name the field: \(bad.1)")
+        #expect(try admin(["table", "drop", "items"]).0 == 0)
+        #expect(try JSONDecoder().decode([String].self, from: Data(admin(["table", "list", "--json"]).1.utf8)) == [])
+    }
+}
