@@ -50,7 +50,7 @@ final class LocalCluster: @unchecked Sendable {
                        "--data-dir", dataDir(i), "--durability", durability, "--port-file", portFile] + extraArgs
         p.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
         let log = root.appendingPathComponent("shard-\(i).log").path
-        FileManager.default.createFile(atPath: log, contents: nil)
+        _ = FileManager.default.createFile(atPath: log, contents: nil)
         p.standardError = FileHandle(forWritingAtPath: log)
         try p.run()
         processes[i] = p

@@ -9,7 +9,7 @@ final class ChildProcess {
     init(_ path: String, _ args: [String], log: String) throws {
         process.executableURL = URL(fileURLWithPath: path)
         process.arguments = args
-        FileManager.default.createFile(atPath: log, contents: nil)
+        _ = FileManager.default.createFile(atPath: log, contents: nil)
         process.standardOutput = FileHandle(forWritingAtPath: log)
         process.standardError = FileHandle(forWritingAtPath: log)
         try process.run()
