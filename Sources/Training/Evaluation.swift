@@ -12,6 +12,9 @@ public struct RankingMetrics: Sendable, Codable {
     public var tailUsers: Int
     public var tailRecallAt20: Double
     public var tailNdcgAt20: Double
+    /// Users whose held-out item never occurs in train (a new item), and their Recall@20.
+    public var newItemUsers: Int
+    public var newItemRecallAt20: Double
 }
 
 /// Full-ranking evaluation: every item is scored for every evaluated user (scores = U * Q^T with OpenBLAS
@@ -47,7 +50,7 @@ public struct RankingEvaluator: Sendable {
                         1, users, Int32(dim), itemVectors, Int32(dim), 0, scores, Int32(items))
             for (r, h) in part.enumerated() {
                 acc.add(rank: rank(of: h.item, in: scores + r * items, items: items, masked: split.trainItemsByUser[h.user], extra: excluded[h.user] ?? []),
-                        tail: tailItems.contains(h.item))
+                        tail: tailItems.contains(h.item), new: split.itemPopularity[h.item] == 0)
             }
             start += block
         }
@@ -63,7 +66,7 @@ public struct RankingEvaluator: Sendable {
         scores.withUnsafeMutableBufferPointer { s in
             for h in heldOut {
                 acc.add(rank: rank(of: h.item, in: s.baseAddress!, items: items, masked: split.trainItemsByUser[h.user], extra: excluded[h.user] ?? []),
-                        tail: tailItems.contains(h.item))
+                        tail: tailItems.contains(h.item), new: split.itemPopularity[h.item] == 0)
             }
         }
         return acc.metrics(model: "popularity", split: "")
@@ -78,17 +81,19 @@ public struct RankingEvaluator: Sendable {
     }
 
     struct Accumulator {
-        var n = 0, recall = 0.0, ndcg = 0.0, tailN = 0, tailRecall = 0.0, tailNdcg = 0.0
-        mutating func add(rank: Int, tail: Bool) {
+        var n = 0, recall = 0.0, ndcg = 0.0, tailN = 0, tailRecall = 0.0, tailNdcg = 0.0, newN = 0, newRecall = 0.0
+        mutating func add(rank: Int, tail: Bool, new: Bool) {
             n += 1
             let hit = rank < RankingEvaluator.k
             let gain = hit ? 1 / log2(Double(rank) + 2) : 0
             recall += hit ? 1 : 0; ndcg += gain
             if tail { tailN += 1; tailRecall += hit ? 1 : 0; tailNdcg += gain }
+            if new { newN += 1; newRecall += hit ? 1 : 0 }
         }
         func metrics(model: String, split: String) -> RankingMetrics {
             RankingMetrics(model: model, split: split, users: n, recallAt20: n == 0 ? 0 : recall / Double(n), ndcgAt20: n == 0 ? 0 : ndcg / Double(n),
-                           tailUsers: tailN, tailRecallAt20: tailN == 0 ? 0 : tailRecall / Double(tailN), tailNdcgAt20: tailN == 0 ? 0 : tailNdcg / Double(tailN))
+                           tailUsers: tailN, tailRecallAt20: tailN == 0 ? 0 : tailRecall / Double(tailN), tailNdcgAt20: tailN == 0 ? 0 : tailNdcg / Double(tailN),
+                           newItemUsers: newN, newItemRecallAt20: newN == 0 ? 0 : newRecall / Double(newN))
         }
     }
 }

@@ -57,6 +57,8 @@ import Foundation
         #expect(m.recallAt20 == 1 && abs(m.ndcgAt20 - 1) < 1e-12)
         let m2 = e.evaluate(model: "t", heldOut: [(0, 2)], userVectors: users, itemVectors: items, dim: 1, items: 4)
         #expect(m2.recallAt20 == 1 && abs(m2.ndcgAt20 - 1 / log2(3.0)) < 1e-12)
+        // Item 2 (dense index 2) never occurs in train: it is a new item.
+        #expect(m2.newItemUsers == 1 && m2.newItemRecallAt20 == 1 && m.newItemUsers == 0)
     }
 
     @Test func gzipRatingsFileLoads() throws {
