@@ -27,15 +27,10 @@ public final class Channel: @unchecked Sendable {
     public init(_ configuration: ChannelConfiguration) {
         GRPCRuntime.ensure()
         self.configuration = configuration
-        args = ChannelArgs(integers: [
-            (GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, configuration.maxMessageBytes),
-            (GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, configuration.maxMessageBytes),
+        args = ChannelArgs(integers: transportArguments(maxMessageBytes: configuration.maxMessageBytes) + [
             // Reconnect quickly after a shard restarts (defaults back off for up to 2 minutes).
             ("grpc.initial_reconnect_backoff_ms", 100), ("grpc.max_reconnect_backoff_ms", 1000),
             ("grpc.min_reconnect_backoff_ms", 100),
-            // Row batches are ~1 MiB: open the HTTP/2 stream window up front instead of waiting for BDP
-            // probing, which stalled pipelined large requests on one connection for ~0.5 s.
-            ("grpc.http2.lookahead_bytes", 16 << 20),
         ])
         let creds = grpc_insecure_credentials_create()
         channel = grpc_channel_create(configuration.target, creds, args.pointer)

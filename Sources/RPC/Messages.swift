@@ -85,6 +85,14 @@ final class CMetadata {
     }
 }
 
+/// Transport arguments shared by servers and client channels: message size limits both ways, and a 16 MiB
+/// HTTP/2 look-ahead window, since row batches are ~1 MiB (measured with embedps-bench: concurrent pulls
+/// 15-30% faster than with the default window; pushes within noise).
+func transportArguments(maxMessageBytes: Int32) -> [(String, Int32)] {
+    [(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, maxMessageBytes), (GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, maxMessageBytes),
+     ("grpc.http2.lookahead_bytes", 16 << 20)]
+}
+
 /// Channel arguments with owned key strings.
 final class ChannelArgs {
     private var keys: [UnsafeMutablePointer<CChar>] = []

@@ -52,13 +52,7 @@ public final class Server: @unchecked Sendable {
     public init(_ configuration: ServerConfiguration) {
         GRPCRuntime.ensure()
         self.configuration = configuration
-        args = ChannelArgs(integers: [
-            (GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, configuration.maxMessageBytes),
-            (GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, configuration.maxMessageBytes),
-            // Row batches are ~1 MiB: open the HTTP/2 stream window up front instead of waiting for BDP
-            // probing, which stalled pipelined large requests on one connection for ~0.5 s.
-            ("grpc.http2.lookahead_bytes", 16 << 20),
-        ])
+        args = ChannelArgs(integers: transportArguments(maxMessageBytes: configuration.maxMessageBytes))
         server = grpc_server_create(args.pointer, nil)
         cq = grpc_completion_queue_create_for_next(nil)
         grpc_server_register_completion_queue(server, cq, nil)
