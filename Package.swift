@@ -37,16 +37,18 @@ let package = Package(
         .target(name: "Server", dependencies: ["Engine", "RPC", "EmbedPSWire"]),
         .target(name: "Client", dependencies: ["Engine", "Storage", "RPC", "EmbedPSWire"], swiftSettings: hotPath),
         .target(name: "Training", dependencies: ["Client", "CLI", "COpenBLAS", "CZlib"]),
+        .target(name: "SemanticID", dependencies: ["Engine", "COpenBLAS"]),
         // Tools.
         .executableTarget(name: "embedps-server", dependencies: ["Server", "CLI"], path: "Sources/Tools/embedps-server"),
         .executableTarget(name: "embedps-train", dependencies: ["Training", "CLI"], path: "Sources/Tools/embedps-train"),
         .executableTarget(name: "embedps-bench", dependencies: ["Client", "CLI"], path: "Sources/Tools/embedps-bench"),
-        .executableTarget(name: "embedps-admin", dependencies: ["Client", "CLI"], path: "Sources/Tools/embedps-admin"),
+        .executableTarget(name: "embedps-admin", dependencies: ["Client", "CLI", "SemanticID"], path: "Sources/Tools/embedps-admin"),
         // Tests.
         .testTarget(name: "WireTests", dependencies: ["EmbedPSWire", "EmbedPSWireC"]),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Storage"]),
         .testTarget(name: "RPCTests", dependencies: ["RPC"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training"]),
+        .testTarget(name: "SemanticIDTests", dependencies: ["SemanticID", "Engine"]),
         .testTarget(name: "IntegrationTests", dependencies: ["Client", "Engine", "RPC", "EmbedPSWire", "embedps-server", "embedps-train", "embedps-admin"], exclude: ["python"]),
     ],
     swiftLanguageModes: [.v6]

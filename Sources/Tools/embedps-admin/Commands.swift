@@ -33,6 +33,11 @@ struct ShardStatusJSON: Codable {
 func runAdmin(_ o: Options) async throws {
     let words = o.positional
     guard let command = words.first else { o.fail("missing command") }
+    if command == "semantic-ids" {
+        guard words.dropFirst().first == "build" else { o.fail("usage: semantic-ids build --embeddings F32 --ids TXT --out CODES.tsv") }
+        try runSemanticIDBuild(o)
+        return
+    }
     let client = try EmbedPSClient(specPath: o.required("cluster"))
     let json = o.flag("json")
     switch (command, words.dropFirst().first) {

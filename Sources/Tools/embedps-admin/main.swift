@@ -14,9 +14,13 @@ commands:
                     [--row-budget H] [--hash-seed N] [--initial-accumulator X] [--l1 X] [--l2 X]
   table drop NAME                drop the table and all its rows on every shard
   flush [TABLE]                  checkpoint now: write dirty rows to RocksDB and trim update logs
+  semantic-ids build --embeddings F32 --ids TXT --out CODES.tsv [--levels 3] [--codes 256]
+                    [--iterations 20] [--seed 1]
+                                 semantic IDs by residual k-means over item content embeddings (no
+                                 cluster needed); prints prefix-similarity and codebook-utilisation tables
 
 options:
-  --cluster PATH   cluster spec (JSON) with the shard addresses (required)
+  --cluster PATH   cluster spec (JSON) with the shard addresses (required by the cluster commands)
   --json           machine-readable output
 """
 let options = Options(Array(CommandLine.arguments.dropFirst()), usage: usage, flagNames: ["json"])
