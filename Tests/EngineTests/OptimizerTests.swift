@@ -142,3 +142,45 @@ import Testing
         #expect(try TableSpec(wire: s.wire) == s)
     }
 }
+
+/// Hand-worked examples: K = 4, L = 3, codes (1, 2, 3).
+@Suite struct SemanticIDTokenizerTests {
+    func pieces(_ kind: SemanticIDTokenizer.Kind, budget: UInt64 = 1000, _ codes: [Int] = [1, 2, 3]) throws -> [UInt64] {
+        try SemanticIDTokenizer(kind: kind, levels: 3, codebookSize: 4, budget: budget).pieces(codes)
+    }
+
+    @Test func unigramGivesEachLevelItsOwnRange() throws {
+        // level 0: 0*4+1; level 1: 1*4+2; level 2: 2*4+3
+        #expect(try pieces(.unigram) == [1, 6, 11])
+        #expect(try SemanticIDTokenizer(kind: .unigram, levels: 3, codebookSize: 4, budget: 1000).keySpace == 12)
+    }
+
+    @Test func bigramsAreNonOverlappingWithAShorterLastGroup() throws {
+        // (c1,c2) = 1*4+2 = 6 in [0,16); (c3) = 16 + 3 = 19 in [16,20)
+        #expect(try pieces(.ngram(2)) == [6, 19])
+        #expect(try SemanticIDTokenizer(kind: .ngram(2), levels: 3, codebookSize: 4, budget: 1000).keySpace == 20)
+    }
+
+    @Test func prefixNgramsOwnOneRangePerPrefixLength() throws {
+        // (c1) = 1; (c1,c2) = 4 + 6 = 10; (c1,c2,c3) = 4 + 16 + (16+8+3) = 47
+        #expect(try pieces(.prefix(3)) == [1, 10, 47])
+        #expect(try pieces(.prefix(2)) == [1, 10])
+        #expect(try SemanticIDTokenizer(kind: .prefix(3), levels: 3, codebookSize: 4, budget: 1000).keySpace == 84)
+    }
+
+    @Test func piecesBeyondTheBudgetAreHashedIntoIt() throws {
+        let t = try SemanticIDTokenizer(kind: .prefix(3), levels: 3, codebookSize: 4, budget: 50)
+        #expect(t.hashed)
+        let p = try t.pieces([1, 2, 3])
+        #expect(p.count == 3 && p.allSatisfy { $0 < 50 })
+        #expect(try t.pieces([1, 2, 3]) == p, "deterministic")
+        // Items sharing a prefix share that prefix's piece even when hashed.
+        #expect(try t.pieces([1, 2, 0])[0...1] == p[0...1])
+    }
+
+    @Test func invalidCodesAreRejected() throws {
+        #expect(throws: EngineError.self) { try pieces(.unigram, [1, 4, 0]) }
+        #expect(throws: EngineError.self) { try pieces(.unigram, [1, 2]) }
+        #expect(throws: EngineError.self) { try SemanticIDTokenizer(kind: .ngram(0), levels: 3, codebookSize: 4, budget: 10) }
+    }
+}
