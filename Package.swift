@@ -24,6 +24,8 @@ let package = Package(
         .systemLibrary(name: "CXXHash", path: "Sources/CXXHash"),
         .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS"),
         .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
+        .target(name: "CSentencePiece", path: "Sources/CSentencePiece",
+                linkerSettings: [.linkedLibrary("sentencepiece"), .linkedLibrary("sentencepiece_train")]),
         .target(name: "EmbedPSWireC", path: "Sources/EmbedPSWireC",
                 linkerSettings: [.linkedLibrary("protobuf-c")]),
         // Wire contract and transport.
@@ -37,7 +39,7 @@ let package = Package(
         .target(name: "Server", dependencies: ["Engine", "RPC", "EmbedPSWire"]),
         .target(name: "Client", dependencies: ["Engine", "Storage", "RPC", "EmbedPSWire"], swiftSettings: hotPath),
         .target(name: "Training", dependencies: ["Client", "CLI", "COpenBLAS", "CZlib"]),
-        .target(name: "SemanticID", dependencies: ["Engine", "COpenBLAS"]),
+        .target(name: "SemanticID", dependencies: ["Engine", "COpenBLAS", "CSentencePiece"]),
         // Tools.
         .executableTarget(name: "embedps-server", dependencies: ["Server", "CLI"], path: "Sources/Tools/embedps-server"),
         .executableTarget(name: "embedps-train", dependencies: ["Training", "CLI"], path: "Sources/Tools/embedps-train"),
@@ -51,5 +53,6 @@ let package = Package(
         .testTarget(name: "SemanticIDTests", dependencies: ["SemanticID", "Engine"]),
         .testTarget(name: "IntegrationTests", dependencies: ["Client", "Engine", "RPC", "EmbedPSWire", "embedps-server", "embedps-train", "embedps-admin"], exclude: ["python"]),
     ],
-    swiftLanguageModes: [.v6]
+    swiftLanguageModes: [.v6],
+    cxxLanguageStandard: .cxx17
 )

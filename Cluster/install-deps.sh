@@ -6,7 +6,8 @@ packages=(
   librocksdb-dev         # shard storage
   protobuf-c-compiler libprotobuf-c-dev protobuf-compiler   # wire messages + Protos/generate.sh
   libxxhash-dev          # the pinned hash
-  libopenblas-dev        # trainer matrix products
+  libopenblas-dev        # trainer matrix products, k-means distances
+  libsentencepiece-dev   # SentencePiece tokenizer of semantic IDs
   python3-grpcio python3-grpc-tools python3-protobuf         # the independent-client test
   redis-server           # embedps-bench baseline
   zlib1g-dev

@@ -78,3 +78,32 @@ import Engine
         #expect(lines.count == 6020 + 2 && lines[2].hasPrefix("1\t"))
     }
 }
+
+@Suite struct SentencePieceTokenizerTests {
+    /// 3 levels x 8 codes; a "popular" family of items shares the code run (1, 2) and should get it as one piece.
+    @Test func frequentCodeRunsBecomeSinglePiecesAndRareOnesFallBack() throws {
+        var codes: [[Int]] = []
+        var weights: [Int] = []
+        for c3 in 0..<8 { codes.append([1, 2, c3]); weights.append(50) }           // head items
+        for c1 in 0..<8 { for c2 in 0..<8 { codes.append([c1, c2, (c1 + c2) % 8]); weights.append(1) } }  // tail
+        let t = try SentencePieceTokenizer.train(codes: codes, weights: weights, levels: 3, codebookSize: 8, vocabularySize: 60)
+        #expect(t.vocabularySize <= 60 && t.vocabularySize > 24)
+        let head = try t.pieces([1, 2, 5])
+        let tail = try t.pieces([6, 3, 1])
+        #expect(head.count < 3, "the frequent run (1,2) is one piece: \(head)")
+        #expect(tail.count >= 1 && tail.count <= 3)
+        #expect(codes.allSatisfy { (try? t.pieces($0))?.allSatisfy { $0 > 0 && $0 < UInt64(t.vocabularySize) } == true }, "no unknown pieces")
+        // The serialized model reproduces the same segmentation.
+        let again = try SentencePieceTokenizer(model: t.model, levels: 3, codebookSize: 8)
+        #expect(try again.pieces([1, 2, 5]) == head && again.pieces([6, 3, 1]) == tail)
+        #expect(throws: SemanticIDError.self) { try t.pieces([1, 9, 0]) }
+    }
+
+    @Test func aVocabularyLargerThanTheCorpusSupportsShrinksAndImpossibleRenderingsAreRejected() throws {
+        let t = try SentencePieceTokenizer.train(codes: [[0, 1], [1, 0], [1, 1]], levels: 2, codebookSize: 2, vocabularySize: 5000)
+        #expect(t.vocabularySize < 5000, "the real vocabulary is what the table needs: \(t.vocabularySize)")
+        #expect(throws: SemanticIDError.self) {
+            _ = try SentencePieceTokenizer.train(codes: [[0, 1]], levels: 40, codebookSize: 2048, vocabularySize: 100)
+        }
+    }
+}
