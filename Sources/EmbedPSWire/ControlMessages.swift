@@ -57,6 +57,28 @@ public struct WireInitializerConfig: Sendable, Equatable {
     }
 }
 
+/// Mirror of `embedps.v1.SemanticConfig`.
+public struct WireSemanticConfig: Sendable, Equatable {
+    public var tokenizer: UInt32 = 0
+    public var levels: UInt32 = 0
+    public var codebookSize: UInt32 = 0
+    public var ngram: UInt32 = 0
+    public var budget: UInt64 = 0
+    public init() {}
+
+    init(_ c: UnsafePointer<Embedps__V1__SemanticConfig>) {
+        let c = c.pointee
+        tokenizer = c.tokenizer.rawValue; levels = c.levels; codebookSize = c.codebook_size; ngram = c.ngram; budget = c.budget
+    }
+    func c(_ arena: CArena) -> UnsafeMutablePointer<Embedps__V1__SemanticConfig> {
+        let p = arena.allocate(Embedps__V1__SemanticConfig())
+        embedps__v1__semantic_config__init(p)
+        p.pointee.tokenizer = Embedps__V1__TokenizerKind(rawValue: tokenizer)
+        p.pointee.levels = levels; p.pointee.codebook_size = codebookSize; p.pointee.ngram = ngram; p.pointee.budget = budget
+        return p
+    }
+}
+
 /// Mirror of `embedps.v1.TableSpec`.
 public struct WireTableSpec: Sendable, Equatable {
     public var name = ""
@@ -66,6 +88,8 @@ public struct WireTableSpec: Sendable, Equatable {
     public var hashSeed: UInt64 = 0
     public var optimizer = WireOptimizerConfig()
     public var initializer = WireInitializerConfig()
+    /// Set for a semantic-ID table.
+    public var semantic: WireSemanticConfig? = nil
     public init() {}
 
     init(_ c: UnsafePointer<Embedps__V1__TableSpec>?) {
@@ -73,6 +97,7 @@ public struct WireTableSpec: Sendable, Equatable {
         name = swiftString(c.name); dim = c.dim; hashMode = c.hash_mode.rawValue
         rowBudget = c.row_budget; hashSeed = c.hash_seed
         optimizer = WireOptimizerConfig(c.optimizer); initializer = WireInitializerConfig(c.initializer)
+        semantic = c.semantic.map { WireSemanticConfig($0) }
     }
     func c(_ arena: CArena) -> UnsafeMutablePointer<Embedps__V1__TableSpec> {
         let p = arena.allocate(Embedps__V1__TableSpec())
@@ -81,6 +106,7 @@ public struct WireTableSpec: Sendable, Equatable {
         p.pointee.hash_mode = Embedps__V1__HashMode(rawValue: hashMode)
         p.pointee.row_budget = rowBudget; p.pointee.hash_seed = hashSeed
         p.pointee.optimizer = optimizer.c(arena); p.pointee.initializer = initializer.c(arena)
+        p.pointee.semantic = semantic?.c(arena)
         return p
     }
 
@@ -337,5 +363,46 @@ public struct WireFlushResponse: WireMessage, Equatable {
     }
     public init(decoding bytes: UnsafeRawBufferPointer) throws {
         tablesFlushed = try unpackMessage(bytes, embedps__v1__flush_response__unpack, name: "FlushResponse") { $0.pointee.tables_flushed }
+    }
+}
+
+/// Mirror of `embedps.v1.RegisterItemsRequest`.
+public struct WireRegisterItemsRequest: WireMessage, Equatable {
+    public var table = ""
+    public var items: [UInt64] = []
+    public var codes: [UInt32] = []
+    public init(table: String, items: [UInt64], codes: [UInt32]) { self.table = table; self.items = items; self.codes = codes }
+    public func encoded() -> [UInt8] {
+        encodeC { a in
+            let p = a.allocate(Embedps__V1__RegisterItemsRequest()); embedps__v1__register_items_request__init(p)
+            p.pointee.table = a.string(table)
+            p.pointee.n_items = items.count; p.pointee.items = a.array(items)
+            p.pointee.n_codes = codes.count; p.pointee.codes = a.array(codes)
+            return p
+        }
+    }
+    public init(decoding bytes: UnsafeRawBufferPointer) throws {
+        self = try unpackMessage(bytes, embedps__v1__register_items_request__unpack, name: "RegisterItemsRequest") { m in
+            let c = m.pointee
+            return WireRegisterItemsRequest(table: swiftString(c.table), items: Array(UnsafeBufferPointer(start: c.items, count: c.n_items)),
+                                            codes: Array(UnsafeBufferPointer(start: c.codes, count: c.n_codes)))
+        }
+    }
+}
+
+public struct WireRegisterItemsResponse: WireMessage, Equatable {
+    public var registered: UInt64 = 0
+    public var items: UInt64 = 0
+    public init(registered: UInt64, items: UInt64) { self.registered = registered; self.items = items }
+    public func encoded() -> [UInt8] {
+        encodeC { a in
+            let p = a.allocate(Embedps__V1__RegisterItemsResponse()); embedps__v1__register_items_response__init(p)
+            p.pointee.registered = registered; p.pointee.items = items; return p
+        }
+    }
+    public init(decoding bytes: UnsafeRawBufferPointer) throws {
+        self = try unpackMessage(bytes, embedps__v1__register_items_response__unpack, name: "RegisterItemsResponse") {
+            WireRegisterItemsResponse(registered: $0.pointee.registered, items: $0.pointee.items)
+        }
     }
 }

@@ -8,5 +8,8 @@ public enum ShardMethod {
     public static let dropTable = "/embedps.v1.Shard/DropTable"
     public static let shardStatus = "/embedps.v1.Shard/ShardStatus"
     public static let flush = "/embedps.v1.Shard/Flush"
+    public static let registerItems = "/embedps.v1.Shard/RegisterItems"
+    public static let pullPooled = "/embedps.v1.Shard/PullPooled"
+    public static let pushPooled = "/embedps.v1.Shard/PushPooled"
     public static let healthCheck = "/grpc.health.v1.Health/Check"
 }

@@ -10,6 +10,8 @@ public enum EngineError: Error, CustomStringConvertible, Sendable, Equatable {
     case wrongShard(table: String, id: UInt64, slot: Int, owner: Int, shard: Int, mapVersion: UInt64)
     case tooLarge(String)
     case storage(String)
+    case unknownItem(table: String, item: UInt64)
+    case notSemantic(String)
 
     public var description: String {
         switch self {
@@ -23,6 +25,8 @@ public enum EngineError: Error, CustomStringConvertible, Sendable, Equatable {
             "id \(id) of table '\(t)' is in slot \(slot), owned by shard \(owner), not this shard \(shard) (shard map version \(v)): refresh the shard map and retry"
         case .tooLarge(let m): "request too large: \(m)"
         case .storage(let m): "storage failure: \(m)"
+        case .unknownItem(let t, let i): "item \(i) has no semantic-ID codes in table '\(t)': register its codes first (RegisterItems)"
+        case .notSemantic(let t): "table '\(t)' is not a semantic-ID table: create it with a SemanticConfig"
         }
     }
 
@@ -35,6 +39,8 @@ public enum EngineError: Error, CustomStringConvertible, Sendable, Equatable {
         case .wrongShard: "FAILED_PRECONDITION"
         case .tooLarge: "RESOURCE_EXHAUSTED"
         case .storage: "INTERNAL"
+        case .unknownItem: "NOT_FOUND"
+        case .notSemantic: "FAILED_PRECONDITION"
         }
     }
 }

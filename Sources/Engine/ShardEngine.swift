@@ -36,6 +36,9 @@ public final class ShardEngine: @unchecked Sendable {
     private let db: RocksDatabase
     private let lock = NSLock()
     private var tables: [String: EmbeddingTable] = [:]
+    /// Semantic tables only: item codes and the tokenizer.
+    private var semantic: [String: (items: ItemCodeStore, tokenizer: SemanticIDTokenizer)] = [:]
+    private static let itemsFamilyPrefix = "items."
     private var checkpointer: Thread?
     private let stopCheckpointer = DispatchSemaphore(value: 0)
     private let checkpointerStopped = DispatchSemaphore(value: 0)
@@ -66,7 +69,15 @@ public final class ShardEngine: @unchecked Sendable {
         for spec in specs {
             let family = try db.createColumnFamily(Self.familyPrefix + spec.name)
             tables[spec.name] = try makeTable(spec, family)
+            try openSemantic(spec)
         }
+    }
+
+    /// Opens the item store and tokenizer of a semantic table. Caller holds `lock` (or is the initialiser).
+    private func openSemantic(_ spec: TableSpec) throws {
+        guard let config = spec.semantic else { return }
+        let family = try db.createColumnFamily(Self.itemsFamilyPrefix + spec.name)
+        semantic[spec.name] = (try ItemCodeStore(db: db, family: family, levels: config.levels), try config.makeTokenizer())
     }
 
     private func logDirectory(_ table: String) -> String { configuration.dataDirectory + "/updatelog/" + table }
@@ -137,6 +148,7 @@ public final class ShardEngine: @unchecked Sendable {
             b.put(db.defaultFamily, key: Array((Self.specPrefix + spec.name).utf8), value: spec.wire.encoded())
             try db.write(b, sync: true)
             tables[spec.name] = try makeTable(spec, family)
+            try openSemantic(spec)
         } catch let e as EngineError { throw e } catch { throw .storage("\(error)") }
         return true
     }
@@ -151,6 +163,7 @@ public final class ShardEngine: @unchecked Sendable {
             b.delete(db.defaultFamily, key: t.markerKeyBytes)
             try db.write(b, sync: true)
             try db.dropColumnFamily(Self.familyPrefix + name)
+            if semantic.removeValue(forKey: name) != nil { try db.dropColumnFamily(Self.itemsFamilyPrefix + name) }
         } catch { throw .storage("\(error)") }
         return true
     }
@@ -232,4 +245,88 @@ public final class ShardEngine: @unchecked Sendable {
         }
         return try t.push(keys: unique, gradients: sums)
     }
+
+    // MARK: semantic tables
+
+    private func semanticParts(_ name: String) throws(EngineError) -> (EmbeddingTable, ItemCodeStore, SemanticIDTokenizer) {
+        let t = try table(name)
+        guard let s = lock.withLock({ semantic[name] }) else { throw .notSemantic(name) }
+        return (t, s.items, s.tokenizer)
+    }
+
+    /// Registers items' codes (`codes`: items.count * levels, item-major). Returns (registered, items now known).
+    public func registerItems(table name: String, items: [UInt64], codes: [UInt32]) throws(EngineError) -> (Int, Int) {
+        let (_, store, tokenizer) = try semanticParts(name)
+        guard codes.count == items.count * store.levels else {
+            throw .malformed("table '\(name)': \(codes.count) codes for \(items.count) items of \(store.levels) levels")
+        }
+        guard items.count <= configuration.maxIdsPerRequest else { throw .tooLarge("\(items.count) items in one request: split it") }
+        if let bad = codes.first(where: { Int($0) >= tokenizer.codebookSize }) {
+            throw .malformed("table '\(name)': code \(bad) is outside 0..<\(tokenizer.codebookSize)")
+        }
+        do { try store.register(items: items, flat: codes) } catch { throw .storage("\(error)") }
+        return (items.count, store.count)
+    }
+
+    /// The distinct pieces of `items` that this shard owns, and per item the indices of its owned pieces.
+    private func ownedPieces(_ t: EmbeddingTable, _ store: ItemCodeStore, _ tokenizer: SemanticIDTokenizer,
+                             _ items: UnsafeBufferPointer<UInt64>) throws(EngineError) -> (pieces: [UInt64], perItem: [[Int32]]) {
+        guard items.count <= configuration.maxIdsPerRequest else { throw .tooLarge("\(items.count) items in one request: split it") }
+        let map = configuration.slotMap, me = configuration.shardIndex
+        var index = UInt64Map(capacity: items.count * tokenizer.piecesPerItem)
+        var pieces: [UInt64] = []
+        var perItem = [[Int32]](repeating: [], count: items.count)
+        for i in 0..<items.count {
+            guard let codes = store.codes(of: items[i]) else { throw .unknownItem(table: t.spec.name, item: items[i]) }
+            for p in try tokenizer.pieces(codes) where map.owner(ofSlot: t.addressing.slot(ofRowKey: p)) == me {
+                let k: Int
+                if let existing = index.getOrInsert(p, pieces.count) { k = existing } else { k = pieces.count; pieces.append(p) }
+                perItem[i].append(Int32(k))
+            }
+        }
+        return (pieces, perItem)
+    }
+
+    /// Per item, the sum of its piece rows owned by this shard (zeros when none) into `out` (items.count * dim).
+    public func pullPooled(table name: String, items: UnsafeBufferPointer<UInt64>, into out: UnsafeMutablePointer<Float>) throws(EngineError) {
+        let (t, store, tokenizer) = try semanticParts(name)
+        let dim = t.dim
+        let (pieces, perItem) = try ownedPieces(t, store, tokenizer, items)
+        let rows = UnsafeMutablePointer<Float>.allocate(capacity: max(1, pieces.count * dim))
+        defer { rows.deallocate() }
+        try pieces.withUnsafeBufferPointer { (k) throws(EngineError) in try t.pull(keys: k, into: rows) }
+        out.update(repeating: 0, count: items.count * dim)
+        for i in 0..<items.count {
+            let dst = out + i * dim
+            for k in perItem[i] { let src = rows + Int(k) * dim; for c in 0..<dim { dst[c] += src[c] } }
+        }
+    }
+
+    /// Applies each item's gradient to every piece of the item this shard owns, summing identical pieces first.
+    /// All or nothing. Returns the pieces updated.
+    public func pushPooled(table name: String, items: UnsafeBufferPointer<UInt64>, gradientBytes: UnsafeRawBufferPointer) throws(EngineError) -> Int {
+        let (t, store, tokenizer) = try semanticParts(name)
+        let dim = t.dim
+        guard gradientBytes.count == items.count * dim * 4 else {
+            throw .wrongDimension(table: name, expected: dim, got: items.isEmpty ? 0 : gradientBytes.count / 4 / items.count)
+        }
+        for i in 0..<(items.count * dim) where !gradientBytes.loadUnaligned(fromByteOffset: i * 4, as: Float.self).isFinite {
+            throw .nonFiniteGradient(table: name, id: items[i / dim], column: i % dim)
+        }
+        let (pieces, perItem) = try ownedPieces(t, store, tokenizer, items)
+        guard !pieces.isEmpty else { return 0 }
+        let sums = UnsafeMutablePointer<Float>.allocate(capacity: pieces.count * dim)
+        defer { sums.deallocate() }
+        sums.update(repeating: 0, count: pieces.count * dim)
+        for i in 0..<items.count {
+            for k in perItem[i] {
+                let dst = sums + Int(k) * dim
+                for c in 0..<dim { dst[c] += gradientBytes.loadUnaligned(fromByteOffset: (i * dim + c) * 4, as: Float.self) }
+            }
+        }
+        return try t.push(keys: pieces, gradients: sums)
+    }
+
+    /// Items with registered codes (semantic tables; 0 otherwise).
+    public func registeredItems(table name: String) -> Int { lock.withLock { semantic[name]?.items.count ?? 0 } }
 }

@@ -62,6 +62,20 @@ public struct InitializerConfig: Sendable, Equatable {
     }
 }
 
+/// A semantic-ID table's tokenizer settings (see `SemanticIDTokenizer`).
+public struct SemanticConfig: Sendable, Equatable {
+    public var tokenizer: SemanticIDTokenizer.Kind
+    public var levels: Int
+    public var codebookSize: Int
+    public var budget: UInt64
+    public init(tokenizer: SemanticIDTokenizer.Kind, levels: Int, codebookSize: Int, budget: UInt64) {
+        self.tokenizer = tokenizer; self.levels = levels; self.codebookSize = codebookSize; self.budget = budget
+    }
+    public func makeTokenizer() throws(EngineError) -> SemanticIDTokenizer {
+        try SemanticIDTokenizer(kind: tokenizer, levels: levels, codebookSize: codebookSize, budget: budget)
+    }
+}
+
 /// A validated table definition. Invariant: every value satisfies the rules in `validated()`; two shards
 /// holding the same name hold equal specs.
 public struct TableSpec: Sendable, Equatable {
@@ -72,6 +86,8 @@ public struct TableSpec: Sendable, Equatable {
     public var hashSeed: UInt64 = 0
     public var optimizer: OptimizerConfig
     public var initializer = InitializerConfig()
+    /// Set for a semantic-ID table: rows are sub-pieces of items' codes (keys < budget).
+    public var semantic: SemanticConfig? = nil
 
     public init(name: String, dim: Int, optimizer: OptimizerConfig, initializer: InitializerConfig = InitializerConfig()) {
         self.name = name; self.dim = dim; self.optimizer = optimizer; self.initializer = initializer
@@ -103,6 +119,13 @@ public struct TableSpec: Sendable, Equatable {
         case .zeros: break
         case .uniform: guard i.low.isFinite, i.high.isFinite, i.low < i.high else { throw bad("uniform initializer needs low < high") }
         case .normal: guard i.mean.isFinite, i.stddev.isFinite, i.stddev > 0 else { throw bad("normal initializer needs stddev > 0") }
+        }
+        if let s = semantic {
+            guard hashMode == .collisionFree else { throw bad("a semantic table addresses rows by piece key: use collision-free hashing") }
+            guard s.levels >= 1, s.levels <= 16, s.codebookSize >= 2, s.codebookSize <= 65536 else {
+                throw bad("semantic levels must be 1...16 and codebook size 2...65536")
+            }
+            do { _ = try s.makeTokenizer() } catch { throw bad("\(error)") }
         }
         return self
     }
@@ -137,6 +160,17 @@ extension TableSpec {
         default: throw .invalidSpec(table: w.name, message: "hash mode \(w.hashMode) is not COLLISION_FREE(1) or FIXED_BUDGET(2)")
         }
         rowBudget = w.rowBudget; hashSeed = w.hashSeed
+        if let ws = w.semantic {
+            let n = Int(ws.ngram)
+            let kind: SemanticIDTokenizer.Kind
+            switch ws.tokenizer {
+            case 1: kind = .unigram
+            case 2: kind = .ngram(n)
+            case 3: kind = .prefix(n)
+            default: throw .invalidSpec(table: w.name, message: "tokenizer \(ws.tokenizer) is not UNIGRAM(1), NGRAM(2) or PREFIX_NGRAM(3)")
+            }
+            semantic = SemanticConfig(tokenizer: kind, levels: Int(ws.levels), codebookSize: Int(ws.codebookSize), budget: ws.budget)
+        }
         self = try validated()
     }
 
@@ -150,6 +184,16 @@ extension TableSpec {
         w.initializer.kind = UInt32(initializer.kind.rawValue); w.initializer.low = initializer.low
         w.initializer.high = initializer.high; w.initializer.mean = initializer.mean
         w.initializer.stddev = initializer.stddev; w.initializer.seed = initializer.seed
+        if let s = semantic {
+            var ws = WireSemanticConfig()
+            switch s.tokenizer {
+            case .unigram: ws.tokenizer = 1
+            case .ngram(let n): ws.tokenizer = 2; ws.ngram = UInt32(n)
+            case .prefix(let n): ws.tokenizer = 3; ws.ngram = UInt32(n)
+            }
+            ws.levels = UInt32(s.levels); ws.codebookSize = UInt32(s.codebookSize); ws.budget = s.budget
+            w.semantic = ws
+        }
         return w
     }
 }

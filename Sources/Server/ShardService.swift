@@ -12,6 +12,8 @@ extension EngineError: RPCStatusConvertible {
         case .wrongShard: .failedPrecondition
         case .tooLarge: .resourceExhausted
         case .storage: .internalError
+        case .unknownItem: .notFound
+        case .notSemantic: .failedPrecondition
         }
         return RPCStatus(code, description)
     }
@@ -101,6 +103,41 @@ public final class ShardService: Sendable {
             if req.table.isEmpty { try engine.checkpointAll(); flushed = engine.tableNames().count }
             else { try engine.checkpoint(table: req.table); flushed = 1 }
             return OutgoingMessage(bytes: WireFlushResponse(tablesFlushed: UInt32(flushed)).encoded())
+        }
+        server.register(ShardMethod.registerItems) { _, message in
+            let req = try message.withUnsafeBytes { try WireRegisterItemsRequest(decoding: $0) }
+            let (registered, total) = try engine.registerItems(table: req.table, items: req.items, codes: req.codes)
+            return OutgoingMessage(bytes: WireRegisterItemsResponse(registered: UInt64(registered), items: UInt64(total)).encoded())
+        }
+        server.register(ShardMethod.pullPooled) { _, message in
+            let start = RequestMeter.now()
+            var rows = 0
+            let out = try message.withUnsafeBytes { bytes in
+                try RowMessageDecoder.withPullRequest(bytes) { req in
+                    let dim = try engine.dim(of: req.table)
+                    let size = RowMessageEncoder.pullResponseSize(count: req.ids.count, dim: dim)
+                    guard size <= maxBytes else {
+                        throw EngineError.tooLarge("pooling \(req.ids.count) items of dim \(dim) needs a \(size)-byte response; the limit is \(maxBytes): split the batch")
+                    }
+                    rows = req.ids.count
+                    return try OutgoingMessage(length: size) { buffer in
+                        let area = RowMessageEncoder.writePullResponse(into: buffer, count: req.ids.count, dim: dim)
+                        try engine.pullPooled(table: req.table, items: req.ids, into: area)
+                    }
+                }
+            }
+            meter.record(rows: rows, seconds: RequestMeter.now() - start)
+            return out
+        }
+        server.register(ShardMethod.pushPooled) { _, message in
+            let start = RequestMeter.now()
+            let updated = try message.withUnsafeBytes { bytes in
+                try RowMessageDecoder.withPushRequest(bytes) { req in
+                    try engine.pushPooled(table: req.table, items: req.ids, gradientBytes: req.gradientBytes)
+                }
+            }
+            meter.record(rows: updated, seconds: RequestMeter.now() - start)
+            return OutgoingMessage(bytes: WirePushResponse(rowsUpdated: UInt64(updated)).encoded())
         }
         server.register(ShardMethod.healthCheck) { _, message in
             let req = try message.withUnsafeBytes { try WireHealthCheckRequest(decoding: $0) }

@@ -153,6 +153,49 @@ import Foundation
         let ids = (0..<idSpace).map { $0 }
         #expect(try pull(e, "t", ids) == ids.map { -Float(failures.pushesPerId[$0, default: 0]) })
     }
+
+    @Test func pooledPullAndPushFollowTheItemsPieces() throws {
+        let (e, dir) = try makeEngine()
+        defer { e.close(); try? FileManager.default.removeItem(atPath: dir) }
+        var spec = TableSpec(name: "sem", dim: 2, optimizer: OptimizerConfig(kind: .sgd, learningRate: 1))
+        spec.semantic = SemanticConfig(tokenizer: .unigram, levels: 2, codebookSize: 4, budget: 100)
+        _ = try e.createTable(spec)
+        // Item 10 = codes (1, 2) -> pieces 1 and 6; item 11 = codes (1, 3) -> pieces 1 and 7.
+        #expect(try e.registerItems(table: "sem", items: [10, 11], codes: [1, 2, 1, 3]) == (2, 2))
+        _ = try push(e, "sem", [1, 6, 7], [1, 1, 2, 2, 3, 3])  // rows: piece1 = -1, piece6 = -2, piece7 = -3
+        func pooled(_ items: [UInt64]) throws -> [Float] {
+            var out = [Float](repeating: 9, count: items.count * 2)
+            try items.withUnsafeBufferPointer { i in try out.withUnsafeMutableBufferPointer { try e.pullPooled(table: "sem", items: i, into: $0.baseAddress!) } }
+            return out
+        }
+        #expect(try pooled([10, 11, 10]) == [-3, -3, -4, -4, -3, -3])
+        // One pooled push of both items: shared piece 1 gets both gradients, summed.
+        let updated = try [UInt64(10), 11].withUnsafeBufferPointer { i in
+            try [Float(1), 0, 0, 1].withUnsafeBytes { try e.pushPooled(table: "sem", items: i, gradientBytes: $0) }
+        }
+        #expect(updated == 3)
+        #expect(try pull(e, "sem", [1, 6, 7]) == [-2, -2, -3, -2, -3, -4])
+        #expect(throws: EngineError.unknownItem(table: "sem", item: 12)) { try pooled([10, 12]) }
+        _ = try e.createTable(TableSpec(name: "plain", dim: 2, optimizer: OptimizerConfig(kind: .sgd, learningRate: 1)))
+        #expect(throws: EngineError.notSemantic("plain")) {
+            try [UInt64(1)].withUnsafeBufferPointer { i in var o = [Float](repeating: 0, count: 2); try o.withUnsafeMutableBufferPointer { try e.pullPooled(table: "plain", items: i, into: $0.baseAddress!) } }
+        }
+        #expect(throws: EngineError.self) { _ = try e.registerItems(table: "sem", items: [1], codes: [1, 4]) }
+    }
+
+    @Test func registeredItemsSurviveARestart() throws {
+        let (e, dir) = try makeEngine()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var spec = TableSpec(name: "sem", dim: 1, optimizer: OptimizerConfig(kind: .sgd, learningRate: 1))
+        spec.semantic = SemanticConfig(tokenizer: .prefix(2), levels: 2, codebookSize: 4, budget: 100)
+        _ = try e.createTable(spec)
+        _ = try e.registerItems(table: "sem", items: [5, 6], codes: [0, 1, 3, 3])
+        e.close()
+        let (again, _) = try makeEngine(dir: dir)
+        defer { again.close() }
+        #expect(again.registeredItems(table: "sem") == 2)
+        #expect(try again.spec(of: "sem").semantic == spec.semantic)
+    }
 }
 
 /// Shared bookkeeping of the stress test.

@@ -7,6 +7,51 @@
 #endif
 
 #include "embedps.pb-c.h"
+void   embedps__v1__semantic_config__init
+                     (Embedps__V1__SemanticConfig         *message)
+{
+  static const Embedps__V1__SemanticConfig init_value = EMBEDPS__V1__SEMANTIC_CONFIG__INIT;
+  *message = init_value;
+}
+size_t embedps__v1__semantic_config__get_packed_size
+                     (const Embedps__V1__SemanticConfig *message)
+{
+  assert(message->base.descriptor == &embedps__v1__semantic_config__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t embedps__v1__semantic_config__pack
+                     (const Embedps__V1__SemanticConfig *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &embedps__v1__semantic_config__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t embedps__v1__semantic_config__pack_to_buffer
+                     (const Embedps__V1__SemanticConfig *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &embedps__v1__semantic_config__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Embedps__V1__SemanticConfig *
+       embedps__v1__semantic_config__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Embedps__V1__SemanticConfig *)
+     protobuf_c_message_unpack (&embedps__v1__semantic_config__descriptor,
+                                allocator, len, data);
+}
+void   embedps__v1__semantic_config__free_unpacked
+                     (Embedps__V1__SemanticConfig *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &embedps__v1__semantic_config__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   embedps__v1__optimizer_config__init
                      (Embedps__V1__OptimizerConfig         *message)
 {
@@ -727,6 +772,96 @@ void   embedps__v1__drop_table_response__free_unpacked
   assert(message->base.descriptor == &embedps__v1__drop_table_response__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   embedps__v1__register_items_request__init
+                     (Embedps__V1__RegisterItemsRequest         *message)
+{
+  static const Embedps__V1__RegisterItemsRequest init_value = EMBEDPS__V1__REGISTER_ITEMS_REQUEST__INIT;
+  *message = init_value;
+}
+size_t embedps__v1__register_items_request__get_packed_size
+                     (const Embedps__V1__RegisterItemsRequest *message)
+{
+  assert(message->base.descriptor == &embedps__v1__register_items_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t embedps__v1__register_items_request__pack
+                     (const Embedps__V1__RegisterItemsRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &embedps__v1__register_items_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t embedps__v1__register_items_request__pack_to_buffer
+                     (const Embedps__V1__RegisterItemsRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &embedps__v1__register_items_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Embedps__V1__RegisterItemsRequest *
+       embedps__v1__register_items_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Embedps__V1__RegisterItemsRequest *)
+     protobuf_c_message_unpack (&embedps__v1__register_items_request__descriptor,
+                                allocator, len, data);
+}
+void   embedps__v1__register_items_request__free_unpacked
+                     (Embedps__V1__RegisterItemsRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &embedps__v1__register_items_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   embedps__v1__register_items_response__init
+                     (Embedps__V1__RegisterItemsResponse         *message)
+{
+  static const Embedps__V1__RegisterItemsResponse init_value = EMBEDPS__V1__REGISTER_ITEMS_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t embedps__v1__register_items_response__get_packed_size
+                     (const Embedps__V1__RegisterItemsResponse *message)
+{
+  assert(message->base.descriptor == &embedps__v1__register_items_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t embedps__v1__register_items_response__pack
+                     (const Embedps__V1__RegisterItemsResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &embedps__v1__register_items_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t embedps__v1__register_items_response__pack_to_buffer
+                     (const Embedps__V1__RegisterItemsResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &embedps__v1__register_items_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Embedps__V1__RegisterItemsResponse *
+       embedps__v1__register_items_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Embedps__V1__RegisterItemsResponse *)
+     protobuf_c_message_unpack (&embedps__v1__register_items_response__descriptor,
+                                allocator, len, data);
+}
+void   embedps__v1__register_items_response__free_unpacked
+                     (Embedps__V1__RegisterItemsResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &embedps__v1__register_items_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   embedps__v1__flush_request__init
                      (Embedps__V1__FlushRequest         *message)
 {
@@ -907,6 +1042,96 @@ void   embedps__v1__shard_status_response__free_unpacked
   assert(message->base.descriptor == &embedps__v1__shard_status_response__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+static const ProtobufCFieldDescriptor embedps__v1__semantic_config__field_descriptors[5] =
+{
+  {
+    "tokenizer",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__SemanticConfig, tokenizer),
+    &embedps__v1__tokenizer_kind__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "levels",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__SemanticConfig, levels),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "codebook_size",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__SemanticConfig, codebook_size),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "ngram",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__SemanticConfig, ngram),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "budget",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__SemanticConfig, budget),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned embedps__v1__semantic_config__field_indices_by_name[] = {
+  4,   /* field[4] = budget */
+  2,   /* field[2] = codebook_size */
+  1,   /* field[1] = levels */
+  3,   /* field[3] = ngram */
+  0,   /* field[0] = tokenizer */
+};
+static const ProtobufCIntRange embedps__v1__semantic_config__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 5 }
+};
+const ProtobufCMessageDescriptor embedps__v1__semantic_config__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "embedps.v1.SemanticConfig",
+  "SemanticConfig",
+  "Embedps__V1__SemanticConfig",
+  "embedps.v1",
+  sizeof(Embedps__V1__SemanticConfig),
+  5,
+  embedps__v1__semantic_config__field_descriptors,
+  embedps__v1__semantic_config__field_indices_by_name,
+  1,  embedps__v1__semantic_config__number_ranges,
+  (ProtobufCMessageInit) embedps__v1__semantic_config__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
 static const ProtobufCFieldDescriptor embedps__v1__optimizer_config__field_descriptors[9] =
 {
   {
@@ -1152,7 +1377,7 @@ const ProtobufCMessageDescriptor embedps__v1__initializer_config__descriptor =
   (ProtobufCMessageInit) embedps__v1__initializer_config__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor embedps__v1__table_spec__field_descriptors[7] =
+static const ProtobufCFieldDescriptor embedps__v1__table_spec__field_descriptors[8] =
 {
   {
     "name",
@@ -1238,6 +1463,18 @@ static const ProtobufCFieldDescriptor embedps__v1__table_spec__field_descriptors
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "semantic",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__TableSpec, semantic),
+    &embedps__v1__semantic_config__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned embedps__v1__table_spec__field_indices_by_name[] = {
   1,   /* field[1] = dim */
@@ -1247,11 +1484,12 @@ static const unsigned embedps__v1__table_spec__field_indices_by_name[] = {
   0,   /* field[0] = name */
   5,   /* field[5] = optimizer */
   3,   /* field[3] = row_budget */
+  7,   /* field[7] = semantic */
 };
 static const ProtobufCIntRange embedps__v1__table_spec__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 7 }
+  { 0, 8 }
 };
 const ProtobufCMessageDescriptor embedps__v1__table_spec__descriptor =
 {
@@ -1261,7 +1499,7 @@ const ProtobufCMessageDescriptor embedps__v1__table_spec__descriptor =
   "Embedps__V1__TableSpec",
   "embedps.v1",
   sizeof(Embedps__V1__TableSpec),
-  7,
+  8,
   embedps__v1__table_spec__field_descriptors,
   embedps__v1__table_spec__field_indices_by_name,
   1,  embedps__v1__table_spec__number_ranges,
@@ -1937,6 +2175,121 @@ const ProtobufCMessageDescriptor embedps__v1__drop_table_response__descriptor =
   (ProtobufCMessageInit) embedps__v1__drop_table_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
+static const ProtobufCFieldDescriptor embedps__v1__register_items_request__field_descriptors[3] =
+{
+  {
+    "table",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__RegisterItemsRequest, table),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "items",
+    2,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_FIXED64,
+    offsetof(Embedps__V1__RegisterItemsRequest, n_items),
+    offsetof(Embedps__V1__RegisterItemsRequest, items),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "codes",
+    3,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_UINT32,
+    offsetof(Embedps__V1__RegisterItemsRequest, n_codes),
+    offsetof(Embedps__V1__RegisterItemsRequest, codes),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned embedps__v1__register_items_request__field_indices_by_name[] = {
+  2,   /* field[2] = codes */
+  1,   /* field[1] = items */
+  0,   /* field[0] = table */
+};
+static const ProtobufCIntRange embedps__v1__register_items_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor embedps__v1__register_items_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "embedps.v1.RegisterItemsRequest",
+  "RegisterItemsRequest",
+  "Embedps__V1__RegisterItemsRequest",
+  "embedps.v1",
+  sizeof(Embedps__V1__RegisterItemsRequest),
+  3,
+  embedps__v1__register_items_request__field_descriptors,
+  embedps__v1__register_items_request__field_indices_by_name,
+  1,  embedps__v1__register_items_request__number_ranges,
+  (ProtobufCMessageInit) embedps__v1__register_items_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor embedps__v1__register_items_response__field_descriptors[2] =
+{
+  {
+    "registered",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__RegisterItemsResponse, registered),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "items",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__RegisterItemsResponse, items),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned embedps__v1__register_items_response__field_indices_by_name[] = {
+  1,   /* field[1] = items */
+  0,   /* field[0] = registered */
+};
+static const ProtobufCIntRange embedps__v1__register_items_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor embedps__v1__register_items_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "embedps.v1.RegisterItemsResponse",
+  "RegisterItemsResponse",
+  "Embedps__V1__RegisterItemsResponse",
+  "embedps.v1",
+  sizeof(Embedps__V1__RegisterItemsResponse),
+  2,
+  embedps__v1__register_items_response__field_descriptors,
+  embedps__v1__register_items_response__field_indices_by_name,
+  1,  embedps__v1__register_items_response__number_ranges,
+  (ProtobufCMessageInit) embedps__v1__register_items_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
 static const ProtobufCFieldDescriptor embedps__v1__flush_request__field_descriptors[1] =
 {
   {
@@ -2321,7 +2674,39 @@ const ProtobufCEnumDescriptor embedps__v1__hash_mode__descriptor =
   embedps__v1__hash_mode__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCMethodDescriptor embedps__v1__shard__method_descriptors[8] =
+static const ProtobufCEnumValue embedps__v1__tokenizer_kind__enum_values_by_number[4] =
+{
+  { "TOKENIZER_KIND_UNSPECIFIED", "EMBEDPS__V1__TOKENIZER_KIND__TOKENIZER_KIND_UNSPECIFIED", 0 },
+  { "UNIGRAM", "EMBEDPS__V1__TOKENIZER_KIND__UNIGRAM", 1 },
+  { "NGRAM", "EMBEDPS__V1__TOKENIZER_KIND__NGRAM", 2 },
+  { "PREFIX_NGRAM", "EMBEDPS__V1__TOKENIZER_KIND__PREFIX_NGRAM", 3 },
+};
+static const ProtobufCIntRange embedps__v1__tokenizer_kind__value_ranges[] = {
+{0, 0},{0, 4}
+};
+static const ProtobufCEnumValueIndex embedps__v1__tokenizer_kind__enum_values_by_name[4] =
+{
+  { "NGRAM", 2 },
+  { "PREFIX_NGRAM", 3 },
+  { "TOKENIZER_KIND_UNSPECIFIED", 0 },
+  { "UNIGRAM", 1 },
+};
+const ProtobufCEnumDescriptor embedps__v1__tokenizer_kind__descriptor =
+{
+  PROTOBUF_C__ENUM_DESCRIPTOR_MAGIC,
+  "embedps.v1.TokenizerKind",
+  "TokenizerKind",
+  "Embedps__V1__TokenizerKind",
+  "embedps.v1",
+  4,
+  embedps__v1__tokenizer_kind__enum_values_by_number,
+  4,
+  embedps__v1__tokenizer_kind__enum_values_by_name,
+  1,
+  embedps__v1__tokenizer_kind__value_ranges,
+  NULL,NULL,NULL,NULL   /* reserved[1234] */
+};
+static const ProtobufCMethodDescriptor embedps__v1__shard__method_descriptors[11] =
 {
   { "Pull", &embedps__v1__pull_request__descriptor, &embedps__v1__pull_response__descriptor },
   { "Push", &embedps__v1__push_request__descriptor, &embedps__v1__push_response__descriptor },
@@ -2331,6 +2716,9 @@ static const ProtobufCMethodDescriptor embedps__v1__shard__method_descriptors[8]
   { "DropTable", &embedps__v1__drop_table_request__descriptor, &embedps__v1__drop_table_response__descriptor },
   { "ShardStatus", &embedps__v1__shard_status_request__descriptor, &embedps__v1__shard_status_response__descriptor },
   { "Flush", &embedps__v1__flush_request__descriptor, &embedps__v1__flush_response__descriptor },
+  { "RegisterItems", &embedps__v1__register_items_request__descriptor, &embedps__v1__register_items_response__descriptor },
+  { "PullPooled", &embedps__v1__pull_request__descriptor, &embedps__v1__pull_response__descriptor },
+  { "PushPooled", &embedps__v1__push_request__descriptor, &embedps__v1__push_response__descriptor },
 };
 const unsigned embedps__v1__shard__method_indices_by_name[] = {
   2,        /* CreateTable */
@@ -2339,7 +2727,10 @@ const unsigned embedps__v1__shard__method_indices_by_name[] = {
   7,        /* Flush */
   4,        /* ListTables */
   0,        /* Pull */
+  9,        /* PullPooled */
   1,        /* Push */
+  10,        /* PushPooled */
+  8,        /* RegisterItems */
   6         /* ShardStatus */
 };
 const ProtobufCServiceDescriptor embedps__v1__shard__descriptor =
@@ -2349,7 +2740,7 @@ const ProtobufCServiceDescriptor embedps__v1__shard__descriptor =
   "Shard",
   "Embedps__V1__Shard",
   "embedps.v1",
-  8,
+  11,
   embedps__v1__shard__method_descriptors,
   embedps__v1__shard__method_indices_by_name
 };
@@ -2416,6 +2807,30 @@ void embedps__v1__shard__flush(ProtobufCService *service,
 {
   assert(service->descriptor == &embedps__v1__shard__descriptor);
   service->invoke(service, 7, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void embedps__v1__shard__register_items(ProtobufCService *service,
+                                        const Embedps__V1__RegisterItemsRequest *input,
+                                        Embedps__V1__RegisterItemsResponse_Closure closure,
+                                        void *closure_data)
+{
+  assert(service->descriptor == &embedps__v1__shard__descriptor);
+  service->invoke(service, 8, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void embedps__v1__shard__pull_pooled(ProtobufCService *service,
+                                     const Embedps__V1__PullRequest *input,
+                                     Embedps__V1__PullResponse_Closure closure,
+                                     void *closure_data)
+{
+  assert(service->descriptor == &embedps__v1__shard__descriptor);
+  service->invoke(service, 9, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void embedps__v1__shard__push_pooled(ProtobufCService *service,
+                                     const Embedps__V1__PushRequest *input,
+                                     Embedps__V1__PushResponse_Closure closure,
+                                     void *closure_data)
+{
+  assert(service->descriptor == &embedps__v1__shard__descriptor);
+  service->invoke(service, 10, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void embedps__v1__shard__init (Embedps__V1__Shard_Service *service,
                                Embedps__V1__Shard_ServiceDestroy destroy)

@@ -15,6 +15,7 @@ PROTOBUF_C__BEGIN_DECLS
 #endif
 
 
+typedef struct Embedps__V1__SemanticConfig Embedps__V1__SemanticConfig;
 typedef struct Embedps__V1__OptimizerConfig Embedps__V1__OptimizerConfig;
 typedef struct Embedps__V1__InitializerConfig Embedps__V1__InitializerConfig;
 typedef struct Embedps__V1__TableSpec Embedps__V1__TableSpec;
@@ -31,6 +32,8 @@ typedef struct Embedps__V1__ListTablesRequest Embedps__V1__ListTablesRequest;
 typedef struct Embedps__V1__ListTablesResponse Embedps__V1__ListTablesResponse;
 typedef struct Embedps__V1__DropTableRequest Embedps__V1__DropTableRequest;
 typedef struct Embedps__V1__DropTableResponse Embedps__V1__DropTableResponse;
+typedef struct Embedps__V1__RegisterItemsRequest Embedps__V1__RegisterItemsRequest;
+typedef struct Embedps__V1__RegisterItemsResponse Embedps__V1__RegisterItemsResponse;
 typedef struct Embedps__V1__FlushRequest Embedps__V1__FlushRequest;
 typedef struct Embedps__V1__FlushResponse Embedps__V1__FlushResponse;
 typedef struct Embedps__V1__ShardStatusRequest Embedps__V1__ShardStatusRequest;
@@ -105,8 +108,61 @@ typedef enum _Embedps__V1__HashMode {
   EMBEDPS__V1__HASH_MODE__FIXED_BUDGET = 2
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(EMBEDPS__V1__HASH_MODE)
 } Embedps__V1__HashMode;
+/*
+ * How a semantic table turns an item's semantic-ID codes into sub-piece rows.
+ */
+typedef enum _Embedps__V1__TokenizerKind {
+  /*
+   * Rejected for a semantic table.
+   */
+  EMBEDPS__V1__TOKENIZER_KIND__TOKENIZER_KIND_UNSPECIFIED = 0,
+  /*
+   * one piece per level: level * K + code
+   */
+  EMBEDPS__V1__TOKENIZER_KIND__UNIGRAM = 1,
+  /*
+   * non-overlapping groups of `ngram` levels, each group its own K^len range
+   */
+  EMBEDPS__V1__TOKENIZER_KIND__NGRAM = 2,
+  /*
+   * prefixes of length 1..ngram, each length its own K^len range
+   */
+  EMBEDPS__V1__TOKENIZER_KIND__PREFIX_NGRAM = 3
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(EMBEDPS__V1__TOKENIZER_KIND)
+} Embedps__V1__TokenizerKind;
 
 /* --- messages --- */
+
+/*
+ * A semantic-ID table: its rows are sub-pieces of items' semantic codes, and an item's embedding is the sum
+ * of its piece rows. Piece keys follow the layouts above; when their space exceeds `budget`, every piece is
+ * XXH64-hashed into [0, budget) (see SemanticIDTokenizer in Sources/Engine).
+ */
+struct  Embedps__V1__SemanticConfig
+{
+  ProtobufCMessage base;
+  Embedps__V1__TokenizerKind tokenizer;
+  /*
+   * codes per item used (1..16)
+   */
+  uint32_t levels;
+  /*
+   * K, codes per level (2..65536)
+   */
+  uint32_t codebook_size;
+  /*
+   * NGRAM / PREFIX_NGRAM: N (>= 1)
+   */
+  uint32_t ngram;
+  /*
+   * rows of the table (>= 1)
+   */
+  uint64_t budget;
+};
+#define EMBEDPS__V1__SEMANTIC_CONFIG__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&embedps__v1__semantic_config__descriptor) \
+    , EMBEDPS__V1__TOKENIZER_KIND__TOKENIZER_KIND_UNSPECIFIED, 0, 0, 0, 0 }
+
 
 /*
  * Optimizer hyper-parameters. Fields an optimizer does not use are ignored; zero means "default" where noted.
@@ -211,10 +267,14 @@ struct  Embedps__V1__TableSpec
   uint64_t hash_seed;
   Embedps__V1__OptimizerConfig *optimizer;
   Embedps__V1__InitializerConfig *initializer;
+  /*
+   * set: a semantic-ID table (rows are pieces, ids of Pull/Push are piece keys)
+   */
+  Embedps__V1__SemanticConfig *semantic;
 };
 #define EMBEDPS__V1__TABLE_SPEC__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&embedps__v1__table_spec__descriptor) \
-    , (char *)protobuf_c_empty_string, 0, EMBEDPS__V1__HASH_MODE__HASH_MODE_UNSPECIFIED, 0, 0, NULL, NULL }
+    , (char *)protobuf_c_empty_string, 0, EMBEDPS__V1__HASH_MODE__HASH_MODE_UNSPECIFIED, 0, 0, NULL, NULL, NULL }
 
 
 /*
@@ -428,6 +488,47 @@ struct  Embedps__V1__DropTableResponse
 
 
 /*
+ * Register (or replace) the semantic-ID codes of items of a semantic table. Send to every shard: each shard
+ * needs every item's codes to find the pieces it owns.
+ */
+struct  Embedps__V1__RegisterItemsRequest
+{
+  ProtobufCMessage base;
+  char *table;
+  /*
+   * item ids
+   */
+  size_t n_items;
+  uint64_t *items;
+  /*
+   * items.size * levels codes, item-major, each < codebook_size
+   */
+  size_t n_codes;
+  uint32_t *codes;
+};
+#define EMBEDPS__V1__REGISTER_ITEMS_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&embedps__v1__register_items_request__descriptor) \
+    , (char *)protobuf_c_empty_string, 0,NULL, 0,NULL }
+
+
+struct  Embedps__V1__RegisterItemsResponse
+{
+  ProtobufCMessage base;
+  /*
+   * items registered by this request
+   */
+  uint64_t registered;
+  /*
+   * items now registered in the table on this shard
+   */
+  uint64_t items;
+};
+#define EMBEDPS__V1__REGISTER_ITEMS_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&embedps__v1__register_items_response__descriptor) \
+    , 0, 0 }
+
+
+/*
  * Checkpoint a table now: write its dirty rows to RocksDB and trim its update log. Empty table = all tables.
  */
 struct  Embedps__V1__FlushRequest
@@ -509,6 +610,25 @@ struct  Embedps__V1__ShardStatusResponse
     , 0, 0, 0, (char *)protobuf_c_empty_string, 0,NULL, 0, 0, 0, 0, 0, 0, 0, 0 }
 
 
+/* Embedps__V1__SemanticConfig methods */
+void   embedps__v1__semantic_config__init
+                     (Embedps__V1__SemanticConfig         *message);
+size_t embedps__v1__semantic_config__get_packed_size
+                     (const Embedps__V1__SemanticConfig   *message);
+size_t embedps__v1__semantic_config__pack
+                     (const Embedps__V1__SemanticConfig   *message,
+                      uint8_t             *out);
+size_t embedps__v1__semantic_config__pack_to_buffer
+                     (const Embedps__V1__SemanticConfig   *message,
+                      ProtobufCBuffer     *buffer);
+Embedps__V1__SemanticConfig *
+       embedps__v1__semantic_config__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   embedps__v1__semantic_config__free_unpacked
+                     (Embedps__V1__SemanticConfig *message,
+                      ProtobufCAllocator *allocator);
 /* Embedps__V1__OptimizerConfig methods */
 void   embedps__v1__optimizer_config__init
                      (Embedps__V1__OptimizerConfig         *message);
@@ -813,6 +933,44 @@ Embedps__V1__DropTableResponse *
 void   embedps__v1__drop_table_response__free_unpacked
                      (Embedps__V1__DropTableResponse *message,
                       ProtobufCAllocator *allocator);
+/* Embedps__V1__RegisterItemsRequest methods */
+void   embedps__v1__register_items_request__init
+                     (Embedps__V1__RegisterItemsRequest         *message);
+size_t embedps__v1__register_items_request__get_packed_size
+                     (const Embedps__V1__RegisterItemsRequest   *message);
+size_t embedps__v1__register_items_request__pack
+                     (const Embedps__V1__RegisterItemsRequest   *message,
+                      uint8_t             *out);
+size_t embedps__v1__register_items_request__pack_to_buffer
+                     (const Embedps__V1__RegisterItemsRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Embedps__V1__RegisterItemsRequest *
+       embedps__v1__register_items_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   embedps__v1__register_items_request__free_unpacked
+                     (Embedps__V1__RegisterItemsRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Embedps__V1__RegisterItemsResponse methods */
+void   embedps__v1__register_items_response__init
+                     (Embedps__V1__RegisterItemsResponse         *message);
+size_t embedps__v1__register_items_response__get_packed_size
+                     (const Embedps__V1__RegisterItemsResponse   *message);
+size_t embedps__v1__register_items_response__pack
+                     (const Embedps__V1__RegisterItemsResponse   *message,
+                      uint8_t             *out);
+size_t embedps__v1__register_items_response__pack_to_buffer
+                     (const Embedps__V1__RegisterItemsResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Embedps__V1__RegisterItemsResponse *
+       embedps__v1__register_items_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   embedps__v1__register_items_response__free_unpacked
+                     (Embedps__V1__RegisterItemsResponse *message,
+                      ProtobufCAllocator *allocator);
 /* Embedps__V1__FlushRequest methods */
 void   embedps__v1__flush_request__init
                      (Embedps__V1__FlushRequest         *message);
@@ -891,6 +1049,9 @@ void   embedps__v1__shard_status_response__free_unpacked
                       ProtobufCAllocator *allocator);
 /* --- per-message closures --- */
 
+typedef void (*Embedps__V1__SemanticConfig_Closure)
+                 (const Embedps__V1__SemanticConfig *message,
+                  void *closure_data);
 typedef void (*Embedps__V1__OptimizerConfig_Closure)
                  (const Embedps__V1__OptimizerConfig *message,
                   void *closure_data);
@@ -938,6 +1099,12 @@ typedef void (*Embedps__V1__DropTableRequest_Closure)
                   void *closure_data);
 typedef void (*Embedps__V1__DropTableResponse_Closure)
                  (const Embedps__V1__DropTableResponse *message,
+                  void *closure_data);
+typedef void (*Embedps__V1__RegisterItemsRequest_Closure)
+                 (const Embedps__V1__RegisterItemsRequest *message,
+                  void *closure_data);
+typedef void (*Embedps__V1__RegisterItemsResponse_Closure)
+                 (const Embedps__V1__RegisterItemsResponse *message,
                   void *closure_data);
 typedef void (*Embedps__V1__FlushRequest_Closure)
                  (const Embedps__V1__FlushRequest *message,
@@ -990,6 +1157,18 @@ struct Embedps__V1__Shard_Service
                 const Embedps__V1__FlushRequest *input,
                 Embedps__V1__FlushResponse_Closure closure,
                 void *closure_data);
+  void (*register_items)(Embedps__V1__Shard_Service *service,
+                         const Embedps__V1__RegisterItemsRequest *input,
+                         Embedps__V1__RegisterItemsResponse_Closure closure,
+                         void *closure_data);
+  void (*pull_pooled)(Embedps__V1__Shard_Service *service,
+                      const Embedps__V1__PullRequest *input,
+                      Embedps__V1__PullResponse_Closure closure,
+                      void *closure_data);
+  void (*push_pooled)(Embedps__V1__Shard_Service *service,
+                      const Embedps__V1__PushRequest *input,
+                      Embedps__V1__PushResponse_Closure closure,
+                      void *closure_data);
 };
 typedef void (*Embedps__V1__Shard_ServiceDestroy)(Embedps__V1__Shard_Service *);
 void embedps__v1__shard__init (Embedps__V1__Shard_Service *service,
@@ -1005,7 +1184,10 @@ void embedps__v1__shard__init (Embedps__V1__Shard_Service *service,
       function_prefix__ ## list_tables,\
       function_prefix__ ## drop_table,\
       function_prefix__ ## shard_status,\
-      function_prefix__ ## flush  }
+      function_prefix__ ## flush,\
+      function_prefix__ ## register_items,\
+      function_prefix__ ## pull_pooled,\
+      function_prefix__ ## push_pooled  }
 void embedps__v1__shard__pull(ProtobufCService *service,
                               const Embedps__V1__PullRequest *input,
                               Embedps__V1__PullResponse_Closure closure,
@@ -1038,12 +1220,26 @@ void embedps__v1__shard__flush(ProtobufCService *service,
                                const Embedps__V1__FlushRequest *input,
                                Embedps__V1__FlushResponse_Closure closure,
                                void *closure_data);
+void embedps__v1__shard__register_items(ProtobufCService *service,
+                                        const Embedps__V1__RegisterItemsRequest *input,
+                                        Embedps__V1__RegisterItemsResponse_Closure closure,
+                                        void *closure_data);
+void embedps__v1__shard__pull_pooled(ProtobufCService *service,
+                                     const Embedps__V1__PullRequest *input,
+                                     Embedps__V1__PullResponse_Closure closure,
+                                     void *closure_data);
+void embedps__v1__shard__push_pooled(ProtobufCService *service,
+                                     const Embedps__V1__PushRequest *input,
+                                     Embedps__V1__PushResponse_Closure closure,
+                                     void *closure_data);
 
 /* --- descriptors --- */
 
 extern const ProtobufCEnumDescriptor    embedps__v1__optimizer_kind__descriptor;
 extern const ProtobufCEnumDescriptor    embedps__v1__initializer_kind__descriptor;
 extern const ProtobufCEnumDescriptor    embedps__v1__hash_mode__descriptor;
+extern const ProtobufCEnumDescriptor    embedps__v1__tokenizer_kind__descriptor;
+extern const ProtobufCMessageDescriptor embedps__v1__semantic_config__descriptor;
 extern const ProtobufCMessageDescriptor embedps__v1__optimizer_config__descriptor;
 extern const ProtobufCMessageDescriptor embedps__v1__initializer_config__descriptor;
 extern const ProtobufCMessageDescriptor embedps__v1__table_spec__descriptor;
@@ -1060,6 +1256,8 @@ extern const ProtobufCMessageDescriptor embedps__v1__list_tables_request__descri
 extern const ProtobufCMessageDescriptor embedps__v1__list_tables_response__descriptor;
 extern const ProtobufCMessageDescriptor embedps__v1__drop_table_request__descriptor;
 extern const ProtobufCMessageDescriptor embedps__v1__drop_table_response__descriptor;
+extern const ProtobufCMessageDescriptor embedps__v1__register_items_request__descriptor;
+extern const ProtobufCMessageDescriptor embedps__v1__register_items_response__descriptor;
 extern const ProtobufCMessageDescriptor embedps__v1__flush_request__descriptor;
 extern const ProtobufCMessageDescriptor embedps__v1__flush_response__descriptor;
 extern const ProtobufCMessageDescriptor embedps__v1__shard_status_request__descriptor;
