@@ -33,13 +33,13 @@ let package = Package(
         .target(name: "RPC", dependencies: ["CGRPC"]),
         // Storage and engine.
         .target(name: "Storage", dependencies: ["CRocksDB", "CXXHash"], swiftSettings: hotPath),
-        .target(name: "Engine", dependencies: ["Storage", "EmbedPSWire", "CXXHash"], swiftSettings: hotPath),
+        .target(name: "Engine", dependencies: ["Storage", "EmbedPSWire", "CXXHash", "CSentencePiece"], swiftSettings: hotPath),
         // Services.
         .target(name: "CLI"),
         .target(name: "Server", dependencies: ["Engine", "RPC", "EmbedPSWire"]),
         .target(name: "Client", dependencies: ["Engine", "Storage", "RPC", "EmbedPSWire"], swiftSettings: hotPath),
         .target(name: "Training", dependencies: ["Client", "CLI", "COpenBLAS", "CZlib"]),
-        .target(name: "SemanticID", dependencies: ["Engine", "COpenBLAS", "CSentencePiece"]),
+        .target(name: "SemanticID", dependencies: ["Engine", "COpenBLAS"]),
         // Tools.
         .executableTarget(name: "embedps-server", dependencies: ["Server", "CLI"], path: "Sources/Tools/embedps-server"),
         .executableTarget(name: "embedps-train", dependencies: ["Training", "CLI"], path: "Sources/Tools/embedps-train"),

@@ -64,17 +64,22 @@ public struct WireSemanticConfig: Sendable, Equatable {
     public var codebookSize: UInt32 = 0
     public var ngram: UInt32 = 0
     public var budget: UInt64 = 0
+    public var sentencePieceModel: [UInt8] = []
     public init() {}
 
     init(_ c: UnsafePointer<Embedps__V1__SemanticConfig>) {
         let c = c.pointee
         tokenizer = c.tokenizer.rawValue; levels = c.levels; codebookSize = c.codebook_size; ngram = c.ngram; budget = c.budget
+        sentencePieceModel = c.sentencepiece_model.len == 0 ? [] : Array(UnsafeBufferPointer(start: c.sentencepiece_model.data, count: c.sentencepiece_model.len))
     }
     func c(_ arena: CArena) -> UnsafeMutablePointer<Embedps__V1__SemanticConfig> {
         let p = arena.allocate(Embedps__V1__SemanticConfig())
         embedps__v1__semantic_config__init(p)
         p.pointee.tokenizer = Embedps__V1__TokenizerKind(rawValue: tokenizer)
         p.pointee.levels = levels; p.pointee.codebook_size = codebookSize; p.pointee.ngram = ngram; p.pointee.budget = budget
+        if !sentencePieceModel.isEmpty {
+            p.pointee.sentencepiece_model = ProtobufCBinaryData(len: sentencePieceModel.count, data: arena.array(sentencePieceModel))
+        }
         return p
     }
 }

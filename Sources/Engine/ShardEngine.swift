@@ -37,7 +37,7 @@ public final class ShardEngine: @unchecked Sendable {
     private let lock = NSLock()
     private var tables: [String: EmbeddingTable] = [:]
     /// Semantic tables only: item codes and the tokenizer.
-    private var semantic: [String: (items: ItemCodeStore, tokenizer: SemanticIDTokenizer)] = [:]
+    private var semantic: [String: (items: ItemCodeStore, tokenizer: PieceTokenizer)] = [:]
     private static let itemsFamilyPrefix = "items."
     private var checkpointer: Thread?
     private let stopCheckpointer = DispatchSemaphore(value: 0)
@@ -248,7 +248,7 @@ public final class ShardEngine: @unchecked Sendable {
 
     // MARK: semantic tables
 
-    private func semanticParts(_ name: String) throws(EngineError) -> (EmbeddingTable, ItemCodeStore, SemanticIDTokenizer) {
+    private func semanticParts(_ name: String) throws(EngineError) -> (EmbeddingTable, ItemCodeStore, PieceTokenizer) {
         let t = try table(name)
         guard let s = lock.withLock({ semantic[name] }) else { throw .notSemantic(name) }
         return (t, s.items, s.tokenizer)
@@ -269,11 +269,11 @@ public final class ShardEngine: @unchecked Sendable {
     }
 
     /// The distinct pieces of `items` that this shard owns, and per item the indices of its owned pieces.
-    private func ownedPieces(_ t: EmbeddingTable, _ store: ItemCodeStore, _ tokenizer: SemanticIDTokenizer,
+    private func ownedPieces(_ t: EmbeddingTable, _ store: ItemCodeStore, _ tokenizer: PieceTokenizer,
                              _ items: UnsafeBufferPointer<UInt64>) throws(EngineError) -> (pieces: [UInt64], perItem: [[Int32]]) {
         guard items.count <= configuration.maxIdsPerRequest else { throw .tooLarge("\(items.count) items in one request: split it") }
         let map = configuration.slotMap, me = configuration.shardIndex
-        var index = UInt64Map(capacity: items.count * tokenizer.piecesPerItem)
+        var index = UInt64Map(capacity: items.count * tokenizer.maxPiecesPerItem)
         var pieces: [UInt64] = []
         var perItem = [[Int32]](repeating: [], count: items.count)
         for i in 0..<items.count {

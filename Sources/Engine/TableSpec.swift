@@ -62,17 +62,54 @@ public struct InitializerConfig: Sendable, Equatable {
     }
 }
 
-/// A semantic-ID table's tokenizer settings (see `SemanticIDTokenizer`).
+/// A semantic-ID table's tokenizer settings.
 public struct SemanticConfig: Sendable, Equatable {
-    public var tokenizer: SemanticIDTokenizer.Kind
+    public enum Tokenizer: Sendable, Equatable {
+        case unigram, ngram(Int), prefix(Int)
+        /// A serialized SentencePiece model (see `SentencePieceTokenizer`).
+        case sentencePiece([UInt8])
+    }
+    public var tokenizer: Tokenizer
     public var levels: Int
     public var codebookSize: Int
     public var budget: UInt64
-    public init(tokenizer: SemanticIDTokenizer.Kind, levels: Int, codebookSize: Int, budget: UInt64) {
+    public init(tokenizer: Tokenizer, levels: Int, codebookSize: Int, budget: UInt64) {
         self.tokenizer = tokenizer; self.levels = levels; self.codebookSize = codebookSize; self.budget = budget
     }
-    public func makeTokenizer() throws(EngineError) -> SemanticIDTokenizer {
-        try SemanticIDTokenizer(kind: tokenizer, levels: levels, codebookSize: codebookSize, budget: budget)
+    public func makeTokenizer() throws(EngineError) -> PieceTokenizer {
+        let kind: SemanticIDTokenizer.Kind
+        switch tokenizer {
+        case .unigram: kind = .unigram
+        case .ngram(let n): kind = .ngram(n)
+        case .prefix(let n): kind = .prefix(n)
+        case .sentencePiece(let model):
+            let spm = try SentencePieceTokenizer(model: model, levels: levels, codebookSize: codebookSize)
+            guard UInt64(spm.vocabularySize) <= budget else {
+                throw .invalidSpec(table: "-", message: "SentencePiece vocabulary \(spm.vocabularySize) exceeds the table budget \(budget)")
+            }
+            return .sentencePiece(spm)
+        }
+        return .ngram(try SemanticIDTokenizer(kind: kind, levels: levels, codebookSize: codebookSize, budget: budget))
+    }
+}
+
+/// The tokenizer of a semantic table: n-gram layouts or a SentencePiece model. Thread-safe.
+public enum PieceTokenizer: Sendable {
+    case ngram(SemanticIDTokenizer)
+    case sentencePiece(SentencePieceTokenizer)
+
+    public func pieces(_ codes: [Int]) throws(EngineError) -> [UInt64] {
+        switch self {
+        case .ngram(let t): try t.pieces(codes)
+        case .sentencePiece(let t): try t.pieces(codes)
+        }
+    }
+    /// Most pieces one item can have.
+    public var maxPiecesPerItem: Int {
+        switch self { case .ngram(let t): t.piecesPerItem; case .sentencePiece(let t): t.levels }
+    }
+    public var codebookSize: Int {
+        switch self { case .ngram(let t): t.codebookSize; case .sentencePiece(let t): t.codebookSize }
     }
 }
 
@@ -162,12 +199,13 @@ extension TableSpec {
         rowBudget = w.rowBudget; hashSeed = w.hashSeed
         if let ws = w.semantic {
             let n = Int(ws.ngram)
-            let kind: SemanticIDTokenizer.Kind
+            let kind: SemanticConfig.Tokenizer
             switch ws.tokenizer {
             case 1: kind = .unigram
             case 2: kind = .ngram(n)
             case 3: kind = .prefix(n)
-            default: throw .invalidSpec(table: w.name, message: "tokenizer \(ws.tokenizer) is not UNIGRAM(1), NGRAM(2) or PREFIX_NGRAM(3)")
+            case 4: kind = .sentencePiece(ws.sentencePieceModel)
+            default: throw .invalidSpec(table: w.name, message: "tokenizer \(ws.tokenizer) is not UNIGRAM(1), NGRAM(2), PREFIX_NGRAM(3) or SENTENCEPIECE(4)")
             }
             semantic = SemanticConfig(tokenizer: kind, levels: Int(ws.levels), codebookSize: Int(ws.codebookSize), budget: ws.budget)
         }
@@ -190,6 +228,7 @@ extension TableSpec {
             case .unigram: ws.tokenizer = 1
             case .ngram(let n): ws.tokenizer = 2; ws.ngram = UInt32(n)
             case .prefix(let n): ws.tokenizer = 3; ws.ngram = UInt32(n)
+            case .sentencePiece(let model): ws.tokenizer = 4; ws.sentencePieceModel = model
             }
             ws.levels = UInt32(s.levels); ws.codebookSize = UInt32(s.codebookSize); ws.budget = s.budget
             w.semantic = ws

@@ -15,14 +15,24 @@ import SemanticID
         return try ResidualKMeans(levels: 3, codebookSize: 16, iterations: 5, seed: 2).build(e)
     }
 
-    @Test func pooledPullAndPushEqualTheirPieceByPieceEquivalents() async throws {
+    @Test func prefixNgramTablePooledOpsEqualTheirPieceByPieceEquivalents() async throws {
+        try await check(SemanticConfig(tokenizer: .prefix(3), levels: 3, codebookSize: 16, budget: 2000), piecesPerItem: 3)
+    }
+
+    @Test func sentencePieceTablePooledOpsEqualTheirPieceByPieceEquivalents() async throws {
+        let codes = try Self.sampleCodes()
+        let spm = try SentencePieceTokenizer.train(codes: codes.codes.map { Array($0.prefix(3)) }, levels: 3, codebookSize: 16, vocabularySize: 400)
+        try await check(SemanticConfig(tokenizer: .sentencePiece(spm.model), levels: 3, codebookSize: 16, budget: 400), piecesPerItem: nil)
+    }
+
+    /// `piecesPerItem`: fixed piece count (n-gram layouts) or nil (SentencePiece: 1...levels per item).
+    func check(_ config: SemanticConfig, piecesPerItem: Int?) async throws {
         let codes = try Self.sampleCodes()
         let cluster = try LocalCluster(shards: 2)
         defer { cluster.stop() }
         let client = try cluster.client()
         var opt = OptimizerConfig(kind: .adagrad, learningRate: 0.1); opt.initialAccumulator = 0.1
         var spec = TableSpec(name: "items_sem", dim: 8, optimizer: opt, initializer: .uniform(-0.1, 0.1, seed: 4))
-        let config = SemanticConfig(tokenizer: .prefix(3), levels: 3, codebookSize: 16, budget: 2000)
         spec.semantic = config
         try await client.createTable(spec)
         var twin = spec; twin.name = "items_twin"   // receives the same updates piece by piece
@@ -36,23 +46,19 @@ import SemanticID
 
         // Pooled pull = sum of the item's piece rows pulled one by one.
         let pooled = try await client.pullPooled(table: "items_sem", items: items)
+        if let k = piecesPerItem { #expect(pieces.allSatisfy { $0.count == k }) }
         let flat = pieces.flatMap { $0 }
+        let owner = pieces.indices.flatMap { n in pieces[n].map { _ in n } }  // item of each flat piece
         let rows = try await client.pull(table: "items_sem", ids: flat)
-        for n in 0..<items.count {
-            for c in 0..<8 {
-                let sum = (0..<3).reduce(Float(0)) { $0 + rows[(n * 3 + $1) * 8 + c] }
-                #expect(abs(pooled[n * 8 + c] - sum) < 1e-5)
-            }
-        }
+        var sums = [Float](repeating: 0, count: items.count * 8)
+        for (k, n) in owner.enumerated() { for c in 0..<8 { sums[n * 8 + c] += rows[k * 8 + c] } }
+        #expect(zip(pooled, sums).allSatisfy { abs($0 - $1) < 1e-5 }, "pooled pull equals the sum of the item's piece rows")
         // Pooled push = pushing each item's gradient to each of its pieces (duplicates summed) on the twin.
         var rng = SplitMix64(seed: 8)
         let grads = (0..<(items.count * 8)).map { _ in Float(rng.unit() - 0.5) }
         try await client.pushPooled(table: "items_sem", items: items, gradients: grads)
         var expanded: [Float] = []
-        for k in 0..<flat.count {
-            let item = k / 3
-            expanded += grads[(item * 8)..<(item * 8 + 8)]
-        }
+        for n in owner { expanded += grads[(n * 8)..<(n * 8 + 8)] }
         try await client.push(table: "items_twin", ids: flat, gradients: expanded)
         let distinct = Array(Set(flat)).sorted()
         let a = try await client.pull(table: "items_sem", ids: distinct), b = try await client.pull(table: "items_twin", ids: distinct)

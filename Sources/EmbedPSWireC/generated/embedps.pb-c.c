@@ -1042,7 +1042,7 @@ void   embedps__v1__shard_status_response__free_unpacked
   assert(message->base.descriptor == &embedps__v1__shard_status_response__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
-static const ProtobufCFieldDescriptor embedps__v1__semantic_config__field_descriptors[5] =
+static const ProtobufCFieldDescriptor embedps__v1__semantic_config__field_descriptors[6] =
 {
   {
     "tokenizer",
@@ -1104,18 +1104,31 @@ static const ProtobufCFieldDescriptor embedps__v1__semantic_config__field_descri
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "sentencepiece_model",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BYTES,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__SemanticConfig, sentencepiece_model),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned embedps__v1__semantic_config__field_indices_by_name[] = {
   4,   /* field[4] = budget */
   2,   /* field[2] = codebook_size */
   1,   /* field[1] = levels */
   3,   /* field[3] = ngram */
+  5,   /* field[5] = sentencepiece_model */
   0,   /* field[0] = tokenizer */
 };
 static const ProtobufCIntRange embedps__v1__semantic_config__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 5 }
+  { 0, 6 }
 };
 const ProtobufCMessageDescriptor embedps__v1__semantic_config__descriptor =
 {
@@ -1125,7 +1138,7 @@ const ProtobufCMessageDescriptor embedps__v1__semantic_config__descriptor =
   "Embedps__V1__SemanticConfig",
   "embedps.v1",
   sizeof(Embedps__V1__SemanticConfig),
-  5,
+  6,
   embedps__v1__semantic_config__field_descriptors,
   embedps__v1__semantic_config__field_indices_by_name,
   1,  embedps__v1__semantic_config__number_ranges,
@@ -2674,20 +2687,22 @@ const ProtobufCEnumDescriptor embedps__v1__hash_mode__descriptor =
   embedps__v1__hash_mode__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCEnumValue embedps__v1__tokenizer_kind__enum_values_by_number[4] =
+static const ProtobufCEnumValue embedps__v1__tokenizer_kind__enum_values_by_number[5] =
 {
   { "TOKENIZER_KIND_UNSPECIFIED", "EMBEDPS__V1__TOKENIZER_KIND__TOKENIZER_KIND_UNSPECIFIED", 0 },
   { "UNIGRAM", "EMBEDPS__V1__TOKENIZER_KIND__UNIGRAM", 1 },
   { "NGRAM", "EMBEDPS__V1__TOKENIZER_KIND__NGRAM", 2 },
   { "PREFIX_NGRAM", "EMBEDPS__V1__TOKENIZER_KIND__PREFIX_NGRAM", 3 },
+  { "SENTENCEPIECE", "EMBEDPS__V1__TOKENIZER_KIND__SENTENCEPIECE", 4 },
 };
 static const ProtobufCIntRange embedps__v1__tokenizer_kind__value_ranges[] = {
-{0, 0},{0, 4}
+{0, 0},{0, 5}
 };
-static const ProtobufCEnumValueIndex embedps__v1__tokenizer_kind__enum_values_by_name[4] =
+static const ProtobufCEnumValueIndex embedps__v1__tokenizer_kind__enum_values_by_name[5] =
 {
   { "NGRAM", 2 },
   { "PREFIX_NGRAM", 3 },
+  { "SENTENCEPIECE", 4 },
   { "TOKENIZER_KIND_UNSPECIFIED", 0 },
   { "UNIGRAM", 1 },
 };
@@ -2698,9 +2713,9 @@ const ProtobufCEnumDescriptor embedps__v1__tokenizer_kind__descriptor =
   "TokenizerKind",
   "Embedps__V1__TokenizerKind",
   "embedps.v1",
-  4,
+  5,
   embedps__v1__tokenizer_kind__enum_values_by_number,
-  4,
+  5,
   embedps__v1__tokenizer_kind__enum_values_by_name,
   1,
   embedps__v1__tokenizer_kind__value_ranges,

@@ -127,7 +127,11 @@ typedef enum _Embedps__V1__TokenizerKind {
   /*
    * prefixes of length 1..ngram, each length its own K^len range
    */
-  EMBEDPS__V1__TOKENIZER_KIND__PREFIX_NGRAM = 3
+  EMBEDPS__V1__TOKENIZER_KIND__PREFIX_NGRAM = 3,
+  /*
+   * a SentencePiece model over level-tagged codes; piece id = row key
+   */
+  EMBEDPS__V1__TOKENIZER_KIND__SENTENCEPIECE = 4
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(EMBEDPS__V1__TOKENIZER_KIND)
 } Embedps__V1__TokenizerKind;
 
@@ -155,13 +159,17 @@ struct  Embedps__V1__SemanticConfig
    */
   uint32_t ngram;
   /*
-   * rows of the table (>= 1)
+   * rows of the table (>= 1; SENTENCEPIECE: >= the model's vocabulary)
    */
   uint64_t budget;
+  /*
+   * SENTENCEPIECE: serialized model; code (level l, value c) is the
+   */
+  ProtobufCBinaryData sentencepiece_model;
 };
 #define EMBEDPS__V1__SEMANTIC_CONFIG__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&embedps__v1__semantic_config__descriptor) \
-    , EMBEDPS__V1__TOKENIZER_KIND__TOKENIZER_KIND_UNSPECIFIED, 0, 0, 0, 0 }
+    , EMBEDPS__V1__TOKENIZER_KIND__TOKENIZER_KIND_UNSPECIFIED, 0, 0, 0, 0, {0,NULL} }
 
 
 /*
