@@ -38,7 +38,7 @@ let package = Package(
         .target(name: "CLI"),
         .target(name: "Server", dependencies: ["Engine", "RPC", "EmbedPSWire"]),
         .target(name: "Client", dependencies: ["Engine", "Storage", "RPC", "EmbedPSWire"], swiftSettings: hotPath),
-        .target(name: "Training", dependencies: ["Client", "CLI", "COpenBLAS", "CZlib"]),
+        .target(name: "Training", dependencies: ["Client", "CLI", "SemanticID", "COpenBLAS", "CZlib"]),
         .target(name: "SemanticID", dependencies: ["Engine", "COpenBLAS"]),
         // Tools.
         .executableTarget(name: "embedps-server", dependencies: ["Server", "CLI"], path: "Sources/Tools/embedps-server"),

@@ -57,7 +57,7 @@ public final class SentencePieceTokenizer: @unchecked Sendable {
         let args = "--vocab_size=\(vocabularySize) --model_type=unigram --character_coverage=1.0 --split_by_whitespace=false " +
             "--add_dummy_prefix=false --remove_extra_whitespaces=false --normalization_rule_name=identity " +
             "--max_sentencepiece_length=\(levels) --bos_id=-1 --eos_id=-1 --pad_id=-1 --unk_id=0 --hard_vocab_limit=false " +
-            "--shuffle_input_sentence=false --num_threads=1 --input_sentence_size=0"
+            "--shuffle_input_sentence=false --num_threads=1 --input_sentence_size=0 --minloglevel=1"
         let cStrings = sentences.map { strdup($0) }
         defer { cStrings.forEach { free($0) } }
         var model: UnsafeMutablePointer<CChar>? = nil, length = 0

@@ -18,6 +18,8 @@ public struct TrainerConfiguration: Sendable {
     public var maxInflightPushes = 2
     public var minRating: Float = 1
     public var evaluateEveryEpoch = true
+    /// How items are represented (hashed ids, semantic IDs, or both).
+    public var itemTower = ItemTowerConfiguration()
     public init(dataPath: String) { self.dataPath = dataPath }
 }
 
@@ -33,6 +35,8 @@ public struct TrainingReport: Sendable, Codable {
     public var items: Int
     public var seconds: Double
     public var finalLoss: Double
+    public var itemTower: String
+    public var itemRows: Int
     public var test: [RankingMetrics]
     public var validation: [RankingMetrics]
 }
@@ -47,8 +51,9 @@ public final class TrainerWorker: @unchecked Sendable {
     let client: EmbedPSClient
     let log: @Sendable (String) -> Void
     var userTable: String { "\(config.run).user" }
-    var itemTable: String { "\(config.run).item" }
     var progressTable: String { "\(config.run).progress" }
+    /// Set by `run()` before training.
+    var tower: ItemTower!
 
     public init(config: TrainerConfiguration, client: EmbedPSClient, log: @escaping @Sendable (String) -> Void) {
         self.config = config; self.client = client; self.log = log
@@ -59,8 +64,6 @@ public final class TrainerWorker: @unchecked Sendable {
         opt.initialAccumulator = 0.1
         let initializer = InitializerConfig.normal(mean: 0, stddev: 0.1, seed: config.seed)
         try await client.createTable(TableSpec(name: userTable, dim: config.dim, optimizer: opt, initializer: initializer))
-        var itemInit = initializer; itemInit.seed = config.seed &+ 1
-        try await client.createTable(TableSpec(name: itemTable, dim: config.dim, optimizer: opt, initializer: itemInit))
         try await client.createTable(TableSpec(name: progressTable, dim: 1, optimizer: OptimizerConfig(kind: .sgd, learningRate: 1)))
     }
 
@@ -90,6 +93,8 @@ public final class TrainerWorker: @unchecked Sendable {
         let nItems = data.itemIds.count
         try await client.waitUntilHealthy(timeoutSeconds: 60)
         try await createTables()
+        let tower = try await ItemTower.setUp(config.itemTower, trainer: config, client: client, data: data, split: split, log: log)
+        self.tower = tower
         let mine = split.train.filter { $0.user % config.worldSize == config.rank }
         let startEpoch = try await progress()[config.rank]
         if config.rank == 0 && startEpoch == 0 {
@@ -119,7 +124,8 @@ public final class TrainerWorker: @unchecked Sendable {
         pop.split = "test"
         return TrainingReport(run: config.run, workers: config.worldSize, shards: client.shardCount, epochs: config.epochs, dim: config.dim,
                               trainInteractions: split.train.count, users: data.userIds.count, items: nItems,
-                              seconds: Date().timeIntervalSince(started), finalLoss: lastLoss, test: [test, pop], validation: validation)
+                              seconds: Date().timeIntervalSince(started), finalLoss: lastLoss, itemTower: config.itemTower.kind.rawValue,
+                              itemRows: tower.rows, test: [test, pop], validation: validation)
     }
 
     /// One pass over this worker's examples in a seeded shuffle; returns the mean loss.
@@ -150,7 +156,7 @@ public final class TrainerWorker: @unchecked Sendable {
             let userIds = users.map { data.userIds[$0] }, itemIds = items.map { data.itemIds[$0] }
             let userRows = FloatBuffer(count: users.count * dim), itemRows = FloatBuffer(count: items.count * dim)
             async let pu: Void = client.pull(table: userTable, ids: userIds, into: userRows)
-            async let pi: Void = client.pull(table: itemTable, ids: itemIds, into: itemRows)
+            async let pi: Void = tower.pull(itemIds, into: itemRows)
             _ = try await (pu, pi)
             let gu = FloatBuffer(count: users.count * dim), gi = FloatBuffer(count: items.count * dim)
             var loss: Float = 0
@@ -161,10 +167,10 @@ public final class TrainerWorker: @unchecked Sendable {
             }
             totalLoss += Double(loss)
             // Asynchronous push, bounded: wait for the oldest when too many are in flight.
-            let client = self.client, ut = userTable, it = itemTable
+            let client = self.client, ut = userTable, tower = self.tower!
             pending.append(Task {
                 async let a = client.push(table: ut, ids: userIds, gradients: gu)
-                async let b = client.push(table: it, ids: itemIds, gradients: gi)
+                async let b: Void = tower.push(itemIds, gi)
                 _ = try await (a, b)
             })
             while pending.count > config.maxInflightPushes { try await pending.removeFirst().value }
@@ -182,9 +188,21 @@ public final class TrainerWorker: @unchecked Sendable {
         let dim = config.dim
         let users = FloatBuffer(count: data.userIds.count * dim), items = FloatBuffer(count: data.itemIds.count * dim)
         try await pullAll(userTable, data.userIds, into: users)
-        try await pullAll(itemTable, data.itemIds, into: items)
-        return evaluator.evaluate(model: "mf-bpr (EmbedPS)", heldOut: heldOut, exclude: exclude, userVectors: users.base, itemVectors: items.base,
+        try await pullAllItems(data.itemIds, into: items)
+        return evaluator.evaluate(model: "mf-bpr (EmbedPS, items: \(config.itemTower.kind.rawValue))", heldOut: heldOut, exclude: exclude, userVectors: users.base, itemVectors: items.base,
                                   dim: dim, items: data.itemIds.count)
+    }
+
+    func pullAllItems(_ ids: [UInt64], into out: FloatBuffer) async throws {
+        let chunk = 4096
+        var start = 0
+        while start < ids.count {
+            let part = Array(ids[start..<min(ids.count, start + chunk)])
+            let buf = FloatBuffer(count: part.count * config.dim)
+            try await tower.pull(part, into: buf)
+            (out.base + start * config.dim).update(from: buf.base, count: part.count * config.dim)
+            start += chunk
+        }
     }
 
     func pullAll(_ table: String, _ ids: [UInt64], into out: FloatBuffer) async throws {

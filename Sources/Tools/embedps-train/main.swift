@@ -23,10 +23,20 @@ options:
   --l2 X                   L2 regularisation (default 1e-4)
   --max-inflight-pushes N  asynchronous pushes in flight; bounds staleness (default 2; 0 = synchronous)
   --seed N                 seed of initialisation, shuffles and negatives (default 1)
+  --item-tower KIND        id (default) | unigram | prefix | spm | id+spm: how items are represented
+                           (semantic kinds: an item is the sum of its semantic-ID sub-piece rows)
+  --item-rows N            row budget of the item side (id: hashed into N rows; 0 = one row per item;
+                           id+spm: N/2 each)
+  --embeddings PATH        item content embeddings (float32) for semantic towers
+  --item-ids PATH          ids of the embedding rows, one per line
+  --levels N / --codes K   semantic-ID levels and codebook size (default 3 / 64)
+  --compare-item-towers LIST   train once per item tower in LIST (e.g. id,unigram,prefix,spm,id+spm) at the
+                           same --item-rows and print one comparison table (one worker)
   --json                   print the final report as JSON (rank 0)
 """
 let o = Options(Array(CommandLine.arguments.dropFirst()), usage: usage, flagNames: ["json"],
-                known: ["cluster", "data", "rank", "world-size", "run", "dim", "epochs", "batch", "lr", "l2", "max-inflight-pushes", "seed"])
+                known: ["cluster", "data", "rank", "world-size", "run", "dim", "epochs", "batch", "lr", "l2", "max-inflight-pushes", "seed",
+                         "item-tower", "item-rows", "embeddings", "item-ids", "levels", "codes", "compare-item-towers"])
 var config = TrainerConfiguration(dataPath: o.required("data"))
 config.rank = o.int("rank", default: 0); config.worldSize = o.int("world-size", default: 1)
 guard config.worldSize >= 1, config.rank >= 0, config.rank < config.worldSize else { o.fail("need 0 <= --rank < --world-size") }
@@ -34,12 +44,33 @@ config.run = o.string("run", default: "goodbooks"); config.dim = o.int("dim", de
 config.batchSize = o.int("batch", default: 1024); config.learningRate = Float(o.double("lr", default: 0.05))
 config.l2 = Float(o.double("l2", default: 1e-4)); config.maxInflightPushes = o.int("max-inflight-pushes", default: 2)
 config.seed = UInt64(o.int("seed", default: 1))
+config.itemTower.rowBudget = o.int("item-rows", default: 0)
+config.itemTower.embeddingsPath = o.string("embeddings"); config.itemTower.embeddingIdsPath = o.string("item-ids")
+config.itemTower.levels = o.int("levels", default: 3); config.itemTower.codebookSize = o.int("codes", default: 64)
+@MainActor func towerKind(_ name: String) -> ItemTowerConfiguration.Kind {
+    guard let k = ItemTowerConfiguration.Kind(rawValue: name) else { o.fail("unknown item tower '\(name)': use id, unigram, prefix, spm or id+spm") }
+    return k
+}
+config.itemTower.kind = towerKind(o.string("item-tower", default: "id"))
 let json = o.flag("json")
 do {
     let client = try EmbedPSClient(specPath: o.required("cluster"))
-    let worker = TrainerWorker(config: config, client: client, log: { printFlush($0) })
-    if let report = try await worker.run() {
-        if json { print(jsonText(report)) } else { print(renderReport(report)) }
+    if let list = o.string("compare-item-towers") {
+        var reports: [TrainingReport] = []
+        for name in list.split(separator: ",").map(String.init) {
+            var c = config
+            c.itemTower.kind = towerKind(name)
+            c.run = "\(config.run)-\(name.replacingOccurrences(of: "+", with: "_"))"
+            c.rank = 0; c.worldSize = 1
+            printFlush("== item tower \(name) ==")
+            if let r = try await TrainerWorker(config: c, client: client, log: { printFlush($0) }).run() { reports.append(r) }
+        }
+        if json { print(jsonText(reports)) } else { print(renderComparison(reports)) }
+    } else {
+        let worker = TrainerWorker(config: config, client: client, log: { printFlush($0) })
+        if let report = try await worker.run() {
+            if json { print(jsonText(report)) } else { print(renderReport(report)) }
+        }
     }
 } catch {
     printError("error: rank \(config.rank): \(error)")
