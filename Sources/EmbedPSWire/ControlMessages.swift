@@ -125,6 +125,14 @@ public struct WireTableSpec: Sendable, Equatable {
     }
 }
 
+/// Mirror of `embedps.v1.SemanticStats`.
+public struct WireSemanticStats: Sendable, Equatable {
+    public var items: UInt64, piecesPerItem: Double, rowsUsed: UInt64, collisions: UInt64
+    public init(items: UInt64, piecesPerItem: Double, rowsUsed: UInt64, collisions: UInt64) {
+        self.items = items; self.piecesPerItem = piecesPerItem; self.rowsUsed = rowsUsed; self.collisions = collisions
+    }
+}
+
 /// Mirror of `embedps.v1.TableStats`.
 public struct WireTableStats: Sendable, Equatable {
     public var spec = WireTableSpec()
@@ -139,6 +147,8 @@ public struct WireTableStats: Sendable, Equatable {
     public var logBytes: UInt64 = 0
     public var checkpoints: UInt64 = 0
     public var cacheCapacityRows: UInt64 = 0
+    /// Semantic tables: (items, mean pieces per item, rows used, collisions).
+    public var semantic: WireSemanticStats? = nil
     public init() {}
 
     init(_ c: UnsafePointer<Embedps__V1__TableStats>?) {
@@ -146,6 +156,8 @@ public struct WireTableStats: Sendable, Equatable {
         spec = WireTableSpec(c.spec); rows = c.rows; cachedRows = c.cached_rows; bytesOnDisk = c.bytes_on_disk
         pulls = c.pulls; pushes = c.pushes; rowsPulled = c.rows_pulled; rowsPushed = c.rows_pushed
         dirtyRows = c.dirty_rows; logBytes = c.log_bytes; checkpoints = c.checkpoints; cacheCapacityRows = c.cache_capacity_rows
+        semantic = c.semantic.map { WireSemanticStats(items: $0.pointee.items, piecesPerItem: $0.pointee.pieces_per_item,
+                                                      rowsUsed: $0.pointee.rows_used, collisions: $0.pointee.collisions) }
     }
     func c(_ arena: CArena) -> UnsafeMutablePointer<Embedps__V1__TableStats> {
         let p = arena.allocate(Embedps__V1__TableStats())
@@ -155,6 +167,12 @@ public struct WireTableStats: Sendable, Equatable {
         p.pointee.rows_pulled = rowsPulled; p.pointee.rows_pushed = rowsPushed
         p.pointee.dirty_rows = dirtyRows; p.pointee.log_bytes = logBytes; p.pointee.checkpoints = checkpoints
         p.pointee.cache_capacity_rows = cacheCapacityRows
+        if let sem = semantic {
+            let q = arena.allocate(Embedps__V1__SemanticStats()); embedps__v1__semantic_stats__init(q)
+            q.pointee.items = sem.items; q.pointee.pieces_per_item = sem.piecesPerItem
+            q.pointee.rows_used = sem.rowsUsed; q.pointee.collisions = sem.collisions
+            p.pointee.semantic = q
+        }
         return p
     }
 }

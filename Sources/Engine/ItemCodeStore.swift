@@ -23,6 +23,9 @@ final class ItemCodeStore: @unchecked Sendable {
 
     var count: Int { lock.withLock { codes.count } }
 
+    /// Every registered item's codes (a copy).
+    func allCodes() -> [[Int]] { lock.withLock { codes.values.map { $0.map(Int.init) } } }
+
     func codes(of item: UInt64) -> [Int]? { lock.withLock { codes[item].map { $0.map(Int.init) } } }
 
     /// Registers (or replaces) items' codes: `flat` holds items.count * levels codes, item-major.

@@ -62,6 +62,11 @@ public struct SemanticIDTokenizer: Sendable, Equatable {
     public var hashed: Bool { (keySpace ?? .max) > budget }
     public var piecesPerItem: Int { spans.count }
 
+    /// The unhashed identity of each piece of one item: (position, codes of the piece).
+    public func pieceIdentities(_ codes: [Int]) -> [[Int]] {
+        spans.enumerated().map { position, span in [position] + Array(codes[span.start..<(span.start + span.length)]) }
+    }
+
     /// The piece keys of one item (codes.count must be `levels`; extra codes are ignored).
     public func pieces(_ codes: [Int]) throws(EngineError) -> [UInt64] {
         guard codes.count >= levels else { throw .malformed("item has \(codes.count) codes, the tokenizer needs \(levels)") }

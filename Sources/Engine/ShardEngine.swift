@@ -327,6 +327,22 @@ public final class ShardEngine: @unchecked Sendable {
         return try t.push(keys: pieces, gradients: sums)
     }
 
+    /// Tokenizer statistics of a semantic table over its registered items: (items, mean pieces per item,
+    /// distinct rows used, pieces sharing a row with another piece), or nil for other tables.
+    public func semanticStats(table name: String) -> (items: Int, piecesPerItem: Double, rowsUsed: Int, collisions: Int)? {
+        guard let s = lock.withLock({ semantic[name] }) else { return nil }
+        let all = s.items.allCodes()
+        var rows = Set<UInt64>(), identities = Set<[Int]>(), total = 0
+        for codes in all {
+            guard let keys = try? s.tokenizer.pieces(codes) else { continue }
+            total += keys.count
+            rows.formUnion(keys)
+            if case .ngram(let t) = s.tokenizer { identities.formUnion(t.pieceIdentities(codes)) }
+        }
+        let collisions = identities.isEmpty ? 0 : identities.count - rows.count
+        return (all.count, all.isEmpty ? 0 : Double(total) / Double(all.count), rows.count, collisions)
+    }
+
     /// Items with registered codes (semantic tables; 0 otherwise).
     public func registeredItems(table name: String) -> Int { lock.withLock { semantic[name]?.items.count ?? 0 } }
 }

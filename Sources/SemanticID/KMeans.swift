@@ -3,7 +3,8 @@ import COpenBLAS
 import Engine
 
 /// k-means with k-means++ seeding (Arthur & Vassilvitskii 2007) and Lloyd iterations. Squared distances are
-/// computed as |x|^2 - 2 x.c + |c|^2 with one OpenBLAS sgemm per block of points, so large catalogues stay
+/// computed as |x|^2 - 2 x.c + |c|^2 with one OpenBLAS sgemm per block of points, and the (sequential)
+/// k-means++ seeding runs on a random subsample of at most 64 * k points, so large catalogues stay
 /// practical. Deterministic for a given seed. An emptied cluster is re-seeded with the point farthest from
 /// its centroid.
 public struct KMeans: Sendable {
@@ -23,24 +24,29 @@ public struct KMeans: Sendable {
         guard k >= 1, n >= k else { throw SemanticIDError("k-means needs at least k=\(k) points, got \(n)") }
         var rng = SplitMix64(seed: seed)
         var centroids = [Float](repeating: 0, count: k * d)
-        // k-means++: first centre uniform, then proportional to squared distance to the nearest centre.
-        var nearest = [Float](repeating: .greatestFiniteMagnitude, count: n)
-        var chosen = Int(rng.next() % UInt64(n))
-        points.withUnsafeBufferPointer { p in
+        // Seeding sample: every point, or 64 * k of them drawn without replacement (partial Fisher-Yates).
+        let m = min(n, 64 * k)
+        var order = Array(0..<n)
+        if m < n { for i in 0..<m { order.swapAt(i, i + Int(rng.next() % UInt64(n - i))) } }
+        let sample = m < n ? order.prefix(m).flatMap { points[($0 * d)..<($0 * d + d)] } : points
+        // k-means++ on the sample: first centre uniform, then proportional to squared distance to the nearest centre.
+        var nearest = [Float](repeating: .greatestFiniteMagnitude, count: m)
+        var chosen = Int(rng.next() % UInt64(m))
+        sample.withUnsafeBufferPointer { p in
             for c in 0..<k {
                 for j in 0..<d { centroids[c * d + j] = p[chosen * d + j] }
                 var total = 0.0
-                for i in 0..<n {
+                for i in 0..<m {
                     var s: Float = 0
                     for j in 0..<d { let t = p[i * d + j] - centroids[c * d + j]; s += t * t }
                     if s < nearest[i] { nearest[i] = s }
                     total += Double(nearest[i])
                 }
                 guard c + 1 < k else { break }
-                if total <= 0 { chosen = Int(rng.next() % UInt64(n)); continue }
+                if total <= 0 { chosen = Int(rng.next() % UInt64(m)); continue }
                 var target = rng.unit() * total
-                chosen = n - 1
-                for i in 0..<n { target -= Double(nearest[i]); if target <= 0 { chosen = i; break } }
+                chosen = m - 1
+                for i in 0..<m { target -= Double(nearest[i]); if target <= 0 { chosen = i; break } }
             }
         }
         var assignment = [Int](repeating: 0, count: n)

@@ -84,7 +84,11 @@ public final class ShardService: Sendable {
         }
         server.register(ShardMethod.describeTable) { _, message in
             let req = try message.withUnsafeBytes { try WireTableNameRequest(decoding: $0) }
-            return OutgoingMessage(bytes: WireDescribeTableResponse(stats: try engine.snapshot(of: req.table).wire).encoded())
+            var stats = try engine.snapshot(of: req.table).wire
+            if let s = engine.semanticStats(table: req.table) {
+                stats.semantic = WireSemanticStats(items: UInt64(s.items), piecesPerItem: s.piecesPerItem, rowsUsed: UInt64(s.rowsUsed), collisions: UInt64(s.collisions))
+            }
+            return OutgoingMessage(bytes: WireDescribeTableResponse(stats: stats).encoded())
         }
         server.register(ShardMethod.listTables) { _, _ in
             OutgoingMessage(bytes: WireListTablesResponse(tables: engine.tableNames()).encoded())

@@ -181,6 +181,23 @@ import Foundation
             try [UInt64(1)].withUnsafeBufferPointer { i in var o = [Float](repeating: 0, count: 2); try o.withUnsafeMutableBufferPointer { try e.pullPooled(table: "plain", items: i, into: $0.baseAddress!) } }
         }
         #expect(throws: EngineError.self) { _ = try e.registerItems(table: "sem", items: [1], codes: [1, 4]) }
+        let stats = try #require(e.semanticStats(table: "sem"))
+        #expect(stats.items == 2 && stats.piecesPerItem == 2 && stats.rowsUsed == 3 && stats.collisions == 0)
+        #expect(e.semanticStats(table: "plain") == nil)
+    }
+
+    @Test func hashedPiecesReportTheirCollisions() throws {
+        let (e, dir) = try makeEngine()
+        defer { e.close(); try? FileManager.default.removeItem(atPath: dir) }
+        var spec = TableSpec(name: "h", dim: 1, optimizer: OptimizerConfig(kind: .sgd, learningRate: 1))
+        // prefix(2) over K=8: 8 + 64 distinct pieces possible, hashed into 10 rows.
+        spec.semantic = SemanticConfig(tokenizer: .prefix(2), levels: 2, codebookSize: 8, budget: 10)
+        _ = try e.createTable(spec)
+        let items = (0..<64).map { UInt64($0) }
+        _ = try e.registerItems(table: "h", items: items, codes: items.flatMap { [UInt32($0 / 8), UInt32($0 % 8)] })
+        let s = try #require(e.semanticStats(table: "h"))
+        #expect(s.items == 64 && s.piecesPerItem == 2 && s.rowsUsed <= 10)
+        #expect(s.collisions == 72 - s.rowsUsed, "72 distinct pieces on \(s.rowsUsed) rows")
     }
 
     @Test func registeredItemsSurviveARestart() throws {

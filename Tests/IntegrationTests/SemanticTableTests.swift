@@ -64,6 +64,9 @@ import SemanticID
         let a = try await client.pull(table: "items_sem", ids: distinct), b = try await client.pull(table: "items_twin", ids: distinct)
         #expect(zip(a, b).allSatisfy { abs($0 - $1) < 1e-6 }, "pooled push equals the piece-by-piece pushes")
         #expect(try await client.describeTable("items_sem").allSatisfy { $0.rows > 0 }, "pieces live on both shards")
+        let described = try await client.describeTable("items_sem")
+        #expect(described.allSatisfy { $0.semantic?.items == UInt64(all) && ($0.semantic?.rowsUsed ?? 0) > 0 })
+        if piecesPerItem == 3 { #expect(described[0].semantic?.piecesPerItem == 3) }
         // Items without codes are a clear error.
         await expectStatus(.notFound) { _ = try await client.pullPooled(table: "items_sem", items: [99_999_999]) }
         try await client.createTable(TableSpec(name: "plain", dim: 8, optimizer: opt))

@@ -547,6 +547,51 @@ void   embedps__v1__table_stats__free_unpacked
   assert(message->base.descriptor == &embedps__v1__table_stats__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   embedps__v1__semantic_stats__init
+                     (Embedps__V1__SemanticStats         *message)
+{
+  static const Embedps__V1__SemanticStats init_value = EMBEDPS__V1__SEMANTIC_STATS__INIT;
+  *message = init_value;
+}
+size_t embedps__v1__semantic_stats__get_packed_size
+                     (const Embedps__V1__SemanticStats *message)
+{
+  assert(message->base.descriptor == &embedps__v1__semantic_stats__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t embedps__v1__semantic_stats__pack
+                     (const Embedps__V1__SemanticStats *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &embedps__v1__semantic_stats__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t embedps__v1__semantic_stats__pack_to_buffer
+                     (const Embedps__V1__SemanticStats *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &embedps__v1__semantic_stats__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Embedps__V1__SemanticStats *
+       embedps__v1__semantic_stats__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Embedps__V1__SemanticStats *)
+     protobuf_c_message_unpack (&embedps__v1__semantic_stats__descriptor,
+                                allocator, len, data);
+}
+void   embedps__v1__semantic_stats__free_unpacked
+                     (Embedps__V1__SemanticStats *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &embedps__v1__semantic_stats__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   embedps__v1__describe_table_response__init
                      (Embedps__V1__DescribeTableResponse         *message)
 {
@@ -1837,7 +1882,7 @@ const ProtobufCMessageDescriptor embedps__v1__describe_table_request__descriptor
   (ProtobufCMessageInit) embedps__v1__describe_table_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor embedps__v1__table_stats__field_descriptors[12] =
+static const ProtobufCFieldDescriptor embedps__v1__table_stats__field_descriptors[13] =
 {
   {
     "spec",
@@ -1983,6 +2028,18 @@ static const ProtobufCFieldDescriptor embedps__v1__table_stats__field_descriptor
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "semantic",
+    13,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__TableStats, semantic),
+    &embedps__v1__semantic_stats__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned embedps__v1__table_stats__field_indices_by_name[] = {
   3,   /* field[3] = bytes_on_disk */
@@ -1996,12 +2053,13 @@ static const unsigned embedps__v1__table_stats__field_indices_by_name[] = {
   1,   /* field[1] = rows */
   6,   /* field[6] = rows_pulled */
   7,   /* field[7] = rows_pushed */
+  12,   /* field[12] = semantic */
   0,   /* field[0] = spec */
 };
 static const ProtobufCIntRange embedps__v1__table_stats__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 12 }
+  { 0, 13 }
 };
 const ProtobufCMessageDescriptor embedps__v1__table_stats__descriptor =
 {
@@ -2011,11 +2069,88 @@ const ProtobufCMessageDescriptor embedps__v1__table_stats__descriptor =
   "Embedps__V1__TableStats",
   "embedps.v1",
   sizeof(Embedps__V1__TableStats),
-  12,
+  13,
   embedps__v1__table_stats__field_descriptors,
   embedps__v1__table_stats__field_indices_by_name,
   1,  embedps__v1__table_stats__number_ranges,
   (ProtobufCMessageInit) embedps__v1__table_stats__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor embedps__v1__semantic_stats__field_descriptors[4] =
+{
+  {
+    "items",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__SemanticStats, items),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "pieces_per_item",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__SemanticStats, pieces_per_item),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "rows_used",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__SemanticStats, rows_used),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "collisions",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__SemanticStats, collisions),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned embedps__v1__semantic_stats__field_indices_by_name[] = {
+  3,   /* field[3] = collisions */
+  0,   /* field[0] = items */
+  1,   /* field[1] = pieces_per_item */
+  2,   /* field[2] = rows_used */
+};
+static const ProtobufCIntRange embedps__v1__semantic_stats__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor embedps__v1__semantic_stats__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "embedps.v1.SemanticStats",
+  "SemanticStats",
+  "Embedps__V1__SemanticStats",
+  "embedps.v1",
+  sizeof(Embedps__V1__SemanticStats),
+  4,
+  embedps__v1__semantic_stats__field_descriptors,
+  embedps__v1__semantic_stats__field_indices_by_name,
+  1,  embedps__v1__semantic_stats__number_ranges,
+  (ProtobufCMessageInit) embedps__v1__semantic_stats__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCFieldDescriptor embedps__v1__describe_table_response__field_descriptors[1] =

@@ -27,6 +27,7 @@ typedef struct Embedps__V1__CreateTableRequest Embedps__V1__CreateTableRequest;
 typedef struct Embedps__V1__CreateTableResponse Embedps__V1__CreateTableResponse;
 typedef struct Embedps__V1__DescribeTableRequest Embedps__V1__DescribeTableRequest;
 typedef struct Embedps__V1__TableStats Embedps__V1__TableStats;
+typedef struct Embedps__V1__SemanticStats Embedps__V1__SemanticStats;
 typedef struct Embedps__V1__DescribeTableResponse Embedps__V1__DescribeTableResponse;
 typedef struct Embedps__V1__ListTablesRequest Embedps__V1__ListTablesRequest;
 typedef struct Embedps__V1__ListTablesResponse Embedps__V1__ListTablesResponse;
@@ -433,10 +434,42 @@ struct  Embedps__V1__TableStats
    * hot-row cache bound of this table
    */
   uint64_t cache_capacity_rows;
+  /*
+   * semantic tables only
+   */
+  Embedps__V1__SemanticStats *semantic;
 };
 #define EMBEDPS__V1__TABLE_STATS__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&embedps__v1__table_stats__descriptor) \
-    , NULL, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }
+    , NULL, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, NULL }
+
+
+/*
+ * Tokenizer statistics of a semantic table over its registered items (the same on every shard).
+ */
+struct  Embedps__V1__SemanticStats
+{
+  ProtobufCMessage base;
+  /*
+   * items with registered codes
+   */
+  uint64_t items;
+  /*
+   * mean pieces per item
+   */
+  double pieces_per_item;
+  /*
+   * distinct piece rows the items map to
+   */
+  uint64_t rows_used;
+  /*
+   * distinct pieces that share a row with another piece (hashed layouts)
+   */
+  uint64_t collisions;
+};
+#define EMBEDPS__V1__SEMANTIC_STATS__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&embedps__v1__semantic_stats__descriptor) \
+    , 0, 0, 0, 0 }
 
 
 struct  Embedps__V1__DescribeTableResponse
@@ -846,6 +879,25 @@ Embedps__V1__TableStats *
 void   embedps__v1__table_stats__free_unpacked
                      (Embedps__V1__TableStats *message,
                       ProtobufCAllocator *allocator);
+/* Embedps__V1__SemanticStats methods */
+void   embedps__v1__semantic_stats__init
+                     (Embedps__V1__SemanticStats         *message);
+size_t embedps__v1__semantic_stats__get_packed_size
+                     (const Embedps__V1__SemanticStats   *message);
+size_t embedps__v1__semantic_stats__pack
+                     (const Embedps__V1__SemanticStats   *message,
+                      uint8_t             *out);
+size_t embedps__v1__semantic_stats__pack_to_buffer
+                     (const Embedps__V1__SemanticStats   *message,
+                      ProtobufCBuffer     *buffer);
+Embedps__V1__SemanticStats *
+       embedps__v1__semantic_stats__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   embedps__v1__semantic_stats__free_unpacked
+                     (Embedps__V1__SemanticStats *message,
+                      ProtobufCAllocator *allocator);
 /* Embedps__V1__DescribeTableResponse methods */
 void   embedps__v1__describe_table_response__init
                      (Embedps__V1__DescribeTableResponse         *message);
@@ -1093,6 +1145,9 @@ typedef void (*Embedps__V1__DescribeTableRequest_Closure)
 typedef void (*Embedps__V1__TableStats_Closure)
                  (const Embedps__V1__TableStats *message,
                   void *closure_data);
+typedef void (*Embedps__V1__SemanticStats_Closure)
+                 (const Embedps__V1__SemanticStats *message,
+                  void *closure_data);
 typedef void (*Embedps__V1__DescribeTableResponse_Closure)
                  (const Embedps__V1__DescribeTableResponse *message,
                   void *closure_data);
@@ -1259,6 +1314,7 @@ extern const ProtobufCMessageDescriptor embedps__v1__create_table_request__descr
 extern const ProtobufCMessageDescriptor embedps__v1__create_table_response__descriptor;
 extern const ProtobufCMessageDescriptor embedps__v1__describe_table_request__descriptor;
 extern const ProtobufCMessageDescriptor embedps__v1__table_stats__descriptor;
+extern const ProtobufCMessageDescriptor embedps__v1__semantic_stats__descriptor;
 extern const ProtobufCMessageDescriptor embedps__v1__describe_table_response__descriptor;
 extern const ProtobufCMessageDescriptor embedps__v1__list_tables_request__descriptor;
 extern const ProtobufCMessageDescriptor embedps__v1__list_tables_response__descriptor;

@@ -15,12 +15,15 @@ struct TableStatsJSON: Codable {
     var shard: Int, table: String, dim: Int, optimizer: String, rows: UInt64, cachedRows: UInt64, dirtyRows: UInt64
     var cacheCapacityRows: UInt64, bytesOnDisk: UInt64, logBytes: UInt64, pulls: UInt64, pushes: UInt64
     var rowsPulled: UInt64, rowsPushed: UInt64, checkpoints: UInt64
+    var semanticItems: UInt64?, piecesPerItem: Double?, pieceRowsUsed: UInt64?, pieceCollisions: UInt64?
     init(shard: Int, _ s: WireTableStats) {
         self.shard = shard; table = s.spec.name; dim = Int(s.spec.dim)
         optimizer = OptimizerKind(rawValue: UInt8(truncatingIfNeeded: s.spec.optimizer.kind))?.description ?? "?"
         rows = s.rows; cachedRows = s.cachedRows; dirtyRows = s.dirtyRows; cacheCapacityRows = s.cacheCapacityRows
         bytesOnDisk = s.bytesOnDisk; logBytes = s.logBytes; pulls = s.pulls; pushes = s.pushes
         rowsPulled = s.rowsPulled; rowsPushed = s.rowsPushed; checkpoints = s.checkpoints
+        semanticItems = s.semantic?.items; piecesPerItem = s.semantic?.piecesPerItem
+        pieceRowsUsed = s.semantic?.rowsUsed; pieceCollisions = s.semantic?.collisions
     }
 }
 
@@ -70,6 +73,10 @@ func runAdmin(_ o: Options) async throws {
         print(renderTable(["shard", "table", "dim", "optimizer", "rows", "cached", "dirty", "cache cap", "disk", "log", "pulls", "pushes", "checkpoints"],
                           stats.map { [String($0.shard), $0.table, String($0.dim), $0.optimizer, String($0.rows), String($0.cachedRows), String($0.dirtyRows),
                                        String($0.cacheCapacityRows), formatBytes($0.bytesOnDisk), formatBytes($0.logBytes), String($0.pulls), String($0.pushes), String($0.checkpoints)] }))
+        if let s = stats.first, let items = s.semanticItems {
+            print("\nsemantic table: \(items) items registered, \(String(format: "%.2f", s.piecesPerItem ?? 0)) pieces per item, " +
+                  "\(s.pieceRowsUsed ?? 0) piece rows used, \(s.pieceCollisions ?? 0) pieces sharing a row through hashing")
+        }
     case ("table", "create"):
         guard let name = words.dropFirst(2).first else { o.fail("table create needs a NAME") }
         let spec = try tableSpec(name: name, o)
