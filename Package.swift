@@ -24,6 +24,7 @@ let package = Package(
         .systemLibrary(name: "CXXHash", path: "Sources/CXXHash"),
         .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS"),
         .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
+        .systemLibrary(name: "CMicroHTTPD", path: "Sources/CMicroHTTPD"),
         .target(name: "CSentencePiece", path: "Sources/CSentencePiece",
                 linkerSettings: [.linkedLibrary("sentencepiece"), .linkedLibrary("sentencepiece_train")]),
         .target(name: "EmbedPSWireC", path: "Sources/EmbedPSWireC",
@@ -36,12 +37,13 @@ let package = Package(
         .target(name: "Engine", dependencies: ["Storage", "EmbedPSWire", "CXXHash", "CSentencePiece"], swiftSettings: hotPath),
         // Services.
         .target(name: "CLI"),
-        .target(name: "Server", dependencies: ["Engine", "RPC", "EmbedPSWire"]),
+        .target(name: "HTTP", dependencies: ["CMicroHTTPD"]),
+        .target(name: "Server", dependencies: ["Engine", "RPC", "EmbedPSWire", "HTTP"]),
         .target(name: "Client", dependencies: ["Engine", "Storage", "RPC", "EmbedPSWire"], swiftSettings: hotPath),
         .target(name: "Training", dependencies: ["Client", "CLI", "SemanticID", "COpenBLAS", "CZlib"]),
         .target(name: "SemanticID", dependencies: ["Engine", "COpenBLAS"]),
         // Tools.
-        .executableTarget(name: "embedps-server", dependencies: ["Server", "CLI"], path: "Sources/Tools/embedps-server"),
+        .executableTarget(name: "embedps-server", dependencies: ["Server", "CLI", "HTTP"], path: "Sources/Tools/embedps-server"),
         .executableTarget(name: "embedps-train", dependencies: ["Training", "CLI"], path: "Sources/Tools/embedps-train"),
         .executableTarget(name: "embedps-bench", dependencies: ["Client", "CLI"], path: "Sources/Tools/embedps-bench"),
         .executableTarget(name: "embedps-admin", dependencies: ["Client", "CLI", "SemanticID"], path: "Sources/Tools/embedps-admin"),

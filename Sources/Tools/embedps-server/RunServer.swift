@@ -3,6 +3,7 @@ import CLI
 import Engine
 import RPC
 import Server
+import HTTP
 
 /// Starts the shard and blocks until SIGINT/SIGTERM, then shuts down gracefully.
 nonisolated func runShardServer(_ options: Options) {
@@ -45,6 +46,16 @@ nonisolated func runShardServer(_ options: Options) {
     let host = serverConfig.address.split(separator: ":").dropLast().joined(separator: ":")
     printFlush("embedps-server shard \(index)/\(spec.shards.count) listening on \(host):\(server.port) " +
           "(data \(engineConfig.dataDirectory), durability \(durability.rawValue), \(map.slotCount(of: index)) slots, map version \(map.version), tables: \(engine.tableNames().joined(separator: ",")))")
+    var metrics: HTTPServer? = nil
+    if let mp = options.string("metrics-port") {
+        guard let port = Int(mp) else { options.fail("--metrics-port must be a port number") }
+        do { metrics = try service.startMetricsEndpoint(port: port) } catch {
+            printError("error: shard \(index): \(error)")
+            exit(1)
+        }
+        printFlush("embedps-server shard \(index): Prometheus metrics on http://0.0.0.0:\(metrics!.port)/metrics")
+        if let f = options.string("metrics-port-file") { try? "\(metrics!.port)\n".write(toFile: f, atomically: true, encoding: .utf8) }
+    }
     if let portFile = options.string("port-file") {
         try? "\(server.port)\n".write(toFile: portFile, atomically: true, encoding: .utf8)
     }
@@ -61,6 +72,7 @@ nonisolated func runShardServer(_ options: Options) {
     stop.wait()
     printFlush("embedps-server shard \(index): shutting down (draining in-flight calls)")
     server.shutdown(graceSeconds: 10)
+    metrics?.stop()
     engine.close(checkpoint: true)
     withExtendedLifetime(sources) {}
     printFlush("embedps-server shard \(index): stopped")

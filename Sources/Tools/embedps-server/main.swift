@@ -23,8 +23,10 @@ options:
   --threads N            completion-queue threads (default 2)
   --max-message-mb N     largest request/response in MiB (default 64)
   --port-file PATH       write the bound port to PATH once serving
+  --metrics-port N       serve Prometheus /metrics and /healthz over HTTP on port N (0 = any free port)
+  --metrics-port-file P  write the metrics port to P
 """
 
-let known: Set<String> = ["cluster", "shard-index", "listen", "data-dir", "durability", "cache-rows", "threads", "max-message-mb", "port-file", "checkpoint-log-mb", "checkpoint-seconds"]
+let known: Set<String> = ["cluster", "shard-index", "listen", "data-dir", "durability", "cache-rows", "threads", "max-message-mb", "port-file", "checkpoint-log-mb", "checkpoint-seconds", "metrics-port", "metrics-port-file"]
 let options = Options(Array(CommandLine.arguments.dropFirst()), usage: usage, known: known)
 runShardServer(options)

@@ -1,0 +1,51 @@
+import Foundation
+import HTTP
+import Engine
+
+extension ShardService {
+    /// The shard's Prometheus metrics: per-table rows, cache, dirty rows, log and disk bytes, request and row
+    /// counters; per-shard request rate, handler latency, cache hit rate, uptime.
+    public func metricsText() -> String {
+        var m = MetricsText()
+        let status = status()
+        let shard = [("shard", String(status.shardIndex))]
+        m.add("embedps_up", "1 while the shard serves", .gauge, labels: shard, 1)
+        m.add("embedps_uptime_seconds", "Seconds since the shard started", .gauge, labels: shard, Double(status.uptimeSeconds))
+        m.add("embedps_owned_slots", "Slots of 4096 this shard owns", .gauge, labels: shard, Double(status.ownedSlots))
+        m.add("embedps_shard_map_version", "Version of the shard map this shard holds", .gauge, labels: shard, Double(status.shardMapVersion))
+        m.add("embedps_requests_per_second", "Requests per second over the last 10 s", .gauge, labels: shard, status.requestsPerSecond)
+        m.add("embedps_rows_per_second", "Rows pulled and pushed per second over the last 10 s", .gauge, labels: shard, status.rowsPerSecond)
+        m.add("embedps_request_latency_p50_seconds", "Median handler latency of the last 4096 requests", .gauge, labels: shard, status.latencyP50Ms / 1000)
+        m.add("embedps_request_latency_p99_seconds", "99th-percentile handler latency of the last 4096 requests", .gauge, labels: shard, status.latencyP99Ms / 1000)
+        m.add("embedps_cache_hit_ratio", "Cache hits / lookups since start, all tables", .gauge, labels: shard, status.cacheHitRate)
+        m.add("embedps_disk_bytes", "Bytes of the shard's RocksDB database (estimate)", .gauge, labels: shard, Double(status.bytesOnDisk))
+        for t in engine.snapshots() {
+            let l = shard + [("table", t.spec.name)]
+            m.add("embedps_table_rows", "Rows stored for the table on this shard", .gauge, labels: l, Double(t.rows))
+            m.add("embedps_table_cached_rows", "Rows in the table's hot-row cache", .gauge, labels: l, Double(t.cachedRows))
+            m.add("embedps_table_dirty_rows", "Cached rows newer than RocksDB (their updates are in the update log)", .gauge, labels: l, Double(t.dirtyRows))
+            m.add("embedps_table_cache_capacity_rows", "Hot-row cache bound of the table", .gauge, labels: l, Double(t.cacheCapacityRows))
+            m.add("embedps_table_disk_bytes", "Bytes of the table's column family (estimate)", .gauge, labels: l, Double(t.bytesOnDisk))
+            m.add("embedps_table_log_bytes", "Bytes of the table's update log", .gauge, labels: l, Double(t.logBytes))
+            m.add("embedps_table_pulls_total", "Pull requests served", .counter, labels: l, Double(t.pulls))
+            m.add("embedps_table_pushes_total", "Push requests applied", .counter, labels: l, Double(t.pushes))
+            m.add("embedps_table_rows_pulled_total", "Rows pulled", .counter, labels: l, Double(t.rowsPulled))
+            m.add("embedps_table_rows_pushed_total", "Distinct rows updated", .counter, labels: l, Double(t.rowsPushed))
+            m.add("embedps_table_cache_hits_total", "Cache hits of pulls", .counter, labels: l, Double(t.cacheHits))
+            m.add("embedps_table_cache_misses_total", "Cache misses of pulls", .counter, labels: l, Double(t.cacheMisses))
+            m.add("embedps_table_checkpoints_total", "Checkpoints (dirty rows written, log trimmed)", .counter, labels: l, Double(t.checkpoints))
+        }
+        return m.text
+    }
+
+    /// Serves `/metrics` (Prometheus text format) and `/healthz` on `port` (0 = any free port).
+    public func startMetricsEndpoint(port: Int) throws -> HTTPServer {
+        try HTTPServer(port: port) { [self] _, path in
+            switch path {
+            case "/metrics": HTTPResponse(contentType: "text/plain; version=0.0.4; charset=utf-8", body: metricsText())
+            case "/healthz": HTTPResponse(body: "ok\n")
+            default: HTTPResponse(status: 404, body: "not found: \(path) (try /metrics or /healthz)\n")
+            }
+        }
+    }
+}
