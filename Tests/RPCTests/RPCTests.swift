@@ -88,11 +88,21 @@ import Foundation
     }
 
     @Test func gracefulShutdownLetsInFlightCallsFinish() async throws {
-        let server = try Self.echoServer()
+        // The handler signals when it has started, so shutdown begins with the call really in flight.
+        let started = DispatchSemaphore(value: 0)
+        let server = Server(ServerConfiguration(address: "127.0.0.1:0"))
+        server.register("/test.Echo/Slow") { _, message in
+            started.signal()
+            Thread.sleep(forTimeInterval: 0.3)
+            return OutgoingMessage(bytes: message.bytes)
+        }
+        try server.start()
         let channel = Channel(ChannelConfiguration(target: "127.0.0.1:\(server.port)"))
         defer { channel.close() }
         async let slow = channel.unary("/test.Echo/Slow", OutgoingMessage(bytes: [4, 2]))
-        try await Task.sleep(nanoseconds: 100_000_000)
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            DispatchQueue.global().async { started.wait(); c.resume() }
+        }
         server.shutdown(graceSeconds: 5)
         let reply = try await slow
         #expect(reply.bytes == [4, 2])
