@@ -48,34 +48,14 @@ public final class ShardService: Sendable {
     public func register(on server: Server) {
         let engine = self.engine, meter = self.meter, maxBytes = maxMessageBytes
         server.register(ShardMethod.pull) { _, message in
-            let start = RequestMeter.now()
-            var rows = 0
-            let out = try message.withUnsafeBytes { bytes in
-                try RowMessageDecoder.withPullRequest(bytes) { req in
-                    let dim = try engine.dim(of: req.table)
-                    let size = RowMessageEncoder.pullResponseSize(count: req.ids.count, dim: dim)
-                    guard size <= maxBytes else {
-                        throw EngineError.tooLarge("pulling \(req.ids.count) rows of dim \(dim) needs a \(size)-byte response; the limit is \(maxBytes): split the batch")
-                    }
-                    rows = req.ids.count
-                    return try OutgoingMessage(length: size) { buffer in
-                        let area = RowMessageEncoder.writePullResponse(into: buffer, count: req.ids.count, dim: dim)
-                        try engine.pull(table: req.table, ids: req.ids, into: area)
-                    }
-                }
+            try Self.serveRows(message, engine: engine, meter: meter, maxBytes: maxBytes, what: "pulling") { table, ids, out in
+                try engine.pull(table: table, ids: ids, into: out)
             }
-            meter.record(rows: rows, seconds: RequestMeter.now() - start)
-            return out
         }
         server.register(ShardMethod.push) { _, message in
-            let start = RequestMeter.now()
-            let updated = try message.withUnsafeBytes { bytes in
-                try RowMessageDecoder.withPushRequest(bytes) { req in
-                    try engine.push(table: req.table, ids: req.ids, gradientBytes: req.gradientBytes)
-                }
+            try Self.applyRows(message, meter: meter) { table, ids, gradients in
+                try engine.push(table: table, ids: ids, gradientBytes: gradients)
             }
-            meter.record(rows: updated, seconds: RequestMeter.now() - start)
-            return OutgoingMessage(bytes: WirePushResponse(rowsUpdated: UInt64(updated)).encoded())
         }
         server.register(ShardMethod.createTable) { _, message in
             let req = try message.withUnsafeBytes { try WireCreateTableRequest(decoding: $0) }
@@ -114,34 +94,14 @@ public final class ShardService: Sendable {
             return OutgoingMessage(bytes: WireRegisterItemsResponse(registered: UInt64(registered), items: UInt64(total)).encoded())
         }
         server.register(ShardMethod.pullPooled) { _, message in
-            let start = RequestMeter.now()
-            var rows = 0
-            let out = try message.withUnsafeBytes { bytes in
-                try RowMessageDecoder.withPullRequest(bytes) { req in
-                    let dim = try engine.dim(of: req.table)
-                    let size = RowMessageEncoder.pullResponseSize(count: req.ids.count, dim: dim)
-                    guard size <= maxBytes else {
-                        throw EngineError.tooLarge("pooling \(req.ids.count) items of dim \(dim) needs a \(size)-byte response; the limit is \(maxBytes): split the batch")
-                    }
-                    rows = req.ids.count
-                    return try OutgoingMessage(length: size) { buffer in
-                        let area = RowMessageEncoder.writePullResponse(into: buffer, count: req.ids.count, dim: dim)
-                        try engine.pullPooled(table: req.table, items: req.ids, into: area)
-                    }
-                }
+            try Self.serveRows(message, engine: engine, meter: meter, maxBytes: maxBytes, what: "pooling") { table, items, out in
+                try engine.pullPooled(table: table, items: items, into: out)
             }
-            meter.record(rows: rows, seconds: RequestMeter.now() - start)
-            return out
         }
         server.register(ShardMethod.pushPooled) { _, message in
-            let start = RequestMeter.now()
-            let updated = try message.withUnsafeBytes { bytes in
-                try RowMessageDecoder.withPushRequest(bytes) { req in
-                    try engine.pushPooled(table: req.table, items: req.ids, gradientBytes: req.gradientBytes)
-                }
+            try Self.applyRows(message, meter: meter) { table, items, gradients in
+                try engine.pushPooled(table: table, items: items, gradientBytes: gradients)
             }
-            meter.record(rows: updated, seconds: RequestMeter.now() - start)
-            return OutgoingMessage(bytes: WirePushResponse(rowsUpdated: UInt64(updated)).encoded())
         }
         server.register(ShardMethod.healthCheck) { _, message in
             let req = try message.withUnsafeBytes { try WireHealthCheckRequest(decoding: $0) }
@@ -150,6 +110,41 @@ public final class ShardService: Sendable {
             }
             return OutgoingMessage(bytes: WireHealthCheckResponse(status: 1).encoded())
         }
+    }
+
+    /// Serves a PullRequest-shaped call: sizes a PullResponse from the table's dimension (refusing one over the
+    /// message limit) and lets `fill` write one row per requested id straight into the outgoing buffer.
+    static func serveRows(_ message: ReceivedMessage, engine: ShardEngine, meter: RequestMeter, maxBytes: Int, what: String,
+                          fill: (String, UnsafeBufferPointer<UInt64>, UnsafeMutablePointer<Float>) throws -> Void) throws -> OutgoingMessage {
+        let start = RequestMeter.now()
+        var rows = 0
+        let out = try message.withUnsafeBytes { bytes in
+            try RowMessageDecoder.withPullRequest(bytes) { req in
+                let dim = try engine.dim(of: req.table)
+                let size = RowMessageEncoder.pullResponseSize(count: req.ids.count, dim: dim)
+                guard size <= maxBytes else {
+                    throw EngineError.tooLarge("\(what) \(req.ids.count) rows of dim \(dim) needs a \(size)-byte response; the limit is \(maxBytes): split the batch")
+                }
+                rows = req.ids.count
+                return try OutgoingMessage(length: size) { buffer in
+                    let area = RowMessageEncoder.writePullResponse(into: buffer, count: req.ids.count, dim: dim)
+                    try fill(req.table, req.ids, area)
+                }
+            }
+        }
+        meter.record(rows: rows, seconds: RequestMeter.now() - start)
+        return out
+    }
+
+    /// Serves a PushRequest-shaped call: `apply` validates and applies it, returning the rows updated.
+    static func applyRows(_ message: ReceivedMessage, meter: RequestMeter,
+                          apply: (String, UnsafeBufferPointer<UInt64>, UnsafeRawBufferPointer) throws -> Int) throws -> OutgoingMessage {
+        let start = RequestMeter.now()
+        let updated = try message.withUnsafeBytes { bytes in
+            try RowMessageDecoder.withPushRequest(bytes) { req in try apply(req.table, req.ids, req.gradientBytes) }
+        }
+        meter.record(rows: updated, seconds: RequestMeter.now() - start)
+        return OutgoingMessage(bytes: WirePushResponse(rowsUpdated: UInt64(updated)).encoded())
     }
 
     public func status() -> WireShardStatusResponse {
