@@ -64,5 +64,21 @@ import Client
         #expect(bad.0 != 0 && bad.1.contains("dim 0"), "errors name the field: \(bad.1)")
         #expect(try admin(["table", "drop", "items"]).0 == 0)
         #expect(try JSONDecoder().decode([String].self, from: Data(admin(["table", "list", "--json"]).1.utf8)) == [])
+
+        // Operator flow for a semantic table: build codes, create the table, register the codes, describe.
+        let sample = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Cluster/data/goodbooks-10k-sample")
+        let codesFile = cluster.root.appendingPathComponent("codes.tsv").path
+        let built = try admin(["semantic-ids", "build", "--embeddings", sample.appendingPathComponent("item_embeddings.f32").path,
+                               "--ids", sample.appendingPathComponent("item_ids.txt").path, "--levels", "2", "--codes", "16",
+                               "--iterations", "5", "--out", codesFile, "--json"])
+        #expect(built.0 == 0, "\(built.1.suffix(300))")
+        let made = try admin(["table", "create", "books", "--dim", "8", "--semantic", "prefix", "--levels", "2", "--codes", "16", "--rows", "300"])
+        #expect(made.0 == 0, "\(made.1)")
+        let registered = try admin(["semantic-ids", "register", "--table", "books", "--codes-file", codesFile])
+        #expect(registered.0 == 0 && registered.1.contains("registered 6020 items"), "\(registered.1)")
+        struct SemRow: Decodable { var semanticItems: Int?; var piecesPerItem: Double?; var pieceRowsUsed: Int? }
+        let sem = try JSONDecoder().decode([SemRow].self, from: Data(admin(["table", "describe", "books", "--json"]).1.utf8))
+        #expect(sem.allSatisfy { $0.semanticItems == 6020 && $0.piecesPerItem == 2 && ($0.pieceRowsUsed ?? 0) > 16 })
     }
 }

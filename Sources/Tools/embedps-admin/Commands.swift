@@ -36,8 +36,7 @@ struct ShardStatusJSON: Codable {
 func runAdmin(_ o: Options) async throws {
     let words = o.positional
     guard let command = words.first else { o.fail("missing command") }
-    if command == "semantic-ids" {
-        guard words.dropFirst().first == "build" else { o.fail("usage: semantic-ids build --embeddings F32 --ids TXT --out CODES.tsv") }
+    if command == "semantic-ids", words.dropFirst().first == "build" {
         try runSemanticIDBuild(o)
         return
     }
@@ -86,6 +85,13 @@ func runAdmin(_ o: Options) async throws {
         guard let name = words.dropFirst(2).first else { o.fail("table drop needs a NAME") }
         let dropped = try await client.dropTable(name)
         if json { print(jsonText(["dropped": dropped])) } else { print(dropped ? "table \(name) dropped" : "no table \(name)") }
+    case ("semantic-ids", "register"):
+        let path = o.required("codes-file"), table = o.required("table")
+        let (items, codes) = try readCodesFile(path, levels: o.string("levels").flatMap(Int.init))
+        let t0 = Date()
+        let total = try await client.registerItems(table: table, items: items, codes: codes)
+        if json { print(jsonText(["registered": items.count, "items": total])) }
+        else { print("registered \(items.count) items from \(path) into \(table) on \(client.shardCount) shards in \(String(format: "%.2f", Date().timeIntervalSince(t0))) s (\(total) items known)") }
     case ("flush", _):
         let table = words.dropFirst().first ?? ""
         let t0 = Date()
@@ -119,5 +125,39 @@ func tableSpec(name: String, _ o: Options) throws -> TableSpec {
         spec.rowBudget = UInt64(o.int("row-budget", default: 0)); spec.hashSeed = UInt64(o.int("hash-seed", default: 0))
     default: o.fail("--hash must be collision-free or fixed-budget")
     }
+    if let kind = o.string("semantic") {
+        let levels = o.int("levels", default: 3), codes = o.int("codes", default: 256), n = o.int("ngram", default: levels)
+        let budget = UInt64(o.int("rows", default: 0))
+        guard budget > 0 else { o.fail("a semantic table needs --rows N (its row budget)") }
+        let tokenizer: SemanticConfig.Tokenizer
+        switch kind {
+        case "unigram": tokenizer = .unigram
+        case "ngram": tokenizer = .ngram(n)
+        case "prefix": tokenizer = .prefix(n)
+        case "spm":
+            guard let path = o.string("spm-model"), let model = FileManager.default.contents(atPath: path) else {
+                o.fail("--semantic spm needs --spm-model PATH (a model written by 'semantic-ids build --spm-vocabulary N')")
+            }
+            tokenizer = .sentencePiece([UInt8](model))
+        default: o.fail("--semantic must be unigram, ngram, prefix or spm")
+        }
+        spec.semantic = SemanticConfig(tokenizer: tokenizer, levels: levels, codebookSize: codes, budget: budget)
+    }
     return try spec.validated()
+}
+
+/// Reads a codes file written by `semantic-ids build` (`item_id<TAB>c1 c2 ...`; '#' comments and the header
+/// skipped), keeping the first `levels` codes of each item (all but the disambiguation code by default).
+func readCodesFile(_ path: String, levels: Int?) throws -> ([UInt64], [[Int]]) {
+    guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw ClientError.invalidArgument("cannot read codes file \(path)") }
+    var items: [UInt64] = [], codes: [[Int]] = []
+    for (n, line) in text.split(separator: "\n").enumerated() where !line.hasPrefix("#") && !line.hasPrefix("item_id") {
+        let parts = line.split(separator: "\t")
+        guard parts.count == 2, let item = UInt64(parts[0]) else { throw ClientError.invalidArgument("\(path):\(n + 1): expected item_id<TAB>codes") }
+        let c = parts[1].split(separator: " ").compactMap { Int($0) }
+        let keep = levels ?? max(1, c.count - 1)
+        guard c.count >= keep else { throw ClientError.invalidArgument("\(path):\(n + 1): \(c.count) codes, need \(keep)") }
+        items.append(item); codes.append(Array(c.prefix(keep)))
+    }
+    return (items, codes)
 }

@@ -1,6 +1,7 @@
 import Foundation
 import CLI
 import SemanticID
+import Engine
 
 /// `embedps-admin semantic-ids build`: RQ-k-means codes for a catalogue, the codes file, and the quality table.
 func runSemanticIDBuild(_ o: Options) throws {
@@ -15,6 +16,12 @@ func runSemanticIDBuild(_ o: Options) throws {
         if !json { printFlush("  level \(level + 1)/\(rq.levels): k-means on \(level == 0 ? "the vectors" : "the residuals") (\(String(format: "%.1f", Date().timeIntervalSince(started))) s)") }
     }
     try assignment.write(to: out)
+    if let vocabulary = o.string("spm-vocabulary").flatMap(Int.init) {
+        let spm = try SentencePieceTokenizer.train(codes: assignment.codes.map { Array($0.prefix(rq.levels)) }, levels: rq.levels,
+                                                   codebookSize: rq.codebookSize, vocabularySize: vocabulary)
+        try Data(spm.model).write(to: URL(fileURLWithPath: out + ".spm"))
+        if !json { printFlush("wrote \(out).spm: SentencePiece model of \(spm.vocabularySize) pieces over the codes") }
+    }
     let quality = SemanticIDQuality(assignment, embeddings: embeddings)
     if json {
         struct Report: Codable {
@@ -26,7 +33,7 @@ func runSemanticIDBuild(_ o: Options) throws {
                               out: out, seconds: Date().timeIntervalSince(started))))
         return
     }
-    print("wrote \(out) in \(String(format: "%.1f", Date().timeIntervalSince(started))) s; \(assignment.collidingItems) items shared a full code " +
+    printFlush("wrote \(out) in \(String(format: "%.1f", Date().timeIntervalSince(started))) s; \(assignment.collidingItems) items shared a full code " +
           "(largest group \(assignment.largestCollision)) and were told apart by the disambiguation code")
     print("")
     print(renderTable(["shared prefix", "sampled pairs", "mean cosine"],

@@ -12,12 +12,17 @@ commands:
   table create NAME --dim N [--optimizer sgd|adagrad|adam|ftrl] [--lr X] [--init zeros|uniform|normal]
                     [--low X --high X | --mean X --stddev X] [--seed N] [--hash collision-free|fixed-budget]
                     [--row-budget H] [--hash-seed N] [--initial-accumulator X] [--l1 X] [--l2 X]
+                    [--semantic unigram|ngram|prefix|spm --rows N --levels L --codes K [--ngram N]
+                     [--spm-model PATH]]   a semantic-ID table of N piece rows
   table drop NAME                drop the table and all its rows on every shard
   flush [TABLE]                  checkpoint now: write dirty rows to RocksDB and trim update logs
   semantic-ids build --embeddings F32 --ids TXT --out CODES.tsv [--levels 3] [--codes 256]
-                    [--iterations 20] [--seed 1]
+                    [--iterations 20] [--seed 1] [--spm-vocabulary N]
                                  semantic IDs by residual k-means over item content embeddings (no
-                                 cluster needed); prints prefix-similarity and codebook-utilisation tables
+                                 cluster needed); prints prefix-similarity and codebook-utilisation tables;
+                                 --spm-vocabulary also writes CODES.tsv.spm (a SentencePiece model)
+  semantic-ids register --table T --codes-file CODES.tsv [--levels L]
+                                 registers the items' codes (default: all but the disambiguation code)
 
 options:
   --cluster PATH   cluster spec (JSON) with the shard addresses (required by the cluster commands)
