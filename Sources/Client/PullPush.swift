@@ -30,15 +30,9 @@ extension EmbedPSClient {
                 guard rdim == dim, values.count == members.count * dim * 4 else {
                     throw ClientError.inconsistentCluster("shard \(shard) answered \(values.count / 4) floats of dim \(rdim) for \(members.count) rows of dim \(dim)")
                 }
-                if plan.distinct {
-                    for (k, u) in members.enumerated() {
-                        (outBase + Int(u) * dim * 4).copyMemory(from: values.baseAddress! + k * dim * 4, byteCount: dim * 4)
-                    }
-                } else {
-                    // Distinct rows go to the position of their unique index first; expanded below.
-                    for (k, u) in members.enumerated() {
-                        (outBase + Int(u) * dim * 4).copyMemory(from: values.baseAddress! + k * dim * 4, byteCount: dim * 4)
-                    }
+                // Each distinct row goes to the position of its unique index (duplicates are expanded below).
+                for (k, u) in members.enumerated() {
+                    (outBase + Int(u) * dim * 4).copyMemory(from: values.baseAddress! + k * dim * 4, byteCount: dim * 4)
                 }
             }
         }

@@ -368,13 +368,6 @@ public struct WireHealthCheckResponse: WireMessage, Equatable {
     }
 }
 
-/// An empty request message (ListTables, ShardStatus).
-public struct WireEmpty: WireMessage, Equatable {
-    public init() {}
-    public func encoded() -> [UInt8] { [] }
-    public init(decoding bytes: UnsafeRawBufferPointer) throws {}
-}
-
 public struct WireFlushResponse: WireMessage, Equatable {
     public var tablesFlushed: UInt32 = 0
     public init(tablesFlushed: UInt32) { self.tablesFlushed = tablesFlushed }

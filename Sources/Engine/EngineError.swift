@@ -1,4 +1,5 @@
-/// Errors of the engine. Each case maps to one gRPC status (see `statusName`) and its description names
+/// Errors of the engine. Each case maps to one gRPC status (the mapping is `EngineError.rpcStatus` in the
+/// Server module) and its description names
 /// the table / id / shard and what to do.
 public enum EngineError: Error, CustomStringConvertible, Sendable, Equatable {
     case unknownTable(String)
@@ -27,20 +28,6 @@ public enum EngineError: Error, CustomStringConvertible, Sendable, Equatable {
         case .storage(let m): "storage failure: \(m)"
         case .unknownItem(let t, let i): "item \(i) has no semantic-ID codes in table '\(t)': register its codes first (RegisterItems)"
         case .notSemantic(let t): "table '\(t)' is not a semantic-ID table: create it with a SemanticConfig"
-        }
-    }
-
-    /// The gRPC status name this error maps to.
-    public var statusName: String {
-        switch self {
-        case .unknownTable: "NOT_FOUND"
-        case .tableExists: "ALREADY_EXISTS"
-        case .invalidSpec, .wrongDimension, .nonFiniteGradient, .malformed: "INVALID_ARGUMENT"
-        case .wrongShard: "FAILED_PRECONDITION"
-        case .tooLarge: "RESOURCE_EXHAUSTED"
-        case .storage: "INTERNAL"
-        case .unknownItem: "NOT_FOUND"
-        case .notSemantic: "FAILED_PRECONDITION"
         }
     }
 }

@@ -15,8 +15,6 @@ public enum RowKey {
         guard bytes.count == length else { return nil }
         return (UInt16(bigEndian: bytes.loadUnaligned(as: UInt16.self)), UInt64(bigEndian: bytes.loadUnaligned(fromByteOffset: 2, as: UInt64.self)))
     }
-    /// First key of a slot's range.
-    public static func slotStart(_ slot: UInt16) -> [UInt8] { encode(slot: slot, key: 0) }
 }
 
 /// The stored form of a row: a 16-byte header (version 1, optimizer kind, 2 reserved zero bytes, optimizer

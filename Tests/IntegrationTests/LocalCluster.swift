@@ -12,9 +12,6 @@ final class LocalCluster: @unchecked Sendable {
     private var processes: [Process?]
     let serverSpecPath: String
 
-    static var binDirectory: URL {
-        URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().resolvingSymlinksInPath()
-    }
     static func binary(_ name: String) -> String {
         // The test bundle sits beside the built products (debug or release).
         var dir = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
