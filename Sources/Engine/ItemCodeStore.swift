@@ -10,6 +10,8 @@ final class ItemCodeStore: @unchecked Sendable {
     private let family: ColumnFamily
     private let lock = NSLock()
     private var codes: [UInt64: [UInt16]] = [:]
+    /// Bumped by every registration.
+    private var version = 0
 
     init(db: RocksDatabase, family: ColumnFamily, levels: Int) throws {
         self.db = db; self.family = family; self.levels = levels
@@ -23,8 +25,9 @@ final class ItemCodeStore: @unchecked Sendable {
 
     var count: Int { lock.withLock { codes.count } }
 
-    /// Every registered item's codes (a copy).
-    func allCodes() -> [[Int]] { lock.withLock { codes.values.map { $0.map(Int.init) } } }
+    /// Every registered item's codes (a copy) and the store version they belong to.
+    func snapshot() -> (version: Int, codes: [[Int]]) { lock.withLock { (version, codes.values.map { $0.map(Int.init) }) } }
+    var currentVersion: Int { lock.withLock { version } }
 
     func codes(of item: UInt64) -> [Int]? { lock.withLock { codes[item].map { $0.map(Int.init) } } }
 
@@ -40,6 +43,6 @@ final class ItemCodeStore: @unchecked Sendable {
             parsed.append((item, c))
         }
         try db.write(batch, sync: true)
-        lock.withLock { for (item, c) in parsed { codes[item] = c } }
+        lock.withLock { for (item, c) in parsed { codes[item] = c }; version += 1 }
     }
 }

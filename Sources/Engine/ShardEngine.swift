@@ -39,6 +39,9 @@ public final class ShardEngine: @unchecked Sendable {
     /// Semantic tables only: item codes and the tokenizer.
     private var semantic: [String: (items: ItemCodeStore, tokenizer: PieceTokenizer)] = [:]
     private static let itemsFamilyPrefix = "items."
+    /// Tokenizer statistics per semantic table with the item-store version they were computed from (they
+    /// depend only on the registered codes and the immutable tokenizer).
+    private var semanticStatsCache: [String: (version: Int, stats: SemanticStats)] = [:]
     private var checkpointer: Thread?
     private let stopCheckpointer = DispatchSemaphore(value: 0)
     private let checkpointerStopped = DispatchSemaphore(value: 0)
@@ -164,6 +167,7 @@ public final class ShardEngine: @unchecked Sendable {
             try db.write(b, sync: true)
             try db.dropColumnFamily(Self.familyPrefix + name)
             if semantic.removeValue(forKey: name) != nil { try db.dropColumnFamily(Self.itemsFamilyPrefix + name) }
+            semanticStatsCache[name] = nil
         } catch { throw .storage("\(error)") }
         return true
     }
@@ -327,11 +331,21 @@ public final class ShardEngine: @unchecked Sendable {
         return try t.push(keys: pieces, gradients: sums)
     }
 
-    /// Tokenizer statistics of a semantic table over its registered items: (items, mean pieces per item,
-    /// distinct rows used, pieces sharing a row with another piece), or nil for other tables.
-    public func semanticStats(table name: String) -> (items: Int, piecesPerItem: Double, rowsUsed: Int, collisions: Int)? {
-        guard let s = lock.withLock({ semantic[name] }) else { return nil }
-        let all = s.items.allCodes()
+    /// Tokenizer statistics of a semantic table over its registered items.
+    public struct SemanticStats: Sendable, Equatable {
+        public let items: Int
+        public let piecesPerItem: Double
+        /// Distinct piece rows the items map to.
+        public let rowsUsed: Int
+        /// Distinct pieces sharing a row with another piece (hashed layouts).
+        public let collisions: Int
+    }
+
+    /// Tokenizer statistics of a semantic table, or nil for other tables. Cached until items are registered.
+    public func semanticStats(table name: String) -> SemanticStats? {
+        guard let (s, cached) = lock.withLock({ semantic[name].map { ($0, semanticStatsCache[name]) } }) else { return nil }
+        if let cached, cached.version == s.items.currentVersion { return cached.stats }
+        let (version, all) = s.items.snapshot()
         var rows = Set<UInt64>(), identities = Set<[Int]>(), total = 0
         for codes in all {
             guard let keys = try? s.tokenizer.pieces(codes) else { continue }
@@ -339,8 +353,10 @@ public final class ShardEngine: @unchecked Sendable {
             rows.formUnion(keys)
             if case .ngram(let t) = s.tokenizer { identities.formUnion(t.pieceIdentities(codes)) }
         }
-        let collisions = identities.isEmpty ? 0 : identities.count - rows.count
-        return (all.count, all.isEmpty ? 0 : Double(total) / Double(all.count), rows.count, collisions)
+        let stats = SemanticStats(items: all.count, piecesPerItem: all.isEmpty ? 0 : Double(total) / Double(all.count), rowsUsed: rows.count,
+                                  collisions: identities.isEmpty ? 0 : identities.count - rows.count)
+        lock.withLock { semanticStatsCache[name] = (version, stats) }
+        return stats
     }
 
     /// Items with registered codes (semantic tables; 0 otherwise).

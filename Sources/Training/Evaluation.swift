@@ -35,8 +35,7 @@ public struct RankingEvaluator: Sendable {
     /// Evaluates `userVectors` (users x dim, dense user order) against `itemVectors` (items x dim).
     public func evaluate(model: String, heldOut: [(user: Int, item: Int)], exclude: [(user: Int, item: Int)] = [],
                          userVectors: UnsafePointer<Float>, itemVectors: UnsafePointer<Float>, dim: Int, items: Int) -> RankingMetrics {
-        var excluded = [Int: [Int]]()
-        for (u, i) in exclude { excluded[u, default: []].append(i) }
+        let excluded = Self.byUser(exclude)
         let block = 256
         let scores = UnsafeMutablePointer<Float>.allocate(capacity: block * items)
         let users = UnsafeMutablePointer<Float>.allocate(capacity: block * dim)
@@ -59,8 +58,7 @@ public struct RankingEvaluator: Sendable {
 
     /// Popularity baseline: every user gets items ranked by train popularity.
     public func evaluatePopularity(heldOut: [(user: Int, item: Int)], exclude: [(user: Int, item: Int)] = [], items: Int) -> RankingMetrics {
-        var excluded = [Int: [Int]]()
-        for (u, i) in exclude { excluded[u, default: []].append(i) }
+        let excluded = Self.byUser(exclude)
         var scores = split.itemPopularity.map { Float($0) }
         var acc = Accumulator()
         scores.withUnsafeMutableBufferPointer { s in
@@ -70,6 +68,13 @@ public struct RankingEvaluator: Sendable {
             }
         }
         return acc.metrics(model: "popularity", split: "")
+    }
+
+    /// Extra items to exclude per user.
+    static func byUser(_ pairs: [(user: Int, item: Int)]) -> [Int: [Int]] {
+        var out = [Int: [Int]]()
+        for (u, i) in pairs { out[u, default: []].append(i) }
+        return out
     }
 
     /// 0-based rank of `target` among unmasked items (ties counted against the target).

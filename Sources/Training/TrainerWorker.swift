@@ -187,31 +187,21 @@ public final class TrainerWorker: @unchecked Sendable {
     func evaluate(_ evaluator: RankingEvaluator, data: InteractionData, heldOut: [(user: Int, item: Int)], exclude: [(user: Int, item: Int)]) async throws -> RankingMetrics {
         let dim = config.dim
         let users = FloatBuffer(count: data.userIds.count * dim), items = FloatBuffer(count: data.itemIds.count * dim)
-        try await pullAll(userTable, data.userIds, into: users)
-        try await pullAllItems(data.itemIds, into: items)
+        let client = self.client, userTable = self.userTable, tower = self.tower!
+        try await pullChunked(data.userIds, into: users) { try await client.pull(table: userTable, ids: $0, into: $1) }
+        try await pullChunked(data.itemIds, into: items) { try await tower.pull($0, into: $1) }
         return evaluator.evaluate(model: "mf-bpr (EmbedPS, items: \(config.itemTower.kind.rawValue))", heldOut: heldOut, exclude: exclude, userVectors: users.base, itemVectors: items.base,
                                   dim: dim, items: data.itemIds.count)
     }
 
-    func pullAllItems(_ ids: [UInt64], into out: FloatBuffer) async throws {
+    /// Fills `out` (ids.count * dim) by calling `pull` on chunks of 4096 ids, each into its own buffer.
+    func pullChunked(_ ids: [UInt64], into out: FloatBuffer, _ pull: ([UInt64], FloatBuffer) async throws -> Void) async throws {
         let chunk = 4096
         var start = 0
         while start < ids.count {
             let part = Array(ids[start..<min(ids.count, start + chunk)])
             let buf = FloatBuffer(count: part.count * config.dim)
-            try await tower.pull(part, into: buf)
-            (out.base + start * config.dim).update(from: buf.base, count: part.count * config.dim)
-            start += chunk
-        }
-    }
-
-    func pullAll(_ table: String, _ ids: [UInt64], into out: FloatBuffer) async throws {
-        let chunk = 8192
-        var start = 0
-        while start < ids.count {
-            let part = Array(ids[start..<min(ids.count, start + chunk)])
-            let buf = FloatBuffer(count: part.count * config.dim)
-            try await client.pull(table: table, ids: part, into: buf)
+            try await pull(part, buf)
             (out.base + start * config.dim).update(from: buf.base, count: part.count * config.dim)
             start += chunk
         }

@@ -184,6 +184,10 @@ import Foundation
         let stats = try #require(e.semanticStats(table: "sem"))
         #expect(stats.items == 2 && stats.piecesPerItem == 2 && stats.rowsUsed == 3 && stats.collisions == 0)
         #expect(e.semanticStats(table: "plain") == nil)
+        // Cached statistics follow later registrations: item 12 = codes (0, 0) -> pieces 0 and 4.
+        _ = try e.registerItems(table: "sem", items: [12], codes: [0, 0])
+        let after = try #require(e.semanticStats(table: "sem"))
+        #expect(after.items == 3 && after.rowsUsed == 5)
     }
 
     @Test func hashedPiecesReportTheirCollisions() throws {
