@@ -84,6 +84,32 @@ public struct WireSemanticConfig: Sendable, Equatable {
     }
 }
 
+/// Mirror of `embedps.v1.SparsityConfig`.
+public struct WireSparsityConfig: Sendable, Equatable {
+    public var density: Float = 0
+    public var seed: UInt64 = 0
+    public var growthDecay: Float = 0
+    public var regrowInterval: UInt32 = 0
+    public var updateFractionStart: Float = 0
+    public var updateFractionEnd: Float = 0
+    public var regrowRounds: UInt32 = 0
+    public init() {}
+
+    init(_ c: UnsafePointer<Embedps__V1__SparsityConfig>) {
+        let c = c.pointee
+        density = c.density; seed = c.seed; growthDecay = c.growth_decay; regrowInterval = c.regrow_interval
+        updateFractionStart = c.update_fraction_start; updateFractionEnd = c.update_fraction_end; regrowRounds = c.regrow_rounds
+    }
+    func c(_ arena: CArena) -> UnsafeMutablePointer<Embedps__V1__SparsityConfig> {
+        let p = arena.allocate(Embedps__V1__SparsityConfig())
+        embedps__v1__sparsity_config__init(p)
+        p.pointee.density = density; p.pointee.seed = seed; p.pointee.growth_decay = growthDecay
+        p.pointee.regrow_interval = regrowInterval; p.pointee.update_fraction_start = updateFractionStart
+        p.pointee.update_fraction_end = updateFractionEnd; p.pointee.regrow_rounds = regrowRounds
+        return p
+    }
+}
+
 /// Mirror of `embedps.v1.TableSpec`.
 public struct WireTableSpec: Sendable, Equatable {
     public var name = ""
@@ -95,6 +121,8 @@ public struct WireTableSpec: Sendable, Equatable {
     public var initializer = WireInitializerConfig()
     /// Set for a semantic-ID table.
     public var semantic: WireSemanticConfig? = nil
+    /// Set for a dynamic-sparsity table.
+    public var sparsity: WireSparsityConfig? = nil
     public init() {}
 
     init(_ c: UnsafePointer<Embedps__V1__TableSpec>?) {
@@ -103,6 +131,7 @@ public struct WireTableSpec: Sendable, Equatable {
         rowBudget = c.row_budget; hashSeed = c.hash_seed
         optimizer = WireOptimizerConfig(c.optimizer); initializer = WireInitializerConfig(c.initializer)
         semantic = c.semantic.map { WireSemanticConfig($0) }
+        sparsity = c.sparsity.map { WireSparsityConfig($0) }
     }
     func c(_ arena: CArena) -> UnsafeMutablePointer<Embedps__V1__TableSpec> {
         let p = arena.allocate(Embedps__V1__TableSpec())
@@ -112,6 +141,7 @@ public struct WireTableSpec: Sendable, Equatable {
         p.pointee.row_budget = rowBudget; p.pointee.hash_seed = hashSeed
         p.pointee.optimizer = optimizer.c(arena); p.pointee.initializer = initializer.c(arena)
         p.pointee.semantic = semantic?.c(arena)
+        p.pointee.sparsity = sparsity?.c(arena)
         return p
     }
 
@@ -419,6 +449,91 @@ public struct WireRegisterItemsResponse: WireMessage, Equatable {
     public init(decoding bytes: UnsafeRawBufferPointer) throws {
         self = try unpackMessage(bytes, embedps__v1__register_items_response__unpack, name: "RegisterItemsResponse") {
             WireRegisterItemsResponse(registered: $0.pointee.registered, items: $0.pointee.items)
+        }
+    }
+}
+
+/// Mirror of `embedps.v1.SparsityReportResponse`.
+public struct WireSparsityReport: WireMessage, Equatable {
+    public var rows: UInt64 = 0
+    public var active: UInt64 = 0
+    public var inactive: UInt64 = 0
+    public var fired: UInt64 = 0
+    public var weightHistogram: [UInt64] = []
+    public var growthHistogram: [UInt64] = []
+    public var round: UInt32 = 0
+    public var pushesSinceStep: UInt64 = 0
+    public var storedBytes: UInt64 = 0
+    public var denseBytes: UInt64 = 0
+    public var activePerNewRow: UInt32 = 0
+    public init() {}
+    public func encoded() -> [UInt8] {
+        encodeC { a in
+            let p = a.allocate(Embedps__V1__SparsityReportResponse()); embedps__v1__sparsity_report_response__init(p)
+            p.pointee.rows = rows; p.pointee.active = active; p.pointee.inactive = inactive; p.pointee.fired = fired
+            p.pointee.n_weight_histogram = weightHistogram.count; p.pointee.weight_histogram = a.array(weightHistogram)
+            p.pointee.n_growth_histogram = growthHistogram.count; p.pointee.growth_histogram = a.array(growthHistogram)
+            p.pointee.round = round; p.pointee.pushes_since_step = pushesSinceStep
+            p.pointee.stored_bytes = storedBytes; p.pointee.dense_bytes = denseBytes; p.pointee.active_per_new_row = activePerNewRow
+            return p
+        }
+    }
+    public init(decoding bytes: UnsafeRawBufferPointer) throws {
+        self = try unpackMessage(bytes, embedps__v1__sparsity_report_response__unpack, name: "SparsityReportResponse") { m in
+            let c = m.pointee
+            var r = WireSparsityReport()
+            r.rows = c.rows; r.active = c.active; r.inactive = c.inactive; r.fired = c.fired
+            r.weightHistogram = Array(UnsafeBufferPointer(start: c.weight_histogram, count: c.n_weight_histogram))
+            r.growthHistogram = Array(UnsafeBufferPointer(start: c.growth_histogram, count: c.n_growth_histogram))
+            r.round = c.round; r.pushesSinceStep = c.pushes_since_step; r.storedBytes = c.stored_bytes
+            r.denseBytes = c.dense_bytes; r.activePerNewRow = c.active_per_new_row
+            return r
+        }
+    }
+}
+
+/// Mirror of `embedps.v1.SparsityStepRequest`.
+public struct WireSparsityStepRequest: WireMessage, Equatable {
+    public var table = ""
+    public var prune: UInt64 = 0
+    public var grow: UInt64 = 0
+    public var round: UInt32 = 0
+    public init(table: String, prune: UInt64, grow: UInt64, round: UInt32) { self.table = table; self.prune = prune; self.grow = grow; self.round = round }
+    public func encoded() -> [UInt8] {
+        encodeC { a in
+            let p = a.allocate(Embedps__V1__SparsityStepRequest()); embedps__v1__sparsity_step_request__init(p)
+            p.pointee.table = a.string(table); p.pointee.prune = prune; p.pointee.grow = grow; p.pointee.round = round
+            return p
+        }
+    }
+    public init(decoding bytes: UnsafeRawBufferPointer) throws {
+        self = try unpackMessage(bytes, embedps__v1__sparsity_step_request__unpack, name: "SparsityStepRequest") {
+            WireSparsityStepRequest(table: swiftString($0.pointee.table), prune: $0.pointee.prune, grow: $0.pointee.grow, round: $0.pointee.round)
+        }
+    }
+}
+
+/// Mirror of `embedps.v1.SparsityStepResponse`.
+public struct WireSparsityStepResponse: WireMessage, Equatable {
+    public var pruned: UInt64 = 0
+    public var grown: UInt64 = 0
+    public var active: UInt64 = 0
+    public var round: UInt32 = 0
+    public var rows: UInt64 = 0
+    public init(pruned: UInt64, grown: UInt64, active: UInt64, round: UInt32, rows: UInt64) {
+        self.pruned = pruned; self.grown = grown; self.active = active; self.round = round; self.rows = rows
+    }
+    public func encoded() -> [UInt8] {
+        encodeC { a in
+            let p = a.allocate(Embedps__V1__SparsityStepResponse()); embedps__v1__sparsity_step_response__init(p)
+            p.pointee.pruned = pruned; p.pointee.grown = grown; p.pointee.active = active; p.pointee.round = round
+            p.pointee.rows = rows
+            return p
+        }
+    }
+    public init(decoding bytes: UnsafeRawBufferPointer) throws {
+        self = try unpackMessage(bytes, embedps__v1__sparsity_step_response__unpack, name: "SparsityStepResponse") {
+            WireSparsityStepResponse(pruned: $0.pointee.pruned, grown: $0.pointee.grown, active: $0.pointee.active, round: $0.pointee.round, rows: $0.pointee.rows)
         }
     }
 }

@@ -11,5 +11,7 @@ public enum ShardMethod {
     public static let registerItems = "/embedps.v1.Shard/RegisterItems"
     public static let pullPooled = "/embedps.v1.Shard/PullPooled"
     public static let pushPooled = "/embedps.v1.Shard/PushPooled"
+    public static let sparsityReport = "/embedps.v1.Shard/SparsityReport"
+    public static let sparsityStep = "/embedps.v1.Shard/SparsityStep"
     public static let healthCheck = "/grpc.health.v1.Health/Check"
 }

@@ -44,26 +44,37 @@ final class EmbeddingTable: @unchecked Sendable {
     let codec: RowCodec
     let optimizer: SparseOptimizer
     let initializer: RowInitializer
+    /// Set for a dynamic-sparsity table.
+    let sparsity: DynamicSparsity?
+    /// Prune-and-regrow rounds applied and the log sequence number of the last one (sparse tables).
+    var sparsityRound: UInt32 = 0
+    var sparsityStepSeq: UInt64 = 0
     let counters = TableCounters()
-    private let db: RocksDatabase
-    private let cache: HotRowCache
-    private let log: UpdateLog
-    private let lock = ReadWriteLock()
-    private let checkpointLock = NSLock()
-    private let markerKey: [UInt8]
-    private var rowCount: UInt64 = 0
-    private var dropped = false
+    let db: RocksDatabase
+    let cache: HotRowCache
+    let log: UpdateLog
+    let lock = ReadWriteLock()
+    let checkpointLock = NSLock()
+    let markerKey: [UInt8]
+    var rowCount: UInt64 = 0
+    var dropped = false
     private let sync: Bool
-    private var logSeq: UInt64 = 0
-    private var checkpointSeq: UInt64 = 0
-    private var lastCheckpoint = Date()
+    var logSeq: UInt64 = 0
+    var checkpointSeq: UInt64 = 0
+    var lastCheckpoint = Date()
 
     static let flushChunkRows = 4096
 
     init(spec: TableSpec, family: ColumnFamily, db: RocksDatabase, logDirectory: String, cacheRows: Int, sync: Bool) throws {
         self.spec = spec; self.family = family; self.db = db; self.sync = sync
         addressing = RowAddressing(spec: spec)
-        codec = RowCodec(floatCount: spec.rowFloats, optimizerTag: spec.optimizer.kind.rawValue)
+        if let format = spec.sparseFormat, let config = spec.sparsity {
+            codec = RowCodec(sparse: format, optimizerTag: spec.optimizer.kind.rawValue)
+            sparsity = DynamicSparsity(config: config, format: format)
+        } else {
+            codec = RowCodec(floatCount: spec.rowFloats, optimizerTag: spec.optimizer.kind.rawValue)
+            sparsity = nil
+        }
         optimizer = SparseOptimizer(config: spec.optimizer, dim: spec.dim)
         initializer = RowInitializer(config: spec.initializer, dim: spec.dim)
         cache = HotRowCache(rowFloats: spec.rowFloats, capacity: cacheRows)
@@ -76,6 +87,10 @@ final class EmbeddingTable: @unchecked Sendable {
             checkpointSeq = m.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }
         }
         logSeq = checkpointSeq
+        if let m = try db.get(db.defaultFamily, key: Array("sparsity/\(spec.name)".utf8)), m.count == 12 {
+            sparsityRound = m.withUnsafeBytes { $0.loadUnaligned(as: UInt32.self) }
+            sparsityStepSeq = m.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 4, as: UInt64.self) }
+        }
         // Recovery: re-apply every logged update newer than the checkpoint.
         let dim = spec.dim
         logSeq = try log.replay(after: checkpointSeq) { seq, payload in
@@ -155,6 +170,9 @@ final class EmbeddingTable: @unchecked Sendable {
         try loadFromStorage(dbIndex.map { keys[$0] }, positions: dbIndex, into: scratch)
     }
 
+    /// Loads one row into scratch row 0. Caller holds the exclusive lock.
+    func loadRow(_ key: UInt64, into scratch: RowScratch) throws(EngineError) { try load([key], into: scratch) }
+
     /// Reads `keys` from RocksDB into scratch rows `positions` (stored rows decoded, absent rows initialised).
     /// Touches no cache state; caller holds the table lock (shared is enough).
     private func loadFromStorage(_ keys: [UInt64], positions: [Int], into scratch: RowScratch) throws(EngineError) {
@@ -177,6 +195,7 @@ final class EmbeddingTable: @unchecked Sendable {
         for (n, j) in positions.enumerated() where !found[n] {
             initializer.fill(scratch.row(j), rowKey: keys[n])
             optimizer.initializeState(scratch.row(j))
+            sparsity?.initialize(scratch.row(j), rowKey: keys[n])
             scratch.steps[j] = 0; scratch.seqs[j] = 0; scratch.exists[j] = false
         }
     }
@@ -218,6 +237,7 @@ final class EmbeddingTable: @unchecked Sendable {
         var applied = [Bool](repeating: false, count: keys.count)
         for j in 0..<keys.count where scratch.seqs[j] < seq {
             optimizer.apply(scratch.row(j), gradient: gradients + j * dim, step: &scratch.steps[j])
+            sparsity?.afterUpdate(scratch.row(j), gradient: gradients + j * dim, pushesSinceRowUpdate: seq - scratch.seqs[j])
             scratch.seqs[j] = seq
             applied[j] = true
         }
@@ -243,13 +263,13 @@ final class EmbeddingTable: @unchecked Sendable {
         }
     }
 
-    private func write(_ batch: RowBatch) throws(EngineError) {
+    func write(_ batch: RowBatch) throws(EngineError) {
         do { try batch.write(to: db, family: family) } catch { throw .storage("table '\(spec.name)': \(error)") }
         counters.rowsFlushed.add(UInt64(batch.count), ordering: .relaxed)
     }
 
     /// Writes the dirty rows among `keys` to RocksDB and marks them clean. Caller holds the exclusive lock.
-    private func flushDirtyLocked(_ keys: [UInt64]) throws(EngineError) {
+    func flushDirtyLocked(_ keys: [UInt64]) throws(EngineError) {
         var start = 0
         while start < keys.count {
             let chunk = keys[start..<min(keys.count, start + Self.flushChunkRows)]
@@ -331,33 +351,38 @@ final class EmbeddingTable: @unchecked Sendable {
     }
 }
 
-/// Encoded rows for one RocksDB write batch (keys and values in one buffer). Not thread-safe.
+/// Encoded rows for one RocksDB write batch (keys and values in one buffer, each value at most the codec's
+/// `encodedLength`). Not thread-safe.
 final class RowBatch {
     let codec: RowCodec
     private let buffer: UnsafeMutableRawPointer
     private let stride: Int
-    private(set) var count = 0
+    private var lengths: [Int] = []
+    var count: Int { lengths.count }
     private let capacity: Int
     init(codec: RowCodec, capacity: Int) {
         self.codec = codec; self.capacity = capacity
         stride = RowKey.length + codec.encodedLength
         buffer = .allocate(byteCount: max(1, capacity * stride), alignment: 8)
+        lengths.reserveCapacity(capacity)
     }
     deinit { buffer.deallocate() }
     func add(slot: UInt16, key: UInt64, row: UnsafePointer<Float>, step: UInt32, seq: UInt64) {
         precondition(count < capacity)
         let p = buffer + count * stride
         RowKey.write(slot: slot, key: key, to: p)
-        codec.encode(floats: row, step: step, seq: seq, into: p + RowKey.length)
-        count += 1
+        lengths.append(codec.encode(floats: row, step: step, seq: seq, into: p + RowKey.length))
     }
-    func write(to db: RocksDatabase, family: ColumnFamily) throws {
-        let b = WriteBatch()
+    func add(to b: WriteBatch, family: ColumnFamily) {
         for i in 0..<count {
             let p = buffer + i * stride
             b.put(family, key: UnsafeRawBufferPointer(start: p, count: RowKey.length),
-                  value: UnsafeRawBufferPointer(start: p + RowKey.length, count: codec.encodedLength))
+                  value: UnsafeRawBufferPointer(start: p + RowKey.length, count: lengths[i]))
         }
+    }
+    func write(to db: RocksDatabase, family: ColumnFamily) throws {
+        let b = WriteBatch()
+        add(to: b, family: family)
         try db.write(b, sync: false)
     }
 }

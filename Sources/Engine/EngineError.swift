@@ -13,6 +13,8 @@ public enum EngineError: Error, CustomStringConvertible, Sendable, Equatable {
     case storage(String)
     case unknownItem(table: String, item: UInt64)
     case notSemantic(String)
+    case notSparse(String)
+    case sparsityStepTooLarge(table: String, message: String)
 
     public var description: String {
         switch self {
@@ -28,6 +30,8 @@ public enum EngineError: Error, CustomStringConvertible, Sendable, Equatable {
         case .storage(let m): "storage failure: \(m)"
         case .unknownItem(let t, let i): "item \(i) has no semantic-ID codes in table '\(t)': register its codes first (RegisterItems)"
         case .notSemantic(let t): "table '\(t)' is not a semantic-ID table: create it with a SemanticConfig"
+        case .notSparse(let t): "table '\(t)' is not a dynamic-sparsity table: create it with a SparsityConfig"
+        case .sparsityStepTooLarge(let t, let m): "prune-and-regrow step on table '\(t)' refused, nothing changed: \(m); take a fresh SparsityReport and retry"
         }
     }
 }

@@ -164,12 +164,27 @@ public final class ShardEngine: @unchecked Sendable {
         do {
             let b = WriteBatch(); b.delete(db.defaultFamily, key: Array((Self.specPrefix + name).utf8))
             b.delete(db.defaultFamily, key: t.markerKeyBytes)
+            b.delete(db.defaultFamily, key: t.sparsityKey)
             try db.write(b, sync: true)
             try db.dropColumnFamily(Self.familyPrefix + name)
             if semantic.removeValue(forKey: name) != nil { try db.dropColumnFamily(Self.itemsFamilyPrefix + name) }
             semanticStatsCache[name] = nil
         } catch { throw .storage("\(error)") }
         return true
+    }
+
+    /// Counts, magnitude histograms and bytes of a dynamic-sparsity table on this shard.
+    public func sparsityReport(table name: String) throws(EngineError) -> SparsityReport { try table(name).sparsityReport() }
+
+    /// One prune-and-regrow step on this shard's part of a dynamic-sparsity table (see `EmbeddingTable.sparsityStep`).
+    public func sparsityStep(table name: String, prune: UInt64, grow: UInt64, round: UInt32) throws(EngineError) -> SparsityStepResult {
+        try table(name).sparsityStep(prune: prune, grow: grow, round: round)
+    }
+
+    /// The full in-memory form of the row of `id` (see `EmbeddingTable.fullRow`); ownership is not checked.
+    func fullRow(table name: String, id: UInt64) throws(EngineError) -> [Float] {
+        let t = try table(name)
+        return try t.fullRow(key: t.addressing.rowKey(id))
     }
 
     public func tableNames() -> [String] { lock.withLock { tables.keys.sorted() } }

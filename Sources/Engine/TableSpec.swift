@@ -1,4 +1,6 @@
+import Foundation
 import EmbedPSWire
+import Storage
 
 /// Server-side sparse optimizer of a table.
 public enum OptimizerKind: UInt8, Sendable, CaseIterable, CustomStringConvertible {
@@ -113,6 +115,32 @@ public enum PieceTokenizer: Sendable {
     }
 }
 
+/// Dynamic sparse learning settings of a table (DSL). Invariant (after `TableSpec.validated`): 0 < density < 1,
+/// 0 < growthDecay <= 1, 0 < fractionEnd <= fractionStart <= 1, regrowInterval >= 1, rounds >= 1.
+public struct SparsityConfig: Sendable, Equatable {
+    public var density: Float
+    public var seed: UInt64 = 0
+    /// Per-push decay of an inactive entry's accumulated |gradient|.
+    public var growthDecay: Float = 0.99
+    /// Pushes between prune-and-regrow steps (the coordinator's schedule).
+    public var regrowInterval: Int = 1000
+    public var fractionStart: Float = 0.5
+    public var fractionEnd: Float = 0.005
+    /// Rounds over which the update fraction decays from start to end.
+    public var rounds: Int = 100
+    public init(density: Float) { self.density = density }
+
+    /// Active entries of a newly created row: round(density * dim), at least 1.
+    public func activePerRow(dim: Int) -> Int { max(1, min(dim, Int((Double(density) * Double(dim)).rounded()))) }
+
+    /// Share of active entries moved at `round` (0-based): cosine decay from fractionStart to fractionEnd over
+    /// `rounds`, then fractionEnd.
+    public func updateFraction(round: Int) -> Double {
+        let t = min(1, Double(round) / Double(max(1, rounds)))
+        return Double(fractionEnd) + 0.5 * Double(fractionStart - fractionEnd) * (1 + cos(Double.pi * t))
+    }
+}
+
 /// A validated table definition. Invariant: every value satisfies the rules in `validated()`; two shards
 /// holding the same name hold equal specs.
 public struct TableSpec: Sendable, Equatable {
@@ -125,13 +153,29 @@ public struct TableSpec: Sendable, Equatable {
     public var initializer = InitializerConfig()
     /// Set for a semantic-ID table: rows are sub-pieces of items' codes (keys < budget).
     public var semantic: SemanticConfig? = nil
+    /// Set for a dynamic-sparsity table: rows keep a fixed budget of active entries.
+    public var sparsity: SparsityConfig? = nil
 
     public init(name: String, dim: Int, optimizer: OptimizerConfig, initializer: InitializerConfig = InitializerConfig()) {
         self.name = name; self.dim = dim; self.optimizer = optimizer; self.initializer = initializer
     }
 
-    /// Floats stored per row: weights then optimizer state.
-    public var rowFloats: Int { dim * (1 + optimizer.kind.stateSlots) }
+    /// Floats of a row in memory: weights then optimizer state (then the sparse parts, see `SparseRowFormat`).
+    public var rowFloats: Int { sparseFormat?.memoryFloats ?? dim * (1 + optimizer.kind.stateSlots) }
+
+    /// Initial value of each optimizer state slot (what an inactive entry holds).
+    public var stateFill: [Float] {
+        switch optimizer.kind {
+        case .sgd: []
+        case .adagrad: [optimizer.initialAccumulator]
+        case .adam: [0, 0]
+        case .ftrl: [0, optimizer.initialAccumulator]
+        }
+    }
+    /// The sparse row layout of a dynamic-sparsity table.
+    public var sparseFormat: SparseRowFormat? {
+        sparsity == nil ? nil : SparseRowFormat(dim: dim, stateSlots: optimizer.kind.stateSlots, stateFill: stateFill)
+    }
 
     public static let maxDim = 65536
 
@@ -163,6 +207,14 @@ public struct TableSpec: Sendable, Equatable {
                 throw bad("semantic levels must be 1...16 and codebook size 2...65536")
             }
             do { _ = try s.makeTokenizer() } catch { throw bad("\(error)") }
+        }
+        if let d = sparsity {
+            guard d.density > 0, d.density < 1 else { throw bad("sparsity density \(d.density) must be in (0, 1); leave sparsity unset for a dense table") }
+            guard d.growthDecay > 0, d.growthDecay <= 1 else { throw bad("sparsity growth_decay \(d.growthDecay) must be in (0, 1]") }
+            guard d.fractionEnd > 0, d.fractionEnd <= d.fractionStart, d.fractionStart <= 1 else {
+                throw bad("sparsity update fractions must satisfy 0 < end (\(d.fractionEnd)) <= start (\(d.fractionStart)) <= 1")
+            }
+            guard d.regrowInterval >= 1, d.rounds >= 1, d.regrowInterval <= Int(UInt32.max), d.rounds <= Int(UInt32.max) else { throw bad("sparsity regrow_interval and regrow_rounds must be >= 1") }
         }
         return self
     }
@@ -209,6 +261,16 @@ extension TableSpec {
             }
             semantic = SemanticConfig(tokenizer: kind, levels: Int(ws.levels), codebookSize: Int(ws.codebookSize), budget: ws.budget)
         }
+        if let ws = w.sparsity {
+            var d = SparsityConfig(density: ws.density)
+            d.seed = ws.seed
+            if ws.growthDecay != 0 { d.growthDecay = ws.growthDecay }
+            if ws.regrowInterval != 0 { d.regrowInterval = Int(ws.regrowInterval) }
+            if ws.updateFractionStart != 0 { d.fractionStart = ws.updateFractionStart }
+            if ws.updateFractionEnd != 0 { d.fractionEnd = ws.updateFractionEnd }
+            if ws.regrowRounds != 0 { d.rounds = Int(ws.regrowRounds) }
+            sparsity = d
+        }
         self = try validated()
     }
 
@@ -232,6 +294,12 @@ extension TableSpec {
             }
             ws.levels = UInt32(s.levels); ws.codebookSize = UInt32(s.codebookSize); ws.budget = s.budget
             w.semantic = ws
+        }
+        if let d = sparsity {
+            var ws = WireSparsityConfig()
+            ws.density = d.density; ws.seed = d.seed; ws.growthDecay = d.growthDecay; ws.regrowInterval = UInt32(d.regrowInterval)
+            ws.updateFractionStart = d.fractionStart; ws.updateFractionEnd = d.fractionEnd; ws.regrowRounds = UInt32(d.rounds)
+            w.sparsity = ws
         }
         return w
     }

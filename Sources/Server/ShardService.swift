@@ -13,7 +13,7 @@ extension EngineError: RPCStatusConvertible {
         case .tooLarge: .resourceExhausted
         case .storage: .internalError
         case .unknownItem: .notFound
-        case .notSemantic: .failedPrecondition
+        case .notSemantic, .notSparse, .sparsityStepTooLarge: .failedPrecondition
         }
         return RPCStatus(code, description)
     }
@@ -102,6 +102,22 @@ public final class ShardService: Sendable {
             try Self.applyRows(message, meter: meter) { table, items, gradients in
                 try engine.pushPooled(table: table, items: items, gradientBytes: gradients)
             }
+        }
+        server.register(ShardMethod.sparsityReport) { _, message in
+            // SparsityReportRequest has the same layout as DescribeTableRequest (field 1, string table).
+            let req = try message.withUnsafeBytes { try WireTableNameRequest(decoding: $0) }
+            let r = try engine.sparsityReport(table: req.table)
+            var w = WireSparsityReport()
+            w.rows = r.rows; w.active = r.active; w.inactive = r.inactive; w.fired = r.fired
+            w.weightHistogram = r.weightHistogram; w.growthHistogram = r.growthHistogram; w.round = r.round
+            w.pushesSinceStep = r.pushesSinceStep; w.storedBytes = r.storedBytes; w.denseBytes = r.denseBytes
+            w.activePerNewRow = r.activePerNewRow
+            return OutgoingMessage(bytes: w.encoded())
+        }
+        server.register(ShardMethod.sparsityStep) { _, message in
+            let req = try message.withUnsafeBytes { try WireSparsityStepRequest(decoding: $0) }
+            let r = try engine.sparsityStep(table: req.table, prune: req.prune, grow: req.grow, round: req.round)
+            return OutgoingMessage(bytes: WireSparsityStepResponse(pruned: r.pruned, grown: r.grown, active: r.active, round: r.round, rows: r.rows).encoded())
         }
         server.register(ShardMethod.healthCheck) { _, message in
             let req = try message.withUnsafeBytes { try WireHealthCheckRequest(decoding: $0) }

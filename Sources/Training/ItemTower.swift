@@ -50,6 +50,7 @@ final class ItemTower: @unchecked Sendable {
         var rows = 0
         if kind.usesIds {
             var spec = TableSpec(name: "\(t.run).item", dim: t.dim, optimizer: opt, initializer: initializer)
+            spec.sparsity = t.sparsity
             let idRows = kind == .idSpm ? budget / 2 : budget
             if idRows > 0 { spec.hashMode = .fixedBudget; spec.rowBudget = UInt64(idRows); spec.hashSeed = 17; rows += idRows }
             else { rows += data.itemIds.count }

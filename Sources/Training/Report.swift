@@ -25,3 +25,23 @@ public func renderComparison(_ reports: [TrainingReport]) -> String {
     let users = reports.first.map { "test users \($0.test[0].users), tail \($0.test[0].tailUsers), new-item \($0.test[0].newItemUsers)" } ?? ""
     return users + "\n" + renderTable(["item tower", "item rows", "Recall@20", "NDCG@20", "tail Recall@20", "new-item Recall@20"], rows)
 }
+
+/// One row per embedding density (test split): quality, parameters and stored bytes of the user and item
+/// tables, with ratios against the first (dense) run.
+public func renderDensityComparison(_ reports: [TrainingReport]) -> String {
+    func f(_ x: Double) -> String { String(format: "%.4f", x) }
+    let base = reports.first
+    let rows = reports.map { r -> [String] in
+        let m = r.test[0], fp = r.footprint
+        let params = fp?.parameters ?? 0, bytes = fp?.storedBytes ?? 0
+        let bp = Double(max(1, base?.footprint?.parameters ?? 1)), bb = Double(max(1, base?.footprint?.storedBytes ?? 1))
+        return [String(format: "%.2f", fp?.density ?? 1), f(m.recallAt20), f(m.ndcgAt20), String(format: "%.3f", m.recallAt20 / max(1e-9, base?.test[0].recallAt20 ?? 1)),
+                "\(params)", params == fp?.budget ? "yes" : "no", String(format: "%.2f", Double(params) / bp),
+                String(format: "%.1f", Double(bytes) / Double(max(1, fp?.rows ?? 1))), String(format: "%.2f", Double(bytes) / bb),
+                f(fp?.firedFraction ?? 1), "\(fp?.regrowRounds ?? 0)"]
+    }
+    var out = renderTable(["density", "Recall@20", "NDCG@20", "recall vs dense", "parameters", "= budget", "params vs dense", "bytes/row", "bytes vs dense",
+                           "fired", "regrow rounds"], rows)
+    if let pop = base?.test[1] { out += "\npopularity baseline: Recall@20 \(f(pop.recallAt20)), NDCG@20 \(f(pop.ndcgAt20))" }
+    return out
+}

@@ -20,7 +20,24 @@ public struct TrainerConfiguration: Sendable {
     public var evaluateEveryEpoch = true
     /// How items are represented (hashed ids, semantic IDs, or both).
     public var itemTower = ItemTowerConfiguration()
+    /// Dynamic sparsity of the user and item id tables (nil = dense). Rank 0 runs a prune-and-regrow step
+    /// every `regrowInterval` global training steps; the update fraction decays over the whole run.
+    public var sparsity: SparsityConfig? = nil
     public init(dataPath: String) { self.dataPath = dataPath }
+}
+
+/// Size of the embedding tables at the end of a run: parameters (active entries for sparse tables) and the
+/// bytes of their stored rows.
+public struct EmbeddingFootprint: Sendable, Codable {
+    public var density: Double
+    public var rows: UInt64
+    public var parameters: UInt64
+    /// rows * round(density * dim) for sparse tables; rows * dim for dense ones.
+    public var budget: UInt64
+    public var storedBytes: UInt64
+    public var denseBytes: UInt64
+    public var firedFraction: Double
+    public var regrowRounds: UInt32
 }
 
 /// Final report of a training run (what rank 0 prints).
@@ -39,6 +56,7 @@ public struct TrainingReport: Sendable, Codable {
     public var itemRows: Int
     public var test: [RankingMetrics]
     public var validation: [RankingMetrics]
+    public var footprint: EmbeddingFootprint? = nil
 }
 
 /// A trainer worker: trains MF-BPR whose user and item tables live on EmbedPS, on the users assigned to its
@@ -47,7 +65,7 @@ public struct TrainingReport: Sendable, Codable {
 /// the cluster (row r = epochs completed by rank r): an epoch ends with a barrier, and a restarted worker
 /// resumes after its last completed epoch. Rank 0 evaluates. Not thread-safe: one `run()` per instance.
 public final class TrainerWorker: @unchecked Sendable {
-    public let config: TrainerConfiguration
+    public private(set) var config: TrainerConfiguration
     let client: EmbedPSClient
     let log: @Sendable (String) -> Void
     var userTable: String { "\(config.run).user" }
@@ -63,7 +81,9 @@ public final class TrainerWorker: @unchecked Sendable {
         var opt = OptimizerConfig(kind: .adagrad, learningRate: config.learningRate)
         opt.initialAccumulator = 0.1
         let initializer = InitializerConfig.normal(mean: 0, stddev: 0.1, seed: config.seed)
-        try await client.createTable(TableSpec(name: userTable, dim: config.dim, optimizer: opt, initializer: initializer))
+        var spec = TableSpec(name: userTable, dim: config.dim, optimizer: opt, initializer: initializer)
+        spec.sparsity = config.sparsity
+        try await client.createTable(spec)
         try await client.createTable(TableSpec(name: progressTable, dim: 1, optimizer: OptimizerConfig(kind: .sgd, learningRate: 1)))
     }
 
@@ -92,6 +112,12 @@ public final class TrainerWorker: @unchecked Sendable {
         let split = LeaveLastOutSplit(data)
         let nItems = data.itemIds.count
         try await client.waitUntilHealthy(timeoutSeconds: 60)
+        if var sp = config.sparsity, sp.rounds == 0 {
+            // The update fraction decays over the whole run: one round per regrow interval of global steps.
+            let steps = config.epochs * ((split.train.count + config.batchSize * config.worldSize - 1) / (config.batchSize * config.worldSize)) * config.worldSize
+            sp.rounds = max(1, steps / max(1, sp.regrowInterval))
+            config.sparsity = sp
+        }
         try await createTables()
         let tower = try await ItemTower.setUp(config.itemTower, trainer: config, client: client, data: data, split: split, log: log)
         self.tower = tower
@@ -118,6 +144,7 @@ public final class TrainerWorker: @unchecked Sendable {
             }
         }
         guard config.rank == 0 else { return nil }
+        let footprint = try await embeddingFootprint()
         var test = try await evaluate(evaluator, data: data, heldOut: split.test, exclude: split.validation)
         test.split = "test"
         var pop = evaluator.evaluatePopularity(heldOut: split.test, exclude: split.validation, items: nItems)
@@ -125,7 +152,42 @@ public final class TrainerWorker: @unchecked Sendable {
         return TrainingReport(run: config.run, workers: config.worldSize, shards: client.shardCount, epochs: config.epochs, dim: config.dim,
                               trainInteractions: split.train.count, users: data.userIds.count, items: nItems,
                               seconds: Date().timeIntervalSince(started), finalLoss: lastLoss, itemTower: config.itemTower.kind.rawValue,
-                              itemRows: tower.rows, test: [test, pop], validation: validation)
+                              itemRows: tower.rows, test: [test, pop], validation: validation, footprint: footprint)
+    }
+
+    /// Tables whose rows are sparse when `config.sparsity` is set.
+    var sparseTables: [String] { [userTable] + (tower.idTable.map { [$0] } ?? []) }
+
+    /// Parameters and stored bytes of the user and item id tables (exact counts from the shards).
+    func embeddingFootprint() async throws -> EmbeddingFootprint {
+        var f = EmbeddingFootprint(density: 1, rows: 0, parameters: 0, budget: 0, storedBytes: 0, denseBytes: 0, firedFraction: 1, regrowRounds: 0)
+        var fired: UInt64 = 0
+        for table in sparseTables {
+            if config.sparsity != nil {
+                let s = try await client.sparsitySummary(table: table)
+                f.rows += s.rows; f.parameters += s.active; f.budget += s.budget; f.storedBytes += s.storedBytes; f.denseBytes += s.denseBytes
+                fired += s.fired; f.regrowRounds = max(f.regrowRounds, s.round)
+            } else {
+                let rows = try await client.describeTable(table).reduce(0) { $0 + $1.rows }
+                let rowBytes = UInt64(16 + 4 * config.dim * 2)  // Adagrad: weights + accumulator
+                f.rows += rows; f.parameters += rows * UInt64(config.dim); f.budget += rows * UInt64(config.dim)
+                f.storedBytes += rows * rowBytes; f.denseBytes += rows * rowBytes; fired += rows * UInt64(config.dim)
+            }
+        }
+        let entries = Double(max(1, f.rows * UInt64(config.dim)))
+        f.density = Double(f.parameters) / entries; f.firedFraction = Double(fired) / entries
+        return f
+    }
+
+    /// Rank 0: a prune-and-regrow step on every sparse table when `step` (global steps so far) crosses a
+    /// multiple of the regrow interval.
+    func maybeRegrow(step: Int) async throws {
+        guard let sp = config.sparsity, config.rank == 0, step > 0, step % max(1, sp.regrowInterval / config.worldSize) == 0 else { return }
+        for table in sparseTables {
+            let r = try await client.sparsityStep(table: table)
+            log(String(format: "prune-and-regrow %@ round %d: moved %llu of %llu active entries (fraction %.3f), active == budget: %@, %.2f s",
+                       table, r.round, r.moved, r.activeBefore, r.fraction, r.activeAfter == r.budgetAfter ? "yes" : "NO", r.seconds))
+        }
     }
 
     /// One pass over this worker's examples in a seeded shuffle; returns the mean loss.
@@ -176,6 +238,7 @@ public final class TrainerWorker: @unchecked Sendable {
             while pending.count > config.maxInflightPushes { try await pending.removeFirst().value }
             rowsMoved += 2 * (users.count + items.count)
             done += batch.count
+            try await maybeRegrow(step: epoch * ((examples.count + config.batchSize - 1) / config.batchSize) + (done + config.batchSize - 1) / config.batchSize)
             progress.update(done: done, detail: String(format: "loss %.4f  %.0f rows/s", totalLoss / Double(done), Double(rowsMoved) / max(1e-3, Date().timeIntervalSince(started))))
         }
         for t in pending { try await t.value }

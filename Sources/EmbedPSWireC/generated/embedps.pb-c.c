@@ -52,6 +52,51 @@ void   embedps__v1__semantic_config__free_unpacked
   assert(message->base.descriptor == &embedps__v1__semantic_config__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   embedps__v1__sparsity_config__init
+                     (Embedps__V1__SparsityConfig         *message)
+{
+  static const Embedps__V1__SparsityConfig init_value = EMBEDPS__V1__SPARSITY_CONFIG__INIT;
+  *message = init_value;
+}
+size_t embedps__v1__sparsity_config__get_packed_size
+                     (const Embedps__V1__SparsityConfig *message)
+{
+  assert(message->base.descriptor == &embedps__v1__sparsity_config__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t embedps__v1__sparsity_config__pack
+                     (const Embedps__V1__SparsityConfig *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &embedps__v1__sparsity_config__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t embedps__v1__sparsity_config__pack_to_buffer
+                     (const Embedps__V1__SparsityConfig *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &embedps__v1__sparsity_config__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Embedps__V1__SparsityConfig *
+       embedps__v1__sparsity_config__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Embedps__V1__SparsityConfig *)
+     protobuf_c_message_unpack (&embedps__v1__sparsity_config__descriptor,
+                                allocator, len, data);
+}
+void   embedps__v1__sparsity_config__free_unpacked
+                     (Embedps__V1__SparsityConfig *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &embedps__v1__sparsity_config__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   embedps__v1__optimizer_config__init
                      (Embedps__V1__OptimizerConfig         *message)
 {
@@ -997,6 +1042,186 @@ void   embedps__v1__flush_response__free_unpacked
   assert(message->base.descriptor == &embedps__v1__flush_response__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   embedps__v1__sparsity_report_request__init
+                     (Embedps__V1__SparsityReportRequest         *message)
+{
+  static const Embedps__V1__SparsityReportRequest init_value = EMBEDPS__V1__SPARSITY_REPORT_REQUEST__INIT;
+  *message = init_value;
+}
+size_t embedps__v1__sparsity_report_request__get_packed_size
+                     (const Embedps__V1__SparsityReportRequest *message)
+{
+  assert(message->base.descriptor == &embedps__v1__sparsity_report_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t embedps__v1__sparsity_report_request__pack
+                     (const Embedps__V1__SparsityReportRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &embedps__v1__sparsity_report_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t embedps__v1__sparsity_report_request__pack_to_buffer
+                     (const Embedps__V1__SparsityReportRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &embedps__v1__sparsity_report_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Embedps__V1__SparsityReportRequest *
+       embedps__v1__sparsity_report_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Embedps__V1__SparsityReportRequest *)
+     protobuf_c_message_unpack (&embedps__v1__sparsity_report_request__descriptor,
+                                allocator, len, data);
+}
+void   embedps__v1__sparsity_report_request__free_unpacked
+                     (Embedps__V1__SparsityReportRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &embedps__v1__sparsity_report_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   embedps__v1__sparsity_report_response__init
+                     (Embedps__V1__SparsityReportResponse         *message)
+{
+  static const Embedps__V1__SparsityReportResponse init_value = EMBEDPS__V1__SPARSITY_REPORT_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t embedps__v1__sparsity_report_response__get_packed_size
+                     (const Embedps__V1__SparsityReportResponse *message)
+{
+  assert(message->base.descriptor == &embedps__v1__sparsity_report_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t embedps__v1__sparsity_report_response__pack
+                     (const Embedps__V1__SparsityReportResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &embedps__v1__sparsity_report_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t embedps__v1__sparsity_report_response__pack_to_buffer
+                     (const Embedps__V1__SparsityReportResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &embedps__v1__sparsity_report_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Embedps__V1__SparsityReportResponse *
+       embedps__v1__sparsity_report_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Embedps__V1__SparsityReportResponse *)
+     protobuf_c_message_unpack (&embedps__v1__sparsity_report_response__descriptor,
+                                allocator, len, data);
+}
+void   embedps__v1__sparsity_report_response__free_unpacked
+                     (Embedps__V1__SparsityReportResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &embedps__v1__sparsity_report_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   embedps__v1__sparsity_step_request__init
+                     (Embedps__V1__SparsityStepRequest         *message)
+{
+  static const Embedps__V1__SparsityStepRequest init_value = EMBEDPS__V1__SPARSITY_STEP_REQUEST__INIT;
+  *message = init_value;
+}
+size_t embedps__v1__sparsity_step_request__get_packed_size
+                     (const Embedps__V1__SparsityStepRequest *message)
+{
+  assert(message->base.descriptor == &embedps__v1__sparsity_step_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t embedps__v1__sparsity_step_request__pack
+                     (const Embedps__V1__SparsityStepRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &embedps__v1__sparsity_step_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t embedps__v1__sparsity_step_request__pack_to_buffer
+                     (const Embedps__V1__SparsityStepRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &embedps__v1__sparsity_step_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Embedps__V1__SparsityStepRequest *
+       embedps__v1__sparsity_step_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Embedps__V1__SparsityStepRequest *)
+     protobuf_c_message_unpack (&embedps__v1__sparsity_step_request__descriptor,
+                                allocator, len, data);
+}
+void   embedps__v1__sparsity_step_request__free_unpacked
+                     (Embedps__V1__SparsityStepRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &embedps__v1__sparsity_step_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   embedps__v1__sparsity_step_response__init
+                     (Embedps__V1__SparsityStepResponse         *message)
+{
+  static const Embedps__V1__SparsityStepResponse init_value = EMBEDPS__V1__SPARSITY_STEP_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t embedps__v1__sparsity_step_response__get_packed_size
+                     (const Embedps__V1__SparsityStepResponse *message)
+{
+  assert(message->base.descriptor == &embedps__v1__sparsity_step_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t embedps__v1__sparsity_step_response__pack
+                     (const Embedps__V1__SparsityStepResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &embedps__v1__sparsity_step_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t embedps__v1__sparsity_step_response__pack_to_buffer
+                     (const Embedps__V1__SparsityStepResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &embedps__v1__sparsity_step_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Embedps__V1__SparsityStepResponse *
+       embedps__v1__sparsity_step_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Embedps__V1__SparsityStepResponse *)
+     protobuf_c_message_unpack (&embedps__v1__sparsity_step_response__descriptor,
+                                allocator, len, data);
+}
+void   embedps__v1__sparsity_step_response__free_unpacked
+                     (Embedps__V1__SparsityStepResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &embedps__v1__sparsity_step_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   embedps__v1__shard_status_request__init
                      (Embedps__V1__ShardStatusRequest         *message)
 {
@@ -1188,6 +1413,122 @@ const ProtobufCMessageDescriptor embedps__v1__semantic_config__descriptor =
   embedps__v1__semantic_config__field_indices_by_name,
   1,  embedps__v1__semantic_config__number_ranges,
   (ProtobufCMessageInit) embedps__v1__semantic_config__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor embedps__v1__sparsity_config__field_descriptors[7] =
+{
+  {
+    "density",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_FLOAT,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__SparsityConfig, density),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "seed",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__SparsityConfig, seed),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "growth_decay",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_FLOAT,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__SparsityConfig, growth_decay),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "regrow_interval",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__SparsityConfig, regrow_interval),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "update_fraction_start",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_FLOAT,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__SparsityConfig, update_fraction_start),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "update_fraction_end",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_FLOAT,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__SparsityConfig, update_fraction_end),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "regrow_rounds",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__SparsityConfig, regrow_rounds),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned embedps__v1__sparsity_config__field_indices_by_name[] = {
+  0,   /* field[0] = density */
+  2,   /* field[2] = growth_decay */
+  3,   /* field[3] = regrow_interval */
+  6,   /* field[6] = regrow_rounds */
+  1,   /* field[1] = seed */
+  5,   /* field[5] = update_fraction_end */
+  4,   /* field[4] = update_fraction_start */
+};
+static const ProtobufCIntRange embedps__v1__sparsity_config__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 7 }
+};
+const ProtobufCMessageDescriptor embedps__v1__sparsity_config__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "embedps.v1.SparsityConfig",
+  "SparsityConfig",
+  "Embedps__V1__SparsityConfig",
+  "embedps.v1",
+  sizeof(Embedps__V1__SparsityConfig),
+  7,
+  embedps__v1__sparsity_config__field_descriptors,
+  embedps__v1__sparsity_config__field_indices_by_name,
+  1,  embedps__v1__sparsity_config__number_ranges,
+  (ProtobufCMessageInit) embedps__v1__sparsity_config__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCFieldDescriptor embedps__v1__optimizer_config__field_descriptors[9] =
@@ -1435,7 +1776,7 @@ const ProtobufCMessageDescriptor embedps__v1__initializer_config__descriptor =
   (ProtobufCMessageInit) embedps__v1__initializer_config__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor embedps__v1__table_spec__field_descriptors[8] =
+static const ProtobufCFieldDescriptor embedps__v1__table_spec__field_descriptors[9] =
 {
   {
     "name",
@@ -1533,6 +1874,18 @@ static const ProtobufCFieldDescriptor embedps__v1__table_spec__field_descriptors
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "sparsity",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__TableSpec, sparsity),
+    &embedps__v1__sparsity_config__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned embedps__v1__table_spec__field_indices_by_name[] = {
   1,   /* field[1] = dim */
@@ -1543,11 +1896,12 @@ static const unsigned embedps__v1__table_spec__field_indices_by_name[] = {
   5,   /* field[5] = optimizer */
   3,   /* field[3] = row_budget */
   7,   /* field[7] = semantic */
+  8,   /* field[8] = sparsity */
 };
 static const ProtobufCIntRange embedps__v1__table_spec__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 8 }
+  { 0, 9 }
 };
 const ProtobufCMessageDescriptor embedps__v1__table_spec__descriptor =
 {
@@ -1557,7 +1911,7 @@ const ProtobufCMessageDescriptor embedps__v1__table_spec__descriptor =
   "Embedps__V1__TableSpec",
   "embedps.v1",
   sizeof(Embedps__V1__TableSpec),
-  8,
+  9,
   embedps__v1__table_spec__field_descriptors,
   embedps__v1__table_spec__field_indices_by_name,
   1,  embedps__v1__table_spec__number_ranges,
@@ -2514,6 +2868,379 @@ const ProtobufCMessageDescriptor embedps__v1__flush_response__descriptor =
   (ProtobufCMessageInit) embedps__v1__flush_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
+static const ProtobufCFieldDescriptor embedps__v1__sparsity_report_request__field_descriptors[1] =
+{
+  {
+    "table",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__SparsityReportRequest, table),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned embedps__v1__sparsity_report_request__field_indices_by_name[] = {
+  0,   /* field[0] = table */
+};
+static const ProtobufCIntRange embedps__v1__sparsity_report_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor embedps__v1__sparsity_report_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "embedps.v1.SparsityReportRequest",
+  "SparsityReportRequest",
+  "Embedps__V1__SparsityReportRequest",
+  "embedps.v1",
+  sizeof(Embedps__V1__SparsityReportRequest),
+  1,
+  embedps__v1__sparsity_report_request__field_descriptors,
+  embedps__v1__sparsity_report_request__field_indices_by_name,
+  1,  embedps__v1__sparsity_report_request__number_ranges,
+  (ProtobufCMessageInit) embedps__v1__sparsity_report_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor embedps__v1__sparsity_report_response__field_descriptors[11] =
+{
+  {
+    "rows",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__SparsityReportResponse, rows),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "active",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__SparsityReportResponse, active),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "inactive",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__SparsityReportResponse, inactive),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "fired",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__SparsityReportResponse, fired),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "weight_histogram",
+    5,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_UINT64,
+    offsetof(Embedps__V1__SparsityReportResponse, n_weight_histogram),
+    offsetof(Embedps__V1__SparsityReportResponse, weight_histogram),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "growth_histogram",
+    6,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_UINT64,
+    offsetof(Embedps__V1__SparsityReportResponse, n_growth_histogram),
+    offsetof(Embedps__V1__SparsityReportResponse, growth_histogram),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "round",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__SparsityReportResponse, round),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "pushes_since_step",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__SparsityReportResponse, pushes_since_step),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "stored_bytes",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__SparsityReportResponse, stored_bytes),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "dense_bytes",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__SparsityReportResponse, dense_bytes),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "active_per_new_row",
+    11,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__SparsityReportResponse, active_per_new_row),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned embedps__v1__sparsity_report_response__field_indices_by_name[] = {
+  1,   /* field[1] = active */
+  10,   /* field[10] = active_per_new_row */
+  9,   /* field[9] = dense_bytes */
+  3,   /* field[3] = fired */
+  5,   /* field[5] = growth_histogram */
+  2,   /* field[2] = inactive */
+  7,   /* field[7] = pushes_since_step */
+  6,   /* field[6] = round */
+  0,   /* field[0] = rows */
+  8,   /* field[8] = stored_bytes */
+  4,   /* field[4] = weight_histogram */
+};
+static const ProtobufCIntRange embedps__v1__sparsity_report_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 11 }
+};
+const ProtobufCMessageDescriptor embedps__v1__sparsity_report_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "embedps.v1.SparsityReportResponse",
+  "SparsityReportResponse",
+  "Embedps__V1__SparsityReportResponse",
+  "embedps.v1",
+  sizeof(Embedps__V1__SparsityReportResponse),
+  11,
+  embedps__v1__sparsity_report_response__field_descriptors,
+  embedps__v1__sparsity_report_response__field_indices_by_name,
+  1,  embedps__v1__sparsity_report_response__number_ranges,
+  (ProtobufCMessageInit) embedps__v1__sparsity_report_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor embedps__v1__sparsity_step_request__field_descriptors[4] =
+{
+  {
+    "table",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__SparsityStepRequest, table),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "prune",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__SparsityStepRequest, prune),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "grow",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__SparsityStepRequest, grow),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "round",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__SparsityStepRequest, round),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned embedps__v1__sparsity_step_request__field_indices_by_name[] = {
+  2,   /* field[2] = grow */
+  1,   /* field[1] = prune */
+  3,   /* field[3] = round */
+  0,   /* field[0] = table */
+};
+static const ProtobufCIntRange embedps__v1__sparsity_step_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor embedps__v1__sparsity_step_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "embedps.v1.SparsityStepRequest",
+  "SparsityStepRequest",
+  "Embedps__V1__SparsityStepRequest",
+  "embedps.v1",
+  sizeof(Embedps__V1__SparsityStepRequest),
+  4,
+  embedps__v1__sparsity_step_request__field_descriptors,
+  embedps__v1__sparsity_step_request__field_indices_by_name,
+  1,  embedps__v1__sparsity_step_request__number_ranges,
+  (ProtobufCMessageInit) embedps__v1__sparsity_step_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor embedps__v1__sparsity_step_response__field_descriptors[5] =
+{
+  {
+    "pruned",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__SparsityStepResponse, pruned),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "grown",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__SparsityStepResponse, grown),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "active",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__SparsityStepResponse, active),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "round",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__SparsityStepResponse, round),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "rows",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__SparsityStepResponse, rows),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned embedps__v1__sparsity_step_response__field_indices_by_name[] = {
+  2,   /* field[2] = active */
+  1,   /* field[1] = grown */
+  0,   /* field[0] = pruned */
+  3,   /* field[3] = round */
+  4,   /* field[4] = rows */
+};
+static const ProtobufCIntRange embedps__v1__sparsity_step_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 5 }
+};
+const ProtobufCMessageDescriptor embedps__v1__sparsity_step_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "embedps.v1.SparsityStepResponse",
+  "SparsityStepResponse",
+  "Embedps__V1__SparsityStepResponse",
+  "embedps.v1",
+  sizeof(Embedps__V1__SparsityStepResponse),
+  5,
+  embedps__v1__sparsity_step_response__field_descriptors,
+  embedps__v1__sparsity_step_response__field_indices_by_name,
+  1,  embedps__v1__sparsity_step_response__number_ranges,
+  (ProtobufCMessageInit) embedps__v1__sparsity_step_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
 #define embedps__v1__shard_status_request__field_descriptors NULL
 #define embedps__v1__shard_status_request__field_indices_by_name NULL
 #define embedps__v1__shard_status_request__number_ranges NULL
@@ -2856,7 +3583,7 @@ const ProtobufCEnumDescriptor embedps__v1__tokenizer_kind__descriptor =
   embedps__v1__tokenizer_kind__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCMethodDescriptor embedps__v1__shard__method_descriptors[11] =
+static const ProtobufCMethodDescriptor embedps__v1__shard__method_descriptors[13] =
 {
   { "Pull", &embedps__v1__pull_request__descriptor, &embedps__v1__pull_response__descriptor },
   { "Push", &embedps__v1__push_request__descriptor, &embedps__v1__push_response__descriptor },
@@ -2869,6 +3596,8 @@ static const ProtobufCMethodDescriptor embedps__v1__shard__method_descriptors[11
   { "RegisterItems", &embedps__v1__register_items_request__descriptor, &embedps__v1__register_items_response__descriptor },
   { "PullPooled", &embedps__v1__pull_request__descriptor, &embedps__v1__pull_response__descriptor },
   { "PushPooled", &embedps__v1__push_request__descriptor, &embedps__v1__push_response__descriptor },
+  { "SparsityReport", &embedps__v1__sparsity_report_request__descriptor, &embedps__v1__sparsity_report_response__descriptor },
+  { "SparsityStep", &embedps__v1__sparsity_step_request__descriptor, &embedps__v1__sparsity_step_response__descriptor },
 };
 const unsigned embedps__v1__shard__method_indices_by_name[] = {
   2,        /* CreateTable */
@@ -2881,7 +3610,9 @@ const unsigned embedps__v1__shard__method_indices_by_name[] = {
   1,        /* Push */
   10,        /* PushPooled */
   8,        /* RegisterItems */
-  6         /* ShardStatus */
+  6,        /* ShardStatus */
+  11,        /* SparsityReport */
+  12         /* SparsityStep */
 };
 const ProtobufCServiceDescriptor embedps__v1__shard__descriptor =
 {
@@ -2890,7 +3621,7 @@ const ProtobufCServiceDescriptor embedps__v1__shard__descriptor =
   "Shard",
   "Embedps__V1__Shard",
   "embedps.v1",
-  11,
+  13,
   embedps__v1__shard__method_descriptors,
   embedps__v1__shard__method_indices_by_name
 };
@@ -2981,6 +3712,22 @@ void embedps__v1__shard__push_pooled(ProtobufCService *service,
 {
   assert(service->descriptor == &embedps__v1__shard__descriptor);
   service->invoke(service, 10, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void embedps__v1__shard__sparsity_report(ProtobufCService *service,
+                                         const Embedps__V1__SparsityReportRequest *input,
+                                         Embedps__V1__SparsityReportResponse_Closure closure,
+                                         void *closure_data)
+{
+  assert(service->descriptor == &embedps__v1__shard__descriptor);
+  service->invoke(service, 11, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void embedps__v1__shard__sparsity_step(ProtobufCService *service,
+                                       const Embedps__V1__SparsityStepRequest *input,
+                                       Embedps__V1__SparsityStepResponse_Closure closure,
+                                       void *closure_data)
+{
+  assert(service->descriptor == &embedps__v1__shard__descriptor);
+  service->invoke(service, 12, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void embedps__v1__shard__init (Embedps__V1__Shard_Service *service,
                                Embedps__V1__Shard_ServiceDestroy destroy)

@@ -16,6 +16,7 @@ PROTOBUF_C__BEGIN_DECLS
 
 
 typedef struct Embedps__V1__SemanticConfig Embedps__V1__SemanticConfig;
+typedef struct Embedps__V1__SparsityConfig Embedps__V1__SparsityConfig;
 typedef struct Embedps__V1__OptimizerConfig Embedps__V1__OptimizerConfig;
 typedef struct Embedps__V1__InitializerConfig Embedps__V1__InitializerConfig;
 typedef struct Embedps__V1__TableSpec Embedps__V1__TableSpec;
@@ -37,6 +38,10 @@ typedef struct Embedps__V1__RegisterItemsRequest Embedps__V1__RegisterItemsReque
 typedef struct Embedps__V1__RegisterItemsResponse Embedps__V1__RegisterItemsResponse;
 typedef struct Embedps__V1__FlushRequest Embedps__V1__FlushRequest;
 typedef struct Embedps__V1__FlushResponse Embedps__V1__FlushResponse;
+typedef struct Embedps__V1__SparsityReportRequest Embedps__V1__SparsityReportRequest;
+typedef struct Embedps__V1__SparsityReportResponse Embedps__V1__SparsityReportResponse;
+typedef struct Embedps__V1__SparsityStepRequest Embedps__V1__SparsityStepRequest;
+typedef struct Embedps__V1__SparsityStepResponse Embedps__V1__SparsityStepResponse;
 typedef struct Embedps__V1__ShardStatusRequest Embedps__V1__ShardStatusRequest;
 typedef struct Embedps__V1__ShardStatusResponse Embedps__V1__ShardStatusResponse;
 
@@ -175,7 +180,47 @@ struct  Embedps__V1__SemanticConfig
 
 /*
  * Optimizer hyper-parameters. Fields an optimizer does not use are ignored; zero means "default" where noted.
+ * Dynamic sparse learning (DSL, Wang et al. WSDM 2024): a fixed budget of active row entries, moved by periodic
+ * prune-and-regrow steps. Inactive entries read as 0, keep no optimizer state, and are not stored; each keeps a
+ * decayed sum of |gradient| (float16 on disk) that decides regrowth.
  */
+struct  Embedps__V1__SparsityConfig
+{
+  ProtobufCMessage base;
+  /*
+   * active entries per row / dim, 0 < density < 1; each new row gets round(density * dim) (>= 1)
+   */
+  float density;
+  /*
+   * seed of the initial per-row masks (a pure function of seed and row key)
+   */
+  uint64_t seed;
+  /*
+   * per-push decay of inactive entries' accumulated |gradient| (default 0.99; 0 < x <= 1)
+   */
+  float growth_decay;
+  /*
+   * pushes between prune-and-regrow steps, for the coordinator (default 1000)
+   */
+  uint32_t regrow_interval;
+  /*
+   * share of active entries moved in the first step (default 0.5)
+   */
+  float update_fraction_start;
+  /*
+   * share moved at the last round; cosine decay in between (default 0.005)
+   */
+  float update_fraction_end;
+  /*
+   * rounds over which the share decays (default 100)
+   */
+  uint32_t regrow_rounds;
+};
+#define EMBEDPS__V1__SPARSITY_CONFIG__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&embedps__v1__sparsity_config__descriptor) \
+    , 0, 0, 0, 0, 0, 0, 0 }
+
+
 struct  Embedps__V1__OptimizerConfig
 {
   ProtobufCMessage base;
@@ -280,10 +325,14 @@ struct  Embedps__V1__TableSpec
    * set: a semantic-ID table (rows are pieces, ids of Pull/Push are piece keys)
    */
   Embedps__V1__SemanticConfig *semantic;
+  /*
+   * set: a dynamic-sparsity table
+   */
+  Embedps__V1__SparsityConfig *sparsity;
 };
 #define EMBEDPS__V1__TABLE_SPEC__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&embedps__v1__table_spec__descriptor) \
-    , (char *)protobuf_c_empty_string, 0, EMBEDPS__V1__HASH_MODE__HASH_MODE_UNSPECIFIED, 0, 0, NULL, NULL, NULL }
+    , (char *)protobuf_c_empty_string, 0, EMBEDPS__V1__HASH_MODE__HASH_MODE_UNSPECIFIED, 0, 0, NULL, NULL, NULL, NULL }
 
 
 /*
@@ -592,6 +641,113 @@ struct  Embedps__V1__FlushResponse
     , 0 }
 
 
+/*
+ * One shard's view of a dynamic-sparsity table, for the prune-and-regrow coordinator. Histograms have 4096
+ * bins over magnitude x: bin 0 holds x == 0, bin b >= 1 holds x in [2^((b-1)/32 - 48), 2^(b/32 - 48)) (clamped).
+ */
+struct  Embedps__V1__SparsityReportRequest
+{
+  ProtobufCMessage base;
+  char *table;
+};
+#define EMBEDPS__V1__SPARSITY_REPORT_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&embedps__v1__sparsity_report_request__descriptor) \
+    , (char *)protobuf_c_empty_string }
+
+
+struct  Embedps__V1__SparsityReportResponse
+{
+  ProtobufCMessage base;
+  /*
+   * rows stored on this shard
+   */
+  uint64_t rows;
+  /*
+   * active entries
+   */
+  uint64_t active;
+  uint64_t inactive;
+  /*
+   * entries active at any time so far
+   */
+  uint64_t fired;
+  /*
+   * |w| of active entries
+   */
+  size_t n_weight_histogram;
+  uint64_t *weight_histogram;
+  /*
+   * decayed accumulated |gradient| of inactive entries
+   */
+  size_t n_growth_histogram;
+  uint64_t *growth_histogram;
+  /*
+   * prune-and-regrow steps applied so far
+   */
+  uint32_t round;
+  /*
+   * pushes to the table on this shard since the last step
+   */
+  uint64_t pushes_since_step;
+  /*
+   * encoded bytes of all rows (sparse encoding)
+   */
+  uint64_t stored_bytes;
+  /*
+   * what the same rows would take densely encoded
+   */
+  uint64_t dense_bytes;
+  /*
+   * round(density * dim): active entries of a newly created row
+   */
+  uint32_t active_per_new_row;
+};
+#define EMBEDPS__V1__SPARSITY_REPORT_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&embedps__v1__sparsity_report_response__descriptor) \
+    , 0, 0, 0, 0, 0,NULL, 0,NULL, 0, 0, 0, 0, 0 }
+
+
+/*
+ * Prune exactly `prune` active entries (smallest |w|) and grow exactly `grow` inactive entries (largest
+ * accumulated |gradient|, among entries inactive before this step); regrown entries start at 0 with fresh
+ * optimizer state. Applied whole or not at all, and durable on return.
+ */
+struct  Embedps__V1__SparsityStepRequest
+{
+  ProtobufCMessage base;
+  char *table;
+  uint64_t prune;
+  uint64_t grow;
+  /*
+   * the step's round number (recorded)
+   */
+  uint32_t round;
+};
+#define EMBEDPS__V1__SPARSITY_STEP_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&embedps__v1__sparsity_step_request__descriptor) \
+    , (char *)protobuf_c_empty_string, 0, 0, 0 }
+
+
+struct  Embedps__V1__SparsityStepResponse
+{
+  ProtobufCMessage base;
+  uint64_t pruned;
+  uint64_t grown;
+  /*
+   * active entries on this shard after the step
+   */
+  uint64_t active;
+  uint32_t round;
+  /*
+   * rows stored on this shard
+   */
+  uint64_t rows;
+};
+#define EMBEDPS__V1__SPARSITY_STEP_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&embedps__v1__sparsity_step_response__descriptor) \
+    , 0, 0, 0, 0, 0 }
+
+
 struct  Embedps__V1__ShardStatusRequest
 {
   ProtobufCMessage base;
@@ -669,6 +825,25 @@ Embedps__V1__SemanticConfig *
                       const uint8_t       *data);
 void   embedps__v1__semantic_config__free_unpacked
                      (Embedps__V1__SemanticConfig *message,
+                      ProtobufCAllocator *allocator);
+/* Embedps__V1__SparsityConfig methods */
+void   embedps__v1__sparsity_config__init
+                     (Embedps__V1__SparsityConfig         *message);
+size_t embedps__v1__sparsity_config__get_packed_size
+                     (const Embedps__V1__SparsityConfig   *message);
+size_t embedps__v1__sparsity_config__pack
+                     (const Embedps__V1__SparsityConfig   *message,
+                      uint8_t             *out);
+size_t embedps__v1__sparsity_config__pack_to_buffer
+                     (const Embedps__V1__SparsityConfig   *message,
+                      ProtobufCBuffer     *buffer);
+Embedps__V1__SparsityConfig *
+       embedps__v1__sparsity_config__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   embedps__v1__sparsity_config__free_unpacked
+                     (Embedps__V1__SparsityConfig *message,
                       ProtobufCAllocator *allocator);
 /* Embedps__V1__OptimizerConfig methods */
 void   embedps__v1__optimizer_config__init
@@ -1069,6 +1244,82 @@ Embedps__V1__FlushResponse *
 void   embedps__v1__flush_response__free_unpacked
                      (Embedps__V1__FlushResponse *message,
                       ProtobufCAllocator *allocator);
+/* Embedps__V1__SparsityReportRequest methods */
+void   embedps__v1__sparsity_report_request__init
+                     (Embedps__V1__SparsityReportRequest         *message);
+size_t embedps__v1__sparsity_report_request__get_packed_size
+                     (const Embedps__V1__SparsityReportRequest   *message);
+size_t embedps__v1__sparsity_report_request__pack
+                     (const Embedps__V1__SparsityReportRequest   *message,
+                      uint8_t             *out);
+size_t embedps__v1__sparsity_report_request__pack_to_buffer
+                     (const Embedps__V1__SparsityReportRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Embedps__V1__SparsityReportRequest *
+       embedps__v1__sparsity_report_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   embedps__v1__sparsity_report_request__free_unpacked
+                     (Embedps__V1__SparsityReportRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Embedps__V1__SparsityReportResponse methods */
+void   embedps__v1__sparsity_report_response__init
+                     (Embedps__V1__SparsityReportResponse         *message);
+size_t embedps__v1__sparsity_report_response__get_packed_size
+                     (const Embedps__V1__SparsityReportResponse   *message);
+size_t embedps__v1__sparsity_report_response__pack
+                     (const Embedps__V1__SparsityReportResponse   *message,
+                      uint8_t             *out);
+size_t embedps__v1__sparsity_report_response__pack_to_buffer
+                     (const Embedps__V1__SparsityReportResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Embedps__V1__SparsityReportResponse *
+       embedps__v1__sparsity_report_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   embedps__v1__sparsity_report_response__free_unpacked
+                     (Embedps__V1__SparsityReportResponse *message,
+                      ProtobufCAllocator *allocator);
+/* Embedps__V1__SparsityStepRequest methods */
+void   embedps__v1__sparsity_step_request__init
+                     (Embedps__V1__SparsityStepRequest         *message);
+size_t embedps__v1__sparsity_step_request__get_packed_size
+                     (const Embedps__V1__SparsityStepRequest   *message);
+size_t embedps__v1__sparsity_step_request__pack
+                     (const Embedps__V1__SparsityStepRequest   *message,
+                      uint8_t             *out);
+size_t embedps__v1__sparsity_step_request__pack_to_buffer
+                     (const Embedps__V1__SparsityStepRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Embedps__V1__SparsityStepRequest *
+       embedps__v1__sparsity_step_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   embedps__v1__sparsity_step_request__free_unpacked
+                     (Embedps__V1__SparsityStepRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Embedps__V1__SparsityStepResponse methods */
+void   embedps__v1__sparsity_step_response__init
+                     (Embedps__V1__SparsityStepResponse         *message);
+size_t embedps__v1__sparsity_step_response__get_packed_size
+                     (const Embedps__V1__SparsityStepResponse   *message);
+size_t embedps__v1__sparsity_step_response__pack
+                     (const Embedps__V1__SparsityStepResponse   *message,
+                      uint8_t             *out);
+size_t embedps__v1__sparsity_step_response__pack_to_buffer
+                     (const Embedps__V1__SparsityStepResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Embedps__V1__SparsityStepResponse *
+       embedps__v1__sparsity_step_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   embedps__v1__sparsity_step_response__free_unpacked
+                     (Embedps__V1__SparsityStepResponse *message,
+                      ProtobufCAllocator *allocator);
 /* Embedps__V1__ShardStatusRequest methods */
 void   embedps__v1__shard_status_request__init
                      (Embedps__V1__ShardStatusRequest         *message);
@@ -1111,6 +1362,9 @@ void   embedps__v1__shard_status_response__free_unpacked
 
 typedef void (*Embedps__V1__SemanticConfig_Closure)
                  (const Embedps__V1__SemanticConfig *message,
+                  void *closure_data);
+typedef void (*Embedps__V1__SparsityConfig_Closure)
+                 (const Embedps__V1__SparsityConfig *message,
                   void *closure_data);
 typedef void (*Embedps__V1__OptimizerConfig_Closure)
                  (const Embedps__V1__OptimizerConfig *message,
@@ -1175,6 +1429,18 @@ typedef void (*Embedps__V1__FlushRequest_Closure)
 typedef void (*Embedps__V1__FlushResponse_Closure)
                  (const Embedps__V1__FlushResponse *message,
                   void *closure_data);
+typedef void (*Embedps__V1__SparsityReportRequest_Closure)
+                 (const Embedps__V1__SparsityReportRequest *message,
+                  void *closure_data);
+typedef void (*Embedps__V1__SparsityReportResponse_Closure)
+                 (const Embedps__V1__SparsityReportResponse *message,
+                  void *closure_data);
+typedef void (*Embedps__V1__SparsityStepRequest_Closure)
+                 (const Embedps__V1__SparsityStepRequest *message,
+                  void *closure_data);
+typedef void (*Embedps__V1__SparsityStepResponse_Closure)
+                 (const Embedps__V1__SparsityStepResponse *message,
+                  void *closure_data);
 typedef void (*Embedps__V1__ShardStatusRequest_Closure)
                  (const Embedps__V1__ShardStatusRequest *message,
                   void *closure_data);
@@ -1232,6 +1498,14 @@ struct Embedps__V1__Shard_Service
                       const Embedps__V1__PushRequest *input,
                       Embedps__V1__PushResponse_Closure closure,
                       void *closure_data);
+  void (*sparsity_report)(Embedps__V1__Shard_Service *service,
+                          const Embedps__V1__SparsityReportRequest *input,
+                          Embedps__V1__SparsityReportResponse_Closure closure,
+                          void *closure_data);
+  void (*sparsity_step)(Embedps__V1__Shard_Service *service,
+                        const Embedps__V1__SparsityStepRequest *input,
+                        Embedps__V1__SparsityStepResponse_Closure closure,
+                        void *closure_data);
 };
 typedef void (*Embedps__V1__Shard_ServiceDestroy)(Embedps__V1__Shard_Service *);
 void embedps__v1__shard__init (Embedps__V1__Shard_Service *service,
@@ -1250,7 +1524,9 @@ void embedps__v1__shard__init (Embedps__V1__Shard_Service *service,
       function_prefix__ ## flush,\
       function_prefix__ ## register_items,\
       function_prefix__ ## pull_pooled,\
-      function_prefix__ ## push_pooled  }
+      function_prefix__ ## push_pooled,\
+      function_prefix__ ## sparsity_report,\
+      function_prefix__ ## sparsity_step  }
 void embedps__v1__shard__pull(ProtobufCService *service,
                               const Embedps__V1__PullRequest *input,
                               Embedps__V1__PullResponse_Closure closure,
@@ -1295,6 +1571,14 @@ void embedps__v1__shard__push_pooled(ProtobufCService *service,
                                      const Embedps__V1__PushRequest *input,
                                      Embedps__V1__PushResponse_Closure closure,
                                      void *closure_data);
+void embedps__v1__shard__sparsity_report(ProtobufCService *service,
+                                         const Embedps__V1__SparsityReportRequest *input,
+                                         Embedps__V1__SparsityReportResponse_Closure closure,
+                                         void *closure_data);
+void embedps__v1__shard__sparsity_step(ProtobufCService *service,
+                                       const Embedps__V1__SparsityStepRequest *input,
+                                       Embedps__V1__SparsityStepResponse_Closure closure,
+                                       void *closure_data);
 
 /* --- descriptors --- */
 
@@ -1303,6 +1587,7 @@ extern const ProtobufCEnumDescriptor    embedps__v1__initializer_kind__descripto
 extern const ProtobufCEnumDescriptor    embedps__v1__hash_mode__descriptor;
 extern const ProtobufCEnumDescriptor    embedps__v1__tokenizer_kind__descriptor;
 extern const ProtobufCMessageDescriptor embedps__v1__semantic_config__descriptor;
+extern const ProtobufCMessageDescriptor embedps__v1__sparsity_config__descriptor;
 extern const ProtobufCMessageDescriptor embedps__v1__optimizer_config__descriptor;
 extern const ProtobufCMessageDescriptor embedps__v1__initializer_config__descriptor;
 extern const ProtobufCMessageDescriptor embedps__v1__table_spec__descriptor;
@@ -1324,6 +1609,10 @@ extern const ProtobufCMessageDescriptor embedps__v1__register_items_request__des
 extern const ProtobufCMessageDescriptor embedps__v1__register_items_response__descriptor;
 extern const ProtobufCMessageDescriptor embedps__v1__flush_request__descriptor;
 extern const ProtobufCMessageDescriptor embedps__v1__flush_response__descriptor;
+extern const ProtobufCMessageDescriptor embedps__v1__sparsity_report_request__descriptor;
+extern const ProtobufCMessageDescriptor embedps__v1__sparsity_report_response__descriptor;
+extern const ProtobufCMessageDescriptor embedps__v1__sparsity_step_request__descriptor;
+extern const ProtobufCMessageDescriptor embedps__v1__sparsity_step_response__descriptor;
 extern const ProtobufCMessageDescriptor embedps__v1__shard_status_request__descriptor;
 extern const ProtobufCMessageDescriptor embedps__v1__shard_status_response__descriptor;
 extern const ProtobufCServiceDescriptor embedps__v1__shard__descriptor;

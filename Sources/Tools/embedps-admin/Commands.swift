@@ -92,6 +92,24 @@ func runAdmin(_ o: Options) async throws {
         let total = try await client.registerItems(table: table, items: items, codes: codes)
         if json { print(jsonText(["registered": items.count, "items": total])) }
         else { print("registered \(items.count) items from \(path) into \(table) on \(client.shardCount) shards in \(String(format: "%.2f", Date().timeIntervalSince(t0))) s (\(total) items known)") }
+    case ("sparsity", let sub):
+        guard let name = words.dropFirst(2).first, sub == "report" || sub == "step" else { o.fail("usage: sparsity report|step TABLE") }
+        if sub == "step" {
+            let fraction = o.string("fraction").map { Double($0) ?? -1 }
+            if !json { printFlush("prune-and-regrow on \(name): collecting histograms from \(client.shardCount) shards...") }
+            let r = try await client.sparsityStep(table: name, fraction: fraction)
+            if json { print(jsonText(r)); return }
+            print(renderTable(["shard", "pruned", "grown"], r.prunedPerShard.indices.map { [String($0), String(r.prunedPerShard[$0]), String(r.grownPerShard[$0])] }))
+            print(String(format: "round %d: moved %llu entries (fraction %.4f); active %llu -> %llu, budget %llu (%@) in %.2f s", r.round, r.moved, r.fraction,
+                         r.activeBefore, r.activeAfter, r.budgetAfter, r.activeAfter == r.budgetAfter ? "exact" : "MISMATCH", r.seconds))
+            return
+        }
+        let s = try await client.sparsitySummary(table: name)
+        if json { print(jsonText(s)); return }
+        print(renderTable(["table", "rows", "dim", "active", "budget", "density", "fired", "round", "pushes since step", "bytes/row", "dense bytes/row", "stored"],
+                          [[s.table, String(s.rows), String(s.dim), String(s.active), String(s.budget), String(format: "%.4f", s.density),
+                            String(format: "%.4f", s.firedFraction), String(s.round), String(s.pushesSinceStep), String(format: "%.1f", s.bytesPerRow),
+                            String(format: "%.1f", s.denseBytesPerRow), formatBytes(s.storedBytes)]]))
     case ("flush", _):
         let table = words.dropFirst().first ?? ""
         let t0 = Date()
@@ -142,6 +160,15 @@ func tableSpec(name: String, _ o: Options) throws -> TableSpec {
         default: o.fail("--semantic must be unigram, ngram, prefix or spm")
         }
         spec.semantic = SemanticConfig(tokenizer: tokenizer, levels: levels, codebookSize: codes, budget: budget)
+    }
+    if let density = o.string("density") {
+        guard let d = Float(density) else { o.fail("--density must be a number in (0, 1)") }
+        var c = SparsityConfig(density: d)
+        c.seed = UInt64(o.int("sparsity-seed", default: Int(seed)))
+        c.regrowInterval = o.int("regrow-interval", default: c.regrowInterval)
+        c.rounds = o.int("regrow-rounds", default: c.rounds)
+        c.growthDecay = Float(o.double("growth-decay", default: Double(c.growthDecay)))
+        spec.sparsity = c
     }
     return try spec.validated()
 }

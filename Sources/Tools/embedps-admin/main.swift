@@ -14,6 +14,12 @@ commands:
                     [--row-budget H] [--hash-seed N] [--initial-accumulator X] [--l1 X] [--l2 X]
                     [--semantic unigram|ngram|prefix|spm --rows N --levels L --codes K [--ngram N]
                      [--spm-model PATH]]   a semantic-ID table of N piece rows
+                    [--density D [--regrow-interval P] [--regrow-rounds R] [--growth-decay X]]
+                                 a dynamic-sparsity table: D of each row's entries active
+  sparsity report TABLE          active entries vs budget, density, fired share, rounds, bytes per row
+  sparsity step TABLE [--fraction F]
+                                 one cluster-wide prune-and-regrow step (default fraction: the table's
+                                 cosine schedule)
   table drop NAME                drop the table and all its rows on every shard
   flush [TABLE]                  checkpoint now: write dirty rows to RocksDB and trim update logs
   semantic-ids build --embeddings F32 --ids TXT --out CODES.tsv [--levels 3] [--codes 256]

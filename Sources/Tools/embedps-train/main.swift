@@ -2,6 +2,7 @@ import Foundation
 import CLI
 import Client
 import Training
+import Engine
 
 let usage = """
 usage: embedps-train --cluster SPEC.json --data RATINGS.csv[.gz] [options]
@@ -32,11 +33,17 @@ options:
   --levels N / --codes K   semantic-ID levels and codebook size (default 3 / 64)
   --compare-item-towers LIST   train once per item tower in LIST (e.g. id,unigram,prefix,spm,id+spm) at the
                            same --item-rows and print one comparison table (one worker)
+  --density D              dynamic sparsity (DSL) of the user and item id tables: D of each row's entries
+                           active, moved by prune-and-regrow steps (default: dense)
+  --regrow-interval N      global training steps between prune-and-regrow steps (default 100)
+  --compare-densities LIST train once per density in LIST (e.g. 1,0.5,0.2; 1 = dense) and print quality,
+                           parameters and bytes per row side by side (one worker)
   --json                   print the final report as JSON (rank 0)
 """
 let o = Options(Array(CommandLine.arguments.dropFirst()), usage: usage, flagNames: ["json"],
                 known: ["cluster", "data", "rank", "world-size", "run", "dim", "epochs", "batch", "lr", "l2", "max-inflight-pushes", "seed",
-                         "item-tower", "item-rows", "embeddings", "item-ids", "levels", "codes", "compare-item-towers"])
+                         "item-tower", "item-rows", "embeddings", "item-ids", "levels", "codes", "compare-item-towers",
+                         "density", "regrow-interval", "compare-densities"])
 var config = TrainerConfiguration(dataPath: o.required("data"))
 config.rank = o.int("rank", default: 0); config.worldSize = o.int("world-size", default: 1)
 guard config.worldSize >= 1, config.rank >= 0, config.rank < config.worldSize else { o.fail("need 0 <= --rank < --world-size") }
@@ -53,9 +60,32 @@ config.itemTower.levels = o.int("levels", default: 3); config.itemTower.codebook
 }
 config.itemTower.kind = towerKind(o.string("item-tower", default: "id"))
 let json = o.flag("json")
+@MainActor func sparsity(_ density: Double) -> SparsityConfig? {
+    guard density < 1 else { return nil }
+    guard density > 0 else { o.fail("densities must be in (0, 1]") }
+    var c = SparsityConfig(density: Float(density))
+    c.seed = config.seed; c.regrowInterval = o.int("regrow-interval", default: 100); c.rounds = 0
+    return c
+}
+if let d = o.string("density") {
+    guard let v = Double(d) else { o.fail("--density must be a number in (0, 1]") }
+    config.sparsity = sparsity(v)
+}
 do {
     let client = try EmbedPSClient(specPath: o.required("cluster"))
-    if let list = o.string("compare-item-towers") {
+    if let list = o.string("compare-densities") {
+        var reports: [TrainingReport] = []
+        for d in list.split(separator: ",").map(String.init) {
+            guard let v = Double(d) else { o.fail("--compare-densities takes numbers, e.g. 1,0.5,0.2") }
+            var c = config
+            c.sparsity = sparsity(v)
+            c.run = "\(config.run)-density-\(d)"
+            c.rank = 0; c.worldSize = 1
+            printFlush("== density \(d) ==")
+            if let r = try await TrainerWorker(config: c, client: client, log: { printFlush($0) }).run() { reports.append(r) }
+        }
+        if json { print(jsonText(reports)) } else { print(renderDensityComparison(reports)) }
+    } else if let list = o.string("compare-item-towers") {
         var reports: [TrainingReport] = []
         for name in list.split(separator: ",").map(String.init) {
             var c = config

@@ -1,0 +1,157 @@
+import Foundation
+import Storage
+
+/// One shard's view of a dynamic-sparsity table (see `SparsityReportResponse` in the .proto).
+public struct SparsityReport: Sendable, Equatable {
+    public var rows: UInt64 = 0
+    public var active: UInt64 = 0
+    public var inactive: UInt64 = 0
+    public var fired: UInt64 = 0
+    public var weightHistogram = [UInt64](repeating: 0, count: MagnitudeHistogram.bins)
+    public var growthHistogram = [UInt64](repeating: 0, count: MagnitudeHistogram.bins)
+    public var round: UInt32 = 0
+    public var pushesSinceStep: UInt64 = 0
+    public var storedBytes: UInt64 = 0
+    public var denseBytes: UInt64 = 0
+    public var activePerNewRow: UInt32 = 0
+    public init() {}
+}
+
+/// What one prune-and-regrow step did on one shard.
+public struct SparsityStepResult: Sendable, Equatable {
+    public var pruned: UInt64, grown: UInt64, active: UInt64, round: UInt32, rows: UInt64
+}
+
+extension EmbeddingTable {
+    var sparsityKey: [UInt8] { Array("sparsity/\(spec.name)".utf8) }
+
+    /// Runs `body` with the table frozen and complete in RocksDB: the exclusive lock held, the log rotated and
+    /// every dirty row written. Rows `body` adds to the batch are written synchronously in one batch with a
+    /// checkpoint marker covering every logged update, so the rewrite is atomic and durable, and log replay
+    /// after a crash starts after it. `body` keeps cached copies of rewritten rows current.
+    func rewriteQuiesced<R>(_ body: (WriteBatch) throws(EngineError) -> R) throws(EngineError) -> R {
+        checkpointLock.lock(); defer { checkpointLock.unlock() }
+        let (result, target) = try lock.withWriteLock { () throws(EngineError) -> (R, UInt64) in
+            if dropped { throw .unknownTable(spec.name) }
+            do { try log.rotate(nextSeq: logSeq + 1) } catch { throw .storage("table '\(spec.name)': \(error)") }
+            try flushDirtyLocked(cache.dirtySlots().map { cache.key($0) })
+            let b = WriteBatch()
+            let r = try body(b)
+            var t = logSeq
+            b.put(db.defaultFamily, key: markerKey, value: withUnsafeBytes(of: &t) { Array($0) })
+            do { try db.write(b, sync: true) } catch { throw .storage("table '\(spec.name)': \(error)") }
+            checkpointSeq = logSeq; lastCheckpoint = Date()
+            return (r, logSeq)
+        }
+        log.deleteSegments(through: target)
+        counters.checkpoints.add(1, ordering: .relaxed)
+        return result
+    }
+
+    /// Decodes every stored row (caller holds the exclusive lock after a full flush). `body` gets the row key,
+    /// the decoded row (valid during the call), step, sequence number and stored length.
+    func forEachStoredRow(_ body: (UInt64, UnsafeMutablePointer<Float>, UInt32, UInt64, Int) throws(EngineError) -> Void) throws(EngineError) {
+        let row = UnsafeMutablePointer<Float>.allocate(capacity: spec.rowFloats)
+        defer { row.deallocate() }
+        do {
+            try db.scan(family) { k, v in
+                guard let (_, key) = RowKey.decode(k) else { throw EngineError.storage("table '\(spec.name)': malformed row key of \(k.count) bytes") }
+                let (step, seq): (UInt32, UInt64)
+                do { (step, seq) = try codec.decode(v, into: row) } catch { throw EngineError.storage("table '\(spec.name)' row \(key): \(error)") }
+                try body(key, row, step, seq, v.count)
+                return true
+            }
+        } catch let e as EngineError { throw e } catch { throw .storage("table '\(spec.name)': \(error)") }
+    }
+
+    /// The full in-memory form of row `key` (weights, state and, for sparse tables, score and bitmaps), as a
+    /// push would see it: cached, stored or initial. For inspection and tests.
+    func fullRow(key: UInt64) throws(EngineError) -> [Float] {
+        try lock.withWriteLock { () throws(EngineError) -> [Float] in
+            if dropped { throw .unknownTable(spec.name) }
+            let scratch = RowScratch(rowFloats: spec.rowFloats, count: 1)
+            try loadRow(key, into: scratch)
+            return Array(UnsafeBufferPointer(start: scratch.row(0), count: spec.rowFloats))
+        }
+    }
+
+    /// Counts, histograms and bytes of this shard's part of a sparse table (a checkpoint is taken first).
+    func sparsityReport() throws(EngineError) -> SparsityReport {
+        guard let sp = sparsity else { throw .notSparse(spec.name) }
+        let f = sp.format
+        let denseLength = UInt64(RowCodec.headerLength + 4 * f.dim * (1 + f.stateSlots))
+        return try rewriteQuiesced { _ throws(EngineError) in
+            var r = SparsityReport()
+            r.round = sparsityRound; r.pushesSinceStep = logSeq - sparsityStepSeq; r.activePerNewRow = UInt32(sp.activePerRow)
+            let now = logSeq
+            try forEachStoredRow { _, row, _, seq, length throws(EngineError) in
+                r.rows += 1; r.storedBytes += UInt64(length); r.denseBytes += denseLength
+                r.fired += UInt64(f.firedCount(row))
+                for j in 0..<f.dim {
+                    if f.isActive(row, j) {
+                        r.active += 1; r.weightHistogram[MagnitudeHistogram.bin(abs(row[j]))] += 1
+                    } else {
+                        r.inactive += 1; r.growthHistogram[MagnitudeHistogram.bin(sp.growthScore(row, j, pushesSinceRowUpdate: now - seq))] += 1
+                    }
+                }
+            }
+            return r
+        }
+    }
+
+    /// Prunes exactly `prune` active entries (smallest |w|) and grows exactly `grow` entries that were inactive
+    /// before the step (largest decayed accumulated |gradient|); ties break by (row key, column). All or nothing,
+    /// durable on return.
+    func sparsityStep(prune: UInt64, grow: UInt64, round: UInt32) throws(EngineError) -> SparsityStepResult {
+        guard let sp = sparsity else { throw .notSparse(spec.name) }
+        let f = sp.format, rf = spec.rowFloats
+        return try rewriteQuiesced { batch throws(EngineError) in
+            // Every row in memory: this shard's part of the table, decoded.
+            var keys: [UInt64] = [], steps: [UInt32] = [], seqs: [UInt64] = []
+            var rows: [Float] = []
+            try forEachStoredRow { key, row, step, seq, _ throws(EngineError) in
+                keys.append(key); steps.append(step); seqs.append(seq)
+                rows.append(contentsOf: UnsafeBufferPointer(start: row, count: rf))
+            }
+            struct Entry { var value: Float; var row: Int32; var column: Int32 }
+            var active: [Entry] = [], inactive: [Entry] = []
+            let now = logSeq
+            rows.withUnsafeMutableBufferPointer { all in
+                for i in 0..<keys.count {
+                    let row = all.baseAddress! + i * rf
+                    for j in 0..<f.dim {
+                        if f.isActive(row, j) { active.append(Entry(value: abs(row[j]), row: Int32(i), column: Int32(j))) } else {
+                            inactive.append(Entry(value: sp.growthScore(row, j, pushesSinceRowUpdate: now - seqs[i]), row: Int32(i), column: Int32(j)))
+                        }
+                    }
+                }
+            }
+            guard prune <= UInt64(active.count), grow <= UInt64(inactive.count) else {
+                throw .sparsityStepTooLarge(table: spec.name, message: "asked to prune \(prune) of \(active.count) active and grow \(grow) of \(inactive.count) inactive entries")
+            }
+            func tieBreak(_ a: Entry, _ b: Entry) -> Bool { keys[Int(a.row)] != keys[Int(b.row)] ? keys[Int(a.row)] < keys[Int(b.row)] : a.column < b.column }
+            active.sort { $0.value != $1.value ? $0.value < $1.value : tieBreak($0, $1) }
+            inactive.sort { $0.value != $1.value ? $0.value > $1.value : tieBreak($0, $1) }
+            var changed = Set<Int32>()
+            rows.withUnsafeMutableBufferPointer { all in
+                for e in active.prefix(Int(prune)) { sp.prune(all.baseAddress! + Int(e.row) * rf, Int(e.column)); changed.insert(e.row) }
+                for e in inactive.prefix(Int(grow)) { sp.grow(all.baseAddress! + Int(e.row) * rf, Int(e.column)); changed.insert(e.row) }
+            }
+            let rowBatch = RowBatch(codec: codec, capacity: changed.count)
+            rows.withUnsafeBufferPointer { all in
+                for i in changed.sorted() {
+                    let row = all.baseAddress! + Int(i) * rf, key = keys[Int(i)]
+                    rowBatch.add(slot: addressing.slot(ofRowKey: key), key: key, row: row, step: steps[Int(i)], seq: seqs[Int(i)])
+                    if let s = cache.lookup(key) { cache.row(s).update(from: row, count: rf) }
+                }
+            }
+            rowBatch.add(to: batch, family: family)
+            var state = [UInt8](repeating: 0, count: 12)
+            state.withUnsafeMutableBytes { $0.storeBytes(of: round, as: UInt32.self); $0.storeBytes(of: now, toByteOffset: 4, as: UInt64.self) }
+            batch.put(db.defaultFamily, key: sparsityKey, value: state)
+            sparsityRound = round; sparsityStepSeq = now
+            let activeAfter = UInt64(active.count) - prune + grow
+            return SparsityStepResult(pruned: prune, grown: grow, active: activeAfter, round: round, rows: UInt64(keys.count))
+        }
+    }
+}
