@@ -58,6 +58,15 @@ extension EmbedPSClient {
     /// Returns the rows updated across shards.
     @discardableResult
     public func push(table: String, ids: [UInt64], gradients: FloatBuffer) async throws -> Int {
+        let answers = try await sendGradientRows(table: table, ids: ids, gradients: gradients, method: ShardMethod.push)
+        var updated = 0
+        for (_, m) in answers { updated += Int(try m.withUnsafeBytes { try WirePushResponse(decoding: $0) }.rowsUpdated) }
+        return updated
+    }
+
+    /// Validates a gradient batch, sums duplicate ids, splits it by owner and sends each shard its part as a
+    /// PushRequest to `method`; returns the answers in completion order.
+    func sendGradientRows(table: String, ids: [UInt64], gradients: FloatBuffer, method: String) async throws -> [(Int, ReceivedMessage)] {
         let route = try await route(table)
         let dim = route.dim
         guard gradients.count == ids.count * dim else {
@@ -93,10 +102,7 @@ extension EmbedPSClient {
                 }))
             }
         }
-        let answers = try await fanOut(requests, ShardMethod.push)
-        var updated = 0
-        for (_, m) in answers { updated += Int(try m.withUnsafeBytes { try WirePushResponse(decoding: $0) }.rowsUpdated) }
-        return updated
+        return try await fanOut(requests, method)
     }
 
     /// Pushes from arrays.

@@ -123,6 +123,8 @@ public struct WireTableSpec: Sendable, Equatable {
     public var semantic: WireSemanticConfig? = nil
     /// Set for a dynamic-sparsity table.
     public var sparsity: WireSparsityConfig? = nil
+    /// Set for a DNIS table.
+    public var dnis: WireDnisConfig? = nil
     public init() {}
 
     init(_ c: UnsafePointer<Embedps__V1__TableSpec>?) {
@@ -132,6 +134,7 @@ public struct WireTableSpec: Sendable, Equatable {
         optimizer = WireOptimizerConfig(c.optimizer); initializer = WireInitializerConfig(c.initializer)
         semantic = c.semantic.map { WireSemanticConfig($0) }
         sparsity = c.sparsity.map { WireSparsityConfig($0) }
+        dnis = c.dnis.map { WireDnisConfig($0) }
     }
     func c(_ arena: CArena) -> UnsafeMutablePointer<Embedps__V1__TableSpec> {
         let p = arena.allocate(Embedps__V1__TableSpec())
@@ -142,6 +145,7 @@ public struct WireTableSpec: Sendable, Equatable {
         p.pointee.optimizer = optimizer.c(arena); p.pointee.initializer = initializer.c(arena)
         p.pointee.semantic = semantic?.c(arena)
         p.pointee.sparsity = sparsity?.c(arena)
+        p.pointee.dnis = dnis?.c(arena)
         return p
     }
 

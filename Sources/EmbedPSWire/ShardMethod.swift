@@ -13,5 +13,11 @@ public enum ShardMethod {
     public static let pushPooled = "/embedps.v1.Shard/PushPooled"
     public static let sparsityReport = "/embedps.v1.Shard/SparsityReport"
     public static let sparsityStep = "/embedps.v1.Shard/SparsityStep"
+    public static let dnisReport = "/embedps.v1.Shard/DnisReport"
+    public static let dnisAssignBlocks = "/embedps.v1.Shard/DnisAssignBlocks"
+    public static let dnisAlpha = "/embedps.v1.Shard/DnisAlpha"
+    public static let dnisAlphaGradient = "/embedps.v1.Shard/DnisAlphaGradient"
+    public static let dnisPrune = "/embedps.v1.Shard/DnisPrune"
+    public static let pullCompact = "/embedps.v1.Shard/PullCompact"
     public static let healthCheck = "/grpc.health.v1.Health/Check"
 }

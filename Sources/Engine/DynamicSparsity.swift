@@ -108,4 +108,26 @@ public enum MagnitudeHistogram {
         }
         return take
     }
+
+    /// Consecutive selections of `sizes[0]`, `sizes[1]`, ... entries in bin order (e.g. frequency blocks, most
+    /// frequent first with `descending`): per block, per shard counts. Each block is split like `split` over
+    /// what the earlier blocks left, so every shard's counts follow its own local order.
+    public static func splitSequential(_ histograms: [[UInt64]], sizes: [UInt64], descending: Bool = false) -> [[UInt64]] {
+        var left = histograms
+        var out: [[UInt64]] = []
+        for size in sizes {
+            let take = split(left, count: size, descending: descending)
+            for s in left.indices {
+                var n = take[s]
+                for b in (descending ? Array((0..<left[s].count).reversed()) : Array(0..<left[s].count)) where n > 0 {
+                    let t = min(n, left[s][b]); left[s][b] -= t; n -= t
+                }
+            }
+            out.append(take)
+        }
+        return out
+    }
+
+    /// The upper edge of `bin` (0 for bin 0).
+    public static func upperEdge(_ bin: Int) -> Float { bin == 0 ? 0 : Float(pow(2.0, Double(bin) / 32 - 48)) }
 }

@@ -46,6 +46,9 @@ final class EmbeddingTable: @unchecked Sendable {
     let initializer: RowInitializer
     /// Set for a dynamic-sparsity table.
     let sparsity: DynamicSparsity?
+    /// Set for a DNIS table, with its alpha / mode state (guarded by `lock`).
+    let dnis: DimensionSearch?
+    var dnisState: DnisState
     /// Prune-and-regrow rounds applied and the log sequence number of the last one (sparse tables).
     var sparsityRound: UInt32 = 0
     var sparsityStepSeq: UInt64 = 0
@@ -68,13 +71,15 @@ final class EmbeddingTable: @unchecked Sendable {
     init(spec: TableSpec, family: ColumnFamily, db: RocksDatabase, logDirectory: String, cacheRows: Int, sync: Bool) throws {
         self.spec = spec; self.family = family; self.db = db; self.sync = sync
         addressing = RowAddressing(spec: spec)
-        if let format = spec.sparseFormat, let config = spec.sparsity {
+        if let format = spec.sparseFormat {
             codec = RowCodec(sparse: format, optimizerTag: spec.optimizer.kind.rawValue)
-            sparsity = DynamicSparsity(config: config, format: format)
+            sparsity = spec.sparsity.map { DynamicSparsity(config: $0, format: format) }
+            dnis = spec.dnis.map { DimensionSearch(config: $0, format: format) }
         } else {
             codec = RowCodec(floatCount: spec.rowFloats, optimizerTag: spec.optimizer.kind.rawValue)
-            sparsity = nil
+            sparsity = nil; dnis = nil
         }
+        dnisState = DnisState(blocks: spec.dnis?.blocks ?? 0, dim: spec.dim)
         optimizer = SparseOptimizer(config: spec.optimizer, dim: spec.dim)
         initializer = RowInitializer(config: spec.initializer, dim: spec.dim)
         cache = HotRowCache(rowFloats: spec.rowFloats, capacity: cacheRows)
@@ -90,6 +95,12 @@ final class EmbeddingTable: @unchecked Sendable {
         if let m = try db.get(db.defaultFamily, key: Array("sparsity/\(spec.name)".utf8)), m.count == 12 {
             sparsityRound = m.withUnsafeBytes { $0.loadUnaligned(as: UInt32.self) }
             sparsityStepSeq = m.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 4, as: UInt64.self) }
+        }
+        if let d = spec.dnis, let m = try db.get(db.defaultFamily, key: Array("dnis/\(spec.name)".utf8)) {
+            guard let state = DnisState(decoding: m, blocks: d.blocks, dim: spec.dim) else {
+                throw EngineError.storage("table '\(spec.name)': stored DNIS state has \(m.count) bytes, expected \(20 + 4 * d.blocks * spec.dim)")
+            }
+            dnisState = state
         }
         // Recovery: re-apply every logged update newer than the checkpoint.
         let dim = spec.dim
@@ -126,7 +137,9 @@ final class EmbeddingTable: @unchecked Sendable {
             if dropped { throw .unknownTable(spec.name) }
             for i in 0..<keys.count {
                 if let s = cache.lookup(keys[i]) {
-                    (out + i * dim).update(from: cache.row(s), count: dim)
+                    if let dnis { dnis.view(cache.row(s), into: out + i * dim, state: dnisState) } else {
+                        (out + i * dim).update(from: cache.row(s), count: dim)
+                    }
                 } else {
                     missing.append(i)
                 }
@@ -134,7 +147,9 @@ final class EmbeddingTable: @unchecked Sendable {
             guard !missing.isEmpty else { return }
             let rows = RowScratch(rowFloats: spec.rowFloats, count: missing.count)
             try loadFromStorage(missing.map { keys[$0] }, positions: Array(0..<missing.count), into: rows)
-            for (j, i) in missing.enumerated() { (out + i * dim).update(from: rows.row(j), count: dim) }
+            for (j, i) in missing.enumerated() {
+                if let dnis { dnis.view(rows.row(j), into: out + i * dim, state: dnisState) } else { (out + i * dim).update(from: rows.row(j), count: dim) }
+            }
             scratch = rows
             epoch = cache.evictions
         }
@@ -156,7 +171,7 @@ final class EmbeddingTable: @unchecked Sendable {
 
     /// Reads rows into `scratch`: cached rows copied, stored rows decoded, unseen rows initialised.
     /// Caller holds the exclusive lock.
-    private func load(_ keys: [UInt64], into scratch: RowScratch) throws(EngineError) {
+    func load(_ keys: [UInt64], into scratch: RowScratch) throws(EngineError) {
         var dbIndex: [Int] = []
         for (j, k) in keys.enumerated() {
             if let s = cache.lookup(k) {
@@ -196,6 +211,7 @@ final class EmbeddingTable: @unchecked Sendable {
             initializer.fill(scratch.row(j), rowKey: keys[n])
             optimizer.initializeState(scratch.row(j))
             sparsity?.initialize(scratch.row(j), rowKey: keys[n])
+            dnis?.initialize(scratch.row(j), state: dnisState)
             scratch.steps[j] = 0; scratch.seqs[j] = 0; scratch.exists[j] = false
         }
     }
@@ -214,17 +230,19 @@ final class EmbeddingTable: @unchecked Sendable {
         (record.baseAddress! + 4 + keys.count * 8).copyMemory(from: gradients, byteCount: keys.count * dim * 4)
         try lock.withWriteLock { () throws(EngineError) in
             if dropped { throw .unknownTable(spec.name) }
-            try applyLocked(keys: keys, gradients: gradients, seq: logSeq + 1, logRecord: UnsafeRawBufferPointer(record))
+            let logged = (record.baseAddress! + 4 + keys.count * 8).assumingMemoryBound(to: Float.self)
+            try applyLocked(keys: keys, gradients: logged, seq: logSeq + 1, logRecord: record)
         }
         counters.pushes.add(1, ordering: .relaxed)
         counters.rowsPushed.add(UInt64(keys.count), ordering: .relaxed)
         return keys.count
     }
 
-    /// Applies update `seq` to `keys` (distinct). With `logRecord`, appends it to the log before installing
-    /// anything (a live push); without, it is a replayed record and rows already covering `seq` are skipped.
-    /// Caller holds the exclusive lock.
-    private func applyLocked(keys: [UInt64], gradients: UnsafePointer<Float>, seq: UInt64, logRecord: UnsafeRawBufferPointer?) throws(EngineError) {
+    /// Applies update `seq` to `keys` (distinct). With `logRecord` (whose gradient area is `gradients`),
+    /// appends it to the log before installing anything (a live push; a searching DNIS table first applies the
+    /// chain rule to the gradients in the record, so what is logged no longer depends on alpha); without, it
+    /// is a replayed record and rows already covering `seq` are skipped. Caller holds the exclusive lock.
+    private func applyLocked(keys: [UInt64], gradients: UnsafeMutablePointer<Float>, seq: UInt64, logRecord: UnsafeMutableRawBufferPointer?) throws(EngineError) {
         let dim = spec.dim, rf = spec.rowFloats
         // Make room: dirty rows cannot be evicted, so flush them when this update could not fit otherwise.
         // Write only what is needed (plus slack for the next pushes); the checkpointer does the rest.
@@ -234,15 +252,19 @@ final class EmbeddingTable: @unchecked Sendable {
         }
         let scratch = RowScratch(rowFloats: rf, count: keys.count)
         try load(keys, into: scratch)
+        if let dnis, logRecord != nil, !dnisState.pruned {
+            for j in 0..<keys.count { dnis.chainRule(scratch.row(j), gradient: gradients + j * dim, state: dnisState) }
+        }
         var applied = [Bool](repeating: false, count: keys.count)
         for j in 0..<keys.count where scratch.seqs[j] < seq {
             optimizer.apply(scratch.row(j), gradient: gradients + j * dim, step: &scratch.steps[j])
             sparsity?.afterUpdate(scratch.row(j), gradient: gradients + j * dim, pushesSinceRowUpdate: seq - scratch.seqs[j])
+            dnis?.afterUpdate(scratch.row(j))
             scratch.seqs[j] = seq
             applied[j] = true
         }
         if let logRecord {
-            do { try log.append(seq: seq, payload: logRecord, sync: sync) } catch { throw .storage("table '\(spec.name)': \(error)") }
+            do { try log.append(seq: seq, payload: UnsafeRawBufferPointer(logRecord), sync: sync) } catch { throw .storage("table '\(spec.name)': \(error)") }
         }
         logSeq = max(logSeq, seq)
         // Logged: install. Rows that do not fit in the cache are written through to RocksDB.

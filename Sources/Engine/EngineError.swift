@@ -14,6 +14,9 @@ public enum EngineError: Error, CustomStringConvertible, Sendable, Equatable {
     case unknownItem(table: String, item: UInt64)
     case notSemantic(String)
     case notSparse(String)
+    case notDnis(String)
+    case dnisPruned(String)
+    case notAlphaPrimary(table: String, shard: Int)
     case sparsityStepTooLarge(table: String, message: String)
 
     public var description: String {
@@ -31,6 +34,9 @@ public enum EngineError: Error, CustomStringConvertible, Sendable, Equatable {
         case .unknownItem(let t, let i): "item \(i) has no semantic-ID codes in table '\(t)': register its codes first (RegisterItems)"
         case .notSemantic(let t): "table '\(t)' is not a semantic-ID table: create it with a SemanticConfig"
         case .notSparse(let t): "table '\(t)' is not a dynamic-sparsity table: create it with a SparsityConfig"
+        case .notDnis(let t): "table '\(t)' is not a DNIS table: create it with a DnisConfig"
+        case .dnisPruned(let t): "DNIS table '\(t)' is already pruned (alpha folded into the rows): the search is over"
+        case .notAlphaPrimary(let t, let s): "alpha updates of table '\(t)' go to shard 0 (the alpha primary), not shard \(s)"
         case .sparsityStepTooLarge(let t, let m): "prune-and-regrow step on table '\(t)' refused, nothing changed: \(m); take a fresh SparsityReport and retry"
         }
     }

@@ -181,6 +181,45 @@ public final class ShardEngine: @unchecked Sendable {
         try table(name).sparsityStep(prune: prune, grow: grow, round: round)
     }
 
+    // MARK: DNIS
+
+    public func dnisReport(table name: String) throws(EngineError) -> DnisReport { try table(name).dnisReport() }
+
+    public func dnisAssign(table name: String, take: [UInt64]) throws(EngineError) -> [UInt64] { try table(name).dnisAssign(take: take) }
+
+    /// Reads, updates (alpha primary = shard 0 only) or replicates alpha; returns (version, alpha, pruned).
+    public func dnisAlpha(table name: String, gradient: [Float], setVersion: UInt64, setAlpha: [Float]) throws(EngineError) -> (UInt64, [Float], Bool) {
+        let t = try table(name)
+        if !gradient.isEmpty && configuration.shardIndex != 0 { throw .notAlphaPrimary(table: name, shard: configuration.shardIndex) }
+        let s = try t.dnisAlpha(gradient: gradient, setVersion: setVersion, setAlpha: setAlpha)
+        return (s.version, s.alpha, s.pruned)
+    }
+
+    /// This shard's part of dL/dalpha for (ids, dL/de) of a validation batch; validated like a push.
+    public func dnisAlphaGradient(table name: String, ids: UnsafeBufferPointer<UInt64>, gradientBytes: UnsafeRawBufferPointer) throws(EngineError) -> [Float] {
+        let t = try table(name)
+        let keys = try ownedKeys(t, ids)
+        let dim = t.dim
+        guard gradientBytes.count == ids.count * dim * 4 else { throw .wrongDimension(table: name, expected: dim, got: ids.count == 0 ? 0 : gradientBytes.count / 4 / ids.count) }
+        let g = UnsafeMutablePointer<Float>.allocate(capacity: max(1, ids.count * dim))
+        defer { g.deallocate() }
+        UnsafeMutableRawPointer(g).copyMemory(from: gradientBytes.baseAddress ?? UnsafeRawPointer(g), byteCount: gradientBytes.count)
+        for i in 0..<(ids.count * dim) where !g[i].isFinite { throw .nonFiniteGradient(table: name, id: ids[i / dim], column: i % dim) }
+        return try t.dnisAlphaGradient(keys: keys, gradients: g)
+    }
+
+    public func dnisPrune(table name: String, prune: UInt64, threshold: Float) throws(EngineError) -> (pruned: UInt64, active: UInt64, rows: UInt64) {
+        try table(name).dnisPrune(prune: prune, threshold: threshold)
+    }
+
+    /// Rows in compact form (mask words + active values), ownership checked.
+    public func pullCompact(table name: String, ids: UnsafeBufferPointer<UInt64>) throws(EngineError) -> (dim: Int, masks: [UInt32], values: [Float]) {
+        let t = try table(name)
+        let keys = try ownedKeys(t, ids)
+        let (m, v) = try t.pullCompact(keys: keys)
+        return (t.dim, m, v)
+    }
+
     /// The full in-memory form of the row of `id` (see `EmbeddingTable.fullRow`); ownership is not checked.
     func fullRow(table name: String, id: UInt64) throws(EngineError) -> [Float] {
         let t = try table(name)

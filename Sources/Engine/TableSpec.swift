@@ -141,6 +141,30 @@ public struct SparsityConfig: Sendable, Equatable {
     }
 }
 
+/// DNIS mixed-dimension settings of a table. Invariant (after `TableSpec.validated`): 1 <= blocks <= 64;
+/// blockSizes empty (equal splits) or blocks - 1 positive sizes (the last block takes the rest);
+/// alphaLearningRate > 0; alphaL1 >= 0.
+public struct DnisConfig: Sendable, Equatable {
+    public var blocks: Int
+    public var blockSizes: [UInt64] = []
+    public var alphaLearningRate: Float = 0.01
+    public var alphaL1: Float = 1e-5
+    public init(blocks: Int = 10) { self.blocks = blocks }
+
+    /// Rows per block (most frequent first) for `rows` rows ranked by frequency; sums to `rows`.
+    public func blockRows(total rows: UInt64) -> [UInt64] {
+        if blockSizes.isEmpty {
+            let s = UInt64(blocks)
+            return (0..<blocks).map { rows / s + (UInt64($0) < rows % s ? 1 : 0) }
+        }
+        var left = rows
+        var out: [UInt64] = []
+        for size in blockSizes { let n = min(size, left); out.append(n); left -= n }
+        out.append(left)
+        return out
+    }
+}
+
 /// A validated table definition. Invariant: every value satisfies the rules in `validated()`; two shards
 /// holding the same name hold equal specs.
 public struct TableSpec: Sendable, Equatable {
@@ -155,6 +179,8 @@ public struct TableSpec: Sendable, Equatable {
     public var semantic: SemanticConfig? = nil
     /// Set for a dynamic-sparsity table: rows keep a fixed budget of active entries.
     public var sparsity: SparsityConfig? = nil
+    /// Set for a DNIS table: frequency blocks with learned per-dimension weights, then pruning.
+    public var dnis: DnisConfig? = nil
 
     public init(name: String, dim: Int, optimizer: OptimizerConfig, initializer: InitializerConfig = InitializerConfig()) {
         self.name = name; self.dim = dim; self.optimizer = optimizer; self.initializer = initializer
@@ -172,9 +198,12 @@ public struct TableSpec: Sendable, Equatable {
         case .ftrl: [0, optimizer.initialAccumulator]
         }
     }
-    /// The sparse row layout of a dynamic-sparsity table.
+    /// The masked row layout of a dynamic-sparsity table (with growth scores) or of a DNIS table (meta words:
+    /// push count, block).
     public var sparseFormat: SparseRowFormat? {
-        sparsity == nil ? nil : SparseRowFormat(dim: dim, stateSlots: optimizer.kind.stateSlots, stateFill: stateFill)
+        if sparsity != nil { return SparseRowFormat(dim: dim, stateSlots: optimizer.kind.stateSlots, stateFill: stateFill) }
+        if dnis != nil { return SparseRowFormat(dim: dim, stateSlots: optimizer.kind.stateSlots, stateFill: stateFill, growthScores: false, metaWords: 2) }
+        return nil
     }
 
     public static let maxDim = 65536
@@ -207,6 +236,16 @@ public struct TableSpec: Sendable, Equatable {
                 throw bad("semantic levels must be 1...16 and codebook size 2...65536")
             }
             do { _ = try s.makeTokenizer() } catch { throw bad("\(error)") }
+        }
+        if let d = dnis {
+            guard sparsity == nil, semantic == nil else { throw bad("a DNIS table cannot also be a sparsity or semantic table") }
+            guard d.blocks >= 1, d.blocks <= 64 else { throw bad("dnis blocks \(d.blocks) must be 1...64") }
+            guard d.blockSizes.isEmpty || (d.blockSizes.count == d.blocks - 1 && d.blockSizes.allSatisfy { $0 > 0 }) else {
+                throw bad("dnis block_sizes needs \(d.blocks - 1) positive sizes (the last block takes the rest) or none (equal splits)")
+            }
+            guard d.alphaLearningRate.isFinite, d.alphaLearningRate > 0, d.alphaL1.isFinite, d.alphaL1 >= 0 else {
+                throw bad("dnis alpha_learning_rate must be > 0 and alpha_l1 >= 0")
+            }
         }
         if let d = sparsity {
             guard d.density > 0, d.density < 1 else { throw bad("sparsity density \(d.density) must be in (0, 1); leave sparsity unset for a dense table") }
@@ -261,6 +300,13 @@ extension TableSpec {
             }
             semantic = SemanticConfig(tokenizer: kind, levels: Int(ws.levels), codebookSize: Int(ws.codebookSize), budget: ws.budget)
         }
+        if let wd = w.dnis {
+            var d = DnisConfig(blocks: wd.blocks == 0 ? 10 : Int(wd.blocks))
+            d.blockSizes = wd.blockSizes
+            if wd.alphaLearningRate != 0 { d.alphaLearningRate = wd.alphaLearningRate }
+            d.alphaL1 = wd.alphaL1 == 0 ? 1e-5 : max(0, wd.alphaL1)
+            dnis = d
+        }
         if let ws = w.sparsity {
             var d = SparsityConfig(density: ws.density)
             d.seed = ws.seed
@@ -300,6 +346,11 @@ extension TableSpec {
             ws.density = d.density; ws.seed = d.seed; ws.growthDecay = d.growthDecay; ws.regrowInterval = UInt32(d.regrowInterval)
             ws.updateFractionStart = d.fractionStart; ws.updateFractionEnd = d.fractionEnd; ws.regrowRounds = UInt32(d.rounds)
             w.sparsity = ws
+        }
+        if let d = dnis {
+            var wd = WireDnisConfig()
+            wd.blocks = UInt32(d.blocks); wd.blockSizes = d.blockSizes; wd.alphaLearningRate = d.alphaLearningRate; wd.alphaL1 = d.alphaL1 == 0 ? -1 : d.alphaL1
+            w.dnis = wd
         }
         return w
     }

@@ -13,7 +13,7 @@ extension EngineError: RPCStatusConvertible {
         case .tooLarge: .resourceExhausted
         case .storage: .internalError
         case .unknownItem: .notFound
-        case .notSemantic, .notSparse, .sparsityStepTooLarge: .failedPrecondition
+        case .notSemantic, .notSparse, .sparsityStepTooLarge, .notDnis, .dnisPruned, .notAlphaPrimary: .failedPrecondition
         }
         return RPCStatus(code, description)
     }
@@ -118,6 +118,43 @@ public final class ShardService: Sendable {
             let req = try message.withUnsafeBytes { try WireSparsityStepRequest(decoding: $0) }
             let r = try engine.sparsityStep(table: req.table, prune: req.prune, grow: req.grow, round: req.round)
             return OutgoingMessage(bytes: WireSparsityStepResponse(pruned: r.pruned, grown: r.grown, active: r.active, round: r.round, rows: r.rows).encoded())
+        }
+        server.register(ShardMethod.dnisReport) { _, message in
+            let req = try message.withUnsafeBytes { try WireTableNameRequest(decoding: $0) }
+            let r = try engine.dnisReport(table: req.table)
+            var w = WireDnisReport()
+            w.pruned = r.pruned; w.alphaVersion = r.alphaVersion; w.alpha = r.alpha
+            w.blocks = r.blocks.map { WireDnisBlockStats(rows: $0.rows, active: $0.active, storedBytes: $0.storedBytes, denseBytes: $0.denseBytes) }
+            w.frequencyHistogram = r.frequencyHistogram; w.magnitudeHistogram = r.magnitudeHistogram; w.assignmentRound = r.assignmentRound
+            return OutgoingMessage(bytes: w.encoded())
+        }
+        server.register(ShardMethod.dnisAssignBlocks) { _, message in
+            let req = try message.withUnsafeBytes { try WireDnisAssignRequest(decoding: $0) }
+            return OutgoingMessage(bytes: WireDnisAssignResponse(rowsPerBlock: try engine.dnisAssign(table: req.table, take: req.take)).encoded())
+        }
+        server.register(ShardMethod.dnisAlpha) { _, message in
+            let req = try message.withUnsafeBytes { try WireDnisAlphaRequest(decoding: $0) }
+            let (version, alpha, pruned) = try engine.dnisAlpha(table: req.table, gradient: req.gradient, setVersion: req.setVersion, setAlpha: req.setAlpha)
+            return OutgoingMessage(bytes: WireDnisAlphaResponse(version: version, alpha: alpha, pruned: pruned).encoded())
+        }
+        server.register(ShardMethod.dnisAlphaGradient) { _, message in
+            let (partial, rows) = try message.withUnsafeBytes { bytes in
+                try RowMessageDecoder.withPushRequest(bytes) { req in
+                    (try engine.dnisAlphaGradient(table: req.table, ids: req.ids, gradientBytes: req.gradientBytes), req.ids.count)
+                }
+            }
+            return OutgoingMessage(bytes: WireDnisAlphaGradientResponse(partial: partial, rows: UInt64(rows)).encoded())
+        }
+        server.register(ShardMethod.dnisPrune) { _, message in
+            let req = try message.withUnsafeBytes { try WireDnisPruneRequest(decoding: $0) }
+            let r = try engine.dnisPrune(table: req.table, prune: req.prune, threshold: req.threshold)
+            return OutgoingMessage(bytes: WireDnisPruneResponse(pruned: r.pruned, active: r.active, rows: r.rows).encoded())
+        }
+        server.register(ShardMethod.pullCompact) { _, message in
+            let r = try message.withUnsafeBytes { bytes in
+                try RowMessageDecoder.withPullRequest(bytes) { req in try engine.pullCompact(table: req.table, ids: req.ids) }
+            }
+            return OutgoingMessage(bytes: WireCompactRows(dim: UInt32(r.dim), masks: r.masks, values: r.values).encoded())
         }
         server.register(ShardMethod.healthCheck) { _, message in
             let req = try message.withUnsafeBytes { try WireHealthCheckRequest(decoding: $0) }

@@ -17,25 +17,31 @@ public enum RowKey {
     }
 }
 
-/// Where the parts of a sparse (dynamic-sparsity) row sit in its in-memory form. The memory form is
-/// full-width: `[weights (dim)][optimizer state (stateSlots * dim)][growth score (dim)][mask words][fired words]`,
-/// the mask and fired bitmaps being `wordCount` UInt32 words each stored in Float-sized cells (bit j of word
-/// j/32 is entry j). Invariant: inactive entries hold weight 0 and the optimizer's initial state
-/// (`stateFill[slot]`); `fired` is a superset of `mask`.
+/// Where the parts of a masked row sit in its in-memory form. The memory form is full-width:
+/// `[weights (dim)][optimizer state (stateSlots * dim)][growth score (dim, when growthScores)][mask words]
+/// [fired words][meta words]`, the mask and fired bitmaps being `wordCount` UInt32 words each stored in
+/// Float-sized cells (bit j of word j/32 is entry j), and `metaWords` UInt32 cells of per-row metadata.
+/// Invariant: inactive entries hold weight 0 and the optimizer's initial state (`stateFill[slot]`); `fired`
+/// is a superset of `mask`. Used by dynamic-sparsity tables (growth scores) and DNIS tables (no scores;
+/// meta = frequency count and block).
 public struct SparseRowFormat: Sendable, Equatable {
     public let dim: Int
     public let stateSlots: Int
     public let stateFill: [Float]
-    public init(dim: Int, stateSlots: Int, stateFill: [Float]) {
+    public let growthScores: Bool
+    public let metaWords: Int
+    public init(dim: Int, stateSlots: Int, stateFill: [Float], growthScores: Bool = true, metaWords: Int = 0) {
         precondition(stateFill.count == stateSlots)
         self.dim = dim; self.stateSlots = stateSlots; self.stateFill = stateFill
+        self.growthScores = growthScores; self.metaWords = metaWords
     }
     public var wordCount: Int { (dim + 31) / 32 }
     public var scoreOffset: Int { dim * (1 + stateSlots) }
-    public var maskOffset: Int { scoreOffset + dim }
+    public var maskOffset: Int { scoreOffset + (growthScores ? dim : 0) }
     public var firedOffset: Int { maskOffset + wordCount }
+    public var metaOffset: Int { firedOffset + wordCount }
     /// Floats of the in-memory form.
-    public var memoryFloats: Int { firedOffset + wordCount }
+    public var memoryFloats: Int { metaOffset + metaWords }
 
     @inline(__always) public func word(_ row: UnsafePointer<Float>, _ offset: Int, _ w: Int) -> UInt32 { row[offset + w].bitPattern }
     @inline(__always) public func isActive(_ row: UnsafePointer<Float>, _ j: Int) -> Bool { word(row, maskOffset, j >> 5) & (1 << UInt32(j & 31)) != 0 }
@@ -45,6 +51,8 @@ public struct SparseRowFormat: Sendable, Equatable {
         if on { w |= 1 << UInt32(j & 31) } else { w &= ~(1 << UInt32(j & 31)) }
         row[offset + (j >> 5)] = Float(bitPattern: w)
     }
+    @inline(__always) public func meta(_ row: UnsafePointer<Float>, _ i: Int) -> UInt32 { row[metaOffset + i].bitPattern }
+    @inline(__always) public func setMeta(_ row: UnsafeMutablePointer<Float>, _ i: Int, _ v: UInt32) { row[metaOffset + i] = Float(bitPattern: v) }
     /// Active entries of a row.
     public func activeCount(_ row: UnsafePointer<Float>) -> Int {
         (0..<wordCount).reduce(0) { $0 + word(row, maskOffset, $1).nonzeroBitCount }
@@ -54,7 +62,7 @@ public struct SparseRowFormat: Sendable, Equatable {
     }
     /// Bytes of the stored form of a row with `active` active entries.
     public func encodedLength(active: Int) -> Int {
-        RowCodec.headerLength + 8 * wordCount + 4 * active * (1 + stateSlots) + 2 * (dim - active)
+        RowCodec.headerLength + 8 * wordCount + 4 * metaWords + 4 * active * (1 + stateSlots) + (growthScores ? 2 * (dim - active) : 0)
     }
 }
 
@@ -64,10 +72,11 @@ public struct SparseRowFormat: Sendable, Equatable {
 ///
 /// - Dense rows (version 1): `floatCount` little-endian float32 (the weights, then the optimizer's state
 ///   slots). `encodedLength == 16 + 4 * floatCount`.
-/// - Sparse rows (version 2, dynamic-sparsity tables): the mask and fired bitmaps (`wordCount` LE UInt32
-///   each), then the active entries only: their weights, then each state slot's values for them (float32),
-///   then the growth scores of the inactive entries as float16. Bytes fall with density: a row of density d
-///   costs `16 + 8 * words + dim * (4 * d * (1 + slots) + 2 * (1 - d))`.
+/// - Masked rows (version 2, dynamic-sparsity and DNIS tables): the mask and fired bitmaps (`wordCount` LE
+///   UInt32 each), the meta words (LE UInt32), then the active entries only: their weights, then each state
+///   slot's values for them (float32), then (with growth scores) the scores of the inactive entries as
+///   float16. Bytes fall with density: a row of density d costs
+///   `16 + 8 * words + 4 * meta + dim * (4 * d * (1 + slots) + 2 * (1 - d) [scores])`.
 public struct RowCodec: Sendable {
     public static let version: UInt8 = 1
     public static let sparseVersion: UInt8 = 2
@@ -101,14 +110,16 @@ public struct RowCodec: Sendable {
             return encodedLength
         }
         var o = Self.headerLength
-        (p + o).copyMemory(from: floats + f.maskOffset, byteCount: 8 * f.wordCount)
-        o += 8 * f.wordCount
+        (p + o).copyMemory(from: floats + f.maskOffset, byteCount: 4 * (2 * f.wordCount + f.metaWords))
+        o += 4 * (2 * f.wordCount + f.metaWords)
         for part in 0...f.stateSlots {
             let base = floats + part * f.dim
             for j in 0..<f.dim where f.isActive(floats, j) { p.storeBytes(of: base[j], toByteOffset: o, as: Float.self); o += 4 }
         }
-        for j in 0..<f.dim where !f.isActive(floats, j) {
-            p.storeBytes(of: Float16(floats[f.scoreOffset + j]).bitPattern, toByteOffset: o, as: UInt16.self); o += 2
+        if f.growthScores {
+            for j in 0..<f.dim where !f.isActive(floats, j) {
+                p.storeBytes(of: Float16(floats[f.scoreOffset + j]).bitPattern, toByteOffset: o, as: UInt16.self); o += 2
+            }
         }
         return o
     }
@@ -135,8 +146,9 @@ public struct RowCodec: Sendable {
             UnsafeMutableRawPointer(floats).copyMemory(from: bytes.baseAddress! + Self.headerLength, byteCount: 4 * floatCount)
             return header
         }
-        guard bytes.count >= Self.headerLength + 8 * f.wordCount else { throw RowCodecError("sparse row is \(bytes.count) bytes, too short for its bitmaps") }
-        UnsafeMutableRawPointer(floats + f.maskOffset).copyMemory(from: bytes.baseAddress! + Self.headerLength, byteCount: 8 * f.wordCount)
+        let fixed = 4 * (2 * f.wordCount + f.metaWords)
+        guard bytes.count >= Self.headerLength + fixed else { throw RowCodecError("sparse row is \(bytes.count) bytes, too short for its bitmaps") }
+        UnsafeMutableRawPointer(floats + f.maskOffset).copyMemory(from: bytes.baseAddress! + Self.headerLength, byteCount: fixed)
         let tail = UInt32(f.dim % 32)
         if tail != 0 {
             let spare = ~((UInt32(1) << tail) - 1)
@@ -148,7 +160,7 @@ public struct RowCodec: Sendable {
         guard bytes.count == f.encodedLength(active: active) else {
             throw RowCodecError("sparse row is \(bytes.count) bytes, expected \(f.encodedLength(active: active)) for \(active) active of \(f.dim)")
         }
-        var o = Self.headerLength + 8 * f.wordCount
+        var o = Self.headerLength + fixed
         for part in 0...f.stateSlots {
             let base = floats + part * f.dim
             let fill: Float = part == 0 ? 0 : f.stateFill[part - 1]
@@ -156,9 +168,11 @@ public struct RowCodec: Sendable {
                 if f.isActive(floats, j) { base[j] = bytes.loadUnaligned(fromByteOffset: o, as: Float.self); o += 4 } else { base[j] = fill }
             }
         }
-        for j in 0..<f.dim {
-            if f.isActive(floats, j) { floats[f.scoreOffset + j] = 0 } else {
-                floats[f.scoreOffset + j] = Float(Float16(bitPattern: bytes.loadUnaligned(fromByteOffset: o, as: UInt16.self))); o += 2
+        if f.growthScores {
+            for j in 0..<f.dim {
+                if f.isActive(floats, j) { floats[f.scoreOffset + j] = 0 } else {
+                    floats[f.scoreOffset + j] = Float(Float16(bitPattern: bytes.loadUnaligned(fromByteOffset: o, as: UInt16.self))); o += 2
+                }
             }
         }
         return header

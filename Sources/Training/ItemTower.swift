@@ -51,6 +51,7 @@ final class ItemTower: @unchecked Sendable {
         if kind.usesIds {
             var spec = TableSpec(name: "\(t.run).item", dim: t.dim, optimizer: opt, initializer: initializer)
             spec.sparsity = t.sparsity
+            spec.dnis = t.dnisTableConfig
             let idRows = kind == .idSpm ? budget / 2 : budget
             if idRows > 0 { spec.hashMode = .fixedBudget; spec.rowBudget = UInt64(idRows); spec.hashSeed = 17; rows += idRows }
             else { rows += data.itemIds.count }

@@ -1,5 +1,6 @@
 import Foundation
 import CLI
+import Client
 
 /// The human table of a training report.
 public func renderReport(_ r: TrainingReport) -> String {
@@ -43,5 +44,31 @@ public func renderDensityComparison(_ reports: [TrainingReport]) -> String {
     var out = renderTable(["density", "Recall@20", "NDCG@20", "recall vs dense", "parameters", "= budget", "params vs dense", "bytes/row", "bytes vs dense",
                            "fired", "regrow rounds"], rows)
     if let pop = base?.test[1] { out += "\npopularity baseline: Recall@20 \(f(pop.recallAt20)), NDCG@20 \(f(pop.ndcgAt20))" }
+    return out
+}
+
+/// A full-dimension baseline (first report) against DNIS runs: quality, parameters and bytes with ratios to
+/// the baseline, then the per-block dimensions each DNIS run ended with.
+public func renderDnisComparison(_ reports: [TrainingReport]) -> String {
+    func f(_ x: Double) -> String { String(format: "%.4f", x) }
+    guard let base = reports.first else { return "" }
+    let bp = Double(max(1, base.footprint?.parameters ?? 1)), bb = Double(max(1, base.footprint?.storedBytes ?? 1))
+    let rows = reports.map { r -> [String] in
+        let m = r.test[0], fp = r.footprint
+        let label = r.dnis == nil ? "full dim \(r.dim)" : "DNIS prune \(r.run.split(separator: "-").last.map(String.init) ?? "?")"
+        return [label, f(m.recallAt20), f(m.ndcgAt20), String(format: "%.3f", m.recallAt20 / max(1e-9, base.test[0].recallAt20)),
+                "\(fp?.parameters ?? 0)", String(format: "%.2f", Double(fp?.parameters ?? 0) / bp),
+                String(format: "%.1f", Double(fp?.storedBytes ?? 0) / Double(max(1, fp?.rows ?? 1))), String(format: "%.2f", Double(fp?.storedBytes ?? 0) / bb)]
+    }
+    var out = renderTable(["model", "Recall@20", "NDCG@20", "recall vs full", "parameters", "params vs full", "bytes/row", "bytes vs full"], rows)
+    out += "\npopularity baseline: Recall@20 \(f(base.test[1].recallAt20))"
+    for r in reports {
+        for s in r.dnis ?? [] {
+            out += "\n\n\(s.table): mean dimension per frequency block (block 0 = most frequent)\n"
+            out += renderTable(["block", "rows", "mean dim", "parameters", "alpha mean", "bytes", "dense bytes"],
+                               s.blocks.map { ["\($0.block)", "\($0.rows)", String(format: "%.1f", $0.meanDimension), "\($0.parameters)",
+                                               String(format: "%.3f", $0.alphaMean), "\($0.storedBytes)", "\($0.denseBytes)"] })
+        }
+    }
     return out
 }

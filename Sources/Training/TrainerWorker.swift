@@ -23,7 +23,24 @@ public struct TrainerConfiguration: Sendable {
     /// Dynamic sparsity of the user and item id tables (nil = dense). Rank 0 runs a prune-and-regrow step
     /// every `regrowInterval` global training steps; the update fraction decays over the whole run.
     public var sparsity: SparsityConfig? = nil
+    /// DNIS mixed dimensions for the user and item id tables (nil = off); `epochs` is then the warm start.
+    public var dnis: DnisTraining? = nil
     public init(dataPath: String) { self.dataPath = dataPath }
+    /// Epochs of the whole run (DNIS adds search and retrain epochs after the warm start).
+    public var totalEpochs: Int { epochs + (dnis.map { $0.searchEpochs + $0.retrainEpochs } ?? 0) }
+}
+
+/// The DNIS schedule of a run: `epochs` of warm start (alpha fixed at 1), frequency blocks assigned, then
+/// `searchEpochs` of the bi-level loop (each train batch updates the rows, then a validation batch updates
+/// alpha on the shards), then pruning of `pruneRatio` of all entries (global percentile of |alpha * v|) and
+/// `retrainEpochs` of training the pruned rows.
+public struct DnisTraining: Sendable {
+    public var blocks = 10
+    public var searchEpochs = 5
+    public var pruneRatio = 0.5
+    public var retrainEpochs = 5
+    public var alphaLearningRate: Float = 0.01
+    public init() {}
 }
 
 /// Size of the embedding tables at the end of a run: parameters (active entries for sparse tables) and the
@@ -57,6 +74,8 @@ public struct TrainingReport: Sendable, Codable {
     public var test: [RankingMetrics]
     public var validation: [RankingMetrics]
     public var footprint: EmbeddingFootprint? = nil
+    /// DNIS runs: per-table block summaries after pruning.
+    public var dnis: [DnisSummary]? = nil
 }
 
 /// A trainer worker: trains MF-BPR whose user and item tables live on EmbedPS, on the users assigned to its
@@ -83,6 +102,7 @@ public final class TrainerWorker: @unchecked Sendable {
         let initializer = InitializerConfig.normal(mean: 0, stddev: 0.1, seed: config.seed)
         var spec = TableSpec(name: userTable, dim: config.dim, optimizer: opt, initializer: initializer)
         spec.sparsity = config.sparsity
+        spec.dnis = config.dnisTableConfig
         try await client.createTable(spec)
         try await client.createTable(TableSpec(name: progressTable, dim: 1, optimizer: OptimizerConfig(kind: .sgd, learningRate: 1)))
     }
@@ -118,6 +138,11 @@ public final class TrainerWorker: @unchecked Sendable {
             sp.rounds = max(1, steps / max(1, sp.regrowInterval))
             config.sparsity = sp
         }
+        if config.dnis != nil {
+            guard config.worldSize == 1, config.itemTower.kind == .id else {
+                throw DataError("DNIS runs with one worker (--world-size 1) and the id item tower for now")
+            }
+        }
         try await createTables()
         let tower = try await ItemTower.setUp(config.itemTower, trainer: config, client: client, data: data, split: split, log: log)
         self.tower = tower
@@ -128,23 +153,29 @@ public final class TrainerWorker: @unchecked Sendable {
                 "(train \(split.train.count), validation \(split.validation.count), test \(split.test.count))")
         }
         if startEpoch > 0 { log("rank \(config.rank): resuming after epoch \(startEpoch) (from the cluster's progress table)") }
-        log("rank \(config.rank)/\(config.worldSize): \(mine.count) train interactions, epochs \(startEpoch + 1)...\(config.epochs)")
+        log("rank \(config.rank)/\(config.worldSize): \(mine.count) train interactions, epochs \(startEpoch + 1)...\(config.totalEpochs)")
         let evaluator = RankingEvaluator(split: split)
         var validation: [RankingMetrics] = []
         var lastLoss = 0.0
-        for epoch in startEpoch..<config.epochs {
-            lastLoss = try await trainEpoch(epoch, examples: mine, data: data, split: split)
+        for epoch in startEpoch..<config.totalEpochs {
+            let searching = try await dnisPhaseChange(before: epoch)
+            lastLoss = try await trainEpoch(epoch, examples: mine, data: data, split: split, searching: searching)
             try await client.push(table: progressTable, ids: [UInt64(config.rank)], gradients: [-1])
             try await barrier(epoch + 1)
-            if config.rank == 0 && (config.evaluateEveryEpoch || epoch + 1 == config.epochs) {
+            if config.rank == 0 && (config.evaluateEveryEpoch || epoch + 1 == config.totalEpochs) {
                 var m = try await evaluate(evaluator, data: data, heldOut: split.validation, exclude: [])
                 m.split = "validation"
                 validation.append(m)
-                log(String(format: "epoch %d/%d done: loss %.4f  validation Recall@20 %.4f  NDCG@20 %.4f", epoch + 1, config.epochs, lastLoss, m.recallAt20, m.ndcgAt20))
+                log(String(format: "epoch %d/%d done: loss %.4f  validation Recall@20 %.4f  NDCG@20 %.4f", epoch + 1, config.totalEpochs, lastLoss, m.recallAt20, m.ndcgAt20))
             }
         }
         guard config.rank == 0 else { return nil }
         let footprint = try await embeddingFootprint()
+        var dnisSummaries: [DnisSummary]? = nil
+        if config.dnis != nil {
+            dnisSummaries = []
+            for table in sparseTables { dnisSummaries?.append(try await client.dnisSummary(table: table)) }
+        }
         var test = try await evaluate(evaluator, data: data, heldOut: split.test, exclude: split.validation)
         test.split = "test"
         var pop = evaluator.evaluatePopularity(heldOut: split.test, exclude: split.validation, items: nItems)
@@ -152,10 +183,10 @@ public final class TrainerWorker: @unchecked Sendable {
         return TrainingReport(run: config.run, workers: config.worldSize, shards: client.shardCount, epochs: config.epochs, dim: config.dim,
                               trainInteractions: split.train.count, users: data.userIds.count, items: nItems,
                               seconds: Date().timeIntervalSince(started), finalLoss: lastLoss, itemTower: config.itemTower.kind.rawValue,
-                              itemRows: tower.rows, test: [test, pop], validation: validation, footprint: footprint)
+                              itemRows: tower.rows, test: [test, pop], validation: validation, footprint: footprint, dnis: dnisSummaries)
     }
 
-    /// Tables whose rows are sparse when `config.sparsity` is set.
+    /// Tables whose rows are sparse when `config.sparsity` or `config.dnis` is set.
     var sparseTables: [String] { [userTable] + (tower.idTable.map { [$0] } ?? []) }
 
     /// Parameters and stored bytes of the user and item id tables (exact counts from the shards).
@@ -163,7 +194,11 @@ public final class TrainerWorker: @unchecked Sendable {
         var f = EmbeddingFootprint(density: 1, rows: 0, parameters: 0, budget: 0, storedBytes: 0, denseBytes: 0, firedFraction: 1, regrowRounds: 0)
         var fired: UInt64 = 0
         for table in sparseTables {
-            if config.sparsity != nil {
+            if config.dnis != nil {
+                let s = try await client.dnisSummary(table: table)
+                f.rows += s.rows; f.parameters += s.parameters; f.budget += s.parameters; f.storedBytes += s.storedBytes; f.denseBytes += s.denseBytes
+                fired += s.parameters
+            } else if config.sparsity != nil {
                 let s = try await client.sparsitySummary(table: table)
                 f.rows += s.rows; f.parameters += s.active; f.budget += s.budget; f.storedBytes += s.storedBytes; f.denseBytes += s.denseBytes
                 fired += s.fired; f.regrowRounds = max(f.regrowRounds, s.round)
@@ -190,8 +225,55 @@ public final class TrainerWorker: @unchecked Sendable {
         }
     }
 
-    /// One pass over this worker's examples in a seeded shuffle; returns the mean loss.
-    func trainEpoch(_ epoch: Int, examples: [(user: Int, item: Int)], data: InteractionData, split: LeaveLastOutSplit) async throws -> Double {
+    /// DNIS phase changes at the start of `epoch`: blocks are assigned after the warm start and the tables
+    /// pruned after the search (each done once: a resumed run finds them done on the shards). Returns whether
+    /// `epoch` is a search epoch.
+    func dnisPhaseChange(before epoch: Int) async throws -> Bool {
+        guard let d = config.dnis, config.rank == 0 else { return false }
+        if epoch == config.epochs || (epoch > config.epochs && epoch < config.epochs + d.searchEpochs) {
+            for table in sparseTables where try await client.dnisReports(table: table).allSatisfy({ $0.assignmentRound == 0 }) {
+                let rows = try await client.dnisAssignBlocks(table: table)
+                log("DNIS \(table): \(d.blocks) frequency blocks assigned (rows per block \(rows.map(String.init).joined(separator: " "))); alpha search starts")
+            }
+        }
+        if epoch >= config.epochs + d.searchEpochs {
+            for table in sparseTables where try await !client.dnisAlpha(table: table).pruned {
+                let r = try await client.dnisPrune(table: table, ratio: d.pruneRatio)
+                log(String(format: "DNIS %@: pruned %.0f%% of %llu entries (threshold |alpha*v| < %.2e), %llu left, %.2f s", table, d.pruneRatio * 100,
+                           r.entriesBefore, r.threshold, r.entriesAfter, r.seconds))
+            }
+        }
+        return epoch >= config.epochs && epoch < config.epochs + d.searchEpochs
+    }
+
+    /// One validation batch of the DNIS bi-level loop: BPR gradients of the validation loss with respect to the
+    /// pulled (alpha-scaled) rows go to the shards as alpha gradients.
+    func alphaStep(_ split: LeaveLastOutSplit, data: InteractionData, rng: inout SplitMix64) async throws {
+        let dim = config.dim, nItems = data.itemIds.count
+        let batch = (0..<min(config.batchSize, split.validation.count)).map { _ in split.validation[Int(rng.next() % UInt64(split.validation.count))] }
+        let negatives = batch.map { _ in Int(rng.next() % UInt64(nItems)) }
+        let users = Array(Set(batch.map(\.user))).sorted(), items = Array(Set(batch.map(\.item) + negatives)).sorted()
+        let userPos = Dictionary(uniqueKeysWithValues: users.enumerated().map { ($1, $0) }), itemPos = Dictionary(uniqueKeysWithValues: items.enumerated().map { ($1, $0) })
+        let userIds = users.map { data.userIds[$0] }, itemIds = items.map { data.itemIds[$0] }
+        let userRows = FloatBuffer(count: users.count * dim), itemRows = FloatBuffer(count: items.count * dim)
+        async let pu: Void = client.pull(table: userTable, ids: userIds, into: userRows)
+        async let pi: Void = tower.pull(itemIds, into: itemRows)
+        _ = try await (pu, pi)
+        let gu = FloatBuffer(count: users.count * dim), gi = FloatBuffer(count: items.count * dim)
+        for (n, ex) in batch.enumerated() {
+            let u = userPos[ex.user]!, i = itemPos[ex.item]!, j = itemPos[negatives[n]]!
+            _ = BPRModel.accumulateGradients(user: userRows.base + u * dim, positive: itemRows.base + i * dim, negative: itemRows.base + j * dim,
+                                             dim: dim, l2: 0, gu: gu.base + u * dim, gi: gi.base + i * dim, gj: gi.base + j * dim)
+        }
+        guard let itemTable = tower.idTable else { return }
+        async let a = client.dnisPushAlphaGradient(table: userTable, ids: userIds, gradients: gu)
+        async let b = client.dnisPushAlphaGradient(table: itemTable, ids: itemIds, gradients: gi)
+        _ = try await (a, b)
+    }
+
+    /// One pass over this worker's examples in a seeded shuffle; returns the mean loss. With `searching`, every
+    /// train batch is followed by a DNIS validation batch.
+    func trainEpoch(_ epoch: Int, examples: [(user: Int, item: Int)], data: InteractionData, split: LeaveLastOutSplit, searching: Bool = false) async throws -> Double {
         var rng = SplitMix64(seed: config.seed &* 1_000_003 &+ UInt64(config.rank) &* 7919 &+ UInt64(epoch))
         var order = Array(examples.indices)
         for i in stride(from: order.count - 1, to: 0, by: -1) { order.swapAt(i, Int(rng.next() % UInt64(i + 1))) }
@@ -199,7 +281,8 @@ public final class TrainerWorker: @unchecked Sendable {
         var totalLoss = 0.0
         var rowsMoved = 0
         let started = Date()
-        let progress = ProgressLine(label: "rank \(config.rank) epoch \(epoch + 1)/\(config.epochs)", total: order.count, log: log)
+        let phase = config.dnis == nil ? "" : (epoch < config.epochs ? " (warm start)" : (searching ? " (alpha search)" : " (pruned)"))
+        let progress = ProgressLine(label: "rank \(config.rank) epoch \(epoch + 1)/\(config.totalEpochs)\(phase)", total: order.count, log: log)
         var pending: [Task<Void, Error>] = []
         var done = 0
         while done < order.count {
@@ -238,6 +321,7 @@ public final class TrainerWorker: @unchecked Sendable {
             while pending.count > config.maxInflightPushes { try await pending.removeFirst().value }
             rowsMoved += 2 * (users.count + items.count)
             done += batch.count
+            if searching { try await alphaStep(split, data: data, rng: &rng) }
             try await maybeRegrow(step: epoch * ((examples.count + config.batchSize - 1) / config.batchSize) + (done + config.batchSize - 1) / config.batchSize)
             progress.update(done: done, detail: String(format: "loss %.4f  %.0f rows/s", totalLoss / Double(done), Double(rowsMoved) / max(1e-3, Date().timeIntervalSince(started))))
         }
@@ -299,5 +383,12 @@ final class ProgressLine: @unchecked Sendable {
     func finish(detail: String) {
         if tty { FileHandle.standardError.write(Data("\r".utf8)) }
         log("\(label) \(bar(total)) 100%  \(detail)")
+    }
+}
+
+extension TrainerConfiguration {
+    /// The DnisConfig of the user and item id tables of a DNIS run.
+    var dnisTableConfig: DnisConfig? {
+        dnis.map { d in var c = DnisConfig(blocks: d.blocks); c.alphaLearningRate = d.alphaLearningRate; return c }
     }
 }

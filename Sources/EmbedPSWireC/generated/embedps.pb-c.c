@@ -97,6 +97,51 @@ void   embedps__v1__sparsity_config__free_unpacked
   assert(message->base.descriptor == &embedps__v1__sparsity_config__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   embedps__v1__dnis_config__init
+                     (Embedps__V1__DnisConfig         *message)
+{
+  static const Embedps__V1__DnisConfig init_value = EMBEDPS__V1__DNIS_CONFIG__INIT;
+  *message = init_value;
+}
+size_t embedps__v1__dnis_config__get_packed_size
+                     (const Embedps__V1__DnisConfig *message)
+{
+  assert(message->base.descriptor == &embedps__v1__dnis_config__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t embedps__v1__dnis_config__pack
+                     (const Embedps__V1__DnisConfig *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &embedps__v1__dnis_config__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t embedps__v1__dnis_config__pack_to_buffer
+                     (const Embedps__V1__DnisConfig *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &embedps__v1__dnis_config__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Embedps__V1__DnisConfig *
+       embedps__v1__dnis_config__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Embedps__V1__DnisConfig *)
+     protobuf_c_message_unpack (&embedps__v1__dnis_config__descriptor,
+                                allocator, len, data);
+}
+void   embedps__v1__dnis_config__free_unpacked
+                     (Embedps__V1__DnisConfig *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &embedps__v1__dnis_config__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   embedps__v1__optimizer_config__init
                      (Embedps__V1__OptimizerConfig         *message)
 {
@@ -1222,6 +1267,501 @@ void   embedps__v1__sparsity_step_response__free_unpacked
   assert(message->base.descriptor == &embedps__v1__sparsity_step_response__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   embedps__v1__dnis_report_request__init
+                     (Embedps__V1__DnisReportRequest         *message)
+{
+  static const Embedps__V1__DnisReportRequest init_value = EMBEDPS__V1__DNIS_REPORT_REQUEST__INIT;
+  *message = init_value;
+}
+size_t embedps__v1__dnis_report_request__get_packed_size
+                     (const Embedps__V1__DnisReportRequest *message)
+{
+  assert(message->base.descriptor == &embedps__v1__dnis_report_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t embedps__v1__dnis_report_request__pack
+                     (const Embedps__V1__DnisReportRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &embedps__v1__dnis_report_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t embedps__v1__dnis_report_request__pack_to_buffer
+                     (const Embedps__V1__DnisReportRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &embedps__v1__dnis_report_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Embedps__V1__DnisReportRequest *
+       embedps__v1__dnis_report_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Embedps__V1__DnisReportRequest *)
+     protobuf_c_message_unpack (&embedps__v1__dnis_report_request__descriptor,
+                                allocator, len, data);
+}
+void   embedps__v1__dnis_report_request__free_unpacked
+                     (Embedps__V1__DnisReportRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &embedps__v1__dnis_report_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   embedps__v1__dnis_block_stats__init
+                     (Embedps__V1__DnisBlockStats         *message)
+{
+  static const Embedps__V1__DnisBlockStats init_value = EMBEDPS__V1__DNIS_BLOCK_STATS__INIT;
+  *message = init_value;
+}
+size_t embedps__v1__dnis_block_stats__get_packed_size
+                     (const Embedps__V1__DnisBlockStats *message)
+{
+  assert(message->base.descriptor == &embedps__v1__dnis_block_stats__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t embedps__v1__dnis_block_stats__pack
+                     (const Embedps__V1__DnisBlockStats *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &embedps__v1__dnis_block_stats__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t embedps__v1__dnis_block_stats__pack_to_buffer
+                     (const Embedps__V1__DnisBlockStats *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &embedps__v1__dnis_block_stats__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Embedps__V1__DnisBlockStats *
+       embedps__v1__dnis_block_stats__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Embedps__V1__DnisBlockStats *)
+     protobuf_c_message_unpack (&embedps__v1__dnis_block_stats__descriptor,
+                                allocator, len, data);
+}
+void   embedps__v1__dnis_block_stats__free_unpacked
+                     (Embedps__V1__DnisBlockStats *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &embedps__v1__dnis_block_stats__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   embedps__v1__dnis_report_response__init
+                     (Embedps__V1__DnisReportResponse         *message)
+{
+  static const Embedps__V1__DnisReportResponse init_value = EMBEDPS__V1__DNIS_REPORT_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t embedps__v1__dnis_report_response__get_packed_size
+                     (const Embedps__V1__DnisReportResponse *message)
+{
+  assert(message->base.descriptor == &embedps__v1__dnis_report_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t embedps__v1__dnis_report_response__pack
+                     (const Embedps__V1__DnisReportResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &embedps__v1__dnis_report_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t embedps__v1__dnis_report_response__pack_to_buffer
+                     (const Embedps__V1__DnisReportResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &embedps__v1__dnis_report_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Embedps__V1__DnisReportResponse *
+       embedps__v1__dnis_report_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Embedps__V1__DnisReportResponse *)
+     protobuf_c_message_unpack (&embedps__v1__dnis_report_response__descriptor,
+                                allocator, len, data);
+}
+void   embedps__v1__dnis_report_response__free_unpacked
+                     (Embedps__V1__DnisReportResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &embedps__v1__dnis_report_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   embedps__v1__dnis_assign_request__init
+                     (Embedps__V1__DnisAssignRequest         *message)
+{
+  static const Embedps__V1__DnisAssignRequest init_value = EMBEDPS__V1__DNIS_ASSIGN_REQUEST__INIT;
+  *message = init_value;
+}
+size_t embedps__v1__dnis_assign_request__get_packed_size
+                     (const Embedps__V1__DnisAssignRequest *message)
+{
+  assert(message->base.descriptor == &embedps__v1__dnis_assign_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t embedps__v1__dnis_assign_request__pack
+                     (const Embedps__V1__DnisAssignRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &embedps__v1__dnis_assign_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t embedps__v1__dnis_assign_request__pack_to_buffer
+                     (const Embedps__V1__DnisAssignRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &embedps__v1__dnis_assign_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Embedps__V1__DnisAssignRequest *
+       embedps__v1__dnis_assign_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Embedps__V1__DnisAssignRequest *)
+     protobuf_c_message_unpack (&embedps__v1__dnis_assign_request__descriptor,
+                                allocator, len, data);
+}
+void   embedps__v1__dnis_assign_request__free_unpacked
+                     (Embedps__V1__DnisAssignRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &embedps__v1__dnis_assign_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   embedps__v1__dnis_assign_response__init
+                     (Embedps__V1__DnisAssignResponse         *message)
+{
+  static const Embedps__V1__DnisAssignResponse init_value = EMBEDPS__V1__DNIS_ASSIGN_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t embedps__v1__dnis_assign_response__get_packed_size
+                     (const Embedps__V1__DnisAssignResponse *message)
+{
+  assert(message->base.descriptor == &embedps__v1__dnis_assign_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t embedps__v1__dnis_assign_response__pack
+                     (const Embedps__V1__DnisAssignResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &embedps__v1__dnis_assign_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t embedps__v1__dnis_assign_response__pack_to_buffer
+                     (const Embedps__V1__DnisAssignResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &embedps__v1__dnis_assign_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Embedps__V1__DnisAssignResponse *
+       embedps__v1__dnis_assign_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Embedps__V1__DnisAssignResponse *)
+     protobuf_c_message_unpack (&embedps__v1__dnis_assign_response__descriptor,
+                                allocator, len, data);
+}
+void   embedps__v1__dnis_assign_response__free_unpacked
+                     (Embedps__V1__DnisAssignResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &embedps__v1__dnis_assign_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   embedps__v1__dnis_alpha_request__init
+                     (Embedps__V1__DnisAlphaRequest         *message)
+{
+  static const Embedps__V1__DnisAlphaRequest init_value = EMBEDPS__V1__DNIS_ALPHA_REQUEST__INIT;
+  *message = init_value;
+}
+size_t embedps__v1__dnis_alpha_request__get_packed_size
+                     (const Embedps__V1__DnisAlphaRequest *message)
+{
+  assert(message->base.descriptor == &embedps__v1__dnis_alpha_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t embedps__v1__dnis_alpha_request__pack
+                     (const Embedps__V1__DnisAlphaRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &embedps__v1__dnis_alpha_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t embedps__v1__dnis_alpha_request__pack_to_buffer
+                     (const Embedps__V1__DnisAlphaRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &embedps__v1__dnis_alpha_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Embedps__V1__DnisAlphaRequest *
+       embedps__v1__dnis_alpha_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Embedps__V1__DnisAlphaRequest *)
+     protobuf_c_message_unpack (&embedps__v1__dnis_alpha_request__descriptor,
+                                allocator, len, data);
+}
+void   embedps__v1__dnis_alpha_request__free_unpacked
+                     (Embedps__V1__DnisAlphaRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &embedps__v1__dnis_alpha_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   embedps__v1__dnis_alpha_response__init
+                     (Embedps__V1__DnisAlphaResponse         *message)
+{
+  static const Embedps__V1__DnisAlphaResponse init_value = EMBEDPS__V1__DNIS_ALPHA_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t embedps__v1__dnis_alpha_response__get_packed_size
+                     (const Embedps__V1__DnisAlphaResponse *message)
+{
+  assert(message->base.descriptor == &embedps__v1__dnis_alpha_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t embedps__v1__dnis_alpha_response__pack
+                     (const Embedps__V1__DnisAlphaResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &embedps__v1__dnis_alpha_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t embedps__v1__dnis_alpha_response__pack_to_buffer
+                     (const Embedps__V1__DnisAlphaResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &embedps__v1__dnis_alpha_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Embedps__V1__DnisAlphaResponse *
+       embedps__v1__dnis_alpha_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Embedps__V1__DnisAlphaResponse *)
+     protobuf_c_message_unpack (&embedps__v1__dnis_alpha_response__descriptor,
+                                allocator, len, data);
+}
+void   embedps__v1__dnis_alpha_response__free_unpacked
+                     (Embedps__V1__DnisAlphaResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &embedps__v1__dnis_alpha_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   embedps__v1__dnis_alpha_gradient_response__init
+                     (Embedps__V1__DnisAlphaGradientResponse         *message)
+{
+  static const Embedps__V1__DnisAlphaGradientResponse init_value = EMBEDPS__V1__DNIS_ALPHA_GRADIENT_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t embedps__v1__dnis_alpha_gradient_response__get_packed_size
+                     (const Embedps__V1__DnisAlphaGradientResponse *message)
+{
+  assert(message->base.descriptor == &embedps__v1__dnis_alpha_gradient_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t embedps__v1__dnis_alpha_gradient_response__pack
+                     (const Embedps__V1__DnisAlphaGradientResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &embedps__v1__dnis_alpha_gradient_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t embedps__v1__dnis_alpha_gradient_response__pack_to_buffer
+                     (const Embedps__V1__DnisAlphaGradientResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &embedps__v1__dnis_alpha_gradient_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Embedps__V1__DnisAlphaGradientResponse *
+       embedps__v1__dnis_alpha_gradient_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Embedps__V1__DnisAlphaGradientResponse *)
+     protobuf_c_message_unpack (&embedps__v1__dnis_alpha_gradient_response__descriptor,
+                                allocator, len, data);
+}
+void   embedps__v1__dnis_alpha_gradient_response__free_unpacked
+                     (Embedps__V1__DnisAlphaGradientResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &embedps__v1__dnis_alpha_gradient_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   embedps__v1__dnis_prune_request__init
+                     (Embedps__V1__DnisPruneRequest         *message)
+{
+  static const Embedps__V1__DnisPruneRequest init_value = EMBEDPS__V1__DNIS_PRUNE_REQUEST__INIT;
+  *message = init_value;
+}
+size_t embedps__v1__dnis_prune_request__get_packed_size
+                     (const Embedps__V1__DnisPruneRequest *message)
+{
+  assert(message->base.descriptor == &embedps__v1__dnis_prune_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t embedps__v1__dnis_prune_request__pack
+                     (const Embedps__V1__DnisPruneRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &embedps__v1__dnis_prune_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t embedps__v1__dnis_prune_request__pack_to_buffer
+                     (const Embedps__V1__DnisPruneRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &embedps__v1__dnis_prune_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Embedps__V1__DnisPruneRequest *
+       embedps__v1__dnis_prune_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Embedps__V1__DnisPruneRequest *)
+     protobuf_c_message_unpack (&embedps__v1__dnis_prune_request__descriptor,
+                                allocator, len, data);
+}
+void   embedps__v1__dnis_prune_request__free_unpacked
+                     (Embedps__V1__DnisPruneRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &embedps__v1__dnis_prune_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   embedps__v1__dnis_prune_response__init
+                     (Embedps__V1__DnisPruneResponse         *message)
+{
+  static const Embedps__V1__DnisPruneResponse init_value = EMBEDPS__V1__DNIS_PRUNE_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t embedps__v1__dnis_prune_response__get_packed_size
+                     (const Embedps__V1__DnisPruneResponse *message)
+{
+  assert(message->base.descriptor == &embedps__v1__dnis_prune_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t embedps__v1__dnis_prune_response__pack
+                     (const Embedps__V1__DnisPruneResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &embedps__v1__dnis_prune_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t embedps__v1__dnis_prune_response__pack_to_buffer
+                     (const Embedps__V1__DnisPruneResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &embedps__v1__dnis_prune_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Embedps__V1__DnisPruneResponse *
+       embedps__v1__dnis_prune_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Embedps__V1__DnisPruneResponse *)
+     protobuf_c_message_unpack (&embedps__v1__dnis_prune_response__descriptor,
+                                allocator, len, data);
+}
+void   embedps__v1__dnis_prune_response__free_unpacked
+                     (Embedps__V1__DnisPruneResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &embedps__v1__dnis_prune_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   embedps__v1__compact_rows_response__init
+                     (Embedps__V1__CompactRowsResponse         *message)
+{
+  static const Embedps__V1__CompactRowsResponse init_value = EMBEDPS__V1__COMPACT_ROWS_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t embedps__v1__compact_rows_response__get_packed_size
+                     (const Embedps__V1__CompactRowsResponse *message)
+{
+  assert(message->base.descriptor == &embedps__v1__compact_rows_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t embedps__v1__compact_rows_response__pack
+                     (const Embedps__V1__CompactRowsResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &embedps__v1__compact_rows_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t embedps__v1__compact_rows_response__pack_to_buffer
+                     (const Embedps__V1__CompactRowsResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &embedps__v1__compact_rows_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Embedps__V1__CompactRowsResponse *
+       embedps__v1__compact_rows_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Embedps__V1__CompactRowsResponse *)
+     protobuf_c_message_unpack (&embedps__v1__compact_rows_response__descriptor,
+                                allocator, len, data);
+}
+void   embedps__v1__compact_rows_response__free_unpacked
+                     (Embedps__V1__CompactRowsResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &embedps__v1__compact_rows_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   embedps__v1__shard_status_request__init
                      (Embedps__V1__ShardStatusRequest         *message)
 {
@@ -1531,6 +2071,83 @@ const ProtobufCMessageDescriptor embedps__v1__sparsity_config__descriptor =
   (ProtobufCMessageInit) embedps__v1__sparsity_config__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
+static const ProtobufCFieldDescriptor embedps__v1__dnis_config__field_descriptors[4] =
+{
+  {
+    "blocks",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__DnisConfig, blocks),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "block_sizes",
+    2,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_UINT64,
+    offsetof(Embedps__V1__DnisConfig, n_block_sizes),
+    offsetof(Embedps__V1__DnisConfig, block_sizes),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "alpha_learning_rate",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_FLOAT,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__DnisConfig, alpha_learning_rate),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "alpha_l1",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_FLOAT,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__DnisConfig, alpha_l1),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned embedps__v1__dnis_config__field_indices_by_name[] = {
+  3,   /* field[3] = alpha_l1 */
+  2,   /* field[2] = alpha_learning_rate */
+  1,   /* field[1] = block_sizes */
+  0,   /* field[0] = blocks */
+};
+static const ProtobufCIntRange embedps__v1__dnis_config__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor embedps__v1__dnis_config__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "embedps.v1.DnisConfig",
+  "DnisConfig",
+  "Embedps__V1__DnisConfig",
+  "embedps.v1",
+  sizeof(Embedps__V1__DnisConfig),
+  4,
+  embedps__v1__dnis_config__field_descriptors,
+  embedps__v1__dnis_config__field_indices_by_name,
+  1,  embedps__v1__dnis_config__number_ranges,
+  (ProtobufCMessageInit) embedps__v1__dnis_config__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
 static const ProtobufCFieldDescriptor embedps__v1__optimizer_config__field_descriptors[9] =
 {
   {
@@ -1776,7 +2393,7 @@ const ProtobufCMessageDescriptor embedps__v1__initializer_config__descriptor =
   (ProtobufCMessageInit) embedps__v1__initializer_config__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor embedps__v1__table_spec__field_descriptors[9] =
+static const ProtobufCFieldDescriptor embedps__v1__table_spec__field_descriptors[10] =
 {
   {
     "name",
@@ -1886,9 +2503,22 @@ static const ProtobufCFieldDescriptor embedps__v1__table_spec__field_descriptors
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "dnis",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__TableSpec, dnis),
+    &embedps__v1__dnis_config__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned embedps__v1__table_spec__field_indices_by_name[] = {
   1,   /* field[1] = dim */
+  9,   /* field[9] = dnis */
   2,   /* field[2] = hash_mode */
   4,   /* field[4] = hash_seed */
   6,   /* field[6] = initializer */
@@ -1901,7 +2531,7 @@ static const unsigned embedps__v1__table_spec__field_indices_by_name[] = {
 static const ProtobufCIntRange embedps__v1__table_spec__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 9 }
+  { 0, 10 }
 };
 const ProtobufCMessageDescriptor embedps__v1__table_spec__descriptor =
 {
@@ -1911,7 +2541,7 @@ const ProtobufCMessageDescriptor embedps__v1__table_spec__descriptor =
   "Embedps__V1__TableSpec",
   "embedps.v1",
   sizeof(Embedps__V1__TableSpec),
-  9,
+  10,
   embedps__v1__table_spec__field_descriptors,
   embedps__v1__table_spec__field_indices_by_name,
   1,  embedps__v1__table_spec__number_ranges,
@@ -3241,6 +3871,710 @@ const ProtobufCMessageDescriptor embedps__v1__sparsity_step_response__descriptor
   (ProtobufCMessageInit) embedps__v1__sparsity_step_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
+static const ProtobufCFieldDescriptor embedps__v1__dnis_report_request__field_descriptors[1] =
+{
+  {
+    "table",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__DnisReportRequest, table),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned embedps__v1__dnis_report_request__field_indices_by_name[] = {
+  0,   /* field[0] = table */
+};
+static const ProtobufCIntRange embedps__v1__dnis_report_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor embedps__v1__dnis_report_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "embedps.v1.DnisReportRequest",
+  "DnisReportRequest",
+  "Embedps__V1__DnisReportRequest",
+  "embedps.v1",
+  sizeof(Embedps__V1__DnisReportRequest),
+  1,
+  embedps__v1__dnis_report_request__field_descriptors,
+  embedps__v1__dnis_report_request__field_indices_by_name,
+  1,  embedps__v1__dnis_report_request__number_ranges,
+  (ProtobufCMessageInit) embedps__v1__dnis_report_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor embedps__v1__dnis_block_stats__field_descriptors[4] =
+{
+  {
+    "rows",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__DnisBlockStats, rows),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "active",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__DnisBlockStats, active),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "stored_bytes",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__DnisBlockStats, stored_bytes),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "dense_bytes",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__DnisBlockStats, dense_bytes),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned embedps__v1__dnis_block_stats__field_indices_by_name[] = {
+  1,   /* field[1] = active */
+  3,   /* field[3] = dense_bytes */
+  0,   /* field[0] = rows */
+  2,   /* field[2] = stored_bytes */
+};
+static const ProtobufCIntRange embedps__v1__dnis_block_stats__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor embedps__v1__dnis_block_stats__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "embedps.v1.DnisBlockStats",
+  "DnisBlockStats",
+  "Embedps__V1__DnisBlockStats",
+  "embedps.v1",
+  sizeof(Embedps__V1__DnisBlockStats),
+  4,
+  embedps__v1__dnis_block_stats__field_descriptors,
+  embedps__v1__dnis_block_stats__field_indices_by_name,
+  1,  embedps__v1__dnis_block_stats__number_ranges,
+  (ProtobufCMessageInit) embedps__v1__dnis_block_stats__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor embedps__v1__dnis_report_response__field_descriptors[7] =
+{
+  {
+    "pruned",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__DnisReportResponse, pruned),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "alpha_version",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__DnisReportResponse, alpha_version),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "alpha",
+    3,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_FLOAT,
+    offsetof(Embedps__V1__DnisReportResponse, n_alpha),
+    offsetof(Embedps__V1__DnisReportResponse, alpha),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "blocks",
+    4,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Embedps__V1__DnisReportResponse, n_blocks),
+    offsetof(Embedps__V1__DnisReportResponse, blocks),
+    &embedps__v1__dnis_block_stats__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "frequency_histogram",
+    5,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_UINT64,
+    offsetof(Embedps__V1__DnisReportResponse, n_frequency_histogram),
+    offsetof(Embedps__V1__DnisReportResponse, frequency_histogram),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "magnitude_histogram",
+    6,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_UINT64,
+    offsetof(Embedps__V1__DnisReportResponse, n_magnitude_histogram),
+    offsetof(Embedps__V1__DnisReportResponse, magnitude_histogram),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "assignment_round",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__DnisReportResponse, assignment_round),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned embedps__v1__dnis_report_response__field_indices_by_name[] = {
+  2,   /* field[2] = alpha */
+  1,   /* field[1] = alpha_version */
+  6,   /* field[6] = assignment_round */
+  3,   /* field[3] = blocks */
+  4,   /* field[4] = frequency_histogram */
+  5,   /* field[5] = magnitude_histogram */
+  0,   /* field[0] = pruned */
+};
+static const ProtobufCIntRange embedps__v1__dnis_report_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 7 }
+};
+const ProtobufCMessageDescriptor embedps__v1__dnis_report_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "embedps.v1.DnisReportResponse",
+  "DnisReportResponse",
+  "Embedps__V1__DnisReportResponse",
+  "embedps.v1",
+  sizeof(Embedps__V1__DnisReportResponse),
+  7,
+  embedps__v1__dnis_report_response__field_descriptors,
+  embedps__v1__dnis_report_response__field_indices_by_name,
+  1,  embedps__v1__dnis_report_response__number_ranges,
+  (ProtobufCMessageInit) embedps__v1__dnis_report_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor embedps__v1__dnis_assign_request__field_descriptors[2] =
+{
+  {
+    "table",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__DnisAssignRequest, table),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "take",
+    2,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_UINT64,
+    offsetof(Embedps__V1__DnisAssignRequest, n_take),
+    offsetof(Embedps__V1__DnisAssignRequest, take),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned embedps__v1__dnis_assign_request__field_indices_by_name[] = {
+  0,   /* field[0] = table */
+  1,   /* field[1] = take */
+};
+static const ProtobufCIntRange embedps__v1__dnis_assign_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor embedps__v1__dnis_assign_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "embedps.v1.DnisAssignRequest",
+  "DnisAssignRequest",
+  "Embedps__V1__DnisAssignRequest",
+  "embedps.v1",
+  sizeof(Embedps__V1__DnisAssignRequest),
+  2,
+  embedps__v1__dnis_assign_request__field_descriptors,
+  embedps__v1__dnis_assign_request__field_indices_by_name,
+  1,  embedps__v1__dnis_assign_request__number_ranges,
+  (ProtobufCMessageInit) embedps__v1__dnis_assign_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor embedps__v1__dnis_assign_response__field_descriptors[1] =
+{
+  {
+    "rows_per_block",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_UINT64,
+    offsetof(Embedps__V1__DnisAssignResponse, n_rows_per_block),
+    offsetof(Embedps__V1__DnisAssignResponse, rows_per_block),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned embedps__v1__dnis_assign_response__field_indices_by_name[] = {
+  0,   /* field[0] = rows_per_block */
+};
+static const ProtobufCIntRange embedps__v1__dnis_assign_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor embedps__v1__dnis_assign_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "embedps.v1.DnisAssignResponse",
+  "DnisAssignResponse",
+  "Embedps__V1__DnisAssignResponse",
+  "embedps.v1",
+  sizeof(Embedps__V1__DnisAssignResponse),
+  1,
+  embedps__v1__dnis_assign_response__field_descriptors,
+  embedps__v1__dnis_assign_response__field_indices_by_name,
+  1,  embedps__v1__dnis_assign_response__number_ranges,
+  (ProtobufCMessageInit) embedps__v1__dnis_assign_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor embedps__v1__dnis_alpha_request__field_descriptors[4] =
+{
+  {
+    "table",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__DnisAlphaRequest, table),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "gradient",
+    2,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_FLOAT,
+    offsetof(Embedps__V1__DnisAlphaRequest, n_gradient),
+    offsetof(Embedps__V1__DnisAlphaRequest, gradient),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "set_version",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__DnisAlphaRequest, set_version),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "set_alpha",
+    4,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_FLOAT,
+    offsetof(Embedps__V1__DnisAlphaRequest, n_set_alpha),
+    offsetof(Embedps__V1__DnisAlphaRequest, set_alpha),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned embedps__v1__dnis_alpha_request__field_indices_by_name[] = {
+  1,   /* field[1] = gradient */
+  3,   /* field[3] = set_alpha */
+  2,   /* field[2] = set_version */
+  0,   /* field[0] = table */
+};
+static const ProtobufCIntRange embedps__v1__dnis_alpha_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor embedps__v1__dnis_alpha_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "embedps.v1.DnisAlphaRequest",
+  "DnisAlphaRequest",
+  "Embedps__V1__DnisAlphaRequest",
+  "embedps.v1",
+  sizeof(Embedps__V1__DnisAlphaRequest),
+  4,
+  embedps__v1__dnis_alpha_request__field_descriptors,
+  embedps__v1__dnis_alpha_request__field_indices_by_name,
+  1,  embedps__v1__dnis_alpha_request__number_ranges,
+  (ProtobufCMessageInit) embedps__v1__dnis_alpha_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor embedps__v1__dnis_alpha_response__field_descriptors[3] =
+{
+  {
+    "version",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__DnisAlphaResponse, version),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "alpha",
+    2,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_FLOAT,
+    offsetof(Embedps__V1__DnisAlphaResponse, n_alpha),
+    offsetof(Embedps__V1__DnisAlphaResponse, alpha),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "pruned",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__DnisAlphaResponse, pruned),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned embedps__v1__dnis_alpha_response__field_indices_by_name[] = {
+  1,   /* field[1] = alpha */
+  2,   /* field[2] = pruned */
+  0,   /* field[0] = version */
+};
+static const ProtobufCIntRange embedps__v1__dnis_alpha_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor embedps__v1__dnis_alpha_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "embedps.v1.DnisAlphaResponse",
+  "DnisAlphaResponse",
+  "Embedps__V1__DnisAlphaResponse",
+  "embedps.v1",
+  sizeof(Embedps__V1__DnisAlphaResponse),
+  3,
+  embedps__v1__dnis_alpha_response__field_descriptors,
+  embedps__v1__dnis_alpha_response__field_indices_by_name,
+  1,  embedps__v1__dnis_alpha_response__number_ranges,
+  (ProtobufCMessageInit) embedps__v1__dnis_alpha_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor embedps__v1__dnis_alpha_gradient_response__field_descriptors[2] =
+{
+  {
+    "partial",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_FLOAT,
+    offsetof(Embedps__V1__DnisAlphaGradientResponse, n_partial),
+    offsetof(Embedps__V1__DnisAlphaGradientResponse, partial),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "rows",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__DnisAlphaGradientResponse, rows),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned embedps__v1__dnis_alpha_gradient_response__field_indices_by_name[] = {
+  0,   /* field[0] = partial */
+  1,   /* field[1] = rows */
+};
+static const ProtobufCIntRange embedps__v1__dnis_alpha_gradient_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor embedps__v1__dnis_alpha_gradient_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "embedps.v1.DnisAlphaGradientResponse",
+  "DnisAlphaGradientResponse",
+  "Embedps__V1__DnisAlphaGradientResponse",
+  "embedps.v1",
+  sizeof(Embedps__V1__DnisAlphaGradientResponse),
+  2,
+  embedps__v1__dnis_alpha_gradient_response__field_descriptors,
+  embedps__v1__dnis_alpha_gradient_response__field_indices_by_name,
+  1,  embedps__v1__dnis_alpha_gradient_response__number_ranges,
+  (ProtobufCMessageInit) embedps__v1__dnis_alpha_gradient_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor embedps__v1__dnis_prune_request__field_descriptors[3] =
+{
+  {
+    "table",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__DnisPruneRequest, table),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "prune",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__DnisPruneRequest, prune),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "threshold",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_FLOAT,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__DnisPruneRequest, threshold),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned embedps__v1__dnis_prune_request__field_indices_by_name[] = {
+  1,   /* field[1] = prune */
+  0,   /* field[0] = table */
+  2,   /* field[2] = threshold */
+};
+static const ProtobufCIntRange embedps__v1__dnis_prune_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor embedps__v1__dnis_prune_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "embedps.v1.DnisPruneRequest",
+  "DnisPruneRequest",
+  "Embedps__V1__DnisPruneRequest",
+  "embedps.v1",
+  sizeof(Embedps__V1__DnisPruneRequest),
+  3,
+  embedps__v1__dnis_prune_request__field_descriptors,
+  embedps__v1__dnis_prune_request__field_indices_by_name,
+  1,  embedps__v1__dnis_prune_request__number_ranges,
+  (ProtobufCMessageInit) embedps__v1__dnis_prune_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor embedps__v1__dnis_prune_response__field_descriptors[3] =
+{
+  {
+    "pruned",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__DnisPruneResponse, pruned),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "active",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__DnisPruneResponse, active),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "rows",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__DnisPruneResponse, rows),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned embedps__v1__dnis_prune_response__field_indices_by_name[] = {
+  1,   /* field[1] = active */
+  0,   /* field[0] = pruned */
+  2,   /* field[2] = rows */
+};
+static const ProtobufCIntRange embedps__v1__dnis_prune_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor embedps__v1__dnis_prune_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "embedps.v1.DnisPruneResponse",
+  "DnisPruneResponse",
+  "Embedps__V1__DnisPruneResponse",
+  "embedps.v1",
+  sizeof(Embedps__V1__DnisPruneResponse),
+  3,
+  embedps__v1__dnis_prune_response__field_descriptors,
+  embedps__v1__dnis_prune_response__field_indices_by_name,
+  1,  embedps__v1__dnis_prune_response__number_ranges,
+  (ProtobufCMessageInit) embedps__v1__dnis_prune_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor embedps__v1__compact_rows_response__field_descriptors[3] =
+{
+  {
+    "dim",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__CompactRowsResponse, dim),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "masks",
+    2,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_UINT32,
+    offsetof(Embedps__V1__CompactRowsResponse, n_masks),
+    offsetof(Embedps__V1__CompactRowsResponse, masks),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "values",
+    3,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_FLOAT,
+    offsetof(Embedps__V1__CompactRowsResponse, n_values),
+    offsetof(Embedps__V1__CompactRowsResponse, values),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned embedps__v1__compact_rows_response__field_indices_by_name[] = {
+  0,   /* field[0] = dim */
+  1,   /* field[1] = masks */
+  2,   /* field[2] = values */
+};
+static const ProtobufCIntRange embedps__v1__compact_rows_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor embedps__v1__compact_rows_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "embedps.v1.CompactRowsResponse",
+  "CompactRowsResponse",
+  "Embedps__V1__CompactRowsResponse",
+  "embedps.v1",
+  sizeof(Embedps__V1__CompactRowsResponse),
+  3,
+  embedps__v1__compact_rows_response__field_descriptors,
+  embedps__v1__compact_rows_response__field_indices_by_name,
+  1,  embedps__v1__compact_rows_response__number_ranges,
+  (ProtobufCMessageInit) embedps__v1__compact_rows_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
 #define embedps__v1__shard_status_request__field_descriptors NULL
 #define embedps__v1__shard_status_request__field_indices_by_name NULL
 #define embedps__v1__shard_status_request__number_ranges NULL
@@ -3583,7 +4917,7 @@ const ProtobufCEnumDescriptor embedps__v1__tokenizer_kind__descriptor =
   embedps__v1__tokenizer_kind__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCMethodDescriptor embedps__v1__shard__method_descriptors[13] =
+static const ProtobufCMethodDescriptor embedps__v1__shard__method_descriptors[19] =
 {
   { "Pull", &embedps__v1__pull_request__descriptor, &embedps__v1__pull_response__descriptor },
   { "Push", &embedps__v1__push_request__descriptor, &embedps__v1__push_response__descriptor },
@@ -3598,14 +4932,26 @@ static const ProtobufCMethodDescriptor embedps__v1__shard__method_descriptors[13
   { "PushPooled", &embedps__v1__push_request__descriptor, &embedps__v1__push_response__descriptor },
   { "SparsityReport", &embedps__v1__sparsity_report_request__descriptor, &embedps__v1__sparsity_report_response__descriptor },
   { "SparsityStep", &embedps__v1__sparsity_step_request__descriptor, &embedps__v1__sparsity_step_response__descriptor },
+  { "DnisReport", &embedps__v1__dnis_report_request__descriptor, &embedps__v1__dnis_report_response__descriptor },
+  { "DnisAssignBlocks", &embedps__v1__dnis_assign_request__descriptor, &embedps__v1__dnis_assign_response__descriptor },
+  { "DnisAlpha", &embedps__v1__dnis_alpha_request__descriptor, &embedps__v1__dnis_alpha_response__descriptor },
+  { "DnisAlphaGradient", &embedps__v1__push_request__descriptor, &embedps__v1__dnis_alpha_gradient_response__descriptor },
+  { "DnisPrune", &embedps__v1__dnis_prune_request__descriptor, &embedps__v1__dnis_prune_response__descriptor },
+  { "PullCompact", &embedps__v1__pull_request__descriptor, &embedps__v1__compact_rows_response__descriptor },
 };
 const unsigned embedps__v1__shard__method_indices_by_name[] = {
   2,        /* CreateTable */
   3,        /* DescribeTable */
+  15,        /* DnisAlpha */
+  16,        /* DnisAlphaGradient */
+  14,        /* DnisAssignBlocks */
+  17,        /* DnisPrune */
+  13,        /* DnisReport */
   5,        /* DropTable */
   7,        /* Flush */
   4,        /* ListTables */
   0,        /* Pull */
+  18,        /* PullCompact */
   9,        /* PullPooled */
   1,        /* Push */
   10,        /* PushPooled */
@@ -3621,7 +4967,7 @@ const ProtobufCServiceDescriptor embedps__v1__shard__descriptor =
   "Shard",
   "Embedps__V1__Shard",
   "embedps.v1",
-  13,
+  19,
   embedps__v1__shard__method_descriptors,
   embedps__v1__shard__method_indices_by_name
 };
@@ -3728,6 +5074,54 @@ void embedps__v1__shard__sparsity_step(ProtobufCService *service,
 {
   assert(service->descriptor == &embedps__v1__shard__descriptor);
   service->invoke(service, 12, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void embedps__v1__shard__dnis_report(ProtobufCService *service,
+                                     const Embedps__V1__DnisReportRequest *input,
+                                     Embedps__V1__DnisReportResponse_Closure closure,
+                                     void *closure_data)
+{
+  assert(service->descriptor == &embedps__v1__shard__descriptor);
+  service->invoke(service, 13, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void embedps__v1__shard__dnis_assign_blocks(ProtobufCService *service,
+                                            const Embedps__V1__DnisAssignRequest *input,
+                                            Embedps__V1__DnisAssignResponse_Closure closure,
+                                            void *closure_data)
+{
+  assert(service->descriptor == &embedps__v1__shard__descriptor);
+  service->invoke(service, 14, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void embedps__v1__shard__dnis_alpha(ProtobufCService *service,
+                                    const Embedps__V1__DnisAlphaRequest *input,
+                                    Embedps__V1__DnisAlphaResponse_Closure closure,
+                                    void *closure_data)
+{
+  assert(service->descriptor == &embedps__v1__shard__descriptor);
+  service->invoke(service, 15, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void embedps__v1__shard__dnis_alpha_gradient(ProtobufCService *service,
+                                             const Embedps__V1__PushRequest *input,
+                                             Embedps__V1__DnisAlphaGradientResponse_Closure closure,
+                                             void *closure_data)
+{
+  assert(service->descriptor == &embedps__v1__shard__descriptor);
+  service->invoke(service, 16, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void embedps__v1__shard__dnis_prune(ProtobufCService *service,
+                                    const Embedps__V1__DnisPruneRequest *input,
+                                    Embedps__V1__DnisPruneResponse_Closure closure,
+                                    void *closure_data)
+{
+  assert(service->descriptor == &embedps__v1__shard__descriptor);
+  service->invoke(service, 17, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void embedps__v1__shard__pull_compact(ProtobufCService *service,
+                                      const Embedps__V1__PullRequest *input,
+                                      Embedps__V1__CompactRowsResponse_Closure closure,
+                                      void *closure_data)
+{
+  assert(service->descriptor == &embedps__v1__shard__descriptor);
+  service->invoke(service, 18, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void embedps__v1__shard__init (Embedps__V1__Shard_Service *service,
                                Embedps__V1__Shard_ServiceDestroy destroy)

@@ -17,6 +17,7 @@ PROTOBUF_C__BEGIN_DECLS
 
 typedef struct Embedps__V1__SemanticConfig Embedps__V1__SemanticConfig;
 typedef struct Embedps__V1__SparsityConfig Embedps__V1__SparsityConfig;
+typedef struct Embedps__V1__DnisConfig Embedps__V1__DnisConfig;
 typedef struct Embedps__V1__OptimizerConfig Embedps__V1__OptimizerConfig;
 typedef struct Embedps__V1__InitializerConfig Embedps__V1__InitializerConfig;
 typedef struct Embedps__V1__TableSpec Embedps__V1__TableSpec;
@@ -42,6 +43,17 @@ typedef struct Embedps__V1__SparsityReportRequest Embedps__V1__SparsityReportReq
 typedef struct Embedps__V1__SparsityReportResponse Embedps__V1__SparsityReportResponse;
 typedef struct Embedps__V1__SparsityStepRequest Embedps__V1__SparsityStepRequest;
 typedef struct Embedps__V1__SparsityStepResponse Embedps__V1__SparsityStepResponse;
+typedef struct Embedps__V1__DnisReportRequest Embedps__V1__DnisReportRequest;
+typedef struct Embedps__V1__DnisBlockStats Embedps__V1__DnisBlockStats;
+typedef struct Embedps__V1__DnisReportResponse Embedps__V1__DnisReportResponse;
+typedef struct Embedps__V1__DnisAssignRequest Embedps__V1__DnisAssignRequest;
+typedef struct Embedps__V1__DnisAssignResponse Embedps__V1__DnisAssignResponse;
+typedef struct Embedps__V1__DnisAlphaRequest Embedps__V1__DnisAlphaRequest;
+typedef struct Embedps__V1__DnisAlphaResponse Embedps__V1__DnisAlphaResponse;
+typedef struct Embedps__V1__DnisAlphaGradientResponse Embedps__V1__DnisAlphaGradientResponse;
+typedef struct Embedps__V1__DnisPruneRequest Embedps__V1__DnisPruneRequest;
+typedef struct Embedps__V1__DnisPruneResponse Embedps__V1__DnisPruneResponse;
+typedef struct Embedps__V1__CompactRowsResponse Embedps__V1__CompactRowsResponse;
 typedef struct Embedps__V1__ShardStatusRequest Embedps__V1__ShardStatusRequest;
 typedef struct Embedps__V1__ShardStatusResponse Embedps__V1__ShardStatusResponse;
 
@@ -221,6 +233,38 @@ struct  Embedps__V1__SparsityConfig
     , 0, 0, 0, 0, 0, 0, 0 }
 
 
+/*
+ * DNIS (Cheng, Shen, Huang 2020): differentiable search of mixed embedding dimensions. Rows are grouped into
+ * frequency blocks; a selection matrix alpha (blocks x dim, in [0, 1]) scales every row of its block. Pulls
+ * return v * alpha[block]; pushes carry the gradient of that product and the shard applies the chain rule.
+ * Pruning folds alpha into the rows and keeps only each row's surviving entries (mask + values).
+ */
+struct  Embedps__V1__DnisConfig
+{
+  ProtobufCMessage base;
+  /*
+   * S frequency blocks (1..64; default 10)
+   */
+  uint32_t blocks;
+  /*
+   * rows per block, most frequent first, the last block takes the rest; empty = equal splits
+   */
+  size_t n_block_sizes;
+  uint64_t *block_sizes;
+  /*
+   * SGD step on alpha (default 0.01)
+   */
+  float alpha_learning_rate;
+  /*
+   * L1 strength on alpha (0 = default 1e-5; negative = no L1 term)
+   */
+  float alpha_l1;
+};
+#define EMBEDPS__V1__DNIS_CONFIG__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&embedps__v1__dnis_config__descriptor) \
+    , 0, 0,NULL, 0, 0 }
+
+
 struct  Embedps__V1__OptimizerConfig
 {
   ProtobufCMessage base;
@@ -329,10 +373,14 @@ struct  Embedps__V1__TableSpec
    * set: a dynamic-sparsity table
    */
   Embedps__V1__SparsityConfig *sparsity;
+  /*
+   * set: a DNIS mixed-dimension table
+   */
+  Embedps__V1__DnisConfig *dnis;
 };
 #define EMBEDPS__V1__TABLE_SPEC__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&embedps__v1__table_spec__descriptor) \
-    , (char *)protobuf_c_empty_string, 0, EMBEDPS__V1__HASH_MODE__HASH_MODE_UNSPECIFIED, 0, 0, NULL, NULL, NULL, NULL }
+    , (char *)protobuf_c_empty_string, 0, EMBEDPS__V1__HASH_MODE__HASH_MODE_UNSPECIFIED, 0, 0, NULL, NULL, NULL, NULL, NULL }
 
 
 /*
@@ -748,6 +796,208 @@ struct  Embedps__V1__SparsityStepResponse
     , 0, 0, 0, 0, 0 }
 
 
+/*
+ * One shard's view of a DNIS table.
+ */
+struct  Embedps__V1__DnisReportRequest
+{
+  ProtobufCMessage base;
+  char *table;
+};
+#define EMBEDPS__V1__DNIS_REPORT_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&embedps__v1__dnis_report_request__descriptor) \
+    , (char *)protobuf_c_empty_string }
+
+
+struct  Embedps__V1__DnisBlockStats
+{
+  ProtobufCMessage base;
+  /*
+   * rows of the block stored on this shard
+   */
+  uint64_t rows;
+  /*
+   * their non-pruned entries (rows * dim before pruning)
+   */
+  uint64_t active;
+  /*
+   * encoded bytes of those rows
+   */
+  uint64_t stored_bytes;
+  /*
+   * the same rows densely encoded at full dim
+   */
+  uint64_t dense_bytes;
+};
+#define EMBEDPS__V1__DNIS_BLOCK_STATS__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&embedps__v1__dnis_block_stats__descriptor) \
+    , 0, 0, 0, 0 }
+
+
+struct  Embedps__V1__DnisReportResponse
+{
+  ProtobufCMessage base;
+  /*
+   * alpha folded in, rows stored as mask + values
+   */
+  protobuf_c_boolean pruned;
+  uint64_t alpha_version;
+  /*
+   * blocks x dim, row-major
+   */
+  size_t n_alpha;
+  float *alpha;
+  size_t n_blocks;
+  Embedps__V1__DnisBlockStats **blocks;
+  /*
+   * push counts of stored rows (4096 log bins, see SparsityReport)
+   */
+  size_t n_frequency_histogram;
+  uint64_t *frequency_histogram;
+  /*
+   * |alpha[block][k] * v[k]| of active entries
+   */
+  size_t n_magnitude_histogram;
+  uint64_t *magnitude_histogram;
+  /*
+   * block assignments applied so far
+   */
+  uint32_t assignment_round;
+};
+#define EMBEDPS__V1__DNIS_REPORT_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&embedps__v1__dnis_report_response__descriptor) \
+    , 0, 0, 0,NULL, 0,NULL, 0,NULL, 0,NULL, 0 }
+
+
+/*
+ * Assigns this shard's rows to blocks: rows sorted by push count (descending, ties by row key); the first
+ * take[0] go to block 0, the next take[1] to block 1, ...; rows beyond the sum go to the last block.
+ */
+struct  Embedps__V1__DnisAssignRequest
+{
+  ProtobufCMessage base;
+  char *table;
+  size_t n_take;
+  uint64_t *take;
+};
+#define EMBEDPS__V1__DNIS_ASSIGN_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&embedps__v1__dnis_assign_request__descriptor) \
+    , (char *)protobuf_c_empty_string, 0,NULL }
+
+
+struct  Embedps__V1__DnisAssignResponse
+{
+  ProtobufCMessage base;
+  size_t n_rows_per_block;
+  uint64_t *rows_per_block;
+};
+#define EMBEDPS__V1__DNIS_ASSIGN_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&embedps__v1__dnis_assign_response__descriptor) \
+    , 0,NULL }
+
+
+/*
+ * Alpha: read (no other field), update (gradient: the summed blocks x dim gradient of the validation loss;
+ * only the alpha primary, shard 0, accepts it) or replicate (set_version > 0 with set_alpha: kept when newer).
+ */
+struct  Embedps__V1__DnisAlphaRequest
+{
+  ProtobufCMessage base;
+  char *table;
+  size_t n_gradient;
+  float *gradient;
+  uint64_t set_version;
+  size_t n_set_alpha;
+  float *set_alpha;
+};
+#define EMBEDPS__V1__DNIS_ALPHA_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&embedps__v1__dnis_alpha_request__descriptor) \
+    , (char *)protobuf_c_empty_string, 0,NULL, 0, 0,NULL }
+
+
+struct  Embedps__V1__DnisAlphaResponse
+{
+  ProtobufCMessage base;
+  uint64_t version;
+  size_t n_alpha;
+  float *alpha;
+  protobuf_c_boolean pruned;
+};
+#define EMBEDPS__V1__DNIS_ALPHA_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&embedps__v1__dnis_alpha_response__descriptor) \
+    , 0, 0,NULL, 0 }
+
+
+/*
+ * Per-block partial alpha gradient for a batch of (id, d loss / d pulled row): sum over this shard's ids of
+ * gradient * raw row, blocks x dim. Changes nothing.
+ */
+struct  Embedps__V1__DnisAlphaGradientResponse
+{
+  ProtobufCMessage base;
+  size_t n_partial;
+  float *partial;
+  uint64_t rows;
+};
+#define EMBEDPS__V1__DNIS_ALPHA_GRADIENT_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&embedps__v1__dnis_alpha_gradient_response__descriptor) \
+    , 0,NULL, 0 }
+
+
+/*
+ * Prunes exactly `prune` entries (smallest |alpha * v|), folds alpha into every row and switches the table
+ * to pruned mode; rows created later are initialised, scaled by the last block's alpha and cut at `threshold`.
+ */
+struct  Embedps__V1__DnisPruneRequest
+{
+  ProtobufCMessage base;
+  char *table;
+  uint64_t prune;
+  float threshold;
+};
+#define EMBEDPS__V1__DNIS_PRUNE_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&embedps__v1__dnis_prune_request__descriptor) \
+    , (char *)protobuf_c_empty_string, 0, 0 }
+
+
+struct  Embedps__V1__DnisPruneResponse
+{
+  ProtobufCMessage base;
+  uint64_t pruned;
+  /*
+   * entries left on this shard
+   */
+  uint64_t active;
+  uint64_t rows;
+};
+#define EMBEDPS__V1__DNIS_PRUNE_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&embedps__v1__dnis_prune_response__descriptor) \
+    , 0, 0, 0 }
+
+
+/*
+ * Rows in compact form: per id, `words` mask words then the values of its set bits, in id order.
+ */
+struct  Embedps__V1__CompactRowsResponse
+{
+  ProtobufCMessage base;
+  uint32_t dim;
+  /*
+   * ids.size * ceil(dim / 32)
+   */
+  size_t n_masks;
+  uint32_t *masks;
+  /*
+   * active entries of every row, concatenated
+   */
+  size_t n_values;
+  float *values;
+};
+#define EMBEDPS__V1__COMPACT_ROWS_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&embedps__v1__compact_rows_response__descriptor) \
+    , 0, 0,NULL, 0,NULL }
+
+
 struct  Embedps__V1__ShardStatusRequest
 {
   ProtobufCMessage base;
@@ -844,6 +1094,25 @@ Embedps__V1__SparsityConfig *
                       const uint8_t       *data);
 void   embedps__v1__sparsity_config__free_unpacked
                      (Embedps__V1__SparsityConfig *message,
+                      ProtobufCAllocator *allocator);
+/* Embedps__V1__DnisConfig methods */
+void   embedps__v1__dnis_config__init
+                     (Embedps__V1__DnisConfig         *message);
+size_t embedps__v1__dnis_config__get_packed_size
+                     (const Embedps__V1__DnisConfig   *message);
+size_t embedps__v1__dnis_config__pack
+                     (const Embedps__V1__DnisConfig   *message,
+                      uint8_t             *out);
+size_t embedps__v1__dnis_config__pack_to_buffer
+                     (const Embedps__V1__DnisConfig   *message,
+                      ProtobufCBuffer     *buffer);
+Embedps__V1__DnisConfig *
+       embedps__v1__dnis_config__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   embedps__v1__dnis_config__free_unpacked
+                     (Embedps__V1__DnisConfig *message,
                       ProtobufCAllocator *allocator);
 /* Embedps__V1__OptimizerConfig methods */
 void   embedps__v1__optimizer_config__init
@@ -1320,6 +1589,215 @@ Embedps__V1__SparsityStepResponse *
 void   embedps__v1__sparsity_step_response__free_unpacked
                      (Embedps__V1__SparsityStepResponse *message,
                       ProtobufCAllocator *allocator);
+/* Embedps__V1__DnisReportRequest methods */
+void   embedps__v1__dnis_report_request__init
+                     (Embedps__V1__DnisReportRequest         *message);
+size_t embedps__v1__dnis_report_request__get_packed_size
+                     (const Embedps__V1__DnisReportRequest   *message);
+size_t embedps__v1__dnis_report_request__pack
+                     (const Embedps__V1__DnisReportRequest   *message,
+                      uint8_t             *out);
+size_t embedps__v1__dnis_report_request__pack_to_buffer
+                     (const Embedps__V1__DnisReportRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Embedps__V1__DnisReportRequest *
+       embedps__v1__dnis_report_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   embedps__v1__dnis_report_request__free_unpacked
+                     (Embedps__V1__DnisReportRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Embedps__V1__DnisBlockStats methods */
+void   embedps__v1__dnis_block_stats__init
+                     (Embedps__V1__DnisBlockStats         *message);
+size_t embedps__v1__dnis_block_stats__get_packed_size
+                     (const Embedps__V1__DnisBlockStats   *message);
+size_t embedps__v1__dnis_block_stats__pack
+                     (const Embedps__V1__DnisBlockStats   *message,
+                      uint8_t             *out);
+size_t embedps__v1__dnis_block_stats__pack_to_buffer
+                     (const Embedps__V1__DnisBlockStats   *message,
+                      ProtobufCBuffer     *buffer);
+Embedps__V1__DnisBlockStats *
+       embedps__v1__dnis_block_stats__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   embedps__v1__dnis_block_stats__free_unpacked
+                     (Embedps__V1__DnisBlockStats *message,
+                      ProtobufCAllocator *allocator);
+/* Embedps__V1__DnisReportResponse methods */
+void   embedps__v1__dnis_report_response__init
+                     (Embedps__V1__DnisReportResponse         *message);
+size_t embedps__v1__dnis_report_response__get_packed_size
+                     (const Embedps__V1__DnisReportResponse   *message);
+size_t embedps__v1__dnis_report_response__pack
+                     (const Embedps__V1__DnisReportResponse   *message,
+                      uint8_t             *out);
+size_t embedps__v1__dnis_report_response__pack_to_buffer
+                     (const Embedps__V1__DnisReportResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Embedps__V1__DnisReportResponse *
+       embedps__v1__dnis_report_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   embedps__v1__dnis_report_response__free_unpacked
+                     (Embedps__V1__DnisReportResponse *message,
+                      ProtobufCAllocator *allocator);
+/* Embedps__V1__DnisAssignRequest methods */
+void   embedps__v1__dnis_assign_request__init
+                     (Embedps__V1__DnisAssignRequest         *message);
+size_t embedps__v1__dnis_assign_request__get_packed_size
+                     (const Embedps__V1__DnisAssignRequest   *message);
+size_t embedps__v1__dnis_assign_request__pack
+                     (const Embedps__V1__DnisAssignRequest   *message,
+                      uint8_t             *out);
+size_t embedps__v1__dnis_assign_request__pack_to_buffer
+                     (const Embedps__V1__DnisAssignRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Embedps__V1__DnisAssignRequest *
+       embedps__v1__dnis_assign_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   embedps__v1__dnis_assign_request__free_unpacked
+                     (Embedps__V1__DnisAssignRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Embedps__V1__DnisAssignResponse methods */
+void   embedps__v1__dnis_assign_response__init
+                     (Embedps__V1__DnisAssignResponse         *message);
+size_t embedps__v1__dnis_assign_response__get_packed_size
+                     (const Embedps__V1__DnisAssignResponse   *message);
+size_t embedps__v1__dnis_assign_response__pack
+                     (const Embedps__V1__DnisAssignResponse   *message,
+                      uint8_t             *out);
+size_t embedps__v1__dnis_assign_response__pack_to_buffer
+                     (const Embedps__V1__DnisAssignResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Embedps__V1__DnisAssignResponse *
+       embedps__v1__dnis_assign_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   embedps__v1__dnis_assign_response__free_unpacked
+                     (Embedps__V1__DnisAssignResponse *message,
+                      ProtobufCAllocator *allocator);
+/* Embedps__V1__DnisAlphaRequest methods */
+void   embedps__v1__dnis_alpha_request__init
+                     (Embedps__V1__DnisAlphaRequest         *message);
+size_t embedps__v1__dnis_alpha_request__get_packed_size
+                     (const Embedps__V1__DnisAlphaRequest   *message);
+size_t embedps__v1__dnis_alpha_request__pack
+                     (const Embedps__V1__DnisAlphaRequest   *message,
+                      uint8_t             *out);
+size_t embedps__v1__dnis_alpha_request__pack_to_buffer
+                     (const Embedps__V1__DnisAlphaRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Embedps__V1__DnisAlphaRequest *
+       embedps__v1__dnis_alpha_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   embedps__v1__dnis_alpha_request__free_unpacked
+                     (Embedps__V1__DnisAlphaRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Embedps__V1__DnisAlphaResponse methods */
+void   embedps__v1__dnis_alpha_response__init
+                     (Embedps__V1__DnisAlphaResponse         *message);
+size_t embedps__v1__dnis_alpha_response__get_packed_size
+                     (const Embedps__V1__DnisAlphaResponse   *message);
+size_t embedps__v1__dnis_alpha_response__pack
+                     (const Embedps__V1__DnisAlphaResponse   *message,
+                      uint8_t             *out);
+size_t embedps__v1__dnis_alpha_response__pack_to_buffer
+                     (const Embedps__V1__DnisAlphaResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Embedps__V1__DnisAlphaResponse *
+       embedps__v1__dnis_alpha_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   embedps__v1__dnis_alpha_response__free_unpacked
+                     (Embedps__V1__DnisAlphaResponse *message,
+                      ProtobufCAllocator *allocator);
+/* Embedps__V1__DnisAlphaGradientResponse methods */
+void   embedps__v1__dnis_alpha_gradient_response__init
+                     (Embedps__V1__DnisAlphaGradientResponse         *message);
+size_t embedps__v1__dnis_alpha_gradient_response__get_packed_size
+                     (const Embedps__V1__DnisAlphaGradientResponse   *message);
+size_t embedps__v1__dnis_alpha_gradient_response__pack
+                     (const Embedps__V1__DnisAlphaGradientResponse   *message,
+                      uint8_t             *out);
+size_t embedps__v1__dnis_alpha_gradient_response__pack_to_buffer
+                     (const Embedps__V1__DnisAlphaGradientResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Embedps__V1__DnisAlphaGradientResponse *
+       embedps__v1__dnis_alpha_gradient_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   embedps__v1__dnis_alpha_gradient_response__free_unpacked
+                     (Embedps__V1__DnisAlphaGradientResponse *message,
+                      ProtobufCAllocator *allocator);
+/* Embedps__V1__DnisPruneRequest methods */
+void   embedps__v1__dnis_prune_request__init
+                     (Embedps__V1__DnisPruneRequest         *message);
+size_t embedps__v1__dnis_prune_request__get_packed_size
+                     (const Embedps__V1__DnisPruneRequest   *message);
+size_t embedps__v1__dnis_prune_request__pack
+                     (const Embedps__V1__DnisPruneRequest   *message,
+                      uint8_t             *out);
+size_t embedps__v1__dnis_prune_request__pack_to_buffer
+                     (const Embedps__V1__DnisPruneRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Embedps__V1__DnisPruneRequest *
+       embedps__v1__dnis_prune_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   embedps__v1__dnis_prune_request__free_unpacked
+                     (Embedps__V1__DnisPruneRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Embedps__V1__DnisPruneResponse methods */
+void   embedps__v1__dnis_prune_response__init
+                     (Embedps__V1__DnisPruneResponse         *message);
+size_t embedps__v1__dnis_prune_response__get_packed_size
+                     (const Embedps__V1__DnisPruneResponse   *message);
+size_t embedps__v1__dnis_prune_response__pack
+                     (const Embedps__V1__DnisPruneResponse   *message,
+                      uint8_t             *out);
+size_t embedps__v1__dnis_prune_response__pack_to_buffer
+                     (const Embedps__V1__DnisPruneResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Embedps__V1__DnisPruneResponse *
+       embedps__v1__dnis_prune_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   embedps__v1__dnis_prune_response__free_unpacked
+                     (Embedps__V1__DnisPruneResponse *message,
+                      ProtobufCAllocator *allocator);
+/* Embedps__V1__CompactRowsResponse methods */
+void   embedps__v1__compact_rows_response__init
+                     (Embedps__V1__CompactRowsResponse         *message);
+size_t embedps__v1__compact_rows_response__get_packed_size
+                     (const Embedps__V1__CompactRowsResponse   *message);
+size_t embedps__v1__compact_rows_response__pack
+                     (const Embedps__V1__CompactRowsResponse   *message,
+                      uint8_t             *out);
+size_t embedps__v1__compact_rows_response__pack_to_buffer
+                     (const Embedps__V1__CompactRowsResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Embedps__V1__CompactRowsResponse *
+       embedps__v1__compact_rows_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   embedps__v1__compact_rows_response__free_unpacked
+                     (Embedps__V1__CompactRowsResponse *message,
+                      ProtobufCAllocator *allocator);
 /* Embedps__V1__ShardStatusRequest methods */
 void   embedps__v1__shard_status_request__init
                      (Embedps__V1__ShardStatusRequest         *message);
@@ -1365,6 +1843,9 @@ typedef void (*Embedps__V1__SemanticConfig_Closure)
                   void *closure_data);
 typedef void (*Embedps__V1__SparsityConfig_Closure)
                  (const Embedps__V1__SparsityConfig *message,
+                  void *closure_data);
+typedef void (*Embedps__V1__DnisConfig_Closure)
+                 (const Embedps__V1__DnisConfig *message,
                   void *closure_data);
 typedef void (*Embedps__V1__OptimizerConfig_Closure)
                  (const Embedps__V1__OptimizerConfig *message,
@@ -1441,6 +1922,39 @@ typedef void (*Embedps__V1__SparsityStepRequest_Closure)
 typedef void (*Embedps__V1__SparsityStepResponse_Closure)
                  (const Embedps__V1__SparsityStepResponse *message,
                   void *closure_data);
+typedef void (*Embedps__V1__DnisReportRequest_Closure)
+                 (const Embedps__V1__DnisReportRequest *message,
+                  void *closure_data);
+typedef void (*Embedps__V1__DnisBlockStats_Closure)
+                 (const Embedps__V1__DnisBlockStats *message,
+                  void *closure_data);
+typedef void (*Embedps__V1__DnisReportResponse_Closure)
+                 (const Embedps__V1__DnisReportResponse *message,
+                  void *closure_data);
+typedef void (*Embedps__V1__DnisAssignRequest_Closure)
+                 (const Embedps__V1__DnisAssignRequest *message,
+                  void *closure_data);
+typedef void (*Embedps__V1__DnisAssignResponse_Closure)
+                 (const Embedps__V1__DnisAssignResponse *message,
+                  void *closure_data);
+typedef void (*Embedps__V1__DnisAlphaRequest_Closure)
+                 (const Embedps__V1__DnisAlphaRequest *message,
+                  void *closure_data);
+typedef void (*Embedps__V1__DnisAlphaResponse_Closure)
+                 (const Embedps__V1__DnisAlphaResponse *message,
+                  void *closure_data);
+typedef void (*Embedps__V1__DnisAlphaGradientResponse_Closure)
+                 (const Embedps__V1__DnisAlphaGradientResponse *message,
+                  void *closure_data);
+typedef void (*Embedps__V1__DnisPruneRequest_Closure)
+                 (const Embedps__V1__DnisPruneRequest *message,
+                  void *closure_data);
+typedef void (*Embedps__V1__DnisPruneResponse_Closure)
+                 (const Embedps__V1__DnisPruneResponse *message,
+                  void *closure_data);
+typedef void (*Embedps__V1__CompactRowsResponse_Closure)
+                 (const Embedps__V1__CompactRowsResponse *message,
+                  void *closure_data);
 typedef void (*Embedps__V1__ShardStatusRequest_Closure)
                  (const Embedps__V1__ShardStatusRequest *message,
                   void *closure_data);
@@ -1506,6 +2020,30 @@ struct Embedps__V1__Shard_Service
                         const Embedps__V1__SparsityStepRequest *input,
                         Embedps__V1__SparsityStepResponse_Closure closure,
                         void *closure_data);
+  void (*dnis_report)(Embedps__V1__Shard_Service *service,
+                      const Embedps__V1__DnisReportRequest *input,
+                      Embedps__V1__DnisReportResponse_Closure closure,
+                      void *closure_data);
+  void (*dnis_assign_blocks)(Embedps__V1__Shard_Service *service,
+                             const Embedps__V1__DnisAssignRequest *input,
+                             Embedps__V1__DnisAssignResponse_Closure closure,
+                             void *closure_data);
+  void (*dnis_alpha)(Embedps__V1__Shard_Service *service,
+                     const Embedps__V1__DnisAlphaRequest *input,
+                     Embedps__V1__DnisAlphaResponse_Closure closure,
+                     void *closure_data);
+  void (*dnis_alpha_gradient)(Embedps__V1__Shard_Service *service,
+                              const Embedps__V1__PushRequest *input,
+                              Embedps__V1__DnisAlphaGradientResponse_Closure closure,
+                              void *closure_data);
+  void (*dnis_prune)(Embedps__V1__Shard_Service *service,
+                     const Embedps__V1__DnisPruneRequest *input,
+                     Embedps__V1__DnisPruneResponse_Closure closure,
+                     void *closure_data);
+  void (*pull_compact)(Embedps__V1__Shard_Service *service,
+                       const Embedps__V1__PullRequest *input,
+                       Embedps__V1__CompactRowsResponse_Closure closure,
+                       void *closure_data);
 };
 typedef void (*Embedps__V1__Shard_ServiceDestroy)(Embedps__V1__Shard_Service *);
 void embedps__v1__shard__init (Embedps__V1__Shard_Service *service,
@@ -1526,7 +2064,13 @@ void embedps__v1__shard__init (Embedps__V1__Shard_Service *service,
       function_prefix__ ## pull_pooled,\
       function_prefix__ ## push_pooled,\
       function_prefix__ ## sparsity_report,\
-      function_prefix__ ## sparsity_step  }
+      function_prefix__ ## sparsity_step,\
+      function_prefix__ ## dnis_report,\
+      function_prefix__ ## dnis_assign_blocks,\
+      function_prefix__ ## dnis_alpha,\
+      function_prefix__ ## dnis_alpha_gradient,\
+      function_prefix__ ## dnis_prune,\
+      function_prefix__ ## pull_compact  }
 void embedps__v1__shard__pull(ProtobufCService *service,
                               const Embedps__V1__PullRequest *input,
                               Embedps__V1__PullResponse_Closure closure,
@@ -1579,6 +2123,30 @@ void embedps__v1__shard__sparsity_step(ProtobufCService *service,
                                        const Embedps__V1__SparsityStepRequest *input,
                                        Embedps__V1__SparsityStepResponse_Closure closure,
                                        void *closure_data);
+void embedps__v1__shard__dnis_report(ProtobufCService *service,
+                                     const Embedps__V1__DnisReportRequest *input,
+                                     Embedps__V1__DnisReportResponse_Closure closure,
+                                     void *closure_data);
+void embedps__v1__shard__dnis_assign_blocks(ProtobufCService *service,
+                                            const Embedps__V1__DnisAssignRequest *input,
+                                            Embedps__V1__DnisAssignResponse_Closure closure,
+                                            void *closure_data);
+void embedps__v1__shard__dnis_alpha(ProtobufCService *service,
+                                    const Embedps__V1__DnisAlphaRequest *input,
+                                    Embedps__V1__DnisAlphaResponse_Closure closure,
+                                    void *closure_data);
+void embedps__v1__shard__dnis_alpha_gradient(ProtobufCService *service,
+                                             const Embedps__V1__PushRequest *input,
+                                             Embedps__V1__DnisAlphaGradientResponse_Closure closure,
+                                             void *closure_data);
+void embedps__v1__shard__dnis_prune(ProtobufCService *service,
+                                    const Embedps__V1__DnisPruneRequest *input,
+                                    Embedps__V1__DnisPruneResponse_Closure closure,
+                                    void *closure_data);
+void embedps__v1__shard__pull_compact(ProtobufCService *service,
+                                      const Embedps__V1__PullRequest *input,
+                                      Embedps__V1__CompactRowsResponse_Closure closure,
+                                      void *closure_data);
 
 /* --- descriptors --- */
 
@@ -1588,6 +2156,7 @@ extern const ProtobufCEnumDescriptor    embedps__v1__hash_mode__descriptor;
 extern const ProtobufCEnumDescriptor    embedps__v1__tokenizer_kind__descriptor;
 extern const ProtobufCMessageDescriptor embedps__v1__semantic_config__descriptor;
 extern const ProtobufCMessageDescriptor embedps__v1__sparsity_config__descriptor;
+extern const ProtobufCMessageDescriptor embedps__v1__dnis_config__descriptor;
 extern const ProtobufCMessageDescriptor embedps__v1__optimizer_config__descriptor;
 extern const ProtobufCMessageDescriptor embedps__v1__initializer_config__descriptor;
 extern const ProtobufCMessageDescriptor embedps__v1__table_spec__descriptor;
@@ -1613,6 +2182,17 @@ extern const ProtobufCMessageDescriptor embedps__v1__sparsity_report_request__de
 extern const ProtobufCMessageDescriptor embedps__v1__sparsity_report_response__descriptor;
 extern const ProtobufCMessageDescriptor embedps__v1__sparsity_step_request__descriptor;
 extern const ProtobufCMessageDescriptor embedps__v1__sparsity_step_response__descriptor;
+extern const ProtobufCMessageDescriptor embedps__v1__dnis_report_request__descriptor;
+extern const ProtobufCMessageDescriptor embedps__v1__dnis_block_stats__descriptor;
+extern const ProtobufCMessageDescriptor embedps__v1__dnis_report_response__descriptor;
+extern const ProtobufCMessageDescriptor embedps__v1__dnis_assign_request__descriptor;
+extern const ProtobufCMessageDescriptor embedps__v1__dnis_assign_response__descriptor;
+extern const ProtobufCMessageDescriptor embedps__v1__dnis_alpha_request__descriptor;
+extern const ProtobufCMessageDescriptor embedps__v1__dnis_alpha_response__descriptor;
+extern const ProtobufCMessageDescriptor embedps__v1__dnis_alpha_gradient_response__descriptor;
+extern const ProtobufCMessageDescriptor embedps__v1__dnis_prune_request__descriptor;
+extern const ProtobufCMessageDescriptor embedps__v1__dnis_prune_response__descriptor;
+extern const ProtobufCMessageDescriptor embedps__v1__compact_rows_response__descriptor;
 extern const ProtobufCMessageDescriptor embedps__v1__shard_status_request__descriptor;
 extern const ProtobufCMessageDescriptor embedps__v1__shard_status_response__descriptor;
 extern const ProtobufCServiceDescriptor embedps__v1__shard__descriptor;

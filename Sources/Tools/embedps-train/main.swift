@@ -38,12 +38,22 @@ options:
   --regrow-interval N      global training steps between prune-and-regrow steps (default 100)
   --compare-densities LIST train once per density in LIST (e.g. 1,0.5,0.2; 1 = dense) and print quality,
                            parameters and bytes per row side by side (one worker)
+  --dnis-blocks S           DNIS mixed dimensions on the user and item id tables with S frequency blocks:
+                           --epochs of warm start, then blocks by frequency and the alpha search, then
+                           pruning, then retraining (one worker)
+  --dnis-search-epochs N   epochs of the bi-level alpha search (default 5)
+  --dnis-prune R           share of all entries pruned (global percentile of |alpha*v|; default 0.5)
+  --dnis-retrain-epochs N  epochs after pruning (default 5)
+  --dnis-alpha-lr X        alpha learning rate (default 0.01)
+  --compare-dnis LIST      a full-dimension baseline (same total epochs) and one DNIS run per prune ratio in
+                           LIST (e.g. 0.5,0.75): quality, parameters, bytes and per-block dimensions (one worker)
   --json                   print the final report as JSON (rank 0)
 """
 let o = Options(Array(CommandLine.arguments.dropFirst()), usage: usage, flagNames: ["json"],
                 known: ["cluster", "data", "rank", "world-size", "run", "dim", "epochs", "batch", "lr", "l2", "max-inflight-pushes", "seed",
                          "item-tower", "item-rows", "embeddings", "item-ids", "levels", "codes", "compare-item-towers",
-                         "density", "regrow-interval", "compare-densities"])
+                         "density", "regrow-interval", "compare-densities", "dnis-blocks", "dnis-search-epochs", "dnis-prune",
+                         "dnis-retrain-epochs", "dnis-alpha-lr", "compare-dnis"])
 var config = TrainerConfiguration(dataPath: o.required("data"))
 config.rank = o.int("rank", default: 0); config.worldSize = o.int("world-size", default: 1)
 guard config.worldSize >= 1, config.rank >= 0, config.rank < config.worldSize else { o.fail("need 0 <= --rank < --world-size") }
@@ -67,13 +77,35 @@ let json = o.flag("json")
     c.seed = config.seed; c.regrowInterval = o.int("regrow-interval", default: 100); c.rounds = 0
     return c
 }
+var dnis = DnisTraining()
+dnis.blocks = o.int("dnis-blocks", default: 10); dnis.searchEpochs = o.int("dnis-search-epochs", default: 5)
+dnis.pruneRatio = o.double("dnis-prune", default: 0.5); dnis.retrainEpochs = o.int("dnis-retrain-epochs", default: 5)
+dnis.alphaLearningRate = Float(o.double("dnis-alpha-lr", default: 0.01))
+guard dnis.pruneRatio >= 0, dnis.pruneRatio < 1, dnis.searchEpochs >= 0, dnis.retrainEpochs >= 0 else { o.fail("--dnis-prune must be in [0, 1) and epoch counts >= 0") }
+if o.string("dnis-blocks") != nil { config.dnis = dnis }
 if let d = o.string("density") {
     guard let v = Double(d) else { o.fail("--density must be a number in (0, 1]") }
     config.sparsity = sparsity(v)
 }
 do {
     let client = try EmbedPSClient(specPath: o.required("cluster"))
-    if let list = o.string("compare-densities") {
+    if let list = o.string("compare-dnis") {
+        var base = config
+        base.dnis = nil; base.epochs = config.epochs + dnis.searchEpochs + dnis.retrainEpochs
+        base.run = "\(config.run)-full-dim"; base.rank = 0; base.worldSize = 1
+        printFlush("== full-dimension baseline (\(base.epochs) epochs) ==")
+        var reports: [TrainingReport] = []
+        if let r = try await TrainerWorker(config: base, client: client, log: { printFlush($0) }).run() { reports.append(r) }
+        for ratio in list.split(separator: ",").map(String.init) {
+            guard let v = Double(ratio), v >= 0, v < 1 else { o.fail("--compare-dnis takes prune ratios in [0, 1), e.g. 0.5,0.75") }
+            var c = config
+            var d = dnis; d.pruneRatio = v
+            c.dnis = d; c.run = "\(config.run)-dnis-\(ratio)"; c.rank = 0; c.worldSize = 1
+            printFlush("== DNIS, prune \(ratio) ==")
+            if let r = try await TrainerWorker(config: c, client: client, log: { printFlush($0) }).run() { reports.append(r) }
+        }
+        if json { print(jsonText(reports)) } else { print(renderDnisComparison(reports)) }
+    } else if let list = o.string("compare-densities") {
         var reports: [TrainingReport] = []
         for d in list.split(separator: ",").map(String.init) {
             guard let v = Double(d) else { o.fail("--compare-densities takes numbers, e.g. 1,0.5,0.2") }
