@@ -101,5 +101,21 @@ final class LocalCluster: @unchecked Sendable {
         }
         try? FileManager.default.removeItem(at: root)
     }
+    /// Runs embedps-admin against this cluster; returns (exit status, stdout + stderr).
+    func admin(_ args: [String]) throws -> (Int32, String) {
+        let specPath = root.appendingPathComponent("client.json").path
+        try clientSpec.encoded().write(to: URL(fileURLWithPath: specPath))
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: LocalCluster.binary("embedps-admin"))
+        p.arguments = args + ["--cluster", specPath]
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = out
+        try p.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+
     deinit { stop() }
 }

@@ -36,20 +36,7 @@ import Client
     @Test func adminToolReportsStatusAndManagesTablesAsJSON() async throws {
         let cluster = try LocalCluster(shards: 2)
         defer { cluster.stop() }
-        let specPath = cluster.root.appendingPathComponent("client.json").path
-        try cluster.clientSpec.encoded().write(to: URL(fileURLWithPath: specPath))
-        func admin(_ args: [String]) throws -> (Int32, String) {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: LocalCluster.binary("embedps-admin"))
-            p.arguments = args + ["--cluster", specPath]
-            let out = Pipe()
-            p.standardOutput = out
-            p.standardError = out
-            try p.run()
-            let data = out.fileHandleForReading.readDataToEndOfFile()
-            p.waitUntilExit()
-            return (p.terminationStatus, String(decoding: data, as: UTF8.self))
-        }
+        func admin(_ args: [String]) throws -> (Int32, String) { try cluster.admin(args) }
         let created = try admin(["table", "create", "items", "--dim", "16", "--optimizer", "adam", "--lr", "0.01"])
         #expect(created.0 == 0, "\(created.1)")
         let (code, text) = try admin(["table", "describe", "items", "--json"])

@@ -110,6 +110,31 @@ func runAdmin(_ o: Options) async throws {
                           [[s.table, String(s.rows), String(s.dim), String(s.active), String(s.budget), String(format: "%.4f", s.density),
                             String(format: "%.4f", s.firedFraction), String(s.round), String(s.pushesSinceStep), String(format: "%.1f", s.bytesPerRow),
                             String(format: "%.1f", s.denseBytesPerRow), formatBytes(s.storedBytes)]]))
+    case ("dnis", let sub):
+        guard let name = words.dropFirst(2).first, ["report", "assign", "prune"].contains(sub ?? "") else { o.fail("usage: dnis report|assign|prune TABLE") }
+        if sub == "assign" {
+            let t0 = Date()
+            let rows = try await client.dnisAssignBlocks(table: name)
+            if json { print(jsonText(["rowsPerBlock": rows])); return }
+            print(renderTable(["block", "rows"], rows.enumerated().map { ["\($0.offset)", "\($0.element)"] }))
+            print("blocks of \(name) assigned by push frequency on \(client.shardCount) shards in \(String(format: "%.2f", Date().timeIntervalSince(t0))) s")
+            return
+        }
+        if sub == "prune" {
+            guard let ratio = o.string("ratio").flatMap(Double.init) else { o.fail("dnis prune needs --ratio R (share of entries to prune, 0 <= R < 1)") }
+            let before = try await client.dnisSummary(table: name)
+            if !json { printFlush("pruning \(Int(ratio * 100))% of \(before.parameters) entries of \(name) on \(client.shardCount) shards...") }
+            let r = try await client.dnisPrune(table: name, ratio: ratio)
+            let after = try await client.dnisSummary(table: name)
+            if json { print(jsonText(["prune": AnyEncodable(r), "before": AnyEncodable(before), "after": AnyEncodable(after)])); return }
+            printDnis(after)
+            print(String(format: "pruned %llu -> %llu entries (threshold %.3g) in %.2f s; bytes %@ -> %@", r.entriesBefore, r.entriesAfter, r.threshold, r.seconds,
+                         formatBytes(before.storedBytes), formatBytes(after.storedBytes)))
+            return
+        }
+        let s = try await client.dnisSummary(table: name)
+        if json { print(jsonText(s)); return }
+        printDnis(s)
     case ("flush", _):
         let table = words.dropFirst().first ?? ""
         let t0 = Date()
@@ -161,6 +186,17 @@ func tableSpec(name: String, _ o: Options) throws -> TableSpec {
         }
         spec.semantic = SemanticConfig(tokenizer: tokenizer, levels: levels, codebookSize: codes, budget: budget)
     }
+    if let blocks = o.string("dnis-blocks") {
+        guard let n = Int(blocks) else { o.fail("--dnis-blocks must be an integer (1...64)") }
+        var c = DnisConfig(blocks: n)
+        if let sizes = o.string("dnis-block-sizes") {
+            let parsed = sizes.split(separator: ",").map { UInt64($0) }
+            guard parsed.allSatisfy({ $0 != nil }) else { o.fail("--dnis-block-sizes takes comma-separated row counts, e.g. 1000,5000") }
+            c.blockSizes = parsed.compactMap { $0 }
+        }
+        c.alphaLearningRate = Float(o.double("alpha-lr", default: Double(c.alphaLearningRate)))
+        spec.dnis = c
+    }
     if let density = o.string("density") {
         guard let d = Float(density) else { o.fail("--density must be a number in (0, 1)") }
         var c = SparsityConfig(density: d)
@@ -187,4 +223,22 @@ func readCodesFile(_ path: String, levels: Int?) throws -> ([UInt64], [[Int]]) {
         items.append(item); codes.append(Array(c.prefix(keep)))
     }
     return (items, codes)
+}
+
+/// Per-block dimensions, parameters and bytes of a DNIS table, then totals against the full-dimension form.
+func printDnis(_ s: DnisSummary) {
+    print(renderTable(["block", "rows", "mean dim", "parameters", "alpha mean", "bytes", "full-dim bytes"],
+                      s.blocks.map { ["\($0.block)", "\($0.rows)", String(format: "%.1f", $0.meanDimension), "\($0.parameters)",
+                                      String(format: "%.3f", $0.alphaMean), formatBytes($0.storedBytes), formatBytes($0.denseBytes)] }))
+    print(String(format: "%@ (%@, alpha version %llu): %llu rows, %llu parameters of %llu at full dim %d (%.2fx), stored %@ vs %@ full-dim (%.2fx)",
+                 s.table, s.pruned ? "pruned" : "searching", s.alphaVersion, s.rows, s.parameters, s.denseParameters, s.dim,
+                 Double(s.parameters) / Double(max(1, s.denseParameters)), formatBytes(s.storedBytes), formatBytes(s.denseBytes),
+                 Double(s.storedBytes) / Double(max(1, s.denseBytes))))
+}
+
+/// Type-erased Encodable for mixed JSON objects.
+struct AnyEncodable: Encodable {
+    let value: any Encodable
+    init(_ value: any Encodable) { self.value = value }
+    func encode(to encoder: any Encoder) throws { try value.encode(to: encoder) }
 }

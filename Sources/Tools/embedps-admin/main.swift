@@ -16,6 +16,12 @@ commands:
                      [--spm-model PATH]]   a semantic-ID table of N piece rows
                     [--density D [--regrow-interval P] [--regrow-rounds R] [--growth-decay X]]
                                  a dynamic-sparsity table: D of each row's entries active
+                    [--dnis-blocks S [--dnis-block-sizes N1,N2,...] [--alpha-lr X]]
+                                 a DNIS mixed-dimension table with S frequency blocks
+  dnis report TABLE              per frequency block: rows, mean dimension, parameters, alpha, bytes vs.
+                                 full dimension
+  dnis assign TABLE              (re)assign rows to frequency blocks by push count across all shards
+  dnis prune TABLE --ratio R     prune R of all entries (global percentile of |alpha*v|), fold alpha in
   sparsity report TABLE          active entries vs budget, density, fired share, rounds, bytes per row
   sparsity step TABLE [--fraction F]
                                  one cluster-wide prune-and-regrow step (default fraction: the table's
