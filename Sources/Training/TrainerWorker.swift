@@ -246,28 +246,46 @@ public final class TrainerWorker: @unchecked Sendable {
         return epoch >= config.epochs && epoch < config.epochs + d.searchEpochs
     }
 
-    /// One validation batch of the DNIS bi-level loop: BPR gradients of the validation loss with respect to the
-    /// pulled (alpha-scaled) rows go to the shards as alpha gradients.
-    func alphaStep(_ split: LeaveLastOutSplit, data: InteractionData, rng: inout SplitMix64) async throws {
-        let dim = config.dim, nItems = data.itemIds.count
-        let batch = (0..<min(config.batchSize, split.validation.count)).map { _ in split.validation[Int(rng.next() % UInt64(split.validation.count))] }
-        let negatives = batch.map { _ in Int(rng.next() % UInt64(nItems)) }
-        let users = Array(Set(batch.map(\.user))).sorted(), items = Array(Set(batch.map(\.item) + negatives)).sorted()
-        let userPos = Dictionary(uniqueKeysWithValues: users.enumerated().map { ($1, $0) }), itemPos = Dictionary(uniqueKeysWithValues: items.enumerated().map { ($1, $0) })
+    /// The rows and exact BPR gradients of one batch of (user, positive item) with its negatives.
+    struct BatchGradients {
+        let userIds: [UInt64], itemIds: [UInt64]
+        let gu: FloatBuffer, gi: FloatBuffer
+        let loss: Float
+    }
+
+    /// Pulls the user and item rows a batch touches and computes the BPR loss and its gradients with respect
+    /// to those (pulled) rows.
+    func gradients(_ batch: [(user: Int, item: Int)], negatives: [Int], data: InteractionData, l2: Float) async throws -> BatchGradients {
+        let dim = config.dim
+        let users = Array(Set(batch.map(\.user))).sorted()
+        let items = Array(Set(batch.map(\.item) + negatives)).sorted()
+        let userPos = Dictionary(uniqueKeysWithValues: users.enumerated().map { ($1, $0) })
+        let itemPos = Dictionary(uniqueKeysWithValues: items.enumerated().map { ($1, $0) })
         let userIds = users.map { data.userIds[$0] }, itemIds = items.map { data.itemIds[$0] }
         let userRows = FloatBuffer(count: users.count * dim), itemRows = FloatBuffer(count: items.count * dim)
         async let pu: Void = client.pull(table: userTable, ids: userIds, into: userRows)
         async let pi: Void = tower.pull(itemIds, into: itemRows)
         _ = try await (pu, pi)
         let gu = FloatBuffer(count: users.count * dim), gi = FloatBuffer(count: items.count * dim)
+        var loss: Float = 0
         for (n, ex) in batch.enumerated() {
             let u = userPos[ex.user]!, i = itemPos[ex.item]!, j = itemPos[negatives[n]]!
-            _ = BPRModel.accumulateGradients(user: userRows.base + u * dim, positive: itemRows.base + i * dim, negative: itemRows.base + j * dim,
-                                             dim: dim, l2: 0, gu: gu.base + u * dim, gi: gi.base + i * dim, gj: gi.base + j * dim)
+            loss += BPRModel.accumulateGradients(user: userRows.base + u * dim, positive: itemRows.base + i * dim, negative: itemRows.base + j * dim,
+                                                 dim: dim, l2: l2, gu: gu.base + u * dim, gi: gi.base + i * dim, gj: gi.base + j * dim)
         }
+        return BatchGradients(userIds: userIds, itemIds: itemIds, gu: gu, gi: gi, loss: loss)
+    }
+
+    /// One validation batch of the DNIS bi-level loop: BPR gradients of the validation loss with respect to the
+    /// pulled (alpha-scaled) rows go to the shards as alpha gradients.
+    func alphaStep(_ split: LeaveLastOutSplit, data: InteractionData, rng: inout SplitMix64) async throws {
+        let nItems = data.itemIds.count
+        let batch = (0..<min(config.batchSize, split.validation.count)).map { _ in split.validation[Int(rng.next() % UInt64(split.validation.count))] }
+        let negatives = batch.map { _ in Int(rng.next() % UInt64(nItems)) }
+        let g = try await gradients(batch, negatives: negatives, data: data, l2: 0)
         guard let itemTable = tower.idTable else { return }
-        async let a = client.dnisPushAlphaGradient(table: userTable, ids: userIds, gradients: gu)
-        async let b = client.dnisPushAlphaGradient(table: itemTable, ids: itemIds, gradients: gi)
+        async let a = client.dnisPushAlphaGradient(table: userTable, ids: g.userIds, gradients: g.gu)
+        async let b = client.dnisPushAlphaGradient(table: itemTable, ids: g.itemIds, gradients: g.gi)
         _ = try await (a, b)
     }
 
@@ -277,7 +295,7 @@ public final class TrainerWorker: @unchecked Sendable {
         var rng = SplitMix64(seed: config.seed &* 1_000_003 &+ UInt64(config.rank) &* 7919 &+ UInt64(epoch))
         var order = Array(examples.indices)
         for i in stride(from: order.count - 1, to: 0, by: -1) { order.swapAt(i, Int(rng.next() % UInt64(i + 1))) }
-        let nItems = data.itemIds.count, dim = config.dim
+        let nItems = data.itemIds.count
         var totalLoss = 0.0
         var rowsMoved = 0
         let started = Date()
@@ -294,22 +312,8 @@ public final class TrainerWorker: @unchecked Sendable {
                 while split.trainItemsByUser[ex.user].contains(j) && tries < 10 { j = Int(rng.next() % UInt64(nItems)); tries += 1 }
                 return j
             }
-            let users = Array(Set(batch.map(\.user))).sorted()
-            let items = Array(Set(batch.map(\.item) + negatives)).sorted()
-            let userPos = Dictionary(uniqueKeysWithValues: users.enumerated().map { ($1, $0) })
-            let itemPos = Dictionary(uniqueKeysWithValues: items.enumerated().map { ($1, $0) })
-            let userIds = users.map { data.userIds[$0] }, itemIds = items.map { data.itemIds[$0] }
-            let userRows = FloatBuffer(count: users.count * dim), itemRows = FloatBuffer(count: items.count * dim)
-            async let pu: Void = client.pull(table: userTable, ids: userIds, into: userRows)
-            async let pi: Void = tower.pull(itemIds, into: itemRows)
-            _ = try await (pu, pi)
-            let gu = FloatBuffer(count: users.count * dim), gi = FloatBuffer(count: items.count * dim)
-            var loss: Float = 0
-            for (n, ex) in batch.enumerated() {
-                let u = userPos[ex.user]!, i = itemPos[ex.item]!, j = itemPos[negatives[n]]!
-                loss += BPRModel.accumulateGradients(user: userRows.base + u * dim, positive: itemRows.base + i * dim, negative: itemRows.base + j * dim,
-                                                     dim: dim, l2: config.l2, gu: gu.base + u * dim, gi: gi.base + i * dim, gj: gi.base + j * dim)
-            }
+            let g = try await gradients(batch, negatives: negatives, data: data, l2: config.l2)
+            let loss = g.loss, userIds = g.userIds, itemIds = g.itemIds, gu = g.gu, gi = g.gi
             totalLoss += Double(loss)
             // Asynchronous push, bounded: wait for the oldest when too many are in flight.
             let client = self.client, ut = userTable, tower = self.tower!
@@ -319,7 +323,7 @@ public final class TrainerWorker: @unchecked Sendable {
                 _ = try await (a, b)
             })
             while pending.count > config.maxInflightPushes { try await pending.removeFirst().value }
-            rowsMoved += 2 * (users.count + items.count)
+            rowsMoved += 2 * (userIds.count + itemIds.count)
             done += batch.count
             if searching { try await alphaStep(split, data: data, rng: &rng) }
             try await maybeRegrow(step: epoch * ((examples.count + config.batchSize - 1) / config.batchSize) + (done + config.batchSize - 1) / config.batchSize)
