@@ -6,6 +6,7 @@ packages=(
   librocksdb-dev         # shard storage
   protobuf-c-compiler libprotobuf-c-dev protobuf-compiler   # wire messages + Protos/generate.sh
   libxxhash-dev          # the pinned hash
+  openssl                # test certificates for the TLS test
   libmicrohttpd-dev      # /metrics and /healthz endpoints
   libopenblas-dev        # trainer matrix products, k-means distances
   libsentencepiece-dev   # SentencePiece tokenizer of semantic IDs

@@ -17,7 +17,35 @@ public struct ClientOptions: Sendable {
     public var pollerThreads: Int = 1
     /// Request metadata sent with every call (e.g. auth tokens).
     public var metadata: [(key: String, value: String)] = []
+    /// Connect with TLS trusting these PEM root certificates (nil: plaintext).
+    public var tlsRootCertificatesPEM: String? = nil
     public init() {}
+
+    /// Sends `authorization: Bearer <token>` with every call.
+    public mutating func setToken(_ token: String) {
+        metadata.removeAll { $0.key == "authorization" }
+        metadata.append((key: "authorization", value: "Bearer \(token)"))
+    }
+
+    /// Options from the tools' security flags: a file holding the shared-secret token (first line) and a PEM
+    /// file of the CA that signed the shards' certificates. Errors name the file.
+    public static func from(tokenFile: String?, tlsCAFile: String?) throws -> ClientOptions {
+        var o = ClientOptions()
+        if let tokenFile {
+            guard let d = FileManager.default.contents(atPath: tokenFile), let t = String(data: d, encoding: .utf8)?
+                .split(whereSeparator: \.isNewline).first.map(String.init), !t.isEmpty else {
+                throw ClientError.invalidArgument("cannot read a token from '\(tokenFile)' (its first line is the token)")
+            }
+            o.setToken(t)
+        }
+        if let tlsCAFile {
+            guard let d = FileManager.default.contents(atPath: tlsCAFile), let pem = String(data: d, encoding: .utf8), pem.contains("-----BEGIN") else {
+                throw ClientError.invalidArgument("cannot read PEM CA certificates from '\(tlsCAFile)'")
+            }
+            o.tlsRootCertificatesPEM = pem
+        }
+        return o
+    }
 }
 
 /// Routing facts of one table, fetched once from the cluster.
@@ -48,6 +76,7 @@ public final class EmbedPSClient: @unchecked Sendable {
             var c = ChannelConfiguration(target: s.address)
             c.maxMessageBytes = options.maxMessageBytes
             c.pollerThreads = options.pollerThreads
+            c.tlsRootCertificatesPEM = options.tlsRootCertificatesPEM
             return Channel(c)
         }
     }
@@ -130,6 +159,16 @@ public final class EmbedPSClient: @unchecked Sendable {
     /// RocksDB and update logs trimmed.
     public func flush(table: String = "") async throws {
         _ = try await callAll(ShardMethod.flush, WireTableNameRequest(table: table).encoded())
+    }
+
+    /// Checkpoints and compacts a table (all tables when empty) on every shard; returns (bytes before, after)
+    /// summed over shards.
+    public func compact(table: String = "") async throws -> (before: UInt64, after: UInt64) {
+        let answers = try await callAll(ShardMethod.compact, WireTableNameRequest(table: table).encoded())
+        return try answers.reduce((0, 0)) { acc, m in
+            let r = try m.withUnsafeBytes { try WireCompactResponse(decoding: $0) }
+            return (acc.0 + r.bytesBefore, acc.1 + r.bytesAfter)
+        }
     }
 
     /// Health of every shard: true when it answers SERVING.

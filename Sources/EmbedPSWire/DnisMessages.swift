@@ -238,3 +238,23 @@ public struct WireCompactRows: WireMessage, Equatable {
         }
     }
 }
+
+/// Mirror of `embedps.v1.CompactResponse`.
+public struct WireCompactResponse: WireMessage, Equatable {
+    public var tablesCompacted: UInt32 = 0, bytesBefore: UInt64 = 0, bytesAfter: UInt64 = 0
+    public init(tablesCompacted: UInt32, bytesBefore: UInt64, bytesAfter: UInt64) {
+        self.tablesCompacted = tablesCompacted; self.bytesBefore = bytesBefore; self.bytesAfter = bytesAfter
+    }
+    public func encoded() -> [UInt8] {
+        encodeC { a in
+            let p = a.allocate(Embedps__V1__CompactResponse()); embedps__v1__compact_response__init(p)
+            p.pointee.tables_compacted = tablesCompacted; p.pointee.bytes_before = bytesBefore; p.pointee.bytes_after = bytesAfter
+            return p
+        }
+    }
+    public init(decoding bytes: UnsafeRawBufferPointer) throws {
+        self = try unpackMessage(bytes, embedps__v1__compact_response__unpack, name: "CompactResponse") {
+            WireCompactResponse(tablesCompacted: $0.pointee.tables_compacted, bytesBefore: $0.pointee.bytes_before, bytesAfter: $0.pointee.bytes_after)
+        }
+    }
+}

@@ -19,5 +19,6 @@ public enum ShardMethod {
     public static let dnisAlphaGradient = "/embedps.v1.Shard/DnisAlphaGradient"
     public static let dnisPrune = "/embedps.v1.Shard/DnisPrune"
     public static let pullCompact = "/embedps.v1.Shard/PullCompact"
+    public static let compact = "/embedps.v1.Shard/Compact"
     public static let healthCheck = "/grpc.health.v1.Health/Check"
 }

@@ -181,6 +181,19 @@ public final class ShardEngine: @unchecked Sendable {
         try table(name).sparsityStep(prune: prune, grow: grow, round: round)
     }
 
+    /// Checkpoints and compacts one table (or all when `name` is empty); returns (tables, bytes before, after).
+    public func compact(table name: String) throws(EngineError) -> (Int, UInt64, UInt64) {
+        let targets = name.isEmpty ? lock.withLock { Array(tables.values) } : [try table(name)]
+        var before: UInt64 = 0, after: UInt64 = 0
+        for t in targets {
+            try t.checkpoint()
+            before += db.bytesUsed(t.family)
+            db.compact(t.family)
+            after += db.bytesUsed(t.family)
+        }
+        return (targets.count, before, after)
+    }
+
     // MARK: DNIS
 
     public func dnisReport(table name: String) throws(EngineError) -> DnisReport { try table(name).dnisReport() }

@@ -9,6 +9,8 @@ public struct ChannelConfiguration: Sendable {
     public var maxMessageBytes: Int32 = 64 << 20
     /// Threads polling the channel's completion queue.
     public var pollerThreads: Int = 1
+    /// Connect with TLS, trusting these PEM root certificates (nil: plaintext).
+    public var tlsRootCertificatesPEM: String? = nil
     public init(target: String) { self.target = target }
 }
 
@@ -32,7 +34,8 @@ public final class Channel: @unchecked Sendable {
             ("grpc.initial_reconnect_backoff_ms", 100), ("grpc.max_reconnect_backoff_ms", 1000),
             ("grpc.min_reconnect_backoff_ms", 100),
         ])
-        let creds = grpc_insecure_credentials_create()
+        let creds = configuration.tlsRootCertificatesPEM.map { pem in pem.withCString { grpc_ssl_credentials_create($0, nil, nil, nil) } }
+            ?? grpc_insecure_credentials_create()
         channel = grpc_channel_create(configuration.target, creds, args.pointer)
         grpc_channel_credentials_release(creds)
         cq = grpc_completion_queue_create_for_next(nil)

@@ -25,7 +25,28 @@ public struct ServerConfiguration: Sendable {
     public var threads: Int = 2
     /// Calls requested ahead of arrival.
     public var preRequestedCalls: Int = 16
+    /// Serve TLS with this identity (gRPC core SSL credentials) instead of plaintext.
+    public var tls: TLSIdentity? = nil
     public init(address: String) { self.address = address }
+}
+
+/// A server's TLS identity: PEM certificate chain and PEM private key (contents, not paths).
+public struct TLSIdentity: Sendable {
+    public var certificateChainPEM: String
+    public var privateKeyPEM: String
+    public init(certificateChainPEM: String, privateKeyPEM: String) {
+        self.certificateChainPEM = certificateChainPEM; self.privateKeyPEM = privateKeyPEM
+    }
+    /// Reads both PEM files; the error names the file.
+    public init(certificatePath: String, keyPath: String) throws {
+        func read(_ path: String, _ what: String) throws -> String {
+            guard let d = FileManager.default.contents(atPath: path), let s = String(data: d, encoding: .utf8), s.contains("-----BEGIN") else {
+                throw RPCStatus(.invalidArgument, "cannot read the TLS \(what) PEM file '\(path)'")
+            }
+            return s
+        }
+        self.init(certificateChainPEM: try read(certificatePath, "certificate"), privateKeyPEM: try read(keyPath, "private key"))
+    }
 }
 
 /// A gRPC server over the C core: one NEXT completion queue drained by `threads` threads, generic
@@ -70,7 +91,18 @@ public final class Server: @unchecked Sendable {
 
     /// Binds, starts the completion-queue threads and pre-requests calls. Throws when the address cannot be bound.
     public func start() throws {
-        let creds = grpc_insecure_server_credentials_create()
+        let creds: OpaquePointer?
+        if let tls = configuration.tls {
+            creds = tls.privateKeyPEM.withCString { key in
+                tls.certificateChainPEM.withCString { chain in
+                    var pair = grpc_ssl_pem_key_cert_pair(private_key: key, cert_chain: chain)
+                    return grpc_ssl_server_credentials_create(nil, &pair, 1, 0, nil)
+                }
+            }
+        } else {
+            creds = grpc_insecure_server_credentials_create()
+        }
+        guard let creds else { throw RPCStatus(.invalidArgument, "the TLS certificate or key was rejected by gRPC") }
         let bound = grpc_server_add_http2_port(server, configuration.address, creds)
         grpc_server_credentials_release(creds)
         guard bound > 0 else {

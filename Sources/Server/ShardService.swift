@@ -33,20 +33,52 @@ extension TableSnapshot {
     }
 }
 
+/// Who may call what on a shard. Invariant: without a token every call is allowed; with a token, the admin
+/// methods (`adminMethods`) require `authorization: Bearer <token>` request metadata, and with scope `.all`
+/// every method except the health check does. A refused call gets UNAUTHENTICATED and changes nothing.
+public struct AccessPolicy: Sendable {
+    public enum Scope: String, Sendable { case admin, all }
+    public var token: String?
+    public var scope: Scope
+    public init(token: String? = nil, scope: Scope = .admin) { self.token = token; self.scope = scope }
+
+    /// Methods that change a table's definition or its rows other than by a gradient push.
+    public static let adminMethods: Set<String> = [
+        ShardMethod.createTable, ShardMethod.dropTable, ShardMethod.flush, ShardMethod.registerItems, ShardMethod.sparsityStep,
+        ShardMethod.dnisAssignBlocks, ShardMethod.dnisPrune, ShardMethod.compact,
+    ]
+
+    public func check(_ context: ServerCallContext) throws {
+        guard let token, context.method != ShardMethod.healthCheck else { return }
+        guard scope == .all || Self.adminMethods.contains(context.method) else { return }
+        let sent = context.metadata.first { $0.key.lowercased() == "authorization" }?.value
+        guard let sent else {
+            throw RPCStatus(.unauthenticated, "\(context.method) needs a token: send 'authorization: Bearer <token>' (tools: --auth-token-file PATH)")
+        }
+        let expected = Array("Bearer \(token)".utf8), got = Array(sent.utf8)
+        // Constant time in the token's length.
+        var diff = UInt8(expected.count == got.count ? 0 : 1)
+        for i in 0..<expected.count { diff |= expected[i] ^ (i < got.count ? got[i] : 0) }
+        guard diff == 0 else { throw RPCStatus(.unauthenticated, "\(context.method): wrong token") }
+    }
+}
+
 /// The shard service: decodes each RPC, calls the engine, encodes the answer. Stateless apart from the
 /// request meter; thread-safe because the engine is.
 public final class ShardService: Sendable {
     public let engine: ShardEngine
     public let meter = RequestMeter()
     let maxMessageBytes: Int
+    let policy: AccessPolicy
 
-    public init(engine: ShardEngine, maxMessageBytes: Int) {
-        self.engine = engine; self.maxMessageBytes = maxMessageBytes
+    public init(engine: ShardEngine, maxMessageBytes: Int, policy: AccessPolicy = AccessPolicy()) {
+        self.engine = engine; self.maxMessageBytes = maxMessageBytes; self.policy = policy
     }
 
-    /// Registers every method of the shard and health services on `server`.
-    public func register(on server: Server) {
+    /// Registers every method of the shard and health services on `server`, each behind the access policy.
+    public func register(on outer: Server) {
         let engine = self.engine, meter = self.meter, maxBytes = maxMessageBytes
+        let server = PolicyRegistrar(server: outer, policy: policy)
         server.register(ShardMethod.pull) { _, message in
             try Self.serveRows(message, engine: engine, meter: meter, maxBytes: maxBytes, what: "pulling") { table, ids, out in
                 try engine.pull(table: table, ids: ids, into: out)
@@ -156,6 +188,12 @@ public final class ShardService: Sendable {
             }
             return OutgoingMessage(bytes: WireCompactRows(dim: UInt32(r.dim), masks: r.masks, values: r.values).encoded())
         }
+        server.register(ShardMethod.compact) { _, message in
+            // CompactRequest has the same layout as DescribeTableRequest (field 1, string table).
+            let req = try message.withUnsafeBytes { try WireTableNameRequest(decoding: $0) }
+            let (n, before, after) = try engine.compact(table: req.table)
+            return OutgoingMessage(bytes: WireCompactResponse(tablesCompacted: UInt32(n), bytesBefore: before, bytesAfter: after).encoded())
+        }
         server.register(ShardMethod.healthCheck) { _, message in
             let req = try message.withUnsafeBytes { try WireHealthCheckRequest(decoding: $0) }
             guard req.service.isEmpty || req.service == "embedps.v1.Shard" else {
@@ -215,5 +253,18 @@ public final class ShardService: Sendable {
         r.latencyP50Ms = m.p50Ms; r.latencyP99Ms = m.p99Ms
         r.uptimeSeconds = UInt64(Date().timeIntervalSince(meter.started)); r.bytesOnDisk = engine.bytesOnDisk
         return r
+    }
+}
+
+/// Registers handlers on a server with the access policy checked before each one runs.
+struct PolicyRegistrar {
+    let server: Server
+    let policy: AccessPolicy
+    func register(_ method: String, _ handler: @escaping UnaryHandler) {
+        let policy = self.policy
+        server.register(method) { context, message in
+            try policy.check(context)
+            return try handler(context, message)
+        }
     }
 }

@@ -1762,6 +1762,96 @@ void   embedps__v1__compact_rows_response__free_unpacked
   assert(message->base.descriptor == &embedps__v1__compact_rows_response__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   embedps__v1__compact_request__init
+                     (Embedps__V1__CompactRequest         *message)
+{
+  static const Embedps__V1__CompactRequest init_value = EMBEDPS__V1__COMPACT_REQUEST__INIT;
+  *message = init_value;
+}
+size_t embedps__v1__compact_request__get_packed_size
+                     (const Embedps__V1__CompactRequest *message)
+{
+  assert(message->base.descriptor == &embedps__v1__compact_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t embedps__v1__compact_request__pack
+                     (const Embedps__V1__CompactRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &embedps__v1__compact_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t embedps__v1__compact_request__pack_to_buffer
+                     (const Embedps__V1__CompactRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &embedps__v1__compact_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Embedps__V1__CompactRequest *
+       embedps__v1__compact_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Embedps__V1__CompactRequest *)
+     protobuf_c_message_unpack (&embedps__v1__compact_request__descriptor,
+                                allocator, len, data);
+}
+void   embedps__v1__compact_request__free_unpacked
+                     (Embedps__V1__CompactRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &embedps__v1__compact_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   embedps__v1__compact_response__init
+                     (Embedps__V1__CompactResponse         *message)
+{
+  static const Embedps__V1__CompactResponse init_value = EMBEDPS__V1__COMPACT_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t embedps__v1__compact_response__get_packed_size
+                     (const Embedps__V1__CompactResponse *message)
+{
+  assert(message->base.descriptor == &embedps__v1__compact_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t embedps__v1__compact_response__pack
+                     (const Embedps__V1__CompactResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &embedps__v1__compact_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t embedps__v1__compact_response__pack_to_buffer
+                     (const Embedps__V1__CompactResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &embedps__v1__compact_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Embedps__V1__CompactResponse *
+       embedps__v1__compact_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Embedps__V1__CompactResponse *)
+     protobuf_c_message_unpack (&embedps__v1__compact_response__descriptor,
+                                allocator, len, data);
+}
+void   embedps__v1__compact_response__free_unpacked
+                     (Embedps__V1__CompactResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &embedps__v1__compact_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   embedps__v1__shard_status_request__init
                      (Embedps__V1__ShardStatusRequest         *message)
 {
@@ -4575,6 +4665,108 @@ const ProtobufCMessageDescriptor embedps__v1__compact_rows_response__descriptor 
   (ProtobufCMessageInit) embedps__v1__compact_rows_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
+static const ProtobufCFieldDescriptor embedps__v1__compact_request__field_descriptors[1] =
+{
+  {
+    "table",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__CompactRequest, table),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned embedps__v1__compact_request__field_indices_by_name[] = {
+  0,   /* field[0] = table */
+};
+static const ProtobufCIntRange embedps__v1__compact_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor embedps__v1__compact_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "embedps.v1.CompactRequest",
+  "CompactRequest",
+  "Embedps__V1__CompactRequest",
+  "embedps.v1",
+  sizeof(Embedps__V1__CompactRequest),
+  1,
+  embedps__v1__compact_request__field_descriptors,
+  embedps__v1__compact_request__field_indices_by_name,
+  1,  embedps__v1__compact_request__number_ranges,
+  (ProtobufCMessageInit) embedps__v1__compact_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor embedps__v1__compact_response__field_descriptors[3] =
+{
+  {
+    "tables_compacted",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__CompactResponse, tables_compacted),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "bytes_before",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__CompactResponse, bytes_before),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "bytes_after",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__CompactResponse, bytes_after),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned embedps__v1__compact_response__field_indices_by_name[] = {
+  2,   /* field[2] = bytes_after */
+  1,   /* field[1] = bytes_before */
+  0,   /* field[0] = tables_compacted */
+};
+static const ProtobufCIntRange embedps__v1__compact_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor embedps__v1__compact_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "embedps.v1.CompactResponse",
+  "CompactResponse",
+  "Embedps__V1__CompactResponse",
+  "embedps.v1",
+  sizeof(Embedps__V1__CompactResponse),
+  3,
+  embedps__v1__compact_response__field_descriptors,
+  embedps__v1__compact_response__field_indices_by_name,
+  1,  embedps__v1__compact_response__number_ranges,
+  (ProtobufCMessageInit) embedps__v1__compact_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
 #define embedps__v1__shard_status_request__field_descriptors NULL
 #define embedps__v1__shard_status_request__field_indices_by_name NULL
 #define embedps__v1__shard_status_request__number_ranges NULL
@@ -4917,7 +5109,7 @@ const ProtobufCEnumDescriptor embedps__v1__tokenizer_kind__descriptor =
   embedps__v1__tokenizer_kind__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCMethodDescriptor embedps__v1__shard__method_descriptors[19] =
+static const ProtobufCMethodDescriptor embedps__v1__shard__method_descriptors[20] =
 {
   { "Pull", &embedps__v1__pull_request__descriptor, &embedps__v1__pull_response__descriptor },
   { "Push", &embedps__v1__push_request__descriptor, &embedps__v1__push_response__descriptor },
@@ -4938,8 +5130,10 @@ static const ProtobufCMethodDescriptor embedps__v1__shard__method_descriptors[19
   { "DnisAlphaGradient", &embedps__v1__push_request__descriptor, &embedps__v1__dnis_alpha_gradient_response__descriptor },
   { "DnisPrune", &embedps__v1__dnis_prune_request__descriptor, &embedps__v1__dnis_prune_response__descriptor },
   { "PullCompact", &embedps__v1__pull_request__descriptor, &embedps__v1__compact_rows_response__descriptor },
+  { "Compact", &embedps__v1__compact_request__descriptor, &embedps__v1__compact_response__descriptor },
 };
 const unsigned embedps__v1__shard__method_indices_by_name[] = {
+  19,        /* Compact */
   2,        /* CreateTable */
   3,        /* DescribeTable */
   15,        /* DnisAlpha */
@@ -4967,7 +5161,7 @@ const ProtobufCServiceDescriptor embedps__v1__shard__descriptor =
   "Shard",
   "Embedps__V1__Shard",
   "embedps.v1",
-  19,
+  20,
   embedps__v1__shard__method_descriptors,
   embedps__v1__shard__method_indices_by_name
 };
@@ -5122,6 +5316,14 @@ void embedps__v1__shard__pull_compact(ProtobufCService *service,
 {
   assert(service->descriptor == &embedps__v1__shard__descriptor);
   service->invoke(service, 18, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void embedps__v1__shard__compact(ProtobufCService *service,
+                                 const Embedps__V1__CompactRequest *input,
+                                 Embedps__V1__CompactResponse_Closure closure,
+                                 void *closure_data)
+{
+  assert(service->descriptor == &embedps__v1__shard__descriptor);
+  service->invoke(service, 19, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void embedps__v1__shard__init (Embedps__V1__Shard_Service *service,
                                Embedps__V1__Shard_ServiceDestroy destroy)

@@ -54,6 +54,8 @@ typedef struct Embedps__V1__DnisAlphaGradientResponse Embedps__V1__DnisAlphaGrad
 typedef struct Embedps__V1__DnisPruneRequest Embedps__V1__DnisPruneRequest;
 typedef struct Embedps__V1__DnisPruneResponse Embedps__V1__DnisPruneResponse;
 typedef struct Embedps__V1__CompactRowsResponse Embedps__V1__CompactRowsResponse;
+typedef struct Embedps__V1__CompactRequest Embedps__V1__CompactRequest;
+typedef struct Embedps__V1__CompactResponse Embedps__V1__CompactResponse;
 typedef struct Embedps__V1__ShardStatusRequest Embedps__V1__ShardStatusRequest;
 typedef struct Embedps__V1__ShardStatusResponse Embedps__V1__ShardStatusResponse;
 
@@ -998,6 +1000,35 @@ struct  Embedps__V1__CompactRowsResponse
     , 0, 0,NULL, 0,NULL }
 
 
+/*
+ * Compacts a table's RocksDB column family (or every table when `table` is empty) after a checkpoint:
+ * reclaims the space of overwritten and dropped rows.
+ */
+struct  Embedps__V1__CompactRequest
+{
+  ProtobufCMessage base;
+  char *table;
+};
+#define EMBEDPS__V1__COMPACT_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&embedps__v1__compact_request__descriptor) \
+    , (char *)protobuf_c_empty_string }
+
+
+struct  Embedps__V1__CompactResponse
+{
+  ProtobufCMessage base;
+  uint32_t tables_compacted;
+  /*
+   * live SST + memtable bytes of the compacted families, before
+   */
+  uint64_t bytes_before;
+  uint64_t bytes_after;
+};
+#define EMBEDPS__V1__COMPACT_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&embedps__v1__compact_response__descriptor) \
+    , 0, 0, 0 }
+
+
 struct  Embedps__V1__ShardStatusRequest
 {
   ProtobufCMessage base;
@@ -1798,6 +1829,44 @@ Embedps__V1__CompactRowsResponse *
 void   embedps__v1__compact_rows_response__free_unpacked
                      (Embedps__V1__CompactRowsResponse *message,
                       ProtobufCAllocator *allocator);
+/* Embedps__V1__CompactRequest methods */
+void   embedps__v1__compact_request__init
+                     (Embedps__V1__CompactRequest         *message);
+size_t embedps__v1__compact_request__get_packed_size
+                     (const Embedps__V1__CompactRequest   *message);
+size_t embedps__v1__compact_request__pack
+                     (const Embedps__V1__CompactRequest   *message,
+                      uint8_t             *out);
+size_t embedps__v1__compact_request__pack_to_buffer
+                     (const Embedps__V1__CompactRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Embedps__V1__CompactRequest *
+       embedps__v1__compact_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   embedps__v1__compact_request__free_unpacked
+                     (Embedps__V1__CompactRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Embedps__V1__CompactResponse methods */
+void   embedps__v1__compact_response__init
+                     (Embedps__V1__CompactResponse         *message);
+size_t embedps__v1__compact_response__get_packed_size
+                     (const Embedps__V1__CompactResponse   *message);
+size_t embedps__v1__compact_response__pack
+                     (const Embedps__V1__CompactResponse   *message,
+                      uint8_t             *out);
+size_t embedps__v1__compact_response__pack_to_buffer
+                     (const Embedps__V1__CompactResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Embedps__V1__CompactResponse *
+       embedps__v1__compact_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   embedps__v1__compact_response__free_unpacked
+                     (Embedps__V1__CompactResponse *message,
+                      ProtobufCAllocator *allocator);
 /* Embedps__V1__ShardStatusRequest methods */
 void   embedps__v1__shard_status_request__init
                      (Embedps__V1__ShardStatusRequest         *message);
@@ -1955,6 +2024,12 @@ typedef void (*Embedps__V1__DnisPruneResponse_Closure)
 typedef void (*Embedps__V1__CompactRowsResponse_Closure)
                  (const Embedps__V1__CompactRowsResponse *message,
                   void *closure_data);
+typedef void (*Embedps__V1__CompactRequest_Closure)
+                 (const Embedps__V1__CompactRequest *message,
+                  void *closure_data);
+typedef void (*Embedps__V1__CompactResponse_Closure)
+                 (const Embedps__V1__CompactResponse *message,
+                  void *closure_data);
 typedef void (*Embedps__V1__ShardStatusRequest_Closure)
                  (const Embedps__V1__ShardStatusRequest *message,
                   void *closure_data);
@@ -2044,6 +2119,10 @@ struct Embedps__V1__Shard_Service
                        const Embedps__V1__PullRequest *input,
                        Embedps__V1__CompactRowsResponse_Closure closure,
                        void *closure_data);
+  void (*compact)(Embedps__V1__Shard_Service *service,
+                  const Embedps__V1__CompactRequest *input,
+                  Embedps__V1__CompactResponse_Closure closure,
+                  void *closure_data);
 };
 typedef void (*Embedps__V1__Shard_ServiceDestroy)(Embedps__V1__Shard_Service *);
 void embedps__v1__shard__init (Embedps__V1__Shard_Service *service,
@@ -2070,7 +2149,8 @@ void embedps__v1__shard__init (Embedps__V1__Shard_Service *service,
       function_prefix__ ## dnis_alpha,\
       function_prefix__ ## dnis_alpha_gradient,\
       function_prefix__ ## dnis_prune,\
-      function_prefix__ ## pull_compact  }
+      function_prefix__ ## pull_compact,\
+      function_prefix__ ## compact  }
 void embedps__v1__shard__pull(ProtobufCService *service,
                               const Embedps__V1__PullRequest *input,
                               Embedps__V1__PullResponse_Closure closure,
@@ -2147,6 +2227,10 @@ void embedps__v1__shard__pull_compact(ProtobufCService *service,
                                       const Embedps__V1__PullRequest *input,
                                       Embedps__V1__CompactRowsResponse_Closure closure,
                                       void *closure_data);
+void embedps__v1__shard__compact(ProtobufCService *service,
+                                 const Embedps__V1__CompactRequest *input,
+                                 Embedps__V1__CompactResponse_Closure closure,
+                                 void *closure_data);
 
 /* --- descriptors --- */
 
@@ -2193,6 +2277,8 @@ extern const ProtobufCMessageDescriptor embedps__v1__dnis_alpha_gradient_respons
 extern const ProtobufCMessageDescriptor embedps__v1__dnis_prune_request__descriptor;
 extern const ProtobufCMessageDescriptor embedps__v1__dnis_prune_response__descriptor;
 extern const ProtobufCMessageDescriptor embedps__v1__compact_rows_response__descriptor;
+extern const ProtobufCMessageDescriptor embedps__v1__compact_request__descriptor;
+extern const ProtobufCMessageDescriptor embedps__v1__compact_response__descriptor;
 extern const ProtobufCMessageDescriptor embedps__v1__shard_status_request__descriptor;
 extern const ProtobufCMessageDescriptor embedps__v1__shard_status_response__descriptor;
 extern const ProtobufCServiceDescriptor embedps__v1__shard__descriptor;

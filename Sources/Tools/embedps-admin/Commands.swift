@@ -40,7 +40,8 @@ func runAdmin(_ o: Options) async throws {
         try runSemanticIDBuild(o)
         return
     }
-    let client = try EmbedPSClient(specPath: o.required("cluster"))
+    let client = try EmbedPSClient(specPath: o.required("cluster"),
+                                   options: try ClientOptions.from(tokenFile: o.string("auth-token-file"), tlsCAFile: o.string("tls-ca")))
     let json = o.flag("json")
     switch (command, words.dropFirst().first) {
     case ("status", _):
@@ -135,6 +136,13 @@ func runAdmin(_ o: Options) async throws {
         let s = try await client.dnisSummary(table: name)
         if json { print(jsonText(s)); return }
         printDnis(s)
+    case ("compact", _):
+        let table = words.dropFirst().first ?? ""
+        let t0 = Date()
+        if !json { printFlush("compacting \(table.isEmpty ? "all tables" : table) on \(client.shardCount) shards (checkpoint, then RocksDB compaction)...") }
+        let (before, after) = try await client.compact(table: table)
+        if json { print(jsonText(["bytesBefore": before, "bytesAfter": after])) }
+        else { print("compacted in \(String(format: "%.2f", Date().timeIntervalSince(t0))) s: \(formatBytes(before)) -> \(formatBytes(after))") }
     case ("flush", _):
         let table = words.dropFirst().first ?? ""
         let t0 = Date()

@@ -28,6 +28,7 @@ commands:
                                  cosine schedule)
   table drop NAME                drop the table and all its rows on every shard
   flush [TABLE]                  checkpoint now: write dirty rows to RocksDB and trim update logs
+  compact [TABLE]                checkpoint, then compact the table's RocksDB data (all tables by default)
   semantic-ids build --embeddings F32 --ids TXT --out CODES.tsv [--levels 3] [--codes 256]
                     [--iterations 20] [--seed 1] [--spm-vocabulary N]
                                  semantic IDs by residual k-means over item content embeddings (no
@@ -39,6 +40,8 @@ commands:
 options:
   --cluster PATH   cluster spec (JSON) with the shard addresses (required by the cluster commands)
   --json           machine-readable output
+  --auth-token-file PATH   send the shared-secret token on its first line (shards started with one)
+  --tls-ca PEM             connect with TLS, trusting this CA certificate
 """
 let options = Options(Array(CommandLine.arguments.dropFirst()), usage: usage, flagNames: ["json"])
 do {

@@ -35,16 +35,30 @@ nonisolated func runShardServer(_ options: Options) {
     var serverConfig = ServerConfiguration(address: options.string("listen") ?? shard.address)
     serverConfig.threads = options.int("threads", default: 2)
     serverConfig.maxMessageBytes = Int32(clamping: maxBytes)
+    var policy = AccessPolicy()
+    if let tokenFile = options.string("auth-token-file") {
+        guard let d = FileManager.default.contents(atPath: tokenFile),
+              let token = String(data: d, encoding: .utf8)?.split(whereSeparator: \.isNewline).first.map(String.init), token.count >= 16 else {
+            options.fail("--auth-token-file \(tokenFile): cannot read a token of at least 16 characters from its first line")
+        }
+        policy.token = token
+        guard let scope = AccessPolicy.Scope(rawValue: options.string("auth-scope", default: "admin")) else { options.fail("--auth-scope must be admin or all") }
+        policy.scope = scope
+    }
+    if let cert = options.string("tls-cert") {
+        do { serverConfig.tls = try TLSIdentity(certificatePath: cert, keyPath: options.required("tls-key")) } catch { options.fail("\(error)") }
+    }
     let server = Server(serverConfig)
     engine.startCheckpointer()
-    let service = ShardService(engine: engine, maxMessageBytes: maxBytes)
+    let service = ShardService(engine: engine, maxMessageBytes: maxBytes, policy: policy)
     service.register(on: server)
     do { try server.start() } catch {
         printError("error: shard \(index): \(error)")
         exit(1)
     }
     let host = serverConfig.address.split(separator: ":").dropLast().joined(separator: ":")
-    printFlush("embedps-server shard \(index)/\(spec.shards.count) listening on \(host):\(server.port) " +
+    printFlush("embedps-server shard \(index)/\(spec.shards.count) listening on \(host):\(server.port)\(serverConfig.tls == nil ? "" : " (TLS)")" +
+          (policy.token == nil ? "" : " token required on \(policy.scope == .all ? "all" : "admin") calls;") +
           "(data \(engineConfig.dataDirectory), durability \(durability.rawValue), \(map.slotCount(of: index)) slots, map version \(map.version), tables: \(engine.tableNames().joined(separator: ",")))")
     var metrics: HTTPServer? = nil
     if let mp = options.string("metrics-port") {

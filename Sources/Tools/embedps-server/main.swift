@@ -25,8 +25,13 @@ options:
   --port-file PATH       write the bound port to PATH once serving
   --metrics-port N       serve Prometheus /metrics and /healthz over HTTP on port N (0 = any free port)
   --metrics-port-file P  write the metrics port to P
+  --auth-token-file PATH require the shared-secret token on its first line (>= 16 characters) as
+                         'authorization: Bearer <token>' on admin calls (table create/drop, flush, register,
+                         compact, sparsity step, dnis assign/prune); unauthenticated calls get UNAUTHENTICATED
+  --auth-scope admin|all with all, every call except the health check needs the token (default admin)
+  --tls-cert PEM --tls-key PEM   serve TLS (gRPC core SSL credentials) with this certificate chain and key
 """
 
-let known: Set<String> = ["cluster", "shard-index", "listen", "data-dir", "durability", "cache-rows", "threads", "max-message-mb", "port-file", "checkpoint-log-mb", "checkpoint-seconds", "metrics-port", "metrics-port-file"]
+let known: Set<String> = ["cluster", "shard-index", "listen", "data-dir", "durability", "cache-rows", "threads", "max-message-mb", "port-file", "checkpoint-log-mb", "checkpoint-seconds", "metrics-port", "metrics-port-file", "auth-token-file", "auth-scope", "tls-cert", "tls-key"]
 let options = Options(Array(CommandLine.arguments.dropFirst()), usage: usage, known: known)
 runShardServer(options)

@@ -47,13 +47,15 @@ options:
   --dnis-alpha-lr X        alpha learning rate (default 0.01)
   --compare-dnis LIST      a full-dimension baseline (same total epochs) and one DNIS run per prune ratio in
                            LIST (e.g. 0.5,0.75): quality, parameters, bytes and per-block dimensions (one worker)
+  --auth-token-file PATH   send the shared-secret token on its first line (shards started with one)
+  --tls-ca PEM             connect with TLS, trusting this CA certificate
   --json                   print the final report as JSON (rank 0)
 """
 let o = Options(Array(CommandLine.arguments.dropFirst()), usage: usage, flagNames: ["json"],
                 known: ["cluster", "data", "rank", "world-size", "run", "dim", "epochs", "batch", "lr", "l2", "max-inflight-pushes", "seed",
                          "item-tower", "item-rows", "embeddings", "item-ids", "levels", "codes", "compare-item-towers",
                          "density", "regrow-interval", "compare-densities", "dnis-blocks", "dnis-search-epochs", "dnis-prune",
-                         "dnis-retrain-epochs", "dnis-alpha-lr", "compare-dnis"])
+                         "dnis-retrain-epochs", "dnis-alpha-lr", "compare-dnis", "auth-token-file", "tls-ca"])
 var config = TrainerConfiguration(dataPath: o.required("data"))
 config.rank = o.int("rank", default: 0); config.worldSize = o.int("world-size", default: 1)
 guard config.worldSize >= 1, config.rank >= 0, config.rank < config.worldSize else { o.fail("need 0 <= --rank < --world-size") }
@@ -88,7 +90,8 @@ if let d = o.string("density") {
     config.sparsity = sparsity(v)
 }
 do {
-    let client = try EmbedPSClient(specPath: o.required("cluster"))
+    let client = try EmbedPSClient(specPath: o.required("cluster"),
+                                   options: try ClientOptions.from(tokenFile: o.string("auth-token-file"), tlsCAFile: o.string("tls-ca")))
     if let list = o.string("compare-dnis") {
         var base = config
         base.dnis = nil; base.epochs = config.epochs + dnis.searchEpochs + dnis.retrainEpochs
