@@ -15,6 +15,7 @@ let package = Package(
         .executable(name: "embedps-train", targets: ["embedps-train"]),
         .executable(name: "embedps-bench", targets: ["embedps-bench"]),
         .executable(name: "embedps-admin", targets: ["embedps-admin"]),
+        .executable(name: "embedps-lookup", targets: ["embedps-lookup"]),
         .library(name: "EmbedPSClient", targets: ["Client"]),
     ],
     targets: [
@@ -40,20 +41,22 @@ let package = Package(
         .target(name: "HTTP", dependencies: ["CMicroHTTPD"]),
         .target(name: "Server", dependencies: ["Engine", "RPC", "EmbedPSWire", "HTTP"]),
         .target(name: "Client", dependencies: ["Engine", "Storage", "RPC", "EmbedPSWire"], swiftSettings: hotPath),
+        .target(name: "Lookup", dependencies: ["Client", "RPC", "HTTP", "EmbedPSWire"]),
         .target(name: "Training", dependencies: ["Client", "CLI", "SemanticID", "COpenBLAS", "CZlib"]),
         .target(name: "SemanticID", dependencies: ["Engine", "COpenBLAS"]),
         // Tools.
         .executableTarget(name: "embedps-server", dependencies: ["Server", "CLI", "HTTP"], path: "Sources/Tools/embedps-server"),
         .executableTarget(name: "embedps-train", dependencies: ["Training", "CLI"], path: "Sources/Tools/embedps-train"),
-        .executableTarget(name: "embedps-bench", dependencies: ["Client", "CLI"], path: "Sources/Tools/embedps-bench"),
+        .executableTarget(name: "embedps-bench", dependencies: ["Client", "CLI", "RPC", "EmbedPSWire"], path: "Sources/Tools/embedps-bench"),
         .executableTarget(name: "embedps-admin", dependencies: ["Client", "CLI", "SemanticID"], path: "Sources/Tools/embedps-admin"),
+        .executableTarget(name: "embedps-lookup", dependencies: ["Lookup", "CLI"], path: "Sources/Tools/embedps-lookup"),
         // Tests.
         .testTarget(name: "WireTests", dependencies: ["EmbedPSWire", "EmbedPSWireC"]),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Storage"]),
         .testTarget(name: "RPCTests", dependencies: ["RPC"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training"]),
         .testTarget(name: "SemanticIDTests", dependencies: ["SemanticID", "Engine"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["Client", "Engine", "RPC", "EmbedPSWire", "embedps-server", "embedps-train", "embedps-admin", "SemanticID"], exclude: ["python"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["Client", "Engine", "RPC", "EmbedPSWire", "embedps-server", "embedps-train", "embedps-admin", "embedps-lookup", "SemanticID"], exclude: ["python"]),
     ],
     swiftLanguageModes: [.v6],
     cxxLanguageStandard: .cxx17

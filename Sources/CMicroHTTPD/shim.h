@@ -13,6 +13,12 @@ static inline struct MHD_Daemon *embedps_mhd_start(uint16_t port, MHD_AccessHand
                             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)10, MHD_OPTION_END);
 }
 
+/// Starts a daemon with a pool of `threads` polling threads (handlers may block) on `port`, all interfaces.
+static inline struct MHD_Daemon *embedps_mhd_start_pool(uint16_t port, MHD_AccessHandlerCallback handler, void *cls, unsigned int threads) {
+    return MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL_INTERNAL_THREAD, port, NULL, NULL, handler, cls,
+                            MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)10, MHD_OPTION_END);
+}
+
 static inline uint16_t embedps_mhd_port(struct MHD_Daemon *daemon) {
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(daemon, MHD_DAEMON_INFO_BIND_PORT);
     return info ? info->port : 0;

@@ -22,3 +22,9 @@ public enum ShardMethod {
     public static let compact = "/embedps.v1.Shard/Compact"
     public static let healthCheck = "/grpc.health.v1.Health/Check"
 }
+
+/// Full method paths of the lookup service (see Protos/embedps.proto).
+public enum LookupMethod {
+    public static let lookup = "/embedps.v1.Lookup/Lookup"
+    public static let lookupPooled = "/embedps.v1.Lookup/LookupPooled"
+}

@@ -2,6 +2,7 @@ import Foundation
 import RPC
 import Engine
 import EmbedPSWire
+import HTTP
 
 extension EngineError: RPCStatusConvertible {
     public var rpcStatus: RPCStatus {

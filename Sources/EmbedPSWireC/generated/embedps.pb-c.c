@@ -5332,3 +5332,46 @@ void embedps__v1__shard__init (Embedps__V1__Shard_Service *service,
                                      &embedps__v1__shard__descriptor,
                                      (ProtobufCServiceDestroy) destroy);
 }
+static const ProtobufCMethodDescriptor embedps__v1__lookup__method_descriptors[2] =
+{
+  { "Lookup", &embedps__v1__pull_request__descriptor, &embedps__v1__pull_response__descriptor },
+  { "LookupPooled", &embedps__v1__pull_request__descriptor, &embedps__v1__pull_response__descriptor },
+};
+const unsigned embedps__v1__lookup__method_indices_by_name[] = {
+  0,        /* Lookup */
+  1         /* LookupPooled */
+};
+const ProtobufCServiceDescriptor embedps__v1__lookup__descriptor =
+{
+  PROTOBUF_C__SERVICE_DESCRIPTOR_MAGIC,
+  "embedps.v1.Lookup",
+  "Lookup",
+  "Embedps__V1__Lookup",
+  "embedps.v1",
+  2,
+  embedps__v1__lookup__method_descriptors,
+  embedps__v1__lookup__method_indices_by_name
+};
+void embedps__v1__lookup__lookup(ProtobufCService *service,
+                                 const Embedps__V1__PullRequest *input,
+                                 Embedps__V1__PullResponse_Closure closure,
+                                 void *closure_data)
+{
+  assert(service->descriptor == &embedps__v1__lookup__descriptor);
+  service->invoke(service, 0, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void embedps__v1__lookup__lookup_pooled(ProtobufCService *service,
+                                        const Embedps__V1__PullRequest *input,
+                                        Embedps__V1__PullResponse_Closure closure,
+                                        void *closure_data)
+{
+  assert(service->descriptor == &embedps__v1__lookup__descriptor);
+  service->invoke(service, 1, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void embedps__v1__lookup__init (Embedps__V1__Lookup_Service *service,
+                                Embedps__V1__Lookup_ServiceDestroy destroy)
+{
+  protobuf_c_service_generated_init (&service->base,
+                                     &embedps__v1__lookup__descriptor,
+                                     (ProtobufCServiceDestroy) destroy);
+}

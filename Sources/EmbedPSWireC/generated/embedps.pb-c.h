@@ -2231,6 +2231,36 @@ void embedps__v1__shard__compact(ProtobufCService *service,
                                  const Embedps__V1__CompactRequest *input,
                                  Embedps__V1__CompactResponse_Closure closure,
                                  void *closure_data);
+typedef struct Embedps__V1__Lookup_Service Embedps__V1__Lookup_Service;
+struct Embedps__V1__Lookup_Service
+{
+  ProtobufCService base;
+  void (*lookup)(Embedps__V1__Lookup_Service *service,
+                 const Embedps__V1__PullRequest *input,
+                 Embedps__V1__PullResponse_Closure closure,
+                 void *closure_data);
+  void (*lookup_pooled)(Embedps__V1__Lookup_Service *service,
+                        const Embedps__V1__PullRequest *input,
+                        Embedps__V1__PullResponse_Closure closure,
+                        void *closure_data);
+};
+typedef void (*Embedps__V1__Lookup_ServiceDestroy)(Embedps__V1__Lookup_Service *);
+void embedps__v1__lookup__init (Embedps__V1__Lookup_Service *service,
+                                Embedps__V1__Lookup_ServiceDestroy destroy);
+#define EMBEDPS__V1__LOOKUP__BASE_INIT \
+    { &embedps__v1__lookup__descriptor, protobuf_c_service_invoke_internal, NULL }
+#define EMBEDPS__V1__LOOKUP__INIT(function_prefix__) \
+    { EMBEDPS__V1__LOOKUP__BASE_INIT,\
+      function_prefix__ ## lookup,\
+      function_prefix__ ## lookup_pooled  }
+void embedps__v1__lookup__lookup(ProtobufCService *service,
+                                 const Embedps__V1__PullRequest *input,
+                                 Embedps__V1__PullResponse_Closure closure,
+                                 void *closure_data);
+void embedps__v1__lookup__lookup_pooled(ProtobufCService *service,
+                                        const Embedps__V1__PullRequest *input,
+                                        Embedps__V1__PullResponse_Closure closure,
+                                        void *closure_data);
 
 /* --- descriptors --- */
 
@@ -2282,6 +2312,7 @@ extern const ProtobufCMessageDescriptor embedps__v1__compact_response__descripto
 extern const ProtobufCMessageDescriptor embedps__v1__shard_status_request__descriptor;
 extern const ProtobufCMessageDescriptor embedps__v1__shard_status_response__descriptor;
 extern const ProtobufCServiceDescriptor embedps__v1__shard__descriptor;
+extern const ProtobufCServiceDescriptor embedps__v1__lookup__descriptor;
 
 PROTOBUF_C__END_DECLS
 

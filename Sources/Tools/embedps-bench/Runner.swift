@@ -93,6 +93,10 @@ func runBenchmark(_ o: Options) async throws {
     let spec = TableSpec(name: "bench_w", dim: dim, optimizer: opt, initializer: .uniform(-0.05, 0.05, seed: 1))
     let embedps = EmbedPSTarget(specPath: specPath, table: spec.name, dim: dim)
     try await embedps.load(w, spec: spec)
+    if o.flag("lookup") {
+        try await runLookupBenchmark(specPath: specPath, table: spec.name, rows: rows, dim: dim, seconds: seconds, work: work, children: &children, json: o.flag("json"))
+        return
+    }
 
     var redis: RedisTarget? = nil
     if withRedis {

@@ -25,10 +25,12 @@ options:
   --shards N            shards to start (default 1)
   --cluster PATH        benchmark this running cluster instead of starting shards
   --no-redis            skip the Redis baseline
+  --lookup              instead: latency (p50/p99) of embedps-lookup for 1, 64 and 512-id requests against
+                        direct shard pulls in the same run (use e.g. --rows 100000)
   --quick               1 second, 1 repetition (smoke run)
   --json                print the results as JSON
 """
-let options = Options(Array(CommandLine.arguments.dropFirst()), usage: usage, flagNames: ["no-redis", "quick", "json"],
+let options = Options(Array(CommandLine.arguments.dropFirst()), usage: usage, flagNames: ["no-redis", "quick", "json", "lookup"],
                       known: ["rows", "dim", "batch", "seconds", "reps", "warmup", "clients", "pipeline", "dists", "ops",
                               "optimizer", "durability", "cache-fraction", "shards", "cluster"])
 do {

@@ -1,6 +1,6 @@
 import Foundation
 
-/// Recent request rate, row rate and handler latency of a shard: a ring of the last 4096 requests.
+/// Recent request rate, row rate and handler latency of a server: a ring of the last 4096 requests.
 /// Thread-safe (one lock; recording costs one short critical section per request).
 public final class RequestMeter: @unchecked Sendable {
     private struct Sample { var time: Double; var rows: Int; var latency: Double }
@@ -11,7 +11,7 @@ public final class RequestMeter: @unchecked Sendable {
 
     public init() {}
 
-    static func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
+    public static func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
 
     public func record(rows: Int, seconds: Double) {
         let t = Self.now()

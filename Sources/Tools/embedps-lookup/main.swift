@@ -1,0 +1,72 @@
+import Foundation
+import CLI
+import Client
+import HTTP
+import Lookup
+import RPC
+
+let usage = """
+usage: embedps-lookup --cluster SPEC.json [options]
+
+The online embedding lookup service: read-only rows and pooled semantic-ID items for inference, from the live
+shards of the cluster, through a bounded cache (rows are served at most --cache-ttl-ms after they were
+fetched) with concurrent requests batched into one shard fan-out.
+
+  gRPC  embedps.v1.Lookup/Lookup and /LookupPooled (PullRequest -> PullResponse, Protos/embedps.proto),
+        grpc.health.v1.Health
+  HTTP  GET /v1/lookup?table=T&ids=1,2,3        -> {"table": T, "dim": D, "rows": [[...], ...]}
+        GET /v1/lookup_pooled?table=T&items=...  (semantic-ID tables: the sum of each item's piece rows)
+        GET /metrics (Prometheus), GET /healthz
+
+options:
+  --cluster PATH          cluster spec of the shards (required)
+  --listen HOST:PORT      gRPC address (default 0.0.0.0:7500; port 0 picks one)
+  --http-port N           HTTP port (default 7501; 0 picks one)
+  --cache-rows N          rows kept in the cache (default 1048576; 0 = no cache)
+  --cache-ttl-ms N        how long a cached row is served (default 1000)
+  --batch-window-us N     requests arriving within N microseconds share one shard fan-out (default 500)
+  --threads N             gRPC and HTTP handler threads each (default 4)
+  --port-file PATH        write "GRPC_PORT HTTP_PORT" once serving
+  --auth-token-file PATH  token for shards started with one
+  --tls-ca PEM            connect to TLS shards trusting this CA
+  --tls-cert PEM --tls-key PEM   serve gRPC with TLS
+"""
+let o = Options(Array(CommandLine.arguments.dropFirst()), usage: usage,
+                known: ["cluster", "listen", "http-port", "cache-rows", "cache-ttl-ms", "batch-window-us", "threads", "port-file",
+                        "auth-token-file", "tls-ca", "tls-cert", "tls-key"])
+var config = LookupConfiguration()
+config.cacheRows = o.int("cache-rows", default: 1 << 20)
+config.cacheTTLSeconds = Double(o.int("cache-ttl-ms", default: 1000)) / 1000
+config.batchWindowSeconds = Double(o.int("batch-window-us", default: 500)) / 1e6
+let threads = max(1, o.int("threads", default: 4))
+do {
+    let client = try EmbedPSClient(specPath: o.required("cluster"),
+                                   options: try ClientOptions.from(tokenFile: o.string("auth-token-file"), tlsCAFile: o.string("tls-ca")))
+    let service = LookupService(client: client, configuration: config)
+    var serverConfig = ServerConfiguration(address: o.string("listen", default: "0.0.0.0:7500"))
+    serverConfig.threads = threads
+    if let cert = o.string("tls-cert") { serverConfig.tls = try TLSIdentity(certificatePath: cert, keyPath: o.required("tls-key")) }
+    let server = Server(serverConfig)
+    service.register(on: server)
+    try server.start()
+    let http = try HTTPServer(port: o.int("http-port", default: 7501), threads: threads) { service.handle($0) }
+    printFlush("embedps-lookup: gRPC on port \(server.port), HTTP on port \(http.port) (/v1/lookup, /metrics, /healthz); " +
+               "\(client.shardCount) shards, cache \(config.cacheRows) rows / \(Int(config.cacheTTLSeconds * 1000)) ms")
+    if let f = o.string("port-file") { try "\(server.port) \(http.port)\n".write(toFile: f, atomically: true, encoding: .utf8) }
+    let stop = DispatchSemaphore(value: 0)
+    signal(SIGINT, SIG_IGN); signal(SIGTERM, SIG_IGN)
+    let sources = [SIGINT, SIGTERM].map { sig -> DispatchSourceSignal in
+        let s = DispatchSource.makeSignalSource(signal: sig, queue: DispatchQueue(label: "signals"))
+        s.setEventHandler { stop.signal() }
+        s.resume()
+        return s
+    }
+    stop.wait()
+    server.shutdown(graceSeconds: 5)
+    http.stop()
+    withExtendedLifetime(sources) {}
+    printFlush("embedps-lookup: stopped")
+} catch {
+    printError("error: embedps-lookup: \(error)")
+    exit(1)
+}
