@@ -1,9 +1,11 @@
 import Foundation
 import Client
 
-/// Coalesces concurrent lookups of one table: requests arriving within `window` seconds of the first one
-/// are merged into a single client pull of their distinct ids, and each caller gets its own rows back.
-/// Callers block (they run on server threads); the pull itself runs on Swift concurrency. Thread-safe.
+/// Coalesces concurrent lookups of one table (group commit): when no pull of the table is in flight, a
+/// request is sent at once (after `window` seconds when a window is set); requests arriving while a pull is
+/// in flight wait and then go together, merged into one client pull of their distinct ids, each caller
+/// getting its own rows back. No added latency when idle, batching under load. Callers block (they run on
+/// server threads); the pull itself runs on Swift concurrency. Thread-safe.
 public final class LookupBatcher: @unchecked Sendable {
     final class Waiter: @unchecked Sendable {
         let ids: [UInt64]
@@ -15,6 +17,7 @@ public final class LookupBatcher: @unchecked Sendable {
     let pull: @Sendable (String, [UInt64]) async throws -> [Float]
     let dim: @Sendable (String) async throws -> Int
     private var pending: [String: [Waiter]] = [:]
+    private var inFlight: Set<String> = []
     private let lock = NSLock()
     private let queue = DispatchQueue(label: "lookup-batcher", attributes: .concurrent)
     /// Backend pulls issued, and requests they served (requests / pulls = the batching factor).
@@ -28,13 +31,12 @@ public final class LookupBatcher: @unchecked Sendable {
     /// The rows of `ids` (ids.count * dim floats), fetched in a batch with concurrent callers.
     public func rows(table: String, ids: [UInt64]) throws -> [Float] {
         let w = Waiter(ids: ids)
-        let first = lock.withLock { () -> Bool in
-            let isFirst = pending[table] == nil
+        let start = lock.withLock { () -> Bool in
             pending[table, default: []].append(w)
-            return isFirst
+            return inFlight.insert(table).inserted
         }
-        if first {
-            queue.asyncAfter(deadline: .now() + window) { [self] in flush(table) }
+        if start {
+            if window > 0 { queue.asyncAfter(deadline: .now() + window) { [self] in flush(table) } } else { flush(table) }
         }
         w.done.wait()
         return try w.result.get()
@@ -43,7 +45,7 @@ public final class LookupBatcher: @unchecked Sendable {
     private func flush(_ table: String) {
         let waiters = lock.withLock { () -> [Waiter] in
             let w = pending.removeValue(forKey: table) ?? []
-            backendPulls += 1; batchedRequests += UInt64(w.count)
+            if w.isEmpty { inFlight.remove(table) } else { backendPulls += 1; batchedRequests += UInt64(w.count) }
             return w
         }
         guard !waiters.isEmpty else { return }
@@ -67,6 +69,8 @@ public final class LookupBatcher: @unchecked Sendable {
             } catch {
                 for w in waiters { w.result = .failure(error); w.done.signal() }
             }
+            // Requests that arrived meanwhile go out now as one pull.
+            self.flush(table)
         }
     }
 }

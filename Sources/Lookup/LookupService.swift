@@ -11,8 +11,9 @@ public struct LookupConfiguration: Sendable {
     public var cacheRows = 1 << 20
     /// Seconds a cached row is served after it was fetched.
     public var cacheTTLSeconds = 1.0
-    /// Concurrent requests arriving within this window share one shard fan-out.
-    public var batchWindowSeconds = 0.0005
+    /// Extra wait before a pull when none is in flight, to gather more requests (0: send at once; requests
+    /// arriving while a pull is in flight are batched either way).
+    public var batchWindowSeconds = 0.0
     /// Largest number of ids in one request.
     public var maxIdsPerRequest = 65536
     public init() {}
@@ -35,6 +36,7 @@ public final class LookupService: Sendable {
     public let cache: LookupCache
     let batcher: LookupBatcher
     public let grpcMeter = RequestMeter(), httpMeter = RequestMeter()
+    private let dims = Mutex<[String: Int]>([:])
     let requests = Atomic<UInt64>(0), ids = Atomic<UInt64>(0), hits = Atomic<UInt64>(0), misses = Atomic<UInt64>(0), errors = Atomic<UInt64>(0)
 
     public init(client: EmbedPSClient, configuration: LookupConfiguration = LookupConfiguration()) {
@@ -62,8 +64,7 @@ public final class LookupService: Sendable {
     public func lookup(table: String, ids: [UInt64]) throws -> (dim: Int, values: [Float]) {
         try checkSize(ids.count)
         requests.add(1, ordering: .relaxed); self.ids.add(UInt64(ids.count), ordering: .relaxed)
-        let client = self.client
-        let dim = try blocking { try await client.dim(of: table) }
+        let dim = try dimension(of: table)
         var out = [Float](repeating: 0, count: ids.count * dim)
         let missing = out.withUnsafeMutableBufferPointer { cache.lookup(table: table, ids: ids, dim: dim, into: $0.baseAddress!) }
         hits.add(UInt64(ids.count - missing.count), ordering: .relaxed); misses.add(UInt64(missing.count), ordering: .relaxed)
@@ -74,6 +75,15 @@ public final class LookupService: Sendable {
             rows.withUnsafeBufferPointer { cache.insert(table: table, ids: missingIds, dim: dim, rows: $0.baseAddress!) }
         }
         return (dim, out)
+    }
+
+    /// A table's dimension, remembered after the first lookup.
+    func dimension(of table: String) throws -> Int {
+        if let d = dims.withLock({ $0[table] }) { return d }
+        let client = self.client
+        let d = try blocking { try await client.dim(of: table) }
+        dims.withLock { $0[table] = d }
+        return d
     }
 
     /// Pooled semantic-ID items (items.count * dim floats): the sum of each item's piece rows.

@@ -24,7 +24,8 @@ options:
   --http-port N           HTTP port (default 7501; 0 picks one)
   --cache-rows N          rows kept in the cache (default 1048576; 0 = no cache)
   --cache-ttl-ms N        how long a cached row is served (default 1000)
-  --batch-window-us N     requests arriving within N microseconds share one shard fan-out (default 500)
+  --batch-window-us N     wait N microseconds before a pull when none is in flight, to batch more requests
+                          (default 0: requests that arrive while a pull is in flight are batched anyway)
   --threads N             gRPC and HTTP handler threads each (default 4)
   --port-file PATH        write "GRPC_PORT HTTP_PORT" once serving
   --auth-token-file PATH  token for shards started with one
@@ -37,7 +38,7 @@ let o = Options(Array(CommandLine.arguments.dropFirst()), usage: usage,
 var config = LookupConfiguration()
 config.cacheRows = o.int("cache-rows", default: 1 << 20)
 config.cacheTTLSeconds = Double(o.int("cache-ttl-ms", default: 1000)) / 1000
-config.batchWindowSeconds = Double(o.int("batch-window-us", default: 500)) / 1e6
+config.batchWindowSeconds = Double(o.int("batch-window-us", default: 0)) / 1e6
 let threads = max(1, o.int("threads", default: 4))
 do {
     let client = try EmbedPSClient(specPath: o.required("cluster"),
