@@ -211,6 +211,9 @@ public final class EmbedPSClient: @unchecked Sendable {
         return r
     }
 
+    /// Drops cached table routes (after a restore, tables may differ).
+    func forgetRoutes() { lock.withLock { routes.removeAll() } }
+
     /// Dimension of a table.
     public func dim(of table: String) async throws -> Int { try await route(table).dim }
 }

@@ -20,6 +20,11 @@ public enum ShardMethod {
     public static let dnisPrune = "/embedps.v1.Shard/DnisPrune"
     public static let pullCompact = "/embedps.v1.Shard/PullCompact"
     public static let compact = "/embedps.v1.Shard/Compact"
+    public static let freeze = "/embedps.v1.Shard/Freeze"
+    public static let thaw = "/embedps.v1.Shard/Thaw"
+    public static let createCheckpoint = "/embedps.v1.Shard/CreateCheckpoint"
+    public static let listCheckpoints = "/embedps.v1.Shard/ListCheckpoints"
+    public static let restoreCheckpoint = "/embedps.v1.Shard/RestoreCheckpoint"
     public static let healthCheck = "/grpc.health.v1.Health/Check"
 }
 

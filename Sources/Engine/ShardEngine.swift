@@ -194,6 +194,8 @@ public final class ShardEngine: @unchecked Sendable {
         return (targets.count, before, after)
     }
 
+    func rocksCheckpoint(at path: String) throws { try db.createCheckpoint(at: path) }
+
     // MARK: DNIS
 
     public func dnisReport(table name: String) throws(EngineError) -> DnisReport { try table(name).dnisReport() }

@@ -143,7 +143,9 @@ private final class CallBox: @unchecked Sendable {
 /// One client-side unary call: all six ops in one batch; out-parameters live here until the tag completes.
 final class ClientCall: CompletionTag, @unchecked Sendable {
     private let call: OpaquePointer
-    private let request: OutgoingMessage
+    /// This call's own reference to the request bytes: sending empties the byte buffer it is given, so the
+    /// caller's `OutgoingMessage` stays intact for a retry (the copy shares the slices; no bytes are copied).
+    private let sendBuffer: UnsafeMutablePointer<grpc_byte_buffer>
     private let requestMetadata: CMetadata
     private let target: String
     private let method: String
@@ -157,7 +159,7 @@ final class ClientCall: CompletionTag, @unchecked Sendable {
 
     init(call: OpaquePointer, request: OutgoingMessage, metadata: Metadata, target: String, method: String,
          completion: @escaping @Sendable (Result<ReceivedMessage, RPCStatus>) -> Void) {
-        self.call = call; self.request = request; self.requestMetadata = CMetadata(metadata)
+        self.call = call; sendBuffer = grpc_byte_buffer_copy(request.buffer); self.requestMetadata = CMetadata(metadata)
         self.target = target; self.method = method; self.completion = completion
         grpc_metadata_array_init(initialMetadata); grpc_metadata_array_init(trailingMetadata)
         status.pointee = GRPC_STATUS_UNKNOWN
@@ -167,6 +169,7 @@ final class ClientCall: CompletionTag, @unchecked Sendable {
 
     deinit {
         grpc_call_unref(call)
+        grpc_byte_buffer_destroy(sendBuffer)
         grpc_metadata_array_destroy(initialMetadata); initialMetadata.deallocate()
         grpc_metadata_array_destroy(trailingMetadata); trailingMetadata.deallocate()
         grpc_slice_unref(details.pointee); details.deallocate()
@@ -176,7 +179,7 @@ final class ClientCall: CompletionTag, @unchecked Sendable {
 
     func startBatch() {
         embedps_op_send_initial_metadata(ops, requestMetadata.count, requestMetadata.items)
-        embedps_op_send_message(ops + 1, request.buffer)
+        embedps_op_send_message(ops + 1, sendBuffer)
         embedps_op_send_close_from_client(ops + 2)
         embedps_op_recv_initial_metadata(ops + 3, initialMetadata)
         embedps_op_recv_message(ops + 4, received)

@@ -7,7 +7,10 @@ extension ShardService {
     /// counters; per-shard request rate, handler latency, cache hit rate, uptime.
     public func metricsText() -> String {
         var m = MetricsText()
-        let status = status()
+        guard let status = try? status(), let engine = try? engine else {
+            m.add("embedps_up", "1 while the shard serves", .gauge, 0)
+            return m.text
+        }
         let shard = [("shard", String(status.shardIndex))]
         m.add("embedps_up", "1 while the shard serves", .gauge, labels: shard, 1)
         m.add("embedps_uptime_seconds", "Seconds since the shard started", .gauge, labels: shard, Double(status.uptimeSeconds))

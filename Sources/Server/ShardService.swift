@@ -24,6 +24,15 @@ extension WireError: RPCStatusConvertible {
     public var rpcStatus: RPCStatus { RPCStatus(.invalidArgument, description) }
 }
 
+extension CheckpointInfo {
+    var wire: WireCheckpointInfo {
+        var w = WireCheckpointInfo()
+        w.name = name; w.shardIndex = UInt32(shardIndex); w.shardCount = UInt32(shardCount); w.shardMapVersion = mapVersion
+        w.createdUnixMs = createdUnixMs; w.tables = tables; w.bytes = bytes
+        return w
+    }
+}
+
 extension TableSnapshot {
     var wire: WireTableStats {
         var w = WireTableStats()
@@ -47,6 +56,7 @@ public struct AccessPolicy: Sendable {
     public static let adminMethods: Set<String> = [
         ShardMethod.createTable, ShardMethod.dropTable, ShardMethod.flush, ShardMethod.registerItems, ShardMethod.sparsityStep,
         ShardMethod.dnisAssignBlocks, ShardMethod.dnisPrune, ShardMethod.compact,
+        ShardMethod.freeze, ShardMethod.thaw, ShardMethod.createCheckpoint, ShardMethod.restoreCheckpoint,
     ]
 
     public func check(_ context: ServerCallContext) throws {
@@ -67,79 +77,82 @@ public struct AccessPolicy: Sendable {
 /// The shard service: decodes each RPC, calls the engine, encodes the answer. Stateless apart from the
 /// request meter; thread-safe because the engine is.
 public final class ShardService: Sendable {
-    public let engine: ShardEngine
+    public let host: ShardHost
     public let meter = RequestMeter()
     let maxMessageBytes: Int
     let policy: AccessPolicy
 
-    public init(engine: ShardEngine, maxMessageBytes: Int, policy: AccessPolicy = AccessPolicy()) {
-        self.engine = engine; self.maxMessageBytes = maxMessageBytes; self.policy = policy
+    public init(host: ShardHost, maxMessageBytes: Int, policy: AccessPolicy = AccessPolicy()) {
+        self.host = host; self.maxMessageBytes = maxMessageBytes; self.policy = policy
     }
+
+    /// The current engine (replaced by a checkpoint restore).
+    public var engine: ShardEngine { get throws { try host.engine } }
 
     /// Registers every method of the shard and health services on `server`, each behind the access policy.
     public func register(on outer: Server) {
-        let engine = self.engine, meter = self.meter, maxBytes = maxMessageBytes
-        let server = PolicyRegistrar(server: outer, policy: policy)
+        let host = self.host, meter = self.meter, maxBytes = maxMessageBytes
+        let server = PolicyRegistrar(server: outer, policy: policy, gate: host.gate)
         server.register(ShardMethod.pull) { _, message in
-            try Self.serveRows(message, engine: engine, meter: meter, maxBytes: maxBytes, what: "pulling") { table, ids, out in
-                try engine.pull(table: table, ids: ids, into: out)
+            try Self.serveRows(message, engine: try host.engine, meter: meter, maxBytes: maxBytes, what: "pulling") { table, ids, out in
+                try host.engine.pull(table: table, ids: ids, into: out)
             }
         }
         server.register(ShardMethod.push) { _, message in
             try Self.applyRows(message, meter: meter) { table, ids, gradients in
-                try engine.push(table: table, ids: ids, gradientBytes: gradients)
+                try host.engine.push(table: table, ids: ids, gradientBytes: gradients)
             }
         }
         server.register(ShardMethod.createTable) { _, message in
             let req = try message.withUnsafeBytes { try WireCreateTableRequest(decoding: $0) }
-            let created = try engine.createTable(try TableSpec(wire: req.spec))
+            let created = try host.engine.createTable(try TableSpec(wire: req.spec))
             return OutgoingMessage(bytes: WireCreateTableResponse(created: created).encoded())
         }
         server.register(ShardMethod.describeTable) { _, message in
             let req = try message.withUnsafeBytes { try WireTableNameRequest(decoding: $0) }
-            var stats = try engine.snapshot(of: req.table).wire
-            if let s = engine.semanticStats(table: req.table) {
+            var stats = try host.engine.snapshot(of: req.table).wire
+            if let s = try host.engine.semanticStats(table: req.table) {
                 stats.semantic = WireSemanticStats(items: UInt64(s.items), piecesPerItem: s.piecesPerItem, rowsUsed: UInt64(s.rowsUsed), collisions: UInt64(s.collisions))
             }
             return OutgoingMessage(bytes: WireDescribeTableResponse(stats: stats).encoded())
         }
         server.register(ShardMethod.listTables) { _, _ in
-            OutgoingMessage(bytes: WireListTablesResponse(tables: engine.tableNames()).encoded())
+            OutgoingMessage(bytes: WireListTablesResponse(tables: try host.engine.tableNames()).encoded())
         }
         server.register(ShardMethod.dropTable) { _, message in
             let req = try message.withUnsafeBytes { try WireTableNameRequest(decoding: $0) }
-            return OutgoingMessage(bytes: WireDropTableResponse(dropped: try engine.dropTable(req.table)).encoded())
+            return OutgoingMessage(bytes: WireDropTableResponse(dropped: try host.engine.dropTable(req.table)).encoded())
         }
         server.register(ShardMethod.shardStatus) { _, _ in
-            OutgoingMessage(bytes: self.status().encoded())
+            OutgoingMessage(bytes: try self.status().encoded())
         }
         server.register(ShardMethod.flush) { _, message in
             // FlushRequest has the same layout as DescribeTableRequest (field 1, string table).
             let req = try message.withUnsafeBytes { try WireTableNameRequest(decoding: $0) }
             let flushed: Int
-            if req.table.isEmpty { try engine.checkpointAll(); flushed = engine.tableNames().count }
-            else { try engine.checkpoint(table: req.table); flushed = 1 }
+            if req.table.isEmpty { try host.engine.checkpointAll(); flushed = try host.engine.tableNames().count }
+            else { try host.engine.checkpoint(table: req.table); flushed = 1 }
             return OutgoingMessage(bytes: WireFlushResponse(tablesFlushed: UInt32(flushed)).encoded())
         }
         server.register(ShardMethod.registerItems) { _, message in
             let req = try message.withUnsafeBytes { try WireRegisterItemsRequest(decoding: $0) }
-            let (registered, total) = try engine.registerItems(table: req.table, items: req.items, codes: req.codes)
+            let (registered, total) = try host.engine.registerItems(table: req.table, items: req.items, codes: req.codes)
             return OutgoingMessage(bytes: WireRegisterItemsResponse(registered: UInt64(registered), items: UInt64(total)).encoded())
         }
         server.register(ShardMethod.pullPooled) { _, message in
-            try Self.serveRows(message, engine: engine, meter: meter, maxBytes: maxBytes, what: "pooling") { table, items, out in
-                try engine.pullPooled(table: table, items: items, into: out)
+            try Self.serveRows(message, engine: try host.engine, meter: meter, maxBytes: maxBytes, what: "pooling") { table, items, out in
+                try host.engine.pullPooled(table: table, items: items, into: out)
             }
         }
         server.register(ShardMethod.pushPooled) { _, message in
             try Self.applyRows(message, meter: meter) { table, items, gradients in
-                try engine.pushPooled(table: table, items: items, gradientBytes: gradients)
+                try host.engine.pushPooled(table: table, items: items, gradientBytes: gradients)
             }
         }
         server.register(ShardMethod.sparsityReport) { _, message in
             // SparsityReportRequest has the same layout as DescribeTableRequest (field 1, string table).
             let req = try message.withUnsafeBytes { try WireTableNameRequest(decoding: $0) }
-            let r = try engine.sparsityReport(table: req.table)
+            let r = try host.engine.sparsityReport(table: req.table)
             var w = WireSparsityReport()
             w.rows = r.rows; w.active = r.active; w.inactive = r.inactive; w.fired = r.fired
             w.weightHistogram = r.weightHistogram; w.growthHistogram = r.growthHistogram; w.round = r.round
@@ -149,12 +162,12 @@ public final class ShardService: Sendable {
         }
         server.register(ShardMethod.sparsityStep) { _, message in
             let req = try message.withUnsafeBytes { try WireSparsityStepRequest(decoding: $0) }
-            let r = try engine.sparsityStep(table: req.table, prune: req.prune, grow: req.grow, round: req.round)
+            let r = try host.engine.sparsityStep(table: req.table, prune: req.prune, grow: req.grow, round: req.round)
             return OutgoingMessage(bytes: WireSparsityStepResponse(pruned: r.pruned, grown: r.grown, active: r.active, round: r.round, rows: r.rows).encoded())
         }
         server.register(ShardMethod.dnisReport) { _, message in
             let req = try message.withUnsafeBytes { try WireTableNameRequest(decoding: $0) }
-            let r = try engine.dnisReport(table: req.table)
+            let r = try host.engine.dnisReport(table: req.table)
             var w = WireDnisReport()
             w.pruned = r.pruned; w.alphaVersion = r.alphaVersion; w.alpha = r.alpha
             w.blocks = r.blocks.map { WireDnisBlockStats(rows: $0.rows, active: $0.active, storedBytes: $0.storedBytes, denseBytes: $0.denseBytes) }
@@ -163,39 +176,70 @@ public final class ShardService: Sendable {
         }
         server.register(ShardMethod.dnisAssignBlocks) { _, message in
             let req = try message.withUnsafeBytes { try WireDnisAssignRequest(decoding: $0) }
-            return OutgoingMessage(bytes: WireDnisAssignResponse(rowsPerBlock: try engine.dnisAssign(table: req.table, take: req.take)).encoded())
+            return OutgoingMessage(bytes: WireDnisAssignResponse(rowsPerBlock: try host.engine.dnisAssign(table: req.table, take: req.take)).encoded())
         }
         server.register(ShardMethod.dnisAlpha) { _, message in
             let req = try message.withUnsafeBytes { try WireDnisAlphaRequest(decoding: $0) }
-            let (version, alpha, pruned) = try engine.dnisAlpha(table: req.table, gradient: req.gradient, setVersion: req.setVersion, setAlpha: req.setAlpha)
+            let (version, alpha, pruned) = try host.engine.dnisAlpha(table: req.table, gradient: req.gradient, setVersion: req.setVersion, setAlpha: req.setAlpha)
             return OutgoingMessage(bytes: WireDnisAlphaResponse(version: version, alpha: alpha, pruned: pruned).encoded())
         }
         server.register(ShardMethod.dnisAlphaGradient) { _, message in
             let (partial, rows) = try message.withUnsafeBytes { bytes in
                 try RowMessageDecoder.withPushRequest(bytes) { req in
-                    (try engine.dnisAlphaGradient(table: req.table, ids: req.ids, gradientBytes: req.gradientBytes), req.ids.count)
+                    (try host.engine.dnisAlphaGradient(table: req.table, ids: req.ids, gradientBytes: req.gradientBytes), req.ids.count)
                 }
             }
             return OutgoingMessage(bytes: WireDnisAlphaGradientResponse(partial: partial, rows: UInt64(rows)).encoded())
         }
         server.register(ShardMethod.dnisPrune) { _, message in
             let req = try message.withUnsafeBytes { try WireDnisPruneRequest(decoding: $0) }
-            let r = try engine.dnisPrune(table: req.table, prune: req.prune, threshold: req.threshold)
+            let r = try host.engine.dnisPrune(table: req.table, prune: req.prune, threshold: req.threshold)
             return OutgoingMessage(bytes: WireDnisPruneResponse(pruned: r.pruned, active: r.active, rows: r.rows).encoded())
         }
         server.register(ShardMethod.pullCompact) { _, message in
             let r = try message.withUnsafeBytes { bytes in
-                try RowMessageDecoder.withPullRequest(bytes) { req in try engine.pullCompact(table: req.table, ids: req.ids) }
+                try RowMessageDecoder.withPullRequest(bytes) { req in try host.engine.pullCompact(table: req.table, ids: req.ids) }
             }
             return OutgoingMessage(bytes: WireCompactRows(dim: UInt32(r.dim), masks: r.masks, values: r.values).encoded())
         }
         server.register(ShardMethod.compact) { _, message in
             // CompactRequest has the same layout as DescribeTableRequest (field 1, string table).
             let req = try message.withUnsafeBytes { try WireTableNameRequest(decoding: $0) }
-            let (n, before, after) = try engine.compact(table: req.table)
+            let (n, before, after) = try host.engine.compact(table: req.table)
             return OutgoingMessage(bytes: WireCompactResponse(tablesCompacted: UInt32(n), bytesBefore: before, bytesAfter: after).encoded())
         }
-        server.register(ShardMethod.healthCheck) { _, message in
+        // Cluster checkpoints (ungated: they run while the shard is frozen).
+        server.registerUngated(ShardMethod.freeze) { _, message in
+            let req = try message.withUnsafeBytes { try WireCheckpointRequest(decoding: $0) }
+            try host.gate.freeze(req.name, autoThawSeconds: Double(req.freezeSeconds == 0 ? 30 : req.freezeSeconds))
+            return OutgoingMessage(bytes: WireFreezeResponse(frozen: true).encoded())
+        }
+        server.registerUngated(ShardMethod.thaw) { _, message in
+            let req = try message.withUnsafeBytes { try WireCheckpointRequest(decoding: $0) }
+            host.gate.thaw(req.name)
+            return OutgoingMessage(bytes: WireFreezeResponse(frozen: false).encoded())
+        }
+        server.registerUngated(ShardMethod.createCheckpoint) { _, message in
+            let req = try message.withUnsafeBytes { try WireCheckpointRequest(decoding: $0) }
+            guard host.gate.isFrozen(by: req.name) else {
+                throw RPCStatus(.failedPrecondition, "CreateCheckpoint '\(req.name)' needs the shard frozen under that name first (Freeze)")
+            }
+            let engine = try host.engine
+            let info = try engine.createCheckpoint(name: req.name, shardCount: engine.configuration.slotMap.shardCount)
+            return OutgoingMessage(bytes: info.wire.encoded())
+        }
+        server.registerUngated(ShardMethod.listCheckpoints) { _, _ in
+            let list = ShardEngine.listCheckpoints(dataDirectory: host.configuration.dataDirectory).map(\.wire)
+            return OutgoingMessage(bytes: WireListCheckpointsResponse(checkpoints: list).encoded())
+        }
+        server.registerUngated(ShardMethod.restoreCheckpoint) { _, message in
+            let req = try message.withUnsafeBytes { try WireCheckpointRequest(decoding: $0) }
+            guard host.gate.isFrozen(by: req.name) else {
+                throw RPCStatus(.failedPrecondition, "RestoreCheckpoint '\(req.name)' needs the shard frozen under that name first (Freeze)")
+            }
+            return OutgoingMessage(bytes: try host.restore(name: req.name).wire.encoded())
+        }
+        server.registerUngated(ShardMethod.healthCheck) { _, message in
             let req = try message.withUnsafeBytes { try WireHealthCheckRequest(decoding: $0) }
             guard req.service.isEmpty || req.service == "embedps.v1.Shard" else {
                 throw RPCStatus(.notFound, "unknown service '\(req.service)': this server serves '' and 'embedps.v1.Shard'")
@@ -239,7 +283,8 @@ public final class ShardService: Sendable {
         return OutgoingMessage(bytes: WirePushResponse(rowsUpdated: UInt64(updated)).encoded())
     }
 
-    public func status() -> WireShardStatusResponse {
+    public func status() throws -> WireShardStatusResponse {
+        let engine = try self.engine
         let c = engine.configuration
         var r = WireShardStatusResponse()
         r.shardIndex = UInt32(c.shardIndex); r.shardMapVersion = c.slotMap.version
@@ -257,11 +302,22 @@ public final class ShardService: Sendable {
     }
 }
 
-/// Registers handlers on a server with the access policy checked before each one runs.
+/// Registers handlers on a server with the access policy checked before each one runs and, for gated
+/// handlers, admission through the request gate (refused while the shard is frozen).
 struct PolicyRegistrar {
     let server: Server
     let policy: AccessPolicy
+    let gate: RequestGate
     func register(_ method: String, _ handler: @escaping UnaryHandler) {
+        let policy = self.policy, gate = self.gate
+        server.register(method) { context, message in
+            try policy.check(context)
+            try gate.enter()
+            defer { gate.leave() }
+            return try handler(context, message)
+        }
+    }
+    func registerUngated(_ method: String, _ handler: @escaping UnaryHandler) {
         let policy = self.policy
         server.register(method) { context, message in
             try policy.check(context)

@@ -191,6 +191,19 @@ public final class RocksDatabase: @unchecked Sendable {
         integerProperty(family, "rocksdb.total-sst-files-size") + integerProperty(family, "rocksdb.cur-size-all-mem-tables")
     }
 
+    /// Writes a consistent point-in-time copy of the whole database (every family, memtables flushed, SST
+    /// files hard-linked) into `path`, which must not exist yet.
+    public func createCheckpoint(at path: String) throws {
+        var err: UnsafeMutablePointer<CChar>? = nil
+        guard let cp = rocksdb_checkpoint_object_create(db, &err) else {
+            defer { if let err { rocksdb_free(err) } }
+            throw StorageError.checkpointFailed(path: path, message: err.map { String(cString: $0) } ?? "cannot create a checkpoint object")
+        }
+        defer { rocksdb_checkpoint_object_destroy(cp) }
+        rocksdb_checkpoint_create(cp, path, 0, &err)
+        if let err { defer { rocksdb_free(err) }; throw StorageError.checkpointFailed(path: path, message: String(cString: err)) }
+    }
+
     /// Compacts the whole key range of a family.
     public func compact(_ family: ColumnFamily) {
         rocksdb_compact_range_cf(db, family.handle, nil, 0, nil, 0)

@@ -23,7 +23,11 @@ final class LocalCluster: @unchecked Sendable {
         return URL(fileURLWithPath: FileManager.default.currentDirectoryPath).appendingPathComponent(".build/debug/\(name)").path
     }
 
-    init(shards: Int, durability: String = "async", extraArgs: [String] = []) throws {
+    /// Arguments added for one shard only (e.g. --restore-checkpoint of its part).
+    let shardArgs: @Sendable (Int) -> [String]
+
+    init(shards: Int, durability: String = "async", extraArgs: [String] = [], shardArgs: @escaping @Sendable (Int) -> [String] = { _ in [] }) throws {
+        self.shardArgs = shardArgs
         root = FileManager.default.temporaryDirectory.appendingPathComponent("embedps-test-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
         shardCount = shards; self.durability = durability; self.extraArgs = extraArgs
@@ -44,7 +48,7 @@ final class LocalCluster: @unchecked Sendable {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: Self.binary("embedps-server"))
         p.arguments = ["--cluster", serverSpecPath, "--shard-index", "\(i)", "--listen", "127.0.0.1:\(port)",
-                       "--data-dir", dataDir(i), "--durability", durability, "--port-file", portFile] + extraArgs
+                       "--data-dir", dataDir(i), "--durability", durability, "--port-file", portFile] + extraArgs + shardArgs(i)
         p.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
         let log = root.appendingPathComponent("shard-\(i).log").path
         _ = FileManager.default.createFile(atPath: log, contents: nil)
@@ -115,6 +119,28 @@ final class LocalCluster: @unchecked Sendable {
         let data = out.fileHandleForReading.readDataToEndOfFile()
         p.waitUntilExit()
         return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+
+    /// Starts embedps-lookup against this cluster; returns the process and its (gRPC, HTTP) ports.
+    func startLookup(extraArgs: [String] = []) throws -> (process: Process, grpc: Int, http: Int) {
+        let specPath = root.appendingPathComponent("lookup-spec.json").path
+        try clientSpec.encoded().write(to: URL(fileURLWithPath: specPath))
+        let portFile = root.appendingPathComponent("lookup-ports-\(UUID().uuidString)").path
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: LocalCluster.binary("embedps-lookup"))
+        p.arguments = ["--cluster", specPath, "--listen", "127.0.0.1:0", "--http-port", "0", "--port-file", portFile] + extraArgs
+        p.standardOutput = FileHandle.nullDevice; p.standardError = FileHandle.nullDevice
+        try p.run()
+        let deadline = Date().addingTimeInterval(30)
+        while Date() < deadline {
+            if let s = try? String(contentsOfFile: portFile, encoding: .utf8) {
+                let parts = s.split(whereSeparator: { $0 == " " || $0 == "\n" }).compactMap { Int($0) }
+                if parts.count == 2 { return (p, parts[0], parts[1]) }
+            }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        p.terminate()
+        throw ClusterSpecError("embedps-lookup did not start within 30 s")
     }
 
     deinit { stop() }

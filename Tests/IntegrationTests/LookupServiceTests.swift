@@ -8,28 +8,7 @@ import EmbedPSWire
 /// embedps-lookup against two real shards: gRPC and HTTP/JSON answers equal direct pulls, the cache serves
 /// repeats within its TTL and refreshes after it, errors are named, and /metrics counts it all.
 @Suite(.serialized) struct LookupServiceTests {
-    func startLookup(_ cluster: LocalCluster, ttlMs: Int) throws -> (Process, grpc: Int, http: Int) {
-        let specPath = cluster.root.appendingPathComponent("lookup-spec.json").path
-        try cluster.clientSpec.encoded().write(to: URL(fileURLWithPath: specPath))
-        let portFile = cluster.root.appendingPathComponent("lookup-ports").path
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: LocalCluster.binary("embedps-lookup"))
-        p.arguments = ["--cluster", specPath, "--listen", "127.0.0.1:0", "--http-port", "0", "--port-file", portFile, "--cache-ttl-ms", "\(ttlMs)"]
-        p.standardOutput = FileHandle.nullDevice; p.standardError = FileHandle.nullDevice
-        try p.run()
-        let deadline = Date().addingTimeInterval(30)
-        while Date() < deadline {
-            if let s = try? String(contentsOfFile: portFile, encoding: .utf8) {
-                let parts = s.split(whereSeparator: { $0 == " " || $0 == "\n" }).compactMap { Int($0) }
-                if parts.count == 2 { return (p, parts[0], parts[1]) }
-            }
-            Thread.sleep(forTimeInterval: 0.05)
-        }
-        p.terminate()
-        throw ClientError.inconsistentCluster("embedps-lookup did not start")
-    }
-
-    func grpcLookup(_ channel: Channel, _ table: String, _ ids: [UInt64], method: String = LookupMethod.lookup) async throws -> (Int, [Float]) {
+    static func grpcLookup(_ channel: Channel, _ table: String, _ ids: [UInt64], method: String = LookupMethod.lookup) async throws -> (Int, [Float]) {
         let request = OutgoingMessage(length: RowMessageEncoder.pullRequestSize(table: table, count: ids.count)) {
             RowMessageEncoder.writePullRequest(into: $0, table: table, count: ids.count) { ids[$0] }
         }
@@ -47,7 +26,7 @@ import EmbedPSWire
         try await client.createTable(TableSpec(name: "emb", dim: 4, optimizer: OptimizerConfig(kind: .sgd, learningRate: 1), initializer: .uniform(-1, 1, seed: 3)))
         let ids = (0..<300).map { UInt64($0) * 7919 }
         try await client.push(table: "emb", ids: ids, gradients: (0..<1200).map { Float($0 % 5) })
-        let (process, grpcPort, httpPort) = try startLookup(cluster, ttlMs: 300)
+        let (process, grpcPort, httpPort) = try cluster.startLookup(extraArgs: ["--cache-ttl-ms", "300"])
         defer { process.terminate(); process.waitUntilExit() }
         let channel = Channel(ChannelConfiguration(target: "127.0.0.1:\(grpcPort)"))
         defer { channel.close() }
@@ -55,16 +34,16 @@ import EmbedPSWire
         // gRPC: equal to direct pulls, duplicates and unseen ids included.
         let query = ids.prefix(100) + [ids[0], 123_456_789]
         let expected = try await client.pull(table: "emb", ids: Array(query))
-        let (dim, got) = try await grpcLookup(channel, "emb", Array(query))
+        let (dim, got) = try await Self.grpcLookup(channel, "emb", Array(query))
         #expect(dim == 4 && got == expected)
         // Cached: a push is not visible until the TTL passes, then it is.
         try await client.push(table: "emb", ids: [ids[0]], gradients: [1, 1, 1, 1])
-        #expect(try await grpcLookup(channel, "emb", [ids[0]]).1 == Array(expected.prefix(4)))
+        #expect(try await Self.grpcLookup(channel, "emb", [ids[0]]).1 == Array(expected.prefix(4)))
         try await Task.sleep(nanoseconds: 400_000_000)
         let fresh = try await client.pull(table: "emb", ids: [ids[0]])
-        #expect(try await grpcLookup(channel, "emb", [ids[0]]).1 == fresh)
+        #expect(try await Self.grpcLookup(channel, "emb", [ids[0]]).1 == fresh)
         // Unknown table: NOT_FOUND passed through.
-        do { _ = try await grpcLookup(channel, "nope", [1]); Issue.record("lookup of an unknown table succeeded") } catch let s as RPCStatus {
+        do { _ = try await Self.grpcLookup(channel, "nope", [1]); Issue.record("lookup of an unknown table succeeded") } catch let s as RPCStatus {
             #expect(s.code == .notFound)
         }
 
@@ -80,7 +59,7 @@ import EmbedPSWire
 
         // Concurrent requests are batched into fewer shard fan-outs.
         try await withThrowingTaskGroup(of: Void.self) { g in
-            for k in 0..<32 { g.addTask { _ = try await self.grpcLookup(channel, "emb", [ids[100 + k]]) } }
+            for k in 0..<32 { g.addTask { _ = try await Self.grpcLookup(channel, "emb", [ids[100 + k]]) } }
             try await g.waitForAll()
         }
         let metrics = try httpGet(port: httpPort, path: "/metrics").1

@@ -29,6 +29,16 @@ import Foundation
         #expect(syncReply.bytes == [1, 2, 3])
     }
 
+    @Test func oneOutgoingMessageCanBeSentAgainForARetry() async throws {
+        let server = try Self.echoServer()
+        defer { server.shutdown() }
+        let channel = Channel(ChannelConfiguration(target: "127.0.0.1:\(server.port)"))
+        defer { channel.close() }
+        let payload = (0..<5000).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+        let message = OutgoingMessage(bytes: payload)
+        for _ in 0..<3 { #expect(try await channel.unary("/test.Echo/Echo", message).bytes == payload) }
+    }
+
     @Test func handlerErrorsArriveAsStatusWithMessage() async throws {
         let server = try Self.echoServer()
         defer { server.shutdown() }

@@ -1852,6 +1852,186 @@ void   embedps__v1__compact_response__free_unpacked
   assert(message->base.descriptor == &embedps__v1__compact_response__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   embedps__v1__checkpoint_request__init
+                     (Embedps__V1__CheckpointRequest         *message)
+{
+  static const Embedps__V1__CheckpointRequest init_value = EMBEDPS__V1__CHECKPOINT_REQUEST__INIT;
+  *message = init_value;
+}
+size_t embedps__v1__checkpoint_request__get_packed_size
+                     (const Embedps__V1__CheckpointRequest *message)
+{
+  assert(message->base.descriptor == &embedps__v1__checkpoint_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t embedps__v1__checkpoint_request__pack
+                     (const Embedps__V1__CheckpointRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &embedps__v1__checkpoint_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t embedps__v1__checkpoint_request__pack_to_buffer
+                     (const Embedps__V1__CheckpointRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &embedps__v1__checkpoint_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Embedps__V1__CheckpointRequest *
+       embedps__v1__checkpoint_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Embedps__V1__CheckpointRequest *)
+     protobuf_c_message_unpack (&embedps__v1__checkpoint_request__descriptor,
+                                allocator, len, data);
+}
+void   embedps__v1__checkpoint_request__free_unpacked
+                     (Embedps__V1__CheckpointRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &embedps__v1__checkpoint_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   embedps__v1__freeze_response__init
+                     (Embedps__V1__FreezeResponse         *message)
+{
+  static const Embedps__V1__FreezeResponse init_value = EMBEDPS__V1__FREEZE_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t embedps__v1__freeze_response__get_packed_size
+                     (const Embedps__V1__FreezeResponse *message)
+{
+  assert(message->base.descriptor == &embedps__v1__freeze_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t embedps__v1__freeze_response__pack
+                     (const Embedps__V1__FreezeResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &embedps__v1__freeze_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t embedps__v1__freeze_response__pack_to_buffer
+                     (const Embedps__V1__FreezeResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &embedps__v1__freeze_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Embedps__V1__FreezeResponse *
+       embedps__v1__freeze_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Embedps__V1__FreezeResponse *)
+     protobuf_c_message_unpack (&embedps__v1__freeze_response__descriptor,
+                                allocator, len, data);
+}
+void   embedps__v1__freeze_response__free_unpacked
+                     (Embedps__V1__FreezeResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &embedps__v1__freeze_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   embedps__v1__checkpoint_info__init
+                     (Embedps__V1__CheckpointInfo         *message)
+{
+  static const Embedps__V1__CheckpointInfo init_value = EMBEDPS__V1__CHECKPOINT_INFO__INIT;
+  *message = init_value;
+}
+size_t embedps__v1__checkpoint_info__get_packed_size
+                     (const Embedps__V1__CheckpointInfo *message)
+{
+  assert(message->base.descriptor == &embedps__v1__checkpoint_info__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t embedps__v1__checkpoint_info__pack
+                     (const Embedps__V1__CheckpointInfo *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &embedps__v1__checkpoint_info__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t embedps__v1__checkpoint_info__pack_to_buffer
+                     (const Embedps__V1__CheckpointInfo *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &embedps__v1__checkpoint_info__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Embedps__V1__CheckpointInfo *
+       embedps__v1__checkpoint_info__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Embedps__V1__CheckpointInfo *)
+     protobuf_c_message_unpack (&embedps__v1__checkpoint_info__descriptor,
+                                allocator, len, data);
+}
+void   embedps__v1__checkpoint_info__free_unpacked
+                     (Embedps__V1__CheckpointInfo *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &embedps__v1__checkpoint_info__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   embedps__v1__list_checkpoints_response__init
+                     (Embedps__V1__ListCheckpointsResponse         *message)
+{
+  static const Embedps__V1__ListCheckpointsResponse init_value = EMBEDPS__V1__LIST_CHECKPOINTS_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t embedps__v1__list_checkpoints_response__get_packed_size
+                     (const Embedps__V1__ListCheckpointsResponse *message)
+{
+  assert(message->base.descriptor == &embedps__v1__list_checkpoints_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t embedps__v1__list_checkpoints_response__pack
+                     (const Embedps__V1__ListCheckpointsResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &embedps__v1__list_checkpoints_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t embedps__v1__list_checkpoints_response__pack_to_buffer
+                     (const Embedps__V1__ListCheckpointsResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &embedps__v1__list_checkpoints_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Embedps__V1__ListCheckpointsResponse *
+       embedps__v1__list_checkpoints_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Embedps__V1__ListCheckpointsResponse *)
+     protobuf_c_message_unpack (&embedps__v1__list_checkpoints_response__descriptor,
+                                allocator, len, data);
+}
+void   embedps__v1__list_checkpoints_response__free_unpacked
+                     (Embedps__V1__ListCheckpointsResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &embedps__v1__list_checkpoints_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   embedps__v1__shard_status_request__init
                      (Embedps__V1__ShardStatusRequest         *message)
 {
@@ -4767,6 +4947,249 @@ const ProtobufCMessageDescriptor embedps__v1__compact_response__descriptor =
   (ProtobufCMessageInit) embedps__v1__compact_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
+static const ProtobufCFieldDescriptor embedps__v1__checkpoint_request__field_descriptors[2] =
+{
+  {
+    "name",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__CheckpointRequest, name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "freeze_seconds",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__CheckpointRequest, freeze_seconds),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned embedps__v1__checkpoint_request__field_indices_by_name[] = {
+  1,   /* field[1] = freeze_seconds */
+  0,   /* field[0] = name */
+};
+static const ProtobufCIntRange embedps__v1__checkpoint_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor embedps__v1__checkpoint_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "embedps.v1.CheckpointRequest",
+  "CheckpointRequest",
+  "Embedps__V1__CheckpointRequest",
+  "embedps.v1",
+  sizeof(Embedps__V1__CheckpointRequest),
+  2,
+  embedps__v1__checkpoint_request__field_descriptors,
+  embedps__v1__checkpoint_request__field_indices_by_name,
+  1,  embedps__v1__checkpoint_request__number_ranges,
+  (ProtobufCMessageInit) embedps__v1__checkpoint_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor embedps__v1__freeze_response__field_descriptors[1] =
+{
+  {
+    "frozen",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__FreezeResponse, frozen),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned embedps__v1__freeze_response__field_indices_by_name[] = {
+  0,   /* field[0] = frozen */
+};
+static const ProtobufCIntRange embedps__v1__freeze_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor embedps__v1__freeze_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "embedps.v1.FreezeResponse",
+  "FreezeResponse",
+  "Embedps__V1__FreezeResponse",
+  "embedps.v1",
+  sizeof(Embedps__V1__FreezeResponse),
+  1,
+  embedps__v1__freeze_response__field_descriptors,
+  embedps__v1__freeze_response__field_indices_by_name,
+  1,  embedps__v1__freeze_response__number_ranges,
+  (ProtobufCMessageInit) embedps__v1__freeze_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor embedps__v1__checkpoint_info__field_descriptors[7] =
+{
+  {
+    "name",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__CheckpointInfo, name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "shard_index",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__CheckpointInfo, shard_index),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "shard_count",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__CheckpointInfo, shard_count),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "shard_map_version",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__CheckpointInfo, shard_map_version),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "created_unix_ms",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__CheckpointInfo, created_unix_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "tables",
+    6,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Embedps__V1__CheckpointInfo, n_tables),
+    offsetof(Embedps__V1__CheckpointInfo, tables),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "bytes",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__CheckpointInfo, bytes),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned embedps__v1__checkpoint_info__field_indices_by_name[] = {
+  6,   /* field[6] = bytes */
+  4,   /* field[4] = created_unix_ms */
+  0,   /* field[0] = name */
+  2,   /* field[2] = shard_count */
+  1,   /* field[1] = shard_index */
+  3,   /* field[3] = shard_map_version */
+  5,   /* field[5] = tables */
+};
+static const ProtobufCIntRange embedps__v1__checkpoint_info__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 7 }
+};
+const ProtobufCMessageDescriptor embedps__v1__checkpoint_info__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "embedps.v1.CheckpointInfo",
+  "CheckpointInfo",
+  "Embedps__V1__CheckpointInfo",
+  "embedps.v1",
+  sizeof(Embedps__V1__CheckpointInfo),
+  7,
+  embedps__v1__checkpoint_info__field_descriptors,
+  embedps__v1__checkpoint_info__field_indices_by_name,
+  1,  embedps__v1__checkpoint_info__number_ranges,
+  (ProtobufCMessageInit) embedps__v1__checkpoint_info__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor embedps__v1__list_checkpoints_response__field_descriptors[1] =
+{
+  {
+    "checkpoints",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Embedps__V1__ListCheckpointsResponse, n_checkpoints),
+    offsetof(Embedps__V1__ListCheckpointsResponse, checkpoints),
+    &embedps__v1__checkpoint_info__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned embedps__v1__list_checkpoints_response__field_indices_by_name[] = {
+  0,   /* field[0] = checkpoints */
+};
+static const ProtobufCIntRange embedps__v1__list_checkpoints_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor embedps__v1__list_checkpoints_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "embedps.v1.ListCheckpointsResponse",
+  "ListCheckpointsResponse",
+  "Embedps__V1__ListCheckpointsResponse",
+  "embedps.v1",
+  sizeof(Embedps__V1__ListCheckpointsResponse),
+  1,
+  embedps__v1__list_checkpoints_response__field_descriptors,
+  embedps__v1__list_checkpoints_response__field_indices_by_name,
+  1,  embedps__v1__list_checkpoints_response__number_ranges,
+  (ProtobufCMessageInit) embedps__v1__list_checkpoints_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
 #define embedps__v1__shard_status_request__field_descriptors NULL
 #define embedps__v1__shard_status_request__field_indices_by_name NULL
 #define embedps__v1__shard_status_request__number_ranges NULL
@@ -5109,7 +5532,7 @@ const ProtobufCEnumDescriptor embedps__v1__tokenizer_kind__descriptor =
   embedps__v1__tokenizer_kind__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCMethodDescriptor embedps__v1__shard__method_descriptors[20] =
+static const ProtobufCMethodDescriptor embedps__v1__shard__method_descriptors[25] =
 {
   { "Pull", &embedps__v1__pull_request__descriptor, &embedps__v1__pull_response__descriptor },
   { "Push", &embedps__v1__push_request__descriptor, &embedps__v1__push_response__descriptor },
@@ -5131,9 +5554,15 @@ static const ProtobufCMethodDescriptor embedps__v1__shard__method_descriptors[20
   { "DnisPrune", &embedps__v1__dnis_prune_request__descriptor, &embedps__v1__dnis_prune_response__descriptor },
   { "PullCompact", &embedps__v1__pull_request__descriptor, &embedps__v1__compact_rows_response__descriptor },
   { "Compact", &embedps__v1__compact_request__descriptor, &embedps__v1__compact_response__descriptor },
+  { "Freeze", &embedps__v1__checkpoint_request__descriptor, &embedps__v1__freeze_response__descriptor },
+  { "Thaw", &embedps__v1__checkpoint_request__descriptor, &embedps__v1__freeze_response__descriptor },
+  { "CreateCheckpoint", &embedps__v1__checkpoint_request__descriptor, &embedps__v1__checkpoint_info__descriptor },
+  { "ListCheckpoints", &embedps__v1__list_tables_request__descriptor, &embedps__v1__list_checkpoints_response__descriptor },
+  { "RestoreCheckpoint", &embedps__v1__checkpoint_request__descriptor, &embedps__v1__checkpoint_info__descriptor },
 };
 const unsigned embedps__v1__shard__method_indices_by_name[] = {
   19,        /* Compact */
+  22,        /* CreateCheckpoint */
   2,        /* CreateTable */
   3,        /* DescribeTable */
   15,        /* DnisAlpha */
@@ -5143,6 +5572,8 @@ const unsigned embedps__v1__shard__method_indices_by_name[] = {
   13,        /* DnisReport */
   5,        /* DropTable */
   7,        /* Flush */
+  20,        /* Freeze */
+  23,        /* ListCheckpoints */
   4,        /* ListTables */
   0,        /* Pull */
   18,        /* PullCompact */
@@ -5150,9 +5581,11 @@ const unsigned embedps__v1__shard__method_indices_by_name[] = {
   1,        /* Push */
   10,        /* PushPooled */
   8,        /* RegisterItems */
+  24,        /* RestoreCheckpoint */
   6,        /* ShardStatus */
   11,        /* SparsityReport */
-  12         /* SparsityStep */
+  12,        /* SparsityStep */
+  21         /* Thaw */
 };
 const ProtobufCServiceDescriptor embedps__v1__shard__descriptor =
 {
@@ -5161,7 +5594,7 @@ const ProtobufCServiceDescriptor embedps__v1__shard__descriptor =
   "Shard",
   "Embedps__V1__Shard",
   "embedps.v1",
-  20,
+  25,
   embedps__v1__shard__method_descriptors,
   embedps__v1__shard__method_indices_by_name
 };
@@ -5324,6 +5757,46 @@ void embedps__v1__shard__compact(ProtobufCService *service,
 {
   assert(service->descriptor == &embedps__v1__shard__descriptor);
   service->invoke(service, 19, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void embedps__v1__shard__freeze(ProtobufCService *service,
+                                const Embedps__V1__CheckpointRequest *input,
+                                Embedps__V1__FreezeResponse_Closure closure,
+                                void *closure_data)
+{
+  assert(service->descriptor == &embedps__v1__shard__descriptor);
+  service->invoke(service, 20, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void embedps__v1__shard__thaw(ProtobufCService *service,
+                              const Embedps__V1__CheckpointRequest *input,
+                              Embedps__V1__FreezeResponse_Closure closure,
+                              void *closure_data)
+{
+  assert(service->descriptor == &embedps__v1__shard__descriptor);
+  service->invoke(service, 21, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void embedps__v1__shard__create_checkpoint(ProtobufCService *service,
+                                           const Embedps__V1__CheckpointRequest *input,
+                                           Embedps__V1__CheckpointInfo_Closure closure,
+                                           void *closure_data)
+{
+  assert(service->descriptor == &embedps__v1__shard__descriptor);
+  service->invoke(service, 22, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void embedps__v1__shard__list_checkpoints(ProtobufCService *service,
+                                          const Embedps__V1__ListTablesRequest *input,
+                                          Embedps__V1__ListCheckpointsResponse_Closure closure,
+                                          void *closure_data)
+{
+  assert(service->descriptor == &embedps__v1__shard__descriptor);
+  service->invoke(service, 23, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void embedps__v1__shard__restore_checkpoint(ProtobufCService *service,
+                                            const Embedps__V1__CheckpointRequest *input,
+                                            Embedps__V1__CheckpointInfo_Closure closure,
+                                            void *closure_data)
+{
+  assert(service->descriptor == &embedps__v1__shard__descriptor);
+  service->invoke(service, 24, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void embedps__v1__shard__init (Embedps__V1__Shard_Service *service,
                                Embedps__V1__Shard_ServiceDestroy destroy)

@@ -56,6 +56,10 @@ typedef struct Embedps__V1__DnisPruneResponse Embedps__V1__DnisPruneResponse;
 typedef struct Embedps__V1__CompactRowsResponse Embedps__V1__CompactRowsResponse;
 typedef struct Embedps__V1__CompactRequest Embedps__V1__CompactRequest;
 typedef struct Embedps__V1__CompactResponse Embedps__V1__CompactResponse;
+typedef struct Embedps__V1__CheckpointRequest Embedps__V1__CheckpointRequest;
+typedef struct Embedps__V1__FreezeResponse Embedps__V1__FreezeResponse;
+typedef struct Embedps__V1__CheckpointInfo Embedps__V1__CheckpointInfo;
+typedef struct Embedps__V1__ListCheckpointsResponse Embedps__V1__ListCheckpointsResponse;
 typedef struct Embedps__V1__ShardStatusRequest Embedps__V1__ShardStatusRequest;
 typedef struct Embedps__V1__ShardStatusResponse Embedps__V1__ShardStatusResponse;
 
@@ -1029,6 +1033,69 @@ struct  Embedps__V1__CompactResponse
     , 0, 0, 0 }
 
 
+/*
+ * Cluster checkpoints: the coordinator freezes every shard (updates refused with UNAVAILABLE, which clients
+ * retry; in-flight calls finish first), has each write its part, then thaws them, so all parts are a cut at
+ * one moment. A shard thaws by itself after `freeze_seconds` (default 30) if the coordinator disappears.
+ */
+struct  Embedps__V1__CheckpointRequest
+{
+  ProtobufCMessage base;
+  /*
+   * [A-Za-z0-9_.-]{1,64}; also names the freeze
+   */
+  char *name;
+  uint32_t freeze_seconds;
+};
+#define EMBEDPS__V1__CHECKPOINT_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&embedps__v1__checkpoint_request__descriptor) \
+    , (char *)protobuf_c_empty_string, 0 }
+
+
+struct  Embedps__V1__FreezeResponse
+{
+  ProtobufCMessage base;
+  protobuf_c_boolean frozen;
+};
+#define EMBEDPS__V1__FREEZE_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&embedps__v1__freeze_response__descriptor) \
+    , 0 }
+
+
+struct  Embedps__V1__CheckpointInfo
+{
+  ProtobufCMessage base;
+  char *name;
+  uint32_t shard_index;
+  uint32_t shard_count;
+  uint64_t shard_map_version;
+  uint64_t created_unix_ms;
+  size_t n_tables;
+  char **tables;
+  /*
+   * size of this shard's part
+   */
+  uint64_t bytes;
+};
+#define EMBEDPS__V1__CHECKPOINT_INFO__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&embedps__v1__checkpoint_info__descriptor) \
+    , (char *)protobuf_c_empty_string, 0, 0, 0, 0, 0,NULL, 0 }
+
+
+struct  Embedps__V1__ListCheckpointsResponse
+{
+  ProtobufCMessage base;
+  /*
+   * this shard's parts, oldest first
+   */
+  size_t n_checkpoints;
+  Embedps__V1__CheckpointInfo **checkpoints;
+};
+#define EMBEDPS__V1__LIST_CHECKPOINTS_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&embedps__v1__list_checkpoints_response__descriptor) \
+    , 0,NULL }
+
+
 struct  Embedps__V1__ShardStatusRequest
 {
   ProtobufCMessage base;
@@ -1867,6 +1934,82 @@ Embedps__V1__CompactResponse *
 void   embedps__v1__compact_response__free_unpacked
                      (Embedps__V1__CompactResponse *message,
                       ProtobufCAllocator *allocator);
+/* Embedps__V1__CheckpointRequest methods */
+void   embedps__v1__checkpoint_request__init
+                     (Embedps__V1__CheckpointRequest         *message);
+size_t embedps__v1__checkpoint_request__get_packed_size
+                     (const Embedps__V1__CheckpointRequest   *message);
+size_t embedps__v1__checkpoint_request__pack
+                     (const Embedps__V1__CheckpointRequest   *message,
+                      uint8_t             *out);
+size_t embedps__v1__checkpoint_request__pack_to_buffer
+                     (const Embedps__V1__CheckpointRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Embedps__V1__CheckpointRequest *
+       embedps__v1__checkpoint_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   embedps__v1__checkpoint_request__free_unpacked
+                     (Embedps__V1__CheckpointRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Embedps__V1__FreezeResponse methods */
+void   embedps__v1__freeze_response__init
+                     (Embedps__V1__FreezeResponse         *message);
+size_t embedps__v1__freeze_response__get_packed_size
+                     (const Embedps__V1__FreezeResponse   *message);
+size_t embedps__v1__freeze_response__pack
+                     (const Embedps__V1__FreezeResponse   *message,
+                      uint8_t             *out);
+size_t embedps__v1__freeze_response__pack_to_buffer
+                     (const Embedps__V1__FreezeResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Embedps__V1__FreezeResponse *
+       embedps__v1__freeze_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   embedps__v1__freeze_response__free_unpacked
+                     (Embedps__V1__FreezeResponse *message,
+                      ProtobufCAllocator *allocator);
+/* Embedps__V1__CheckpointInfo methods */
+void   embedps__v1__checkpoint_info__init
+                     (Embedps__V1__CheckpointInfo         *message);
+size_t embedps__v1__checkpoint_info__get_packed_size
+                     (const Embedps__V1__CheckpointInfo   *message);
+size_t embedps__v1__checkpoint_info__pack
+                     (const Embedps__V1__CheckpointInfo   *message,
+                      uint8_t             *out);
+size_t embedps__v1__checkpoint_info__pack_to_buffer
+                     (const Embedps__V1__CheckpointInfo   *message,
+                      ProtobufCBuffer     *buffer);
+Embedps__V1__CheckpointInfo *
+       embedps__v1__checkpoint_info__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   embedps__v1__checkpoint_info__free_unpacked
+                     (Embedps__V1__CheckpointInfo *message,
+                      ProtobufCAllocator *allocator);
+/* Embedps__V1__ListCheckpointsResponse methods */
+void   embedps__v1__list_checkpoints_response__init
+                     (Embedps__V1__ListCheckpointsResponse         *message);
+size_t embedps__v1__list_checkpoints_response__get_packed_size
+                     (const Embedps__V1__ListCheckpointsResponse   *message);
+size_t embedps__v1__list_checkpoints_response__pack
+                     (const Embedps__V1__ListCheckpointsResponse   *message,
+                      uint8_t             *out);
+size_t embedps__v1__list_checkpoints_response__pack_to_buffer
+                     (const Embedps__V1__ListCheckpointsResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Embedps__V1__ListCheckpointsResponse *
+       embedps__v1__list_checkpoints_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   embedps__v1__list_checkpoints_response__free_unpacked
+                     (Embedps__V1__ListCheckpointsResponse *message,
+                      ProtobufCAllocator *allocator);
 /* Embedps__V1__ShardStatusRequest methods */
 void   embedps__v1__shard_status_request__init
                      (Embedps__V1__ShardStatusRequest         *message);
@@ -2030,6 +2173,18 @@ typedef void (*Embedps__V1__CompactRequest_Closure)
 typedef void (*Embedps__V1__CompactResponse_Closure)
                  (const Embedps__V1__CompactResponse *message,
                   void *closure_data);
+typedef void (*Embedps__V1__CheckpointRequest_Closure)
+                 (const Embedps__V1__CheckpointRequest *message,
+                  void *closure_data);
+typedef void (*Embedps__V1__FreezeResponse_Closure)
+                 (const Embedps__V1__FreezeResponse *message,
+                  void *closure_data);
+typedef void (*Embedps__V1__CheckpointInfo_Closure)
+                 (const Embedps__V1__CheckpointInfo *message,
+                  void *closure_data);
+typedef void (*Embedps__V1__ListCheckpointsResponse_Closure)
+                 (const Embedps__V1__ListCheckpointsResponse *message,
+                  void *closure_data);
 typedef void (*Embedps__V1__ShardStatusRequest_Closure)
                  (const Embedps__V1__ShardStatusRequest *message,
                   void *closure_data);
@@ -2123,6 +2278,26 @@ struct Embedps__V1__Shard_Service
                   const Embedps__V1__CompactRequest *input,
                   Embedps__V1__CompactResponse_Closure closure,
                   void *closure_data);
+  void (*freeze)(Embedps__V1__Shard_Service *service,
+                 const Embedps__V1__CheckpointRequest *input,
+                 Embedps__V1__FreezeResponse_Closure closure,
+                 void *closure_data);
+  void (*thaw)(Embedps__V1__Shard_Service *service,
+               const Embedps__V1__CheckpointRequest *input,
+               Embedps__V1__FreezeResponse_Closure closure,
+               void *closure_data);
+  void (*create_checkpoint)(Embedps__V1__Shard_Service *service,
+                            const Embedps__V1__CheckpointRequest *input,
+                            Embedps__V1__CheckpointInfo_Closure closure,
+                            void *closure_data);
+  void (*list_checkpoints)(Embedps__V1__Shard_Service *service,
+                           const Embedps__V1__ListTablesRequest *input,
+                           Embedps__V1__ListCheckpointsResponse_Closure closure,
+                           void *closure_data);
+  void (*restore_checkpoint)(Embedps__V1__Shard_Service *service,
+                             const Embedps__V1__CheckpointRequest *input,
+                             Embedps__V1__CheckpointInfo_Closure closure,
+                             void *closure_data);
 };
 typedef void (*Embedps__V1__Shard_ServiceDestroy)(Embedps__V1__Shard_Service *);
 void embedps__v1__shard__init (Embedps__V1__Shard_Service *service,
@@ -2150,7 +2325,12 @@ void embedps__v1__shard__init (Embedps__V1__Shard_Service *service,
       function_prefix__ ## dnis_alpha_gradient,\
       function_prefix__ ## dnis_prune,\
       function_prefix__ ## pull_compact,\
-      function_prefix__ ## compact  }
+      function_prefix__ ## compact,\
+      function_prefix__ ## freeze,\
+      function_prefix__ ## thaw,\
+      function_prefix__ ## create_checkpoint,\
+      function_prefix__ ## list_checkpoints,\
+      function_prefix__ ## restore_checkpoint  }
 void embedps__v1__shard__pull(ProtobufCService *service,
                               const Embedps__V1__PullRequest *input,
                               Embedps__V1__PullResponse_Closure closure,
@@ -2231,6 +2411,26 @@ void embedps__v1__shard__compact(ProtobufCService *service,
                                  const Embedps__V1__CompactRequest *input,
                                  Embedps__V1__CompactResponse_Closure closure,
                                  void *closure_data);
+void embedps__v1__shard__freeze(ProtobufCService *service,
+                                const Embedps__V1__CheckpointRequest *input,
+                                Embedps__V1__FreezeResponse_Closure closure,
+                                void *closure_data);
+void embedps__v1__shard__thaw(ProtobufCService *service,
+                              const Embedps__V1__CheckpointRequest *input,
+                              Embedps__V1__FreezeResponse_Closure closure,
+                              void *closure_data);
+void embedps__v1__shard__create_checkpoint(ProtobufCService *service,
+                                           const Embedps__V1__CheckpointRequest *input,
+                                           Embedps__V1__CheckpointInfo_Closure closure,
+                                           void *closure_data);
+void embedps__v1__shard__list_checkpoints(ProtobufCService *service,
+                                          const Embedps__V1__ListTablesRequest *input,
+                                          Embedps__V1__ListCheckpointsResponse_Closure closure,
+                                          void *closure_data);
+void embedps__v1__shard__restore_checkpoint(ProtobufCService *service,
+                                            const Embedps__V1__CheckpointRequest *input,
+                                            Embedps__V1__CheckpointInfo_Closure closure,
+                                            void *closure_data);
 typedef struct Embedps__V1__Lookup_Service Embedps__V1__Lookup_Service;
 struct Embedps__V1__Lookup_Service
 {
@@ -2309,6 +2509,10 @@ extern const ProtobufCMessageDescriptor embedps__v1__dnis_prune_response__descri
 extern const ProtobufCMessageDescriptor embedps__v1__compact_rows_response__descriptor;
 extern const ProtobufCMessageDescriptor embedps__v1__compact_request__descriptor;
 extern const ProtobufCMessageDescriptor embedps__v1__compact_response__descriptor;
+extern const ProtobufCMessageDescriptor embedps__v1__checkpoint_request__descriptor;
+extern const ProtobufCMessageDescriptor embedps__v1__freeze_response__descriptor;
+extern const ProtobufCMessageDescriptor embedps__v1__checkpoint_info__descriptor;
+extern const ProtobufCMessageDescriptor embedps__v1__list_checkpoints_response__descriptor;
 extern const ProtobufCMessageDescriptor embedps__v1__shard_status_request__descriptor;
 extern const ProtobufCMessageDescriptor embedps__v1__shard_status_response__descriptor;
 extern const ProtobufCServiceDescriptor embedps__v1__shard__descriptor;

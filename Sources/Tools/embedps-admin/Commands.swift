@@ -136,6 +136,29 @@ func runAdmin(_ o: Options) async throws {
         let s = try await client.dnisSummary(table: name)
         if json { print(jsonText(s)); return }
         printDnis(s)
+    case ("checkpoint", "create"):
+        guard let name = words.dropFirst(2).first else { o.fail("checkpoint create needs a NAME") }
+        let t0 = Date()
+        if !json { printFlush("checkpoint \(name): freezing \(client.shardCount) shards, writing each shard's part...") }
+        let parts = try await client.createCheckpoint(name: name)
+        if json { print(jsonText(parts)); return }
+        print(renderTable(["shard", "tables", "bytes"], parts.map { ["\($0.shardIndex)", "\($0.tables.count)", formatBytes($0.bytes)] }))
+        print("checkpoint \(name) written on \(parts.count) shards in \(String(format: "%.2f", Date().timeIntervalSince(t0))) s (updates were paused meanwhile)")
+    case ("checkpoint", "list"):
+        let list = try await client.listCheckpoints()
+        if json { print(jsonText(list)); return }
+        let f = DateFormatter(); f.dateFormat = "yyyy-MM-dd HH:mm:ss"
+        print(renderTable(["name", "created", "shards", "complete", "tables", "bytes"], list.map {
+            [$0.name, f.string(from: Date(timeIntervalSince1970: Double($0.createdUnixMs) / 1000)), "\($0.shardsWithPart.count)/\($0.shardCount)",
+             $0.complete ? "yes" : "NO", "\($0.tables.count)", formatBytes($0.bytes)]
+        }))
+    case ("checkpoint", "restore"):
+        guard let name = words.dropFirst(2).first else { o.fail("checkpoint restore needs a NAME") }
+        let t0 = Date()
+        if !json { printFlush("restoring checkpoint \(name) on \(client.shardCount) shards (updates paused meanwhile)...") }
+        let parts = try await client.restoreCheckpoint(name: name)
+        if json { print(jsonText(parts)); return }
+        print("restored \(name) on \(parts.count) shards in \(String(format: "%.2f", Date().timeIntervalSince(t0))) s; tables: \(parts.first?.tables.joined(separator: ", ") ?? "")")
     case ("compact", _):
         let table = words.dropFirst().first ?? ""
         let t0 = Date()

@@ -28,6 +28,11 @@ commands:
                                  cosine schedule)
   table drop NAME                drop the table and all its rows on every shard
   flush [TABLE]                  checkpoint now: write dirty rows to RocksDB and trim update logs
+  checkpoint create NAME         consistent cluster checkpoint: all shards frozen (updates refused and retried
+                                 by clients), each writes checkpoints/NAME in its data directory, all thaw
+  checkpoint list                checkpoints on the shards and whether every shard has its part
+  checkpoint restore NAME        every shard back to its part of NAME (a fresh cluster: copy each shard's
+                                 checkpoints/NAME over and start embedps-server --restore-checkpoint DIR)
   compact [TABLE]                checkpoint, then compact the table's RocksDB data (all tables by default)
   semantic-ids build --embeddings F32 --ids TXT --out CODES.tsv [--levels 3] [--codes 256]
                     [--iterations 20] [--seed 1] [--spm-vocabulary N]

@@ -27,6 +27,17 @@ nonisolated func runShardServer(_ options: Options) {
     engineConfig.checkpointIntervalSeconds = options.double("checkpoint-seconds", default: 60)
     let maxBytes = options.int("max-message-mb", default: 64) << 20
 
+    if let restore = options.string("restore-checkpoint") {
+        // A fresh shard started from its part of a cluster checkpoint (e.g. copied from another cluster).
+        do {
+            let existing = (try? FileManager.default.contentsOfDirectory(atPath: engineConfig.dataDirectory)) ?? []
+            guard existing.allSatisfy({ $0 == "checkpoints" }) else {
+                options.fail("--restore-checkpoint needs an empty --data-dir; \(engineConfig.dataDirectory) holds data (restore a running cluster with embedps-admin checkpoint restore)")
+            }
+            try ShardEngine.installCheckpoint(from: restore, into: engineConfig.dataDirectory, shardIndex: index)
+            printFlush("embedps-server shard \(index): restored checkpoint \(restore) into \(engineConfig.dataDirectory)")
+        } catch { options.fail("\(error)") }
+    }
     let engine: ShardEngine
     do { engine = try ShardEngine(engineConfig) } catch {
         printError("error: shard \(index) cannot open its data: \(error)")
@@ -50,16 +61,17 @@ nonisolated func runShardServer(_ options: Options) {
     }
     let server = Server(serverConfig)
     engine.startCheckpointer()
-    let service = ShardService(engine: engine, maxMessageBytes: maxBytes, policy: policy)
+    let host = ShardHost(engine: engine, configuration: engineConfig)
+    let service = ShardService(host: host, maxMessageBytes: maxBytes, policy: policy)
     service.register(on: server)
     do { try server.start() } catch {
         printError("error: shard \(index): \(error)")
         exit(1)
     }
-    let host = serverConfig.address.split(separator: ":").dropLast().joined(separator: ":")
-    printFlush("embedps-server shard \(index)/\(spec.shards.count) listening on \(host):\(server.port)\(serverConfig.tls == nil ? "" : " (TLS)")" +
-          (policy.token == nil ? "" : " token required on \(policy.scope == .all ? "all" : "admin") calls;") +
-          "(data \(engineConfig.dataDirectory), durability \(durability.rawValue), \(map.slotCount(of: index)) slots, map version \(map.version), tables: \(engine.tableNames().joined(separator: ",")))")
+    let listenHost = serverConfig.address.split(separator: ":").dropLast().joined(separator: ":")
+    printFlush("embedps-server shard \(index)/\(spec.shards.count) listening on \(listenHost):\(server.port)\(serverConfig.tls == nil ? "" : " (TLS)")" +
+          (policy.token == nil ? "" : " token required on \(policy.scope == .all ? "all" : "admin") calls") +
+          " (data \(engineConfig.dataDirectory), durability \(durability.rawValue), \(map.slotCount(of: index)) slots, map version \(map.version), tables: \(engine.tableNames().joined(separator: ",")))")
     var metrics: HTTPServer? = nil
     if let mp = options.string("metrics-port") {
         guard let port = Int(mp) else { options.fail("--metrics-port must be a port number") }
@@ -87,7 +99,7 @@ nonisolated func runShardServer(_ options: Options) {
     printFlush("embedps-server shard \(index): shutting down (draining in-flight calls)")
     server.shutdown(graceSeconds: 10)
     metrics?.stop()
-    engine.close(checkpoint: true)
+    host.close()
     withExtendedLifetime(sources) {}
     printFlush("embedps-server shard \(index): stopped")
 }

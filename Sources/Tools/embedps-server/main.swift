@@ -30,8 +30,10 @@ options:
                          compact, sparsity step, dnis assign/prune); unauthenticated calls get UNAUTHENTICATED
   --auth-scope admin|all with all, every call except the health check needs the token (default admin)
   --tls-cert PEM --tls-key PEM   serve TLS (gRPC core SSL credentials) with this certificate chain and key
+  --restore-checkpoint DIR   start from this shard's part of a cluster checkpoint (a checkpoints/NAME
+                         directory of this shard index, e.g. copied from another cluster); --data-dir must be empty
 """
 
-let known: Set<String> = ["cluster", "shard-index", "listen", "data-dir", "durability", "cache-rows", "threads", "max-message-mb", "port-file", "checkpoint-log-mb", "checkpoint-seconds", "metrics-port", "metrics-port-file", "auth-token-file", "auth-scope", "tls-cert", "tls-key"]
+let known: Set<String> = ["cluster", "shard-index", "listen", "data-dir", "durability", "cache-rows", "threads", "max-message-mb", "port-file", "checkpoint-log-mb", "checkpoint-seconds", "metrics-port", "metrics-port-file", "auth-token-file", "auth-scope", "tls-cert", "tls-key", "restore-checkpoint"]
 let options = Options(Array(CommandLine.arguments.dropFirst()), usage: usage, known: known)
 runShardServer(options)

@@ -1,0 +1,95 @@
+import Foundation
+import Storage
+
+/// A shard's part of a cluster checkpoint, stored as `checkpoint.json` beside the RocksDB copy in
+/// `<data dir>/checkpoints/<name>/`. Invariant: `db/` holds every table's rows as of the cut (update logs
+/// were flushed into it first), so restoring needs no log.
+public struct CheckpointInfo: Sendable, Codable, Equatable {
+    public var name: String
+    public var shardIndex: Int
+    public var shardCount: Int
+    public var mapVersion: UInt64
+    public var createdUnixMs: UInt64
+    public var tables: [String]
+    public var bytes: UInt64
+}
+
+extension ShardEngine {
+    static let checkpointsDirectory = "checkpoints"
+
+    static func validCheckpointName(_ name: String) -> Bool {
+        !name.isEmpty && name.utf8.count <= 64 && name != "." && name != ".."
+            && name.utf8.allSatisfy { ($0 >= 48 && $0 <= 57) || ($0 >= 65 && $0 <= 90) || ($0 >= 97 && $0 <= 122) || $0 == 95 || $0 == 46 || $0 == 45 }
+    }
+
+    /// Directory of checkpoint `name` under a data directory.
+    public static func checkpointPath(dataDirectory: String, name: String) -> String {
+        dataDirectory + "/" + checkpointsDirectory + "/" + name
+    }
+
+    /// Writes this shard's part of checkpoint `name`: every table checkpointed (dirty rows written, logs
+    /// trimmed), then a RocksDB checkpoint (hard links) of the whole database. The caller keeps updates out
+    /// meanwhile (the server's request gate) so every shard cuts at the same moment.
+    public func createCheckpoint(name: String, shardCount: Int) throws(EngineError) -> CheckpointInfo {
+        guard Self.validCheckpointName(name) else { throw .malformed("checkpoint name '\(name)' must be 1-64 characters of [A-Za-z0-9_.-]") }
+        let dir = Self.checkpointPath(dataDirectory: configuration.dataDirectory, name: name)
+        guard !FileManager.default.fileExists(atPath: dir) else { throw .tableExists("checkpoint \(name)") }
+        try checkpointAll()
+        do {
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            try rocksCheckpoint(at: dir + "/db")
+            let bytes = Self.directoryBytes(dir + "/db")
+            let info = CheckpointInfo(name: name, shardIndex: configuration.shardIndex, shardCount: shardCount,
+                                      mapVersion: configuration.slotMap.version, createdUnixMs: UInt64(Date().timeIntervalSince1970 * 1000),
+                                      tables: tableNames(), bytes: bytes)
+            let encoder = JSONEncoder(); encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            try encoder.encode(info).write(to: URL(fileURLWithPath: dir + "/checkpoint.json"))
+            return info
+        } catch let e as EngineError { throw e } catch {
+            try? FileManager.default.removeItem(atPath: dir)
+            throw .storage("checkpoint \(name): \(error)")
+        }
+    }
+
+    /// Checkpoints stored in a data directory, by creation time.
+    public static func listCheckpoints(dataDirectory: String) -> [CheckpointInfo] {
+        let root = dataDirectory + "/" + checkpointsDirectory
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []
+        return names.compactMap { readCheckpoint(root + "/" + $0) }.sorted { $0.createdUnixMs < $1.createdUnixMs }
+    }
+
+    public static func readCheckpoint(_ dir: String) -> CheckpointInfo? {
+        guard let data = FileManager.default.contents(atPath: dir + "/checkpoint.json") else { return nil }
+        return try? JSONDecoder().decode(CheckpointInfo.self, from: data)
+    }
+
+    static func directoryBytes(_ dir: String) -> UInt64 {
+        let files = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
+        return files.reduce(0) { sum, f in
+            sum + ((try? FileManager.default.attributesOfItem(atPath: dir + "/" + f)[.size] as? UInt64) ?? 0)
+        }
+    }
+
+    /// Replaces the database in `dataDirectory` (which no engine has open) with the checkpoint in
+    /// `checkpointDirectory` (a `checkpoints/<name>` directory, possibly copied from another host): the
+    /// current RocksDB files and update logs are deleted (other checkpoints are kept), the checkpoint's files
+    /// copied in. Refuses a checkpoint of another shard index.
+    public static func installCheckpoint(from checkpointDirectory: String, into dataDirectory: String, shardIndex: Int) throws(EngineError) {
+        guard let info = readCheckpoint(checkpointDirectory) else {
+            throw .storage("no checkpoint at \(checkpointDirectory) (expected checkpoint.json and db/)")
+        }
+        guard info.shardIndex == shardIndex else {
+            throw .invalidSpec(table: "-", message: "checkpoint \(info.name) at \(checkpointDirectory) is shard \(info.shardIndex)'s, not shard \(shardIndex)'s")
+        }
+        let fm = FileManager.default
+        do {
+            try fm.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true)
+            for f in try fm.contentsOfDirectory(atPath: dataDirectory) where f != checkpointsDirectory {
+                try fm.removeItem(atPath: dataDirectory + "/" + f)
+            }
+            for f in try fm.contentsOfDirectory(atPath: checkpointDirectory + "/db") {
+                try fm.copyItem(atPath: checkpointDirectory + "/db/" + f, toPath: dataDirectory + "/" + f)
+            }
+        } catch { throw .storage("restoring \(checkpointDirectory) into \(dataDirectory): \(error)") }
+    }
+}
