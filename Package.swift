@@ -56,7 +56,7 @@ let package = Package(
         .testTarget(name: "RPCTests", dependencies: ["RPC"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training"]),
         .testTarget(name: "SemanticIDTests", dependencies: ["SemanticID", "Engine"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["Client", "Engine", "RPC", "EmbedPSWire", "embedps-server", "embedps-train", "embedps-admin", "embedps-lookup", "SemanticID"], exclude: ["python"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["Client", "Engine", "RPC", "EmbedPSWire", "CLI", "embedps-server", "embedps-train", "embedps-admin", "embedps-lookup", "SemanticID"], exclude: ["python"]),
     ],
     swiftLanguageModes: [.v6],
     cxxLanguageStandard: .cxx17

@@ -11,6 +11,7 @@ packages=(
   libopenblas-dev        # trainer matrix products, k-means distances
   libsentencepiece-dev   # SentencePiece tokenizer of semantic IDs
   python3-grpcio python3-grpc-tools python3-protobuf         # the independent-client test
+  python3-numpy          # the export test reads the .npy files with NumPy
   redis-server           # embedps-bench baseline
   zlib1g-dev
 )

@@ -82,3 +82,62 @@ public struct WireListCheckpointsResponse: WireMessage, Equatable {
         }
     }
 }
+
+/// Mirror of `embedps.v1.ExportRowsRequest`.
+public struct WireExportRowsRequest: WireMessage, Equatable {
+    public var table = ""
+    public var cursor: (slot: UInt32, key: UInt64)? = nil
+    public var limit: UInt32 = 0
+    public init(table: String, cursor: (slot: UInt32, key: UInt64)?, limit: UInt32) { self.table = table; self.cursor = cursor; self.limit = limit }
+    public static func == (a: Self, b: Self) -> Bool { a.table == b.table && a.cursor?.slot == b.cursor?.slot && a.cursor?.key == b.cursor?.key && a.limit == b.limit }
+    public func encoded() -> [UInt8] {
+        encodeC { a in
+            let p = a.allocate(Embedps__V1__ExportRowsRequest()); embedps__v1__export_rows_request__init(p)
+            p.pointee.table = a.string(table); p.pointee.limit = limit
+            if let c = cursor { p.pointee.has_cursor = 1; p.pointee.after_slot = c.slot; p.pointee.after_key = c.key }
+            return p
+        }
+    }
+    public init(decoding bytes: UnsafeRawBufferPointer) throws {
+        self = try unpackMessage(bytes, embedps__v1__export_rows_request__unpack, name: "ExportRowsRequest") {
+            let c = $0.pointee
+            return WireExportRowsRequest(table: swiftString(c.table), cursor: c.has_cursor != 0 ? (c.after_slot, c.after_key) : nil, limit: c.limit)
+        }
+    }
+}
+
+/// Mirror of `embedps.v1.ExportRowsResponse`.
+public struct WireExportRowsResponse: WireMessage, Equatable {
+    public var dim: UInt32 = 0
+    public var keys: [UInt64] = []
+    public var values: [Float] = []
+    public var done = false
+    public var nextSlot: UInt32 = 0
+    public var nextKey: UInt64 = 0
+    public init() {}
+    public func encoded() -> [UInt8] {
+        encodeC { a in
+            let p = a.allocate(Embedps__V1__ExportRowsResponse()); embedps__v1__export_rows_response__init(p)
+            p.pointee.dim = dim; p.pointee.n_keys = keys.count; p.pointee.keys = a.array(keys)
+            if !values.isEmpty {
+                let bytes = values.withUnsafeBytes { Array($0) }
+                p.pointee.values = ProtobufCBinaryData(len: bytes.count, data: a.array(bytes))
+            }
+            p.pointee.done = done ? 1 : 0; p.pointee.next_slot = nextSlot; p.pointee.next_key = nextKey
+            return p
+        }
+    }
+    public init(decoding bytes: UnsafeRawBufferPointer) throws {
+        self = try unpackMessage(bytes, embedps__v1__export_rows_response__unpack, name: "ExportRowsResponse") {
+            let c = $0.pointee
+            var r = WireExportRowsResponse()
+            r.dim = c.dim; r.keys = buffer(c.keys, c.n_keys)
+            let n = c.values.len / 4
+            r.values = n == 0 ? [] : [Float](unsafeUninitializedCapacity: n) { b, count in
+                UnsafeMutableRawPointer(b.baseAddress!).copyMemory(from: c.values.data, byteCount: n * 4); count = n
+            }
+            r.done = c.done != 0; r.nextSlot = c.next_slot; r.nextKey = c.next_key
+            return r
+        }
+    }
+}

@@ -25,6 +25,8 @@ public enum ShardMethod {
     public static let createCheckpoint = "/embedps.v1.Shard/CreateCheckpoint"
     public static let listCheckpoints = "/embedps.v1.Shard/ListCheckpoints"
     public static let restoreCheckpoint = "/embedps.v1.Shard/RestoreCheckpoint"
+    public static let exportRows = "/embedps.v1.Shard/ExportRows"
+    public static let importRows = "/embedps.v1.Shard/ImportRows"
     public static let healthCheck = "/grpc.health.v1.Health/Check"
 }
 

@@ -196,6 +196,36 @@ public final class ShardEngine: @unchecked Sendable {
 
     func rocksCheckpoint(at path: String) throws { try db.createCheckpoint(at: path) }
 
+    // MARK: export / import
+
+    /// A page of this shard's rows of a table (see `EmbeddingTable.exportRows`).
+    public func exportRows(table name: String, after cursor: (slot: UInt16, key: UInt64)?, limit: Int) throws(EngineError) -> (dim: Int, page: ExportPage) {
+        let t = try table(name)
+        return (t.dim, try t.exportRows(after: cursor, limit: max(1, min(limit, 65536))))
+    }
+
+    /// Sets rows by row key (`valueBytes`: keys.count * dim float32), checking each key's slot is owned here.
+    public func importRows(table name: String, keys: UnsafeBufferPointer<UInt64>, valueBytes: UnsafeRawBufferPointer) throws(EngineError) -> Int {
+        let t = try table(name)
+        let dim = t.dim
+        guard valueBytes.count == keys.count * dim * 4 else { throw .wrongDimension(table: name, expected: dim, got: keys.isEmpty ? 0 : valueBytes.count / 4 / keys.count) }
+        guard keys.count <= configuration.maxIdsPerRequest else { throw .tooLarge("\(keys.count) rows in one import; the limit is \(configuration.maxIdsPerRequest)") }
+        let map = configuration.slotMap, me = configuration.shardIndex
+        var seen = Set<UInt64>()
+        for k in keys {
+            let slot = t.addressing.slot(ofRowKey: k), owner = map.owner(ofSlot: slot)
+            if owner != me { throw .wrongShard(table: name, id: k, slot: Int(slot), owner: owner, shard: me, mapVersion: map.version) }
+            guard seen.insert(k).inserted else { throw .malformed("row key \(k) appears twice in one import") }
+            if t.spec.hashMode == .fixedBudget, k >= t.spec.rowBudget { throw .malformed("row key \(k) is outside the table's budget \(t.spec.rowBudget)") }
+        }
+        let values = UnsafeMutablePointer<Float>.allocate(capacity: max(1, keys.count * dim))
+        defer { values.deallocate() }
+        if !valueBytes.isEmpty { UnsafeMutableRawPointer(values).copyMemory(from: valueBytes.baseAddress!, byteCount: valueBytes.count) }
+        for i in 0..<(keys.count * dim) where !values[i].isFinite { throw .nonFiniteGradient(table: name, id: keys[i / dim], column: i % dim) }
+        try t.importRows(keys: Array(keys), values: values)
+        return keys.count
+    }
+
     // MARK: DNIS
 
     public func dnisReport(table name: String) throws(EngineError) -> DnisReport { try table(name).dnisReport() }

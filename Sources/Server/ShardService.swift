@@ -56,7 +56,7 @@ public struct AccessPolicy: Sendable {
     public static let adminMethods: Set<String> = [
         ShardMethod.createTable, ShardMethod.dropTable, ShardMethod.flush, ShardMethod.registerItems, ShardMethod.sparsityStep,
         ShardMethod.dnisAssignBlocks, ShardMethod.dnisPrune, ShardMethod.compact,
-        ShardMethod.freeze, ShardMethod.thaw, ShardMethod.createCheckpoint, ShardMethod.restoreCheckpoint,
+        ShardMethod.freeze, ShardMethod.thaw, ShardMethod.createCheckpoint, ShardMethod.restoreCheckpoint, ShardMethod.importRows,
     ]
 
     public func check(_ context: ServerCallContext) throws {
@@ -207,6 +207,24 @@ public final class ShardService: Sendable {
             let req = try message.withUnsafeBytes { try WireTableNameRequest(decoding: $0) }
             let (n, before, after) = try host.engine.compact(table: req.table)
             return OutgoingMessage(bytes: WireCompactResponse(tablesCompacted: UInt32(n), bytesBefore: before, bytesAfter: after).encoded())
+        }
+        server.register(ShardMethod.exportRows) { _, message in
+            let req = try message.withUnsafeBytes { try WireExportRowsRequest(decoding: $0) }
+            let cursor = try req.cursor.map { c -> (slot: UInt16, key: UInt64) in
+                guard c.slot < 4096 else { throw RPCStatus(.invalidArgument, "export cursor slot \(c.slot) is not a slot (0..4095)") }
+                return (UInt16(c.slot), c.key)
+            }
+            let (dim, page) = try host.engine.exportRows(table: req.table, after: cursor, limit: req.limit == 0 ? 4096 : Int(req.limit))
+            var w = WireExportRowsResponse()
+            w.dim = UInt32(dim); w.keys = page.keys; w.values = page.values
+            w.done = page.next == nil
+            if let n = page.next { w.nextSlot = UInt32(n.slot); w.nextKey = n.key }
+            return OutgoingMessage(bytes: w.encoded())
+        }
+        server.register(ShardMethod.importRows) { _, message in
+            try Self.applyRows(message, meter: meter) { table, keys, values in
+                try host.engine.importRows(table: table, keys: keys, valueBytes: values)
+            }
         }
         // Cluster checkpoints (ungated: they run while the shard is frozen).
         server.registerUngated(ShardMethod.freeze) { _, message in

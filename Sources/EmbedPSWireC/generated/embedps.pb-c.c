@@ -2032,6 +2032,96 @@ void   embedps__v1__list_checkpoints_response__free_unpacked
   assert(message->base.descriptor == &embedps__v1__list_checkpoints_response__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   embedps__v1__export_rows_request__init
+                     (Embedps__V1__ExportRowsRequest         *message)
+{
+  static const Embedps__V1__ExportRowsRequest init_value = EMBEDPS__V1__EXPORT_ROWS_REQUEST__INIT;
+  *message = init_value;
+}
+size_t embedps__v1__export_rows_request__get_packed_size
+                     (const Embedps__V1__ExportRowsRequest *message)
+{
+  assert(message->base.descriptor == &embedps__v1__export_rows_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t embedps__v1__export_rows_request__pack
+                     (const Embedps__V1__ExportRowsRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &embedps__v1__export_rows_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t embedps__v1__export_rows_request__pack_to_buffer
+                     (const Embedps__V1__ExportRowsRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &embedps__v1__export_rows_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Embedps__V1__ExportRowsRequest *
+       embedps__v1__export_rows_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Embedps__V1__ExportRowsRequest *)
+     protobuf_c_message_unpack (&embedps__v1__export_rows_request__descriptor,
+                                allocator, len, data);
+}
+void   embedps__v1__export_rows_request__free_unpacked
+                     (Embedps__V1__ExportRowsRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &embedps__v1__export_rows_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   embedps__v1__export_rows_response__init
+                     (Embedps__V1__ExportRowsResponse         *message)
+{
+  static const Embedps__V1__ExportRowsResponse init_value = EMBEDPS__V1__EXPORT_ROWS_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t embedps__v1__export_rows_response__get_packed_size
+                     (const Embedps__V1__ExportRowsResponse *message)
+{
+  assert(message->base.descriptor == &embedps__v1__export_rows_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t embedps__v1__export_rows_response__pack
+                     (const Embedps__V1__ExportRowsResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &embedps__v1__export_rows_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t embedps__v1__export_rows_response__pack_to_buffer
+                     (const Embedps__V1__ExportRowsResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &embedps__v1__export_rows_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Embedps__V1__ExportRowsResponse *
+       embedps__v1__export_rows_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Embedps__V1__ExportRowsResponse *)
+     protobuf_c_message_unpack (&embedps__v1__export_rows_response__descriptor,
+                                allocator, len, data);
+}
+void   embedps__v1__export_rows_response__free_unpacked
+                     (Embedps__V1__ExportRowsResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &embedps__v1__export_rows_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   embedps__v1__shard_status_request__init
                      (Embedps__V1__ShardStatusRequest         *message)
 {
@@ -5190,6 +5280,199 @@ const ProtobufCMessageDescriptor embedps__v1__list_checkpoints_response__descrip
   (ProtobufCMessageInit) embedps__v1__list_checkpoints_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
+static const ProtobufCFieldDescriptor embedps__v1__export_rows_request__field_descriptors[5] =
+{
+  {
+    "table",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__ExportRowsRequest, table),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "has_cursor",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__ExportRowsRequest, has_cursor),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "after_slot",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__ExportRowsRequest, after_slot),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "after_key",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_FIXED64,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__ExportRowsRequest, after_key),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "limit",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__ExportRowsRequest, limit),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned embedps__v1__export_rows_request__field_indices_by_name[] = {
+  3,   /* field[3] = after_key */
+  2,   /* field[2] = after_slot */
+  1,   /* field[1] = has_cursor */
+  4,   /* field[4] = limit */
+  0,   /* field[0] = table */
+};
+static const ProtobufCIntRange embedps__v1__export_rows_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 5 }
+};
+const ProtobufCMessageDescriptor embedps__v1__export_rows_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "embedps.v1.ExportRowsRequest",
+  "ExportRowsRequest",
+  "Embedps__V1__ExportRowsRequest",
+  "embedps.v1",
+  sizeof(Embedps__V1__ExportRowsRequest),
+  5,
+  embedps__v1__export_rows_request__field_descriptors,
+  embedps__v1__export_rows_request__field_indices_by_name,
+  1,  embedps__v1__export_rows_request__number_ranges,
+  (ProtobufCMessageInit) embedps__v1__export_rows_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor embedps__v1__export_rows_response__field_descriptors[6] =
+{
+  {
+    "dim",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__ExportRowsResponse, dim),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "keys",
+    2,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_FIXED64,
+    offsetof(Embedps__V1__ExportRowsResponse, n_keys),
+    offsetof(Embedps__V1__ExportRowsResponse, keys),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "values",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BYTES,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__ExportRowsResponse, values),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "done",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__ExportRowsResponse, done),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "next_slot",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__ExportRowsResponse, next_slot),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "next_key",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_FIXED64,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__ExportRowsResponse, next_key),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned embedps__v1__export_rows_response__field_indices_by_name[] = {
+  0,   /* field[0] = dim */
+  3,   /* field[3] = done */
+  1,   /* field[1] = keys */
+  5,   /* field[5] = next_key */
+  4,   /* field[4] = next_slot */
+  2,   /* field[2] = values */
+};
+static const ProtobufCIntRange embedps__v1__export_rows_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 6 }
+};
+const ProtobufCMessageDescriptor embedps__v1__export_rows_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "embedps.v1.ExportRowsResponse",
+  "ExportRowsResponse",
+  "Embedps__V1__ExportRowsResponse",
+  "embedps.v1",
+  sizeof(Embedps__V1__ExportRowsResponse),
+  6,
+  embedps__v1__export_rows_response__field_descriptors,
+  embedps__v1__export_rows_response__field_indices_by_name,
+  1,  embedps__v1__export_rows_response__number_ranges,
+  (ProtobufCMessageInit) embedps__v1__export_rows_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
 #define embedps__v1__shard_status_request__field_descriptors NULL
 #define embedps__v1__shard_status_request__field_indices_by_name NULL
 #define embedps__v1__shard_status_request__number_ranges NULL
@@ -5532,7 +5815,7 @@ const ProtobufCEnumDescriptor embedps__v1__tokenizer_kind__descriptor =
   embedps__v1__tokenizer_kind__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCMethodDescriptor embedps__v1__shard__method_descriptors[25] =
+static const ProtobufCMethodDescriptor embedps__v1__shard__method_descriptors[27] =
 {
   { "Pull", &embedps__v1__pull_request__descriptor, &embedps__v1__pull_response__descriptor },
   { "Push", &embedps__v1__push_request__descriptor, &embedps__v1__push_response__descriptor },
@@ -5559,6 +5842,8 @@ static const ProtobufCMethodDescriptor embedps__v1__shard__method_descriptors[25
   { "CreateCheckpoint", &embedps__v1__checkpoint_request__descriptor, &embedps__v1__checkpoint_info__descriptor },
   { "ListCheckpoints", &embedps__v1__list_tables_request__descriptor, &embedps__v1__list_checkpoints_response__descriptor },
   { "RestoreCheckpoint", &embedps__v1__checkpoint_request__descriptor, &embedps__v1__checkpoint_info__descriptor },
+  { "ExportRows", &embedps__v1__export_rows_request__descriptor, &embedps__v1__export_rows_response__descriptor },
+  { "ImportRows", &embedps__v1__push_request__descriptor, &embedps__v1__push_response__descriptor },
 };
 const unsigned embedps__v1__shard__method_indices_by_name[] = {
   19,        /* Compact */
@@ -5571,8 +5856,10 @@ const unsigned embedps__v1__shard__method_indices_by_name[] = {
   17,        /* DnisPrune */
   13,        /* DnisReport */
   5,        /* DropTable */
+  25,        /* ExportRows */
   7,        /* Flush */
   20,        /* Freeze */
+  26,        /* ImportRows */
   23,        /* ListCheckpoints */
   4,        /* ListTables */
   0,        /* Pull */
@@ -5594,7 +5881,7 @@ const ProtobufCServiceDescriptor embedps__v1__shard__descriptor =
   "Shard",
   "Embedps__V1__Shard",
   "embedps.v1",
-  25,
+  27,
   embedps__v1__shard__method_descriptors,
   embedps__v1__shard__method_indices_by_name
 };
@@ -5797,6 +6084,22 @@ void embedps__v1__shard__restore_checkpoint(ProtobufCService *service,
 {
   assert(service->descriptor == &embedps__v1__shard__descriptor);
   service->invoke(service, 24, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void embedps__v1__shard__export_rows(ProtobufCService *service,
+                                     const Embedps__V1__ExportRowsRequest *input,
+                                     Embedps__V1__ExportRowsResponse_Closure closure,
+                                     void *closure_data)
+{
+  assert(service->descriptor == &embedps__v1__shard__descriptor);
+  service->invoke(service, 25, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void embedps__v1__shard__import_rows(ProtobufCService *service,
+                                     const Embedps__V1__PushRequest *input,
+                                     Embedps__V1__PushResponse_Closure closure,
+                                     void *closure_data)
+{
+  assert(service->descriptor == &embedps__v1__shard__descriptor);
+  service->invoke(service, 26, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void embedps__v1__shard__init (Embedps__V1__Shard_Service *service,
                                Embedps__V1__Shard_ServiceDestroy destroy)

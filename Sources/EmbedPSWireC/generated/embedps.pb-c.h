@@ -60,6 +60,8 @@ typedef struct Embedps__V1__CheckpointRequest Embedps__V1__CheckpointRequest;
 typedef struct Embedps__V1__FreezeResponse Embedps__V1__FreezeResponse;
 typedef struct Embedps__V1__CheckpointInfo Embedps__V1__CheckpointInfo;
 typedef struct Embedps__V1__ListCheckpointsResponse Embedps__V1__ListCheckpointsResponse;
+typedef struct Embedps__V1__ExportRowsRequest Embedps__V1__ExportRowsRequest;
+typedef struct Embedps__V1__ExportRowsResponse Embedps__V1__ExportRowsResponse;
 typedef struct Embedps__V1__ShardStatusRequest Embedps__V1__ShardStatusRequest;
 typedef struct Embedps__V1__ShardStatusResponse Embedps__V1__ShardStatusResponse;
 
@@ -1096,6 +1098,58 @@ struct  Embedps__V1__ListCheckpointsResponse
     , 0,NULL }
 
 
+/*
+ * Export: pages of a table's stored rows on this shard in (slot, row key) order. The first page (no
+ * cursor) checkpoints the table first, so the pages hold every row written before the export started.
+ */
+struct  Embedps__V1__ExportRowsRequest
+{
+  ProtobufCMessage base;
+  char *table;
+  /*
+   * false: start at the beginning
+   */
+  protobuf_c_boolean has_cursor;
+  /*
+   * resume after this (slot, row key)
+   */
+  uint32_t after_slot;
+  uint64_t after_key;
+  /*
+   * rows per page (default 4096)
+   */
+  uint32_t limit;
+};
+#define EMBEDPS__V1__EXPORT_ROWS_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&embedps__v1__export_rows_request__descriptor) \
+    , (char *)protobuf_c_empty_string, 0, 0, 0, 0 }
+
+
+struct  Embedps__V1__ExportRowsResponse
+{
+  ProtobufCMessage base;
+  uint32_t dim;
+  /*
+   * row keys (= ids for collision-free tables)
+   */
+  size_t n_keys;
+  uint64_t *keys;
+  /*
+   * keys.size * dim float32 LE: what a pull returns for each row
+   */
+  ProtobufCBinaryData values;
+  protobuf_c_boolean done;
+  /*
+   * cursor of the next page
+   */
+  uint32_t next_slot;
+  uint64_t next_key;
+};
+#define EMBEDPS__V1__EXPORT_ROWS_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&embedps__v1__export_rows_response__descriptor) \
+    , 0, 0,NULL, {0,NULL}, 0, 0, 0 }
+
+
 struct  Embedps__V1__ShardStatusRequest
 {
   ProtobufCMessage base;
@@ -2010,6 +2064,44 @@ Embedps__V1__ListCheckpointsResponse *
 void   embedps__v1__list_checkpoints_response__free_unpacked
                      (Embedps__V1__ListCheckpointsResponse *message,
                       ProtobufCAllocator *allocator);
+/* Embedps__V1__ExportRowsRequest methods */
+void   embedps__v1__export_rows_request__init
+                     (Embedps__V1__ExportRowsRequest         *message);
+size_t embedps__v1__export_rows_request__get_packed_size
+                     (const Embedps__V1__ExportRowsRequest   *message);
+size_t embedps__v1__export_rows_request__pack
+                     (const Embedps__V1__ExportRowsRequest   *message,
+                      uint8_t             *out);
+size_t embedps__v1__export_rows_request__pack_to_buffer
+                     (const Embedps__V1__ExportRowsRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Embedps__V1__ExportRowsRequest *
+       embedps__v1__export_rows_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   embedps__v1__export_rows_request__free_unpacked
+                     (Embedps__V1__ExportRowsRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Embedps__V1__ExportRowsResponse methods */
+void   embedps__v1__export_rows_response__init
+                     (Embedps__V1__ExportRowsResponse         *message);
+size_t embedps__v1__export_rows_response__get_packed_size
+                     (const Embedps__V1__ExportRowsResponse   *message);
+size_t embedps__v1__export_rows_response__pack
+                     (const Embedps__V1__ExportRowsResponse   *message,
+                      uint8_t             *out);
+size_t embedps__v1__export_rows_response__pack_to_buffer
+                     (const Embedps__V1__ExportRowsResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Embedps__V1__ExportRowsResponse *
+       embedps__v1__export_rows_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   embedps__v1__export_rows_response__free_unpacked
+                     (Embedps__V1__ExportRowsResponse *message,
+                      ProtobufCAllocator *allocator);
 /* Embedps__V1__ShardStatusRequest methods */
 void   embedps__v1__shard_status_request__init
                      (Embedps__V1__ShardStatusRequest         *message);
@@ -2185,6 +2277,12 @@ typedef void (*Embedps__V1__CheckpointInfo_Closure)
 typedef void (*Embedps__V1__ListCheckpointsResponse_Closure)
                  (const Embedps__V1__ListCheckpointsResponse *message,
                   void *closure_data);
+typedef void (*Embedps__V1__ExportRowsRequest_Closure)
+                 (const Embedps__V1__ExportRowsRequest *message,
+                  void *closure_data);
+typedef void (*Embedps__V1__ExportRowsResponse_Closure)
+                 (const Embedps__V1__ExportRowsResponse *message,
+                  void *closure_data);
 typedef void (*Embedps__V1__ShardStatusRequest_Closure)
                  (const Embedps__V1__ShardStatusRequest *message,
                   void *closure_data);
@@ -2298,6 +2396,14 @@ struct Embedps__V1__Shard_Service
                              const Embedps__V1__CheckpointRequest *input,
                              Embedps__V1__CheckpointInfo_Closure closure,
                              void *closure_data);
+  void (*export_rows)(Embedps__V1__Shard_Service *service,
+                      const Embedps__V1__ExportRowsRequest *input,
+                      Embedps__V1__ExportRowsResponse_Closure closure,
+                      void *closure_data);
+  void (*import_rows)(Embedps__V1__Shard_Service *service,
+                      const Embedps__V1__PushRequest *input,
+                      Embedps__V1__PushResponse_Closure closure,
+                      void *closure_data);
 };
 typedef void (*Embedps__V1__Shard_ServiceDestroy)(Embedps__V1__Shard_Service *);
 void embedps__v1__shard__init (Embedps__V1__Shard_Service *service,
@@ -2330,7 +2436,9 @@ void embedps__v1__shard__init (Embedps__V1__Shard_Service *service,
       function_prefix__ ## thaw,\
       function_prefix__ ## create_checkpoint,\
       function_prefix__ ## list_checkpoints,\
-      function_prefix__ ## restore_checkpoint  }
+      function_prefix__ ## restore_checkpoint,\
+      function_prefix__ ## export_rows,\
+      function_prefix__ ## import_rows  }
 void embedps__v1__shard__pull(ProtobufCService *service,
                               const Embedps__V1__PullRequest *input,
                               Embedps__V1__PullResponse_Closure closure,
@@ -2431,6 +2539,14 @@ void embedps__v1__shard__restore_checkpoint(ProtobufCService *service,
                                             const Embedps__V1__CheckpointRequest *input,
                                             Embedps__V1__CheckpointInfo_Closure closure,
                                             void *closure_data);
+void embedps__v1__shard__export_rows(ProtobufCService *service,
+                                     const Embedps__V1__ExportRowsRequest *input,
+                                     Embedps__V1__ExportRowsResponse_Closure closure,
+                                     void *closure_data);
+void embedps__v1__shard__import_rows(ProtobufCService *service,
+                                     const Embedps__V1__PushRequest *input,
+                                     Embedps__V1__PushResponse_Closure closure,
+                                     void *closure_data);
 typedef struct Embedps__V1__Lookup_Service Embedps__V1__Lookup_Service;
 struct Embedps__V1__Lookup_Service
 {
@@ -2513,6 +2629,8 @@ extern const ProtobufCMessageDescriptor embedps__v1__checkpoint_request__descrip
 extern const ProtobufCMessageDescriptor embedps__v1__freeze_response__descriptor;
 extern const ProtobufCMessageDescriptor embedps__v1__checkpoint_info__descriptor;
 extern const ProtobufCMessageDescriptor embedps__v1__list_checkpoints_response__descriptor;
+extern const ProtobufCMessageDescriptor embedps__v1__export_rows_request__descriptor;
+extern const ProtobufCMessageDescriptor embedps__v1__export_rows_response__descriptor;
 extern const ProtobufCMessageDescriptor embedps__v1__shard_status_request__descriptor;
 extern const ProtobufCMessageDescriptor embedps__v1__shard_status_response__descriptor;
 extern const ProtobufCServiceDescriptor embedps__v1__shard__descriptor;

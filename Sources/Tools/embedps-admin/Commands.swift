@@ -159,6 +159,25 @@ func runAdmin(_ o: Options) async throws {
         let parts = try await client.restoreCheckpoint(name: name)
         if json { print(jsonText(parts)); return }
         print("restored \(name) on \(parts.count) shards in \(String(format: "%.2f", Date().timeIntervalSince(t0))) s; tables: \(parts.first?.tables.joined(separator: ", ") ?? "")")
+    case ("export", _):
+        guard let name = words.dropFirst().first, let prefix = o.string("out") else { o.fail("usage: export TABLE --out PREFIX") }
+        let t0 = Date()
+        let (dim, keys, values) = try await client.exportTable(name) { n in if !json { progressLine("exporting \(name)", n) } }
+        try NumPyFile.write(prefix + ".ids.npy", descr: "<u8", shape: [keys.count], values: keys)
+        try NumPyFile.write(prefix + ".values.npy", descr: "<f4", shape: [keys.count, dim], values: values)
+        if json { print(jsonText(["rows": keys.count, "dim": dim])); return }
+        print("\nexported \(keys.count) rows of dim \(dim) from \(name) to \(prefix).ids.npy and \(prefix).values.npy in \(String(format: "%.2f", Date().timeIntervalSince(t0))) s")
+    case ("import", _):
+        guard let name = words.dropFirst().first, let prefix = o.string("in") else { o.fail("usage: import TABLE --in PREFIX") }
+        let (idShape, keys) = try NumPyFile.read(prefix + ".ids.npy", descr: "<u8", as: UInt64.self)
+        let (valueShape, values) = try NumPyFile.read(prefix + ".values.npy", descr: "<f4", as: Float.self)
+        guard idShape.count == 1, valueShape.count == 2, valueShape[0] == idShape[0] else {
+            o.fail("\(prefix).ids.npy has shape \(idShape) and \(prefix).values.npy \(valueShape): expected (n,) and (n, dim)")
+        }
+        let t0 = Date()
+        try await client.importRows(name, keys: keys, values: values) { n in if !json { progressLine("importing \(name)", n, of: keys.count) } }
+        if json { print(jsonText(["rows": keys.count])); return }
+        print("\nimported \(keys.count) rows into \(name) in \(String(format: "%.2f", Date().timeIntervalSince(t0))) s")
     case ("compact", _):
         let table = words.dropFirst().first ?? ""
         let t0 = Date()
@@ -272,4 +291,10 @@ struct AnyEncodable: Encodable {
     let value: any Encodable
     init(_ value: any Encodable) { self.value = value }
     func encode(to encoder: any Encoder) throws { try value.encode(to: encoder) }
+}
+
+/// A progress line redrawn in place on stderr.
+func progressLine(_ label: String, _ done: Int, of total: Int? = nil) {
+    let text = total.map { t in "\r\(label): \(done)/\(t) rows (\(t == 0 ? 100 : 100 * done / t)%)   " } ?? "\r\(label): \(done) rows   "
+    FileHandle.standardError.write(Data(text.utf8))
 }

@@ -33,6 +33,9 @@ commands:
   checkpoint list                checkpoints on the shards and whether every shard has its part
   checkpoint restore NAME        every shard back to its part of NAME (a fresh cluster: copy each shard's
                                  checkpoints/NAME over and start embedps-server --restore-checkpoint DIR)
+  export TABLE --out PREFIX      every stored row to PREFIX.ids.npy (<u8, (n,)) and PREFIX.values.npy
+                                 (<f4, (n, dim)): NumPy files of the row keys (= ids) and the pulled values
+  import TABLE --in PREFIX       set rows of a dense, collision-free table from such files (optimizer state reset)
   compact [TABLE]                checkpoint, then compact the table's RocksDB data (all tables by default)
   semantic-ids build --embeddings F32 --ids TXT --out CODES.tsv [--levels 3] [--codes 256]
                     [--iterations 20] [--seed 1] [--spm-vocabulary N]
