@@ -42,11 +42,11 @@ let package = Package(
         .target(name: "Server", dependencies: ["Engine", "RPC", "EmbedPSWire", "HTTP"]),
         .target(name: "Client", dependencies: ["Engine", "Storage", "RPC", "EmbedPSWire"], swiftSettings: hotPath),
         .target(name: "Lookup", dependencies: ["Client", "RPC", "HTTP", "EmbedPSWire"]),
-        .target(name: "Training", dependencies: ["Client", "CLI", "SemanticID", "COpenBLAS", "CZlib"]),
+        .target(name: "Training", dependencies: ["Client", "CLI", "SemanticID", "COpenBLAS", "CZlib", "HTTP"]),
         .target(name: "SemanticID", dependencies: ["Engine", "COpenBLAS"]),
         // Tools.
         .executableTarget(name: "embedps-server", dependencies: ["Server", "CLI", "HTTP"], path: "Sources/Tools/embedps-server"),
-        .executableTarget(name: "embedps-train", dependencies: ["Training", "CLI"], path: "Sources/Tools/embedps-train"),
+        .executableTarget(name: "embedps-train", dependencies: ["Training", "CLI", "HTTP"], path: "Sources/Tools/embedps-train"),
         .executableTarget(name: "embedps-bench", dependencies: ["Client", "CLI", "RPC", "EmbedPSWire"], path: "Sources/Tools/embedps-bench"),
         .executableTarget(name: "embedps-admin", dependencies: ["Client", "CLI", "SemanticID"], path: "Sources/Tools/embedps-admin"),
         .executableTarget(name: "embedps-lookup", dependencies: ["Lookup", "CLI"], path: "Sources/Tools/embedps-lookup"),

@@ -91,9 +91,12 @@ public final class TrainerWorker: @unchecked Sendable {
     var progressTable: String { "\(config.run).progress" }
     /// Set by `run()` before training.
     var tower: ItemTower!
+    /// Live progress for the worker's /metrics endpoint.
+    public let metrics: TrainerMetrics
 
     public init(config: TrainerConfiguration, client: EmbedPSClient, log: @escaping @Sendable (String) -> Void) {
         self.config = config; self.client = client; self.log = log
+        metrics = TrainerMetrics(rank: config.rank)
     }
 
     func createTables() async throws {
@@ -159,6 +162,7 @@ public final class TrainerWorker: @unchecked Sendable {
         var lastLoss = 0.0
         for epoch in startEpoch..<config.totalEpochs {
             let searching = try await dnisPhaseChange(before: epoch)
+            metrics.epoch.store(epoch + 1, ordering: .relaxed); metrics.totalEpochs.store(config.totalEpochs, ordering: .relaxed)
             lastLoss = try await trainEpoch(epoch, examples: mine, data: data, split: split, searching: searching)
             try await client.push(table: progressTable, ids: [UInt64(config.rank)], gradients: [-1])
             try await barrier(epoch + 1)
@@ -166,6 +170,7 @@ public final class TrainerWorker: @unchecked Sendable {
                 var m = try await evaluate(evaluator, data: data, heldOut: split.validation, exclude: [])
                 m.split = "validation"
                 validation.append(m)
+                metrics.recallBits.store(m.recallAt20.bitPattern, ordering: .relaxed)
                 log(String(format: "epoch %d/%d done: loss %.4f  validation Recall@20 %.4f  NDCG@20 %.4f", epoch + 1, config.totalEpochs, lastLoss, m.recallAt20, m.ndcgAt20))
             }
         }
@@ -327,6 +332,7 @@ public final class TrainerWorker: @unchecked Sendable {
             done += batch.count
             if searching { try await alphaStep(split, data: data, rng: &rng) }
             try await maybeRegrow(step: epoch * ((examples.count + config.batchSize - 1) / config.batchSize) + (done + config.batchSize - 1) / config.batchSize)
+            metrics.batchDone(examples: batch.count, rows: 2 * (userIds.count + itemIds.count), meanLoss: totalLoss / Double(done))
             progress.update(done: done, detail: String(format: "loss %.4f  %.0f rows/s", totalLoss / Double(done), Double(rowsMoved) / max(1e-3, Date().timeIntervalSince(started))))
         }
         for t in pending { try await t.value }

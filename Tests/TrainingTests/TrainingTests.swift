@@ -74,3 +74,18 @@ import Foundation
         #expect(throws: DataError.self) { try InteractionData.load(path: dir.appendingPathComponent("missing.csv.gz").path) }
     }
 }
+
+@Suite struct TrainerMetricsTests {
+    @Test func progressIsExposedInPrometheusText() throws {
+        let m = TrainerMetrics(rank: 3)
+        m.epoch.store(2, ordering: .relaxed); m.totalEpochs.store(20, ordering: .relaxed)
+        m.batchDone(examples: 1024, rows: 3000, meanLoss: 0.5)
+        m.batchDone(examples: 512, rows: 1000, meanLoss: 0.25)
+        let text = m.text
+        #expect(text.contains("embedps_trainer_epoch{rank=\"3\"} 2\n"))
+        #expect(text.contains("embedps_trainer_examples_total{rank=\"3\"} 1536\n"))
+        #expect(text.contains("embedps_trainer_rows_moved_total{rank=\"3\"} 4000\n"))
+        #expect(text.contains("embedps_trainer_epoch_mean_loss{rank=\"3\"} 0.25\n"))
+        #expect(text.contains("# TYPE embedps_trainer_batches_total counter"))
+    }
+}

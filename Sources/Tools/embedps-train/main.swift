@@ -3,6 +3,7 @@ import CLI
 import Client
 import Training
 import Engine
+import HTTP
 
 let usage = """
 usage: embedps-train --cluster SPEC.json --data RATINGS.csv[.gz] [options]
@@ -47,6 +48,8 @@ options:
   --dnis-alpha-lr X        alpha learning rate (default 0.01)
   --compare-dnis LIST      a full-dimension baseline (same total epochs) and one DNIS run per prune ratio in
                            LIST (e.g. 0.5,0.75): quality, parameters, bytes and per-block dimensions (one worker)
+  --metrics-port N         serve Prometheus /metrics (epoch, batches, rows moved, loss, validation recall)
+                           and /healthz on port N (0 = any free port)
   --auth-token-file PATH   send the shared-secret token on its first line (shards started with one)
   --tls-ca PEM             connect with TLS, trusting this CA certificate
   --json                   print the final report as JSON (rank 0)
@@ -55,7 +58,7 @@ let o = Options(Array(CommandLine.arguments.dropFirst()), usage: usage, flagName
                 known: ["cluster", "data", "rank", "world-size", "run", "dim", "epochs", "batch", "lr", "l2", "max-inflight-pushes", "seed",
                          "item-tower", "item-rows", "embeddings", "item-ids", "levels", "codes", "compare-item-towers",
                          "density", "regrow-interval", "compare-densities", "dnis-blocks", "dnis-search-epochs", "dnis-prune",
-                         "dnis-retrain-epochs", "dnis-alpha-lr", "compare-dnis", "auth-token-file", "tls-ca"])
+                         "dnis-retrain-epochs", "dnis-alpha-lr", "compare-dnis", "auth-token-file", "tls-ca", "metrics-port"])
 var config = TrainerConfiguration(dataPath: o.required("data"))
 config.rank = o.int("rank", default: 0); config.worldSize = o.int("world-size", default: 1)
 guard config.worldSize >= 1, config.rank >= 0, config.rank < config.worldSize else { o.fail("need 0 <= --rank < --world-size") }
@@ -133,6 +136,12 @@ do {
         if json { print(jsonText(reports)) } else { print(renderComparison(reports)) }
     } else {
         let worker = TrainerWorker(config: config, client: client, log: { printFlush($0) })
+        var metricsServer: HTTPServer? = nil
+        if let port = o.string("metrics-port").flatMap(Int.init) {
+            metricsServer = try worker.metrics.serve(port: port)
+            printFlush("rank \(config.rank): Prometheus metrics on http://0.0.0.0:\(metricsServer!.port)/metrics")
+        }
+        defer { metricsServer?.stop() }
         if let report = try await worker.run() {
             if json { print(jsonText(report)) } else { print(renderReport(report)) }
         }
