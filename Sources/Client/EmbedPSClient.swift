@@ -61,23 +61,52 @@ struct TableRoute: Sendable {
 /// answers into the caller's order in one contiguous buffer. Calls that fail with UNAVAILABLE are retried
 /// with backoff. Thread-safe: any number of concurrent operations may share one client.
 public final class EmbedPSClient: @unchecked Sendable {
-    public let spec: ClusterSpec
-    public let slotMap: SlotMap
     public let options: ClientOptions
-    private let channels: [Channel]
+    /// Spec, slot map and one channel per shard; replaced together when a newer shard map is learnt.
+    private var topology: (spec: ClusterSpec, slotMap: SlotMap, channels: [Channel])
+    private var retiredChannels: [Channel] = []
     private let lock = NSLock()
     private var routes: [String: TableRoute] = [:]
 
     public init(spec: ClusterSpec, options: ClientOptions = ClientOptions()) throws {
-        self.spec = spec
-        self.slotMap = try spec.slotMap()
         self.options = options
-        channels = spec.shards.map { s in
-            var c = ChannelConfiguration(target: s.address)
-            c.maxMessageBytes = options.maxMessageBytes
-            c.pollerThreads = options.pollerThreads
-            c.tlsRootCertificatesPEM = options.tlsRootCertificatesPEM
-            return Channel(c)
+        topology = (spec, try spec.slotMap(), [])
+        topology.channels = spec.shards.map { makeChannel($0.address) }
+    }
+
+    func makeChannel(_ address: String) -> Channel {
+        var c = ChannelConfiguration(target: address)
+        c.maxMessageBytes = options.maxMessageBytes
+        c.pollerThreads = options.pollerThreads
+        c.tlsRootCertificatesPEM = options.tlsRootCertificatesPEM
+        return Channel(c)
+    }
+
+    /// The cluster spec this client routes by (updated when a newer shard map is learnt).
+    public var spec: ClusterSpec { lock.withLock { topology.spec } }
+    public var slotMap: SlotMap { lock.withLock { topology.slotMap } }
+    func channel(_ shard: Int) -> Channel { lock.withLock { topology.channels[shard] } }
+
+    /// Routes by `newSpec` when its map is newer than the one in use: channels to known addresses are kept,
+    /// new shards get one. An address ending in ":0" (a shard's own port-0 listen spec) keeps the known one.
+    /// Returns whether the map changed.
+    @discardableResult
+    func adopt(_ newSpec: ClusterSpec) throws -> Bool {
+        let newMap = try newSpec.slotMap()
+        return lock.withLock {
+            guard newMap.version > topology.slotMap.version else { return false }
+            var spec = newSpec
+            for i in spec.shards.indices where spec.shards[i].address.hasSuffix(":0") && i < topology.spec.shards.count {
+                spec.shards[i].address = topology.spec.shards[i].address
+            }
+            let old = topology.channels, oldSpec = topology.spec
+            let channels = spec.shards.enumerated().map { i, s in
+                i < oldSpec.shards.count && oldSpec.shards[i].address == s.address ? old[i] : makeChannel(s.address)
+            }
+            // Channels no longer used may still carry calls: close them with the client.
+            retiredChannels += old.filter { o in !channels.contains { $0 === o } }
+            topology = (spec, newMap, channels)
+            return true
         }
     }
 
@@ -85,9 +114,9 @@ public final class EmbedPSClient: @unchecked Sendable {
         try self.init(spec: try ClusterSpec.load(path: specPath), options: options)
     }
 
-    deinit { channels.forEach { $0.close() } }
+    deinit { (topology.channels + retiredChannels).forEach { $0.close() } }
 
-    public var shardCount: Int { channels.count }
+    public var shardCount: Int { lock.withLock { topology.channels.count } }
 
     // MARK: calls
 
@@ -97,7 +126,7 @@ public final class EmbedPSClient: @unchecked Sendable {
         var attempt = 1
         while true {
             do {
-                return try await channels[shard].unary(method, try makeRequest(), metadata: options.metadata, timeoutMs: options.timeoutMs)
+                return try await channel(shard).unary(method, try makeRequest(), metadata: options.metadata, timeoutMs: options.timeoutMs)
             } catch let s as RPCStatus {
                 if s.code == .unavailable && attempt < options.attempts {
                     try await Task.sleep(nanoseconds: UInt64(backoff) * 1_000_000)
@@ -111,10 +140,11 @@ public final class EmbedPSClient: @unchecked Sendable {
 
     func callAll(_ method: String, _ request: [UInt8]) async throws -> [ReceivedMessage] {
         try await withThrowingTaskGroup(of: (Int, ReceivedMessage).self) { group in
-            for i in 0..<channels.count {
+            let n = shardCount
+            for i in 0..<n {
                 group.addTask { (i, try await self.call(shard: i, method) { OutgoingMessage(bytes: request) }) }
             }
-            var out = [ReceivedMessage?](repeating: nil, count: channels.count)
+            var out = [ReceivedMessage?](repeating: nil, count: n)
             for try await (i, m) in group { out[i] = m }
             return out.map { $0! }
         }
@@ -174,14 +204,15 @@ public final class EmbedPSClient: @unchecked Sendable {
     /// Health of every shard: true when it answers SERVING.
     public func health() async -> [Bool] {
         await withTaskGroup(of: (Int, Bool).self) { group in
-            for i in 0..<channels.count {
+            let n = shardCount
+            for i in 0..<n {
                 group.addTask {
-                    let ok = try? await self.channels[i].unary(ShardMethod.healthCheck, OutgoingMessage(bytes: WireHealthCheckRequest(service: "").encoded()), timeoutMs: 2000)
+                    let ok = try? await self.channel(i).unary(ShardMethod.healthCheck, OutgoingMessage(bytes: WireHealthCheckRequest(service: "").encoded()), timeoutMs: 2000)
                     let status = ok.flatMap { m in try? m.withUnsafeBytes { try WireHealthCheckResponse(decoding: $0) } }?.status
                     return (i, status == 1)
                 }
             }
-            var out = [Bool](repeating: false, count: channels.count)
+            var out = [Bool](repeating: false, count: n)
             for await (i, ok) in group { out[i] = ok }
             return out
         }

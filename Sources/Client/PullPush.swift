@@ -13,6 +13,23 @@ extension EmbedPSClient {
             throw ClientError.invalidArgument("pull of \(ids.count) ids from '\(table)' (dim \(dim)) needs \(ids.count * dim) floats, buffer has \(out.count)")
         }
         let plan = ids.withUnsafeBufferPointer { BatchPlan(ids: $0, route: route, slotMap: slotMap) }
+        // Distinct rows land at their unique index; duplicates are expanded below.
+        try await pullDistinct(table, plan.unique, route: route, into: out.base, attempt: 0)
+        if !plan.distinct {
+            let outBase = UnsafeMutableRawPointer(out.base)
+            // Positions i >= unique index: walk backwards so no source is overwritten before it is read.
+            for i in stride(from: ids.count - 1, through: 0, by: -1) {
+                let u = Int(plan.uniqueIndex[i])
+                if u != i { (outBase + i * dim * 4).copyMemory(from: outBase + u * dim * 4, byteCount: dim * 4) }
+            }
+        }
+    }
+
+    /// Pulls distinct `ids` into `out` (row j at out[j*dim]), fanning out by owner. Parts refused by a shard
+    /// that no longer owns their slots (resharding) are pulled again after a shard-map refresh.
+    func pullDistinct(_ table: String, _ ids: [UInt64], route: TableRoute, into out: UnsafeMutablePointer<Float>, attempt: Int) async throws {
+        let dim = route.dim
+        let plan = ids.withUnsafeBufferPointer { BatchPlan(ids: $0, route: route, slotMap: slotMap) }
         var requests: [(Int, OutgoingMessage)] = []
         for (shard, members) in plan.byShard.enumerated() where !members.isEmpty {
             let size = RowMessageEncoder.pullRequestSize(table: table, count: members.count)
@@ -20,29 +37,32 @@ extension EmbedPSClient {
                 RowMessageEncoder.writePullRequest(into: buf, table: table, count: members.count) { plan.unique[Int(members[$0])] }
             }))
         }
-        let answers = try await fanOut(requests, ShardMethod.pull)
-        // Merge: distinct rows in plan order, then expand duplicates.
-        let outBase = UnsafeMutableRawPointer(out.base)
-        for (shard, message) in answers {
+        var misrouted: [Int32] = []
+        var failure: (any Error)? = nil
+        for (shard, result) in await fanOutAll(requests, ShardMethod.pull) {
             let members = plan.byShard[shard]
-            try message.withUnsafeBytes { bytes in
-                let (rdim, values) = try RowMessageDecoder.pullResponse(bytes)
-                guard rdim == dim, values.count == members.count * dim * 4 else {
-                    throw ClientError.inconsistentCluster("shard \(shard) answered \(values.count / 4) floats of dim \(rdim) for \(members.count) rows of dim \(dim)")
+            switch result {
+            case .success(let message):
+                try message.withUnsafeBytes { bytes in
+                    let (rdim, values) = try RowMessageDecoder.pullResponse(bytes)
+                    guard rdim == dim, values.count == members.count * dim * 4 else {
+                        throw ClientError.inconsistentCluster("shard \(shard) answered \(values.count / 4) floats of dim \(rdim) for \(members.count) rows of dim \(dim)")
+                    }
+                    for (k, u) in members.enumerated() {
+                        UnsafeMutableRawPointer(out + Int(u) * dim).copyMemory(from: values.baseAddress! + k * dim * 4, byteCount: dim * 4)
+                    }
                 }
-                // Each distinct row goes to the position of its unique index (duplicates are expanded below).
-                for (k, u) in members.enumerated() {
-                    (outBase + Int(u) * dim * 4).copyMemory(from: values.baseAddress! + k * dim * 4, byteCount: dim * 4)
-                }
+            case .failure(let e):
+                if let ce = e as? ClientError, ce.isWrongOwner, attempt < Self.maxMapRefreshes { misrouted += members } else if failure == nil { failure = e }
             }
         }
-        if !plan.distinct {
-            // Positions i >= unique index: walk backwards so no source is overwritten before it is read.
-            for i in stride(from: ids.count - 1, through: 0, by: -1) {
-                let u = Int(plan.uniqueIndex[i])
-                if u != i { (outBase + i * dim * 4).copyMemory(from: outBase + u * dim * 4, byteCount: dim * 4) }
-            }
-        }
+        if let failure { throw failure }
+        guard !misrouted.isEmpty else { return }
+        try await refreshShardMap()
+        let again = misrouted.map { plan.unique[Int($0)] }
+        let rows = FloatBuffer(count: again.count * dim)
+        try await pullDistinct(table, again, route: route, into: rows.base, attempt: attempt + 1)
+        for (j, u) in misrouted.enumerated() { (out + Int(u) * dim).update(from: rows.base + j * dim, count: dim) }
     }
 
     /// Pulls rows into a new array (ids.count * dim floats).
@@ -87,22 +107,44 @@ extension EmbedPSClient {
                 for c in 0..<dim { summed[u * dim + c] += gradients[i * dim + c] }
             }
         }
+        let source = plan.distinct ? gradients : FloatBuffer(summed)
+        return try await sendDistinctRows(table, plan.unique, rows: source, dim: dim, route: route, method: method, attempt: 0)
+    }
+
+    /// Sends one row per distinct id (`rows[j*dim...]` for `ids[j]`) to the owners. A part refused by a shard
+    /// that no longer owns its slots (nothing was applied there) is sent again, to the new owner, after a
+    /// shard-map refresh; parts that succeeded are never resent. Waits for every part before reporting a failure.
+    func sendDistinctRows(_ table: String, _ ids: [UInt64], rows: FloatBuffer, dim: Int, route: TableRoute, method: String, attempt: Int) async throws -> [(Int, ReceivedMessage)] {
+        let plan = ids.withUnsafeBufferPointer { BatchPlan(ids: $0, route: route, slotMap: slotMap) }
         var requests: [(Int, OutgoingMessage)] = []
-        try summed.withUnsafeBufferPointer { summedBuf in
-            let source = plan.distinct ? UnsafePointer(gradients.base) : summedBuf.baseAddress!
-            for (shard, members) in plan.byShard.enumerated() where !members.isEmpty {
-                let size = RowMessageEncoder.pushRequestSize(table: table, count: members.count, dim: dim)
-                guard size <= Int(options.maxMessageBytes) else {
-                    throw ClientError.invalidArgument("push to shard \(shard) would be \(size) bytes, over the \(options.maxMessageBytes)-byte limit: split the batch")
-                }
-                requests.append((shard, OutgoingMessage(length: size) { buf in
-                    RowMessageEncoder.writePushRequest(into: buf, table: table, count: members.count, dim: dim,
-                                                       ids: { plan.unique[Int(members[$0])] },
-                                                       row: { k, dst in dst.update(from: source + Int(members[k]) * dim, count: dim) })
-                }))
+        let source = UnsafePointer(rows.base)
+        for (shard, members) in plan.byShard.enumerated() where !members.isEmpty {
+            let size = RowMessageEncoder.pushRequestSize(table: table, count: members.count, dim: dim)
+            guard size <= Int(options.maxMessageBytes) else {
+                throw ClientError.invalidArgument("push to shard \(shard) would be \(size) bytes, over the \(options.maxMessageBytes)-byte limit: split the batch")
+            }
+            requests.append((shard, OutgoingMessage(length: size) { buf in
+                RowMessageEncoder.writePushRequest(into: buf, table: table, count: members.count, dim: dim,
+                                                   ids: { plan.unique[Int(members[$0])] },
+                                                   row: { k, dst in dst.update(from: source + Int(members[k]) * dim, count: dim) })
+            }))
+        }
+        var answers: [(Int, ReceivedMessage)] = []
+        var misrouted: [Int32] = []
+        var failure: (any Error)? = nil
+        for (shard, result) in await fanOutAll(requests, method) {
+            switch result {
+            case .success(let m): answers.append((shard, m))
+            case .failure(let e):
+                if let ce = e as? ClientError, ce.isWrongOwner, attempt < Self.maxMapRefreshes { misrouted += plan.byShard[shard] } else if failure == nil { failure = e }
             }
         }
-        return try await fanOut(requests, method)
+        if let failure { throw failure }
+        guard !misrouted.isEmpty else { return answers }
+        try await refreshShardMap()
+        let again = FloatBuffer(count: misrouted.count * dim)
+        for (j, u) in misrouted.enumerated() { (again.base + j * dim).update(from: source + Int(u) * dim, count: dim) }
+        return answers + (try await sendDistinctRows(table, misrouted.map { plan.unique[Int($0)] }, rows: again, dim: dim, route: route, method: method, attempt: attempt + 1))
     }
 
     /// Pushes from arrays.

@@ -27,6 +27,12 @@ public enum ShardMethod {
     public static let restoreCheckpoint = "/embedps.v1.Shard/RestoreCheckpoint"
     public static let exportRows = "/embedps.v1.Shard/ExportRows"
     public static let importRows = "/embedps.v1.Shard/ImportRows"
+    public static let getShardMap = "/embedps.v1.Shard/GetShardMap"
+    public static let setShardMap = "/embedps.v1.Shard/SetShardMap"
+    public static let beginMigration = "/embedps.v1.Shard/BeginMigration"
+    public static let exportSlotRows = "/embedps.v1.Shard/ExportSlotRows"
+    public static let importSlotRows = "/embedps.v1.Shard/ImportSlotRows"
+    public static let endMigration = "/embedps.v1.Shard/EndMigration"
     public static let healthCheck = "/grpc.health.v1.Health/Check"
 }
 

@@ -15,9 +15,13 @@ public enum EngineError: Error, CustomStringConvertible, Sendable, Equatable {
     case notSemantic(String)
     case notSparse(String)
     case notDnis(String)
+    case slotMoving(table: String, slot: Int)
     case dnisPruned(String)
     case notAlphaPrimary(table: String, shard: Int)
     case sparsityStepTooLarge(table: String, message: String)
+
+    /// Text in every wrong-owner message (FAILED_PRECONDITION): clients that see it refresh the shard map.
+    public static let shardMapVersionMarker = "shard map version"
 
     public var description: String {
         switch self {
@@ -28,12 +32,13 @@ public enum EngineError: Error, CustomStringConvertible, Sendable, Equatable {
         case .nonFiniteGradient(let t, let id, let c): "gradient for table '\(t)' id \(id) column \(c) is NaN or Inf: nothing was applied"
         case .malformed(let m): "malformed request: \(m)"
         case .wrongShard(let t, let id, let slot, let owner, let shard, let v):
-            "id \(id) of table '\(t)' is in slot \(slot), owned by shard \(owner), not this shard \(shard) (shard map version \(v)): refresh the shard map and retry"
+            "id \(id) of table '\(t)' is in slot \(slot), owned by shard \(owner), not this shard \(shard) (\(Self.shardMapVersionMarker) \(v)): refresh the shard map and retry"
         case .tooLarge(let m): "request too large: \(m)"
         case .storage(let m): "storage failure: \(m)"
         case .unknownItem(let t, let i): "item \(i) has no semantic-ID codes in table '\(t)': register its codes first (RegisterItems)"
         case .notSemantic(let t): "table '\(t)' is not a semantic-ID table: create it with a SemanticConfig"
         case .notSparse(let t): "table '\(t)' is not a dynamic-sparsity table: create it with a SparsityConfig"
+        case .slotMoving(let t, let slot): "slot \(slot) of table '\(t)' is being migrated to another shard: retry shortly (clients retry UNAVAILABLE)"
         case .notDnis(let t): "table '\(t)' is not a DNIS table: create it with a DnisConfig"
         case .dnisPruned(let t): "DNIS table '\(t)' is already pruned (alpha folded into the rows): the search is over"
         case .notAlphaPrimary(let t, let s): "alpha updates of table '\(t)' go to shard 0 (the alpha primary), not shard \(s)"

@@ -23,6 +23,8 @@ public struct ShardEngineConfiguration: Sendable {
     /// log grew by this many bytes, when dirty rows fill half its cache, or after `checkpointIntervalSeconds`.
     public var checkpointLogBytes: Int = 256 << 20
     public var checkpointIntervalSeconds: Double = 60
+    /// Shard addresses of the spec the shard started with (answered by GetShardMap with the current slots).
+    public var shardAddresses: [String] = []
     public init(dataDirectory: String, shardIndex: Int, slotMap: SlotMap) {
         self.dataDirectory = dataDirectory; self.shardIndex = shardIndex; self.slotMap = slotMap
     }
@@ -33,9 +35,17 @@ public struct ShardEngineConfiguration: Sendable {
 /// them to tables. Thread-safe: the table registry is behind a lock; tables synchronise themselves.
 public final class ShardEngine: @unchecked Sendable {
     public let configuration: ShardEngineConfiguration
-    private let db: RocksDatabase
-    private let lock = NSLock()
-    private var tables: [String: EmbeddingTable] = [:]
+    /// The shard map in force (starts as `configuration.slotMap`, replaced by newer versions during
+    /// resharding and persisted) and the slots being migrated away (writes refused), behind `mapLock`.
+    var map: SlotMap
+    var addresses: [String]
+    var movingSlots: Set<UInt16> = []
+    let mapLock = NSLock()
+    static let mapKey = Array("cluster/map".utf8)
+    static let movingKey = Array("cluster/moving".utf8)
+    let db: RocksDatabase
+    let lock = NSLock()
+    var tables: [String: EmbeddingTable] = [:]
     /// Semantic tables only: item codes and the tokenizer.
     private var semantic: [String: (items: ItemCodeStore, tokenizer: PieceTokenizer)] = [:]
     private static let itemsFamilyPrefix = "items."
@@ -62,6 +72,15 @@ public final class ShardEngine: @unchecked Sendable {
         if stored == nil {
             let b = WriteBatch(); b.put(db.defaultFamily, key: Self.shardIndexKey, value: Array(String(configuration.shardIndex).utf8))
             try db.write(b, sync: true)
+        }
+        map = configuration.slotMap
+        addresses = configuration.shardAddresses
+        if let stored = try db.get(db.defaultFamily, key: Self.mapKey),
+           let spec = try? JSONDecoder().decode(ClusterSpec.self, from: Data(stored)), spec.version > map.version {
+            map = try spec.slotMap(); addresses = spec.shards.map(\.address)
+        }
+        if let stored = try db.get(db.defaultFamily, key: Self.movingKey), let slots = try? JSONDecoder().decode([UInt16].self, from: Data(stored)) {
+            movingSlots = Set(slots)
         }
         var specs: [TableSpec] = []
         try db.scan(db.defaultFamily, from: Array(Self.specPrefix.utf8)) { k, v in
@@ -132,7 +151,7 @@ public final class ShardEngine: @unchecked Sendable {
         db.close()
     }
 
-    private func table(_ name: String) throws(EngineError) -> EmbeddingTable {
+    func table(_ name: String) throws(EngineError) -> EmbeddingTable {
         guard let t = lock.withLock({ tables[name] }) else { throw .unknownTable(name) }
         return t
     }
@@ -210,11 +229,13 @@ public final class ShardEngine: @unchecked Sendable {
         let dim = t.dim
         guard valueBytes.count == keys.count * dim * 4 else { throw .wrongDimension(table: name, expected: dim, got: keys.isEmpty ? 0 : valueBytes.count / 4 / keys.count) }
         guard keys.count <= configuration.maxIdsPerRequest else { throw .tooLarge("\(keys.count) rows in one import; the limit is \(configuration.maxIdsPerRequest)") }
-        let map = configuration.slotMap, me = configuration.shardIndex
+        let (map, moving) = currentMap()
+        let me = configuration.shardIndex
         var seen = Set<UInt64>()
         for k in keys {
             let slot = t.addressing.slot(ofRowKey: k), owner = map.owner(ofSlot: slot)
             if owner != me { throw .wrongShard(table: name, id: k, slot: Int(slot), owner: owner, shard: me, mapVersion: map.version) }
+            if moving.contains(slot) { throw .slotMoving(table: name, slot: Int(slot)) }
             guard seen.insert(k).inserted else { throw .malformed("row key \(k) appears twice in one import") }
             if t.spec.hashMode == .fixedBudget, k >= t.spec.rowBudget { throw .malformed("row key \(k) is outside the table's budget \(t.spec.rowBudget)") }
         }
@@ -277,12 +298,17 @@ public final class ShardEngine: @unchecked Sendable {
     public func snapshots() -> [TableSnapshot] { lock.withLock { tables.values.map { $0 } }.map { $0.snapshot() }.sorted { $0.spec.name < $1.spec.name } }
     public var bytesOnDisk: UInt64 { db.columnFamilyNames.compactMap { db.columnFamily($0) }.reduce(0) { $0 + db.bytesUsed($1) } }
 
-    /// Row keys of `ids`, checking that this shard owns each one's slot.
-    private func ownedKeys(_ t: EmbeddingTable, _ ids: UnsafeBufferPointer<UInt64>) throws(EngineError) -> [UInt64] {
+    /// The shard map in force and the slots being migrated away.
+    func currentMap() -> (map: SlotMap, moving: Set<UInt16>) { mapLock.withLock { (map, movingSlots) } }
+
+    /// Row keys of `ids`, checking that this shard owns each one's slot (and, for writes, that the slot is
+    /// not being migrated away: UNAVAILABLE, retried by clients).
+    private func ownedKeys(_ t: EmbeddingTable, _ ids: UnsafeBufferPointer<UInt64>, write: Bool = false) throws(EngineError) -> [UInt64] {
         guard ids.count <= configuration.maxIdsPerRequest else {
             throw .tooLarge("\(ids.count) ids in one request; the limit is \(configuration.maxIdsPerRequest): split the batch")
         }
-        let map = configuration.slotMap, me = configuration.shardIndex
+        let (map, moving) = currentMap()
+        let me = configuration.shardIndex
         var keys = [UInt64](repeating: 0, count: ids.count)
         for i in 0..<ids.count {
             let k = t.addressing.rowKey(ids[i])
@@ -291,6 +317,7 @@ public final class ShardEngine: @unchecked Sendable {
             if owner != me {
                 throw .wrongShard(table: t.spec.name, id: ids[i], slot: Int(slot), owner: owner, shard: me, mapVersion: map.version)
             }
+            if write && !moving.isEmpty && moving.contains(slot) { throw .slotMoving(table: t.spec.name, slot: Int(slot)) }
             keys[i] = k
         }
         return keys
@@ -319,7 +346,7 @@ public final class ShardEngine: @unchecked Sendable {
             throw .wrongDimension(table: name, expected: dim, got: per)
         }
         guard !ids.isEmpty else { return 0 }
-        let keys = try ownedKeys(t, ids)
+        let keys = try ownedKeys(t, ids, write: true)
         // Aggregate duplicate row keys, checking every value is finite before anything changes.
         var position = UInt64Map(capacity: keys.count)
         var unique: [UInt64] = []
@@ -375,7 +402,7 @@ public final class ShardEngine: @unchecked Sendable {
     private func ownedPieces(_ t: EmbeddingTable, _ store: ItemCodeStore, _ tokenizer: PieceTokenizer,
                              _ items: UnsafeBufferPointer<UInt64>) throws(EngineError) -> (pieces: [UInt64], perItem: [[Int32]]) {
         guard items.count <= configuration.maxIdsPerRequest else { throw .tooLarge("\(items.count) items in one request: split it") }
-        let map = configuration.slotMap, me = configuration.shardIndex
+        let map = currentMap().map, me = configuration.shardIndex
         var index = UInt64Map(capacity: items.count * tokenizer.maxPiecesPerItem)
         var pieces: [UInt64] = []
         var perItem = [[Int32]](repeating: [], count: items.count)

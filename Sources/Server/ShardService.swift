@@ -13,6 +13,7 @@ extension EngineError: RPCStatusConvertible {
         case .wrongShard: .failedPrecondition
         case .tooLarge: .resourceExhausted
         case .storage: .internalError
+        case .slotMoving: .unavailable
         case .unknownItem: .notFound
         case .notSemantic, .notSparse, .sparsityStepTooLarge, .notDnis, .dnisPruned, .notAlphaPrimary: .failedPrecondition
         }
@@ -57,6 +58,7 @@ public struct AccessPolicy: Sendable {
         ShardMethod.createTable, ShardMethod.dropTable, ShardMethod.flush, ShardMethod.registerItems, ShardMethod.sparsityStep,
         ShardMethod.dnisAssignBlocks, ShardMethod.dnisPrune, ShardMethod.compact,
         ShardMethod.freeze, ShardMethod.thaw, ShardMethod.createCheckpoint, ShardMethod.restoreCheckpoint, ShardMethod.importRows,
+        ShardMethod.setShardMap, ShardMethod.beginMigration, ShardMethod.exportSlotRows, ShardMethod.importSlotRows, ShardMethod.endMigration,
     ]
 
     public func check(_ context: ServerCallContext) throws {
@@ -226,6 +228,49 @@ public final class ShardService: Sendable {
                 try host.engine.importRows(table: table, keys: keys, valueBytes: values)
             }
         }
+        // Live resharding.
+        server.registerUngated(ShardMethod.getShardMap) { _, _ in
+            let spec = try host.engine.shardMapSpec()
+            return OutgoingMessage(bytes: WireShardMap(specJSON: String(decoding: try spec.encoded(), as: UTF8.self), version: spec.version).encoded())
+        }
+        server.registerUngated(ShardMethod.setShardMap) { _, message in
+            let req = try message.withUnsafeBytes { try WireShardMap(decoding: $0) }
+            let spec: ClusterSpec
+            do { spec = try JSONDecoder().decode(ClusterSpec.self, from: Data(req.specJSON.utf8)) } catch {
+                throw RPCStatus(.invalidArgument, "SetShardMap: the spec JSON is not a cluster spec: \(error)")
+            }
+            let engine = try host.engine
+            try engine.adoptShardMap(spec)
+            let now = engine.shardMapSpec()
+            return OutgoingMessage(bytes: WireShardMap(specJSON: String(decoding: try now.encoded(), as: UTF8.self), version: now.version).encoded())
+        }
+        server.registerUngated(ShardMethod.beginMigration) { _, message in
+            let req = try message.withUnsafeBytes { try WireSlotsRequest(decoding: $0) }
+            let slots = try Self.slots(req.slots)
+            // Freeze briefly so no write to these slots is in flight when they start being refused.
+            try host.gate.freeze("migration", autoThawSeconds: 30)
+            defer { host.gate.thaw("migration") }
+            try host.engine.beginMigration(slots: slots)
+            return OutgoingMessage(bytes: WireMigrationResponse(rows: 0).encoded())
+        }
+        server.registerUngated(ShardMethod.exportSlotRows) { _, message in
+            let req = try message.withUnsafeBytes { try WireSlotRowsRequest(decoding: $0) }
+            let slot = try Self.slots([req.slot])[0]
+            let limit = req.limit == 0 ? 4096 : Int(req.limit)
+            let rows = try host.engine.encodedSlotRows(table: req.table, slot: slot, after: req.after, limit: limit)
+            return OutgoingMessage(bytes: WireSlotRows(table: req.table, keys: rows.map(\.key), rows: rows.map(\.row), done: rows.count < limit).encoded())
+        }
+        server.register(ShardMethod.importSlotRows) { _, message in
+            let req = try message.withUnsafeBytes { try WireSlotRows(decoding: $0) }
+            guard req.keys.count == req.rows.count else { throw RPCStatus(.invalidArgument, "\(req.keys.count) keys but \(req.rows.count) rows") }
+            try host.engine.installMigratedRows(table: req.table, rows: Array(zip(req.keys, req.rows)).map { (key: $0.0, row: $0.1) })
+            return OutgoingMessage(bytes: WireMigrationResponse(rows: UInt64(req.keys.count)).encoded())
+        }
+        server.registerUngated(ShardMethod.endMigration) { _, message in
+            let req = try message.withUnsafeBytes { try WireSlotsRequest(decoding: $0) }
+            let deleted = try host.engine.endMigration(slots: try Self.slots(req.slots))
+            return OutgoingMessage(bytes: WireMigrationResponse(rows: UInt64(deleted)).encoded())
+        }
         // Cluster checkpoints (ungated: they run while the shard is frozen).
         server.registerUngated(ShardMethod.freeze) { _, message in
             let req = try message.withUnsafeBytes { try WireCheckpointRequest(decoding: $0) }
@@ -263,6 +308,13 @@ public final class ShardService: Sendable {
                 throw RPCStatus(.notFound, "unknown service '\(req.service)': this server serves '' and 'embedps.v1.Shard'")
             }
             return OutgoingMessage(bytes: WireHealthCheckResponse(status: 1).encoded())
+        }
+    }
+
+    static func slots(_ raw: [UInt32]) throws -> [UInt16] {
+        try raw.map { s in
+            guard s < UInt32(RowAddressing.slotCount) else { throw RPCStatus(.invalidArgument, "slot \(s) is not a slot (0..4095)") }
+            return UInt16(s)
         }
     }
 

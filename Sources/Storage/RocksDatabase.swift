@@ -223,6 +223,13 @@ public final class WriteBatch {
     public func put(_ family: ColumnFamily, key: [UInt8], value: [UInt8]) {
         key.withUnsafeBytes { k in value.withUnsafeBytes { v in put(family, key: k, value: v) } }
     }
+    /// Deletes every key in [from, to).
+    public func deleteRange(_ family: ColumnFamily, from: [UInt8], to: [UInt8]) {
+        from.withUnsafeBytes { f in to.withUnsafeBytes { t in
+            rocksdb_writebatch_delete_range_cf(handle, family.handle, f.baseAddress?.assumingMemoryBound(to: CChar.self), f.count,
+                                               t.baseAddress?.assumingMemoryBound(to: CChar.self), t.count)
+        } }
+    }
     public func delete(_ family: ColumnFamily, key: [UInt8]) {
         key.withUnsafeBytes { rocksdb_writebatch_delete_cf(handle, family.handle, $0.baseAddress?.assumingMemoryBound(to: CChar.self), $0.count) }
     }

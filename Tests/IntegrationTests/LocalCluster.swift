@@ -11,6 +11,8 @@ final class LocalCluster: @unchecked Sendable {
     private(set) var ports: [Int]
     private var processes: [Process?]
     let serverSpecPath: String
+    /// Per shard, the spec it was started with (shards added later start from a joining spec).
+    private var specPaths: [Int: String] = [:]
 
     static func binary(_ name: String) -> String {
         // The test bundle sits beside the built products (debug or release).
@@ -47,7 +49,7 @@ final class LocalCluster: @unchecked Sendable {
         try? FileManager.default.removeItem(atPath: portFile)
         let p = Process()
         p.executableURL = URL(fileURLWithPath: Self.binary("embedps-server"))
-        p.arguments = ["--cluster", serverSpecPath, "--shard-index", "\(i)", "--listen", "127.0.0.1:\(port)",
+        p.arguments = ["--cluster", specPaths[i] ?? serverSpecPath, "--shard-index", "\(i)", "--listen", "127.0.0.1:\(port)",
                        "--data-dir", dataDir(i), "--durability", durability, "--port-file", portFile] + extraArgs + shardArgs(i)
         p.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
         let log = root.appendingPathComponent("shard-\(i).log").path
@@ -105,6 +107,14 @@ final class LocalCluster: @unchecked Sendable {
         }
         try? FileManager.default.removeItem(at: root)
     }
+    /// Starts one more shard (index = current count) from `specPath` (a spec that lists it); returns its index.
+    func addShard(specPath: String) throws -> Int {
+        let i = ports.count
+        ports.append(0); processes.append(nil); specPaths[i] = specPath
+        try start(i, port: 0)
+        return i
+    }
+
     /// Runs embedps-admin against this cluster; returns (exit status, stdout + stderr).
     func admin(_ args: [String]) throws -> (Int32, String) {
         let specPath = root.appendingPathComponent("client.json").path

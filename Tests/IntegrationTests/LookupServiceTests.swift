@@ -26,7 +26,7 @@ import EmbedPSWire
         try await client.createTable(TableSpec(name: "emb", dim: 4, optimizer: OptimizerConfig(kind: .sgd, learningRate: 1), initializer: .uniform(-1, 1, seed: 3)))
         let ids = (0..<300).map { UInt64($0) * 7919 }
         try await client.push(table: "emb", ids: ids, gradients: (0..<1200).map { Float($0 % 5) })
-        let (process, grpcPort, httpPort) = try cluster.startLookup(extraArgs: ["--cache-ttl-ms", "300"])
+        let (process, grpcPort, httpPort) = try cluster.startLookup(extraArgs: ["--cache-ttl-ms", "2000"])
         defer { process.terminate(); process.waitUntilExit() }
         let channel = Channel(ChannelConfiguration(target: "127.0.0.1:\(grpcPort)"))
         defer { channel.close() }
@@ -39,7 +39,7 @@ import EmbedPSWire
         // Cached: a push is not visible until the TTL passes, then it is.
         try await client.push(table: "emb", ids: [ids[0]], gradients: [1, 1, 1, 1])
         #expect(try await Self.grpcLookup(channel, "emb", [ids[0]]).1 == Array(expected.prefix(4)))
-        try await Task.sleep(nanoseconds: 400_000_000)
+        try await Task.sleep(nanoseconds: 2_300_000_000)
         let fresh = try await client.pull(table: "emb", ids: [ids[0]])
         #expect(try await Self.grpcLookup(channel, "emb", [ids[0]]).1 == fresh)
         // Unknown table: NOT_FOUND passed through.

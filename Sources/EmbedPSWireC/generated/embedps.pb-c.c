@@ -2122,6 +2122,276 @@ void   embedps__v1__export_rows_response__free_unpacked
   assert(message->base.descriptor == &embedps__v1__export_rows_response__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   embedps__v1__shard_map_request__init
+                     (Embedps__V1__ShardMapRequest         *message)
+{
+  static const Embedps__V1__ShardMapRequest init_value = EMBEDPS__V1__SHARD_MAP_REQUEST__INIT;
+  *message = init_value;
+}
+size_t embedps__v1__shard_map_request__get_packed_size
+                     (const Embedps__V1__ShardMapRequest *message)
+{
+  assert(message->base.descriptor == &embedps__v1__shard_map_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t embedps__v1__shard_map_request__pack
+                     (const Embedps__V1__ShardMapRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &embedps__v1__shard_map_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t embedps__v1__shard_map_request__pack_to_buffer
+                     (const Embedps__V1__ShardMapRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &embedps__v1__shard_map_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Embedps__V1__ShardMapRequest *
+       embedps__v1__shard_map_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Embedps__V1__ShardMapRequest *)
+     protobuf_c_message_unpack (&embedps__v1__shard_map_request__descriptor,
+                                allocator, len, data);
+}
+void   embedps__v1__shard_map_request__free_unpacked
+                     (Embedps__V1__ShardMapRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &embedps__v1__shard_map_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   embedps__v1__shard_map_response__init
+                     (Embedps__V1__ShardMapResponse         *message)
+{
+  static const Embedps__V1__ShardMapResponse init_value = EMBEDPS__V1__SHARD_MAP_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t embedps__v1__shard_map_response__get_packed_size
+                     (const Embedps__V1__ShardMapResponse *message)
+{
+  assert(message->base.descriptor == &embedps__v1__shard_map_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t embedps__v1__shard_map_response__pack
+                     (const Embedps__V1__ShardMapResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &embedps__v1__shard_map_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t embedps__v1__shard_map_response__pack_to_buffer
+                     (const Embedps__V1__ShardMapResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &embedps__v1__shard_map_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Embedps__V1__ShardMapResponse *
+       embedps__v1__shard_map_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Embedps__V1__ShardMapResponse *)
+     protobuf_c_message_unpack (&embedps__v1__shard_map_response__descriptor,
+                                allocator, len, data);
+}
+void   embedps__v1__shard_map_response__free_unpacked
+                     (Embedps__V1__ShardMapResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &embedps__v1__shard_map_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   embedps__v1__slots_request__init
+                     (Embedps__V1__SlotsRequest         *message)
+{
+  static const Embedps__V1__SlotsRequest init_value = EMBEDPS__V1__SLOTS_REQUEST__INIT;
+  *message = init_value;
+}
+size_t embedps__v1__slots_request__get_packed_size
+                     (const Embedps__V1__SlotsRequest *message)
+{
+  assert(message->base.descriptor == &embedps__v1__slots_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t embedps__v1__slots_request__pack
+                     (const Embedps__V1__SlotsRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &embedps__v1__slots_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t embedps__v1__slots_request__pack_to_buffer
+                     (const Embedps__V1__SlotsRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &embedps__v1__slots_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Embedps__V1__SlotsRequest *
+       embedps__v1__slots_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Embedps__V1__SlotsRequest *)
+     protobuf_c_message_unpack (&embedps__v1__slots_request__descriptor,
+                                allocator, len, data);
+}
+void   embedps__v1__slots_request__free_unpacked
+                     (Embedps__V1__SlotsRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &embedps__v1__slots_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   embedps__v1__migration_response__init
+                     (Embedps__V1__MigrationResponse         *message)
+{
+  static const Embedps__V1__MigrationResponse init_value = EMBEDPS__V1__MIGRATION_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t embedps__v1__migration_response__get_packed_size
+                     (const Embedps__V1__MigrationResponse *message)
+{
+  assert(message->base.descriptor == &embedps__v1__migration_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t embedps__v1__migration_response__pack
+                     (const Embedps__V1__MigrationResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &embedps__v1__migration_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t embedps__v1__migration_response__pack_to_buffer
+                     (const Embedps__V1__MigrationResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &embedps__v1__migration_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Embedps__V1__MigrationResponse *
+       embedps__v1__migration_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Embedps__V1__MigrationResponse *)
+     protobuf_c_message_unpack (&embedps__v1__migration_response__descriptor,
+                                allocator, len, data);
+}
+void   embedps__v1__migration_response__free_unpacked
+                     (Embedps__V1__MigrationResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &embedps__v1__migration_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   embedps__v1__slot_rows_request__init
+                     (Embedps__V1__SlotRowsRequest         *message)
+{
+  static const Embedps__V1__SlotRowsRequest init_value = EMBEDPS__V1__SLOT_ROWS_REQUEST__INIT;
+  *message = init_value;
+}
+size_t embedps__v1__slot_rows_request__get_packed_size
+                     (const Embedps__V1__SlotRowsRequest *message)
+{
+  assert(message->base.descriptor == &embedps__v1__slot_rows_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t embedps__v1__slot_rows_request__pack
+                     (const Embedps__V1__SlotRowsRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &embedps__v1__slot_rows_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t embedps__v1__slot_rows_request__pack_to_buffer
+                     (const Embedps__V1__SlotRowsRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &embedps__v1__slot_rows_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Embedps__V1__SlotRowsRequest *
+       embedps__v1__slot_rows_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Embedps__V1__SlotRowsRequest *)
+     protobuf_c_message_unpack (&embedps__v1__slot_rows_request__descriptor,
+                                allocator, len, data);
+}
+void   embedps__v1__slot_rows_request__free_unpacked
+                     (Embedps__V1__SlotRowsRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &embedps__v1__slot_rows_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   embedps__v1__slot_rows__init
+                     (Embedps__V1__SlotRows         *message)
+{
+  static const Embedps__V1__SlotRows init_value = EMBEDPS__V1__SLOT_ROWS__INIT;
+  *message = init_value;
+}
+size_t embedps__v1__slot_rows__get_packed_size
+                     (const Embedps__V1__SlotRows *message)
+{
+  assert(message->base.descriptor == &embedps__v1__slot_rows__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t embedps__v1__slot_rows__pack
+                     (const Embedps__V1__SlotRows *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &embedps__v1__slot_rows__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t embedps__v1__slot_rows__pack_to_buffer
+                     (const Embedps__V1__SlotRows *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &embedps__v1__slot_rows__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Embedps__V1__SlotRows *
+       embedps__v1__slot_rows__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Embedps__V1__SlotRows *)
+     protobuf_c_message_unpack (&embedps__v1__slot_rows__descriptor,
+                                allocator, len, data);
+}
+void   embedps__v1__slot_rows__free_unpacked
+                     (Embedps__V1__SlotRows *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &embedps__v1__slot_rows__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   embedps__v1__shard_status_request__init
                      (Embedps__V1__ShardStatusRequest         *message)
 {
@@ -5473,6 +5743,338 @@ const ProtobufCMessageDescriptor embedps__v1__export_rows_response__descriptor =
   (ProtobufCMessageInit) embedps__v1__export_rows_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
+static const ProtobufCFieldDescriptor embedps__v1__shard_map_request__field_descriptors[1] =
+{
+  {
+    "spec_json",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__ShardMapRequest, spec_json),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned embedps__v1__shard_map_request__field_indices_by_name[] = {
+  0,   /* field[0] = spec_json */
+};
+static const ProtobufCIntRange embedps__v1__shard_map_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor embedps__v1__shard_map_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "embedps.v1.ShardMapRequest",
+  "ShardMapRequest",
+  "Embedps__V1__ShardMapRequest",
+  "embedps.v1",
+  sizeof(Embedps__V1__ShardMapRequest),
+  1,
+  embedps__v1__shard_map_request__field_descriptors,
+  embedps__v1__shard_map_request__field_indices_by_name,
+  1,  embedps__v1__shard_map_request__number_ranges,
+  (ProtobufCMessageInit) embedps__v1__shard_map_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor embedps__v1__shard_map_response__field_descriptors[2] =
+{
+  {
+    "spec_json",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__ShardMapResponse, spec_json),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "version",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__ShardMapResponse, version),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned embedps__v1__shard_map_response__field_indices_by_name[] = {
+  0,   /* field[0] = spec_json */
+  1,   /* field[1] = version */
+};
+static const ProtobufCIntRange embedps__v1__shard_map_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor embedps__v1__shard_map_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "embedps.v1.ShardMapResponse",
+  "ShardMapResponse",
+  "Embedps__V1__ShardMapResponse",
+  "embedps.v1",
+  sizeof(Embedps__V1__ShardMapResponse),
+  2,
+  embedps__v1__shard_map_response__field_descriptors,
+  embedps__v1__shard_map_response__field_indices_by_name,
+  1,  embedps__v1__shard_map_response__number_ranges,
+  (ProtobufCMessageInit) embedps__v1__shard_map_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor embedps__v1__slots_request__field_descriptors[1] =
+{
+  {
+    "slots",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_UINT32,
+    offsetof(Embedps__V1__SlotsRequest, n_slots),
+    offsetof(Embedps__V1__SlotsRequest, slots),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned embedps__v1__slots_request__field_indices_by_name[] = {
+  0,   /* field[0] = slots */
+};
+static const ProtobufCIntRange embedps__v1__slots_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor embedps__v1__slots_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "embedps.v1.SlotsRequest",
+  "SlotsRequest",
+  "Embedps__V1__SlotsRequest",
+  "embedps.v1",
+  sizeof(Embedps__V1__SlotsRequest),
+  1,
+  embedps__v1__slots_request__field_descriptors,
+  embedps__v1__slots_request__field_indices_by_name,
+  1,  embedps__v1__slots_request__number_ranges,
+  (ProtobufCMessageInit) embedps__v1__slots_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor embedps__v1__migration_response__field_descriptors[1] =
+{
+  {
+    "rows",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__MigrationResponse, rows),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned embedps__v1__migration_response__field_indices_by_name[] = {
+  0,   /* field[0] = rows */
+};
+static const ProtobufCIntRange embedps__v1__migration_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor embedps__v1__migration_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "embedps.v1.MigrationResponse",
+  "MigrationResponse",
+  "Embedps__V1__MigrationResponse",
+  "embedps.v1",
+  sizeof(Embedps__V1__MigrationResponse),
+  1,
+  embedps__v1__migration_response__field_descriptors,
+  embedps__v1__migration_response__field_indices_by_name,
+  1,  embedps__v1__migration_response__number_ranges,
+  (ProtobufCMessageInit) embedps__v1__migration_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor embedps__v1__slot_rows_request__field_descriptors[5] =
+{
+  {
+    "table",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__SlotRowsRequest, table),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "slot",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__SlotRowsRequest, slot),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "has_after",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__SlotRowsRequest, has_after),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "after",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_FIXED64,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__SlotRowsRequest, after),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "limit",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__SlotRowsRequest, limit),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned embedps__v1__slot_rows_request__field_indices_by_name[] = {
+  3,   /* field[3] = after */
+  2,   /* field[2] = has_after */
+  4,   /* field[4] = limit */
+  1,   /* field[1] = slot */
+  0,   /* field[0] = table */
+};
+static const ProtobufCIntRange embedps__v1__slot_rows_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 5 }
+};
+const ProtobufCMessageDescriptor embedps__v1__slot_rows_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "embedps.v1.SlotRowsRequest",
+  "SlotRowsRequest",
+  "Embedps__V1__SlotRowsRequest",
+  "embedps.v1",
+  sizeof(Embedps__V1__SlotRowsRequest),
+  5,
+  embedps__v1__slot_rows_request__field_descriptors,
+  embedps__v1__slot_rows_request__field_indices_by_name,
+  1,  embedps__v1__slot_rows_request__number_ranges,
+  (ProtobufCMessageInit) embedps__v1__slot_rows_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor embedps__v1__slot_rows__field_descriptors[4] =
+{
+  {
+    "table",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__SlotRows, table),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "keys",
+    2,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_FIXED64,
+    offsetof(Embedps__V1__SlotRows, n_keys),
+    offsetof(Embedps__V1__SlotRows, keys),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "rows",
+    3,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_BYTES,
+    offsetof(Embedps__V1__SlotRows, n_rows),
+    offsetof(Embedps__V1__SlotRows, rows),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "done",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__SlotRows, done),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned embedps__v1__slot_rows__field_indices_by_name[] = {
+  3,   /* field[3] = done */
+  1,   /* field[1] = keys */
+  2,   /* field[2] = rows */
+  0,   /* field[0] = table */
+};
+static const ProtobufCIntRange embedps__v1__slot_rows__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor embedps__v1__slot_rows__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "embedps.v1.SlotRows",
+  "SlotRows",
+  "Embedps__V1__SlotRows",
+  "embedps.v1",
+  sizeof(Embedps__V1__SlotRows),
+  4,
+  embedps__v1__slot_rows__field_descriptors,
+  embedps__v1__slot_rows__field_indices_by_name,
+  1,  embedps__v1__slot_rows__number_ranges,
+  (ProtobufCMessageInit) embedps__v1__slot_rows__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
 #define embedps__v1__shard_status_request__field_descriptors NULL
 #define embedps__v1__shard_status_request__field_indices_by_name NULL
 #define embedps__v1__shard_status_request__number_ranges NULL
@@ -5815,7 +6417,7 @@ const ProtobufCEnumDescriptor embedps__v1__tokenizer_kind__descriptor =
   embedps__v1__tokenizer_kind__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCMethodDescriptor embedps__v1__shard__method_descriptors[27] =
+static const ProtobufCMethodDescriptor embedps__v1__shard__method_descriptors[33] =
 {
   { "Pull", &embedps__v1__pull_request__descriptor, &embedps__v1__pull_response__descriptor },
   { "Push", &embedps__v1__push_request__descriptor, &embedps__v1__push_response__descriptor },
@@ -5844,8 +6446,15 @@ static const ProtobufCMethodDescriptor embedps__v1__shard__method_descriptors[27
   { "RestoreCheckpoint", &embedps__v1__checkpoint_request__descriptor, &embedps__v1__checkpoint_info__descriptor },
   { "ExportRows", &embedps__v1__export_rows_request__descriptor, &embedps__v1__export_rows_response__descriptor },
   { "ImportRows", &embedps__v1__push_request__descriptor, &embedps__v1__push_response__descriptor },
+  { "GetShardMap", &embedps__v1__list_tables_request__descriptor, &embedps__v1__shard_map_response__descriptor },
+  { "SetShardMap", &embedps__v1__shard_map_request__descriptor, &embedps__v1__shard_map_response__descriptor },
+  { "BeginMigration", &embedps__v1__slots_request__descriptor, &embedps__v1__migration_response__descriptor },
+  { "ExportSlotRows", &embedps__v1__slot_rows_request__descriptor, &embedps__v1__slot_rows__descriptor },
+  { "ImportSlotRows", &embedps__v1__slot_rows__descriptor, &embedps__v1__migration_response__descriptor },
+  { "EndMigration", &embedps__v1__slots_request__descriptor, &embedps__v1__migration_response__descriptor },
 };
 const unsigned embedps__v1__shard__method_indices_by_name[] = {
+  29,        /* BeginMigration */
   19,        /* Compact */
   22,        /* CreateCheckpoint */
   2,        /* CreateTable */
@@ -5856,10 +6465,14 @@ const unsigned embedps__v1__shard__method_indices_by_name[] = {
   17,        /* DnisPrune */
   13,        /* DnisReport */
   5,        /* DropTable */
+  32,        /* EndMigration */
   25,        /* ExportRows */
+  30,        /* ExportSlotRows */
   7,        /* Flush */
   20,        /* Freeze */
+  27,        /* GetShardMap */
   26,        /* ImportRows */
+  31,        /* ImportSlotRows */
   23,        /* ListCheckpoints */
   4,        /* ListTables */
   0,        /* Pull */
@@ -5869,6 +6482,7 @@ const unsigned embedps__v1__shard__method_indices_by_name[] = {
   10,        /* PushPooled */
   8,        /* RegisterItems */
   24,        /* RestoreCheckpoint */
+  28,        /* SetShardMap */
   6,        /* ShardStatus */
   11,        /* SparsityReport */
   12,        /* SparsityStep */
@@ -5881,7 +6495,7 @@ const ProtobufCServiceDescriptor embedps__v1__shard__descriptor =
   "Shard",
   "Embedps__V1__Shard",
   "embedps.v1",
-  27,
+  33,
   embedps__v1__shard__method_descriptors,
   embedps__v1__shard__method_indices_by_name
 };
@@ -6100,6 +6714,54 @@ void embedps__v1__shard__import_rows(ProtobufCService *service,
 {
   assert(service->descriptor == &embedps__v1__shard__descriptor);
   service->invoke(service, 26, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void embedps__v1__shard__get_shard_map(ProtobufCService *service,
+                                       const Embedps__V1__ListTablesRequest *input,
+                                       Embedps__V1__ShardMapResponse_Closure closure,
+                                       void *closure_data)
+{
+  assert(service->descriptor == &embedps__v1__shard__descriptor);
+  service->invoke(service, 27, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void embedps__v1__shard__set_shard_map(ProtobufCService *service,
+                                       const Embedps__V1__ShardMapRequest *input,
+                                       Embedps__V1__ShardMapResponse_Closure closure,
+                                       void *closure_data)
+{
+  assert(service->descriptor == &embedps__v1__shard__descriptor);
+  service->invoke(service, 28, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void embedps__v1__shard__begin_migration(ProtobufCService *service,
+                                         const Embedps__V1__SlotsRequest *input,
+                                         Embedps__V1__MigrationResponse_Closure closure,
+                                         void *closure_data)
+{
+  assert(service->descriptor == &embedps__v1__shard__descriptor);
+  service->invoke(service, 29, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void embedps__v1__shard__export_slot_rows(ProtobufCService *service,
+                                          const Embedps__V1__SlotRowsRequest *input,
+                                          Embedps__V1__SlotRows_Closure closure,
+                                          void *closure_data)
+{
+  assert(service->descriptor == &embedps__v1__shard__descriptor);
+  service->invoke(service, 30, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void embedps__v1__shard__import_slot_rows(ProtobufCService *service,
+                                          const Embedps__V1__SlotRows *input,
+                                          Embedps__V1__MigrationResponse_Closure closure,
+                                          void *closure_data)
+{
+  assert(service->descriptor == &embedps__v1__shard__descriptor);
+  service->invoke(service, 31, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void embedps__v1__shard__end_migration(ProtobufCService *service,
+                                       const Embedps__V1__SlotsRequest *input,
+                                       Embedps__V1__MigrationResponse_Closure closure,
+                                       void *closure_data)
+{
+  assert(service->descriptor == &embedps__v1__shard__descriptor);
+  service->invoke(service, 32, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void embedps__v1__shard__init (Embedps__V1__Shard_Service *service,
                                Embedps__V1__Shard_ServiceDestroy destroy)

@@ -62,6 +62,12 @@ typedef struct Embedps__V1__CheckpointInfo Embedps__V1__CheckpointInfo;
 typedef struct Embedps__V1__ListCheckpointsResponse Embedps__V1__ListCheckpointsResponse;
 typedef struct Embedps__V1__ExportRowsRequest Embedps__V1__ExportRowsRequest;
 typedef struct Embedps__V1__ExportRowsResponse Embedps__V1__ExportRowsResponse;
+typedef struct Embedps__V1__ShardMapRequest Embedps__V1__ShardMapRequest;
+typedef struct Embedps__V1__ShardMapResponse Embedps__V1__ShardMapResponse;
+typedef struct Embedps__V1__SlotsRequest Embedps__V1__SlotsRequest;
+typedef struct Embedps__V1__MigrationResponse Embedps__V1__MigrationResponse;
+typedef struct Embedps__V1__SlotRowsRequest Embedps__V1__SlotRowsRequest;
+typedef struct Embedps__V1__SlotRows Embedps__V1__SlotRows;
 typedef struct Embedps__V1__ShardStatusRequest Embedps__V1__ShardStatusRequest;
 typedef struct Embedps__V1__ShardStatusResponse Embedps__V1__ShardStatusResponse;
 
@@ -1150,6 +1156,94 @@ struct  Embedps__V1__ExportRowsResponse
     , 0, 0,NULL, {0,NULL}, 0, 0, 0 }
 
 
+/*
+ * Live resharding. The shard map travels as the cluster-spec JSON (addresses, explicit slot ranges, version):
+ * a shard adopts a map only when its version is newer, and persists it. A client told "owned by shard N (shard
+ * map version V)" fetches the map again (GetShardMap) and resends to the new owner.
+ */
+struct  Embedps__V1__ShardMapRequest
+{
+  ProtobufCMessage base;
+  char *spec_json;
+};
+#define EMBEDPS__V1__SHARD_MAP_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&embedps__v1__shard_map_request__descriptor) \
+    , (char *)protobuf_c_empty_string }
+
+
+struct  Embedps__V1__ShardMapResponse
+{
+  ProtobufCMessage base;
+  /*
+   * the map in force
+   */
+  char *spec_json;
+  uint64_t version;
+};
+#define EMBEDPS__V1__SHARD_MAP_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&embedps__v1__shard_map_response__descriptor) \
+    , (char *)protobuf_c_empty_string, 0 }
+
+
+struct  Embedps__V1__SlotsRequest
+{
+  ProtobufCMessage base;
+  size_t n_slots;
+  uint32_t *slots;
+};
+#define EMBEDPS__V1__SLOTS_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&embedps__v1__slots_request__descriptor) \
+    , 0,NULL }
+
+
+struct  Embedps__V1__MigrationResponse
+{
+  ProtobufCMessage base;
+  /*
+   * EndMigration: rows deleted; ImportSlotRows: rows installed
+   */
+  uint64_t rows;
+};
+#define EMBEDPS__V1__MIGRATION_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&embedps__v1__migration_response__descriptor) \
+    , 0 }
+
+
+struct  Embedps__V1__SlotRowsRequest
+{
+  ProtobufCMessage base;
+  char *table;
+  uint32_t slot;
+  protobuf_c_boolean has_after;
+  /*
+   * resume after this row key
+   */
+  uint64_t after;
+  uint32_t limit;
+};
+#define EMBEDPS__V1__SLOT_ROWS_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&embedps__v1__slot_rows_request__descriptor) \
+    , (char *)protobuf_c_empty_string, 0, 0, 0, 0 }
+
+
+/*
+ * Rows of one slot in their stored encoding (see RowCodec: 16-byte header, then floats or the masked form).
+ */
+struct  Embedps__V1__SlotRows
+{
+  ProtobufCMessage base;
+  char *table;
+  size_t n_keys;
+  uint64_t *keys;
+  size_t n_rows;
+  ProtobufCBinaryData *rows;
+  protobuf_c_boolean done;
+};
+#define EMBEDPS__V1__SLOT_ROWS__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&embedps__v1__slot_rows__descriptor) \
+    , (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, 0 }
+
+
 struct  Embedps__V1__ShardStatusRequest
 {
   ProtobufCMessage base;
@@ -2102,6 +2196,120 @@ Embedps__V1__ExportRowsResponse *
 void   embedps__v1__export_rows_response__free_unpacked
                      (Embedps__V1__ExportRowsResponse *message,
                       ProtobufCAllocator *allocator);
+/* Embedps__V1__ShardMapRequest methods */
+void   embedps__v1__shard_map_request__init
+                     (Embedps__V1__ShardMapRequest         *message);
+size_t embedps__v1__shard_map_request__get_packed_size
+                     (const Embedps__V1__ShardMapRequest   *message);
+size_t embedps__v1__shard_map_request__pack
+                     (const Embedps__V1__ShardMapRequest   *message,
+                      uint8_t             *out);
+size_t embedps__v1__shard_map_request__pack_to_buffer
+                     (const Embedps__V1__ShardMapRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Embedps__V1__ShardMapRequest *
+       embedps__v1__shard_map_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   embedps__v1__shard_map_request__free_unpacked
+                     (Embedps__V1__ShardMapRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Embedps__V1__ShardMapResponse methods */
+void   embedps__v1__shard_map_response__init
+                     (Embedps__V1__ShardMapResponse         *message);
+size_t embedps__v1__shard_map_response__get_packed_size
+                     (const Embedps__V1__ShardMapResponse   *message);
+size_t embedps__v1__shard_map_response__pack
+                     (const Embedps__V1__ShardMapResponse   *message,
+                      uint8_t             *out);
+size_t embedps__v1__shard_map_response__pack_to_buffer
+                     (const Embedps__V1__ShardMapResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Embedps__V1__ShardMapResponse *
+       embedps__v1__shard_map_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   embedps__v1__shard_map_response__free_unpacked
+                     (Embedps__V1__ShardMapResponse *message,
+                      ProtobufCAllocator *allocator);
+/* Embedps__V1__SlotsRequest methods */
+void   embedps__v1__slots_request__init
+                     (Embedps__V1__SlotsRequest         *message);
+size_t embedps__v1__slots_request__get_packed_size
+                     (const Embedps__V1__SlotsRequest   *message);
+size_t embedps__v1__slots_request__pack
+                     (const Embedps__V1__SlotsRequest   *message,
+                      uint8_t             *out);
+size_t embedps__v1__slots_request__pack_to_buffer
+                     (const Embedps__V1__SlotsRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Embedps__V1__SlotsRequest *
+       embedps__v1__slots_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   embedps__v1__slots_request__free_unpacked
+                     (Embedps__V1__SlotsRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Embedps__V1__MigrationResponse methods */
+void   embedps__v1__migration_response__init
+                     (Embedps__V1__MigrationResponse         *message);
+size_t embedps__v1__migration_response__get_packed_size
+                     (const Embedps__V1__MigrationResponse   *message);
+size_t embedps__v1__migration_response__pack
+                     (const Embedps__V1__MigrationResponse   *message,
+                      uint8_t             *out);
+size_t embedps__v1__migration_response__pack_to_buffer
+                     (const Embedps__V1__MigrationResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Embedps__V1__MigrationResponse *
+       embedps__v1__migration_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   embedps__v1__migration_response__free_unpacked
+                     (Embedps__V1__MigrationResponse *message,
+                      ProtobufCAllocator *allocator);
+/* Embedps__V1__SlotRowsRequest methods */
+void   embedps__v1__slot_rows_request__init
+                     (Embedps__V1__SlotRowsRequest         *message);
+size_t embedps__v1__slot_rows_request__get_packed_size
+                     (const Embedps__V1__SlotRowsRequest   *message);
+size_t embedps__v1__slot_rows_request__pack
+                     (const Embedps__V1__SlotRowsRequest   *message,
+                      uint8_t             *out);
+size_t embedps__v1__slot_rows_request__pack_to_buffer
+                     (const Embedps__V1__SlotRowsRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Embedps__V1__SlotRowsRequest *
+       embedps__v1__slot_rows_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   embedps__v1__slot_rows_request__free_unpacked
+                     (Embedps__V1__SlotRowsRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Embedps__V1__SlotRows methods */
+void   embedps__v1__slot_rows__init
+                     (Embedps__V1__SlotRows         *message);
+size_t embedps__v1__slot_rows__get_packed_size
+                     (const Embedps__V1__SlotRows   *message);
+size_t embedps__v1__slot_rows__pack
+                     (const Embedps__V1__SlotRows   *message,
+                      uint8_t             *out);
+size_t embedps__v1__slot_rows__pack_to_buffer
+                     (const Embedps__V1__SlotRows   *message,
+                      ProtobufCBuffer     *buffer);
+Embedps__V1__SlotRows *
+       embedps__v1__slot_rows__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   embedps__v1__slot_rows__free_unpacked
+                     (Embedps__V1__SlotRows *message,
+                      ProtobufCAllocator *allocator);
 /* Embedps__V1__ShardStatusRequest methods */
 void   embedps__v1__shard_status_request__init
                      (Embedps__V1__ShardStatusRequest         *message);
@@ -2283,6 +2491,24 @@ typedef void (*Embedps__V1__ExportRowsRequest_Closure)
 typedef void (*Embedps__V1__ExportRowsResponse_Closure)
                  (const Embedps__V1__ExportRowsResponse *message,
                   void *closure_data);
+typedef void (*Embedps__V1__ShardMapRequest_Closure)
+                 (const Embedps__V1__ShardMapRequest *message,
+                  void *closure_data);
+typedef void (*Embedps__V1__ShardMapResponse_Closure)
+                 (const Embedps__V1__ShardMapResponse *message,
+                  void *closure_data);
+typedef void (*Embedps__V1__SlotsRequest_Closure)
+                 (const Embedps__V1__SlotsRequest *message,
+                  void *closure_data);
+typedef void (*Embedps__V1__MigrationResponse_Closure)
+                 (const Embedps__V1__MigrationResponse *message,
+                  void *closure_data);
+typedef void (*Embedps__V1__SlotRowsRequest_Closure)
+                 (const Embedps__V1__SlotRowsRequest *message,
+                  void *closure_data);
+typedef void (*Embedps__V1__SlotRows_Closure)
+                 (const Embedps__V1__SlotRows *message,
+                  void *closure_data);
 typedef void (*Embedps__V1__ShardStatusRequest_Closure)
                  (const Embedps__V1__ShardStatusRequest *message,
                   void *closure_data);
@@ -2404,6 +2630,30 @@ struct Embedps__V1__Shard_Service
                       const Embedps__V1__PushRequest *input,
                       Embedps__V1__PushResponse_Closure closure,
                       void *closure_data);
+  void (*get_shard_map)(Embedps__V1__Shard_Service *service,
+                        const Embedps__V1__ListTablesRequest *input,
+                        Embedps__V1__ShardMapResponse_Closure closure,
+                        void *closure_data);
+  void (*set_shard_map)(Embedps__V1__Shard_Service *service,
+                        const Embedps__V1__ShardMapRequest *input,
+                        Embedps__V1__ShardMapResponse_Closure closure,
+                        void *closure_data);
+  void (*begin_migration)(Embedps__V1__Shard_Service *service,
+                          const Embedps__V1__SlotsRequest *input,
+                          Embedps__V1__MigrationResponse_Closure closure,
+                          void *closure_data);
+  void (*export_slot_rows)(Embedps__V1__Shard_Service *service,
+                           const Embedps__V1__SlotRowsRequest *input,
+                           Embedps__V1__SlotRows_Closure closure,
+                           void *closure_data);
+  void (*import_slot_rows)(Embedps__V1__Shard_Service *service,
+                           const Embedps__V1__SlotRows *input,
+                           Embedps__V1__MigrationResponse_Closure closure,
+                           void *closure_data);
+  void (*end_migration)(Embedps__V1__Shard_Service *service,
+                        const Embedps__V1__SlotsRequest *input,
+                        Embedps__V1__MigrationResponse_Closure closure,
+                        void *closure_data);
 };
 typedef void (*Embedps__V1__Shard_ServiceDestroy)(Embedps__V1__Shard_Service *);
 void embedps__v1__shard__init (Embedps__V1__Shard_Service *service,
@@ -2438,7 +2688,13 @@ void embedps__v1__shard__init (Embedps__V1__Shard_Service *service,
       function_prefix__ ## list_checkpoints,\
       function_prefix__ ## restore_checkpoint,\
       function_prefix__ ## export_rows,\
-      function_prefix__ ## import_rows  }
+      function_prefix__ ## import_rows,\
+      function_prefix__ ## get_shard_map,\
+      function_prefix__ ## set_shard_map,\
+      function_prefix__ ## begin_migration,\
+      function_prefix__ ## export_slot_rows,\
+      function_prefix__ ## import_slot_rows,\
+      function_prefix__ ## end_migration  }
 void embedps__v1__shard__pull(ProtobufCService *service,
                               const Embedps__V1__PullRequest *input,
                               Embedps__V1__PullResponse_Closure closure,
@@ -2547,6 +2803,30 @@ void embedps__v1__shard__import_rows(ProtobufCService *service,
                                      const Embedps__V1__PushRequest *input,
                                      Embedps__V1__PushResponse_Closure closure,
                                      void *closure_data);
+void embedps__v1__shard__get_shard_map(ProtobufCService *service,
+                                       const Embedps__V1__ListTablesRequest *input,
+                                       Embedps__V1__ShardMapResponse_Closure closure,
+                                       void *closure_data);
+void embedps__v1__shard__set_shard_map(ProtobufCService *service,
+                                       const Embedps__V1__ShardMapRequest *input,
+                                       Embedps__V1__ShardMapResponse_Closure closure,
+                                       void *closure_data);
+void embedps__v1__shard__begin_migration(ProtobufCService *service,
+                                         const Embedps__V1__SlotsRequest *input,
+                                         Embedps__V1__MigrationResponse_Closure closure,
+                                         void *closure_data);
+void embedps__v1__shard__export_slot_rows(ProtobufCService *service,
+                                          const Embedps__V1__SlotRowsRequest *input,
+                                          Embedps__V1__SlotRows_Closure closure,
+                                          void *closure_data);
+void embedps__v1__shard__import_slot_rows(ProtobufCService *service,
+                                          const Embedps__V1__SlotRows *input,
+                                          Embedps__V1__MigrationResponse_Closure closure,
+                                          void *closure_data);
+void embedps__v1__shard__end_migration(ProtobufCService *service,
+                                       const Embedps__V1__SlotsRequest *input,
+                                       Embedps__V1__MigrationResponse_Closure closure,
+                                       void *closure_data);
 typedef struct Embedps__V1__Lookup_Service Embedps__V1__Lookup_Service;
 struct Embedps__V1__Lookup_Service
 {
@@ -2631,6 +2911,12 @@ extern const ProtobufCMessageDescriptor embedps__v1__checkpoint_info__descriptor
 extern const ProtobufCMessageDescriptor embedps__v1__list_checkpoints_response__descriptor;
 extern const ProtobufCMessageDescriptor embedps__v1__export_rows_request__descriptor;
 extern const ProtobufCMessageDescriptor embedps__v1__export_rows_response__descriptor;
+extern const ProtobufCMessageDescriptor embedps__v1__shard_map_request__descriptor;
+extern const ProtobufCMessageDescriptor embedps__v1__shard_map_response__descriptor;
+extern const ProtobufCMessageDescriptor embedps__v1__slots_request__descriptor;
+extern const ProtobufCMessageDescriptor embedps__v1__migration_response__descriptor;
+extern const ProtobufCMessageDescriptor embedps__v1__slot_rows_request__descriptor;
+extern const ProtobufCMessageDescriptor embedps__v1__slot_rows__descriptor;
 extern const ProtobufCMessageDescriptor embedps__v1__shard_status_request__descriptor;
 extern const ProtobufCMessageDescriptor embedps__v1__shard_status_response__descriptor;
 extern const ProtobufCServiceDescriptor embedps__v1__shard__descriptor;

@@ -178,6 +178,40 @@ func runAdmin(_ o: Options) async throws {
         try await client.importRows(name, keys: keys, values: values) { n in if !json { progressLine("importing \(name)", n, of: keys.count) } }
         if json { print(jsonText(["rows": keys.count])); return }
         print("\nimported \(keys.count) rows into \(name) in \(String(format: "%.2f", Date().timeIntervalSince(t0))) s")
+    case ("reshard", "prepare"):
+        guard let address = o.string("add-shard"), let out = o.string("out") else { o.fail("usage: reshard prepare --add-shard HOST:PORT --out JOINING.json") }
+        try await client.refreshShardMap()
+        var spec = client.spec
+        spec.shards.append(.init(address: address))
+        spec.slotRanges = ClusterSpec(addresses: spec.shards.map(\.address), map: try SlotMap(version: client.slotMap.version, shardCount: spec.shards.count, owners: client.slotMap.owners)).slotRanges
+        try spec.encoded().write(to: URL(fileURLWithPath: out))
+        if json { print(jsonText(["spec": out, "newShard": "\(spec.shards.count - 1)"])); return }
+        print("wrote \(out): \(spec.shards.count) shards, shard \(spec.shards.count - 1) at \(address) owning no slots yet (map version \(spec.version)).")
+        print("next: start it with 'embedps-server --cluster \(out) --shard-index \(spec.shards.count - 1) ...', then 'embedps-admin reshard even --cluster \(out)'")
+    case ("reshard", let sub):
+        try await client.refreshShardMap()
+        let target: [UInt16]
+        switch sub {
+        case "even": target = EmbedPSClient.evenOwners(over: Array(0..<client.shardCount))
+        case "remove":
+            guard let k = words.dropFirst(2).first.flatMap(Int.init), k < client.shardCount else { o.fail("usage: reshard remove SHARD_INDEX") }
+            target = EmbedPSClient.evenOwners(over: (0..<client.shardCount).filter { $0 != k })
+        case "move":
+            guard let range = words.dropFirst(2).first, let to = o.string("to").flatMap(Int.init), to < client.shardCount else {
+                o.fail("usage: reshard move FIRST-LAST --to SHARD_INDEX")
+            }
+            let bounds = range.split(separator: "-").compactMap { Int($0) }
+            guard bounds.count == 2, bounds[0] <= bounds[1], bounds[1] < 4096 else { o.fail("slot range must be FIRST-LAST within 0-4095") }
+            var owners = client.slotMap.owners
+            for s in bounds[0]...bounds[1] { owners[s] = UInt16(to) }
+            target = owners
+        default: o.fail("usage: reshard prepare|even|remove|move ...")
+        }
+        let summary = try await client.reshard(to: target) { line in if !json { FileHandle.standardError.write(Data("\r\(line)   ".utf8)) } }
+        if json { print(jsonText(summary)); return }
+        print("")
+        print(renderTable(["from", "to", "slots", "rows"], summary.moves.map { ["\($0.from)", "\($0.to)", "\($0.slots)", "\($0.rows)"] }))
+        print("resharded live: \(summary.slotsMoved) slots, \(summary.rowsMoved) rows, map version \(summary.fromVersion) -> \(summary.toVersion) in \(String(format: "%.2f", summary.seconds)) s")
     case ("compact", _):
         let table = words.dropFirst().first ?? ""
         let t0 = Date()

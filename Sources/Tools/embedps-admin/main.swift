@@ -36,6 +36,12 @@ commands:
   export TABLE --out PREFIX      every stored row to PREFIX.ids.npy (<u8, (n,)) and PREFIX.values.npy
                                  (<f4, (n, dim)): NumPy files of the row keys (= ids) and the pulled values
   import TABLE --in PREFIX       set rows of a dense, collision-free table from such files (optimizer state reset)
+  reshard prepare --add-shard HOST:PORT --out JOINING.json
+                                 write a spec with a new shard that owns no slots yet (start it with that spec)
+  reshard even                   live: move slots until every shard of the spec owns an even share
+  reshard remove K               live: move every slot off shard K (then it can be stopped)
+  reshard move FIRST-LAST --to K live: move a slot range to shard K
+                                 (rows move while training continues; clients follow the new map)
   compact [TABLE]                checkpoint, then compact the table's RocksDB data (all tables by default)
   semantic-ids build --embeddings F32 --ids TXT --out CODES.tsv [--levels 3] [--codes 256]
                     [--iterations 20] [--seed 1] [--spm-vocabulary N]

@@ -22,6 +22,7 @@ nonisolated func runShardServer(_ options: Options) {
     var engineConfig = ShardEngineConfiguration(
         dataDirectory: options.string("data-dir") ?? shard.dataDir ?? "data/shard-\(index)", shardIndex: index, slotMap: map)
     engineConfig.durability = durability
+    engineConfig.shardAddresses = spec.shards.map(\.address)
     engineConfig.cacheRowsPerTable = options.int("cache-rows", default: 1 << 20)
     engineConfig.checkpointLogBytes = options.int("checkpoint-log-mb", default: 256) << 20
     engineConfig.checkpointIntervalSeconds = options.double("checkpoint-seconds", default: 60)

@@ -1,0 +1,104 @@
+import Foundation
+import RPC
+import Engine
+import EmbedPSWire
+
+/// What a live resharding did.
+public struct ReshardSummary: Sendable, Codable {
+    public struct Move: Sendable, Codable { public var from: Int; public var to: Int; public var slots: Int; public var rows: UInt64 }
+    public var fromVersion: UInt64
+    public var toVersion: UInt64
+    public var moves: [Move]
+    public var slotsMoved: Int
+    public var rowsMoved: UInt64
+    public var seconds: Double
+}
+
+extension EmbedPSClient {
+    /// Target owners: an even contiguous split over `shards` (the indices that keep or receive slots).
+    public static func evenOwners(over shards: [Int]) -> [UInt16] {
+        (0..<RowAddressing.slotCount).map { UInt16(shards[$0 * shards.count / RowAddressing.slotCount]) }
+    }
+
+    /// Moves slots, live, until the owners are `target` (one entry per slot, indices into this client's
+    /// spec, which must list every shard involved, new ones included). Per chunk of at most `chunkSlots` slots
+    /// from one shard to another: the source starts refusing writes to them (clients retry), their rows
+    /// (weights, optimizer state, masks) are copied to the target, a new map version giving them to the
+    /// target is set on the target, then the source, then every other shard, and the source deletes them.
+    /// Readers and writers keep going throughout; a client that hits the old owner refreshes its map.
+    /// Refuses semantic-ID and DNIS tables (their per-shard item stores and alpha state are not moved yet).
+    public func reshard(to target: [UInt16], chunkSlots: Int = 64, progress: (String) -> Void = { _ in }) async throws -> ReshardSummary {
+        let started = Date()
+        guard target.count == RowAddressing.slotCount, target.allSatisfy({ Int($0) < shardCount }) else {
+            throw ClientError.invalidArgument("target map needs 4096 owners among the \(shardCount) shards of the spec")
+        }
+        // The current map: the newest any shard holds.
+        try await refreshShardMap()
+        let fromVersion = slotMap.version
+        guard fromVersion > 0 else { throw ClientError.inconsistentCluster("no shard map") }
+        // Every table must exist on every shard (new shards included) and be movable.
+        let names = try await call(shard: 0, ShardMethod.listTables) { OutgoingMessage(bytes: []) }.withUnsafeBytes { try WireListTablesResponse(decoding: $0) }.tables
+        for name in names {
+            let m = try await call(shard: 0, ShardMethod.describeTable) { OutgoingMessage(bytes: WireTableNameRequest(table: name).encoded()) }
+            let spec = try TableSpec(wire: try m.withUnsafeBytes { try WireDescribeTableResponse(decoding: $0) }.stats.spec)
+            guard spec.semantic == nil, spec.dnis == nil else {
+                throw ClientError.invalidArgument("table '\(name)' is a \(spec.semantic != nil ? "semantic-ID" : "DNIS") table: resharding moves plain and dynamic-sparsity tables only")
+            }
+            _ = try await callAll(ShardMethod.createTable, WireCreateTableRequest(spec: spec.wire).encoded())
+        }
+        var owners = slotMap.owners
+        var chunks: [(from: Int, to: Int, slots: [UInt16])] = []
+        var pairs: [String: (Int, Int, [UInt16])] = [:]
+        for s in 0..<RowAddressing.slotCount where owners[s] != target[s] {
+            let key = "\(owners[s])>\(target[s])"
+            pairs[key, default: (Int(owners[s]), Int(target[s]), [])].2.append(UInt16(s))
+        }
+        for (_, p) in pairs.sorted(by: { $0.key < $1.key }) {
+            var i = 0
+            while i < p.2.count { chunks.append((p.0, p.1, Array(p.2[i..<min(p.2.count, i + chunkSlots)]))); i += chunkSlots }
+        }
+        let totalSlots = chunks.reduce(0) { $0 + $1.slots.count }
+        var moves: [String: ReshardSummary.Move] = [:]
+        var version = fromVersion, slotsDone = 0, rowsMoved: UInt64 = 0
+        let addresses = spec.shards.map(\.address)
+        for chunk in chunks {
+            let slotsRequest = WireSlotsRequest(slots: chunk.slots.map { UInt32($0) }).encoded()
+            _ = try await call(shard: chunk.from, ShardMethod.beginMigration) { OutgoingMessage(bytes: slotsRequest) }
+            var rows: UInt64 = 0
+            for name in names {
+                for slot in chunk.slots {
+                    var after: UInt64? = nil
+                    while true {
+                        let request = WireSlotRowsRequest(table: name, slot: UInt32(slot), after: after, limit: 4096).encoded()
+                        let page = try await call(shard: chunk.from, ShardMethod.exportSlotRows) { OutgoingMessage(bytes: request) }
+                            .withUnsafeBytes { try WireSlotRows(decoding: $0) }
+                        if !page.keys.isEmpty {
+                            let body = page.encoded()
+                            _ = try await call(shard: chunk.to, ShardMethod.importSlotRows) { OutgoingMessage(bytes: body) }
+                            rows += UInt64(page.keys.count)
+                        }
+                        if page.done || page.keys.isEmpty { break }
+                        after = page.keys.last
+                    }
+                }
+            }
+            // Switch: the target first (it has the rows), then the source (which refuses from then on), then the rest.
+            version += 1
+            for s in chunk.slots { owners[Int(s)] = UInt16(chunk.to) }
+            let newSpec = ClusterSpec(addresses: addresses, map: try SlotMap(version: version, shardCount: addresses.count, owners: owners))
+            let mapRequest = WireShardMap(specJSON: String(decoding: try newSpec.encoded(), as: UTF8.self)).encoded()
+            for s in [chunk.to, chunk.from] { _ = try await call(shard: s, ShardMethod.setShardMap) { OutgoingMessage(bytes: mapRequest) } }
+            for s in 0..<shardCount where s != chunk.to && s != chunk.from {
+                _ = try? await call(shard: s, ShardMethod.setShardMap) { OutgoingMessage(bytes: mapRequest) }
+            }
+            _ = try await call(shard: chunk.from, ShardMethod.endMigration) { OutgoingMessage(bytes: slotsRequest) }
+            try adopt(newSpec)
+            slotsDone += chunk.slots.count; rowsMoved += rows
+            moves["\(chunk.from)>\(chunk.to)", default: .init(from: chunk.from, to: chunk.to, slots: 0, rows: 0)].slots += chunk.slots.count
+            moves["\(chunk.from)>\(chunk.to)"]!.rows += rows
+            progress("moved \(slotsDone)/\(totalSlots) slots (\(rowsMoved) rows), map version \(version)")
+        }
+        return ReshardSummary(fromVersion: fromVersion, toVersion: version, moves: moves.values.sorted { ($0.from, $0.to) < ($1.from, $1.to) },
+                              slotsMoved: slotsDone, rowsMoved: rowsMoved, seconds: Date().timeIntervalSince(started))
+    }
+}

@@ -1,0 +1,103 @@
+import Foundation
+import Storage
+
+extension ClusterSpec {
+    /// A spec of `addresses` with `map`'s owners as explicit contiguous ranges and its version.
+    public init(addresses: [String], map: SlotMap) {
+        var ranges: [SlotRange] = []
+        for (slot, owner) in map.owners.enumerated() {
+            if let last = ranges.last, last.shard == Int(owner), last.last == slot - 1 { ranges[ranges.count - 1].last = slot }
+            else { ranges.append(SlotRange(first: slot, last: slot, shard: Int(owner))) }
+        }
+        self.init(version: map.version, shards: addresses.map { Shard(address: $0) }, slotRanges: ranges)
+    }
+}
+
+
+/// Live resharding on one shard (the coordinator is `EmbedPSClient.reshard`). Moving slots from this shard:
+/// `beginMigration` refuses writes to them from then on (durably, so a restart keeps refusing) and
+/// checkpoints every table; `encodedSlotRows` pages through their rows; once the new map that gives them
+/// away is adopted, `endMigration` deletes them. The receiving shard installs rows with
+/// `installMigratedRows` before the map changes.
+extension ShardEngine {
+    /// The current map with the shard addresses, as a spec (what GetShardMap answers).
+    public func shardMapSpec() -> ClusterSpec {
+        let (m, a) = mapLock.withLock { (map, addresses) }
+        return ClusterSpec(addresses: a, map: m)
+    }
+
+    /// Adopts `spec` when its version is newer; persisted (synced) before use. Returns the version in force.
+    @discardableResult
+    public func adoptShardMap(_ spec: ClusterSpec) throws(EngineError) -> UInt64 {
+        let newMap: SlotMap
+        do { newMap = try spec.slotMap() } catch { throw .invalidSpec(table: "-", message: "shard map: \(error)") }
+        guard newMap.shardCount > configuration.shardIndex else {
+            throw .invalidSpec(table: "-", message: "shard map of \(newMap.shardCount) shards has no shard \(configuration.shardIndex)")
+        }
+        mapLock.lock(); defer { mapLock.unlock() }
+        do {
+            guard newMap.version > map.version else { return map.version }
+            do {
+                let b = WriteBatch()
+                b.put(db.defaultFamily, key: Self.mapKey, value: Array(try ClusterSpec(addresses: spec.shards.map(\.address), map: newMap).encoded()))
+                try db.write(b, sync: true)
+            } catch { throw .storage("persisting shard map version \(newMap.version): \(error)") }
+            map = newMap; addresses = spec.shards.map(\.address)
+            return map.version
+        }
+    }
+
+    private func persistMoving() throws(EngineError) {
+        do {
+            let b = WriteBatch()
+            b.put(db.defaultFamily, key: Self.movingKey, value: Array(try JSONEncoder().encode(movingSlots.sorted())))
+            try db.write(b, sync: true)
+        } catch { throw .storage("persisting migrating slots: \(error)") }
+    }
+
+    /// Starts moving `slots` (owned here) away: writes to them are refused from now on, then every table is
+    /// checkpointed so RocksDB holds their rows. The caller made sure no write to them is in flight.
+    public func beginMigration(slots: [UInt16]) throws(EngineError) {
+        mapLock.lock()
+        do {
+            defer { mapLock.unlock() }
+            for s in slots where map.owner(ofSlot: s) != configuration.shardIndex {
+                throw EngineError.wrongShard(table: "-", id: 0, slot: Int(s), owner: map.owner(ofSlot: s), shard: configuration.shardIndex, mapVersion: map.version)
+            }
+            movingSlots.formUnion(slots)
+            try persistMoving()
+        }
+        try checkpointAll()
+    }
+
+    /// A page of the encoded rows of a migrating slot.
+    public func encodedSlotRows(table name: String, slot: UInt16, after: UInt64?, limit: Int) throws(EngineError) -> [(key: UInt64, row: [UInt8])] {
+        guard currentMap().moving.contains(slot) else {
+            throw .malformed("slot \(slot) is not being migrated from shard \(configuration.shardIndex): begin the migration first")
+        }
+        return try table(name).encodedRows(slot: slot, after: after, limit: max(1, min(limit, 65536)))
+    }
+
+    /// Installs rows migrated to this shard (see `EmbeddingTable.installEncodedRows`).
+    public func installMigratedRows(table name: String, rows: [(key: UInt64, row: [UInt8])]) throws(EngineError) {
+        try table(name).installEncodedRows(rows)
+    }
+
+    /// Finishes moving `slots` away once the map in force gives them to another shard: deletes their rows
+    /// in every table and stops refusing writes (the map refuses them now). Returns rows deleted.
+    public func endMigration(slots: [UInt16]) throws(EngineError) -> Int {
+        let (m, moving) = currentMap()
+        for s in slots {
+            guard moving.contains(s) else { throw .malformed("slot \(s) is not being migrated from shard \(configuration.shardIndex)") }
+            guard m.owner(ofSlot: s) != configuration.shardIndex else {
+                throw .malformed("slot \(s) still belongs to shard \(configuration.shardIndex) in map version \(m.version): adopt the new map first")
+            }
+        }
+        var deleted = 0
+        for t in lock.withLock({ Array(tables.values) }) { deleted += try t.dropSlots(slots) }
+        mapLock.lock(); defer { mapLock.unlock() }
+        movingSlots.subtract(slots)
+        try persistMoving()
+        return deleted
+    }
+}

@@ -1,0 +1,87 @@
+import Testing
+import Foundation
+import Engine
+import Client
+
+/// Live resharding from 2 to 3 real shards while a trainer-like client keeps pushing: every acknowledged
+/// gradient is applied exactly once (SGD, lr 1, zero init: each row must equal minus the sum of the
+/// gradients pushed to it), clients holding the old map follow the new one, and the map survives restarts.
+@Suite(.serialized) struct ReshardingTests {
+    @Test func twoToThreeShardsUnderPushLoadLosesNoUpdate() async throws {
+        let cluster = try LocalCluster(shards: 2)
+        defer { cluster.stop() }
+        let trainer = try cluster.client()   // keeps the 2-shard spec it started with
+        try await trainer.createTable(TableSpec(name: "r", dim: 4, optimizer: OptimizerConfig(kind: .sgd, learningRate: 1)))
+        var sparse = TableSpec(name: "s", dim: 8, optimizer: OptimizerConfig(kind: .adagrad, learningRate: 0.1))
+        sparse.sparsity = SparsityConfig(density: 0.5)
+        try await trainer.createTable(sparse)
+        let ids = (0..<4000).map { UInt64($0) &* 0x9E37_79B9 }
+        var expected = [UInt64: Float]()
+        try await trainer.push(table: "r", ids: ids, gradients: [Float](repeating: 1, count: ids.count * 4))
+        for id in ids { expected[id] = 1 }
+        try await trainer.push(table: "s", ids: Array(ids.prefix(1000)), gradients: [Float](repeating: 0.5, count: 8000))
+        let sparseBefore = try await trainer.pull(table: "s", ids: Array(ids.prefix(1000)))
+
+        // A third shard joins owning nothing; its spec lists the cluster's real addresses.
+        let joining = cluster.root.appendingPathComponent("joining.json").path
+        var spec = cluster.clientSpec
+        spec.shards.append(.init(address: "127.0.0.1:0"))
+        spec.slotRanges = ClusterSpec(addresses: spec.shards.map(\.address), map: try SlotMap(version: 1, shardCount: 3, owners: try SlotMap.evenSplit(shards: 2).owners)).slotRanges
+        try spec.encoded().write(to: URL(fileURLWithPath: joining))
+        let newIndex = try cluster.addShard(specPath: joining)
+        #expect(newIndex == 2)
+        var coordinatorSpec = spec
+        coordinatorSpec.shards[2].address = "127.0.0.1:\(cluster.ports[2])"
+        let coordinator = try EmbedPSClient(spec: coordinatorSpec)   // what `reshard prepare` writes, with the real port
+
+        // Pushes keep going during the move; each acknowledged one is recorded.
+        let stop = LockedFlag()
+        let pusher = Task { () -> [UInt64: Float] in
+            var sums = [UInt64: Float]()
+            var rng = SplitMix64(seed: 3)
+            var pushes = 0
+            while !stop.value || pushes < 20 {
+                let batch = Array(Set((0..<256).map { _ in ids[Int(rng.next() % UInt64(ids.count))] }))
+                let g = batch.map { _ in Float(1 + rng.next() % 3) }
+                try await trainer.push(table: "r", ids: batch, gradients: g.flatMap { [Float](repeating: $0, count: 4) })
+                for (id, v) in zip(batch, g) { sums[id, default: 0] += v }
+                pushes += 1
+            }
+            return sums
+        }
+        let summary = try await coordinator.reshard(to: EmbedPSClient.evenOwners(over: [0, 1, 2]), chunkSlots: 128)
+        stop.set()
+        let pushed = try await pusher.value
+        #expect(summary.slotsMoved > 1300 && summary.rowsMoved > 0 && summary.toVersion > summary.fromVersion)
+
+        // Every row equals minus everything pushed to it, read through the old-spec client (it followed).
+        for (id, v) in pushed { expected[id, default: 0] += v }
+        let rows = try await trainer.pull(table: "r", ids: ids)
+        var wrong = 0
+        for (n, id) in ids.enumerated() where rows[n * 4] != -(expected[id] ?? 0) { wrong += 1 }
+        #expect(wrong == 0, "\(wrong) rows differ from the sum of acknowledged gradients")
+        #expect(trainer.slotMap.version == summary.toVersion && trainer.shardCount == 3)
+        // Rows moved, not copied: 4000 stored in all, a third on the new shard.
+        let perShard = try await coordinator.describeTable("r").map(\.rows)
+        #expect(perShard.reduce(0, +) == 4000 && perShard[2] > 1000)
+        // The sparse table moved with its masks: same values, budget intact.
+        #expect(try await coordinator.pull(table: "s", ids: Array(ids.prefix(1000))) == sparseBefore)
+        #expect(try await coordinator.sparsitySummary(table: "s").activeMatchesBudget)
+        // A client started from the original 2-shard spec finds its way; a restarted shard keeps the new map.
+        let late = try EmbedPSClient(spec: ClusterSpec(shards: cluster.clientSpec.shards.prefix(2).map { $0 }))
+        #expect(try await late.pull(table: "r", ids: Array(ids.prefix(500))) == Array(rows.prefix(2000)))
+        cluster.terminate(0)
+        try cluster.restart(0)
+        try await coordinator.waitUntilHealthy(timeoutSeconds: 20)
+        #expect(try await coordinator.refreshShardMap() == summary.toVersion)
+        #expect(try await coordinator.pull(table: "r", ids: ids) == rows)
+    }
+}
+
+/// A flag set by one task and read by another.
+final class LockedFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var flag = false
+    var value: Bool { lock.withLock { flag } }
+    func set() { lock.withLock { flag = true } }
+}
