@@ -41,7 +41,7 @@ let package = Package(
         .target(name: "HTTP", dependencies: ["CMicroHTTPD"]),
         .target(name: "Server", dependencies: ["Engine", "RPC", "EmbedPSWire", "HTTP"]),
         .target(name: "Client", dependencies: ["Engine", "Storage", "RPC", "EmbedPSWire"], swiftSettings: hotPath),
-        .target(name: "Lookup", dependencies: ["Client", "RPC", "HTTP", "EmbedPSWire"]),
+        .target(name: "Lookup", dependencies: ["Client", "Engine", "RPC", "HTTP", "EmbedPSWire"]),
         .target(name: "Training", dependencies: ["Client", "CLI", "SemanticID", "COpenBLAS", "CZlib", "HTTP"]),
         .target(name: "SemanticID", dependencies: ["Engine", "COpenBLAS"]),
         // Tools.

@@ -12,6 +12,8 @@ public struct CheckpointInfo: Sendable, Codable, Equatable {
     public var createdUnixMs: UInt64
     public var tables: [String]
     public var bytes: UInt64
+    /// The shard map in force at the cut (addresses and slot ranges), so a part can be served without the cluster.
+    public var shardMap: ClusterSpec?
 }
 
 extension ShardEngine {
@@ -41,7 +43,7 @@ extension ShardEngine {
             let bytes = Self.directoryBytes(dir + "/db")
             let info = CheckpointInfo(name: name, shardIndex: configuration.shardIndex, shardCount: shardCount,
                                       mapVersion: configuration.slotMap.version, createdUnixMs: UInt64(Date().timeIntervalSince1970 * 1000),
-                                      tables: tableNames(), bytes: bytes)
+                                      tables: tableNames(), bytes: bytes, shardMap: shardMapSpec())
             let encoder = JSONEncoder(); encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             try encoder.encode(info).write(to: URL(fileURLWithPath: dir + "/checkpoint.json"))
             return info

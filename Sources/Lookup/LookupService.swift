@@ -27,19 +27,19 @@ extension ClientError: RPCStatusConvertible {
 }
 
 /// The online lookup service: read-only rows and pooled semantic-ID items for inference, over gRPC
-/// (`embedps.v1.Lookup`) and HTTP/JSON, from the live shards through a bounded TTL cache and a request
-/// batcher. Row lookups of a table are answered from the cache when fresh, the rest fetched in one batched
+/// (`embedps.v1.Lookup`) and HTTP/JSON, from the live shards (or a checkpoint opened read-only) through a
+/// bounded TTL cache and a request batcher. Row lookups of a table are answered from the cache when fresh, the rest fetched in one batched
 /// pull; pooled lookups go straight to the shards. Thread-safe.
 public final class LookupService: Sendable {
     public let configuration: LookupConfiguration
-    let client: EmbedPSClient
+    let client: any RowSource
     public let cache: LookupCache
     let batcher: LookupBatcher
     public let grpcMeter = RequestMeter(), httpMeter = RequestMeter()
     private let dims = Mutex<[String: Int]>([:])
     let requests = Atomic<UInt64>(0), ids = Atomic<UInt64>(0), hits = Atomic<UInt64>(0), misses = Atomic<UInt64>(0), errors = Atomic<UInt64>(0)
 
-    public init(client: EmbedPSClient, configuration: LookupConfiguration = LookupConfiguration()) {
+    public init(source client: any RowSource, configuration: LookupConfiguration = LookupConfiguration()) {
         self.client = client; self.configuration = configuration
         cache = LookupCache(capacity: configuration.cacheRows, ttlSeconds: configuration.cacheTTLSeconds)
         batcher = LookupBatcher(windowSeconds: configuration.batchWindowSeconds, dim: { try await client.dim(of: $0) },

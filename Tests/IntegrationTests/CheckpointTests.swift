@@ -70,6 +70,17 @@ import RPC
                                              toPath: copies.appendingPathComponent("part-\(i)").path)
         }
         let copyRoot = copies.path
+        // The lookup service serves the copied checkpoint read-only, without any shard.
+        let partDirs = (0..<3).map { copyRoot + "/part-\($0)" }
+        func listing() throws -> [String] { try partDirs.flatMap { d in try FileManager.default.contentsOfDirectory(atPath: d + "/db").sorted() } }
+        let filesBefore = try listing()
+        let (offline, offlinePort, offlineHTTP) = try cluster.startLookup(extraArgs: ["--checkpoint", partDirs.joined(separator: ",")])
+        defer { offline.terminate(); offline.waitUntilExit() }
+        let offlineChannel = Channel(ChannelConfiguration(target: "127.0.0.1:\(offlinePort)"))
+        defer { offlineChannel.close() }
+        #expect(try await LookupServiceTests.grpcLookup(offlineChannel, "users", ids).1 == atCut)
+        #expect(try httpGet(port: offlineHTTP, path: "/v1/lookup?table=sparse&ids=\(ids[0])").1.contains("\"dim\":16"))
+        #expect(try listing() == filesBefore, "the checkpoint parts are not modified")
         let fresh = try LocalCluster(shards: 3, shardArgs: { ["--restore-checkpoint", copyRoot + "/part-\($0)"] })
         defer { fresh.stop() }
         let freshClient = try fresh.client()

@@ -9,7 +9,7 @@ let usage = """
 usage: embedps-lookup --cluster SPEC.json [options]
 
 The online embedding lookup service: read-only rows and pooled semantic-ID items for inference, from the live
-shards of the cluster, through a bounded cache (rows are served at most --cache-ttl-ms after they were
+shards of the cluster (--cluster) or from a cluster checkpoint opened read-only (--checkpoint), through a bounded cache (rows are served at most --cache-ttl-ms after they were
 fetched) with concurrent requests batched into one shard fan-out.
 
   gRPC  embedps.v1.Lookup/Lookup and /LookupPooled (PullRequest -> PullResponse, Protos/embedps.proto),
@@ -19,7 +19,9 @@ fetched) with concurrent requests batched into one shard fan-out.
         GET /metrics (Prometheus), GET /healthz
 
 options:
-  --cluster PATH          cluster spec of the shards (required)
+  --cluster PATH          cluster spec of the shards
+  --checkpoint DIRS       instead: serve a cluster checkpoint, given as its parts (comma-separated
+                          checkpoints/NAME directories, one per shard; the files are not modified)
   --listen HOST:PORT      gRPC address (default 0.0.0.0:7500; port 0 picks one)
   --http-port N           HTTP port (default 7501; 0 picks one)
   --cache-rows N          rows kept in the cache (default 1048576; 0 = no cache)
@@ -33,7 +35,7 @@ options:
   --tls-cert PEM --tls-key PEM   serve gRPC with TLS
 """
 let o = Options(Array(CommandLine.arguments.dropFirst()), usage: usage,
-                known: ["cluster", "listen", "http-port", "cache-rows", "cache-ttl-ms", "batch-window-us", "threads", "port-file",
+                known: ["cluster", "checkpoint", "listen", "http-port", "cache-rows", "cache-ttl-ms", "batch-window-us", "threads", "port-file",
                         "auth-token-file", "tls-ca", "tls-cert", "tls-key"])
 var config = LookupConfiguration()
 config.cacheRows = o.int("cache-rows", default: 1 << 20)
@@ -41,9 +43,17 @@ config.cacheTTLSeconds = Double(o.int("cache-ttl-ms", default: 1000)) / 1000
 config.batchWindowSeconds = Double(o.int("batch-window-us", default: 0)) / 1e6
 let threads = max(1, o.int("threads", default: 4))
 do {
-    let client = try EmbedPSClient(specPath: o.required("cluster"),
-                                   options: try ClientOptions.from(tokenFile: o.string("auth-token-file"), tlsCAFile: o.string("tls-ca")))
-    let service = LookupService(client: client, configuration: config)
+    let source: any RowSource
+    let origin: String
+    if let parts = o.string("checkpoint") {
+        let c = try CheckpointRowSource(parts: parts.split(separator: ",").map(String.init))
+        source = c; origin = "checkpoint \(c.name) (\(c.partCount) parts, read-only)"
+    } else {
+        let client = try EmbedPSClient(specPath: o.required("cluster"),
+                                       options: try ClientOptions.from(tokenFile: o.string("auth-token-file"), tlsCAFile: o.string("tls-ca")))
+        source = client; origin = "\(client.shardCount) shards"
+    }
+    let service = LookupService(source: source, configuration: config)
     var serverConfig = ServerConfiguration(address: o.string("listen", default: "0.0.0.0:7500"))
     serverConfig.threads = threads
     if let cert = o.string("tls-cert") { serverConfig.tls = try TLSIdentity(certificatePath: cert, keyPath: o.required("tls-key")) }
@@ -52,7 +62,7 @@ do {
     try server.start()
     let http = try HTTPServer(port: o.int("http-port", default: 7501), threads: threads) { service.handle($0) }
     printFlush("embedps-lookup: gRPC on port \(server.port), HTTP on port \(http.port) (/v1/lookup, /metrics, /healthz); " +
-               "\(client.shardCount) shards, cache \(config.cacheRows) rows / \(Int(config.cacheTTLSeconds * 1000)) ms")
+               "\(origin), cache \(config.cacheRows) rows / \(Int(config.cacheTTLSeconds * 1000)) ms")
     if let f = o.string("port-file") { try "\(server.port) \(http.port)\n".write(toFile: f, atomically: true, encoding: .utf8) }
     let stop = DispatchSemaphore(value: 0)
     signal(SIGINT, SIG_IGN); signal(SIGTERM, SIG_IGN)
