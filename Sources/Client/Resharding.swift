@@ -15,9 +15,26 @@ public struct ReshardSummary: Sendable, Codable {
 }
 
 extension EmbedPSClient {
-    /// Target owners: an even contiguous split over `shards` (the indices that keep or receive slots).
-    public static func evenOwners(over shards: [Int]) -> [UInt16] {
-        (0..<RowAddressing.slotCount).map { UInt16(shards[$0 * shards.count / RowAddressing.slotCount]) }
+    /// Target owners giving each of `shards` an even share (4096 / n, the first 4096 % n one more) while
+    /// moving as few slots as possible: every shard keeps its first slots up to its share; the slots over a
+    /// share, and those of shards not listed (being removed), go to the shards under their share.
+    public static func balancedOwners(current: [UInt16], over shards: [Int]) -> [UInt16] {
+        let n = shards.count, total = RowAddressing.slotCount
+        var quota = [Int: Int]()
+        for (i, s) in shards.enumerated() { quota[s] = total / n + (i < total % n ? 1 : 0) }
+        var owners = current
+        var kept = [Int: Int](), free: [Int] = []
+        for slot in 0..<total {
+            let o = Int(current[slot])
+            if let q = quota[o], kept[o, default: 0] < q { kept[o, default: 0] += 1 } else { free.append(slot) }
+        }
+        var next = 0
+        for s in shards {
+            while kept[s, default: 0] < quota[s]!, next < free.count {
+                owners[free[next]] = UInt16(s); kept[s, default: 0] += 1; next += 1
+            }
+        }
+        return owners
     }
 
     /// Moves slots, live, until the owners are `target` (one entry per slot, indices into this client's

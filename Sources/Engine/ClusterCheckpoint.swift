@@ -42,7 +42,7 @@ extension ShardEngine {
             try rocksCheckpoint(at: dir + "/db")
             let bytes = Self.directoryBytes(dir + "/db")
             let info = CheckpointInfo(name: name, shardIndex: configuration.shardIndex, shardCount: shardCount,
-                                      mapVersion: configuration.slotMap.version, createdUnixMs: UInt64(Date().timeIntervalSince1970 * 1000),
+                                      mapVersion: shardMap.version, createdUnixMs: UInt64(Date().timeIntervalSince1970 * 1000),
                                       tables: tableNames(), bytes: bytes, shardMap: shardMapSpec())
             let encoder = JSONEncoder(); encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             try encoder.encode(info).write(to: URL(fileURLWithPath: dir + "/checkpoint.json"))

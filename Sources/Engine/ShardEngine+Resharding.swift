@@ -20,6 +20,9 @@ extension ClusterSpec {
 /// away is adopted, `endMigration` deletes them. The receiving shard installs rows with
 /// `installMigratedRows` before the map changes.
 extension ShardEngine {
+    /// The slot map in force (the configuration's until a resharding replaced it).
+    public var shardMap: SlotMap { currentMap().map }
+
     /// The current map with the shard addresses, as a spec (what GetShardMap answers).
     public func shardMapSpec() -> ClusterSpec {
         let (m, a) = mapLock.withLock { (map, addresses) }

@@ -288,7 +288,7 @@ public final class ShardService: Sendable {
                 throw RPCStatus(.failedPrecondition, "CreateCheckpoint '\(req.name)' needs the shard frozen under that name first (Freeze)")
             }
             let engine = try host.engine
-            let info = try engine.createCheckpoint(name: req.name, shardCount: engine.configuration.slotMap.shardCount)
+            let info = try engine.createCheckpoint(name: req.name, shardCount: engine.shardMap.shardCount)
             return OutgoingMessage(bytes: info.wire.encoded())
         }
         server.registerUngated(ShardMethod.listCheckpoints) { _, _ in
@@ -357,8 +357,9 @@ public final class ShardService: Sendable {
         let engine = try self.engine
         let c = engine.configuration
         var r = WireShardStatusResponse()
-        r.shardIndex = UInt32(c.shardIndex); r.shardMapVersion = c.slotMap.version
-        r.ownedSlots = UInt32(c.slotMap.slotCount(of: c.shardIndex)); r.durability = c.durability.rawValue
+        let map = engine.shardMap
+        r.shardIndex = UInt32(c.shardIndex); r.shardMapVersion = map.version
+        r.ownedSlots = UInt32(map.slotCount(of: c.shardIndex)); r.durability = c.durability.rawValue
         let snaps = engine.snapshots()
         r.tables = snaps.map(\.wire)
         r.cacheCapacityRows = snaps.reduce(0) { $0 + $1.cacheCapacityRows }

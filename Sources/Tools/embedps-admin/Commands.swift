@@ -192,10 +192,10 @@ func runAdmin(_ o: Options) async throws {
         try await client.refreshShardMap()
         let target: [UInt16]
         switch sub {
-        case "even": target = EmbedPSClient.evenOwners(over: Array(0..<client.shardCount))
+        case "even": target = EmbedPSClient.balancedOwners(current: client.slotMap.owners, over: Array(0..<client.shardCount))
         case "remove":
             guard let k = words.dropFirst(2).first.flatMap(Int.init), k < client.shardCount else { o.fail("usage: reshard remove SHARD_INDEX") }
-            target = EmbedPSClient.evenOwners(over: (0..<client.shardCount).filter { $0 != k })
+            target = EmbedPSClient.balancedOwners(current: client.slotMap.owners, over: (0..<client.shardCount).filter { $0 != k })
         case "move":
             guard let range = words.dropFirst(2).first, let to = o.string("to").flatMap(Int.init), to < client.shardCount else {
                 o.fail("usage: reshard move FIRST-LAST --to SHARD_INDEX")
