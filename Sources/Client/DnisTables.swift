@@ -87,19 +87,12 @@ extension EmbedPSClient {
         let total = reports.reduce(0) { $0 + $1.frequencyHistogram.reduce(0, +) }
         let sizes = config.blockRows(total: total)
         let perBlock = MagnitudeHistogram.splitSequential(reports.map(\.frequencyHistogram), sizes: sizes, descending: true)
-        let answers = try await withThrowingTaskGroup(of: [UInt64].self) { group in
-            for s in 0..<shardCount {
-                let request = WireDnisAssignRequest(table: table, take: perBlock.map { $0[s] }).encoded()
-                group.addTask {
-                    let m = try await self.call(shard: s, ShardMethod.dnisAssignBlocks) { OutgoingMessage(bytes: request) }
-                    return try m.withUnsafeBytes { try WireDnisAssignResponse(decoding: $0) }.rowsPerBlock
-                }
-            }
-            var sum = [UInt64](repeating: 0, count: config.blocks)
-            for try await r in group { for (b, n) in r.enumerated() where b < sum.count { sum[b] += n } }
-            return sum
+        let answers = try await callEach(ShardMethod.dnisAssignBlocks) { s in WireDnisAssignRequest(table: table, take: perBlock.map { $0[s] }).encoded() }
+        var sum = [UInt64](repeating: 0, count: config.blocks)
+        for m in answers {
+            for (b, n) in try m.withUnsafeBytes({ try WireDnisAssignResponse(decoding: $0) }).rowsPerBlock.enumerated() where b < sum.count { sum[b] += n }
         }
-        return answers
+        return sum
     }
 
     /// alpha of a DNIS table as the primary (shard 0) holds it: (version, blocks x dim values, pruned).
@@ -163,18 +156,8 @@ extension EmbedPSClient {
                 if cumulative >= k { threshold = MagnitudeHistogram.upperEdge(b); break }
             }
         }
-        let answers = try await withThrowingTaskGroup(of: (Int, WireDnisPruneResponse).self) { group in
-            for s in 0..<shardCount {
-                let request = WireDnisPruneRequest(table: table, prune: perShard[s], threshold: threshold).encoded()
-                group.addTask {
-                    let m = try await self.call(shard: s, ShardMethod.dnisPrune) { OutgoingMessage(bytes: request) }
-                    return (s, try m.withUnsafeBytes { try WireDnisPruneResponse(decoding: $0) })
-                }
-            }
-            var out = [WireDnisPruneResponse?](repeating: nil, count: shardCount)
-            for try await (s, r) in group { out[s] = r }
-            return out.compactMap { $0 }
-        }
+        let answers = try await callEach(ShardMethod.dnisPrune) { s in WireDnisPruneRequest(table: table, prune: perShard[s], threshold: threshold).encoded() }
+            .map { m in try m.withUnsafeBytes { try WireDnisPruneResponse(decoding: $0) } }
         return DnisPruneSummary(table: table, ratio: ratio, threshold: threshold, prunedPerShard: answers.map(\.pruned), entriesBefore: entries,
                                 entriesAfter: answers.reduce(0) { $0 + $1.active }, seconds: Date().timeIntervalSince(started))
     }

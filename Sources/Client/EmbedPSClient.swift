@@ -7,9 +7,11 @@ import EmbedPSWire
 public struct ClientOptions: Sendable {
     /// Per-call deadline.
     public var timeoutMs: Int64 = 30_000
-    /// Attempts per shard call on UNAVAILABLE (shard restarting or not yet up); backoff doubles from
-    /// `initialBackoffMs` up to 2 s.
-    public var attempts: Int = 8
+    /// A shard call that fails with UNAVAILABLE (shard restarting or not yet up, shard frozen for a
+    /// checkpoint, slot being migrated) is retried, backoff doubling from `initialBackoffMs` up to 1 s, until
+    /// `attempts` calls were made or `retrySeconds` passed.
+    public var attempts: Int = 1000
+    public var retrySeconds: Double = 30
     public var initialBackoffMs: Int = 50
     /// Largest message, bytes.
     public var maxMessageBytes: Int32 = 64 << 20
@@ -124,13 +126,14 @@ public final class EmbedPSClient: @unchecked Sendable {
     func call(shard: Int, _ method: String, _ makeRequest: () throws -> OutgoingMessage) async throws -> ReceivedMessage {
         var backoff = options.initialBackoffMs
         var attempt = 1
+        let deadline = Date().addingTimeInterval(options.retrySeconds)
         while true {
             do {
                 return try await channel(shard).unary(method, try makeRequest(), metadata: options.metadata, timeoutMs: options.timeoutMs)
             } catch let s as RPCStatus {
-                if s.code == .unavailable && attempt < options.attempts {
+                if s.code == .unavailable && attempt < options.attempts && Date() < deadline {
                     try await Task.sleep(nanoseconds: UInt64(backoff) * 1_000_000)
-                    backoff = min(backoff * 2, 2000); attempt += 1
+                    backoff = min(backoff * 2, 1000); attempt += 1
                     continue
                 }
                 throw ClientError.shard(index: shard, address: spec.shards[shard].address, status: s)
@@ -139,10 +142,16 @@ public final class EmbedPSClient: @unchecked Sendable {
     }
 
     func callAll(_ method: String, _ request: [UInt8]) async throws -> [ReceivedMessage] {
+        try await callEach(method) { _ in request }
+    }
+
+    /// One call per shard in parallel, each with its own request; answers in shard order.
+    func callEach(_ method: String, _ request: (Int) -> [UInt8]) async throws -> [ReceivedMessage] {
         try await withThrowingTaskGroup(of: (Int, ReceivedMessage).self) { group in
             let n = shardCount
             for i in 0..<n {
-                group.addTask { (i, try await self.call(shard: i, method) { OutgoingMessage(bytes: request) }) }
+                let body = request(i)
+                group.addTask { (i, try await self.call(shard: i, method) { OutgoingMessage(bytes: body) }) }
             }
             var out = [ReceivedMessage?](repeating: nil, count: n)
             for try await (i, m) in group { out[i] = m }

@@ -89,18 +89,9 @@ extension EmbedPSClient {
         let k = min(UInt64((share * Double(activeBefore)).rounded(.up)), activeBefore, inactive)
         let prune = MagnitudeHistogram.split(reports.map(\.weightHistogram), count: k)
         let grow = MagnitudeHistogram.split(reports.map(\.growthHistogram), count: k, descending: true)
-        let answers = try await withThrowingTaskGroup(of: (Int, WireSparsityStepResponse).self) { group in
-            for s in 0..<shardCount {
-                let request = WireSparsityStepRequest(table: table, prune: prune[s], grow: grow[s], round: round + 1).encoded()
-                group.addTask {
-                    let m = try await self.call(shard: s, ShardMethod.sparsityStep) { OutgoingMessage(bytes: request) }
-                    return (s, try m.withUnsafeBytes { try WireSparsityStepResponse(decoding: $0) })
-                }
-            }
-            var out = [WireSparsityStepResponse?](repeating: nil, count: shardCount)
-            for try await (s, r) in group { out[s] = r }
-            return out.compactMap { $0 }
-        }
+        let answers = try await callEach(ShardMethod.sparsityStep) { s in
+            WireSparsityStepRequest(table: table, prune: prune[s], grow: grow[s], round: round + 1).encoded()
+        }.map { m in try m.withUnsafeBytes { try WireSparsityStepResponse(decoding: $0) } }
         let activeAfter = answers.reduce(0) { $0 + $1.active }
         let budget = answers.reduce(0) { $0 + $1.rows } * UInt64(config.activePerRow(dim: dim))
         guard activeAfter == budget else {

@@ -26,7 +26,7 @@ import EmbedPSWire
         try await client.createTable(TableSpec(name: "emb", dim: 4, optimizer: OptimizerConfig(kind: .sgd, learningRate: 1), initializer: .uniform(-1, 1, seed: 3)))
         let ids = (0..<300).map { UInt64($0) * 7919 }
         try await client.push(table: "emb", ids: ids, gradients: (0..<1200).map { Float($0 % 5) })
-        let (process, grpcPort, httpPort) = try cluster.startLookup(extraArgs: ["--cache-ttl-ms", "2000"])
+        let (process, grpcPort, httpPort) = try cluster.startLookup(extraArgs: ["--cache-ttl-ms", "600000"])
         defer { process.terminate(); process.waitUntilExit() }
         let channel = Channel(ChannelConfiguration(target: "127.0.0.1:\(grpcPort)"))
         defer { channel.close() }
@@ -36,23 +36,31 @@ import EmbedPSWire
         let expected = try await client.pull(table: "emb", ids: Array(query))
         let (dim, got) = try await Self.grpcLookup(channel, "emb", Array(query))
         #expect(dim == 4 && got == expected)
-        // Cached: a push is not visible until the TTL passes, then it is.
+        // Cached: a push is not visible through the long-TTL service...
         try await client.push(table: "emb", ids: [ids[0]], gradients: [1, 1, 1, 1])
         #expect(try await Self.grpcLookup(channel, "emb", [ids[0]]).1 == Array(expected.prefix(4)))
-        try await Task.sleep(nanoseconds: 2_300_000_000)
+        // ...and shows up once the TTL passed, on a service with a short one.
         let fresh = try await client.pull(table: "emb", ids: [ids[0]])
-        #expect(try await Self.grpcLookup(channel, "emb", [ids[0]]).1 == fresh)
+        let (shortLived, shortPort, _) = try cluster.startLookup(extraArgs: ["--cache-ttl-ms", "100"])
+        defer { shortLived.terminate(); shortLived.waitUntilExit() }
+        let shortChannel = Channel(ChannelConfiguration(target: "127.0.0.1:\(shortPort)"))
+        defer { shortChannel.close() }
+        #expect(try await Self.grpcLookup(shortChannel, "emb", [ids[1]]).1 == Array(expected[4..<8]))
+        try await client.push(table: "emb", ids: [ids[1]], gradients: [1, 1, 1, 1])
+        try await Task.sleep(nanoseconds: 300_000_000)
+        #expect(try await Self.grpcLookup(shortChannel, "emb", [ids[1]]).1 == (try await client.pull(table: "emb", ids: [ids[1]])))
+        #expect(try await Self.grpcLookup(shortChannel, "emb", [ids[0]]).1 == fresh)
         // Unknown table: NOT_FOUND passed through.
         do { _ = try await Self.grpcLookup(channel, "nope", [1]); Issue.record("lookup of an unknown table succeeded") } catch let s as RPCStatus {
             #expect(s.code == .notFound)
         }
 
         // HTTP/JSON.
-        let (status, body) = try httpGet(port: httpPort, path: "/v1/lookup?table=emb&ids=\(ids[1]),\(ids[2])")
+        let (status, body) = try httpGet(port: httpPort, path: "/v1/lookup?table=emb&ids=\(ids[200]),\(ids[201])")
         #expect(status.contains("200"), "\(status) \(body)")
         struct Answer: Decodable { var table: String; var dim: Int; var rows: [[Float]] }
         let answer = try JSONDecoder().decode(Answer.self, from: Data(body.utf8))
-        let direct = try await client.pull(table: "emb", ids: [ids[1], ids[2]])
+        let direct = try await client.pull(table: "emb", ids: [ids[200], ids[201]])
         #expect(answer.dim == 4 && answer.rows.flatMap { $0 } == direct)
         #expect(try httpGet(port: httpPort, path: "/v1/lookup?table=emb&ids=abc").0.contains("400"))
         #expect(try httpGet(port: httpPort, path: "/v1/lookup?table=nope&ids=1").0.contains("404"))
