@@ -37,6 +37,28 @@ extension EmbedPSClient {
         return owners
     }
 
+    /// After a coordinator died mid-move: every shard gets the newest map, and slots a shard was migrating
+    /// away that the newest map gives to another shard are finished there (rows deleted, writes no longer
+    /// refused). Slots still owned by their source are redone by the resharding that follows.
+    func repairInterruptedMoves(progress: (String) -> Void) async throws {
+        let answers = try await callAll(ShardMethod.getShardMap, []).map { try $0.withUnsafeBytes { try WireShardMap(decoding: $0) } }
+        let newest = try JSONEncoder().encode(spec)
+        let mapRequest = WireShardMap(specJSON: String(decoding: newest, as: UTF8.self)).encoded()
+        let owners = slotMap.owners
+        for (s, a) in answers.enumerated() {
+            if a.version < slotMap.version {
+                _ = try await call(shard: s, ShardMethod.setShardMap) { OutgoingMessage(bytes: mapRequest) }
+                progress("shard \(s): map version \(a.version) -> \(slotMap.version)")
+            }
+            let finished = a.movingSlots.filter { Int(owners[Int($0)]) != s }
+            if !finished.isEmpty {
+                let request = WireSlotsRequest(slots: finished).encoded()
+                _ = try await call(shard: s, ShardMethod.endMigration) { OutgoingMessage(bytes: request) }
+                progress("shard \(s): finished \(finished.count) slots an interrupted resharding had moved")
+            }
+        }
+    }
+
     /// Moves slots, live, until the owners are `target` (one entry per slot, indices into this client's
     /// spec, which must list every shard involved, new ones included). Per chunk of at most `chunkSlots` slots
     /// from one shard to another: the source starts refusing writes to them (clients retry), their rows
@@ -49,8 +71,9 @@ extension EmbedPSClient {
         guard target.count == RowAddressing.slotCount, target.allSatisfy({ Int($0) < shardCount }) else {
             throw ClientError.invalidArgument("target map needs 4096 owners among the \(shardCount) shards of the spec")
         }
-        // The current map: the newest any shard holds.
+        // The current map: the newest any shard holds. Finish what an interrupted resharding left.
         try await refreshShardMap()
+        try await repairInterruptedMoves(progress: progress)
         let fromVersion = slotMap.version
         guard fromVersion > 0 else { throw ClientError.inconsistentCluster("no shard map") }
         // Every table must exist on every shard (new shards included) and be movable.

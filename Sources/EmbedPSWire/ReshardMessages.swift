@@ -6,17 +6,22 @@ import EmbedPSWireC
 public struct WireShardMap: WireMessage, Equatable {
     public var specJSON = ""
     public var version: UInt64 = 0
-    public init(specJSON: String, version: UInt64 = 0) { self.specJSON = specJSON; self.version = version }
+    public var movingSlots: [UInt32] = []
+    public init(specJSON: String, version: UInt64 = 0, movingSlots: [UInt32] = []) {
+        self.specJSON = specJSON; self.version = version; self.movingSlots = movingSlots
+    }
     public func encoded() -> [UInt8] {
         encodeC { a in
             let p = a.allocate(Embedps__V1__ShardMapResponse()); embedps__v1__shard_map_response__init(p)
             p.pointee.spec_json = a.string(specJSON); p.pointee.version = version
+            p.pointee.n_moving_slots = movingSlots.count; p.pointee.moving_slots = a.array(movingSlots)
             return p
         }
     }
     public init(decoding bytes: UnsafeRawBufferPointer) throws {
         self = try unpackMessage(bytes, embedps__v1__shard_map_response__unpack, name: "ShardMap") {
-            WireShardMap(specJSON: swiftString($0.pointee.spec_json), version: $0.pointee.version)
+            WireShardMap(specJSON: swiftString($0.pointee.spec_json), version: $0.pointee.version,
+                         movingSlots: buffer($0.pointee.moving_slots, $0.pointee.n_moving_slots))
         }
     }
 }

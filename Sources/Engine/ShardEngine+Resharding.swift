@@ -23,6 +23,9 @@ extension ShardEngine {
     /// The slot map in force (the configuration's until a resharding replaced it).
     public var shardMap: SlotMap { currentMap().map }
 
+    /// Slots being migrated away from this shard (writes refused), sorted.
+    public var migratingSlots: [UInt16] { currentMap().moving.sorted() }
+
     /// The current map with the shard addresses, as a spec (what GetShardMap answers).
     public func shardMapSpec() -> ClusterSpec {
         let (m, a) = mapLock.withLock { (map, addresses) }

@@ -230,8 +230,10 @@ public final class ShardService: Sendable {
         }
         // Live resharding.
         server.registerUngated(ShardMethod.getShardMap) { _, _ in
-            let spec = try host.engine.shardMapSpec()
-            return OutgoingMessage(bytes: WireShardMap(specJSON: String(decoding: try spec.encoded(), as: UTF8.self), version: spec.version).encoded())
+            let engine = try host.engine
+            let spec = engine.shardMapSpec()
+            return OutgoingMessage(bytes: WireShardMap(specJSON: String(decoding: try spec.encoded(), as: UTF8.self), version: spec.version,
+                                                       movingSlots: engine.migratingSlots.map { UInt32($0) }).encoded())
         }
         server.registerUngated(ShardMethod.setShardMap) { _, message in
             let req = try message.withUnsafeBytes { try WireShardMap(decoding: $0) }

@@ -1,7 +1,9 @@
 import Testing
 import Foundation
 import Engine
-import Client
+import RPC
+import EmbedPSWire
+@testable import Client
 
 /// Live resharding from 2 to 3 real shards while a trainer-like client keeps pushing: every acknowledged
 /// gradient is applied exactly once (SGD, lr 1, zero init: each row must equal minus the sum of the
@@ -85,4 +87,52 @@ final class LockedFlag: @unchecked Sendable {
     private var flag = false
     var value: Bool { lock.withLock { flag } }
     func set() { lock.withLock { flag = true } }
+}
+
+/// A coordinator that died after giving slots to their new owner but before telling the old one: the next
+/// resharding run finishes the move, and nothing is lost.
+@Suite(.serialized) struct InterruptedReshardingTests {
+    @Test func rerunFinishesAMoveInterruptedAfterTheTargetSwitched() async throws {
+        let cluster = try LocalCluster(shards: 2)
+        defer { cluster.stop() }
+        let client = try cluster.client(ClientOptions())
+        try await client.createTable(TableSpec(name: "r", dim: 2, optimizer: OptimizerConfig(kind: .sgd, learningRate: 1)))
+        let spec = try await client.fetchSpec("r")
+        let addressing = RowAddressing(spec: spec)
+        let ids = (0..<3000).map { UInt64($0) }
+        try await client.push(table: "r", ids: ids, gradients: [Float](repeating: 1, count: 6000))
+        // Move slots 4000...4095 from shard 1 to shard 0 by hand and stop after the target's switch.
+        let slots = (4000..<4096).map { UInt32($0) }
+        let moved = ids.filter { addressing.slot(ofRowKey: $0) >= 4000 }
+        try #require(!moved.isEmpty)
+        _ = try await client.rawCall(shard: 1, ShardMethod.beginMigration, WireSlotsRequest(slots: slots).encoded())
+        for slot in slots {
+            let page = try await client.rawCall(shard: 1, ShardMethod.exportSlotRows, WireSlotRowsRequest(table: "r", slot: slot, after: nil, limit: 4096).encoded())
+                .withUnsafeBytes { try WireSlotRows(decoding: $0) }
+            if !page.keys.isEmpty { _ = try await client.rawCall(shard: 0, ShardMethod.importSlotRows, page.encoded()) }
+        }
+        var owners = client.slotMap.owners
+        for s in slots { owners[Int(s)] = 0 }
+        let v2 = ClusterSpec(addresses: client.spec.shards.map(\.address), map: try SlotMap(version: 2, shardCount: 2, owners: owners))
+        _ = try await client.rawCall(shard: 0, ShardMethod.setShardMap, WireShardMap(specJSON: String(decoding: try v2.encoded(), as: UTF8.self)).encoded())
+        // -- coordinator gone. Shard 1 still refuses writes to the moved slots.
+        // Re-run: the target already owns them, so nothing moves, but shard 1 is brought up to date.
+        let rerun = try await client.reshard(to: owners)
+        #expect(rerun.slotsMoved == 0)
+        let oldClient = try EmbedPSClient(spec: cluster.clientSpec)   // 2 shards, version-1 map
+        try await oldClient.push(table: "r", ids: moved, gradients: [Float](repeating: 1, count: moved.count * 2))
+        #expect(try await oldClient.pull(table: "r", ids: moved) == [Float](repeating: -2, count: moved.count * 2))
+        #expect(try await client.describeTable("r").map(\.rows).reduce(0, +) == 3000, "moved rows deleted from the old owner")
+    }
+}
+
+extension EmbedPSClient {
+    /// Test access to single shard calls.
+    func rawCall(shard: Int, _ method: String, _ body: [UInt8]) async throws -> ReceivedMessage {
+        try await call(shard: shard, method) { OutgoingMessage(bytes: body) }
+    }
+    func fetchSpec(_ table: String) async throws -> TableSpec {
+        let m = try await rawCall(shard: 0, ShardMethod.describeTable, WireTableNameRequest(table: table).encoded())
+        return try TableSpec(wire: try m.withUnsafeBytes { try WireDescribeTableResponse(decoding: $0) }.stats.spec)
+    }
 }

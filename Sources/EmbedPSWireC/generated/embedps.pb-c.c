@@ -5781,7 +5781,7 @@ const ProtobufCMessageDescriptor embedps__v1__shard_map_request__descriptor =
   (ProtobufCMessageInit) embedps__v1__shard_map_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor embedps__v1__shard_map_response__field_descriptors[2] =
+static const ProtobufCFieldDescriptor embedps__v1__shard_map_response__field_descriptors[3] =
 {
   {
     "spec_json",
@@ -5807,15 +5807,28 @@ static const ProtobufCFieldDescriptor embedps__v1__shard_map_response__field_des
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "moving_slots",
+    3,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_UINT32,
+    offsetof(Embedps__V1__ShardMapResponse, n_moving_slots),
+    offsetof(Embedps__V1__ShardMapResponse, moving_slots),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned embedps__v1__shard_map_response__field_indices_by_name[] = {
+  2,   /* field[2] = moving_slots */
   0,   /* field[0] = spec_json */
   1,   /* field[1] = version */
 };
 static const ProtobufCIntRange embedps__v1__shard_map_response__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 2 }
+  { 0, 3 }
 };
 const ProtobufCMessageDescriptor embedps__v1__shard_map_response__descriptor =
 {
@@ -5825,7 +5838,7 @@ const ProtobufCMessageDescriptor embedps__v1__shard_map_response__descriptor =
   "Embedps__V1__ShardMapResponse",
   "embedps.v1",
   sizeof(Embedps__V1__ShardMapResponse),
-  2,
+  3,
   embedps__v1__shard_map_response__field_descriptors,
   embedps__v1__shard_map_response__field_indices_by_name,
   1,  embedps__v1__shard_map_response__number_ranges,

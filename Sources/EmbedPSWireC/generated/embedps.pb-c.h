@@ -1179,10 +1179,15 @@ struct  Embedps__V1__ShardMapResponse
    */
   char *spec_json;
   uint64_t version;
+  /*
+   * slots this shard is migrating away (writes refused)
+   */
+  size_t n_moving_slots;
+  uint32_t *moving_slots;
 };
 #define EMBEDPS__V1__SHARD_MAP_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&embedps__v1__shard_map_response__descriptor) \
-    , (char *)protobuf_c_empty_string, 0 }
+    , (char *)protobuf_c_empty_string, 0, 0,NULL }
 
 
 struct  Embedps__V1__SlotsRequest
