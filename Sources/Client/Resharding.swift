@@ -37,6 +37,25 @@ extension EmbedPSClient {
         return owners
     }
 
+    /// Copies a semantic table's item codes from shard 0 to every shard that holds fewer items.
+    func copyItems(table: String, progress: (String) -> Void) async throws {
+        let counts = try await describeTable(table).map { $0.semantic?.items ?? 0 }
+        let targets = counts.indices.filter { $0 != 0 && counts[$0] < counts[0] }
+        guard !targets.isEmpty else { return }
+        var after: UInt64? = nil, copied = 0
+        while true {
+            let request = WireSlotRowsRequest(table: table, slot: 0, after: after, limit: 10_000).encoded()
+            let page = try await call(shard: 0, ShardMethod.exportItems) { OutgoingMessage(bytes: request) }
+            let items = try page.withUnsafeBytes { try WireRegisterItemsRequest(decoding: $0) }
+            if items.items.isEmpty { break }
+            let body = items.encoded()
+            for s in targets { _ = try await call(shard: s, ShardMethod.registerItems) { OutgoingMessage(bytes: body) } }
+            copied += items.items.count
+            after = items.items.last
+        }
+        progress("\(table): \(copied) item codes copied to shards \(targets)")
+    }
+
     /// After a coordinator died mid-move: every shard gets the newest map, and slots a shard was migrating
     /// away that the newest map gives to another shard are finished there (rows deleted, writes no longer
     /// refused). Slots still owned by their source are redone by the resharding that follows.
@@ -65,7 +84,8 @@ extension EmbedPSClient {
     /// (weights, optimizer state, masks) are copied to the target, a new map version giving them to the
     /// target is set on the target, then the source, then every other shard, and the source deletes them.
     /// Readers and writers keep going throughout; a client that hits the old owner refreshes its map.
-    /// Refuses semantic-ID and DNIS tables (their per-shard item stores and alpha state are not moved yet).
+    /// Semantic-ID tables get their item codes copied to shards that lack them, DNIS tables their alpha and
+    /// mode, before any slot moves.
     public func reshard(to target: [UInt16], chunkSlots: Int = 64, progress: (String) -> Void = { _ in }) async throws -> ReshardSummary {
         let started = Date()
         guard target.count == RowAddressing.slotCount, target.allSatisfy({ Int($0) < shardCount }) else {
@@ -76,15 +96,19 @@ extension EmbedPSClient {
         try await repairInterruptedMoves(progress: progress)
         let fromVersion = slotMap.version
         guard fromVersion > 0 else { throw ClientError.inconsistentCluster("no shard map") }
-        // Every table must exist on every shard (new shards included) and be movable.
+        // Every table must exist on every shard (new shards included), with its per-shard state: the item
+        // codes of semantic tables (every shard holds them all) and the alpha / mode of DNIS tables.
         let names = try await call(shard: 0, ShardMethod.listTables) { OutgoingMessage(bytes: []) }.withUnsafeBytes { try WireListTablesResponse(decoding: $0) }.tables
         for name in names {
             let m = try await call(shard: 0, ShardMethod.describeTable) { OutgoingMessage(bytes: WireTableNameRequest(table: name).encoded()) }
             let spec = try TableSpec(wire: try m.withUnsafeBytes { try WireDescribeTableResponse(decoding: $0) }.stats.spec)
-            guard spec.semantic == nil, spec.dnis == nil else {
-                throw ClientError.invalidArgument("table '\(name)' is a \(spec.semantic != nil ? "semantic-ID" : "DNIS") table: resharding moves plain and dynamic-sparsity tables only")
-            }
             _ = try await callAll(ShardMethod.createTable, WireCreateTableRequest(spec: spec.wire).encoded())
+            if spec.semantic != nil { try await copyItems(table: name, progress: progress) }
+            if spec.dnis != nil {
+                let state = try await call(shard: 0, ShardMethod.getDnisState) { OutgoingMessage(bytes: WireTableNameRequest(table: name).encoded()) }
+                let body = state.bytes
+                _ = try await callAll(ShardMethod.setDnisState, body)
+            }
         }
         var owners = slotMap.owners
         var chunks: [(from: Int, to: Int, slots: [UInt16])] = []

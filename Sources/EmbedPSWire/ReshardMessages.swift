@@ -109,3 +109,33 @@ public struct WireSlotRows: WireMessage, Equatable {
         }
     }
 }
+
+/// Mirror of `embedps.v1.DnisState`.
+public struct WireDnisState: WireMessage, Equatable {
+    public var table = ""
+    public var pruned = false
+    public var alphaVersion: UInt64 = 0
+    public var alpha: [Float] = []
+    public var threshold: Float = 0
+    public var assignmentRound: UInt32 = 0
+    public init(table: String, pruned: Bool, alphaVersion: UInt64, alpha: [Float], threshold: Float, assignmentRound: UInt32) {
+        self.table = table; self.pruned = pruned; self.alphaVersion = alphaVersion; self.alpha = alpha
+        self.threshold = threshold; self.assignmentRound = assignmentRound
+    }
+    public func encoded() -> [UInt8] {
+        encodeC { a in
+            let p = a.allocate(Embedps__V1__DnisState()); embedps__v1__dnis_state__init(p)
+            p.pointee.table = a.string(table); p.pointee.pruned = pruned ? 1 : 0; p.pointee.alpha_version = alphaVersion
+            p.pointee.n_alpha = alpha.count; p.pointee.alpha = a.array(alpha)
+            p.pointee.threshold = threshold; p.pointee.assignment_round = assignmentRound
+            return p
+        }
+    }
+    public init(decoding bytes: UnsafeRawBufferPointer) throws {
+        self = try unpackMessage(bytes, embedps__v1__dnis_state__unpack, name: "DnisState") {
+            let c = $0.pointee
+            return WireDnisState(table: swiftString(c.table), pruned: c.pruned != 0, alphaVersion: c.alpha_version, alpha: buffer(c.alpha, c.n_alpha),
+                                 threshold: c.threshold, assignmentRound: c.assignment_round)
+        }
+    }
+}

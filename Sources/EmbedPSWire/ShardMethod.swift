@@ -33,6 +33,9 @@ public enum ShardMethod {
     public static let exportSlotRows = "/embedps.v1.Shard/ExportSlotRows"
     public static let importSlotRows = "/embedps.v1.Shard/ImportSlotRows"
     public static let endMigration = "/embedps.v1.Shard/EndMigration"
+    public static let exportItems = "/embedps.v1.Shard/ExportItems"
+    public static let getDnisState = "/embedps.v1.Shard/GetDnisState"
+    public static let setDnisState = "/embedps.v1.Shard/SetDnisState"
     public static let healthCheck = "/grpc.health.v1.Health/Check"
 }
 

@@ -136,6 +136,34 @@ extension EmbeddingTable {
         }
     }
 
+    /// Adopts another shard's DNIS state when it is ahead (pruned while this one is not, or a newer alpha
+    /// version): a shard joining by resharding learns alpha, the mode and the cut. Durable on return.
+    func adoptDnisState(pruned: Bool, version: UInt64, alpha: [Float], threshold: Float, assignmentRound: UInt32) throws(EngineError) -> Bool {
+        let d = try requireDnis()
+        guard alpha.count == d.config.blocks * spec.dim, alpha.allSatisfy({ $0.isFinite && $0 >= 0 && $0 <= 1 }), threshold.isFinite, threshold >= 0 else {
+            throw .malformed("DNIS state for table '\(spec.name)' needs blocks x dim alpha values in [0, 1] and a finite threshold")
+        }
+        return try lock.withWriteLock { () throws(EngineError) -> Bool in
+            if dropped { throw .unknownTable(spec.name) }
+            let ahead = (pruned && !dnisState.pruned) || (pruned == dnisState.pruned && version > dnisState.version)
+            guard ahead else { return false }
+            var next = dnisState
+            next.pruned = pruned; next.version = version; next.alpha = alpha; next.threshold = threshold
+            next.assignmentRound = max(next.assignmentRound, assignmentRound)
+            let b = WriteBatch()
+            b.put(db.defaultFamily, key: dnisKey, value: next.encoded)
+            do { try db.write(b, sync: true) } catch { throw .storage("table '\(spec.name)': \(error)") }
+            dnisState = next
+            return true
+        }
+    }
+
+    /// The DNIS state (mode, alpha with its version, cut, assignment round).
+    func currentDnisState() throws(EngineError) -> DnisState {
+        _ = try requireDnis()
+        return lock.withReadLock { dnisState }
+    }
+
     /// This shard's part of dL/dalpha for a batch: sum over `keys` of gradient * raw row, per block. Changes nothing.
     func dnisAlphaGradient(keys: [UInt64], gradients: UnsafePointer<Float>) throws(EngineError) -> [Float] {
         let d = try requireDnis()

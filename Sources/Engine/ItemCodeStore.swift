@@ -29,6 +29,14 @@ final class ItemCodeStore: @unchecked Sendable {
     func snapshot() -> (version: Int, codes: [[Int]]) { lock.withLock { (version, codes.values.map { $0.map(Int.init) }) } }
     var currentVersion: Int { lock.withLock { version } }
 
+    /// Up to `limit` items with ids above `after` (all when nil), in id order, with their codes flattened.
+    func page(after: UInt64?, limit: Int) -> (items: [UInt64], codes: [UInt32]) {
+        lock.withLock {
+            let ids = codes.keys.filter { after == nil || $0 > after! }.sorted().prefix(limit)
+            return (Array(ids), ids.flatMap { codes[$0]!.map(UInt32.init) })
+        }
+    }
+
     func codes(of item: UInt64) -> [Int]? { lock.withLock { codes[item].map { $0.map(Int.init) } } }
 
     /// Registers (or replaces) items' codes: `flat` holds items.count * levels codes, item-major.

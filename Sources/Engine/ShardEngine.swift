@@ -253,6 +253,17 @@ public final class ShardEngine: @unchecked Sendable {
 
     public func dnisAssign(table name: String, take: [UInt64]) throws(EngineError) -> [UInt64] { try table(name).dnisAssign(take: take) }
 
+    /// (pruned, alpha version, alpha, threshold, assignment round) of a DNIS table on this shard.
+    public func dnisState(table name: String) throws(EngineError) -> (pruned: Bool, version: UInt64, alpha: [Float], threshold: Float, assignmentRound: UInt32) {
+        let s = try table(name).currentDnisState()
+        return (s.pruned, s.version, s.alpha, s.threshold, s.assignmentRound)
+    }
+
+    /// Adopts another shard's DNIS state when it is ahead (see `EmbeddingTable.adoptDnisState`).
+    public func adoptDnisState(table name: String, pruned: Bool, version: UInt64, alpha: [Float], threshold: Float, assignmentRound: UInt32) throws(EngineError) -> Bool {
+        try table(name).adoptDnisState(pruned: pruned, version: version, alpha: alpha, threshold: threshold, assignmentRound: assignmentRound)
+    }
+
     /// Reads, updates (alpha primary = shard 0 only) or replicates alpha; returns (version, alpha, pruned).
     public func dnisAlpha(table name: String, gradient: [Float], setVersion: UInt64, setAlpha: [Float]) throws(EngineError) -> (UInt64, [Float], Bool) {
         let t = try table(name)
@@ -486,5 +497,11 @@ public final class ShardEngine: @unchecked Sendable {
     }
 
     /// Items with registered codes (semantic tables; 0 otherwise).
+    /// A page of a semantic table's registered items (id order) with their codes, for copying to a new shard.
+    public func itemPage(table name: String, after: UInt64?, limit: Int) throws(EngineError) -> (items: [UInt64], codes: [UInt32]) {
+        let (_, store, _) = try semanticParts(name)
+        return store.page(after: after, limit: max(1, min(limit, 100_000)))
+    }
+
     public func registeredItems(table name: String) -> Int { lock.withLock { semantic[name]?.items.count ?? 0 } }
 }

@@ -59,6 +59,7 @@ public struct AccessPolicy: Sendable {
         ShardMethod.dnisAssignBlocks, ShardMethod.dnisPrune, ShardMethod.compact,
         ShardMethod.freeze, ShardMethod.thaw, ShardMethod.createCheckpoint, ShardMethod.restoreCheckpoint, ShardMethod.importRows,
         ShardMethod.setShardMap, ShardMethod.beginMigration, ShardMethod.exportSlotRows, ShardMethod.importSlotRows, ShardMethod.endMigration,
+        ShardMethod.setDnisState,
     ]
 
     public func check(_ context: ServerCallContext) throws {
@@ -272,6 +273,23 @@ public final class ShardService: Sendable {
             let req = try message.withUnsafeBytes { try WireSlotsRequest(decoding: $0) }
             let deleted = try host.engine.endMigration(slots: try Self.slots(req.slots))
             return OutgoingMessage(bytes: WireMigrationResponse(rows: UInt64(deleted)).encoded())
+        }
+        server.register(ShardMethod.exportItems) { _, message in
+            let req = try message.withUnsafeBytes { try WireSlotRowsRequest(decoding: $0) }
+            let page = try host.engine.itemPage(table: req.table, after: req.after, limit: req.limit == 0 ? 10_000 : Int(req.limit))
+            return OutgoingMessage(bytes: WireRegisterItemsRequest(table: req.table, items: page.items, codes: page.codes).encoded())
+        }
+        server.register(ShardMethod.getDnisState) { _, message in
+            let req = try message.withUnsafeBytes { try WireTableNameRequest(decoding: $0) }
+            let st = try host.engine.dnisState(table: req.table)
+            return OutgoingMessage(bytes: WireDnisState(table: req.table, pruned: st.pruned, alphaVersion: st.version, alpha: st.alpha,
+                                                        threshold: st.threshold, assignmentRound: st.assignmentRound).encoded())
+        }
+        server.register(ShardMethod.setDnisState) { _, message in
+            let req = try message.withUnsafeBytes { try WireDnisState(decoding: $0) }
+            let adopted = try host.engine.adoptDnisState(table: req.table, pruned: req.pruned, version: req.alphaVersion, alpha: req.alpha,
+                                                         threshold: req.threshold, assignmentRound: req.assignmentRound)
+            return OutgoingMessage(bytes: WireMigrationResponse(rows: adopted ? 1 : 0).encoded())
         }
         // Cluster checkpoints (ungated: they run while the shard is frozen).
         server.registerUngated(ShardMethod.freeze) { _, message in

@@ -23,6 +23,22 @@ import EmbedPSWire
         for id in ids { expected[id] = 1 }
         try await trainer.push(table: "s", ids: Array(ids.prefix(1000)), gradients: [Float](repeating: 0.5, count: 8000))
         let sparseBefore = try await trainer.pull(table: "s", ids: Array(ids.prefix(1000)))
+        // A semantic-ID table (item codes on every shard) and a pruned DNIS table (alpha and mode per shard).
+        var sem = TableSpec(name: "sem", dim: 4, optimizer: OptimizerConfig(kind: .sgd, learningRate: 1), initializer: .uniform(-1, 1, seed: 2))
+        sem.semantic = SemanticConfig(tokenizer: .prefix(2), levels: 2, codebookSize: 8, budget: 500)
+        try await trainer.createTable(sem)
+        let items = (0..<300).map { UInt64($0) * 17 }
+        try await trainer.registerItems(table: "sem", items: items, codes: items.map { [Int($0 % 8), Int($0 / 8 % 8)] })
+        try await trainer.pushPooled(table: "sem", items: Array(items.prefix(100)), gradients: [Float](repeating: 0.5, count: 400))
+        let pooledBefore = try await trainer.pullPooled(table: "sem", items: items)
+        var dn = TableSpec(name: "dn", dim: 4, optimizer: OptimizerConfig(kind: .sgd, learningRate: 1), initializer: .uniform(-1, 1, seed: 4))
+        dn.dnis = DnisConfig(blocks: 2)
+        try await trainer.createTable(dn)
+        try await trainer.push(table: "dn", ids: Array(ids.prefix(800)), gradients: [Float](repeating: 0.1, count: 3200))
+        try await trainer.dnisAssignBlocks(table: "dn")
+        try await trainer.dnisPushAlphaGradient(table: "dn", ids: Array(ids.prefix(200)), gradients: FloatBuffer((0..<800).map { Float($0 % 4) - 1 }))
+        _ = try await trainer.dnisPrune(table: "dn", ratio: 0.3)
+        let dnisBefore = try await trainer.pull(table: "dn", ids: Array(ids.prefix(800)) + [99_999_999])
 
         // A third shard joins owning nothing; its spec lists the cluster's real addresses.
         let joining = cluster.root.appendingPathComponent("joining.json").path
@@ -70,6 +86,13 @@ import EmbedPSWire
         // The sparse table moved with its masks: same values, budget intact.
         #expect(try await coordinator.pull(table: "s", ids: Array(ids.prefix(1000))) == sparseBefore)
         #expect(try await coordinator.sparsitySummary(table: "s").activeMatchesBudget)
+        // The semantic table pools the same sums (its pieces moved, its item codes reached the new shard).
+        #expect(try await coordinator.pullPooled(table: "sem", items: items) == pooledBefore)
+        #expect(try await coordinator.describeTable("sem").map { $0.semantic?.items ?? 0 } == [300, 300, 300])
+        // The DNIS table: same rows, the new shard holds the pruned mode and alpha (a new row is cut the same way).
+        #expect(try await coordinator.pull(table: "dn", ids: Array(ids.prefix(800)) + [99_999_999]) == dnisBefore)
+        let dnReports = try await coordinator.dnisReports(table: "dn")
+        #expect(dnReports.allSatisfy { $0.pruned && $0.alpha == dnReports[0].alpha && $0.alphaVersion == dnReports[0].alphaVersion })
         // A client started from the original 2-shard spec finds its way; a restarted shard keeps the new map.
         let late = try EmbedPSClient(spec: ClusterSpec(shards: cluster.clientSpec.shards.prefix(2).map { $0 }))
         #expect(try await late.pull(table: "r", ids: Array(ids.prefix(500))) == Array(rows.prefix(2000)))

@@ -2392,6 +2392,51 @@ void   embedps__v1__slot_rows__free_unpacked
   assert(message->base.descriptor == &embedps__v1__slot_rows__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   embedps__v1__dnis_state__init
+                     (Embedps__V1__DnisState         *message)
+{
+  static const Embedps__V1__DnisState init_value = EMBEDPS__V1__DNIS_STATE__INIT;
+  *message = init_value;
+}
+size_t embedps__v1__dnis_state__get_packed_size
+                     (const Embedps__V1__DnisState *message)
+{
+  assert(message->base.descriptor == &embedps__v1__dnis_state__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t embedps__v1__dnis_state__pack
+                     (const Embedps__V1__DnisState *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &embedps__v1__dnis_state__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t embedps__v1__dnis_state__pack_to_buffer
+                     (const Embedps__V1__DnisState *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &embedps__v1__dnis_state__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Embedps__V1__DnisState *
+       embedps__v1__dnis_state__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Embedps__V1__DnisState *)
+     protobuf_c_message_unpack (&embedps__v1__dnis_state__descriptor,
+                                allocator, len, data);
+}
+void   embedps__v1__dnis_state__free_unpacked
+                     (Embedps__V1__DnisState *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &embedps__v1__dnis_state__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   embedps__v1__shard_status_request__init
                      (Embedps__V1__ShardStatusRequest         *message)
 {
@@ -6088,6 +6133,109 @@ const ProtobufCMessageDescriptor embedps__v1__slot_rows__descriptor =
   (ProtobufCMessageInit) embedps__v1__slot_rows__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
+static const ProtobufCFieldDescriptor embedps__v1__dnis_state__field_descriptors[6] =
+{
+  {
+    "table",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__DnisState, table),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "pruned",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__DnisState, pruned),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "alpha_version",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__DnisState, alpha_version),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "alpha",
+    4,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_FLOAT,
+    offsetof(Embedps__V1__DnisState, n_alpha),
+    offsetof(Embedps__V1__DnisState, alpha),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "threshold",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_FLOAT,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__DnisState, threshold),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "assignment_round",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Embedps__V1__DnisState, assignment_round),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned embedps__v1__dnis_state__field_indices_by_name[] = {
+  3,   /* field[3] = alpha */
+  2,   /* field[2] = alpha_version */
+  5,   /* field[5] = assignment_round */
+  1,   /* field[1] = pruned */
+  0,   /* field[0] = table */
+  4,   /* field[4] = threshold */
+};
+static const ProtobufCIntRange embedps__v1__dnis_state__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 6 }
+};
+const ProtobufCMessageDescriptor embedps__v1__dnis_state__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "embedps.v1.DnisState",
+  "DnisState",
+  "Embedps__V1__DnisState",
+  "embedps.v1",
+  sizeof(Embedps__V1__DnisState),
+  6,
+  embedps__v1__dnis_state__field_descriptors,
+  embedps__v1__dnis_state__field_indices_by_name,
+  1,  embedps__v1__dnis_state__number_ranges,
+  (ProtobufCMessageInit) embedps__v1__dnis_state__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
 #define embedps__v1__shard_status_request__field_descriptors NULL
 #define embedps__v1__shard_status_request__field_indices_by_name NULL
 #define embedps__v1__shard_status_request__number_ranges NULL
@@ -6430,7 +6578,7 @@ const ProtobufCEnumDescriptor embedps__v1__tokenizer_kind__descriptor =
   embedps__v1__tokenizer_kind__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCMethodDescriptor embedps__v1__shard__method_descriptors[33] =
+static const ProtobufCMethodDescriptor embedps__v1__shard__method_descriptors[36] =
 {
   { "Pull", &embedps__v1__pull_request__descriptor, &embedps__v1__pull_response__descriptor },
   { "Push", &embedps__v1__push_request__descriptor, &embedps__v1__push_response__descriptor },
@@ -6465,6 +6613,9 @@ static const ProtobufCMethodDescriptor embedps__v1__shard__method_descriptors[33
   { "ExportSlotRows", &embedps__v1__slot_rows_request__descriptor, &embedps__v1__slot_rows__descriptor },
   { "ImportSlotRows", &embedps__v1__slot_rows__descriptor, &embedps__v1__migration_response__descriptor },
   { "EndMigration", &embedps__v1__slots_request__descriptor, &embedps__v1__migration_response__descriptor },
+  { "ExportItems", &embedps__v1__slot_rows_request__descriptor, &embedps__v1__register_items_request__descriptor },
+  { "GetDnisState", &embedps__v1__dnis_report_request__descriptor, &embedps__v1__dnis_state__descriptor },
+  { "SetDnisState", &embedps__v1__dnis_state__descriptor, &embedps__v1__migration_response__descriptor },
 };
 const unsigned embedps__v1__shard__method_indices_by_name[] = {
   29,        /* BeginMigration */
@@ -6479,10 +6630,12 @@ const unsigned embedps__v1__shard__method_indices_by_name[] = {
   13,        /* DnisReport */
   5,        /* DropTable */
   32,        /* EndMigration */
+  33,        /* ExportItems */
   25,        /* ExportRows */
   30,        /* ExportSlotRows */
   7,        /* Flush */
   20,        /* Freeze */
+  34,        /* GetDnisState */
   27,        /* GetShardMap */
   26,        /* ImportRows */
   31,        /* ImportSlotRows */
@@ -6495,6 +6648,7 @@ const unsigned embedps__v1__shard__method_indices_by_name[] = {
   10,        /* PushPooled */
   8,        /* RegisterItems */
   24,        /* RestoreCheckpoint */
+  35,        /* SetDnisState */
   28,        /* SetShardMap */
   6,        /* ShardStatus */
   11,        /* SparsityReport */
@@ -6508,7 +6662,7 @@ const ProtobufCServiceDescriptor embedps__v1__shard__descriptor =
   "Shard",
   "Embedps__V1__Shard",
   "embedps.v1",
-  33,
+  36,
   embedps__v1__shard__method_descriptors,
   embedps__v1__shard__method_indices_by_name
 };
@@ -6775,6 +6929,30 @@ void embedps__v1__shard__end_migration(ProtobufCService *service,
 {
   assert(service->descriptor == &embedps__v1__shard__descriptor);
   service->invoke(service, 32, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void embedps__v1__shard__export_items(ProtobufCService *service,
+                                      const Embedps__V1__SlotRowsRequest *input,
+                                      Embedps__V1__RegisterItemsRequest_Closure closure,
+                                      void *closure_data)
+{
+  assert(service->descriptor == &embedps__v1__shard__descriptor);
+  service->invoke(service, 33, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void embedps__v1__shard__get_dnis_state(ProtobufCService *service,
+                                        const Embedps__V1__DnisReportRequest *input,
+                                        Embedps__V1__DnisState_Closure closure,
+                                        void *closure_data)
+{
+  assert(service->descriptor == &embedps__v1__shard__descriptor);
+  service->invoke(service, 34, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void embedps__v1__shard__set_dnis_state(ProtobufCService *service,
+                                        const Embedps__V1__DnisState *input,
+                                        Embedps__V1__MigrationResponse_Closure closure,
+                                        void *closure_data)
+{
+  assert(service->descriptor == &embedps__v1__shard__descriptor);
+  service->invoke(service, 35, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void embedps__v1__shard__init (Embedps__V1__Shard_Service *service,
                                Embedps__V1__Shard_ServiceDestroy destroy)

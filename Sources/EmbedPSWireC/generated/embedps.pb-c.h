@@ -68,6 +68,7 @@ typedef struct Embedps__V1__SlotsRequest Embedps__V1__SlotsRequest;
 typedef struct Embedps__V1__MigrationResponse Embedps__V1__MigrationResponse;
 typedef struct Embedps__V1__SlotRowsRequest Embedps__V1__SlotRowsRequest;
 typedef struct Embedps__V1__SlotRows Embedps__V1__SlotRows;
+typedef struct Embedps__V1__DnisState Embedps__V1__DnisState;
 typedef struct Embedps__V1__ShardStatusRequest Embedps__V1__ShardStatusRequest;
 typedef struct Embedps__V1__ShardStatusResponse Embedps__V1__ShardStatusResponse;
 
@@ -1249,6 +1250,26 @@ struct  Embedps__V1__SlotRows
     , (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, 0 }
 
 
+/*
+ * A DNIS table's per-shard state, copied to shards that join by resharding (adopted only when ahead:
+ * pruned while the receiver is not, or a newer alpha version).
+ */
+struct  Embedps__V1__DnisState
+{
+  ProtobufCMessage base;
+  char *table;
+  protobuf_c_boolean pruned;
+  uint64_t alpha_version;
+  size_t n_alpha;
+  float *alpha;
+  float threshold;
+  uint32_t assignment_round;
+};
+#define EMBEDPS__V1__DNIS_STATE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&embedps__v1__dnis_state__descriptor) \
+    , (char *)protobuf_c_empty_string, 0, 0, 0,NULL, 0, 0 }
+
+
 struct  Embedps__V1__ShardStatusRequest
 {
   ProtobufCMessage base;
@@ -2315,6 +2336,25 @@ Embedps__V1__SlotRows *
 void   embedps__v1__slot_rows__free_unpacked
                      (Embedps__V1__SlotRows *message,
                       ProtobufCAllocator *allocator);
+/* Embedps__V1__DnisState methods */
+void   embedps__v1__dnis_state__init
+                     (Embedps__V1__DnisState         *message);
+size_t embedps__v1__dnis_state__get_packed_size
+                     (const Embedps__V1__DnisState   *message);
+size_t embedps__v1__dnis_state__pack
+                     (const Embedps__V1__DnisState   *message,
+                      uint8_t             *out);
+size_t embedps__v1__dnis_state__pack_to_buffer
+                     (const Embedps__V1__DnisState   *message,
+                      ProtobufCBuffer     *buffer);
+Embedps__V1__DnisState *
+       embedps__v1__dnis_state__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   embedps__v1__dnis_state__free_unpacked
+                     (Embedps__V1__DnisState *message,
+                      ProtobufCAllocator *allocator);
 /* Embedps__V1__ShardStatusRequest methods */
 void   embedps__v1__shard_status_request__init
                      (Embedps__V1__ShardStatusRequest         *message);
@@ -2514,6 +2554,9 @@ typedef void (*Embedps__V1__SlotRowsRequest_Closure)
 typedef void (*Embedps__V1__SlotRows_Closure)
                  (const Embedps__V1__SlotRows *message,
                   void *closure_data);
+typedef void (*Embedps__V1__DnisState_Closure)
+                 (const Embedps__V1__DnisState *message,
+                  void *closure_data);
 typedef void (*Embedps__V1__ShardStatusRequest_Closure)
                  (const Embedps__V1__ShardStatusRequest *message,
                   void *closure_data);
@@ -2659,6 +2702,18 @@ struct Embedps__V1__Shard_Service
                         const Embedps__V1__SlotsRequest *input,
                         Embedps__V1__MigrationResponse_Closure closure,
                         void *closure_data);
+  void (*export_items)(Embedps__V1__Shard_Service *service,
+                       const Embedps__V1__SlotRowsRequest *input,
+                       Embedps__V1__RegisterItemsRequest_Closure closure,
+                       void *closure_data);
+  void (*get_dnis_state)(Embedps__V1__Shard_Service *service,
+                         const Embedps__V1__DnisReportRequest *input,
+                         Embedps__V1__DnisState_Closure closure,
+                         void *closure_data);
+  void (*set_dnis_state)(Embedps__V1__Shard_Service *service,
+                         const Embedps__V1__DnisState *input,
+                         Embedps__V1__MigrationResponse_Closure closure,
+                         void *closure_data);
 };
 typedef void (*Embedps__V1__Shard_ServiceDestroy)(Embedps__V1__Shard_Service *);
 void embedps__v1__shard__init (Embedps__V1__Shard_Service *service,
@@ -2699,7 +2754,10 @@ void embedps__v1__shard__init (Embedps__V1__Shard_Service *service,
       function_prefix__ ## begin_migration,\
       function_prefix__ ## export_slot_rows,\
       function_prefix__ ## import_slot_rows,\
-      function_prefix__ ## end_migration  }
+      function_prefix__ ## end_migration,\
+      function_prefix__ ## export_items,\
+      function_prefix__ ## get_dnis_state,\
+      function_prefix__ ## set_dnis_state  }
 void embedps__v1__shard__pull(ProtobufCService *service,
                               const Embedps__V1__PullRequest *input,
                               Embedps__V1__PullResponse_Closure closure,
@@ -2832,6 +2890,18 @@ void embedps__v1__shard__end_migration(ProtobufCService *service,
                                        const Embedps__V1__SlotsRequest *input,
                                        Embedps__V1__MigrationResponse_Closure closure,
                                        void *closure_data);
+void embedps__v1__shard__export_items(ProtobufCService *service,
+                                      const Embedps__V1__SlotRowsRequest *input,
+                                      Embedps__V1__RegisterItemsRequest_Closure closure,
+                                      void *closure_data);
+void embedps__v1__shard__get_dnis_state(ProtobufCService *service,
+                                        const Embedps__V1__DnisReportRequest *input,
+                                        Embedps__V1__DnisState_Closure closure,
+                                        void *closure_data);
+void embedps__v1__shard__set_dnis_state(ProtobufCService *service,
+                                        const Embedps__V1__DnisState *input,
+                                        Embedps__V1__MigrationResponse_Closure closure,
+                                        void *closure_data);
 typedef struct Embedps__V1__Lookup_Service Embedps__V1__Lookup_Service;
 struct Embedps__V1__Lookup_Service
 {
@@ -2922,6 +2992,7 @@ extern const ProtobufCMessageDescriptor embedps__v1__slots_request__descriptor;
 extern const ProtobufCMessageDescriptor embedps__v1__migration_response__descriptor;
 extern const ProtobufCMessageDescriptor embedps__v1__slot_rows_request__descriptor;
 extern const ProtobufCMessageDescriptor embedps__v1__slot_rows__descriptor;
+extern const ProtobufCMessageDescriptor embedps__v1__dnis_state__descriptor;
 extern const ProtobufCMessageDescriptor embedps__v1__shard_status_request__descriptor;
 extern const ProtobufCMessageDescriptor embedps__v1__shard_status_response__descriptor;
 extern const ProtobufCServiceDescriptor embedps__v1__shard__descriptor;
