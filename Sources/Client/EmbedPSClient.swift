@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import RPC
 import Engine
 import EmbedPSWire
@@ -69,6 +70,14 @@ public final class EmbedPSClient: @unchecked Sendable {
     private var retiredChannels: [Channel] = []
     private let lock = NSLock()
     private var routes: [String: TableRoute] = [:]
+    /// Request ids of pushes: this client's random 64 bits, then a counter.
+    private let clientID = UInt64.random(in: 1...UInt64.max)
+    private let requestCounter = Atomic<UInt64>(0)
+
+    /// A fresh push request id (metadata `x-embedps-request-id`).
+    func nextRequestID() -> String {
+        RequestID(high: clientID, low: requestCounter.add(1, ordering: .relaxed).newValue).description
+    }
 
     public init(spec: ClusterSpec, options: ClientOptions = ClientOptions()) throws {
         self.options = options
@@ -122,14 +131,15 @@ public final class EmbedPSClient: @unchecked Sendable {
 
     // MARK: calls
 
-    /// One unary call to one shard, retried on UNAVAILABLE.
-    func call(shard: Int, _ method: String, _ makeRequest: () throws -> OutgoingMessage) async throws -> ReceivedMessage {
+    /// One unary call to one shard, retried on UNAVAILABLE (with the same `metadata`, e.g. a push's request id).
+    func call(shard: Int, _ method: String, metadata extra: Metadata = [], _ makeRequest: () throws -> OutgoingMessage) async throws -> ReceivedMessage {
+        let metadata = extra.isEmpty ? options.metadata : options.metadata + extra
         var backoff = options.initialBackoffMs
         var attempt = 1
         let deadline = Date().addingTimeInterval(options.retrySeconds)
         while true {
             do {
-                return try await channel(shard).unary(method, try makeRequest(), metadata: options.metadata, timeoutMs: options.timeoutMs)
+                return try await channel(shard).unary(method, try makeRequest(), metadata: metadata, timeoutMs: options.timeoutMs)
             } catch let s as RPCStatus {
                 if s.code == .unavailable && attempt < options.attempts && Date() < deadline {
                     try await Task.sleep(nanoseconds: UInt64(backoff) * 1_000_000)

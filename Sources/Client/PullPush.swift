@@ -132,7 +132,7 @@ extension EmbedPSClient {
         var answers: [(Int, ReceivedMessage)] = []
         var misrouted: [Int32] = []
         var failure: (any Error)? = nil
-        for (shard, result) in await fanOutAll(requests, method) {
+        for (shard, result) in await fanOutAll(requests, method, idempotent: method == ShardMethod.push) {
             switch result {
             case .success(let m): answers.append((shard, m))
             case .failure(let e):

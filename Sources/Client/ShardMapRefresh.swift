@@ -41,11 +41,13 @@ extension EmbedPSClient {
 
     /// Sends prepared per-shard requests in parallel and waits for all of them (no call is cancelled because
     /// another failed: a cancelled push might still have been applied).
-    func fanOutAll(_ requests: [(Int, OutgoingMessage)], _ method: String) async -> [(shard: Int, result: Result<ReceivedMessage, any Error>)] {
+    /// With `idempotent`, each request carries its own fresh request id (kept across its retries).
+    func fanOutAll(_ requests: [(Int, OutgoingMessage)], _ method: String, idempotent: Bool = false) async -> [(shard: Int, result: Result<ReceivedMessage, any Error>)] {
         await withTaskGroup(of: (Int, Result<ReceivedMessage, any Error>).self) { group in
             for (shard, req) in requests {
+                let metadata: Metadata = idempotent ? [(key: ShardMetadata.requestID, value: nextRequestID())] : []
                 group.addTask {
-                    do { return (shard, .success(try await self.call(shard: shard, method) { req })) } catch { return (shard, .failure(error)) }
+                    do { return (shard, .success(try await self.call(shard: shard, method, metadata: metadata) { req })) } catch { return (shard, .failure(error)) }
                 }
             }
             var out: [(shard: Int, result: Result<ReceivedMessage, any Error>)] = []

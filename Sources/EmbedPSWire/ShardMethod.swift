@@ -44,3 +44,10 @@ public enum LookupMethod {
     public static let lookup = "/embedps.v1.Lookup/Lookup"
     public static let lookupPooled = "/embedps.v1.Lookup/LookupPooled"
 }
+
+/// Request metadata keys of the shard service.
+public enum ShardMetadata {
+    /// Idempotency key of a Push (32 hex digits): a shard that already applied a push with this id answers
+    /// a retry with the same result and applies nothing.
+    public static let requestID = "x-embedps-request-id"
+}

@@ -39,6 +39,7 @@ extension EmbeddingTable {
             let r = try body(b)
             var t = logSeq
             b.put(db.defaultFamily, key: markerKey, value: withUnsafeBytes(of: &t) { Array($0) })
+            b.put(db.defaultFamily, key: ledgerKey, value: ledger.encoded)
             do { try db.write(b, sync: true) } catch { throw .storage("table '\(spec.name)': \(error)") }
             checkpointSeq = logSeq; lastCheckpoint = Date()
             return (r, logSeq)

@@ -51,6 +51,9 @@ final class EmbeddingTable: @unchecked Sendable {
     var dnisState: DnisState
     /// Prune-and-regrow rounds applied and the log sequence number of the last one (sparse tables).
     var sparsityRound: UInt32 = 0
+    /// Recent push request ids (retries answered without applying twice).
+    var ledger = RequestLedger(capacity: 65536)
+    var ledgerKey: [UInt8] { Array("requests/\(spec.name)".utf8) }
     var sparsityStepSeq: UInt64 = 0
     let counters = TableCounters()
     let db: RocksDatabase
@@ -92,6 +95,7 @@ final class EmbeddingTable: @unchecked Sendable {
             checkpointSeq = m.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }
         }
         logSeq = checkpointSeq
+        if let m = try db.get(db.defaultFamily, key: Array("requests/\(spec.name)".utf8)) { ledger.load(m) }
         if let m = try db.get(db.defaultFamily, key: Array("sparsity/\(spec.name)".utf8)), m.count == 12 {
             sparsityRound = m.withUnsafeBytes { $0.loadUnaligned(as: UInt32.self) }
             sparsityStepSeq = m.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 4, as: UInt64.self) }
@@ -107,8 +111,13 @@ final class EmbeddingTable: @unchecked Sendable {
         logSeq = try log.replay(after: checkpointSeq) { seq, payload in
             guard payload.count >= 4 else { throw EngineError.storage("update log record \(seq) of '\(spec.name)' is truncated") }
             let count = Int(payload.loadUnaligned(as: UInt32.self))
-            guard payload.count == 4 + count * (8 + 4 * dim) else {
-                throw EngineError.storage("update log record \(seq) of '\(spec.name)' has \(payload.count) bytes, expected \(4 + count * (8 + 4 * dim))")
+            let body = 4 + count * (8 + 4 * dim)
+            guard payload.count == body || payload.count == body + 16 else {
+                throw EngineError.storage("update log record \(seq) of '\(spec.name)' has \(payload.count) bytes, expected \(body) (+16 with a request id)")
+            }
+            if payload.count == body + 16 {
+                ledger.record(RequestID(high: payload.loadUnaligned(fromByteOffset: body, as: UInt64.self),
+                                        low: payload.loadUnaligned(fromByteOffset: body + 8, as: UInt64.self)), rows: count)
             }
             let keys = (0..<count).map { payload.loadUnaligned(fromByteOffset: 4 + $0 * 8, as: UInt64.self) }
             let grads = UnsafeMutablePointer<Float>.allocate(capacity: max(1, count * dim))
@@ -220,19 +229,29 @@ final class EmbeddingTable: @unchecked Sendable {
 
     /// Applies one aggregated gradient per distinct key (`gradients`: keys.count * dim floats), logging the
     /// update first. All or nothing. Returns the number of rows updated.
-    func push(keys: [UInt64], gradients: UnsafePointer<Float>) throws(EngineError) -> Int {
+    func push(keys: [UInt64], gradients: UnsafePointer<Float>, requestID: RequestID? = nil) throws(EngineError) -> Int {
         let dim = spec.dim
-        // The log record: count, keys, aggregated gradients.
-        let record = UnsafeMutableRawBufferPointer.allocate(byteCount: 4 + keys.count * (8 + 4 * dim), alignment: 8)
+        // The log record: count, keys, aggregated gradients, then the request id when there is one.
+        let body = 4 + keys.count * (8 + 4 * dim)
+        let record = UnsafeMutableRawBufferPointer.allocate(byteCount: body + (requestID == nil ? 0 : 16), alignment: 8)
         defer { record.deallocate() }
         record.storeBytes(of: UInt32(keys.count), as: UInt32.self)
         keys.withUnsafeBytes { (record.baseAddress! + 4).copyMemory(from: $0.baseAddress!, byteCount: keys.count * 8) }
         (record.baseAddress! + 4 + keys.count * 8).copyMemory(from: gradients, byteCount: keys.count * dim * 4)
-        try lock.withWriteLock { () throws(EngineError) in
+        if let id = requestID {
+            record.storeBytes(of: id.high, toByteOffset: body, as: UInt64.self)
+            record.storeBytes(of: id.low, toByteOffset: body + 8, as: UInt64.self)
+        }
+        let repeated = try lock.withWriteLock { () throws(EngineError) -> Int? in
             if dropped { throw .unknownTable(spec.name) }
+            // A retry of a push already applied: answer as before, apply nothing.
+            if let id = requestID, let n = ledger.rowsUpdated(by: id) { return n }
             let logged = (record.baseAddress! + 4 + keys.count * 8).assumingMemoryBound(to: Float.self)
             try applyLocked(keys: keys, gradients: logged, seq: logSeq + 1, logRecord: record)
+            if let id = requestID { ledger.record(id, rows: keys.count) }
+            return nil
         }
+        if let repeated { return repeated }
         counters.pushes.add(1, ordering: .relaxed)
         counters.rowsPushed.add(UInt64(keys.count), ordering: .relaxed)
         return keys.count
@@ -346,6 +365,8 @@ final class EmbeddingTable: @unchecked Sendable {
             let b = WriteBatch()
             var t = target
             b.put(db.defaultFamily, key: markerKey, value: withUnsafeBytes(of: &t) { Array($0) })
+            // The ids of the records this checkpoint covers survive the log segments deleted below.
+            b.put(db.defaultFamily, key: ledgerKey, value: lock.withWriteLock { ledger.encoded })
             try db.write(b, sync: true)
         } catch { throw .storage("table '\(spec.name)' checkpoint: \(error)") }
         lock.withWriteLock { checkpointSeq = target; lastCheckpoint = Date() }

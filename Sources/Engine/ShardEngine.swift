@@ -184,6 +184,7 @@ public final class ShardEngine: @unchecked Sendable {
             let b = WriteBatch(); b.delete(db.defaultFamily, key: Array((Self.specPrefix + name).utf8))
             b.delete(db.defaultFamily, key: t.markerKeyBytes)
             b.delete(db.defaultFamily, key: t.sparsityKey)
+            b.delete(db.defaultFamily, key: t.ledgerKey)
             try db.write(b, sync: true)
             try db.dropColumnFamily(Self.familyPrefix + name)
             if semantic.removeValue(forKey: name) != nil { try db.dropColumnFamily(Self.itemsFamilyPrefix + name) }
@@ -346,7 +347,7 @@ public final class ShardEngine: @unchecked Sendable {
 
     /// Validates and applies a push: `gradientBytes` holds ids.count * dim little-endian float32.
     /// Duplicate ids (and ids hashing to the same row) are summed first. All or nothing.
-    public func push(table name: String, ids: UnsafeBufferPointer<UInt64>, gradientBytes: UnsafeRawBufferPointer) throws(EngineError) -> Int {
+    public func push(table name: String, ids: UnsafeBufferPointer<UInt64>, gradientBytes: UnsafeRawBufferPointer, requestID: RequestID? = nil) throws(EngineError) -> Int {
         let t = try table(name)
         let dim = t.dim
         guard gradientBytes.count == ids.count * dim * 4 else {
@@ -384,7 +385,7 @@ public final class ShardEngine: @unchecked Sendable {
                 throw .nonFiniteGradient(table: name, id: id, column: c)
             }
         }
-        return try t.push(keys: unique, gradients: sums)
+        return try t.push(keys: unique, gradients: sums, requestID: requestID)
     }
 
     // MARK: semantic tables

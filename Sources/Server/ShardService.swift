@@ -101,9 +101,17 @@ public final class ShardService: Sendable {
                 try host.engine.pull(table: table, ids: ids, into: out)
             }
         }
-        server.register(ShardMethod.push) { _, message in
-            try Self.applyRows(message, meter: meter) { table, ids, gradients in
-                try host.engine.push(table: table, ids: ids, gradientBytes: gradients)
+        server.register(ShardMethod.push) { context, message in
+            // Optional idempotency key: a retry carrying the same id is answered without being applied again.
+            var requestID: RequestID? = nil
+            if let raw = context.metadata.first(where: { $0.key == ShardMetadata.requestID })?.value {
+                guard let id = RequestID(hex: raw) else {
+                    throw RPCStatus(.invalidArgument, "\(ShardMetadata.requestID) must be 32 hex digits, got '\(raw)'")
+                }
+                requestID = id
+            }
+            return try Self.applyRows(message, meter: meter) { table, ids, gradients in
+                try host.engine.push(table: table, ids: ids, gradientBytes: gradients, requestID: requestID)
             }
         }
         server.register(ShardMethod.createTable) { _, message in

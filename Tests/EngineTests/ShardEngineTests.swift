@@ -230,3 +230,39 @@ final class Failures: @unchecked Sendable {
     func done() { lock.withLock { finished = true } }
     var isDone: Bool { lock.withLock { finished } }
 }
+
+@Suite struct RequestIdempotencyTests {
+    @Test func aRetriedPushIsAnsweredButNotAppliedAgainAcrossCrashesAndCheckpoints() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("idem-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        func open() throws -> ShardEngine {
+            try ShardEngine(ShardEngineConfiguration(dataDirectory: dir, shardIndex: 0, slotMap: try .evenSplit(shards: 1)))
+        }
+        func push(_ e: ShardEngine, _ id: RequestID?) throws -> Int {
+            try [UInt64(7), 8].withUnsafeBufferPointer { i in try [Float](repeating: 1, count: 4).withUnsafeBytes { try e.push(table: "t", ids: i, gradientBytes: $0, requestID: id) } }
+        }
+        func value(_ e: ShardEngine) throws -> Float {
+            var out = [Float](repeating: 0, count: 2)
+            try [UInt64(7)].withUnsafeBufferPointer { i in try out.withUnsafeMutableBufferPointer { try e.pull(table: "t", ids: i, into: $0.baseAddress!) } }
+            return out[0]
+        }
+        var e = try open()
+        _ = try e.createTable(TableSpec(name: "t", dim: 2, optimizer: OptimizerConfig(kind: .sgd, learningRate: 1)))
+        let a = RequestID(high: 1, low: 1), b = RequestID(high: 1, low: 2)
+        #expect(try push(e, a) == 2 && push(e, a) == 2)
+        #expect(try value(e) == -1)
+        // Crash: the id comes back from the replayed log record.
+        e.close(checkpoint: false)
+        e = try open()
+        #expect(try push(e, a) == 2 && value(e) == -1)
+        // Checkpoint (the log segment with the record is deleted): the id comes back from the checkpointed ledger.
+        try e.checkpointAll()
+        e.close(checkpoint: false)
+        e = try open()
+        #expect(try push(e, a) == 2 && value(e) == -1)
+        #expect(try push(e, b) == 2 && value(e) == -2)
+        #expect(try push(e, nil) == 2 && push(e, nil) == 2 && value(e) == -4, "pushes without an id are applied every time")
+        e.close()
+        #expect(RequestID(hex: a.description) == a && RequestID(hex: "xyz") == nil)
+    }
+}
