@@ -60,6 +60,14 @@ public struct Options {
 }
 
 /// Writes a line to standard error.
+/// Flushes every output stream and ends the process without running C++ static destructors: gRPC's
+/// globals would otherwise be torn down while its completion-queue threads (one per channel) still run,
+/// which can corrupt the heap at exit.
+public func exitNow(_ code: Int32) -> Never {
+    fflush(nil)
+    _exit(code)
+}
+
 public func printError(_ s: String) { FileHandle.standardError.write(Data((s + "\n").utf8)) }
 
 /// Renders rows as an aligned text table with a header.

@@ -1,5 +1,4 @@
 import Foundation
-import Synchronization
 import RPC
 import Engine
 import EmbedPSWire
@@ -72,11 +71,12 @@ public final class EmbedPSClient: @unchecked Sendable {
     private var routes: [String: TableRoute] = [:]
     /// Request ids of pushes: this client's random 64 bits, then a counter.
     private let clientID = UInt64.random(in: 1...UInt64.max)
-    private let requestCounter = Atomic<UInt64>(0)
+    private var requestCounter: UInt64 = 0
 
     /// A fresh push request id (metadata `x-embedps-request-id`).
     func nextRequestID() -> String {
-        RequestID(high: clientID, low: requestCounter.add(1, ordering: .relaxed).newValue).description
+        let n = lock.withLock { requestCounter += 1; return requestCounter }
+        return RequestID(high: clientID, low: n).description
     }
 
     public init(spec: ClusterSpec, options: ClientOptions = ClientOptions()) throws {

@@ -43,6 +43,13 @@ extension EmbedPSClient {
     /// another failed: a cancelled push might still have been applied). Results in request order.
     /// With `idempotent`, each request carries its own fresh request id (kept across its retries).
     func fanOutAll(_ requests: [(Int, OutgoingMessage)], _ method: String, idempotent: Bool = false) async -> [(shard: Int, result: Result<ReceivedMessage, any Error>)] {
+        if requests.count == 1 {
+            // One shard: no task group.
+            let (shard, req) = requests[0]
+            let metadata: Metadata = idempotent ? [(key: ShardMetadata.requestID, value: nextRequestID())] : []
+            do { return [(shard: shard, result: .success(try await call(shard: shard, method, metadata: metadata) { req }))] }
+            catch { return [(shard: shard, result: .failure(error))] }
+        }
         let slots = ResultSlots(count: requests.count)
         await withTaskGroup(of: Void.self) { group in
             for (position, (shard, req)) in requests.enumerated() {

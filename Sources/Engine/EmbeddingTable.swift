@@ -144,20 +144,26 @@ final class EmbeddingTable: @unchecked Sendable {
         var scratch: RowScratch? = nil
         try lock.withReadLock { () throws(EngineError) in
             if dropped { throw .unknownTable(spec.name) }
-            for i in 0..<keys.count {
-                if let s = cache.lookup(keys[i]) {
-                    if let dnis { dnis.view(cache.row(s), into: out + i * dim, state: dnisState) } else {
-                        (out + i * dim).update(from: cache.row(s), count: dim)
-                    }
-                } else {
-                    missing.append(i)
+            // Table kinds are decided once per request, not per row (binding the optional structs per row
+            // costs reference counting on the hot path).
+            if let d = dnis {
+                let state = dnisState
+                for i in 0..<keys.count {
+                    if let s = cache.lookup(keys[i]) { d.view(cache.row(s), into: out + i * dim, state: state) } else { missing.append(i) }
+                }
+            } else {
+                for i in 0..<keys.count {
+                    if let s = cache.lookup(keys[i]) { (out + i * dim).update(from: cache.row(s), count: dim) } else { missing.append(i) }
                 }
             }
             guard !missing.isEmpty else { return }
             let rows = RowScratch(rowFloats: spec.rowFloats, count: missing.count)
             try loadFromStorage(missing.map { keys[$0] }, positions: Array(0..<missing.count), into: rows)
-            for (j, i) in missing.enumerated() {
-                if let dnis { dnis.view(rows.row(j), into: out + i * dim, state: dnisState) } else { (out + i * dim).update(from: rows.row(j), count: dim) }
+            if let d = dnis {
+                let state = dnisState
+                for (j, i) in missing.enumerated() { d.view(rows.row(j), into: out + i * dim, state: state) }
+            } else {
+                for (j, i) in missing.enumerated() { (out + i * dim).update(from: rows.row(j), count: dim) }
             }
             scratch = rows
             epoch = cache.evictions
@@ -275,10 +281,11 @@ final class EmbeddingTable: @unchecked Sendable {
             for j in 0..<keys.count { dnis.chainRule(scratch.row(j), gradient: gradients + j * dim, state: dnisState) }
         }
         var applied = [Bool](repeating: false, count: keys.count)
+        let opt = optimizer, sp = sparsity, dn = dnis
         for j in 0..<keys.count where scratch.seqs[j] < seq {
-            optimizer.apply(scratch.row(j), gradient: gradients + j * dim, step: &scratch.steps[j])
-            sparsity?.afterUpdate(scratch.row(j), gradient: gradients + j * dim, pushesSinceRowUpdate: seq - scratch.seqs[j])
-            dnis?.afterUpdate(scratch.row(j))
+            opt.apply(scratch.row(j), gradient: gradients + j * dim, step: &scratch.steps[j])
+            if let sp { sp.afterUpdate(scratch.row(j), gradient: gradients + j * dim, pushesSinceRowUpdate: seq - scratch.seqs[j]) }
+            if let dn { dn.afterUpdate(scratch.row(j)) }
             scratch.seqs[j] = seq
             applied[j] = true
         }

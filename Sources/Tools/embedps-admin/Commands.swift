@@ -62,7 +62,7 @@ func runAdmin(_ o: Options) async throws {
         let h = await client.health()
         if json { print(jsonText(h.enumerated().map { ["shard": "\($0.offset)", "address": client.spec.shards[$0.offset].address, "serving": "\($0.element)"] })) }
         else { print(renderTable(["shard", "address", "health"], h.enumerated().map { ["\($0.offset)", client.spec.shards[$0.offset].address, $0.element ? "SERVING" : "DOWN"] })) }
-        if !h.allSatisfy({ $0 }) { exit(1) }
+        if !h.allSatisfy({ $0 }) { exitNow(1) }
     case ("table", "list"):
         let names = try await client.listTables()
         if json { print(jsonText(names)) } else { names.forEach { print($0) } }

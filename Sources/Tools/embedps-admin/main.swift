@@ -62,5 +62,6 @@ do {
     try await runAdmin(options)
 } catch {
     printError("error: \(error)")
-    exit(1)
+    exitNow(1)
 }
+exitNow(0)

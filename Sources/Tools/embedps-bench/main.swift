@@ -37,5 +37,6 @@ do {
     try await runBenchmark(options)
 } catch {
     printError("error: \(error)")
-    exit(1)
+    exitNow(1)
 }
+exitNow(0)

@@ -79,5 +79,6 @@ do {
     printFlush("embedps-lookup: stopped")
 } catch {
     printError("error: embedps-lookup: \(error)")
-    exit(1)
+    exitNow(1)
 }
+exitNow(0)

@@ -148,5 +148,6 @@ do {
     }
 } catch {
     printError("error: rank \(config.rank): \(error)")
-    exit(1)
+    exitNow(1)
 }
+exitNow(0)
