@@ -175,7 +175,8 @@ extension EmbedPSClient {
                 RowMessageEncoder.writePullRequest(into: buf, table: table, count: members.count) { plan.unique[Int(members[$0])] }
             }))
         }
-        for (shard, message) in try await fanOut(requests, ShardMethod.pullCompact) {
+        for (shard, result) in await fanOutAll(requests, ShardMethod.pullCompact) {
+            let message = try result.get()
             let members = plan.byShard[shard]
             let r = try message.withUnsafeBytes { try WireCompactRows(decoding: $0) }
             guard r.masks.count == members.count * words else { throw ClientError.inconsistentCluster("shard \(shard) sent \(r.masks.count) mask words for \(members.count) rows") }

@@ -152,21 +152,4 @@ extension EmbedPSClient {
     public func push(table: String, ids: [UInt64], gradients: [Float]) async throws -> Int {
         try await push(table: table, ids: ids, gradients: FloatBuffer(gradients))
     }
-
-    /// Sends prepared requests to their shards in parallel; answers in completion order.
-    func fanOut(_ requests: [(Int, OutgoingMessage)], _ method: String) async throws -> [(Int, ReceivedMessage)] {
-        if requests.count == 1 {
-            let (shard, req) = requests[0]
-            return [(shard, try await call(shard: shard, method) { req })]
-        }
-        return try await withThrowingTaskGroup(of: (Int, ReceivedMessage).self) { group in
-            for (shard, req) in requests {
-                group.addTask { (shard, try await self.call(shard: shard, method) { req }) }
-            }
-            var out: [(Int, ReceivedMessage)] = []
-            out.reserveCapacity(requests.count)
-            for try await r in group { out.append(r) }
-            return out
-        }
-    }
 }

@@ -25,30 +25,6 @@ extension EmbeddingTable {
         return d
     }
 
-    /// Every stored row decoded into memory (caller holds the exclusive lock after a full flush).
-    func loadAllRows() throws(EngineError) -> (keys: [UInt64], steps: [UInt32], seqs: [UInt64], rows: [Float]) {
-        var keys: [UInt64] = [], steps: [UInt32] = [], seqs: [UInt64] = [], rows: [Float] = []
-        try forEachStoredRow { key, row, step, seq, _ throws(EngineError) in
-            keys.append(key); steps.append(step); seqs.append(seq)
-            rows.append(contentsOf: UnsafeBufferPointer(start: row, count: spec.rowFloats))
-        }
-        return (keys, steps, seqs, rows)
-    }
-
-    /// Adds rewritten rows to `batch` and refreshes their cached copies (caller holds the exclusive lock).
-    func rewrite(_ indices: [Int], keys: [UInt64], steps: [UInt32], seqs: [UInt64], rows: [Float], into batch: WriteBatch) {
-        let rf = spec.rowFloats
-        let rowBatch = RowBatch(codec: codec, capacity: indices.count)
-        rows.withUnsafeBufferPointer { all in
-            for i in indices {
-                let row = all.baseAddress! + i * rf
-                rowBatch.add(slot: addressing.slot(ofRowKey: keys[i]), key: keys[i], row: row, step: steps[i], seq: seqs[i])
-                if let s = cache.lookup(keys[i]) { cache.row(s).update(from: row, count: rf) }
-            }
-        }
-        rowBatch.add(to: batch, family: family)
-    }
-
     /// Per-block rows, entries and bytes, push-count and |alpha * v| histograms (a checkpoint is taken first).
     func dnisReport() throws(EngineError) -> DnisReport {
         let d = try requireDnis()

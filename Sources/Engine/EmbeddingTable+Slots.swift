@@ -25,30 +25,17 @@ extension EmbeddingTable {
     /// this table's current log sequence so no earlier local log record is replayed onto them. Durable on
     /// return; replaces any stored or cached copy.
     func installEncodedRows(_ rows: [(key: UInt64, row: [UInt8])]) throws(EngineError) {
-        let rf = spec.rowFloats
         try lock.withWriteLock { () throws(EngineError) in
             if dropped { throw .unknownTable(spec.name) }
-            let seq = logSeq
-            let scratch = RowScratch(rowFloats: rf, count: rows.count)
-            let existing = RowScratch(rowFloats: rf, count: rows.count)
-            try load(rows.map(\.key), into: existing)
-            let batch = RowBatch(codec: codec, capacity: rows.count)
+            let keys = rows.map(\.key)
+            let scratch = RowScratch(rowFloats: spec.rowFloats, count: rows.count)
+            try load(keys, into: scratch)   // for `exists`; every row is then decoded over in full
             for (j, r) in rows.enumerated() {
                 do { (scratch.steps[j], _) = try r.row.withUnsafeBytes { try codec.decode($0, into: scratch.row(j)) } } catch {
                     throw .malformed("migrated row \(r.key) of '\(spec.name)': \(error)")
                 }
-                batch.add(slot: addressing.slot(ofRowKey: r.key), key: r.key, row: scratch.row(j), step: scratch.steps[j], seq: seq)
             }
-            let b = WriteBatch()
-            batch.add(to: b, family: family)
-            do { try db.write(b, sync: true) } catch { throw .storage("table '\(spec.name)': \(error)") }
-            for (j, r) in rows.enumerated() {
-                if !existing.exists[j] { rowCount += 1 }
-                if let s = cache.lookup(r.key) {
-                    cache.row(s).update(from: scratch.row(j), count: rf)
-                    cache.set(s, step: scratch.steps[j], seq: seq, exists: true, dirty: false)
-                }
-            }
+            try installLocked(keys: keys, rows: scratch)
         }
     }
 

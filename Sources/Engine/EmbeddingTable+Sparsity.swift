@@ -37,9 +37,7 @@ extension EmbeddingTable {
             try flushDirtyLocked(cache.dirtySlots().map { cache.key($0) })
             let b = WriteBatch()
             let r = try body(b)
-            var t = logSeq
-            b.put(db.defaultFamily, key: markerKey, value: withUnsafeBytes(of: &t) { Array($0) })
-            b.put(db.defaultFamily, key: ledgerKey, value: ledger.encoded)
+            putCheckpointMarker(b, through: logSeq, ledger: ledger.encoded)
             do { try db.write(b, sync: true) } catch { throw .storage("table '\(spec.name)': \(error)") }
             checkpointSeq = logSeq; lastCheckpoint = Date()
             return (r, logSeq)
@@ -76,6 +74,30 @@ extension EmbeddingTable {
         }
     }
 
+    /// Every stored row decoded into memory (caller holds the exclusive lock after a full flush).
+    func loadAllRows() throws(EngineError) -> (keys: [UInt64], steps: [UInt32], seqs: [UInt64], rows: [Float]) {
+        var keys: [UInt64] = [], steps: [UInt32] = [], seqs: [UInt64] = [], rows: [Float] = []
+        try forEachStoredRow { key, row, step, seq, _ throws(EngineError) in
+            keys.append(key); steps.append(step); seqs.append(seq)
+            rows.append(contentsOf: UnsafeBufferPointer(start: row, count: spec.rowFloats))
+        }
+        return (keys, steps, seqs, rows)
+    }
+
+    /// Adds rewritten rows to `batch` and refreshes their cached copies (caller holds the exclusive lock).
+    func rewrite(_ indices: [Int], keys: [UInt64], steps: [UInt32], seqs: [UInt64], rows: [Float], into batch: WriteBatch) {
+        let rf = spec.rowFloats
+        let rowBatch = RowBatch(codec: codec, capacity: indices.count)
+        rows.withUnsafeBufferPointer { all in
+            for i in indices {
+                let row = all.baseAddress! + i * rf
+                rowBatch.add(slot: addressing.slot(ofRowKey: keys[i]), key: keys[i], row: row, step: steps[i], seq: seqs[i])
+                if let s = cache.lookup(keys[i]) { cache.row(s).update(from: row, count: rf) }
+            }
+        }
+        rowBatch.add(to: batch, family: family)
+    }
+
     /// Counts, histograms and bytes of this shard's part of a sparse table (a checkpoint is taken first).
     func sparsityReport() throws(EngineError) -> SparsityReport {
         guard let sp = sparsity else { throw .notSparse(spec.name) }
@@ -108,12 +130,7 @@ extension EmbeddingTable {
         let f = sp.format, rf = spec.rowFloats
         return try rewriteQuiesced { batch throws(EngineError) in
             // Every row in memory: this shard's part of the table, decoded.
-            var keys: [UInt64] = [], steps: [UInt32] = [], seqs: [UInt64] = []
-            var rows: [Float] = []
-            try forEachStoredRow { key, row, step, seq, _ throws(EngineError) in
-                keys.append(key); steps.append(step); seqs.append(seq)
-                rows.append(contentsOf: UnsafeBufferPointer(start: row, count: rf))
-            }
+            var (keys, steps, seqs, rows) = try loadAllRows()
             struct Entry { var value: Float; var row: Int32; var column: Int32 }
             var active: [Entry] = [], inactive: [Entry] = []
             let now = logSeq
@@ -133,20 +150,12 @@ extension EmbeddingTable {
             func tieBreak(_ a: Entry, _ b: Entry) -> Bool { keys[Int(a.row)] != keys[Int(b.row)] ? keys[Int(a.row)] < keys[Int(b.row)] : a.column < b.column }
             active.sort { $0.value != $1.value ? $0.value < $1.value : tieBreak($0, $1) }
             inactive.sort { $0.value != $1.value ? $0.value > $1.value : tieBreak($0, $1) }
-            var changed = Set<Int32>()
+            var changed = Set<Int>()
             rows.withUnsafeMutableBufferPointer { all in
-                for e in active.prefix(Int(prune)) { sp.prune(all.baseAddress! + Int(e.row) * rf, Int(e.column)); changed.insert(e.row) }
-                for e in inactive.prefix(Int(grow)) { sp.grow(all.baseAddress! + Int(e.row) * rf, Int(e.column)); changed.insert(e.row) }
+                for e in active.prefix(Int(prune)) { sp.prune(all.baseAddress! + Int(e.row) * rf, Int(e.column)); changed.insert(Int(e.row)) }
+                for e in inactive.prefix(Int(grow)) { sp.grow(all.baseAddress! + Int(e.row) * rf, Int(e.column)); changed.insert(Int(e.row)) }
             }
-            let rowBatch = RowBatch(codec: codec, capacity: changed.count)
-            rows.withUnsafeBufferPointer { all in
-                for i in changed.sorted() {
-                    let row = all.baseAddress! + Int(i) * rf, key = keys[Int(i)]
-                    rowBatch.add(slot: addressing.slot(ofRowKey: key), key: key, row: row, step: steps[Int(i)], seq: seqs[Int(i)])
-                    if let s = cache.lookup(key) { cache.row(s).update(from: row, count: rf) }
-                }
-            }
-            rowBatch.add(to: batch, family: family)
+            rewrite(changed.sorted(), keys: keys, steps: steps, seqs: seqs, rows: rows, into: batch)
             var state = [UInt8](repeating: 0, count: 12)
             state.withUnsafeMutableBytes { $0.storeBytes(of: round, as: UInt32.self); $0.storeBytes(of: now, toByteOffset: 4, as: UInt64.self) }
             batch.put(db.defaultFamily, key: sparsityKey, value: state)

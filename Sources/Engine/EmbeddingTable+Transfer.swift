@@ -56,25 +56,35 @@ extension EmbeddingTable {
             if dropped { throw .unknownTable(spec.name) }
             let scratch = RowScratch(rowFloats: rf, count: keys.count)
             try load(keys, into: scratch)
-            let seq = logSeq
-            let batch = RowBatch(codec: codec, capacity: keys.count)
             for j in 0..<keys.count {
                 let row = scratch.row(j)
                 row.update(from: values + j * dim, count: dim)
                 optimizer.initializeState(row)
                 scratch.steps[j] = 0
-                batch.add(slot: addressing.slot(ofRowKey: keys[j]), key: keys[j], row: row, step: 0, seq: seq)
             }
-            let b = WriteBatch()
-            batch.add(to: b, family: family)
-            do { try db.write(b, sync: true) } catch { throw .storage("table '\(spec.name)': \(error)") }
-            counters.rowsFlushed.add(UInt64(keys.count), ordering: .relaxed)
-            for j in 0..<keys.count {
-                if !scratch.exists[j] { rowCount += 1 }
-                if let s = cache.lookup(keys[j]) {
-                    cache.row(s).update(from: scratch.row(j), count: rf)
-                    cache.set(s, step: 0, seq: seq, exists: true, dirty: false)
-                }
+            try installLocked(keys: keys, rows: scratch)
+        }
+    }
+
+    /// Writes scratch row j for `keys[j]` to RocksDB in one synced batch, stamped with the current log
+    /// sequence (so no earlier logged update is replayed onto it), counts the rows new to this shard
+    /// (`rows.exists` as loaded before) and replaces cached copies with clean ones. Caller holds the
+    /// exclusive lock.
+    func installLocked(keys: [UInt64], rows scratch: RowScratch) throws(EngineError) {
+        let seq = logSeq, rf = spec.rowFloats
+        let batch = RowBatch(codec: codec, capacity: keys.count)
+        for j in 0..<keys.count {
+            batch.add(slot: addressing.slot(ofRowKey: keys[j]), key: keys[j], row: scratch.row(j), step: scratch.steps[j], seq: seq)
+        }
+        let b = WriteBatch()
+        batch.add(to: b, family: family)
+        do { try db.write(b, sync: true) } catch { throw .storage("table '\(spec.name)': \(error)") }
+        counters.rowsFlushed.add(UInt64(keys.count), ordering: .relaxed)
+        for j in 0..<keys.count {
+            if !scratch.exists[j] { rowCount += 1 }
+            if let s = cache.lookup(keys[j]) {
+                cache.row(s).update(from: scratch.row(j), count: rf)
+                cache.set(s, step: scratch.steps[j], seq: seq, exists: true, dirty: false)
             }
         }
     }

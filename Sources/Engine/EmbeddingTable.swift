@@ -370,15 +370,20 @@ final class EmbeddingTable: @unchecked Sendable {
         do {
             // The synced marker write also makes every earlier row write durable (one WAL).
             let b = WriteBatch()
-            var t = target
-            b.put(db.defaultFamily, key: markerKey, value: withUnsafeBytes(of: &t) { Array($0) })
-            // The ids of the records this checkpoint covers survive the log segments deleted below.
-            b.put(db.defaultFamily, key: ledgerKey, value: lock.withWriteLock { ledger.encoded })
+            putCheckpointMarker(b, through: target, ledger: lock.withWriteLock { ledger.encoded })
             try db.write(b, sync: true)
         } catch { throw .storage("table '\(spec.name)' checkpoint: \(error)") }
         lock.withWriteLock { checkpointSeq = target; lastCheckpoint = Date() }
         log.deleteSegments(through: target)
         counters.checkpoints.add(1, ordering: .relaxed)
+    }
+
+    /// Adds the checkpoint marker (every logged update through `seq` is in RocksDB) and the request ledger
+    /// (so the ids of the records it covers survive the log segments deleted after it) to `batch`.
+    func putCheckpointMarker(_ batch: WriteBatch, through seq: UInt64, ledger: [UInt8]) {
+        var t = seq
+        batch.put(db.defaultFamily, key: markerKey, value: withUnsafeBytes(of: &t) { Array($0) })
+        batch.put(db.defaultFamily, key: ledgerKey, value: ledger)
     }
 
     /// Marks the table dropped (waiting for in-flight requests), forgets cached rows and deletes its log.
