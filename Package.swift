@@ -1,7 +1,13 @@
 // swift-tools-version: 6.0
 import PackageDescription
 
-// Dependency direction: C shims -> EmbedPSWire / RPC -> Storage -> Engine -> Server / Client -> Training -> tools.
+// Dependency direction (one way):
+//   EmbedPSWire (generated messages)  RPC (gRPC bridge)  CLI  HTTP
+//   Vocabulary (specs, names, slot map, addressing, request ids) -> EmbedPSWire
+//   SemanticTokenizers (n-gram / SentencePiece pieces) -> Vocabulary
+//   Storage (RocksDB, codec, row store, log) -> Engine (tables, shard) -> Server
+//   Client -> Vocabulary, EmbedPSWire, RPC          (no storage: checked by Cluster/test.sh)
+//   Lookup, Training -> Client; tools on top.
 
 /// Hot-path modules turn off dynamic exclusivity checks: their per-row loops touch class-stored buffers
 /// whose access is already serialised by the owning table's lock (documented on each type). Measured with
@@ -28,35 +34,36 @@ let package = Package(
         .systemLibrary(name: "CMicroHTTPD", path: "Sources/CMicroHTTPD"),
         .target(name: "CSentencePiece", path: "Sources/CSentencePiece",
                 linkerSettings: [.linkedLibrary("sentencepiece"), .linkedLibrary("sentencepiece_train")]),
-        .target(name: "EmbedPSWireC", path: "Sources/EmbedPSWireC",
-                linkerSettings: [.linkedLibrary("protobuf-c")]),
         // Wire contract and transport.
-        .target(name: "EmbedPSWire", dependencies: ["EmbedPSWireC"]),
+        .target(name: "EmbedPSWire"),
+        .target(name: "Vocabulary", dependencies: ["EmbedPSWire", "CXXHash"], swiftSettings: hotPath),
+        .target(name: "SemanticTokenizers", dependencies: ["Vocabulary", "CSentencePiece", "CXXHash"]),
         .target(name: "RPC", dependencies: ["CGRPC"]),
         // Storage and engine.
-        .target(name: "Storage", dependencies: ["CRocksDB", "CXXHash"], swiftSettings: hotPath),
-        .target(name: "Engine", dependencies: ["Storage", "EmbedPSWire", "CXXHash", "CSentencePiece"], swiftSettings: hotPath),
+        .target(name: "Storage", dependencies: ["Vocabulary", "CRocksDB", "CXXHash"], swiftSettings: hotPath),
+        .target(name: "Engine", dependencies: ["Vocabulary", "SemanticTokenizers", "Storage", "EmbedPSWire", "CXXHash"], swiftSettings: hotPath),
         // Services.
         .target(name: "CLI"),
         .target(name: "HTTP", dependencies: ["CMicroHTTPD"]),
-        .target(name: "Server", dependencies: ["Engine", "RPC", "EmbedPSWire", "HTTP"]),
-        .target(name: "Client", dependencies: ["Engine", "Storage", "RPC", "EmbedPSWire"], swiftSettings: hotPath),
-        .target(name: "Lookup", dependencies: ["Client", "Engine", "RPC", "HTTP", "EmbedPSWire"]),
-        .target(name: "Training", dependencies: ["Client", "CLI", "SemanticID", "COpenBLAS", "CZlib", "HTTP"]),
-        .target(name: "SemanticID", dependencies: ["Engine", "COpenBLAS"]),
+        .target(name: "ServiceSupport", dependencies: ["RPC", "EmbedPSWire", "Vocabulary"]),
+        .target(name: "Server", dependencies: ["Engine", "Vocabulary", "ServiceSupport", "RPC", "EmbedPSWire", "HTTP"]),
+        .target(name: "Client", dependencies: ["Vocabulary", "RPC", "EmbedPSWire"], swiftSettings: hotPath),
+        .target(name: "Lookup", dependencies: ["Client", "Vocabulary", "Engine", "Server", "ServiceSupport", "RPC", "HTTP", "EmbedPSWire"]),
+        .target(name: "Training", dependencies: ["Client", "Vocabulary", "SemanticTokenizers", "CLI", "SemanticID", "COpenBLAS", "CZlib", "HTTP"]),
+        .target(name: "SemanticID", dependencies: ["Vocabulary", "SemanticTokenizers", "COpenBLAS"]),
         // Tools.
-        .executableTarget(name: "embedps-server", dependencies: ["Server", "CLI", "HTTP"], path: "Sources/Tools/embedps-server"),
-        .executableTarget(name: "embedps-train", dependencies: ["Training", "CLI", "HTTP"], path: "Sources/Tools/embedps-train"),
-        .executableTarget(name: "embedps-bench", dependencies: ["Client", "CLI", "RPC", "EmbedPSWire"], path: "Sources/Tools/embedps-bench"),
-        .executableTarget(name: "embedps-admin", dependencies: ["Client", "CLI", "SemanticID"], path: "Sources/Tools/embedps-admin"),
+        .executableTarget(name: "embedps-server", dependencies: ["Server", "ServiceSupport", "Engine", "Vocabulary", "RPC", "CLI", "HTTP"], path: "Sources/Tools/embedps-server"),
+        .executableTarget(name: "embedps-train", dependencies: ["Training", "Vocabulary", "CLI", "HTTP"], path: "Sources/Tools/embedps-train"),
+        .executableTarget(name: "embedps-bench", dependencies: ["Client", "Vocabulary", "CLI", "RPC", "EmbedPSWire"], path: "Sources/Tools/embedps-bench"),
+        .executableTarget(name: "embedps-admin", dependencies: ["Client", "Vocabulary", "SemanticTokenizers", "EmbedPSWire", "CLI", "SemanticID"], path: "Sources/Tools/embedps-admin"),
         .executableTarget(name: "embedps-lookup", dependencies: ["Lookup", "CLI"], path: "Sources/Tools/embedps-lookup"),
         // Tests.
-        .testTarget(name: "WireTests", dependencies: ["EmbedPSWire", "EmbedPSWireC"]),
-        .testTarget(name: "EngineTests", dependencies: ["Engine", "Storage"]),
+        .testTarget(name: "WireTests", dependencies: ["EmbedPSWire"]),
+        .testTarget(name: "EngineTests", dependencies: ["Engine", "Storage", "Vocabulary", "SemanticTokenizers", "EmbedPSWire"]),
         .testTarget(name: "RPCTests", dependencies: ["RPC"]),
-        .testTarget(name: "TrainingTests", dependencies: ["Training"]),
-        .testTarget(name: "SemanticIDTests", dependencies: ["SemanticID", "Engine"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["Client", "Engine", "RPC", "EmbedPSWire", "CLI", "embedps-server", "embedps-train", "embedps-admin", "embedps-lookup", "SemanticID"], exclude: ["python"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Vocabulary"]),
+        .testTarget(name: "SemanticIDTests", dependencies: ["SemanticID", "Engine", "Vocabulary", "SemanticTokenizers"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["Client", "Engine", "Vocabulary", "SemanticTokenizers", "RPC", "EmbedPSWire", "CLI", "embedps-server", "embedps-train", "embedps-admin", "embedps-lookup", "SemanticID"], exclude: ["python"]),
     ],
     swiftLanguageModes: [.v6],
     cxxLanguageStandard: .cxx17

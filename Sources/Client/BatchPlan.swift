@@ -1,5 +1,4 @@
-import Engine
-import Storage
+import Vocabulary
 
 /// How one id batch splits over shards: the distinct ids in first-appearance order, each id's position in
 /// that list, and per shard the distinct-id indices it owns (in order). Pure; built once per request.

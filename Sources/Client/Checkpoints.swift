@@ -1,6 +1,6 @@
 import Foundation
 import RPC
-import Engine
+import Vocabulary
 import EmbedPSWire
 
 /// A cluster checkpoint as the shards hold it: complete when every shard has its part.
@@ -16,9 +16,8 @@ public struct ClusterCheckpoint: Sendable, Codable {
 
 extension EmbedPSClient {
     func thawAll(_ name: String) async {
-        let request = WireCheckpointRequest(name: name).encoded()
         await withTaskGroup(of: Void.self) { group in
-            for s in 0..<shardCount { group.addTask { _ = try? await self.call(shard: s, ShardMethod.thaw) { OutgoingMessage(bytes: request) } } }
+            for s in 0..<shardCount { group.addTask { _ = try? await self.call(shard: s, ShardRPC.thaw, Wire.CheckpointRequest(name: name)) } }
         }
     }
 
@@ -27,7 +26,7 @@ extension EmbedPSClient {
     /// `freezeSeconds` if this process dies.
     func whileFrozen<T: Sendable>(_ name: String, freezeSeconds: UInt32, _ body: @escaping @Sendable (Int) async throws -> T) async throws -> [T] {
         do {
-            _ = try await callAll(ShardMethod.freeze, WireCheckpointRequest(name: name, freezeSeconds: freezeSeconds).encoded())
+            _ = try await callAll(ShardRPC.freeze, Wire.CheckpointRequest(name: name, freezeSeconds: freezeSeconds))
             let out = try await withThrowingTaskGroup(of: (Int, T).self) { group in
                 for s in 0..<shardCount { group.addTask { (s, try await body(s)) } }
                 var parts = [T?](repeating: nil, count: shardCount)
@@ -44,17 +43,17 @@ extension EmbedPSClient {
 
     /// A consistent cluster checkpoint: every shard frozen (a cut at one moment), each writes its part
     /// (`checkpoints/NAME` in its data directory), then all thaw. Returns the parts in shard order.
-    public func createCheckpoint(name: String, freezeSeconds: UInt32 = 30) async throws -> [WireCheckpointInfo] {
-        let request = WireCheckpointRequest(name: name, freezeSeconds: freezeSeconds).encoded()
+    public func createCheckpoint(name: String, freezeSeconds: UInt32 = 30) async throws -> [Wire.CheckpointInfo] {
+        guard Names.isValid(name) else { throw ClientError.invalidArgument(NameError(kind: .checkpoint, name: name).description) }
+        let request = Wire.CheckpointRequest(name: name, freezeSeconds: freezeSeconds)
         return try await whileFrozen(name, freezeSeconds: freezeSeconds) { s in
-            let m = try await self.call(shard: s, ShardMethod.createCheckpoint) { OutgoingMessage(bytes: request) }
-            return try m.withUnsafeBytes { try WireCheckpointInfo(decoding: $0) }
+            try await self.call(shard: s, ShardRPC.createCheckpoint, request)
         }
     }
 
     /// Checkpoints found on the shards, oldest first, with the shards that hold a part of each.
     public func listCheckpoints() async throws -> [ClusterCheckpoint] {
-        let perShard = try await callAll(ShardMethod.listCheckpoints, []).map { try $0.withUnsafeBytes { try WireListCheckpointsResponse(decoding: $0) }.checkpoints }
+        let perShard = try await callAll(ShardRPC.listCheckpoints, Wire.ListTablesRequest()).map(\.checkpoints)
         var byName: [String: ClusterCheckpoint] = [:]
         for (s, parts) in perShard.enumerated() {
             for p in parts {
@@ -68,17 +67,16 @@ extension EmbedPSClient {
 
     /// Restores every shard to its part of checkpoint `name` (all frozen meanwhile). Refuses an incomplete
     /// checkpoint before changing anything.
-    public func restoreCheckpoint(name: String, freezeSeconds: UInt32 = 120) async throws -> [WireCheckpointInfo] {
+    public func restoreCheckpoint(name: String, freezeSeconds: UInt32 = 120) async throws -> [Wire.CheckpointInfo] {
         guard let c = try await listCheckpoints().first(where: { $0.name == name }) else {
             throw ClientError.invalidArgument("no checkpoint '\(name)' on the cluster (embedps-admin checkpoint list)")
         }
         guard c.complete else {
             throw ClientError.inconsistentCluster("checkpoint '\(name)' has parts on shards \(c.shardsWithPart) only, of \(shardCount): not restoring")
         }
-        let request = WireCheckpointRequest(name: name, freezeSeconds: freezeSeconds).encoded()
+        let request = Wire.CheckpointRequest(name: name, freezeSeconds: freezeSeconds)
         let parts = try await whileFrozen(name, freezeSeconds: freezeSeconds) { s in
-            let m = try await self.call(shard: s, ShardMethod.restoreCheckpoint) { OutgoingMessage(bytes: request) }
-            return try m.withUnsafeBytes { try WireCheckpointInfo(decoding: $0) }
+            try await self.call(shard: s, ShardRPC.restoreCheckpoint, request)
         }
         forgetRoutes()
         return parts

@@ -1,6 +1,6 @@
 import Foundation
 import RPC
-import Engine
+import Vocabulary
 import EmbedPSWire
 
 /// One frequency block of a DNIS table across the cluster.
@@ -43,17 +43,14 @@ public struct DnisPruneSummary: Sendable, Codable {
 
 extension EmbedPSClient {
     func dnisSpec(_ table: String) async throws -> TableSpec {
-        let m = try await call(shard: 0, ShardMethod.describeTable) { OutgoingMessage(bytes: WireTableNameRequest(table: table).encoded()) }
-        let spec = try TableSpec(wire: try m.withUnsafeBytes { try WireDescribeTableResponse(decoding: $0) }.stats.spec)
+        let spec = try await tableSpec(table)
         guard spec.dnis != nil else { throw ClientError.invalidArgument("table '\(table)' is not a DNIS table") }
         return spec
     }
 
     /// Every shard's DNIS report (each shard checkpoints the table first), in shard order.
-    public func dnisReports(table: String) async throws -> [WireDnisReport] {
-        try await callAll(ShardMethod.dnisReport, WireTableNameRequest(table: table).encoded()).map {
-            try $0.withUnsafeBytes { try WireDnisReport(decoding: $0) }
-        }
+    public func dnisReports(table: String) async throws -> [Wire.DnisReportResponse] {
+        try await callAll(ShardRPC.dnisReport, Wire.DnisReportRequest(table: table))
     }
 
     /// Per-block rows, mean dimension, parameters and bytes (stored vs. dense at full dim), over all shards.
@@ -87,27 +84,26 @@ extension EmbedPSClient {
         let total = reports.reduce(0) { $0 + $1.frequencyHistogram.reduce(0, +) }
         let sizes = config.blockRows(total: total)
         let perBlock = MagnitudeHistogram.splitSequential(reports.map(\.frequencyHistogram), sizes: sizes, descending: true)
-        let answers = try await callEach(ShardMethod.dnisAssignBlocks) { s in WireDnisAssignRequest(table: table, take: perBlock.map { $0[s] }).encoded() }
+        let answers = try await callEach(ShardRPC.dnisAssignBlocks) { s in Wire.DnisAssignRequest(table: table, take: perBlock.map { $0[s] }) }
         var sum = [UInt64](repeating: 0, count: config.blocks)
         for m in answers {
-            for (b, n) in try m.withUnsafeBytes({ try WireDnisAssignResponse(decoding: $0) }).rowsPerBlock.enumerated() where b < sum.count { sum[b] += n }
+            for (b, n) in m.rowsPerBlock.enumerated() where b < sum.count { sum[b] += n }
         }
         return sum
     }
 
     /// alpha of a DNIS table as the primary (shard 0) holds it: (version, blocks x dim values, pruned).
     public func dnisAlpha(table: String) async throws -> (version: UInt64, alpha: [Float], pruned: Bool) {
-        let m = try await call(shard: 0, ShardMethod.dnisAlpha) { OutgoingMessage(bytes: WireDnisAlphaRequest(table: table).encoded()) }
-        let r = try m.withUnsafeBytes { try WireDnisAlphaResponse(decoding: $0) }
+        let r = try await call(shard: 0, ShardRPC.dnisAlpha, Wire.DnisAlphaRequest(table: table))
         return (r.version, r.alpha, r.pruned)
     }
 
     /// Copies the primary's alpha to every other shard (each keeps it only when newer than its own).
     func replicateAlpha(table: String, version: UInt64, alpha: [Float]) async throws {
         guard shardCount > 1 else { return }
-        let request = WireDnisAlphaRequest(table: table, setVersion: version, setAlpha: alpha).encoded()
+        let request = Wire.DnisAlphaRequest(table: table, setVersion: version, setAlpha: alpha)
         try await withThrowingTaskGroup(of: Void.self) { group in
-            for s in 1..<shardCount { group.addTask { _ = try await self.call(shard: s, ShardMethod.dnisAlpha) { OutgoingMessage(bytes: request) } } }
+            for s in 1..<shardCount { group.addTask { _ = try await self.call(shard: s, ShardRPC.dnisAlpha, request) } }
             try await group.waitForAll()
         }
     }
@@ -118,18 +114,17 @@ extension EmbedPSClient {
     /// other shards. Returns the new alpha version.
     @discardableResult
     public func dnisPushAlphaGradient(table: String, ids: [UInt64], gradients: FloatBuffer) async throws -> UInt64 {
-        let answers = try await sendGradientRows(table: table, ids: ids, gradients: gradients, method: ShardMethod.dnisAlphaGradient)
+        let answers = try await sendGradientRows(table: table, ids: ids, gradients: gradients, method: ShardRPC.dnisAlphaGradient)
         var total: [Float] = []
-        for (_, m) in answers {
-            let partial = try m.withUnsafeBytes { try WireDnisAlphaGradientResponse(decoding: $0) }.partial
+        for (shard, m) in answers {
+            let partial = try Self.decode(Wire.DnisAlphaGradientResponse.self, m, shard: shard).partial
             if total.isEmpty { total = partial } else {
                 guard partial.count == total.count else { throw ClientError.inconsistentCluster("alpha gradient sizes differ between shards for '\(table)'") }
                 for i in total.indices { total[i] += partial[i] }
             }
         }
         guard !total.isEmpty else { return try await dnisAlpha(table: table).version }
-        let m = try await call(shard: 0, ShardMethod.dnisAlpha) { OutgoingMessage(bytes: WireDnisAlphaRequest(table: table, gradient: total).encoded()) }
-        let r = try m.withUnsafeBytes { try WireDnisAlphaResponse(decoding: $0) }
+        let r = try await call(shard: 0, ShardRPC.dnisAlpha, Wire.DnisAlphaRequest(table: table, gradient: total))
         try await replicateAlpha(table: table, version: r.version, alpha: r.alpha)
         return r.version
     }
@@ -156,8 +151,7 @@ extension EmbedPSClient {
                 if cumulative >= k { threshold = MagnitudeHistogram.upperEdge(b); break }
             }
         }
-        let answers = try await callEach(ShardMethod.dnisPrune) { s in WireDnisPruneRequest(table: table, prune: perShard[s], threshold: threshold).encoded() }
-            .map { m in try m.withUnsafeBytes { try WireDnisPruneResponse(decoding: $0) } }
+        let answers = try await callEach(ShardRPC.dnisPrune) { s in Wire.DnisPruneRequest(table: table, prune: perShard[s], threshold: threshold) }
         return DnisPruneSummary(table: table, ratio: ratio, threshold: threshold, prunedPerShard: answers.map(\.pruned), entriesBefore: entries,
                                 entriesAfter: answers.reduce(0) { $0 + $1.active }, seconds: Date().timeIntervalSince(started))
     }
@@ -175,10 +169,10 @@ extension EmbedPSClient {
                 RowMessageEncoder.writePullRequest(into: buf, table: table, count: members.count) { plan.unique[Int(members[$0])] }
             }))
         }
-        for (shard, result) in await fanOutAll(requests, ShardMethod.pullCompact) {
+        for (shard, result) in await fanOutAll(requests, ShardRPC.pullCompact) {
             let message = try result.get()
             let members = plan.byShard[shard]
-            let r = try message.withUnsafeBytes { try WireCompactRows(decoding: $0) }
+            let r = try Self.decode(Wire.CompactRowsResponse.self, message, shard: shard)
             guard r.masks.count == members.count * words else { throw ClientError.inconsistentCluster("shard \(shard) sent \(r.masks.count) mask words for \(members.count) rows") }
             var v = 0
             for (n, u) in members.enumerated() {

@@ -1,6 +1,6 @@
 import Foundation
 import RPC
-import Engine
+import Vocabulary
 import EmbedPSWire
 
 extension EmbedPSClient {
@@ -39,7 +39,7 @@ extension EmbedPSClient {
         }
         var misrouted: [Int32] = []
         var failure: (any Error)? = nil
-        for (shard, result) in await fanOutAll(requests, ShardMethod.pull) {
+        for (shard, result) in await fanOutAll(requests, ShardRPC.pull) {
             let members = plan.byShard[shard]
             switch result {
             case .success(let message):
@@ -78,15 +78,15 @@ extension EmbedPSClient {
     /// Returns the rows updated across shards.
     @discardableResult
     public func push(table: String, ids: [UInt64], gradients: FloatBuffer) async throws -> Int {
-        let answers = try await sendGradientRows(table: table, ids: ids, gradients: gradients, method: ShardMethod.push)
+        let answers = try await sendGradientRows(table: table, ids: ids, gradients: gradients, method: ShardRPC.push)
         var updated = 0
-        for (_, m) in answers { updated += Int(try m.withUnsafeBytes { try WirePushResponse(decoding: $0) }.rowsUpdated) }
+        for (shard, m) in answers { updated += Int(try Self.decode(Wire.PushResponse.self, m, shard: shard).rowsUpdated) }
         return updated
     }
 
     /// Validates a gradient batch, sums duplicate ids, splits it by owner and sends each shard its part as a
     /// PushRequest to `method`; returns the answers in completion order.
-    func sendGradientRows(table: String, ids: [UInt64], gradients: FloatBuffer, method: String) async throws -> [(Int, ReceivedMessage)] {
+    func sendGradientRows<A>(table: String, ids: [UInt64], gradients: FloatBuffer, method: RPCMethod<Wire.PushRequest, A>) async throws -> [(Int, ReceivedMessage)] {
         let route = try await route(table)
         let dim = route.dim
         guard gradients.count == ids.count * dim else {
@@ -114,7 +114,7 @@ extension EmbedPSClient {
     /// Sends one row per distinct id (`rows[j*dim...]` for `ids[j]`) to the owners. A part refused by a shard
     /// that no longer owns its slots (nothing was applied there) is sent again, to the new owner, after a
     /// shard-map refresh; parts that succeeded are never resent. Waits for every part before reporting a failure.
-    func sendDistinctRows(_ table: String, _ ids: [UInt64], rows: FloatBuffer, dim: Int, route: TableRoute, method: String, attempt: Int) async throws -> [(Int, ReceivedMessage)] {
+    func sendDistinctRows<A>(_ table: String, _ ids: [UInt64], rows: FloatBuffer, dim: Int, route: TableRoute, method: RPCMethod<Wire.PushRequest, A>, attempt: Int) async throws -> [(Int, ReceivedMessage)] {
         let plan = ids.withUnsafeBufferPointer { BatchPlan(ids: $0, route: route, slotMap: slotMap) }
         var requests: [(Int, OutgoingMessage)] = []
         let source = UnsafePointer(rows.base)
@@ -132,7 +132,7 @@ extension EmbedPSClient {
         var answers: [(Int, ReceivedMessage)] = []
         var misrouted: [Int32] = []
         var failure: (any Error)? = nil
-        for (shard, result) in await fanOutAll(requests, method, idempotent: method == ShardMethod.push) {
+        for (shard, result) in await fanOutAll(requests, method) {
             switch result {
             case .success(let m): answers.append((shard, m))
             case .failure(let e):

@@ -1,6 +1,6 @@
 import Foundation
 import RPC
-import Engine
+import Vocabulary
 import EmbedPSWire
 
 /// What a live resharding did.
@@ -44,12 +44,9 @@ extension EmbedPSClient {
         guard !targets.isEmpty else { return }
         var after: UInt64? = nil, copied = 0
         while true {
-            let request = WireSlotRowsRequest(table: table, slot: 0, after: after, limit: 10_000).encoded()
-            let page = try await call(shard: 0, ShardMethod.exportItems) { OutgoingMessage(bytes: request) }
-            let items = try page.withUnsafeBytes { try WireRegisterItemsRequest(decoding: $0) }
+            let items = try await call(shard: 0, ShardRPC.exportItems, Wire.SlotRowsRequest(table: table, hasAfter: after != nil, after: after ?? 0, limit: 10_000))
             if items.items.isEmpty { break }
-            let body = items.encoded()
-            for s in targets { _ = try await call(shard: s, ShardMethod.registerItems) { OutgoingMessage(bytes: body) } }
+            for s in targets { _ = try await call(shard: s, ShardRPC.registerItems, items) }
             copied += items.items.count
             after = items.items.last
         }
@@ -60,19 +57,18 @@ extension EmbedPSClient {
     /// away that the newest map gives to another shard are finished there (rows deleted, writes no longer
     /// refused). Slots still owned by their source are redone by the resharding that follows.
     func repairInterruptedMoves(progress: (String) -> Void) async throws {
-        let answers = try await callAll(ShardMethod.getShardMap, []).map { try $0.withUnsafeBytes { try WireShardMap(decoding: $0) } }
+        let answers = try await callAll(ShardRPC.getShardMap, Wire.ListTablesRequest())
         let newest = try JSONEncoder().encode(spec)
-        let mapRequest = WireShardMap(specJSON: String(decoding: newest, as: UTF8.self)).encoded()
+        let mapRequest = Wire.ShardMapRequest(specJson: String(decoding: newest, as: UTF8.self))
         let owners = slotMap.owners
         for (s, a) in answers.enumerated() {
             if a.version < slotMap.version {
-                _ = try await call(shard: s, ShardMethod.setShardMap) { OutgoingMessage(bytes: mapRequest) }
+                _ = try await call(shard: s, ShardRPC.setShardMap, mapRequest)
                 progress("shard \(s): map version \(a.version) -> \(slotMap.version)")
             }
             let finished = a.movingSlots.filter { Int(owners[Int($0)]) != s }
             if !finished.isEmpty {
-                let request = WireSlotsRequest(slots: finished).encoded()
-                _ = try await call(shard: s, ShardMethod.endMigration) { OutgoingMessage(bytes: request) }
+                _ = try await call(shard: s, ShardRPC.endMigration, Wire.SlotsRequest(slots: finished))
                 progress("shard \(s): finished \(finished.count) slots an interrupted resharding had moved")
             }
         }
@@ -98,16 +94,14 @@ extension EmbedPSClient {
         guard fromVersion > 0 else { throw ClientError.inconsistentCluster("no shard map") }
         // Every table must exist on every shard (new shards included), with its per-shard state: the item
         // codes of semantic tables (every shard holds them all) and the alpha / mode of DNIS tables.
-        let names = try await call(shard: 0, ShardMethod.listTables) { OutgoingMessage(bytes: []) }.withUnsafeBytes { try WireListTablesResponse(decoding: $0) }.tables
+        let names = try await call(shard: 0, ShardRPC.listTables, Wire.ListTablesRequest()).tables
         for name in names {
-            let m = try await call(shard: 0, ShardMethod.describeTable) { OutgoingMessage(bytes: WireTableNameRequest(table: name).encoded()) }
-            let spec = try TableSpec(wire: try m.withUnsafeBytes { try WireDescribeTableResponse(decoding: $0) }.stats.spec)
-            _ = try await callAll(ShardMethod.createTable, WireCreateTableRequest(spec: spec.wire).encoded())
+            let spec = try await tableSpec(name)
+            _ = try await callAll(ShardRPC.createTable, Wire.CreateTableRequest(spec: spec.wire))
             if spec.semantic != nil { try await copyItems(table: name, progress: progress) }
             if spec.dnis != nil {
-                let state = try await call(shard: 0, ShardMethod.getDnisState) { OutgoingMessage(bytes: WireTableNameRequest(table: name).encoded()) }
-                let body = state.bytes
-                _ = try await callAll(ShardMethod.setDnisState, body)
+                let state = try await call(shard: 0, ShardRPC.getDnisState, Wire.DnisReportRequest(table: name))
+                _ = try await callAll(ShardRPC.setDnisState, state)
             }
         }
         var owners = slotMap.owners
@@ -126,19 +120,17 @@ extension EmbedPSClient {
         var version = fromVersion, slotsDone = 0, rowsMoved: UInt64 = 0
         let addresses = spec.shards.map(\.address)
         for chunk in chunks {
-            let slotsRequest = WireSlotsRequest(slots: chunk.slots.map { UInt32($0) }).encoded()
-            _ = try await call(shard: chunk.from, ShardMethod.beginMigration) { OutgoingMessage(bytes: slotsRequest) }
+            let slotsRequest = Wire.SlotsRequest(slots: chunk.slots.map { UInt32($0) })
+            _ = try await call(shard: chunk.from, ShardRPC.beginMigration, slotsRequest)
             var rows: UInt64 = 0
             for name in names {
                 for slot in chunk.slots {
                     var after: UInt64? = nil
                     while true {
-                        let request = WireSlotRowsRequest(table: name, slot: UInt32(slot), after: after, limit: 4096).encoded()
-                        let page = try await call(shard: chunk.from, ShardMethod.exportSlotRows) { OutgoingMessage(bytes: request) }
-                            .withUnsafeBytes { try WireSlotRows(decoding: $0) }
+                        let request = Wire.SlotRowsRequest(table: name, slot: UInt32(slot), hasAfter: after != nil, after: after ?? 0, limit: 4096)
+                        let page = try await call(shard: chunk.from, ShardRPC.exportSlotRows, request)
                         if !page.keys.isEmpty {
-                            let body = page.encoded()
-                            _ = try await call(shard: chunk.to, ShardMethod.importSlotRows) { OutgoingMessage(bytes: body) }
+                            _ = try await call(shard: chunk.to, ShardRPC.importSlotRows, page)
                             rows += UInt64(page.keys.count)
                         }
                         if page.done || page.keys.isEmpty { break }
@@ -150,12 +142,12 @@ extension EmbedPSClient {
             version += 1
             for s in chunk.slots { owners[Int(s)] = UInt16(chunk.to) }
             let newSpec = ClusterSpec(addresses: addresses, map: try SlotMap(version: version, shardCount: addresses.count, owners: owners))
-            let mapRequest = WireShardMap(specJSON: String(decoding: try newSpec.encoded(), as: UTF8.self)).encoded()
-            for s in [chunk.to, chunk.from] { _ = try await call(shard: s, ShardMethod.setShardMap) { OutgoingMessage(bytes: mapRequest) } }
+            let mapRequest = Wire.ShardMapRequest(specJson: String(decoding: try newSpec.encoded(), as: UTF8.self))
+            for s in [chunk.to, chunk.from] { _ = try await call(shard: s, ShardRPC.setShardMap, mapRequest) }
             for s in 0..<shardCount where s != chunk.to && s != chunk.from {
-                _ = try? await call(shard: s, ShardMethod.setShardMap) { OutgoingMessage(bytes: mapRequest) }
+                _ = try? await call(shard: s, ShardRPC.setShardMap, mapRequest)
             }
-            _ = try await call(shard: chunk.from, ShardMethod.endMigration) { OutgoingMessage(bytes: slotsRequest) }
+            _ = try await call(shard: chunk.from, ShardRPC.endMigration, slotsRequest)
             try adopt(newSpec)
             slotsDone += chunk.slots.count; rowsMoved += rows
             moves["\(chunk.from)>\(chunk.to)", default: .init(from: chunk.from, to: chunk.to, slots: 0, rows: 0)].slots += chunk.slots.count

@@ -1,6 +1,6 @@
 import Foundation
 import RPC
-import Engine
+import Vocabulary
 import EmbedPSWire
 
 extension EmbedPSClient {
@@ -18,9 +18,9 @@ extension EmbedPSClient {
         var start = 0
         while start < items.count {
             let part = start..<min(items.count, start + chunk)
-            let request = WireRegisterItemsRequest(table: table, items: Array(items[part]), codes: part.flatMap { codes[$0].map { UInt32($0) } }).encoded()
-            let answers = try await callAll(ShardMethod.registerItems, request)
-            total = try answers.map { try $0.withUnsafeBytes { try WireRegisterItemsResponse(decoding: $0) }.items }.map(Int.init).min() ?? 0
+            let request = Wire.RegisterItemsRequest(table: table, items: Array(items[part]), codes: part.flatMap { codes[$0].map { UInt32($0) } })
+            let answers = try await callAll(ShardRPC.registerItems, request)
+            total = answers.map { Int($0.items) }.min() ?? 0
             start += chunk
         }
         return total
@@ -34,7 +34,7 @@ extension EmbedPSClient {
         var request = [UInt8](repeating: 0, count: size)
         request.withUnsafeMutableBytes { RowMessageEncoder.writePullRequest(into: $0, table: table, count: items.count) { items[$0] } }
         var out = [Float](repeating: 0, count: items.count * dim)
-        for message in try await callAll(ShardMethod.pullPooled, request) {
+        for message in try await callAllRaw(ShardRPC.pullPooled, request) {
             try message.withUnsafeBytes { bytes in
                 let (rdim, values) = try RowMessageDecoder.pullResponse(bytes)
                 guard rdim == dim, values.count == out.count * 4 else {
@@ -65,8 +65,8 @@ extension EmbedPSClient {
                                                    row: { i, dst in dst.update(from: g.baseAddress! + i * dim, count: dim) })
             }
         }
-        return try await callAll(ShardMethod.pushPooled, request).reduce(0) { acc, m in
-            acc + Int(try m.withUnsafeBytes { try WirePushResponse(decoding: $0) }.rowsUpdated)
+        return try await callAllRaw(ShardRPC.pushPooled, request).enumerated().reduce(0) { acc, m in
+            acc + Int(try Self.decode(Wire.PushResponse.self, m.element, shard: m.offset).rowsUpdated)
         }
     }
 }

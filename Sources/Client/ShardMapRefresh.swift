@@ -1,15 +1,7 @@
 import Foundation
 import RPC
-import Engine
+import Vocabulary
 import EmbedPSWire
-
-extension ClientError {
-    /// A shard refused ids of slots it no longer owns (the map changed): refresh the map and resend.
-    var isWrongOwner: Bool {
-        if case .shard(_, _, let s) = self { return s.code == .failedPrecondition && s.message.contains(EngineError.shardMapVersionMarker) }
-        return false
-    }
-}
 
 extension EmbedPSClient {
     /// Map refreshes one pull or push may need while a resharding moves slot after slot.
@@ -19,22 +11,18 @@ extension EmbedPSClient {
     @discardableResult
     public func refreshShardMap() async throws -> UInt64 {
         let n = shardCount
-        let maps = await withTaskGroup(of: WireShardMap?.self) { group in
+        let maps = await withTaskGroup(of: Wire.ShardMapResponse?.self) { group in
             for s in 0..<n {
-                group.addTask {
-                    let answer = try? await self.call(shard: s, ShardMethod.getShardMap, { OutgoingMessage(bytes: []) })
-                    guard let m = answer else { return nil }
-                    return try? m.withUnsafeBytes { try WireShardMap(decoding: $0) }
-                }
+                group.addTask { try? await self.call(shard: s, ShardRPC.getShardMap, Wire.ListTablesRequest()) }
             }
-            var out: [WireShardMap] = []
+            var out: [Wire.ShardMapResponse] = []
             for await m in group { if let m { out.append(m) } }
             return out
         }
         guard let newest = maps.max(by: { $0.version < $1.version }) else {
             throw ClientError.inconsistentCluster("no shard answered GetShardMap")
         }
-        let spec = try JSONDecoder().decode(ClusterSpec.self, from: Data(newest.specJSON.utf8))
+        let spec = try JSONDecoder().decode(ClusterSpec.self, from: Data(newest.specJson.utf8))
         try adopt(spec)
         return slotMap.version
     }
@@ -42,12 +30,13 @@ extension EmbedPSClient {
     /// Sends prepared per-shard requests in parallel and waits for all of them (no call is cancelled because
     /// another failed: a cancelled push might still have been applied). Results in request order.
     /// With `idempotent`, each request carries its own fresh request id (kept across its retries).
-    func fanOutAll(_ requests: [(Int, OutgoingMessage)], _ method: String, idempotent: Bool = false) async -> [(shard: Int, result: Result<ReceivedMessage, any Error>)] {
+    func fanOutAll(_ requests: [(Int, OutgoingMessage)], _ method: any RPCMethodDescription) async -> [(shard: Int, result: Result<ReceivedMessage, any Error>)] {
+        let idempotent = method.retry == .withRequestID
         if requests.count == 1 {
             // One shard: no task group.
             let (shard, req) = requests[0]
             let metadata: Metadata = idempotent ? [(key: ShardMetadata.requestID, value: nextRequestID())] : []
-            do { return [(shard: shard, result: .success(try await call(shard: shard, method, metadata: metadata) { req }))] }
+            do { return [(shard: shard, result: .success(try await callRaw(shard: shard, method, metadata: metadata) { req }))] }
             catch { return [(shard: shard, result: .failure(error))] }
         }
         let slots = ResultSlots(count: requests.count)
@@ -55,7 +44,7 @@ extension EmbedPSClient {
             for (position, (shard, req)) in requests.enumerated() {
                 let metadata: Metadata = idempotent ? [(key: ShardMetadata.requestID, value: nextRequestID())] : []
                 group.addTask {
-                    do { slots.set(position, .success(try await self.call(shard: shard, method, metadata: metadata) { req })) }
+                    do { slots.set(position, .success(try await self.callRaw(shard: shard, method, metadata: metadata) { req })) }
                     catch { slots.set(position, .failure(error)) }
                 }
             }

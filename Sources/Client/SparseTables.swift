@@ -1,6 +1,6 @@
 import Foundation
 import RPC
-import Engine
+import Vocabulary
 import EmbedPSWire
 
 /// A dynamic-sparsity table across the cluster: exact counts summed over shards.
@@ -41,15 +41,12 @@ public struct SparsityStepSummary: Sendable, Codable {
 
 extension EmbedPSClient {
     /// Every shard's report of a sparse table (each shard checkpoints the table first), in shard order.
-    public func sparsityReports(table: String) async throws -> [WireSparsityReport] {
-        try await callAll(ShardMethod.sparsityReport, WireTableNameRequest(table: table).encoded()).map {
-            try $0.withUnsafeBytes { try WireSparsityReport(decoding: $0) }
-        }
+    public func sparsityReports(table: String) async throws -> [Wire.SparsityReportResponse] {
+        try await callAll(ShardRPC.sparsityReport, Wire.SparsityReportRequest(table: table))
     }
 
     func sparsityConfig(_ table: String) async throws -> (SparsityConfig, Int) {
-        let m = try await call(shard: 0, ShardMethod.describeTable) { OutgoingMessage(bytes: WireTableNameRequest(table: table).encoded()) }
-        let spec = try TableSpec(wire: try m.withUnsafeBytes { try WireDescribeTableResponse(decoding: $0) }.stats.spec)
+        let spec = try await tableSpec(table)
         guard let s = spec.sparsity else { throw ClientError.invalidArgument("table '\(table)' is not a dynamic-sparsity table") }
         return (s, spec.dim)
     }
@@ -61,7 +58,7 @@ extension EmbedPSClient {
         return Self.summarize(table: table, config: config, dim: dim, reports)
     }
 
-    static func summarize(table: String, config: SparsityConfig, dim: Int, _ reports: [WireSparsityReport]) -> SparsitySummary {
+    static func summarize(table: String, config: SparsityConfig, dim: Int, _ reports: [Wire.SparsityReportResponse]) -> SparsitySummary {
         let rows = reports.reduce(0) { $0 + $1.rows }, active = reports.reduce(0) { $0 + $1.active }
         let fired = reports.reduce(0) { $0 + $1.fired }
         let stored = reports.reduce(0) { $0 + $1.storedBytes }, dense = reports.reduce(0) { $0 + $1.denseBytes }
@@ -89,9 +86,9 @@ extension EmbedPSClient {
         let k = min(UInt64((share * Double(activeBefore)).rounded(.up)), activeBefore, inactive)
         let prune = MagnitudeHistogram.split(reports.map(\.weightHistogram), count: k)
         let grow = MagnitudeHistogram.split(reports.map(\.growthHistogram), count: k, descending: true)
-        let answers = try await callEach(ShardMethod.sparsityStep) { s in
-            WireSparsityStepRequest(table: table, prune: prune[s], grow: grow[s], round: round + 1).encoded()
-        }.map { m in try m.withUnsafeBytes { try WireSparsityStepResponse(decoding: $0) } }
+        let answers = try await callEach(ShardRPC.sparsityStep) { s in
+            Wire.SparsityStepRequest(table: table, prune: prune[s], grow: grow[s], round: round + 1)
+        }
         let activeAfter = answers.reduce(0) { $0 + $1.active }
         let budget = answers.reduce(0) { $0 + $1.rows } * UInt64(config.activePerRow(dim: dim))
         guard activeAfter == budget else {

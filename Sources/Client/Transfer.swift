@@ -1,6 +1,6 @@
 import Foundation
 import RPC
-import Engine
+import Vocabulary
 import EmbedPSWire
 
 extension EmbedPSClient {
@@ -12,14 +12,15 @@ extension EmbedPSClient {
         for s in 0..<shardCount {
             var cursor: (slot: UInt32, key: UInt64)? = nil
             while true {
-                let request = WireExportRowsRequest(table: table, cursor: cursor, limit: UInt32(pageRows)).encoded()
-                let m = try await call(shard: s, ShardMethod.exportRows) { OutgoingMessage(bytes: request) }
-                let page = try m.withUnsafeBytes { try WireExportRowsResponse(decoding: $0) }
+                var request = Wire.ExportRowsRequest(table: table, limit: UInt32(pageRows))
+                if let cursor { request.hasCursor = true; request.afterSlot = cursor.slot; request.afterKey = cursor.key }
+                let page = try await call(shard: s, ShardRPC.exportRows, request)
                 dim = Int(page.dim)
-                guard page.values.count == page.keys.count * dim else {
-                    throw ClientError.inconsistentCluster("shard \(s) exported \(page.values.count) floats for \(page.keys.count) rows of dim \(dim)")
+                guard page.values.count == page.keys.count * dim * 4 else {
+                    throw ClientError.inconsistentCluster("shard \(s) exported \(page.values.count) value bytes for \(page.keys.count) rows of dim \(dim)")
                 }
-                keys += page.keys; values += page.values
+                keys += page.keys
+                page.values.withUnsafeBytes { b in values += (0..<(b.count / 4)).map { b.loadUnaligned(fromByteOffset: $0 * 4, as: Float.self) } }
                 progress(keys.count)
                 if page.done { break }
                 cursor = (page.nextSlot, page.nextKey)
@@ -41,7 +42,7 @@ extension EmbedPSClient {
         while start < keys.count {
             let end = min(keys.count, start + chunkRows)
             let part = FloatBuffer(Array(values[(start * dim)..<(end * dim)]))
-            _ = try await sendGradientRows(table: table, ids: Array(keys[start..<end]), gradients: part, method: ShardMethod.importRows)
+            _ = try await sendGradientRows(table: table, ids: Array(keys[start..<end]), gradients: part, method: ShardRPC.importRows)
             start = end
             progress(start)
         }

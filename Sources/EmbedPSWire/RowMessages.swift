@@ -1,11 +1,9 @@
-import EmbedPSWireC
-
 // The hot-path messages (Pull/Push). Encoders write straight into a buffer the caller allocated (a gRPC
 // slice), so row payloads are copied once; decoders read the received bytes in place.
 
-/// Little-endian protobuf writer over a pre-sized buffer. Invariant: never writes past `end`
+/// Protobuf writer over a pre-sized buffer (row messages are sized before they are written). Invariant: never writes past `end`
 /// (sizes are computed by the same functions that write, and checked in debug builds).
-struct ProtoWriter {
+struct SlabWriter {
     var cursor: UnsafeMutableRawPointer
     let end: UnsafeMutableRawPointer
 
@@ -35,27 +33,27 @@ struct ProtoWriter {
 
 /// Encodes `PullRequest` / `PushRequest` / `PullResponse` payloads.
 public enum RowMessageEncoder {
-    static func tableFieldSize(_ table: String) -> Int { table.isEmpty ? 0 : ProtoWriter.bytesFieldSize(table.utf8.count) }
+    static func tableFieldSize(_ table: String) -> Int { table.isEmpty ? 0 : SlabWriter.bytesFieldSize(table.utf8.count) }
 
     /// Size of a PullRequest for `table` and `count` ids.
     public static func pullRequestSize(table: String, count: Int) -> Int {
-        tableFieldSize(table) + (count == 0 ? 0 : ProtoWriter.bytesFieldSize(count * 8))
+        tableFieldSize(table) + (count == 0 ? 0 : SlabWriter.bytesFieldSize(count * 8))
     }
     /// Writes a PullRequest; `ids(i)` gives the i-th id.
     public static func writePullRequest(into buffer: UnsafeMutableRawBufferPointer, table: String, count: Int, ids: (Int) -> UInt64) {
-        var w = ProtoWriter(cursor: buffer.baseAddress!, end: buffer.baseAddress! + buffer.count)
+        var w = SlabWriter(cursor: buffer.baseAddress!, end: buffer.baseAddress! + buffer.count)
         writeTable(&w, table)
         writeIds(&w, field: 2, count: count, ids: ids)
     }
 
     /// Size of a PushRequest for `count` rows of `dim` floats.
     public static func pushRequestSize(table: String, count: Int, dim: Int) -> Int {
-        pullRequestSize(table: table, count: count) + (count == 0 ? 0 : ProtoWriter.bytesFieldSize(count * dim * 4))
+        pullRequestSize(table: table, count: count) + (count == 0 ? 0 : SlabWriter.bytesFieldSize(count * dim * 4))
     }
     /// Writes a PushRequest; `row(i, destination)` copies the i-th gradient row (dim floats) to `destination`.
     public static func writePushRequest(into buffer: UnsafeMutableRawBufferPointer, table: String, count: Int, dim: Int,
                                         ids: (Int) -> UInt64, row: (Int, UnsafeMutablePointer<Float>) -> Void) {
-        var w = ProtoWriter(cursor: buffer.baseAddress!, end: buffer.baseAddress! + buffer.count)
+        var w = SlabWriter(cursor: buffer.baseAddress!, end: buffer.baseAddress! + buffer.count)
         writeTable(&w, table)
         writeIds(&w, field: 2, count: count, ids: ids)
         if count > 0 {
@@ -66,17 +64,17 @@ public enum RowMessageEncoder {
 
     /// Size of a PullResponse carrying `count` rows of `dim` floats.
     public static func pullResponseSize(count: Int, dim: Int) -> Int {
-        (dim == 0 ? 0 : 1 + ProtoWriter.varintSize(UInt64(dim))) + (count * dim == 0 ? 0 : ProtoWriter.bytesFieldSize(count * dim * 4))
+        (dim == 0 ? 0 : 1 + SlabWriter.varintSize(UInt64(dim))) + (count * dim == 0 ? 0 : SlabWriter.bytesFieldSize(count * dim * 4))
     }
     /// Writes a PullResponse header and returns the row area (count * dim floats) for the caller to fill.
     public static func writePullResponse(into buffer: UnsafeMutableRawBufferPointer, count: Int, dim: Int) -> UnsafeMutablePointer<Float> {
-        var w = ProtoWriter(cursor: buffer.baseAddress!, end: buffer.baseAddress! + buffer.count)
+        var w = SlabWriter(cursor: buffer.baseAddress!, end: buffer.baseAddress! + buffer.count)
         if dim != 0 { w.tag(1, 0); w.varint(UInt64(dim)) }
         if count * dim == 0 { return w.cursor.bindMemory(to: Float.self, capacity: 0) }
         return w.bytesHeader(2, length: count * dim * 4).bindMemory(to: Float.self, capacity: count * dim)
     }
 
-    private static func writeTable(_ w: inout ProtoWriter, _ table: String) {
+    private static func writeTable(_ w: inout SlabWriter, _ table: String) {
         guard !table.isEmpty else { return }
         var t = table
         t.withUTF8 { u in
@@ -84,7 +82,7 @@ public enum RowMessageEncoder {
             p.copyMemory(from: u.baseAddress!, byteCount: u.count)
         }
     }
-    private static func writeIds(_ w: inout ProtoWriter, field: UInt32, count: Int, ids: (Int) -> UInt64) {
+    private static func writeIds(_ w: inout SlabWriter, field: UInt32, count: Int, ids: (Int) -> UInt64) {
         guard count > 0 else { return }
         let p = w.bytesHeader(field, length: count * 8)
         for i in 0..<count { p.storeBytes(of: ids(i).littleEndian, toByteOffset: i * 8, as: UInt64.self) }
@@ -92,7 +90,7 @@ public enum RowMessageEncoder {
 }
 
 /// A decoded PullRequest or PushRequest, valid only inside the closure that receives it.
-/// `ids` and `gradients` point into decoder-owned memory.
+/// `ids` is an aligned copy of the request's ids; `gradientBytes` points into the received message.
 public struct RowRequestView {
     public let table: String
     public let ids: UnsafeBufferPointer<UInt64>
@@ -100,82 +98,88 @@ public struct RowRequestView {
     public let gradientBytes: UnsafeRawBufferPointer
 }
 
+/// Strict in-place decoders of the row messages (the hot path): the same rules as the generated decoders
+/// (`Wire.PullRequest` / `Wire.PushRequest`, which the tests check them against), without copying the
+/// gradient payload.
 public enum RowMessageDecoder {
-    /// Decodes a PullRequest with protobuf-c (accepts packed and unpacked ids).
+    /// Decodes a PullRequest: field 1 table (UTF-8), field 2 ids (fixed64, packed or not).
     public static func withPullRequest<R>(_ bytes: UnsafeRawBufferPointer, _ body: (RowRequestView) throws -> R) throws -> R {
-        try unpackMessage(bytes, embedps__v1__pull_request__unpack, name: "PullRequest") { m in
-            let c = m.pointee
-            return try body(RowRequestView(table: swiftString(c.table), ids: UnsafeBufferPointer(start: c.ids, count: c.n_ids),
-                                           gradientBytes: UnsafeRawBufferPointer(start: nil, count: 0)))
-        }
+        try decode(bytes, push: false, body)
     }
-    /// Decodes a PushRequest with protobuf-c.
+    /// Decodes a PushRequest: PullRequest's fields plus field 3 gradients (bytes).
     public static func withPushRequest<R>(_ bytes: UnsafeRawBufferPointer, _ body: (RowRequestView) throws -> R) throws -> R {
-        try unpackMessage(bytes, embedps__v1__push_request__unpack, name: "PushRequest") { m in
-            let c = m.pointee
-            return try body(RowRequestView(table: swiftString(c.table), ids: UnsafeBufferPointer(start: c.ids, count: c.n_ids),
-                                           gradientBytes: UnsafeRawBufferPointer(start: c.gradients.data, count: c.gradients.len)))
-        }
+        try decode(bytes, push: true, body)
     }
 
-    /// Reads a PullResponse in place: returns (dim, raw float bytes). Unknown fields are skipped.
-    public static func pullResponse(_ bytes: UnsafeRawBufferPointer) throws -> (dim: Int, values: UnsafeRawBufferPointer) {
-        var r = ProtoReader(bytes)
-        var dim = 0
-        var values = UnsafeRawBufferPointer(start: nil, count: 0)
-        while let (field, wireType) = try r.nextTag() {
-            switch (field, wireType) {
-            case (1, 0): dim = Int(truncatingIfNeeded: try r.varint())
-            case (2, 2): values = try r.lengthDelimited()
-            default: try r.skip(wireType)
+    private static func decode<R>(_ bytes: UnsafeRawBufferPointer, push: Bool, _ body: (RowRequestView) throws -> R) throws -> R {
+        let name = push ? "embedps.v1.PushRequest" : "embedps.v1.PullRequest"
+        var r = ProtoReader(bytes, message: name)
+        var table = ""
+        var idChunks: [UnsafeRawBufferPointer] = []
+        var single: [UInt64] = []
+        var gradients = UnsafeRawBufferPointer(start: nil, count: 0)
+        while !r.atEnd {
+            let key = try r.varint()
+            guard key >> 3 != 0, key >> 3 <= 0x1FFF_FFFF else { throw r.malformed("field number \(key >> 3) is not a valid field number") }
+            guard let wt = ProtoWireType(rawValue: UInt32(key & 7)), wt != .startGroup, wt != .endGroup else {
+                throw r.malformed("wire type \(key & 7) of field \(key >> 3) is not allowed")
+            }
+            switch (key >> 3, push) {
+            case (1, _): try r.readString(&table, wt, field: push ? "PushRequest.table" : "PullRequest.table")
+            case (2, _):
+                if wt == .lengthDelimited {
+                    let chunk = try r.lengthDelimited()
+                    guard chunk.count % 8 == 0 else { throw r.malformed("packed field ids has \(chunk.count) bytes, not a multiple of 8") }
+                    idChunks.append(chunk)
+                } else if wt == .fixed64 {
+                    single.append(try r.fixed64())
+                    idChunks.append(UnsafeRawBufferPointer(start: nil, count: 0))   // keeps order with packed runs
+                } else {
+                    throw r.malformed("field ids has wire type \(wt.rawValue), expected 1 or 2")
+                }
+            case (3, true):
+                guard wt == .lengthDelimited else { throw r.malformed("field gradients has wire type \(wt.rawValue), expected 2") }
+                gradients = try r.lengthDelimited()
+            default: try r.skip(wt, field: key >> 3)
             }
         }
-        guard dim == 0 ? values.isEmpty : values.count % (dim * 4) == 0 else {
+        // One aligned copy of the ids (packed runs and single values in their order of arrival).
+        let total = idChunks.reduce(0) { $0 + ($1.baseAddress == nil ? 1 : $1.count / 8) }
+        let ids = UnsafeMutableBufferPointer<UInt64>.allocate(capacity: max(1, total))
+        defer { ids.deallocate() }
+        var n = 0, nextSingle = 0
+        for c in idChunks {
+            if c.baseAddress == nil { ids[n] = single[nextSingle]; nextSingle += 1; n += 1; continue }
+            UnsafeMutableRawPointer(ids.baseAddress! + n).copyMemory(from: c.baseAddress!, byteCount: c.count)
+            n += c.count / 8
+        }
+        #if _endian(big)
+        for i in 0..<n { ids[i] = UInt64(littleEndian: ids[i]) }
+        #endif
+        return try body(RowRequestView(table: table, ids: UnsafeBufferPointer(start: ids.baseAddress, count: total), gradientBytes: gradients))
+    }
+
+    /// Reads a PullResponse in place: returns (dim, raw float bytes). Strict like every decoder here.
+    public static func pullResponse(_ bytes: UnsafeRawBufferPointer) throws -> (dim: Int, values: UnsafeRawBufferPointer) {
+        var r = ProtoReader(bytes, message: "embedps.v1.PullResponse")
+        var dim: UInt32 = 0
+        var values = UnsafeRawBufferPointer(start: nil, count: 0)
+        while !r.atEnd {
+            let key = try r.varint()
+            guard key >> 3 != 0, let wt = ProtoWireType(rawValue: UInt32(key & 7)), wt != .startGroup, wt != .endGroup else {
+                throw r.malformed("bad field key \(key)")
+            }
+            switch key >> 3 {
+            case 1: try r.readUInt32(&dim, wt, field: "PullResponse.dim")
+            case 2:
+                guard wt == .lengthDelimited else { throw r.malformed("field values has wire type \(wt.rawValue), expected 2") }
+                values = try r.lengthDelimited()
+            default: try r.skip(wt, field: key >> 3)
+            }
+        }
+        guard dim == 0 ? values.isEmpty : values.count % (Int(dim) * 4) == 0 else {
             throw WireError("malformed PullResponse: \(values.count) value bytes is not a multiple of dim \(dim) x 4")
         }
-        return (dim, values)
-    }
-}
-
-/// Minimal protobuf reader over a contiguous buffer. Throws on truncation; never reads out of bounds.
-struct ProtoReader {
-    private let base: UnsafeRawBufferPointer
-    private var offset = 0
-    init(_ base: UnsafeRawBufferPointer) { self.base = base }
-
-    mutating func nextTag() throws -> (UInt32, UInt32)? {
-        if offset >= base.count { return nil }
-        let t = try varint()
-        return (UInt32(truncatingIfNeeded: t >> 3), UInt32(truncatingIfNeeded: t & 7))
-    }
-    mutating func varint() throws -> UInt64 {
-        var result: UInt64 = 0, shift: UInt64 = 0
-        while true {
-            guard offset < base.count, shift < 64 else { throw WireError("malformed message: truncated varint") }
-            let b = base[offset]; offset += 1
-            result |= UInt64(b & 0x7f) << shift
-            if b & 0x80 == 0 { return result }
-            shift += 7
-        }
-    }
-    mutating func lengthDelimited() throws -> UnsafeRawBufferPointer {
-        let n = try varint()
-        guard n <= UInt64(base.count - offset) else { throw WireError("malformed message: field length \(n) past end") }
-        let slice = UnsafeRawBufferPointer(rebasing: base[offset..<offset + Int(n)])
-        offset += Int(n)
-        return slice
-    }
-    mutating func skip(_ wireType: UInt32) throws {
-        switch wireType {
-        case 0: _ = try varint()
-        case 1: try advance(8)
-        case 2: _ = try lengthDelimited()
-        case 5: try advance(4)
-        default: throw WireError("malformed message: unsupported wire type \(wireType)")
-        }
-    }
-    private mutating func advance(_ n: Int) throws {
-        guard base.count - offset >= n else { throw WireError("malformed message: truncated fixed field") }
-        offset += n
+        return (Int(dim), values)
     }
 }

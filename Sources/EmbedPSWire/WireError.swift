@@ -1,5 +1,5 @@
-/// A message that could not be decoded. The associated text names the message type and the defect.
-public struct WireError: Error, CustomStringConvertible, Sendable {
+/// A message that could not be decoded. The text names the message type, the field and the defect.
+public struct WireError: Error, CustomStringConvertible, Sendable, Equatable {
     public let description: String
     public init(_ description: String) { self.description = description }
 }

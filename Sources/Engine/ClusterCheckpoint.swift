@@ -1,4 +1,5 @@
 import Foundation
+import Vocabulary
 import Storage
 
 /// A shard's part of a cluster checkpoint, stored as `checkpoint.json` beside the RocksDB copy in
@@ -19,12 +20,7 @@ public struct CheckpointInfo: Sendable, Codable, Equatable {
 extension ShardEngine {
     static let checkpointsDirectory = "checkpoints"
 
-    static func validCheckpointName(_ name: String) -> Bool {
-        !name.isEmpty && name.utf8.count <= 64 && name != "." && name != ".."
-            && name.utf8.allSatisfy { ($0 >= 48 && $0 <= 57) || ($0 >= 65 && $0 <= 90) || ($0 >= 97 && $0 <= 122) || $0 == 95 || $0 == 46 || $0 == 45 }
-    }
-
-    /// Directory of checkpoint `name` under a data directory.
+    /// Directory of checkpoint `name` under a data directory (the name must satisfy `Names`).
     public static func checkpointPath(dataDirectory: String, name: String) -> String {
         dataDirectory + "/" + checkpointsDirectory + "/" + name
     }
@@ -33,9 +29,9 @@ extension ShardEngine {
     /// trimmed), then a RocksDB checkpoint (hard links) of the whole database. The caller keeps updates out
     /// meanwhile (the server's request gate) so every shard cuts at the same moment.
     public func createCheckpoint(name: String, shardCount: Int) throws(EngineError) -> CheckpointInfo {
-        guard Self.validCheckpointName(name) else { throw .malformed("checkpoint name '\(name)' must be 1-64 characters of [A-Za-z0-9_.-]") }
+        do { try Names.check(name, as: .checkpoint) } catch { throw .invalidName(error) }
         let dir = Self.checkpointPath(dataDirectory: configuration.dataDirectory, name: name)
-        guard !FileManager.default.fileExists(atPath: dir) else { throw .tableExists("checkpoint \(name)") }
+        guard !FileManager.default.fileExists(atPath: dir) else { throw .checkpointExists(name) }
         try checkpointAll()
         do {
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)

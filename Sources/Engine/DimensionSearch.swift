@@ -1,4 +1,5 @@
 import Foundation
+import Vocabulary
 import Storage
 
 /// Mutable DNIS state of one table on one shard: alpha (blocks x dim, row-major, in [0, 1]) with its version,

@@ -1,4 +1,5 @@
 import Foundation
+import Vocabulary
 import Storage
 
 /// One block of a DNIS table on one shard.
@@ -18,7 +19,7 @@ public struct DnisReport: Sendable, Equatable {
 }
 
 extension EmbeddingTable {
-    var dnisKey: [UInt8] { Array("dnis/\(spec.name)".utf8) }
+    var dnisKey: [UInt8] { identity.dnisKey }
 
     func requireDnis() throws(EngineError) -> DimensionSearch {
         guard let d = dnis else { throw .notDnis(spec.name) }

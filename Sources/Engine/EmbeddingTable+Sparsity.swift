@@ -1,4 +1,5 @@
 import Foundation
+import Vocabulary
 import Storage
 
 /// One shard's view of a dynamic-sparsity table (see `SparsityReportResponse` in the .proto).
@@ -23,7 +24,7 @@ public struct SparsityStepResult: Sendable, Equatable {
 }
 
 extension EmbeddingTable {
-    var sparsityKey: [UInt8] { Array("sparsity/\(spec.name)".utf8) }
+    var sparsityKey: [UInt8] { identity.sparsityKey }
 
     /// Runs `body` with the table frozen and complete in RocksDB: the exclusive lock held, the log rotated and
     /// every dirty row written. Rows `body` adds to the batch are written synchronously in one batch with a

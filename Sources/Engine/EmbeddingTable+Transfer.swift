@@ -1,4 +1,5 @@
 import Foundation
+import Vocabulary
 import Storage
 
 /// A page of exported rows.

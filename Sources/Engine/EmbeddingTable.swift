@@ -1,5 +1,7 @@
 import Foundation
+import Vocabulary
 import Storage
+import SemanticTokenizers
 import Synchronization
 
 /// Counters of one table since the shard started. Lock-free.
@@ -53,7 +55,13 @@ final class EmbeddingTable: @unchecked Sendable {
     var sparsityRound: UInt32 = 0
     /// Recent push request ids (retries answered without applying twice).
     var ledger = RequestLedger(capacity: 65536)
-    var ledgerKey: [UInt8] { Array("requests/\(spec.name)".utf8) }
+    /// This incarnation's names in the database (see the lifecycle rule in TableLifecycle.swift).
+    let identity: TableIdentity
+    /// Operations inside this table; closed by drop and close (see the lifecycle rule).
+    let gate = ActivityGate()
+    /// Semantic tables only: item codes and the tokenizer.
+    let semantic: (items: ItemCodeStore, tokenizer: PieceTokenizer)?
+    var ledgerKey: [UInt8] { identity.ledgerKey }
     var sparsityStepSeq: UInt64 = 0
     let counters = TableCounters()
     let db: RocksDatabase
@@ -71,8 +79,9 @@ final class EmbeddingTable: @unchecked Sendable {
 
     static let flushChunkRows = 4096
 
-    init(spec: TableSpec, family: ColumnFamily, db: RocksDatabase, logDirectory: String, cacheRows: Int, sync: Bool) throws {
-        self.spec = spec; self.family = family; self.db = db; self.sync = sync
+    init(spec: TableSpec, identity: TableIdentity, family: ColumnFamily, db: RocksDatabase, logDirectory: String, cacheRows: Int, sync: Bool,
+         semantic: (items: ItemCodeStore, tokenizer: PieceTokenizer)?) throws {
+        self.spec = spec; self.identity = identity; self.family = family; self.db = db; self.sync = sync; self.semantic = semantic
         addressing = RowAddressing(spec: spec)
         if let format = spec.sparseFormat {
             codec = RowCodec(sparse: format, optimizerTag: spec.optimizer.kind.rawValue)
@@ -87,7 +96,7 @@ final class EmbeddingTable: @unchecked Sendable {
         initializer = RowInitializer(config: spec.initializer, dim: spec.dim)
         cache = HotRowCache(rowFloats: spec.rowFloats, capacity: cacheRows)
         log = try UpdateLog(directory: logDirectory)
-        markerKey = Array("checkpoint/\(spec.name)".utf8)
+        markerKey = identity.markerKey
         var n: UInt64 = 0
         try db.scan(family) { _, _ in n += 1; return true }
         rowCount = n
@@ -95,12 +104,12 @@ final class EmbeddingTable: @unchecked Sendable {
             checkpointSeq = m.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }
         }
         logSeq = checkpointSeq
-        if let m = try db.get(db.defaultFamily, key: Array("requests/\(spec.name)".utf8)) { ledger.load(m) }
-        if let m = try db.get(db.defaultFamily, key: Array("sparsity/\(spec.name)".utf8)), m.count == 12 {
+        if let m = try db.get(db.defaultFamily, key: identity.ledgerKey) { ledger.load(m) }
+        if let m = try db.get(db.defaultFamily, key: identity.sparsityKey), m.count == 12 {
             sparsityRound = m.withUnsafeBytes { $0.loadUnaligned(as: UInt32.self) }
             sparsityStepSeq = m.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 4, as: UInt64.self) }
         }
-        if let d = spec.dnis, let m = try db.get(db.defaultFamily, key: Array("dnis/\(spec.name)".utf8)) {
+        if let d = spec.dnis, let m = try db.get(db.defaultFamily, key: identity.dnisKey) {
             guard let state = DnisState(decoding: m, blocks: d.blocks, dim: spec.dim) else {
                 throw EngineError.storage("table '\(spec.name)': stored DNIS state has \(m.count) bytes, expected \(20 + 4 * d.blocks * spec.dim)")
             }
@@ -392,7 +401,11 @@ final class EmbeddingTable: @unchecked Sendable {
         lock.withWriteLock { dropped = true; cache.removeAll(); log.destroy() }
     }
 
-    var markerKeyBytes: [UInt8] { markerKey }
+    /// Stops using the table without deleting anything (the engine is closing). Caller closed the gate.
+    func close() {
+        checkpointLock.lock(); defer { checkpointLock.unlock() }
+        lock.withWriteLock { dropped = true; cache.removeAll() }
+    }
 
     func snapshot() -> TableSnapshot {
         let (rows, cached, dirty) = lock.withReadLock { (rowCount, UInt64(cache.count), UInt64(cache.dirtyCount)) }

@@ -1,4 +1,5 @@
 import Foundation
+import Vocabulary
 import Storage
 
 /// The semantic-ID codes of the items of one semantic table on one shard, persisted in the column family

@@ -1,4 +1,5 @@
 import Foundation
+import Vocabulary
 
 /// Applies one table's optimizer to rows laid out as `[weights (dim)][state slot 0 (dim)][state slot 1 (dim)]`.
 /// Pure arithmetic on caller-owned memory; thread-safe for distinct rows.

@@ -1,3 +1,4 @@
+import Vocabulary
 import Glibc
 
 /// A pthread reader-writer lock in stable heap memory. Readers share; a writer excludes all.

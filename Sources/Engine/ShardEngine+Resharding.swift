@@ -1,18 +1,6 @@
 import Foundation
+import Vocabulary
 import Storage
-
-extension ClusterSpec {
-    /// A spec of `addresses` with `map`'s owners as explicit contiguous ranges and its version.
-    public init(addresses: [String], map: SlotMap) {
-        var ranges: [SlotRange] = []
-        for (slot, owner) in map.owners.enumerated() {
-            if let last = ranges.last, last.shard == Int(owner), last.last == slot - 1 { ranges[ranges.count - 1].last = slot }
-            else { ranges.append(SlotRange(first: slot, last: slot, shard: Int(owner))) }
-        }
-        self.init(version: map.version, shards: addresses.map { Shard(address: $0) }, slotRanges: ranges)
-    }
-}
-
 
 /// Live resharding on one shard (the coordinator is `EmbedPSClient.reshard`). Moving slots from this shard:
 /// `beginMigration` refuses writes to them from then on (durably, so a restart keeps refusing) and
@@ -79,14 +67,14 @@ extension ShardEngine {
     /// A page of the encoded rows of a migrating slot.
     public func encodedSlotRows(table name: String, slot: UInt16, after: UInt64?, limit: Int) throws(EngineError) -> [(key: UInt64, row: [UInt8])] {
         guard currentMap().moving.contains(slot) else {
-            throw .malformed("slot \(slot) is not being migrated from shard \(configuration.shardIndex): begin the migration first")
+            throw .wrongState("slot \(slot) is not being migrated from shard \(configuration.shardIndex): begin the migration first")
         }
-        return try table(name).encodedRows(slot: slot, after: after, limit: max(1, min(limit, 65536)))
+        return try withTable(name) { (t) throws(EngineError) in try t.encodedRows(slot: slot, after: after, limit: max(1, min(limit, 65536))) }
     }
 
     /// Installs rows migrated to this shard (see `EmbeddingTable.installEncodedRows`).
     public func installMigratedRows(table name: String, rows: [(key: UInt64, row: [UInt8])]) throws(EngineError) {
-        try table(name).installEncodedRows(rows)
+        try withTable(name) { (t) throws(EngineError) in try t.installEncodedRows(rows) }
     }
 
     /// Finishes moving `slots` away once the map in force gives them to another shard: deletes their rows
@@ -94,13 +82,13 @@ extension ShardEngine {
     public func endMigration(slots: [UInt16]) throws(EngineError) -> Int {
         let (m, moving) = currentMap()
         for s in slots {
-            guard moving.contains(s) else { throw .malformed("slot \(s) is not being migrated from shard \(configuration.shardIndex)") }
+            guard moving.contains(s) else { throw .wrongState("slot \(s) is not being migrated from shard \(configuration.shardIndex)") }
             guard m.owner(ofSlot: s) != configuration.shardIndex else {
-                throw .malformed("slot \(s) still belongs to shard \(configuration.shardIndex) in map version \(m.version): adopt the new map first")
+                throw .wrongState("slot \(s) still belongs to shard \(configuration.shardIndex) in map version \(m.version): adopt the new map first")
             }
         }
         var deleted = 0
-        for t in lock.withLock({ Array(tables.values) }) { deleted += try t.dropSlots(slots) }
+        try forEachTable { (t) throws(EngineError) in deleted += try t.dropSlots(slots) }
         mapLock.lock(); defer { mapLock.unlock() }
         movingSlots.subtract(slots)
         try persistMoving()

@@ -1,4 +1,6 @@
 import Foundation
+import Vocabulary
+import SemanticTokenizers
 import Storage
 import EmbedPSWire
 
@@ -44,20 +46,18 @@ public final class ShardEngine: @unchecked Sendable {
     static let mapKey = Array("cluster/map".utf8)
     static let movingKey = Array("cluster/moving".utf8)
     let db: RocksDatabase
-    let lock = NSLock()
-    var tables: [String: EmbeddingTable] = [:]
-    /// Semantic tables only: item codes and the tokenizer.
-    private var semantic: [String: (items: ItemCodeStore, tokenizer: PieceTokenizer)] = [:]
-    private static let itemsFamilyPrefix = "items."
-    /// Tokenizer statistics per semantic table with the item-store version they were computed from (they
-    /// depend only on the registered codes and the immutable tokenizer).
-    private var semanticStatsCache: [String: (version: Int, stats: SemanticStats)] = [:]
+    /// Guards `tables` (the name -> table map) and nothing else; see the lifecycle rule in TableLifecycle.swift.
+    let registry = NSLock()
+    private var tables: [String: EmbeddingTable] = [:]
+    /// Tokenizer statistics per semantic table incarnation with the item-store version they were computed
+    /// from (they depend only on the registered codes and the immutable tokenizer). Behind `registry`.
+    private var semanticStatsCache: [ObjectIdentifier: (version: Int, stats: SemanticStats)] = [:]
+    private static let incarnationKey = Array("shard/incarnation".utf8)
     private var checkpointer: Thread?
     private let stopCheckpointer = DispatchSemaphore(value: 0)
     private let checkpointerStopped = DispatchSemaphore(value: 0)
 
     private static let specPrefix = "table/"
-    private static let familyPrefix = "table."
     private static let shardIndexKey = Array("shard/index".utf8)
 
     public init(_ configuration: ShardEngineConfiguration) throws {
@@ -82,39 +82,60 @@ public final class ShardEngine: @unchecked Sendable {
         if let stored = try db.get(db.defaultFamily, key: Self.movingKey), let slots = try? JSONDecoder().decode([UInt16].self, from: Data(stored)) {
             movingSlots = Set(slots)
         }
-        var specs: [TableSpec] = []
+        var records: [(TableSpec, TableIdentity)] = []
         try db.scan(db.defaultFamily, from: Array(Self.specPrefix.utf8)) { k, v in
             guard k.starts(with: Self.specPrefix.utf8) else { return false }
-            specs.append(try TableSpec(wire: try WireTableSpec(decoding: v)))
+            let (incarnation, specBytes) = TableIdentity.parse(record: v)
+            let spec = try TableSpec(wire: try Wire.TableSpec(decoding: specBytes))
+            records.append((spec, TableIdentity(name: spec.name, incarnation: incarnation)))
             return true
         }
-        for spec in specs {
-            let family = try db.createColumnFamily(Self.familyPrefix + spec.name)
-            tables[spec.name] = try makeTable(spec, family)
-            try openSemantic(spec)
+        for (spec, identity) in records { tables[spec.name] = try openTable(spec, identity) }
+    }
+
+    /// Opens (creating its column families when new) one table incarnation, with its item store and
+    /// tokenizer when it is a semantic table.
+    private func openTable(_ spec: TableSpec, _ identity: TableIdentity) throws -> EmbeddingTable {
+        let family = try db.createColumnFamily(identity.familyName)
+        var semantic: (items: ItemCodeStore, tokenizer: PieceTokenizer)? = nil
+        if let config = spec.semantic {
+            let items = try db.createColumnFamily(identity.itemsFamilyName)
+            do { semantic = (try ItemCodeStore(db: db, family: items, levels: config.levels), try config.makeTokenizer()) } catch let e as TokenizerError {
+                throw EngineError.invalidSpec(table: spec.name, message: e.description)
+            }
         }
+        return try EmbeddingTable(spec: spec, identity: identity, family: family, db: db,
+                                  logDirectory: configuration.dataDirectory + "/updatelog/" + identity.logDirectoryName,
+                                  cacheRows: configuration.cacheRowsPerTable, sync: configuration.durability == .sync, semantic: semantic)
     }
 
-    /// Opens the item store and tokenizer of a semantic table. Caller holds `lock` (or is the initialiser).
-    private func openSemantic(_ spec: TableSpec) throws {
-        guard let config = spec.semantic else { return }
-        let family = try db.createColumnFamily(Self.itemsFamilyPrefix + spec.name)
-        semantic[spec.name] = (try ItemCodeStore(db: db, family: family, levels: config.levels), try config.makeTokenizer())
+    // MARK: table access (the lifecycle rule, TableLifecycle.swift)
+
+    /// Runs `body` inside the gate of table `name`: the name is checked first, an unknown or dropped table
+    /// fails with `unknownTable`, and a drop waits until `body` returns.
+    @inline(__always)
+    func withTable<R>(_ name: String, _ body: (EmbeddingTable) throws(EngineError) -> R) throws(EngineError) -> R {
+        do { try Names.check(name, as: .table) } catch { throw .invalidName(error) }
+        guard let t = registry.withLock({ tables[name] }), t.gate.enter() else { throw .unknownTable(name) }
+        defer { t.gate.leave() }
+        return try body(t)
     }
 
-    private func logDirectory(_ table: String) -> String { configuration.dataDirectory + "/updatelog/" + table }
-
-    private func makeTable(_ spec: TableSpec, _ family: ColumnFamily) throws -> EmbeddingTable {
-        try EmbeddingTable(spec: spec, family: family, db: db, logDirectory: logDirectory(spec.name),
-                           cacheRows: configuration.cacheRowsPerTable, sync: configuration.durability == .sync)
+    /// Runs `body` for every table, each inside its gate (tables dropped meanwhile are skipped), in name order.
+    func forEachTable(_ body: (EmbeddingTable) throws(EngineError) -> Void) throws(EngineError) {
+        for t in registry.withLock({ tables.values.sorted { $0.spec.name < $1.spec.name } }) {
+            guard t.gate.enter() else { continue }
+            defer { t.gate.leave() }
+            try body(t)
+        }
     }
 
     /// Starts the background thread that checkpoints tables when due (see the configuration).
     public func startCheckpointer() {
         let t = Thread { [self] in
             while stopCheckpointer.wait(timeout: .now() + 0.5) == .timedOut {
-                for table in lock.withLock({ Array(tables.values) })
-                where table.checkpointDue(logBytesLimit: configuration.checkpointLogBytes, maxInterval: configuration.checkpointIntervalSeconds) {
+                try? forEachTable { (table) throws(EngineError) in
+                    guard table.checkpointDue(logBytesLimit: configuration.checkpointLogBytes, maxInterval: configuration.checkpointIntervalSeconds) else { return }
                     do { try table.checkpoint() } catch {
                         FileHandle.standardError.write(Data("checkpoint of table '\(table.spec.name)' failed (will retry): \(error)\n".utf8))
                     }
@@ -128,12 +149,10 @@ public final class ShardEngine: @unchecked Sendable {
     }
 
     /// Checkpoints one table now.
-    public func checkpoint(table name: String) throws(EngineError) { try table(name).checkpoint() }
+    public func checkpoint(table name: String) throws(EngineError) { try withTable(name) { (t) throws(EngineError) in try t.checkpoint() } }
 
     /// Checkpoints every table now.
-    public func checkpointAll() throws(EngineError) {
-        for t in lock.withLock({ Array(tables.values) }) { try t.checkpoint() }
-    }
+    public func checkpointAll() throws(EngineError) { try forEachTable { (t) throws(EngineError) in try t.checkpoint() } }
 
     /// Stops the checkpointer, checkpoints every table (so a restart replays nothing) and closes the
     /// database. Call after the server stopped serving. With `checkpoint: false` the update logs are left
@@ -147,71 +166,88 @@ public final class ShardEngine: @unchecked Sendable {
                 FileHandle.standardError.write(Data("final checkpoint failed; the update log will be replayed at next start: \(error)\n".utf8))
             }
         }
-        lock.withLock { tables.removeAll() }
+        let all = registry.withLock { () -> [EmbeddingTable] in let a = Array(tables.values); tables.removeAll(); return a }
+        for t in all { t.gate.close(); t.close() }
         db.close()
     }
 
-    func table(_ name: String) throws(EngineError) -> EmbeddingTable {
-        guard let t = lock.withLock({ tables[name] }) else { throw .unknownTable(name) }
-        return t
-    }
-
     /// Creates a table; returns false when an identical table exists. Throws `tableExists` for a different spec.
-    public func createTable(_ spec: TableSpec) throws(EngineError) -> Bool {
-        let spec = try spec.validated()
-        lock.lock(); defer { lock.unlock() }
+    public func createTable(_ requested: TableSpec) throws(EngineError) -> Bool {
+        let spec: TableSpec
+        do { spec = try requested.validated() } catch { throw EngineError(error) }
+        if let s = spec.semantic {
+            do { _ = try s.makeTokenizer() } catch { throw .invalidSpec(table: spec.name, message: error.description) }
+        }
+        registry.lock(); defer { registry.unlock() }
         if let existing = tables[spec.name] {
             guard existing.spec == spec else { throw .tableExists(spec.name) }
             return false
         }
         do {
-            let family = try db.createColumnFamily(Self.familyPrefix + spec.name)
+            // A new incarnation number, persisted with the table's record in one synced batch.
+            let incarnation = (try db.get(db.defaultFamily, key: Self.incarnationKey).flatMap { $0.count == 8 ? $0.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) } : nil } ?? 0) + 1
+            let identity = TableIdentity(name: spec.name, incarnation: incarnation)
             let b = WriteBatch()
-            b.put(db.defaultFamily, key: Array((Self.specPrefix + spec.name).utf8), value: spec.wire.encoded())
+            b.put(db.defaultFamily, key: Self.incarnationKey, value: withUnsafeBytes(of: incarnation.littleEndian) { Array($0) })
+            b.put(db.defaultFamily, key: TableIdentity.specKey(spec.name), value: identity.record(spec: spec.wire.encoded()))
+            let table = try openTable(spec, identity)
             try db.write(b, sync: true)
-            tables[spec.name] = try makeTable(spec, family)
-            try openSemantic(spec)
+            tables[spec.name] = table
         } catch let e as EngineError { throw e } catch { throw .storage("\(error)") }
         return true
     }
 
-    /// Drops a table and its rows; returns false when it did not exist.
+    /// Drops a table and its rows; returns false when it did not exist. Waits for the table's operations in
+    /// flight (see the lifecycle rule), then releases everything it owns.
     public func dropTable(_ name: String) throws(EngineError) -> Bool {
-        lock.lock(); defer { lock.unlock() }
-        guard let t = tables.removeValue(forKey: name) else { return false }
+        do { try Names.check(name, as: .table) } catch { throw .invalidName(error) }
+        guard let t = registry.withLock({ tables.removeValue(forKey: name) }) else { return false }
+        // Durable first: a crash after this point forgets the table; its leftovers belong to no incarnation.
+        let b = WriteBatch()
+        b.delete(db.defaultFamily, key: TableIdentity.specKey(name))
+        do { try db.write(b, sync: true) } catch {
+            registry.withLock { tables[name] = t }
+            throw .storage("dropping table '\(name)': \(error)")
+        }
+        t.gate.close()
         t.markDropped()
         do {
-            let b = WriteBatch(); b.delete(db.defaultFamily, key: Array((Self.specPrefix + name).utf8))
-            b.delete(db.defaultFamily, key: t.markerKeyBytes)
-            b.delete(db.defaultFamily, key: t.sparsityKey)
-            b.delete(db.defaultFamily, key: t.ledgerKey)
-            try db.write(b, sync: true)
-            try db.dropColumnFamily(Self.familyPrefix + name)
-            if semantic.removeValue(forKey: name) != nil { try db.dropColumnFamily(Self.itemsFamilyPrefix + name) }
-            semanticStatsCache[name] = nil
-        } catch { throw .storage("\(error)") }
+            let keys = WriteBatch()
+            for k in [t.identity.markerKey, t.identity.sparsityKey, t.identity.ledgerKey, t.identity.dnisKey] { keys.delete(db.defaultFamily, key: k) }
+            try db.write(keys, sync: false)
+            try db.dropColumnFamily(t.identity.familyName)
+            if t.semantic != nil { try db.dropColumnFamily(t.identity.itemsFamilyName) }
+        } catch {
+            // The table is gone from the registry and its record; unreclaimed space is logged, not fatal.
+            FileHandle.standardError.write(Data("dropped table '\(name)': releasing its storage failed: \(error)\n".utf8))
+        }
+        registry.withLock { semanticStatsCache[ObjectIdentifier(t)] = nil }
         return true
     }
 
     /// Counts, magnitude histograms and bytes of a dynamic-sparsity table on this shard.
-    public func sparsityReport(table name: String) throws(EngineError) -> SparsityReport { try table(name).sparsityReport() }
+    public func sparsityReport(table name: String) throws(EngineError) -> SparsityReport {
+        try withTable(name) { (t) throws(EngineError) in try t.sparsityReport() }
+    }
 
     /// One prune-and-regrow step on this shard's part of a dynamic-sparsity table (see `EmbeddingTable.sparsityStep`).
     public func sparsityStep(table name: String, prune: UInt64, grow: UInt64, round: UInt32) throws(EngineError) -> SparsityStepResult {
-        try table(name).sparsityStep(prune: prune, grow: grow, round: round)
+        try withTable(name) { (t) throws(EngineError) in try t.sparsityStep(prune: prune, grow: grow, round: round) }
     }
 
     /// Checkpoints and compacts one table (or all when `name` is empty); returns (tables, bytes before, after).
+    /// Each table is compacted inside its gate, so a concurrent drop waits for it.
     public func compact(table name: String) throws(EngineError) -> (Int, UInt64, UInt64) {
-        let targets = name.isEmpty ? lock.withLock { Array(tables.values) } : [try table(name)]
-        var before: UInt64 = 0, after: UInt64 = 0
-        for t in targets {
+        var count = 0, before: UInt64 = 0, after: UInt64 = 0
+        let one = { (t: EmbeddingTable) throws(EngineError) in
             try t.checkpoint()
-            before += db.bytesUsed(t.family)
-            db.compact(t.family)
-            after += db.bytesUsed(t.family)
+            before += self.db.bytesUsed(t.family)
+            self.db.compact(t.family)
+            after += self.db.bytesUsed(t.family)
+            count += 1
         }
-        return (targets.count, before, after)
+        if name.isEmpty { try forEachTable(one) } else { try withTable(name, one) }
+        return (count, before, after)
     }
 
     func rocksCheckpoint(at path: String) throws { try db.createCheckpoint(at: path) }
@@ -220,98 +256,129 @@ public final class ShardEngine: @unchecked Sendable {
 
     /// A page of this shard's rows of a table (see `EmbeddingTable.exportRows`).
     public func exportRows(table name: String, after cursor: (slot: UInt16, key: UInt64)?, limit: Int) throws(EngineError) -> (dim: Int, page: ExportPage) {
-        let t = try table(name)
-        return (t.dim, try t.exportRows(after: cursor, limit: max(1, min(limit, 65536))))
+        try withTable(name) { (t) throws(EngineError) in (t.dim, try t.exportRows(after: cursor, limit: max(1, min(limit, 65536)))) }
     }
 
     /// Sets rows by row key (`valueBytes`: keys.count * dim float32), checking each key's slot is owned here.
     public func importRows(table name: String, keys: UnsafeBufferPointer<UInt64>, valueBytes: UnsafeRawBufferPointer) throws(EngineError) -> Int {
-        let t = try table(name)
-        let dim = t.dim
-        guard valueBytes.count == keys.count * dim * 4 else { throw .wrongDimension(table: name, expected: dim, got: keys.isEmpty ? 0 : valueBytes.count / 4 / keys.count) }
-        guard keys.count <= configuration.maxIdsPerRequest else { throw .tooLarge("\(keys.count) rows in one import; the limit is \(configuration.maxIdsPerRequest)") }
-        let (map, moving) = currentMap()
-        let me = configuration.shardIndex
-        var seen = Set<UInt64>()
-        for k in keys {
-            let slot = t.addressing.slot(ofRowKey: k), owner = map.owner(ofSlot: slot)
-            if owner != me { throw .wrongShard(table: name, id: k, slot: Int(slot), owner: owner, shard: me, mapVersion: map.version) }
-            if moving.contains(slot) { throw .slotMoving(table: name, slot: Int(slot)) }
-            guard seen.insert(k).inserted else { throw .malformed("row key \(k) appears twice in one import") }
-            if t.spec.hashMode == .fixedBudget, k >= t.spec.rowBudget { throw .malformed("row key \(k) is outside the table's budget \(t.spec.rowBudget)") }
+        try withTable(name) { (t) throws(EngineError) -> Int in
+            let dim = t.dim
+            guard valueBytes.count == keys.count * dim * 4 else {
+                if keys.isEmpty || valueBytes.count % (4 * keys.count) != 0 {
+                    throw .malformed("table '\(name)': \(valueBytes.count) value bytes for \(keys.count) rows of dim \(dim) (expected \(keys.count * dim * 4))")
+                }
+                throw .wrongDimension(table: name, expected: dim, got: valueBytes.count / 4 / keys.count)
+            }
+            guard keys.count <= configuration.maxIdsPerRequest else { throw .tooLarge("\(keys.count) rows in one import; the limit is \(configuration.maxIdsPerRequest)") }
+            let (map, moving) = currentMap()
+            let me = configuration.shardIndex
+            var seen = Set<UInt64>()
+            for k in keys {
+                if t.spec.hashMode == .fixedBudget, k >= t.spec.rowBudget { throw .malformed("row key \(k) is outside the table's budget \(t.spec.rowBudget)") }
+                let slot = t.addressing.slot(ofRowKey: k), owner = map.owner(ofSlot: slot)
+                if owner != me { throw .wrongShard(table: name, id: k, slot: Int(slot), owner: owner, shard: me, mapVersion: map.version) }
+                if moving.contains(slot) { throw .slotMoving(table: name, slot: Int(slot)) }
+                guard seen.insert(k).inserted else { throw .malformed("row key \(k) appears twice in one import") }
+            }
+            let values = UnsafeMutablePointer<Float>.allocate(capacity: max(1, keys.count * dim))
+            defer { values.deallocate() }
+            if !valueBytes.isEmpty { UnsafeMutableRawPointer(values).copyMemory(from: valueBytes.baseAddress!, byteCount: valueBytes.count) }
+            for i in 0..<(keys.count * dim) where !values[i].isFinite { throw .nonFiniteGradient(table: name, id: keys[i / dim], column: i % dim) }
+            try t.importRows(keys: Array(keys), values: values)
+            return keys.count
         }
-        let values = UnsafeMutablePointer<Float>.allocate(capacity: max(1, keys.count * dim))
-        defer { values.deallocate() }
-        if !valueBytes.isEmpty { UnsafeMutableRawPointer(values).copyMemory(from: valueBytes.baseAddress!, byteCount: valueBytes.count) }
-        for i in 0..<(keys.count * dim) where !values[i].isFinite { throw .nonFiniteGradient(table: name, id: keys[i / dim], column: i % dim) }
-        try t.importRows(keys: Array(keys), values: values)
-        return keys.count
     }
 
     // MARK: DNIS
 
-    public func dnisReport(table name: String) throws(EngineError) -> DnisReport { try table(name).dnisReport() }
+    public func dnisReport(table name: String) throws(EngineError) -> DnisReport { try withTable(name) { (t) throws(EngineError) in try t.dnisReport() } }
 
-    public func dnisAssign(table name: String, take: [UInt64]) throws(EngineError) -> [UInt64] { try table(name).dnisAssign(take: take) }
+    public func dnisAssign(table name: String, take: [UInt64]) throws(EngineError) -> [UInt64] {
+        try withTable(name) { (t) throws(EngineError) in try t.dnisAssign(take: take) }
+    }
 
     /// (pruned, alpha version, alpha, threshold, assignment round) of a DNIS table on this shard.
     public func dnisState(table name: String) throws(EngineError) -> (pruned: Bool, version: UInt64, alpha: [Float], threshold: Float, assignmentRound: UInt32) {
-        let s = try table(name).currentDnisState()
+        let s = try withTable(name) { (t) throws(EngineError) in try t.currentDnisState() }
         return (s.pruned, s.version, s.alpha, s.threshold, s.assignmentRound)
     }
 
     /// Adopts another shard's DNIS state when it is ahead (see `EmbeddingTable.adoptDnisState`).
     public func adoptDnisState(table name: String, pruned: Bool, version: UInt64, alpha: [Float], threshold: Float, assignmentRound: UInt32) throws(EngineError) -> Bool {
-        try table(name).adoptDnisState(pruned: pruned, version: version, alpha: alpha, threshold: threshold, assignmentRound: assignmentRound)
+        try withTable(name) { (t) throws(EngineError) in
+            try t.adoptDnisState(pruned: pruned, version: version, alpha: alpha, threshold: threshold, assignmentRound: assignmentRound)
+        }
     }
 
     /// Reads, updates (alpha primary = shard 0 only) or replicates alpha; returns (version, alpha, pruned).
     public func dnisAlpha(table name: String, gradient: [Float], setVersion: UInt64, setAlpha: [Float]) throws(EngineError) -> (UInt64, [Float], Bool) {
-        let t = try table(name)
-        if !gradient.isEmpty && configuration.shardIndex != 0 { throw .notAlphaPrimary(table: name, shard: configuration.shardIndex) }
-        let s = try t.dnisAlpha(gradient: gradient, setVersion: setVersion, setAlpha: setAlpha)
-        return (s.version, s.alpha, s.pruned)
+        try withTable(name) { (t) throws(EngineError) in
+            if !gradient.isEmpty && configuration.shardIndex != 0 { throw .notAlphaPrimary(table: name, shard: configuration.shardIndex) }
+            let s = try t.dnisAlpha(gradient: gradient, setVersion: setVersion, setAlpha: setAlpha)
+            return (s.version, s.alpha, s.pruned)
+        }
     }
 
     /// This shard's part of dL/dalpha for (ids, dL/de) of a validation batch; validated like a push.
     public func dnisAlphaGradient(table name: String, ids: UnsafeBufferPointer<UInt64>, gradientBytes: UnsafeRawBufferPointer) throws(EngineError) -> [Float] {
-        let t = try table(name)
-        let keys = try ownedKeys(t, ids)
-        let dim = t.dim
-        guard gradientBytes.count == ids.count * dim * 4 else { throw .wrongDimension(table: name, expected: dim, got: ids.count == 0 ? 0 : gradientBytes.count / 4 / ids.count) }
-        let g = UnsafeMutablePointer<Float>.allocate(capacity: max(1, ids.count * dim))
-        defer { g.deallocate() }
-        UnsafeMutableRawPointer(g).copyMemory(from: gradientBytes.baseAddress ?? UnsafeRawPointer(g), byteCount: gradientBytes.count)
-        for i in 0..<(ids.count * dim) where !g[i].isFinite { throw .nonFiniteGradient(table: name, id: ids[i / dim], column: i % dim) }
-        return try t.dnisAlphaGradient(keys: keys, gradients: g)
+        try withTable(name) { (t) throws(EngineError) in
+            let dim = t.dim
+            try Self.checkRowBytes(table: name, count: ids.count, dim: dim, bytes: gradientBytes.count)
+            let keys = try ownedKeys(t, ids)
+            let g = UnsafeMutablePointer<Float>.allocate(capacity: max(1, ids.count * dim))
+            defer { g.deallocate() }
+            if !gradientBytes.isEmpty { UnsafeMutableRawPointer(g).copyMemory(from: gradientBytes.baseAddress!, byteCount: gradientBytes.count) }
+            for i in 0..<(ids.count * dim) where !g[i].isFinite { throw .nonFiniteGradient(table: name, id: ids[i / dim], column: i % dim) }
+            return try t.dnisAlphaGradient(keys: keys, gradients: g)
+        }
     }
 
     public func dnisPrune(table name: String, prune: UInt64, threshold: Float) throws(EngineError) -> (pruned: UInt64, active: UInt64, rows: UInt64) {
-        try table(name).dnisPrune(prune: prune, threshold: threshold)
+        try withTable(name) { (t) throws(EngineError) in try t.dnisPrune(prune: prune, threshold: threshold) }
     }
 
     /// Rows in compact form (mask words + active values), ownership checked.
     public func pullCompact(table name: String, ids: UnsafeBufferPointer<UInt64>) throws(EngineError) -> (dim: Int, masks: [UInt32], values: [Float]) {
-        let t = try table(name)
-        let keys = try ownedKeys(t, ids)
-        let (m, v) = try t.pullCompact(keys: keys)
-        return (t.dim, m, v)
+        try withTable(name) { (t) throws(EngineError) in
+            let keys = try ownedKeys(t, ids)
+            let (m, v) = try t.pullCompact(keys: keys)
+            return (t.dim, m, v)
+        }
     }
 
     /// The full in-memory form of the row of `id` (see `EmbeddingTable.fullRow`); ownership is not checked.
     func fullRow(table name: String, id: UInt64) throws(EngineError) -> [Float] {
-        let t = try table(name)
-        return try t.fullRow(key: t.addressing.rowKey(id))
+        try withTable(name) { (t) throws(EngineError) in try t.fullRow(key: t.addressing.rowKey(id)) }
     }
 
-    public func tableNames() -> [String] { lock.withLock { tables.keys.sorted() } }
-    public func spec(of name: String) throws(EngineError) -> TableSpec { try table(name).spec }
-    public func snapshot(of name: String) throws(EngineError) -> TableSnapshot { try table(name).snapshot() }
-    public func snapshots() -> [TableSnapshot] { lock.withLock { tables.values.map { $0 } }.map { $0.snapshot() }.sorted { $0.spec.name < $1.spec.name } }
-    public var bytesOnDisk: UInt64 { db.columnFamilyNames.compactMap { db.columnFamily($0) }.reduce(0) { $0 + db.bytesUsed($1) } }
+    public func tableNames() -> [String] { registry.withLock { tables.keys.sorted() } }
+    public func spec(of name: String) throws(EngineError) -> TableSpec { try withTable(name) { $0.spec } }
+    public func snapshot(of name: String) throws(EngineError) -> TableSnapshot { try withTable(name) { $0.snapshot() } }
+    /// Snapshots of every table, in name order.
+    public func snapshots() -> [TableSnapshot] {
+        var out: [TableSnapshot] = []
+        try? forEachTable { out.append($0.snapshot()) }
+        return out
+    }
+    /// Bytes of every table's data plus the shard's own records (estimate).
+    public var bytesOnDisk: UInt64 {
+        var total = db.bytesUsed(db.defaultFamily)
+        try? forEachTable { total += self.db.bytesUsed($0.family) }
+        return total
+    }
 
     /// The shard map in force and the slots being migrated away.
     func currentMap() -> (map: SlotMap, moving: Set<UInt16>) { mapLock.withLock { (map, movingSlots) } }
+
+    /// Refuses row bytes that are not `count` rows of `dim` floats: MALFORMED when they are not whole rows
+    /// at all, WRONG_DIMENSION when they are rows of another width.
+    static func checkRowBytes(table: String, count: Int, dim: Int, bytes: Int) throws(EngineError) {
+        guard bytes != count * dim * 4 else { return }
+        if count == 0 || bytes % (4 * count) != 0 {
+            throw .malformed("table '\(table)': \(bytes) row bytes for \(count) ids of dim \(dim) (expected \(count * dim * 4))")
+        }
+        throw .wrongDimension(table: table, expected: dim, got: bytes / 4 / count)
+    }
 
     /// Row keys of `ids`, checking that this shard owns each one's slot (and, for writes, that the slot is
     /// not being migrated away: UNAVAILABLE, retried by clients).
@@ -336,78 +403,88 @@ public final class ShardEngine: @unchecked Sendable {
     }
 
     /// Dimension of a table (to size a pull response before filling it).
-    public func dim(of name: String) throws(EngineError) -> Int { try table(name).dim }
+    public func dim(of name: String) throws(EngineError) -> Int { try withTable(name) { $0.dim } }
 
     /// Writes the rows of `ids` (in order, duplicates allowed) to `out` (ids.count * dim floats).
     public func pull(table name: String, ids: UnsafeBufferPointer<UInt64>, into out: UnsafeMutablePointer<Float>) throws(EngineError) {
-        let t = try table(name)
-        let keys = try ownedKeys(t, ids)
-        try keys.withUnsafeBufferPointer { (k) throws(EngineError) in try t.pull(keys: k, into: out) }
+        try withTable(name) { (t) throws(EngineError) in
+            let keys = try ownedKeys(t, ids)
+            try keys.withUnsafeBufferPointer { (k) throws(EngineError) in try t.pull(keys: k, into: out) }
+        }
+    }
+
+    /// Sizes a pull of `count` rows of table `name` with `size(dim)`, then fills it with `pull` (one table
+    /// lookup and one gate entry for both; the dimension cannot change in between).
+    public func withPull<R>(table name: String, ids: UnsafeBufferPointer<UInt64>, _ body: (Int, (UnsafeMutablePointer<Float>) throws(EngineError) -> Void) throws -> R) throws -> R {
+        try withTable(name) { (t) throws(EngineError) -> Result<R, any Error> in
+            do {
+                return .success(try body(t.dim) { (out) throws(EngineError) in
+                    let keys = try ownedKeys(t, ids)
+                    try keys.withUnsafeBufferPointer { (k) throws(EngineError) in try t.pull(keys: k, into: out) }
+                })
+            } catch { return .failure(error) }
+        }.get()
     }
 
     /// Validates and applies a push: `gradientBytes` holds ids.count * dim little-endian float32.
     /// Duplicate ids (and ids hashing to the same row) are summed first. All or nothing.
     public func push(table name: String, ids: UnsafeBufferPointer<UInt64>, gradientBytes: UnsafeRawBufferPointer, requestID: RequestID? = nil) throws(EngineError) -> Int {
-        let t = try table(name)
-        let dim = t.dim
-        guard gradientBytes.count == ids.count * dim * 4 else {
-            let per = ids.isEmpty ? gradientBytes.count / 4 : gradientBytes.count / 4 / ids.count
-            if ids.isEmpty || gradientBytes.count % (4 * ids.count) != 0 {
-                throw .malformed("table '\(name)': \(gradientBytes.count) gradient bytes for \(ids.count) ids of dim \(dim) (expected \(ids.count * dim * 4))")
-            }
-            throw .wrongDimension(table: name, expected: dim, got: per)
-        }
-        guard !ids.isEmpty else { return 0 }
-        let keys = try ownedKeys(t, ids, write: true)
-        // Aggregate duplicate row keys, checking every value is finite before anything changes.
-        var position = UInt64Map(capacity: keys.count)
-        var unique: [UInt64] = []
-        unique.reserveCapacity(keys.count)
-        let sums = UnsafeMutablePointer<Float>.allocate(capacity: keys.count * dim)
-        defer { sums.deallocate() }
-        for i in 0..<keys.count {
-            let src = gradientBytes.baseAddress! + i * dim * 4
-            if let p = position.getOrInsert(keys[i], unique.count) {
-                let dst = sums + p * dim
-                for c in 0..<dim { dst[c] += src.loadUnaligned(fromByteOffset: c * 4, as: Float.self) }
-            } else {
-                let p = unique.count
-                unique.append(keys[i])
-                (sums + p * dim).withMemoryRebound(to: UInt8.self, capacity: dim * 4) {
-                    $0.update(from: src.assumingMemoryBound(to: UInt8.self), count: dim * 4)
+        try withTable(name) { (t) throws(EngineError) -> Int in
+            let dim = t.dim
+            try Self.checkRowBytes(table: name, count: ids.count, dim: dim, bytes: gradientBytes.count)
+            guard !ids.isEmpty else { return 0 }
+            let keys = try ownedKeys(t, ids, write: true)
+            // Aggregate duplicate row keys, checking every value is finite before anything changes.
+            var position = UInt64Map(capacity: keys.count)
+            var unique: [UInt64] = []
+            unique.reserveCapacity(keys.count)
+            let sums = UnsafeMutablePointer<Float>.allocate(capacity: keys.count * dim)
+            defer { sums.deallocate() }
+            for i in 0..<keys.count {
+                let src = gradientBytes.baseAddress! + i * dim * 4
+                if let p = position.getOrInsert(keys[i], unique.count) {
+                    let dst = sums + p * dim
+                    for c in 0..<dim { dst[c] += src.loadUnaligned(fromByteOffset: c * 4, as: Float.self) }
+                } else {
+                    let p = unique.count
+                    unique.append(keys[i])
+                    UnsafeMutableRawPointer(sums + p * dim).copyMemory(from: src, byteCount: dim * 4)
                 }
             }
-        }
-        for p in 0..<unique.count {
-            let row = sums + p * dim
-            for c in 0..<dim where !row[c].isFinite {
-                let id = ids[(0..<keys.count).first { keys[$0] == unique[p] } ?? 0]
-                throw .nonFiniteGradient(table: name, id: id, column: c)
+            for p in 0..<unique.count {
+                let row = sums + p * dim
+                for c in 0..<dim where !row[c].isFinite {
+                    let id = ids[(0..<keys.count).first { keys[$0] == unique[p] } ?? 0]
+                    throw .nonFiniteGradient(table: name, id: id, column: c)
+                }
             }
+            return try t.push(keys: unique, gradients: sums, requestID: requestID)
         }
-        return try t.push(keys: unique, gradients: sums, requestID: requestID)
     }
 
     // MARK: semantic tables
 
-    private func semanticParts(_ name: String) throws(EngineError) -> (EmbeddingTable, ItemCodeStore, PieceTokenizer) {
-        let t = try table(name)
-        guard let s = lock.withLock({ semantic[name] }) else { throw .notSemantic(name) }
-        return (t, s.items, s.tokenizer)
+    private func semanticParts(_ t: EmbeddingTable) throws(EngineError) -> (items: ItemCodeStore, tokenizer: PieceTokenizer) {
+        guard let s = t.semantic else { throw .notSemantic(t.spec.name) }
+        return s
     }
 
     /// Registers items' codes (`codes`: items.count * levels, item-major). Returns (registered, items now known).
     public func registerItems(table name: String, items: [UInt64], codes: [UInt32]) throws(EngineError) -> (Int, Int) {
-        let (_, store, tokenizer) = try semanticParts(name)
-        guard codes.count == items.count * store.levels else {
-            throw .malformed("table '\(name)': \(codes.count) codes for \(items.count) items of \(store.levels) levels")
+        try withTable(name) { (t) throws(EngineError) in
+            let (store, tokenizer) = try semanticParts(t)
+            guard codes.count == items.count * store.levels else {
+                throw .malformed("table '\(name)': \(codes.count) codes for \(items.count) items of \(store.levels) levels")
+            }
+            guard items.count <= configuration.maxIdsPerRequest else { throw .tooLarge("\(items.count) items in one request: split it") }
+            if let bad = codes.first(where: { Int($0) >= tokenizer.codebookSize }) {
+                throw .malformed("table '\(name)': code \(bad) is outside 0..<\(tokenizer.codebookSize)")
+            }
+            var seen = Set<UInt64>()
+            for item in items where !seen.insert(item).inserted { throw .malformed("table '\(name)': item \(item) appears twice in one registration") }
+            do { try store.register(items: items, flat: codes) } catch { throw .storage("\(error)") }
+            return (items.count, store.count)
         }
-        guard items.count <= configuration.maxIdsPerRequest else { throw .tooLarge("\(items.count) items in one request: split it") }
-        if let bad = codes.first(where: { Int($0) >= tokenizer.codebookSize }) {
-            throw .malformed("table '\(name)': code \(bad) is outside 0..<\(tokenizer.codebookSize)")
-        }
-        do { try store.register(items: items, flat: codes) } catch { throw .storage("\(error)") }
-        return (items.count, store.count)
     }
 
     /// The distinct pieces of `items` that this shard owns, and per item the indices of its owned pieces.
@@ -420,7 +497,9 @@ public final class ShardEngine: @unchecked Sendable {
         var perItem = [[Int32]](repeating: [], count: items.count)
         for i in 0..<items.count {
             guard let codes = store.codes(of: items[i]) else { throw .unknownItem(table: t.spec.name, item: items[i]) }
-            for p in try tokenizer.pieces(codes) where map.owner(ofSlot: t.addressing.slot(ofRowKey: p)) == me {
+            let itemPieces: [UInt64]
+            do { itemPieces = try tokenizer.pieces(codes) } catch { throw .malformed("table '\(t.spec.name)' item \(items[i]): \(error)") }
+            for p in itemPieces where map.owner(ofSlot: t.addressing.slot(ofRowKey: p)) == me {
                 let k: Int
                 if let existing = index.getOrInsert(p, pieces.count) { k = existing } else { k = pieces.count; pieces.append(p) }
                 perItem[i].append(Int32(k))
@@ -431,42 +510,44 @@ public final class ShardEngine: @unchecked Sendable {
 
     /// Per item, the sum of its piece rows owned by this shard (zeros when none) into `out` (items.count * dim).
     public func pullPooled(table name: String, items: UnsafeBufferPointer<UInt64>, into out: UnsafeMutablePointer<Float>) throws(EngineError) {
-        let (t, store, tokenizer) = try semanticParts(name)
-        let dim = t.dim
-        let (pieces, perItem) = try ownedPieces(t, store, tokenizer, items)
-        let rows = UnsafeMutablePointer<Float>.allocate(capacity: max(1, pieces.count * dim))
-        defer { rows.deallocate() }
-        try pieces.withUnsafeBufferPointer { (k) throws(EngineError) in try t.pull(keys: k, into: rows) }
-        out.update(repeating: 0, count: items.count * dim)
-        for i in 0..<items.count {
-            let dst = out + i * dim
-            for k in perItem[i] { let src = rows + Int(k) * dim; for c in 0..<dim { dst[c] += src[c] } }
+        try withTable(name) { (t) throws(EngineError) in
+            let (store, tokenizer) = try semanticParts(t)
+            let dim = t.dim
+            let (pieces, perItem) = try ownedPieces(t, store, tokenizer, items)
+            let rows = UnsafeMutablePointer<Float>.allocate(capacity: max(1, pieces.count * dim))
+            defer { rows.deallocate() }
+            try pieces.withUnsafeBufferPointer { (k) throws(EngineError) in try t.pull(keys: k, into: rows) }
+            out.update(repeating: 0, count: items.count * dim)
+            for i in 0..<items.count {
+                let dst = out + i * dim
+                for k in perItem[i] { let src = rows + Int(k) * dim; for c in 0..<dim { dst[c] += src[c] } }
+            }
         }
     }
 
     /// Applies each item's gradient to every piece of the item this shard owns, summing identical pieces first.
-    /// All or nothing. Returns the pieces updated.
-    public func pushPooled(table name: String, items: UnsafeBufferPointer<UInt64>, gradientBytes: UnsafeRawBufferPointer) throws(EngineError) -> Int {
-        let (t, store, tokenizer) = try semanticParts(name)
-        let dim = t.dim
-        guard gradientBytes.count == items.count * dim * 4 else {
-            throw .wrongDimension(table: name, expected: dim, got: items.isEmpty ? 0 : gradientBytes.count / 4 / items.count)
-        }
-        for i in 0..<(items.count * dim) where !gradientBytes.loadUnaligned(fromByteOffset: i * 4, as: Float.self).isFinite {
-            throw .nonFiniteGradient(table: name, id: items[i / dim], column: i % dim)
-        }
-        let (pieces, perItem) = try ownedPieces(t, store, tokenizer, items)
-        guard !pieces.isEmpty else { return 0 }
-        let sums = UnsafeMutablePointer<Float>.allocate(capacity: pieces.count * dim)
-        defer { sums.deallocate() }
-        sums.update(repeating: 0, count: pieces.count * dim)
-        for i in 0..<items.count {
-            for k in perItem[i] {
-                let dst = sums + Int(k) * dim
-                for c in 0..<dim { dst[c] += gradientBytes.loadUnaligned(fromByteOffset: (i * dim + c) * 4, as: Float.self) }
+    /// All or nothing. Returns the pieces updated. A retry carrying the same request id applies nothing.
+    public func pushPooled(table name: String, items: UnsafeBufferPointer<UInt64>, gradientBytes: UnsafeRawBufferPointer, requestID: RequestID? = nil) throws(EngineError) -> Int {
+        try withTable(name) { (t) throws(EngineError) -> Int in
+            let (store, tokenizer) = try semanticParts(t)
+            let dim = t.dim
+            try Self.checkRowBytes(table: name, count: items.count, dim: dim, bytes: gradientBytes.count)
+            for i in 0..<(items.count * dim) where !gradientBytes.loadUnaligned(fromByteOffset: i * 4, as: Float.self).isFinite {
+                throw .nonFiniteGradient(table: name, id: items[i / dim], column: i % dim)
             }
+            let (pieces, perItem) = try ownedPieces(t, store, tokenizer, items)
+            guard !pieces.isEmpty else { return 0 }
+            let sums = UnsafeMutablePointer<Float>.allocate(capacity: pieces.count * dim)
+            defer { sums.deallocate() }
+            sums.update(repeating: 0, count: pieces.count * dim)
+            for i in 0..<items.count {
+                for k in perItem[i] {
+                    let dst = sums + Int(k) * dim
+                    for c in 0..<dim { dst[c] += gradientBytes.loadUnaligned(fromByteOffset: (i * dim + c) * 4, as: Float.self) }
+                }
+            }
+            return try t.push(keys: pieces, gradients: sums, requestID: requestID)
         }
-        return try t.push(keys: pieces, gradients: sums)
     }
 
     /// Tokenizer statistics of a semantic table over its registered items.
@@ -480,29 +561,34 @@ public final class ShardEngine: @unchecked Sendable {
     }
 
     /// Tokenizer statistics of a semantic table, or nil for other tables. Cached until items are registered.
-    public func semanticStats(table name: String) -> SemanticStats? {
-        guard let (s, cached) = lock.withLock({ semantic[name].map { ($0, semanticStatsCache[name]) } }) else { return nil }
-        if let cached, cached.version == s.items.currentVersion { return cached.stats }
-        let (version, all) = s.items.snapshot()
-        var rows = Set<UInt64>(), identities = Set<[Int]>(), total = 0
-        for codes in all {
-            guard let keys = try? s.tokenizer.pieces(codes) else { continue }
-            total += keys.count
-            rows.formUnion(keys)
-            if case .ngram(let t) = s.tokenizer { identities.formUnion(t.pieceIdentities(codes)) }
+    public func semanticStats(table name: String) throws(EngineError) -> SemanticStats? {
+        try withTable(name) { (t) throws(EngineError) -> SemanticStats? in
+            guard let s = t.semantic else { return nil }
+            let key = ObjectIdentifier(t)
+            if let cached = registry.withLock({ semanticStatsCache[key] }), cached.version == s.items.currentVersion { return cached.stats }
+            let (version, all) = s.items.snapshot()
+            var rows = Set<UInt64>(), identities = Set<[Int]>(), total = 0
+            for codes in all {
+                guard let keys = try? s.tokenizer.pieces(codes) else { continue }
+                total += keys.count
+                rows.formUnion(keys)
+                if case .ngram(let tok) = s.tokenizer { identities.formUnion(tok.pieceIdentities(codes)) }
+            }
+            let stats = SemanticStats(items: all.count, piecesPerItem: all.isEmpty ? 0 : Double(total) / Double(all.count), rowsUsed: rows.count,
+                                      collisions: identities.isEmpty ? 0 : identities.count - rows.count)
+            registry.withLock { semanticStatsCache[key] = (version, stats) }
+            return stats
         }
-        let stats = SemanticStats(items: all.count, piecesPerItem: all.isEmpty ? 0 : Double(total) / Double(all.count), rowsUsed: rows.count,
-                                  collisions: identities.isEmpty ? 0 : identities.count - rows.count)
-        lock.withLock { semanticStatsCache[name] = (version, stats) }
-        return stats
     }
 
-    /// Items with registered codes (semantic tables; 0 otherwise).
     /// A page of a semantic table's registered items (id order) with their codes, for copying to a new shard.
     public func itemPage(table name: String, after: UInt64?, limit: Int) throws(EngineError) -> (items: [UInt64], codes: [UInt32]) {
-        let (_, store, _) = try semanticParts(name)
-        return store.page(after: after, limit: max(1, min(limit, 100_000)))
+        try withTable(name) { (t) throws(EngineError) in
+            let (store, _) = try semanticParts(t)
+            return store.page(after: after, limit: max(1, min(limit, 100_000)))
+        }
     }
 
-    public func registeredItems(table name: String) -> Int { lock.withLock { semantic[name]?.items.count ?? 0 } }
+    /// Items with registered codes (semantic tables; 0 otherwise or when the table is unknown).
+    public func registeredItems(table name: String) -> Int { (try? withTable(name) { $0.semantic?.items.count ?? 0 }) ?? 0 }
 }

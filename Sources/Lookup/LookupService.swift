@@ -4,6 +4,8 @@ import Client
 import RPC
 import HTTP
 import EmbedPSWire
+import Vocabulary
+import ServiceSupport
 
 /// Settings of the lookup service.
 public struct LookupConfiguration: Sendable {
@@ -23,7 +25,15 @@ public struct LookupConfiguration: Sendable {
 final class ResultBox<T>: @unchecked Sendable { var result: Result<T, any Error>? }
 
 extension ClientError: RPCStatusConvertible {
-    public var rpcStatus: RPCStatus { status ?? RPCStatus(.unavailable, description) }
+    /// A shard's own status (with its ErrorDetail) passes through; the client's local failures become
+    /// INVALID_ARGUMENT (a bad request) or UNAVAILABLE / UPSTREAM.
+    public var rpcStatus: RPCStatus {
+        switch self {
+        case .shard(_, _, let s): s.trailer(ShardMetadata.errorDetail) == nil ? RPCStatus(s.code, s.message, detail: Wire.ErrorDetail(reason: .upstream)) : s
+        case .invalidArgument(let m): RPCStatus(.invalidArgument, .malformed, m)
+        case .inconsistentCluster(let m): RPCStatus(.unavailable, .upstream, m)
+        }
+    }
 }
 
 /// The online lookup service: read-only rows and pooled semantic-ID items for inference, over gRPC
@@ -56,12 +66,13 @@ public final class LookupService: Sendable {
 
     func checkSize(_ n: Int) throws {
         guard n <= configuration.maxIdsPerRequest else {
-            throw RPCStatus(.resourceExhausted, "\(n) ids in one lookup; the limit is \(configuration.maxIdsPerRequest): split the request")
+            throw RPCStatus(.resourceExhausted, .tooLarge, "\(n) ids in one lookup; the limit is \(configuration.maxIdsPerRequest): split the request")
         }
     }
 
     /// Rows of `ids` (ids.count * dim floats) and the table's dim.
     public func lookup(table: String, ids: [UInt64]) throws -> (dim: Int, values: [Float]) {
+        try Names.check(table, as: .table)
         try checkSize(ids.count)
         requests.add(1, ordering: .relaxed); self.ids.add(UInt64(ids.count), ordering: .relaxed)
         let dim = try dimension(of: table)
@@ -88,17 +99,20 @@ public final class LookupService: Sendable {
 
     /// Pooled semantic-ID items (items.count * dim floats): the sum of each item's piece rows.
     public func lookupPooled(table: String, items: [UInt64]) throws -> (dim: Int, values: [Float]) {
+        try Names.check(table, as: .table)
         try checkSize(items.count)
         requests.add(1, ordering: .relaxed); ids.add(UInt64(items.count), ordering: .relaxed)
         let client = self.client
         return try blocking { (try await client.dim(of: table), try await client.pullPooled(table: table, items: items)) }
     }
 
-    /// Registers Lookup, LookupPooled and the health check.
-    public func register(on server: Server) {
+    /// Registers Lookup, LookupPooled and the health check (every failed status carries an ErrorDetail:
+    /// configure the server with `ShardService`-style `decorateStatus`, see `LookupService.configure`).
+    public func register(on server: Server, policy: AccessPolicy = AccessPolicy()) {
         let meter = grpcMeter
-        func serve(_ method: String, _ fetch: @escaping @Sendable (String, [UInt64]) throws -> (dim: Int, values: [Float])) {
-            server.register(method) { [self] _, message in
+        let r = Registrar(server: server, policy: policy, gate: nil)
+        func serve(_ method: RPCMethod<Wire.PullRequest, Wire.PullResponse>, _ fetch: @escaping @Sendable (String, [UInt64]) throws -> (dim: Int, values: [Float])) {
+            r.handleRaw(method) { [self] _, message in
                 let start = RequestMeter.now()
                 do {
                     let (table, ids) = try message.withUnsafeBytes { bytes in
@@ -117,15 +131,20 @@ public final class LookupService: Sendable {
                 }
             }
         }
-        serve(LookupMethod.lookup) { [self] in try lookup(table: $0, ids: $1) }
-        serve(LookupMethod.lookupPooled) { [self] in try lookupPooled(table: $0, items: $1) }
-        server.register(ShardMethod.healthCheck) { _, message in
-            let req = try message.withUnsafeBytes { try WireHealthCheckRequest(decoding: $0) }
+        serve(LookupRPC.lookup) { [self] in try lookup(table: $0, ids: $1) }
+        serve(LookupRPC.lookupPooled) { [self] in try lookupPooled(table: $0, items: $1) }
+        r.handle(HealthRPC.check) { _, req in
             guard req.service.isEmpty || req.service == "embedps.v1.Lookup" else {
-                throw RPCStatus(.notFound, "unknown service '\(req.service)': this server serves '' and 'embedps.v1.Lookup'")
+                throw RPCStatus(.notFound, .unknownService, "unknown service '\(req.service.prefix(128))': this server serves '' and 'embedps.v1.Lookup'")
             }
-            return OutgoingMessage(bytes: WireHealthCheckResponse(status: 1).encoded())
+            return Wire.HealthCheckResponse(status: .serving)
         }
+        r.finish(LookupRPC.all + HealthRPC.all)
+    }
+
+    /// Server settings of the lookup service: every failed status carries an ErrorDetail.
+    public static func configure(_ config: inout ServerConfiguration) {
+        config.decorateStatus = { $0.withDefaultDetail }
     }
 
     /// HTTP: `GET /v1/lookup?table=T&ids=1,2,3`, `GET /v1/lookup_pooled?table=T&items=...` (JSON

@@ -1,6 +1,8 @@
 import Foundation
 import Client
 import Engine
+import Vocabulary
+import Server
 
 /// Where the lookup service reads rows: the live cluster, or a cluster checkpoint opened read-only.
 public protocol RowSource: Sendable {

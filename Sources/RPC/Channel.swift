@@ -199,7 +199,7 @@ final class ClientCall: CompletionTag, @unchecked Sendable {
             var message = string(of: details)
             if message.isEmpty { message = "no details" }
             if code == .unavailable || code == .deadlineExceeded { message = "\(method) to \(target): \(message)" }
-            completion(.failure(RPCStatus(code, message)))
+            completion(.failure(RPCStatus(code, message, trailers: binaryMetadata(of: trailingMetadata.pointee))))
             return
         }
         guard let buffer = received.pointee else {

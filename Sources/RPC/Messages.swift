@@ -65,6 +65,18 @@ func metadata(of array: grpc_metadata_array) -> Metadata {
     (0..<array.count).map { i in (string(of: &array.metadata[i].key), string(of: &array.metadata[i].value)) }
 }
 
+/// Metadata with raw byte values (binary `-bin` entries keep their bytes).
+func binaryMetadata(of array: grpc_metadata_array) -> [(key: String, value: [UInt8])] {
+    (0..<array.count).map { i in
+        let v = withUnsafeMutablePointer(to: &array.metadata[i].value) { p -> [UInt8] in
+            let n = embedps_slice_length(p)
+            guard n > 0, let start = embedps_slice_start(p) else { return [] }
+            return Array(UnsafeBufferPointer(start: start, count: n))
+        }
+        return (string(of: &array.metadata[i].key), v)
+    }
+}
+
 /// C metadata built from Swift pairs; owns its slices until deinit.
 final class CMetadata {
     let items: UnsafeMutablePointer<grpc_metadata>
@@ -76,6 +88,17 @@ final class CMetadata {
             var m = grpc_metadata()
             m.key = grpc_slice_from_copied_string(p.key)
             m.value = grpc_slice_from_copied_string(p.value)
+            items[i] = m
+        }
+    }
+    /// Binary values (for `-bin` keys gRPC base64-encodes them on the wire).
+    init(binary pairs: [(key: String, value: [UInt8])]) {
+        count = pairs.count
+        items = .allocate(capacity: max(1, pairs.count))
+        for (i, p) in pairs.enumerated() {
+            var m = grpc_metadata()
+            m.key = grpc_slice_from_copied_string(p.key)
+            m.value = p.value.withUnsafeBufferPointer { grpc_slice_from_copied_buffer(UnsafeRawPointer($0.baseAddress)?.assumingMemoryBound(to: CChar.self), $0.count) }
             items[i] = m
         }
     }

@@ -27,6 +27,9 @@ public struct ServerConfiguration: Sendable {
     public var preRequestedCalls: Int = 16
     /// Serve TLS with this identity (gRPC core SSL credentials) instead of plaintext.
     public var tls: TLSIdentity? = nil
+    /// Applied to every failed status before it is sent (a service adds its machine-readable details here,
+    /// also to the statuses this bridge makes itself: unknown method, shutting down, missing message).
+    public var decorateStatus: (@Sendable (RPCStatus) -> RPCStatus)? = nil
     public init(address: String) { self.address = address }
 }
 
@@ -176,6 +179,8 @@ final class PendingServerCall: CompletionTag, @unchecked Sendable {
     private let cancelled = UnsafeMutablePointer<Int32>.allocate(capacity: 1)
     private var statusDetails = grpc_empty_slice()
     private var response: OutgoingMessage? = nil
+    /// Trailing metadata of a failed call; kept alive until the send completes.
+    private var trailers: CMetadata? = nil
 
     init(server: Server) {
         owner = server
@@ -252,9 +257,12 @@ final class PendingServerCall: CompletionTag, @unchecked Sendable {
             response = message
             embedps_op_send_message(ops + n, message.buffer); n += 1
             embedps_op_send_status_from_server(ops + n, GRPC_STATUS_OK, nil, 0, nil); n += 1
-        case .failure(let status):
+        case .failure(let undecorated):
+            let status = owner.configuration.decorateStatus?(undecorated) ?? undecorated
             statusDetails = grpc_slice_from_copied_string(status.message)
-            embedps_op_send_status_from_server(ops + n, status.code.c, &statusDetails, 0, nil); n += 1
+            let t = CMetadata(binary: status.trailers)
+            trailers = t
+            embedps_op_send_status_from_server(ops + n, status.code.c, &statusDetails, t.count, t.items); n += 1
         }
         embedps_op_recv_close_on_server(ops + n, cancelled); n += 1
         if grpc_call_start_batch(call, ops, n, retainedTag, nil) != GRPC_CALL_OK {

@@ -20,12 +20,19 @@ public enum StatusCode: Int32, Sendable, CustomStringConvertible {
     var c: grpc_status_code { grpc_status_code(rawValue: rawValue) }
 }
 
-/// A failed RPC: a status code and a human message naming what failed and what to do.
+/// A failed RPC: a status code, a human message naming what failed and what to do, and trailing metadata
+/// (machine-readable details, e.g. a binary `-bin` entry a service defines).
 public struct RPCStatus: Error, Sendable, CustomStringConvertible {
     public let code: StatusCode
     public let message: String
-    public init(_ code: StatusCode, _ message: String) { self.code = code; self.message = message }
+    /// Trailing metadata sent with (server) or received with (client) the status; values are raw bytes.
+    public let trailers: [(key: String, value: [UInt8])]
+    public init(_ code: StatusCode, _ message: String, trailers: [(key: String, value: [UInt8])] = []) {
+        self.code = code; self.message = message; self.trailers = trailers
+    }
     public var description: String { "\(code): \(message)" }
+    /// The value of trailing metadata entry `key`, if sent.
+    public func trailer(_ key: String) -> [UInt8]? { trailers.first { $0.key == key }?.value }
 }
 
 /// An error type that knows its gRPC status. Server handlers may throw these; anything else becomes INTERNAL.

@@ -1,6 +1,6 @@
 import Foundation
 import COpenBLAS
-import Engine
+import Vocabulary
 
 /// k-means with k-means++ seeding (Arthur & Vassilvitskii 2007) and Lloyd iterations. Squared distances are
 /// computed as |x|^2 - 2 x.c + |c|^2 with one OpenBLAS sgemm per block of points, and the (sequential)

@@ -1,5 +1,5 @@
 import Foundation
-import Engine
+import Vocabulary
 
 /// Semantic IDs of a catalogue: per item, `levels` codes in 0..<codebookSize from residual k-means, then one
 /// disambiguation code (0 for an item whose full code is unique; items sharing a full code get 0, 1, 2, ...

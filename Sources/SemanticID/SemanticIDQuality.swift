@@ -1,5 +1,5 @@
 import Foundation
-import Engine
+import Vocabulary
 
 /// Quality of a semantic-ID assignment. Mean cosine similarity of item pairs sharing the first `l` codes
 /// (l = 0 is random pairs), estimated from sampled pairs: for each sampled item, a random other item of its

@@ -1,31 +1,42 @@
 import Foundation
 import Engine
 import RPC
+import EmbedPSWire
+import Vocabulary
+import ServiceSupport
 
-/// Admission of requests to a shard, with a freeze for cluster checkpoints and restores. While frozen
-/// (under a name), new requests are refused with UNAVAILABLE (clients retry) instead of waiting, so no
-/// server thread blocks; `freeze` returns once the requests already inside have left. A freeze ends with
-/// `thaw` or by itself after its timeout. Thread-safe.
-final class RequestGate: @unchecked Sendable {
+/// The freeze of a shard for cluster checkpoints and restores. While frozen (under a name), methods whose
+/// contract says `FROZEN_REFUSES` (everything that changes rows, tables or the map) are refused with
+/// UNAVAILABLE / FROZEN instead of waiting, so no server thread blocks; reads keep being served. `freeze`
+/// returns once the updates already inside have left. A freeze ends with `thaw` or by itself after its
+/// timeout. Thread-safe.
+final class RequestGate: UpdateGate, @unchecked Sendable {
     private let condition = NSCondition()
     private var active = 0
     private var frozenBy: String? = nil
     private var generation = 0
 
+    /// Admits an update, or throws UNAVAILABLE / FROZEN.
     func enter() throws {
         condition.lock(); defer { condition.unlock() }
-        if let f = frozenBy { throw RPCStatus(.unavailable, "shard is frozen for checkpoint '\(f)' (a few seconds); retry") }
+        if let f = frozenBy {
+            throw RPCStatus(.unavailable, "shard is frozen for '\(f)' (a few seconds): updates are paused; retry",
+                            detail: Wire.ErrorDetail(reason: .frozen, frozenBy: f))
+        }
         active += 1
     }
     func leave() {
         condition.lock(); active -= 1; condition.broadcast(); condition.unlock()
     }
 
-    /// Freezes under `owner` (idempotent for the same owner), waiting up to 30 s for in-flight requests;
-    /// thaws by itself after `autoThawSeconds`.
-    func freeze(_ owner: String, autoThawSeconds: Double) throws {
+    /// Freezes under `owner` (idempotent for the same owner), waiting up to 30 s for updates in flight;
+    /// thaws by itself after `autoThawSeconds`. `busyCode` is what a caller gets while another freeze holds.
+    func freeze(_ owner: String, autoThawSeconds: Double, busyCode: StatusCode = .aborted) throws {
         condition.lock(); defer { condition.unlock() }
-        if let f = frozenBy, f != owner { throw RPCStatus(.aborted, "shard is already frozen for '\(f)'; try again when it is done") }
+        if let f = frozenBy, f != owner {
+            let reason: Wire.ErrorReason = busyCode == .unavailable ? .frozen : .busy
+            throw RPCStatus(busyCode, "shard is already frozen for '\(f)'; try again when it is done", detail: Wire.ErrorDetail(reason: reason, frozenBy: f))
+        }
         frozenBy = owner
         generation += 1
         let g = generation
@@ -33,7 +44,8 @@ final class RequestGate: @unchecked Sendable {
         while active > 0 {
             if !condition.wait(until: deadline) {
                 frozenBy = nil
-                throw RPCStatus(.deadlineExceeded, "in-flight requests did not finish within 30 s; not frozen")
+                throw RPCStatus(.deadlineExceeded, "updates in flight did not finish within 30 s; not frozen",
+                                detail: Wire.ErrorDetail(reason: .busy, frozenBy: owner))
             }
         }
         DispatchQueue.global().asyncAfter(deadline: .now() + autoThawSeconds) { [weak self] in _ = self?.thaw(owner, generation: g) }
@@ -51,39 +63,79 @@ final class RequestGate: @unchecked Sendable {
     func isFrozen(by owner: String) -> Bool { condition.withLock { frozenBy == owner } }
 }
 
-/// The shard's engine, replaceable by a checkpoint restore. Invariant: the engine is only replaced while the
-/// request gate is frozen and empty; requests read it inside the gate. Thread-safe.
+/// The shard's engine, replaceable by a checkpoint restore. Invariant: the engine is closed or replaced only
+/// when no call is inside it (`withEngine` counts them); calls arriving meanwhile get UNAVAILABLE with
+/// reason RESTORING (or SHUTTING_DOWN after `close`). Thread-safe.
 public final class ShardHost: @unchecked Sendable {
     public let configuration: ShardEngineConfiguration
     let gate = RequestGate()
-    private var current: ShardEngine?
-    private let lock = NSLock()
+    private enum State { case serving(ShardEngine), restoring, failed(String), closed }
+    private let condition = NSCondition()
+    private var state: State
+    private var inside = 0
 
     public init(engine: ShardEngine, configuration: ShardEngineConfiguration) {
-        current = engine; self.configuration = configuration
+        state = .serving(engine); self.configuration = configuration
     }
 
-    /// The engine (fails only after a restore that could not reopen the data).
-    public var engine: ShardEngine {
-        get throws { guard let e = lock.withLock({ current }) else { throw RPCStatus(.internalError, "shard has no open data after a failed restore; restart it") }; return e }
+    /// Runs `body` with the engine, counted as a call in flight (a restore or close waits for it).
+    public func withEngine<R>(_ body: (ShardEngine) throws -> R) throws -> R {
+        let engine = try enter()
+        defer { leave() }
+        do { return try body(engine) } catch EngineError.closed { throw unavailableNow() }
+    }
+
+    private func enter() throws -> ShardEngine {
+        condition.lock(); defer { condition.unlock() }
+        guard case .serving(let e) = state else { throw unavailableLocked() }
+        inside += 1
+        return e
+    }
+    private func leave() {
+        condition.lock(); inside -= 1; if inside == 0 { condition.broadcast() }; condition.unlock()
+    }
+    private func unavailableNow() -> RPCStatus { condition.withLock { unavailableLocked() } }
+    private func unavailableLocked() -> RPCStatus {
+        switch state {
+        case .restoring, .serving: RPCStatus(.unavailable, .restoring, "shard \(configuration.shardIndex) is restoring a checkpoint: retry shortly")
+        case .failed(let why): RPCStatus(.internalError, .storage, "shard \(configuration.shardIndex) could not reopen its data after a restore (\(why)); restart it")
+        case .closed: RPCStatus(.unavailable, .shuttingDown, "shard \(configuration.shardIndex) is shutting down; retry on another replica or later")
+        }
     }
 
     /// Replaces this shard's data with its part of checkpoint `name` and reopens it. The caller holds the
-    /// gate frozen.
+    /// freeze gate; calls in flight finish first, calls arriving meanwhile get UNAVAILABLE / RESTORING.
     func restore(name: String) throws -> CheckpointInfo {
+        do { try Names.check(name, as: .checkpoint) } catch { throw error }
         let dir = ShardEngine.checkpointPath(dataDirectory: configuration.dataDirectory, name: name)
-        guard let info = ShardEngine.readCheckpoint(dir) else {
-            throw RPCStatus(.notFound, "shard \(configuration.shardIndex) has no checkpoint '\(name)' (embedps-admin checkpoint list)")
+        guard let info = ShardEngine.readCheckpoint(dir) else { throw EngineError.unknownCheckpoint(name) }
+        let old: ShardEngine = try condition.withLock {
+            guard case .serving(let e) = state else { throw unavailableLocked() }
+            state = .restoring
+            while inside > 0 { condition.wait() }
+            return e
         }
-        let old = lock.withLock { () -> ShardEngine? in let e = current; current = nil; return e }
-        old?.close(checkpoint: false)
-        try ShardEngine.installCheckpoint(from: dir, into: configuration.dataDirectory, shardIndex: configuration.shardIndex)
-        let reopened = try ShardEngine(configuration)
-        reopened.startCheckpointer()
-        lock.withLock { current = reopened }
-        return info
+        old.close(checkpoint: false)
+        do {
+            try ShardEngine.installCheckpoint(from: dir, into: configuration.dataDirectory, shardIndex: configuration.shardIndex)
+            let reopened = try ShardEngine(configuration)
+            reopened.startCheckpointer()
+            condition.withLock { state = .serving(reopened) }
+            return info
+        } catch {
+            condition.withLock { state = .failed("\(error)") }
+            throw EngineError.storage("restoring checkpoint '\(name)' on shard \(configuration.shardIndex): \(error)")
+        }
     }
 
-    /// Stops the engine (final checkpoint). Call after the server stopped.
-    public func close() { lock.withLock { current }?.close(checkpoint: true) }
+    /// Stops the engine (final checkpoint) once no call is inside. Call after the server stopped.
+    public func close() {
+        let engine: ShardEngine? = condition.withLock {
+            guard case .serving(let e) = state else { state = .closed; return nil }
+            state = .closed
+            while inside > 0 { condition.wait() }
+            return e
+        }
+        engine?.close(checkpoint: true)
+    }
 }

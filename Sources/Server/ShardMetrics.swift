@@ -7,7 +7,7 @@ extension ShardService {
     /// counters; per-shard request rate, handler latency, cache hit rate, uptime.
     public func metricsText() -> String {
         var m = MetricsText()
-        guard let status = try? status(), let engine = try? engine else {
+        guard let status = try? status(), let snapshots = try? host.withEngine({ $0.snapshots() }) else {
             m.add("embedps_up", "1 while the shard serves", .gauge, 0)
             return m.text
         }
@@ -22,7 +22,7 @@ extension ShardService {
         m.add("embedps_request_latency_p99_seconds", "99th-percentile handler latency of the last 4096 requests", .gauge, labels: shard, status.latencyP99Ms / 1000)
         m.add("embedps_cache_hit_ratio", "Cache hits / lookups since start, all tables", .gauge, labels: shard, status.cacheHitRate)
         m.add("embedps_disk_bytes", "Bytes of the shard's RocksDB database (estimate)", .gauge, labels: shard, Double(status.bytesOnDisk))
-        for t in engine.snapshots() {
+        for t in snapshots {
             let l = shard + [("table", t.spec.name)]
             m.add("embedps_table_rows", "Rows stored for the table on this shard", .gauge, labels: l, Double(t.rows))
             m.add("embedps_table_cached_rows", "Rows in the table's hot-row cache", .gauge, labels: l, Double(t.cachedRows))

@@ -1,6 +1,7 @@
 import Foundation
 import Client
-import Engine
+import Vocabulary
+import SemanticTokenizers
 import SemanticID
 
 /// How a model represents items on EmbedPS: a hashed-id table, a semantic-ID table (an item is the sum of

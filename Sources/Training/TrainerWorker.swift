@@ -1,6 +1,6 @@
 import Foundation
 import Client
-import Engine
+import Vocabulary
 
 /// Configuration of one trainer worker.
 public struct TrainerConfiguration: Sendable {

@@ -1,6 +1,7 @@
 import Testing
 import Foundation
 @testable import Engine
+import Vocabulary
 import Storage
 
 @Suite struct DynamicSparsityTests {

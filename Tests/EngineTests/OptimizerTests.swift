@@ -1,5 +1,7 @@
 import Testing
 @testable import Engine
+import Vocabulary
+import SemanticTokenizers
 
 /// Expected values were computed independently in double precision (Python) from the formulas in
 /// `SparseOptimizer`'s documentation.
@@ -129,11 +131,11 @@ import Testing
         var s = TableSpec(name: "ok", dim: 4, optimizer: OptimizerConfig(kind: .adam, learningRate: 0.1))
         #expect(throws: Never.self) { try s.validated() }
         s.name = "bad name!"
-        #expect(throws: EngineError.self) { try s.validated() }
+        #expect(throws: SpecError.self) { try s.validated() }
         s.name = "ok"; s.dim = 0
-        #expect(throws: EngineError.self) { try s.validated() }
+        #expect(throws: SpecError.self) { try s.validated() }
         s.dim = 4; s.hashMode = .fixedBudget
-        #expect(throws: EngineError.self) { try s.validated() }
+        #expect(throws: SpecError.self) { try s.validated() }
     }
 
     @Test func tableSpecRoundTripsThroughTheWire() throws {
@@ -179,8 +181,8 @@ import Testing
     }
 
     @Test func invalidCodesAreRejected() throws {
-        #expect(throws: EngineError.self) { try pieces(.unigram, [1, 4, 0]) }
-        #expect(throws: EngineError.self) { try pieces(.unigram, [1, 2]) }
-        #expect(throws: EngineError.self) { try SemanticIDTokenizer(kind: .ngram(0), levels: 3, codebookSize: 4, budget: 10) }
+        #expect(throws: TokenizerError.self) { try pieces(.unigram, [1, 4, 0]) }
+        #expect(throws: TokenizerError.self) { try pieces(.unigram, [1, 2]) }
+        #expect(throws: TokenizerError.self) { try SemanticIDTokenizer(kind: .ngram(0), levels: 3, codebookSize: 4, budget: 10) }
     }
 }

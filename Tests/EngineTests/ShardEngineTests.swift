@@ -1,6 +1,7 @@
 import Testing
 import Foundation
 @testable import Engine
+import Vocabulary
 
 @Suite struct ShardEngineTests {
     func makeEngine(shards: Int = 1, index: Int = 0, cacheRows: Int = 1 << 16, dir existing: String? = nil) throws -> (ShardEngine, String) {
@@ -181,12 +182,12 @@ import Foundation
             try [UInt64(1)].withUnsafeBufferPointer { i in var o = [Float](repeating: 0, count: 2); try o.withUnsafeMutableBufferPointer { try e.pullPooled(table: "plain", items: i, into: $0.baseAddress!) } }
         }
         #expect(throws: EngineError.self) { _ = try e.registerItems(table: "sem", items: [1], codes: [1, 4]) }
-        let stats = try #require(e.semanticStats(table: "sem"))
+        let stats = try #require(try e.semanticStats(table: "sem"))
         #expect(stats.items == 2 && stats.piecesPerItem == 2 && stats.rowsUsed == 3 && stats.collisions == 0)
-        #expect(e.semanticStats(table: "plain") == nil)
+        #expect(try e.semanticStats(table: "plain") == nil)
         // Cached statistics follow later registrations: item 12 = codes (0, 0) -> pieces 0 and 4.
         _ = try e.registerItems(table: "sem", items: [12], codes: [0, 0])
-        let after = try #require(e.semanticStats(table: "sem"))
+        let after = try #require(try e.semanticStats(table: "sem"))
         #expect(after.items == 3 && after.rowsUsed == 5)
     }
 
@@ -199,7 +200,7 @@ import Foundation
         _ = try e.createTable(spec)
         let items = (0..<64).map { UInt64($0) }
         _ = try e.registerItems(table: "h", items: items, codes: items.flatMap { [UInt32($0 / 8), UInt32($0 % 8)] })
-        let s = try #require(e.semanticStats(table: "h"))
+        let s = try #require(try e.semanticStats(table: "h"))
         #expect(s.items == 64 && s.piecesPerItem == 2 && s.rowsUsed <= 10)
         #expect(s.collisions == 72 - s.rowsUsed, "72 distinct pieces on \(s.rowsUsed) rows")
     }

@@ -1,6 +1,7 @@
 import Testing
 import Foundation
 @testable import Storage
+import Vocabulary
 
 @Suite struct RowCodecTests {
     @Test func rowsRoundTripWithStepAndRejectDefects() throws {

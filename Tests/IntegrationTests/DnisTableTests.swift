@@ -1,6 +1,7 @@
 import Testing
 import Foundation
 import Engine
+import Vocabulary
 import Client
 
 /// DNIS tables across three real shards: blocks by frequency, alpha updated on the primary and replicated,

@@ -1,6 +1,7 @@
 import Testing
 import Foundation
 import Engine
+import Vocabulary
 import Client
 import RPC
 import EmbedPSWire
@@ -20,10 +21,10 @@ import EmbedPSWire
             RowMessageEncoder.writePushRequest(into: $0, table: "t", count: 1, dim: 2, ids: { _ in 5 }, row: { _, dst in dst.update(repeating: 1, count: 2) })
         }
         let id = [(key: ShardMetadata.requestID, value: RequestID(high: 9, low: 9).description)]
-        for _ in 0..<3 { _ = try await channel.unary(ShardMethod.push, request, metadata: id) }
+        for _ in 0..<3 { _ = try await channel.unary(ShardRPC.push.path, request, metadata: id) }
         #expect(try await client.pull(table: "t", ids: [5]) == [-1, -1])
         do {
-            _ = try await channel.unary(ShardMethod.push, request, metadata: [(key: ShardMetadata.requestID, value: "not-hex")])
+            _ = try await channel.unary(ShardRPC.push.path, request, metadata: [(key: ShardMetadata.requestID, value: "not-hex")])
             Issue.record("a malformed request id was accepted")
         } catch let s as RPCStatus { #expect(s.code == .invalidArgument) }
         #expect(try await client.pull(table: "t", ids: [5]) == [-1, -1])

@@ -1,5 +1,6 @@
 import Foundation
 import Engine
+import Vocabulary
 import Client
 
 /// Starts real `embedps-server` processes on 127.0.0.1 (port 0, temp data dirs) for a test, and stops them.

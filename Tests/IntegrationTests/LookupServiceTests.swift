@@ -1,6 +1,7 @@
 import Testing
 import Foundation
 import Engine
+import Vocabulary
 import Client
 import RPC
 import EmbedPSWire
@@ -8,7 +9,7 @@ import EmbedPSWire
 /// embedps-lookup against two real shards: gRPC and HTTP/JSON answers equal direct pulls, the cache serves
 /// repeats within its TTL and refreshes after it, errors are named, and /metrics counts it all.
 @Suite(.serialized) struct LookupServiceTests {
-    static func grpcLookup(_ channel: Channel, _ table: String, _ ids: [UInt64], method: String = LookupMethod.lookup) async throws -> (Int, [Float]) {
+    static func grpcLookup(_ channel: Channel, _ table: String, _ ids: [UInt64], method: String = LookupRPC.lookup.path) async throws -> (Int, [Float]) {
         let request = OutgoingMessage(length: RowMessageEncoder.pullRequestSize(table: table, count: ids.count)) {
             RowMessageEncoder.writePullRequest(into: $0, table: table, count: ids.count) { ids[$0] }
         }

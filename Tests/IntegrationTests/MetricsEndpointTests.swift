@@ -1,6 +1,7 @@
 import Testing
 import Foundation
 import Engine
+import Vocabulary
 import Client
 
 /// A minimal HTTP/1.0 GET over a socket: (status line, body).

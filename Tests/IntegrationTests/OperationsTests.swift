@@ -1,6 +1,7 @@
 import Testing
 import Foundation
 import Engine
+import Vocabulary
 import Client
 
 @Suite(.serialized) struct OperationsTests {

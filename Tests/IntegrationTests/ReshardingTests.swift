@@ -1,6 +1,7 @@
 import Testing
 import Foundation
 import Engine
+import Vocabulary
 import RPC
 import EmbedPSWire
 @testable import Client
@@ -128,16 +129,15 @@ final class LockedFlag: @unchecked Sendable {
         let slots = (4000..<4096).map { UInt32($0) }
         let moved = ids.filter { addressing.slot(ofRowKey: $0) >= 4000 }
         try #require(!moved.isEmpty)
-        _ = try await client.rawCall(shard: 1, ShardMethod.beginMigration, WireSlotsRequest(slots: slots).encoded())
+        _ = try await client.call(shard: 1, ShardRPC.beginMigration, Wire.SlotsRequest(slots: slots))
         for slot in slots {
-            let page = try await client.rawCall(shard: 1, ShardMethod.exportSlotRows, WireSlotRowsRequest(table: "r", slot: slot, after: nil, limit: 4096).encoded())
-                .withUnsafeBytes { try WireSlotRows(decoding: $0) }
-            if !page.keys.isEmpty { _ = try await client.rawCall(shard: 0, ShardMethod.importSlotRows, page.encoded()) }
+            let page = try await client.call(shard: 1, ShardRPC.exportSlotRows, Wire.SlotRowsRequest(table: "r", slot: slot, limit: 4096))
+            if !page.keys.isEmpty { _ = try await client.call(shard: 0, ShardRPC.importSlotRows, page) }
         }
         var owners = client.slotMap.owners
         for s in slots { owners[Int(s)] = 0 }
         let v2 = ClusterSpec(addresses: client.spec.shards.map(\.address), map: try SlotMap(version: 2, shardCount: 2, owners: owners))
-        _ = try await client.rawCall(shard: 0, ShardMethod.setShardMap, WireShardMap(specJSON: String(decoding: try v2.encoded(), as: UTF8.self)).encoded())
+        _ = try await client.call(shard: 0, ShardRPC.setShardMap, Wire.ShardMapRequest(specJson: String(decoding: try v2.encoded(), as: UTF8.self)))
         // -- coordinator gone. Shard 1 still refuses writes to the moved slots.
         // Re-run: the target already owns them, so nothing moves, but shard 1 is brought up to date.
         let rerun = try await client.reshard(to: owners)
@@ -150,12 +150,5 @@ final class LockedFlag: @unchecked Sendable {
 }
 
 extension EmbedPSClient {
-    /// Test access to single shard calls.
-    func rawCall(shard: Int, _ method: String, _ body: [UInt8]) async throws -> ReceivedMessage {
-        try await call(shard: shard, method) { OutgoingMessage(bytes: body) }
-    }
-    func fetchSpec(_ table: String) async throws -> TableSpec {
-        let m = try await rawCall(shard: 0, ShardMethod.describeTable, WireTableNameRequest(table: table).encoded())
-        return try TableSpec(wire: try m.withUnsafeBytes { try WireDescribeTableResponse(decoding: $0) }.stats.spec)
-    }
+    func fetchSpec(_ table: String) async throws -> TableSpec { try await tableSpec(table) }
 }

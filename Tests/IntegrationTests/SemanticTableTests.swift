@@ -1,6 +1,8 @@
 import Testing
 import Foundation
 import Engine
+import Vocabulary
+import SemanticTokenizers
 import Client
 import SemanticID
 

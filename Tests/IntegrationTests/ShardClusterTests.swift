@@ -1,6 +1,7 @@
 import Testing
 import Foundation
 import Engine
+import Vocabulary
 import Client
 import RPC
 import EmbedPSWire
@@ -210,10 +211,10 @@ func expectStatus(_ code: StatusCode, _ body: () async throws -> Void, sourceLoc
         let wrongDim = OutgoingMessage(length: RowMessageEncoder.pushRequestSize(table: "emb", count: 64, dim: 4)) { buf in
             RowMessageEncoder.writePushRequest(into: buf, table: "emb", count: 64, dim: 4, ids: { UInt64($0) }, row: { _, d in d.update(repeating: 1, count: 4) })
         }
-        await expectStatus(.invalidArgument) { _ = try await shard0.unary(ShardMethod.push, wrongDim) }
+        await expectStatus(.invalidArgument) { _ = try await shard0.unary(ShardRPC.push.path, wrongDim) }
         // Malformed bytes.
-        await expectStatus(.invalidArgument) { _ = try await shard0.unary(ShardMethod.push, OutgoingMessage(bytes: [0x0a, 0xff, 0xff, 0x01])) }
-        await expectStatus(.invalidArgument) { _ = try await shard0.unary(ShardMethod.createTable, OutgoingMessage(bytes: [0x12, 0x05, 1])) }
+        await expectStatus(.invalidArgument) { _ = try await shard0.unary(ShardRPC.push.path, OutgoingMessage(bytes: [0x0a, 0xff, 0xff, 0x01])) }
+        await expectStatus(.invalidArgument) { _ = try await shard0.unary(ShardRPC.createTable.path, OutgoingMessage(bytes: [0x12, 0x05, 1])) }
         // Oversized (server limit 1 MiB).
         let big = (0..<100_000).map { UInt64($0) }
         await expectStatus(.resourceExhausted) { try await client.push(table: "emb", ids: big, gradients: [Float](repeating: 0.1, count: big.count * 8)) }
@@ -222,16 +223,17 @@ func expectStatus(_ code: StatusCode, _ body: () async throws -> Void, sourceLoc
             RowMessageEncoder.writePullRequest(into: buf, table: "emb", count: 64) { UInt64($0) }
         }
         do {
-            _ = try await shard0.unary(ShardMethod.pull, wrongOwner)
+            _ = try await shard0.unary(ShardRPC.pull.path, wrongOwner)
             Issue.record("expected FAILED_PRECONDITION")
         } catch let s as RPCStatus {
             #expect(s.code == .failedPrecondition)
-            #expect(s.message.contains("shard map version 1"))
+            let detail = try #require(s.errorDetail)
+            #expect(detail.reason == .wrongShard && detail.shardMapVersion == 1 && detail.ownerShard == 1 && detail.table == "emb")
         }
         // Invalid spec.
         var bad = Self.adagradSpec("bad"); bad.optimizer.learningRate = -1
         await expectStatus(.invalidArgument) {
-            _ = try await shard0.unary(ShardMethod.createTable, OutgoingMessage(bytes: WireCreateTableRequest(spec: bad.wire).encoded()))
+            _ = try await shard0.unary(ShardRPC.createTable.path, OutgoingMessage(bytes: Wire.CreateTableRequest(spec: bad.wire).encoded()))
         }
         // Same name, different spec.
         var other = Self.adagradSpec(); other.dim = 9

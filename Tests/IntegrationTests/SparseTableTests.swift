@@ -1,6 +1,7 @@
 import Testing
 import Foundation
 import Engine
+import Vocabulary
 import Client
 
 /// Dynamic-sparsity tables across three real shards: prune-and-regrow steps coordinated by the client keep the

@@ -1,6 +1,7 @@
 import Testing
 import Foundation
 import Engine
+import Vocabulary
 
 /// Runs `embedps-train` workers as real processes against real shards and reads rank 0's JSON report.
 struct TrainerProcess {

@@ -1,6 +1,8 @@
 import Testing
 import Foundation
 import Engine
+import Vocabulary
+import SemanticTokenizers
 @testable import SemanticID
 
 @Suite struct KMeansTests {
@@ -96,13 +98,13 @@ import Engine
         // The serialized model reproduces the same segmentation.
         let again = try SentencePieceTokenizer(model: t.model, levels: 3, codebookSize: 8)
         #expect(try again.pieces([1, 2, 5]) == head && again.pieces([6, 3, 1]) == tail)
-        #expect(throws: EngineError.self) { try t.pieces([1, 9, 0]) }
+        #expect(throws: TokenizerError.self) { try t.pieces([1, 9, 0]) }
     }
 
     @Test func aVocabularyLargerThanTheCorpusSupportsShrinksAndImpossibleRenderingsAreRejected() throws {
         let t = try SentencePieceTokenizer.train(codes: [[0, 1], [1, 0], [1, 1]], levels: 2, codebookSize: 2, vocabularySize: 5000)
         #expect(t.vocabularySize < 5000, "the real vocabulary is what the table needs: \(t.vocabularySize)")
-        #expect(throws: EngineError.self) {
+        #expect(throws: TokenizerError.self) {
             _ = try SentencePieceTokenizer.train(codes: [[0, 1]], levels: 40, codebookSize: 2048, vocabularySize: 100)
         }
     }

@@ -1,7 +1,7 @@
 import Foundation
 import CLI
 import Client
-import Engine
+import Vocabulary
 import EmbedPSWire
 
 func formatBytes(_ b: UInt64) -> String {
@@ -16,9 +16,10 @@ struct TableStatsJSON: Codable {
     var cacheCapacityRows: UInt64, bytesOnDisk: UInt64, logBytes: UInt64, pulls: UInt64, pushes: UInt64
     var rowsPulled: UInt64, rowsPushed: UInt64, checkpoints: UInt64
     var semanticItems: UInt64?, piecesPerItem: Double?, pieceRowsUsed: UInt64?, pieceCollisions: UInt64?
-    init(shard: Int, _ s: WireTableStats) {
-        self.shard = shard; table = s.spec.name; dim = Int(s.spec.dim)
-        optimizer = OptimizerKind(rawValue: UInt8(truncatingIfNeeded: s.spec.optimizer.kind))?.description ?? "?"
+    init(shard: Int, _ s: Wire.TableStats) {
+        let spec = s.spec ?? Wire.TableSpec()
+        self.shard = shard; table = spec.name; dim = Int(spec.dim)
+        optimizer = OptimizerKind(rawValue: UInt8(truncatingIfNeeded: (spec.optimizer ?? Wire.OptimizerConfig()).kind.rawValue))?.description ?? "?"
         rows = s.rows; cachedRows = s.cachedRows; dirtyRows = s.dirtyRows; cacheCapacityRows = s.cacheCapacityRows
         bytesOnDisk = s.bytesOnDisk; logBytes = s.logBytes; pulls = s.pulls; pushes = s.pushes
         rowsPulled = s.rowsPulled; rowsPushed = s.rowsPushed; checkpoints = s.checkpoints

@@ -1,7 +1,8 @@
 import Foundation
 import CLI
 import SemanticID
-import Engine
+import Vocabulary
+import SemanticTokenizers
 
 /// `embedps-admin semantic-ids build`: RQ-k-means codes for a catalogue, the codes file, and the quality table.
 func runSemanticIDBuild(_ o: Options) throws {

@@ -1,7 +1,7 @@
 import Foundation
 import CLI
 import Client
-import Engine
+import Vocabulary
 import RPC
 import EmbedPSWire
 
@@ -47,7 +47,7 @@ func runLookupBenchmark(specPath: String, table: String, rows: Int, dim: Int, se
             let viaLookup = try await measure { batch in
                 let size = RowMessageEncoder.pullRequestSize(table: table, count: batch.count)
                 let request = OutgoingMessage(length: size) { RowMessageEncoder.writePullRequest(into: $0, table: table, count: batch.count) { batch[$0] } }
-                let answer = try await channel.unary(LookupMethod.lookup, request, timeoutMs: 10_000)
+                let answer = try await channel.unary(LookupRPC.lookup.path, request, timeoutMs: 10_000)
                 let (d, values) = try answer.withUnsafeBytes { try RowMessageDecoder.pullResponse($0) }
                 guard d == dim, values.count == batch.count * dim * 4 else { throw BenchError("lookup answered \(values.count) bytes of dim \(d)") }
             }

@@ -1,7 +1,7 @@
 import Foundation
 import CLI
 import Client
-import Engine
+import Vocabulary
 
 /// A child process started by the benchmark (a shard or redis-server); terminated on `stop()`.
 final class ChildProcess {

@@ -1,6 +1,6 @@
 import Foundation
 import Client
-import Engine
+import Vocabulary
 import CLI
 
 /// EmbedPS side of the benchmark: timed pull/push loops against a cluster.

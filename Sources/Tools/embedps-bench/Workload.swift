@@ -1,5 +1,5 @@
 import Foundation
-import Engine
+import Vocabulary
 
 /// Workload W (shared/docs/benchmark-workload.md): pre-generated batches of distinct, ascending row ids
 /// drawn uniformly or Zipf(s) over ranks, ranks mapped through a fixed random permutation; and gradients.

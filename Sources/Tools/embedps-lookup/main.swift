@@ -55,6 +55,7 @@ do {
     }
     let service = LookupService(source: source, configuration: config)
     var serverConfig = ServerConfiguration(address: o.string("listen", default: "0.0.0.0:7500"))
+    LookupService.configure(&serverConfig)
     serverConfig.threads = threads
     if let cert = o.string("tls-cert") { serverConfig.tls = try TLSIdentity(certificatePath: cert, keyPath: o.required("tls-key")) }
     let server = Server(serverConfig)

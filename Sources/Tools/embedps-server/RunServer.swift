@@ -1,8 +1,10 @@
 import Foundation
 import CLI
 import Engine
+import Vocabulary
 import RPC
 import Server
+import ServiceSupport
 import HTTP
 
 /// Starts the shard and blocks until SIGINT/SIGTERM, then shuts down gracefully.
@@ -45,6 +47,7 @@ nonisolated func runShardServer(_ options: Options) {
         exit(1)
     }
     var serverConfig = ServerConfiguration(address: options.string("listen") ?? shard.address)
+    ShardService.configure(&serverConfig)
     serverConfig.threads = options.int("threads", default: 2)
     serverConfig.maxMessageBytes = Int32(clamping: maxBytes)
     var policy = AccessPolicy()

@@ -2,7 +2,7 @@ import Foundation
 import CLI
 import Client
 import Training
-import Engine
+import Vocabulary
 import HTTP
 
 let usage = """

@@ -1,4 +1,5 @@
 import Foundation
+import Vocabulary
 import CSentencePiece
 
 /// A SentencePiece model over semantic-ID code sequences (Singh et al. 2023): each (level, code) is rendered
@@ -16,14 +17,14 @@ public final class SentencePieceTokenizer: @unchecked Sendable {
 
     static let base: UInt32 = 0xF0000
 
-    public init(model: [UInt8], levels: Int, codebookSize: Int) throws(EngineError) {
+    public init(model: [UInt8], levels: Int, codebookSize: Int) throws(TokenizerError) {
         var error: UnsafeMutablePointer<CChar>? = nil
         let h = model.withUnsafeBufferPointer { b in
             b.withMemoryRebound(to: CChar.self) { embedps_spm_load($0.baseAddress, b.count, &error) }
         }
         guard let h else {
             defer { free(error) }
-            throw EngineError.invalidSpec(table: "-", message: "cannot load the SentencePiece model: \(error.map { String(cString: $0) } ?? "unknown error")")
+            throw TokenizerError("cannot load the SentencePiece model: \(error.map { String(cString: $0) } ?? "unknown error")")
         }
         handle = h; self.model = model; self.levels = levels; self.codebookSize = codebookSize
     }
@@ -31,13 +32,13 @@ public final class SentencePieceTokenizer: @unchecked Sendable {
 
     public var vocabularySize: Int { Int(embedps_spm_vocab_size(handle)) }
 
-    static func render(_ codes: [Int], levels: Int, codebookSize: Int) throws(EngineError) -> String {
-        guard codes.count >= levels else { throw EngineError.invalidSpec(table: "-", message: "item has \(codes.count) codes, expected \(levels)") }
+    static func render(_ codes: [Int], levels: Int, codebookSize: Int) throws(TokenizerError) -> String {
+        guard codes.count >= levels else { throw TokenizerError("item has \(codes.count) codes, expected \(levels)") }
         var s = String.UnicodeScalarView()
         for l in 0..<levels {
             let c = codes[l]
             guard c >= 0, c < codebookSize, let u = Unicode.Scalar(base + UInt32(l * codebookSize + c)) else {
-                throw EngineError.invalidSpec(table: "-", message: "code \(c) at level \(l + 1) is outside 0..<\(codebookSize)")
+                throw TokenizerError("code \(c) at level \(l + 1) is outside 0..<\(codebookSize)")
             }
             s.append(u)
         }
@@ -47,8 +48,8 @@ public final class SentencePieceTokenizer: @unchecked Sendable {
     /// Trains a model of `vocabularySize` pieces over item code sequences; `weights[i]` (default 1) is how
     /// many times item i is repeated in the training corpus (capped at 100 to bound its size).
     public static func train(codes: [[Int]], weights: [Int]? = nil, levels: Int, codebookSize: Int,
-                             vocabularySize: Int) throws(EngineError) -> SentencePieceTokenizer {
-        guard levels * codebookSize <= 65_534 else { throw EngineError.invalidSpec(table: "-", message: "levels x codes must be <= 65534 to render codes as characters") }
+                             vocabularySize: Int) throws(TokenizerError) -> SentencePieceTokenizer {
+        guard levels * codebookSize <= 65_534 else { throw TokenizerError("levels x codes must be <= 65534 to render codes as characters") }
         var sentences: [String] = []
         for (i, c) in codes.enumerated() {
             let s = try render(c, levels: levels, codebookSize: codebookSize)
@@ -67,7 +68,7 @@ public final class SentencePieceTokenizer: @unchecked Sendable {
         }
         guard rc == 0, let model else {
             defer { free(error) }
-            throw EngineError.invalidSpec(table: "-", message: "SentencePiece training failed (vocabulary \(vocabularySize) for \(Set(sentences).count) distinct items): " +
+            throw TokenizerError("SentencePiece training failed (vocabulary \(vocabularySize) for \(Set(sentences).count) distinct items): " +
                                   "\(error.map { String(cString: $0) } ?? "unknown error"); try a smaller --vocabulary or more items")
         }
         defer { free(model) }
@@ -76,13 +77,13 @@ public final class SentencePieceTokenizer: @unchecked Sendable {
     }
 
     /// Row keys (piece ids) of one item.
-    public func pieces(_ codes: [Int]) throws(EngineError) -> [UInt64] {
+    public func pieces(_ codes: [Int]) throws(TokenizerError) -> [UInt64] {
         var text = try Self.render(codes, levels: levels, codebookSize: codebookSize)
         var ids = [Int32](repeating: 0, count: levels + 4)
         let n = text.withUTF8 { u in
             u.withMemoryRebound(to: CChar.self) { c in embedps_spm_encode(handle, c.baseAddress, c.count, &ids, ids.count) }
         }
-        guard n >= 0, n <= ids.count else { throw EngineError.invalidSpec(table: "-", message: "SentencePiece could not encode an item") }
+        guard n >= 0, n <= ids.count else { throw TokenizerError("SentencePiece could not encode an item") }
         return ids.prefix(Int(n)).map { UInt64($0) }
     }
 }

@@ -50,6 +50,7 @@ public struct ClusterSpec: Sendable, Codable, Equatable {
         public var first: Int
         public var last: Int
         public var shard: Int
+        public init(first: Int, last: Int, shard: Int) { self.first = first; self.last = last; self.shard = shard }
     }
     public var version: UInt64
     public var shards: [Shard]
@@ -89,5 +90,17 @@ public struct ClusterSpec: Sendable, Codable, Equatable {
         }
         if let gap = owners.firstIndex(of: -1) { throw ClusterSpecError("slot \(gap) has no owner: slot ranges must cover 0...4095") }
         return try SlotMap(version: version, shardCount: shards.count, owners: owners.map { UInt16($0) })
+    }
+}
+
+extension ClusterSpec {
+    /// A spec of `addresses` with `map`'s owners as explicit contiguous ranges and its version.
+    public init(addresses: [String], map: SlotMap) {
+        var ranges: [SlotRange] = []
+        for (slot, owner) in map.owners.enumerated() {
+            if let last = ranges.last, last.shard == Int(owner), last.last == slot - 1 { ranges[ranges.count - 1].last = slot }
+            else { ranges.append(SlotRange(first: slot, last: slot, shard: Int(owner))) }
+        }
+        self.init(version: map.version, shards: addresses.map { Shard(address: $0) }, slotRanges: ranges)
     }
 }

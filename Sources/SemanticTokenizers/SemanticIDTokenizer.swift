@@ -1,3 +1,6 @@
+import Vocabulary
+import CXXHash
+
 /// Turns an item's semantic-ID code sequence (c1..cL, each in 0..<K) into sub-piece row keys of one
 /// semantic table (techniques.md section 2; the item's embedding is the sum of its piece rows).
 ///
@@ -21,8 +24,8 @@ public struct SemanticIDTokenizer: Sendable, Equatable {
     public let codebookSize: Int
     public let budget: UInt64
 
-    public init(kind: Kind, levels: Int, codebookSize: Int, budget: UInt64) throws(EngineError) {
-        func bad(_ m: String) -> EngineError { .invalidSpec(table: "-", message: "semantic tokenizer: \(m)") }
+    public init(kind: Kind, levels: Int, codebookSize: Int, budget: UInt64) throws(TokenizerError) {
+        func bad(_ m: String) -> TokenizerError { TokenizerError("semantic tokenizer: \(m)") }
         guard levels >= 1, codebookSize >= 2, budget >= 1 else { throw bad("needs levels >= 1, codebook size >= 2, budget >= 1") }
         switch kind {
         case .unigram: break
@@ -68,10 +71,10 @@ public struct SemanticIDTokenizer: Sendable, Equatable {
     }
 
     /// The piece keys of one item (codes.count must be `levels`; extra codes are ignored).
-    public func pieces(_ codes: [Int]) throws(EngineError) -> [UInt64] {
-        guard codes.count >= levels else { throw .malformed("item has \(codes.count) codes, the tokenizer needs \(levels)") }
+    public func pieces(_ codes: [Int]) throws(TokenizerError) -> [UInt64] {
+        guard codes.count >= levels else { throw TokenizerError("item has \(codes.count) codes, the tokenizer needs \(levels)") }
         if let bad = codes.prefix(levels).first(where: { $0 < 0 || $0 >= codebookSize }) {
-            throw .malformed("code \(bad) is outside 0..<\(codebookSize)")
+            throw TokenizerError("code \(bad) is outside 0..<\(codebookSize)")
         }
         let kindTag: UInt64 = switch kind { case .unigram: 1; case .ngram: 2; case .prefix: 3 }
         let r = ranges, useHash = hashed

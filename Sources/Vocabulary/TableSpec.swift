@@ -1,6 +1,5 @@
 import Foundation
 import EmbedPSWire
-import Storage
 
 /// Server-side sparse optimizer of a table.
 public enum OptimizerKind: UInt8, Sendable, CaseIterable, CustomStringConvertible {
@@ -68,7 +67,7 @@ public struct InitializerConfig: Sendable, Equatable {
 public struct SemanticConfig: Sendable, Equatable {
     public enum Tokenizer: Sendable, Equatable {
         case unigram, ngram(Int), prefix(Int)
-        /// A serialized SentencePiece model (see `SentencePieceTokenizer`).
+        /// A serialized SentencePiece model (checked by the shard, which links SentencePiece).
         case sentencePiece([UInt8])
     }
     public var tokenizer: Tokenizer
@@ -77,41 +76,6 @@ public struct SemanticConfig: Sendable, Equatable {
     public var budget: UInt64
     public init(tokenizer: Tokenizer, levels: Int, codebookSize: Int, budget: UInt64) {
         self.tokenizer = tokenizer; self.levels = levels; self.codebookSize = codebookSize; self.budget = budget
-    }
-    public func makeTokenizer() throws(EngineError) -> PieceTokenizer {
-        let kind: SemanticIDTokenizer.Kind
-        switch tokenizer {
-        case .unigram: kind = .unigram
-        case .ngram(let n): kind = .ngram(n)
-        case .prefix(let n): kind = .prefix(n)
-        case .sentencePiece(let model):
-            let spm = try SentencePieceTokenizer(model: model, levels: levels, codebookSize: codebookSize)
-            guard UInt64(spm.vocabularySize) <= budget else {
-                throw .invalidSpec(table: "-", message: "SentencePiece vocabulary \(spm.vocabularySize) exceeds the table budget \(budget)")
-            }
-            return .sentencePiece(spm)
-        }
-        return .ngram(try SemanticIDTokenizer(kind: kind, levels: levels, codebookSize: codebookSize, budget: budget))
-    }
-}
-
-/// The tokenizer of a semantic table: n-gram layouts or a SentencePiece model. Thread-safe.
-public enum PieceTokenizer: Sendable {
-    case ngram(SemanticIDTokenizer)
-    case sentencePiece(SentencePieceTokenizer)
-
-    public func pieces(_ codes: [Int]) throws(EngineError) -> [UInt64] {
-        switch self {
-        case .ngram(let t): try t.pieces(codes)
-        case .sentencePiece(let t): try t.pieces(codes)
-        }
-    }
-    /// Most pieces one item can have.
-    public var maxPiecesPerItem: Int {
-        switch self { case .ngram(let t): t.piecesPerItem; case .sentencePiece(let t): t.levels }
-    }
-    public var codebookSize: Int {
-        switch self { case .ngram(let t): t.codebookSize; case .sentencePiece(let t): t.codebookSize }
     }
 }
 
@@ -186,9 +150,6 @@ public struct TableSpec: Sendable, Equatable {
         self.name = name; self.dim = dim; self.optimizer = optimizer; self.initializer = initializer
     }
 
-    /// Floats of a row in memory: weights then optimizer state (then the sparse parts, see `SparseRowFormat`).
-    public var rowFloats: Int { sparseFormat?.memoryFloats ?? dim * (1 + optimizer.kind.stateSlots) }
-
     /// Initial value of each optimizer state slot (what an inactive entry holds).
     public var stateFill: [Float] {
         switch optimizer.kind {
@@ -198,23 +159,13 @@ public struct TableSpec: Sendable, Equatable {
         case .ftrl: [0, optimizer.initialAccumulator]
         }
     }
-    /// The masked row layout of a dynamic-sparsity table (with growth scores) or of a DNIS table (meta words:
-    /// push count, block).
-    public var sparseFormat: SparseRowFormat? {
-        if sparsity != nil { return SparseRowFormat(dim: dim, stateSlots: optimizer.kind.stateSlots, stateFill: stateFill) }
-        if dnis != nil { return SparseRowFormat(dim: dim, stateSlots: optimizer.kind.stateSlots, stateFill: stateFill, growthScores: false, metaWords: 2) }
-        return nil
-    }
-
     public static let maxDim = 65536
 
-    /// Checks every field; throws `EngineError.invalidSpec` naming the field.
-    public func validated() throws(EngineError) -> TableSpec {
-        func bad(_ m: String) -> EngineError { .invalidSpec(table: name, message: m) }
-        guard !name.isEmpty, name.utf8.count <= 128,
-              name.utf8.allSatisfy({ ($0 >= 48 && $0 <= 57) || ($0 >= 65 && $0 <= 90) || ($0 >= 97 && $0 <= 122) || $0 == 95 || $0 == 46 || $0 == 45 }) else {
-            throw bad("table name must be 1-128 characters of [A-Za-z0-9_.-]")
-        }
+    /// Checks every field (a SentencePiece model is checked by the shard, which can load it); throws
+    /// `SpecError` naming the field.
+    public func validated() throws(SpecError) -> TableSpec {
+        func bad(_ m: String) -> SpecError { SpecError(table: name, message: m) }
+        do { try Names.check(name, as: .table) } catch { throw SpecError(table: name, message: error.description, reason: .invalidName) }
         guard dim >= 1, dim <= Self.maxDim else { throw bad("dim \(dim) must be 1...\(Self.maxDim)") }
         if hashMode == .fixedBudget, rowBudget == 0 { throw bad("fixed-budget hashing needs row_budget > 0") }
         let o = optimizer
@@ -235,7 +186,12 @@ public struct TableSpec: Sendable, Equatable {
             guard s.levels >= 1, s.levels <= 16, s.codebookSize >= 2, s.codebookSize <= 65536 else {
                 throw bad("semantic levels must be 1...16 and codebook size 2...65536")
             }
-            do { _ = try s.makeTokenizer() } catch { throw bad("\(error)") }
+            switch s.tokenizer {
+            case .unigram: break
+            case .ngram(let n), .prefix(let n): guard n >= 1 else { throw bad("semantic ngram length \(n) must be >= 1") }
+            case .sentencePiece(let model): guard !model.isEmpty else { throw bad("a SENTENCEPIECE table needs its serialized model") }
+            }
+            guard s.budget >= 1 else { throw bad("semantic budget must be >= 1") }
         }
         if let d = dnis {
             guard sparsity == nil, semantic == nil else { throw bad("a DNIS table cannot also be a sparsity or semantic table") }
@@ -261,42 +217,45 @@ public struct TableSpec: Sendable, Equatable {
 
 extension TableSpec {
     /// Builds and validates a spec from its wire form, filling optimizer defaults for zero fields.
-    public init(wire w: WireTableSpec) throws(EngineError) {
-        guard let kind = OptimizerKind(rawValue: UInt8(truncatingIfNeeded: w.optimizer.kind)), w.optimizer.kind <= 255 else {
-            throw .invalidSpec(table: w.name, message: "optimizer kind \(w.optimizer.kind) is not SGD(1), ADAGRAD(2), ADAM(3) or FTRL(4)")
+    public init(wire w: Wire.TableSpec) throws(SpecError) {
+        func bad(_ m: String) -> SpecError { SpecError(table: w.name, message: m) }
+        do { try Names.check(w.name, as: .table) } catch { throw SpecError(table: w.name, message: error.description, reason: .invalidName) }
+        let wo = w.optimizer ?? Wire.OptimizerConfig()
+        guard let kind = OptimizerKind(rawValue: UInt8(truncatingIfNeeded: wo.kind.rawValue)), (1...4).contains(wo.kind.rawValue) else {
+            throw bad("optimizer kind \(wo.kind) is not SGD(1), ADAGRAD(2), ADAM(3) or FTRL(4)")
         }
-        var o = OptimizerConfig(kind: kind, learningRate: w.optimizer.learningRate)
-        o.initialAccumulator = w.optimizer.initialAccumulator
-        if w.optimizer.beta1 != 0 { o.beta1 = w.optimizer.beta1 }
-        if w.optimizer.beta2 != 0 { o.beta2 = w.optimizer.beta2 }
-        if w.optimizer.epsilon != 0 { o.epsilon = w.optimizer.epsilon }
-        if w.optimizer.beta != 0 { o.beta = w.optimizer.beta }
-        o.l1 = w.optimizer.l1; o.l2 = w.optimizer.l2
+        var o = OptimizerConfig(kind: kind, learningRate: wo.learningRate)
+        o.initialAccumulator = wo.initialAccumulator
+        if wo.beta1 != 0 { o.beta1 = wo.beta1 }
+        if wo.beta2 != 0 { o.beta2 = wo.beta2 }
+        if wo.epsilon != 0 { o.epsilon = wo.epsilon }
+        if wo.beta != 0 { o.beta = wo.beta }
+        o.l1 = wo.l1; o.l2 = wo.l2
+        let wi = w.initializer ?? Wire.InitializerConfig()
         var i = InitializerConfig()
-        switch w.initializer.kind {
+        switch wi.kind.rawValue {
         case 0, 1: i.kind = .zeros
         case 2: i.kind = .uniform
         case 3: i.kind = .normal
-        default: throw .invalidSpec(table: w.name, message: "initializer kind \(w.initializer.kind) is not ZEROS(1), UNIFORM(2) or NORMAL(3)")
+        default: throw bad("initializer kind \(wi.kind) is not ZEROS(1), UNIFORM(2) or NORMAL(3)")
         }
-        i.low = w.initializer.low; i.high = w.initializer.high; i.mean = w.initializer.mean
-        i.stddev = w.initializer.stddev; i.seed = w.initializer.seed
+        i.low = wi.low; i.high = wi.high; i.mean = wi.mean; i.stddev = wi.stddev; i.seed = wi.seed
         self.init(name: w.name, dim: Int(w.dim), optimizer: o, initializer: i)
-        switch w.hashMode {
+        switch w.hashMode.rawValue {
         case 0, 1: hashMode = .collisionFree
         case 2: hashMode = .fixedBudget
-        default: throw .invalidSpec(table: w.name, message: "hash mode \(w.hashMode) is not COLLISION_FREE(1) or FIXED_BUDGET(2)")
+        default: throw bad("hash mode \(w.hashMode) is not COLLISION_FREE(1) or FIXED_BUDGET(2)")
         }
         rowBudget = w.rowBudget; hashSeed = w.hashSeed
         if let ws = w.semantic {
             let n = Int(ws.ngram)
             let kind: SemanticConfig.Tokenizer
-            switch ws.tokenizer {
+            switch ws.tokenizer.rawValue {
             case 1: kind = .unigram
             case 2: kind = .ngram(n)
             case 3: kind = .prefix(n)
-            case 4: kind = .sentencePiece(ws.sentencePieceModel)
-            default: throw .invalidSpec(table: w.name, message: "tokenizer \(ws.tokenizer) is not UNIGRAM(1), NGRAM(2), PREFIX_NGRAM(3) or SENTENCEPIECE(4)")
+            case 4: kind = .sentencePiece(ws.sentencepieceModel)
+            default: throw bad("tokenizer \(ws.tokenizer) is not UNIGRAM(1), NGRAM(2), PREFIX_NGRAM(3) or SENTENCEPIECE(4)")
             }
             semantic = SemanticConfig(tokenizer: kind, levels: Int(ws.levels), codebookSize: Int(ws.codebookSize), budget: ws.budget)
         }
@@ -320,37 +279,32 @@ extension TableSpec {
         self = try validated()
     }
 
-    public var wire: WireTableSpec {
-        var w = WireTableSpec()
-        w.name = name; w.dim = UInt32(dim); w.hashMode = UInt32(hashMode.rawValue); w.rowBudget = rowBudget; w.hashSeed = hashSeed
-        w.optimizer.kind = UInt32(optimizer.kind.rawValue); w.optimizer.learningRate = optimizer.learningRate
-        w.optimizer.initialAccumulator = optimizer.initialAccumulator; w.optimizer.beta1 = optimizer.beta1
-        w.optimizer.beta2 = optimizer.beta2; w.optimizer.epsilon = optimizer.epsilon; w.optimizer.l1 = optimizer.l1
-        w.optimizer.l2 = optimizer.l2; w.optimizer.beta = optimizer.beta
-        w.initializer.kind = UInt32(initializer.kind.rawValue); w.initializer.low = initializer.low
-        w.initializer.high = initializer.high; w.initializer.mean = initializer.mean
-        w.initializer.stddev = initializer.stddev; w.initializer.seed = initializer.seed
+    /// The wire form (what `init(wire:)` reads back to an equal spec).
+    public var wire: Wire.TableSpec {
+        var w = Wire.TableSpec()
+        w.name = name; w.dim = UInt32(dim); w.hashMode = Wire.HashMode(rawValue: Int32(hashMode.rawValue)); w.rowBudget = rowBudget; w.hashSeed = hashSeed
+        w.optimizer = Wire.OptimizerConfig(kind: Wire.OptimizerKind(rawValue: Int32(optimizer.kind.rawValue)), learningRate: optimizer.learningRate,
+                                           initialAccumulator: optimizer.initialAccumulator, beta1: optimizer.beta1, beta2: optimizer.beta2,
+                                           epsilon: optimizer.epsilon, l1: optimizer.l1, l2: optimizer.l2, beta: optimizer.beta)
+        w.initializer = Wire.InitializerConfig(kind: Wire.InitializerKind(rawValue: Int32(initializer.kind.rawValue)), low: initializer.low,
+                                               high: initializer.high, mean: initializer.mean, stddev: initializer.stddev, seed: initializer.seed)
         if let s = semantic {
-            var ws = WireSemanticConfig()
+            var ws = Wire.SemanticConfig()
             switch s.tokenizer {
-            case .unigram: ws.tokenizer = 1
-            case .ngram(let n): ws.tokenizer = 2; ws.ngram = UInt32(n)
-            case .prefix(let n): ws.tokenizer = 3; ws.ngram = UInt32(n)
-            case .sentencePiece(let model): ws.tokenizer = 4; ws.sentencePieceModel = model
+            case .unigram: ws.tokenizer = .unigram
+            case .ngram(let n): ws.tokenizer = .ngram; ws.ngram = UInt32(n)
+            case .prefix(let n): ws.tokenizer = .prefixNgram; ws.ngram = UInt32(n)
+            case .sentencePiece(let model): ws.tokenizer = .sentencepiece; ws.sentencepieceModel = model
             }
             ws.levels = UInt32(s.levels); ws.codebookSize = UInt32(s.codebookSize); ws.budget = s.budget
             w.semantic = ws
         }
         if let d = sparsity {
-            var ws = WireSparsityConfig()
-            ws.density = d.density; ws.seed = d.seed; ws.growthDecay = d.growthDecay; ws.regrowInterval = UInt32(d.regrowInterval)
-            ws.updateFractionStart = d.fractionStart; ws.updateFractionEnd = d.fractionEnd; ws.regrowRounds = UInt32(d.rounds)
-            w.sparsity = ws
+            w.sparsity = Wire.SparsityConfig(density: d.density, seed: d.seed, growthDecay: d.growthDecay, regrowInterval: UInt32(d.regrowInterval),
+                                             updateFractionStart: d.fractionStart, updateFractionEnd: d.fractionEnd, regrowRounds: UInt32(d.rounds))
         }
         if let d = dnis {
-            var wd = WireDnisConfig()
-            wd.blocks = UInt32(d.blocks); wd.blockSizes = d.blockSizes; wd.alphaLearningRate = d.alphaLearningRate; wd.alphaL1 = d.alphaL1 == 0 ? -1 : d.alphaL1
-            w.dnis = wd
+            w.dnis = Wire.DnisConfig(blocks: UInt32(d.blocks), blockSizes: d.blockSizes, alphaLearningRate: d.alphaLearningRate, alphaL1: d.alphaL1 == 0 ? -1 : d.alphaL1)
         }
         return w
     }
