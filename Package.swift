@@ -48,7 +48,9 @@ let package = Package(
         .target(name: "ServiceSupport", dependencies: ["RPC", "EmbedPSWire", "Vocabulary"]),
         .target(name: "Server", dependencies: ["Engine", "Vocabulary", "ServiceSupport", "RPC", "EmbedPSWire", "HTTP"]),
         .target(name: "Client", dependencies: ["Vocabulary", "RPC", "EmbedPSWire"], swiftSettings: hotPath),
-        .target(name: "Lookup", dependencies: ["Client", "Vocabulary", "Engine", "Server", "ServiceSupport", "RPC", "HTTP", "EmbedPSWire"]),
+        .target(name: "Lookup", dependencies: ["Client", "Vocabulary", "ServiceSupport", "RPC", "HTTP", "EmbedPSWire"]),
+        // A cluster checkpoint opened read-only in process (embedps-lookup --checkpoint): the one reader that links storage.
+        .target(name: "CheckpointReader", dependencies: ["Lookup", "Engine", "Server", "Vocabulary"]),
         .target(name: "Training", dependencies: ["Client", "Vocabulary", "SemanticTokenizers", "CLI", "SemanticID", "COpenBLAS", "CZlib", "HTTP"]),
         .target(name: "SemanticID", dependencies: ["Vocabulary", "SemanticTokenizers", "COpenBLAS"]),
         // Tools.
@@ -56,7 +58,7 @@ let package = Package(
         .executableTarget(name: "embedps-train", dependencies: ["Training", "Vocabulary", "CLI", "HTTP"], path: "Sources/Tools/embedps-train"),
         .executableTarget(name: "embedps-bench", dependencies: ["Client", "Vocabulary", "CLI", "RPC", "EmbedPSWire"], path: "Sources/Tools/embedps-bench"),
         .executableTarget(name: "embedps-admin", dependencies: ["Client", "Vocabulary", "SemanticTokenizers", "EmbedPSWire", "CLI", "SemanticID"], path: "Sources/Tools/embedps-admin"),
-        .executableTarget(name: "embedps-lookup", dependencies: ["Lookup", "CLI"], path: "Sources/Tools/embedps-lookup"),
+        .executableTarget(name: "embedps-lookup", dependencies: ["Lookup", "CheckpointReader", "CLI"], path: "Sources/Tools/embedps-lookup"),
         // Tests.
         .testTarget(name: "WireTests", dependencies: ["EmbedPSWire"]),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Storage", "Vocabulary", "SemanticTokenizers", "EmbedPSWire"]),

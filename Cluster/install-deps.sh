@@ -4,7 +4,7 @@ set -euo pipefail
 packages=(
   libgrpc-dev            # gRPC C core (the wire)
   librocksdb-dev         # shard storage
-  protobuf-c-compiler libprotobuf-c-dev protobuf-compiler   # wire messages + Protos/generate.sh
+  protobuf-compiler libprotobuf-dev python3-protobuf        # Protos/generate.sh (protoc, descriptor.proto, the generator)
   libxxhash-dev          # the pinned hash
   openssl                # test certificates for the TLS test
   libmicrohttpd-dev      # /metrics and /healthz endpoints

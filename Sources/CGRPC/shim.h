@@ -102,6 +102,14 @@ static inline gpr_timespec embedps_deadline_after_millis(int64_t ms) {
     return gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(ms, GPR_TIMESPAN));
 }
 static inline gpr_timespec embedps_inf_future(void) { return gpr_inf_future(GPR_CLOCK_REALTIME); }
+
+// ThreadSanitizer annotations for hand-offs through the gRPC core (not instrumented): memory written before
+// a batch starts is published to the thread that completes it. Weak references: with no TSan runtime
+// linked they are null and these are no-ops.
+void __tsan_acquire(void *addr) __attribute__((weak));
+void __tsan_release(void *addr) __attribute__((weak));
+static inline void embedps_tsan_release(const void *addr) { if (__tsan_release) { __tsan_release((void *)addr); } }
+static inline void embedps_tsan_acquire(const void *addr) { if (__tsan_acquire) { __tsan_acquire((void *)addr); } }
 /// Milliseconds until `deadline`, or -1 when it is infinite.
 static inline int64_t embedps_millis_until(gpr_timespec deadline) {
     gpr_timespec inf = gpr_inf_future(deadline.clock_type);

@@ -8,11 +8,13 @@ public struct ClientOptions: Sendable {
     /// Per-call deadline.
     public var timeoutMs: Int64 = 30_000
     /// A shard call that fails with UNAVAILABLE (shard restarting or not yet up, shard frozen for a
-    /// checkpoint, slot being migrated) is retried, backoff doubling from `initialBackoffMs` up to 1 s, until
+    /// checkpoint, slot being migrated) is retried, backoff doubling from `initialBackoffMs` up to `maxBackoffMs`, until
     /// `attempts` calls were made or `retrySeconds` passed.
     public var attempts: Int = 1000
     public var retrySeconds: Double = 30
     public var initialBackoffMs: Int = 50
+    /// Longest wait between two attempts.
+    public var maxBackoffMs: Int = 1000
     /// Largest message, bytes.
     public var maxMessageBytes: Int32 = 64 << 20
     /// Poller threads per shard channel.
@@ -160,7 +162,7 @@ public final class EmbedPSClient: @unchecked Sendable {
             } catch let s as RPCStatus {
                 if Self.retryable(s, method, hasRequestID: hasRequestID) && attempt < options.attempts && Date() < deadline {
                     try await Task.sleep(nanoseconds: UInt64(backoff) * 1_000_000)
-                    backoff = min(backoff * 2, 1000); attempt += 1
+                    backoff = min(backoff * 2, options.maxBackoffMs); attempt += 1
                     continue
                 }
                 throw ClientError.shard(index: shard, address: spec.shards[shard].address, status: s)

@@ -120,17 +120,24 @@ extension EmbedPSClient {
         var version = fromVersion, slotsDone = 0, rowsMoved: UInt64 = 0
         let addresses = spec.shards.map(\.address)
         for chunk in chunks {
+            // Both shards stop table creation and drops first, then the source stops writes to the slots:
+            // the tables listed next are exactly those whose rows the slots can hold.
             let slotsRequest = Wire.SlotsRequest(slots: chunk.slots.map { UInt32($0) })
+            _ = try await call(shard: chunk.to, ShardRPC.beginMigration, Wire.SlotsRequest(slots: slotsRequest.slots, incoming: true))
             _ = try await call(shard: chunk.from, ShardRPC.beginMigration, slotsRequest)
             var rows: UInt64 = 0
-            for name in names {
+            // A table the target lacks is being dropped (its drop reached the target, and waits at the source
+            // until this chunk ends): its rows are not copied. A table created meanwhile has no rows yet.
+            tables: for name in try await call(shard: chunk.from, ShardRPC.listTables, Wire.ListTablesRequest()).tables {
                 for slot in chunk.slots {
                     var after: UInt64? = nil
                     while true {
                         let request = Wire.SlotRowsRequest(table: name, slot: UInt32(slot), hasAfter: after != nil, after: after ?? 0, limit: 4096)
                         let page = try await call(shard: chunk.from, ShardRPC.exportSlotRows, request)
                         if !page.keys.isEmpty {
-                            _ = try await call(shard: chunk.to, ShardRPC.importSlotRows, page)
+                            do { _ = try await call(shard: chunk.to, ShardRPC.importSlotRows, page) } catch let e as ClientError where e.detail?.reason == .unknownTable {
+                                continue tables
+                            }
                             rows += UInt64(page.keys.count)
                         }
                         if page.done || page.keys.isEmpty { break }

@@ -37,6 +37,7 @@ extension ShardEngine {
                 try db.write(b, sync: true)
             } catch { throw .storage("persisting shard map version \(newMap.version): \(error)") }
             map = newMap; addresses = spec.shards.map(\.address)
+            incomingSlots = incomingSlots.filter { newMap.owner(ofSlot: $0.key) != configuration.shardIndex }
             return map.version
         }
     }
@@ -47,6 +48,24 @@ extension ShardEngine {
             b.put(db.defaultFamily, key: Self.movingKey, value: Array(try JSONEncoder().encode(movingSlots.sorted())))
             try db.write(b, sync: true)
         } catch { throw .storage("persisting migrating slots: \(error)") }
+    }
+
+    /// Refuses a table create or drop while this shard takes part in a slot migration (the set of tables
+    /// must not change under a chunk in flight). Caller holds `registry`.
+    func refuseDefinitionChangesWhileMigrating(_ table: String) throws(EngineError) {
+        let now = Date()
+        let slot: UInt16? = mapLock.withLock {
+            incomingSlots = incomingSlots.filter { $0.value > now }
+            return movingSlots.min() ?? incomingSlots.keys.min()
+        }
+        if let slot { throw .slotMoving(table: table, slot: Int(slot)) }
+    }
+
+    /// Marks `slots` as arriving (this shard is the target of a migration chunk): table definitions are
+    /// frozen here until a map giving the slots to this shard is adopted, or the mark lapses.
+    public func beginIncoming(slots: [UInt16]) {
+        let until = Date().addingTimeInterval(Self.incomingMarkSeconds)
+        mapLock.withLock { for s in slots { incomingSlots[s] = until } }
     }
 
     /// Starts moving `slots` (owned here) away: writes to them are refused from now on, then every table is

@@ -42,6 +42,10 @@ public final class ShardEngine: @unchecked Sendable {
     var map: SlotMap
     var addresses: [String]
     var movingSlots: Set<UInt16> = []
+    /// Slots whose rows are arriving from another shard (this shard is a migration target), with the time
+    /// the mark lapses. Not persisted: a restart clears it. Behind `mapLock`.
+    var incomingSlots: [UInt16: Date] = [:]
+    static let incomingMarkSeconds: Double = 120
     let mapLock = NSLock()
     static let mapKey = Array("cluster/map".utf8)
     static let movingKey = Array("cluster/moving".utf8)
@@ -183,6 +187,7 @@ public final class ShardEngine: @unchecked Sendable {
             guard existing.spec == spec else { throw .tableExists(spec.name) }
             return false
         }
+        try refuseDefinitionChangesWhileMigrating(spec.name)
         do {
             // A new incarnation number, persisted with the table's record in one synced batch.
             let incarnation = (try db.get(db.defaultFamily, key: Self.incarnationKey).flatMap { $0.count == 8 ? $0.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) } : nil } ?? 0) + 1
@@ -201,7 +206,11 @@ public final class ShardEngine: @unchecked Sendable {
     /// flight (see the lifecycle rule), then releases everything it owns.
     public func dropTable(_ name: String) throws(EngineError) -> Bool {
         do { try Names.check(name, as: .table) } catch { throw .invalidName(error) }
-        guard let t = registry.withLock({ tables.removeValue(forKey: name) }) else { return false }
+        registry.lock()
+        guard tables[name] != nil else { registry.unlock(); return false }
+        do { try refuseDefinitionChangesWhileMigrating(name) } catch { registry.unlock(); throw error }
+        let t = tables.removeValue(forKey: name)!
+        registry.unlock()
         // Durable first: a crash after this point forgets the table; its leftovers belong to no incarnation.
         let b = WriteBatch()
         b.delete(db.defaultFamily, key: TableIdentity.specKey(name))

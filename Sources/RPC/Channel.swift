@@ -98,9 +98,10 @@ public final class Channel: @unchecked Sendable {
     /// Task cancellation cancels the call.
     public func unary(_ method: String, _ request: OutgoingMessage, metadata: Metadata = [], timeoutMs: Int64 = 30_000) async throws -> ReceivedMessage {
         let box = CallBox()
-        return try await withTaskCancellationHandler {
+        let message = try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (cont: CheckedContinuation<ReceivedMessage, Error>) in
                 let call = start(method, request, metadata: metadata, timeoutMs: timeoutMs) { result in
+                    embedps_tsan_release(Unmanaged.passUnretained(box).toOpaque())
                     cont.resume(with: result.mapError { $0 as Error })
                 }
                 box.set(call)
@@ -108,6 +109,8 @@ public final class Channel: @unchecked Sendable {
         } onCancel: {
             box.cancel()
         }
+        embedps_tsan_acquire(Unmanaged.passUnretained(box).toOpaque())
+        return message
     }
 
     /// Blocking unary call, for tools and tests.
@@ -184,6 +187,7 @@ final class ClientCall: CompletionTag, @unchecked Sendable {
         embedps_op_recv_initial_metadata(ops + 3, initialMetadata)
         embedps_op_recv_message(ops + 4, received)
         embedps_op_recv_status_on_client(ops + 5, trailingMetadata, status, details)
+        embedps_tsan_release(Unmanaged.passUnretained(self).toOpaque())
         let err = grpc_call_start_batch(call, ops, 6, retainedTag, nil)
         if err != GRPC_CALL_OK {
             Unmanaged.passUnretained(self).release()
@@ -194,6 +198,7 @@ final class ClientCall: CompletionTag, @unchecked Sendable {
     func cancel() { grpc_call_cancel(call, nil) }
 
     func complete(success: Bool) {
+        embedps_tsan_acquire(Unmanaged.passUnretained(self).toOpaque())
         let code = StatusCode(rawValue: status.pointee.rawValue) ?? .unknown
         if code != .ok {
             var message = string(of: details)

@@ -202,6 +202,7 @@ final class PendingServerCall: CompletionTag, @unchecked Sendable {
     }
 
     func complete(success: Bool) {
+        embedps_tsan_acquire(Unmanaged.passUnretained(self).toOpaque())
         owner.activeEvents.lock(); owner.activeEventCount += 1; owner.activeEvents.unlock()
         defer {
             owner.activeEvents.lock(); owner.activeEventCount -= 1
@@ -213,6 +214,7 @@ final class PendingServerCall: CompletionTag, @unchecked Sendable {
             if !owner.isShuttingDown { owner.requestCall() }
             phase = .receivingMessage
             embedps_op_recv_message(ops, received)
+            embedps_tsan_release(Unmanaged.passUnretained(self).toOpaque())
             if grpc_call_start_batch(call, ops, 1, retainedTag, nil) != GRPC_CALL_OK {
                 Unmanaged.passUnretained(self).release()
             }
@@ -265,6 +267,7 @@ final class PendingServerCall: CompletionTag, @unchecked Sendable {
             embedps_op_send_status_from_server(ops + n, status.code.c, &statusDetails, t.count, t.items); n += 1
         }
         embedps_op_recv_close_on_server(ops + n, cancelled); n += 1
+        embedps_tsan_release(Unmanaged.passUnretained(self).toOpaque())
         if grpc_call_start_batch(call, ops, n, retainedTag, nil) != GRPC_CALL_OK {
             Unmanaged.passUnretained(self).release()
         }

@@ -227,6 +227,10 @@ public final class ShardService: Sendable {
         }
         r.handle(ShardRPC.beginMigration) { _, req in
             let slots = try Self.slots(req.slots)
+            if req.incoming {
+                try host.withEngine { $0.beginIncoming(slots: slots) }
+                return Wire.MigrationResponse(rows: 0)
+            }
             // Freeze briefly so no write to these slots is in flight when they start being refused. While a
             // checkpoint freeze holds, this answers UNAVAILABLE / FROZEN (the contract says retry).
             try host.gate.freeze("migration", autoThawSeconds: 30, busyCode: .unavailable)

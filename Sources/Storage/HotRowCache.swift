@@ -1,4 +1,5 @@
 import Vocabulary
+import Synchronization
 
 /// A bounded in-memory cache of decoded rows (weights + optimizer state), each with its optimizer step,
 /// the sequence number of the last update-log record applied to it, an `exists` flag and a `dirty` flag.
@@ -19,7 +20,8 @@ public final class HotRowCache {
     private var seqs: [UInt64] = []
     private var exists: [Bool] = []
     private var dirty: [Bool] = []
-    private var referenced: UnsafeMutablePointer<UInt8>
+    /// CLOCK reference bits; set by lookups under the owner's shared lock, so atomic.
+    private let referenced: UnsafeMutablePointer<Atomic<UInt8>>
     private var index = UInt64Map()
     private var hand = 0
     public private(set) var dirtyCount = 0
@@ -32,15 +34,16 @@ public final class HotRowCache {
         self.rowFloats = rowFloats
         self.capacity = max(0, capacity)
         referenced = .allocate(capacity: max(1, self.capacity))
+        for i in 0..<max(1, self.capacity) { (referenced + i).initialize(to: Atomic(0)) }
     }
-    deinit { chunks.forEach { $0.deallocate() }; referenced.deallocate() }
+    deinit { chunks.forEach { $0.deallocate() }; referenced.deinitialize(count: max(1, capacity)); referenced.deallocate() }
 
     public var count: Int { keys.count }
 
     /// The slot of a cached row, marking it recently used, or nil.
     @inline(__always) public func lookup(_ key: UInt64) -> Int? {
         guard let s = index.get(key) else { return nil }
-        referenced[s] = 1
+        (referenced + s).pointee.store(1, ordering: .relaxed)
         return s
     }
 
@@ -67,13 +70,13 @@ public final class HotRowCache {
     /// Returns a slot for `key`: its existing slot, a free one, or a clean row evicted by CLOCK. Returns nil
     /// when the capacity is zero or every row is dirty (flush, then retry). The caller fills a new slot.
     public func claim(_ key: UInt64) -> Int? {
-        if let s = index.get(key) { referenced[s] = 1; return s }
+        if let s = index.get(key) { (referenced + s).pointee.store(1, ordering: .relaxed); return s }
         guard capacity > 0 else { return nil }
         if keys.count < capacity {
             let s = keys.count
             if s / Self.chunkRows >= chunks.count { chunks.append(.allocate(capacity: Self.chunkRows * rowFloats)) }
             keys.append(key); steps.append(0); seqs.append(0); exists.append(false); dirty.append(false)
-            referenced[s] = 1
+            (referenced + s).pointee.store(1, ordering: .relaxed)
             index.set(key, s)
             return s
         }
@@ -82,10 +85,10 @@ public final class HotRowCache {
             let s = hand
             hand = (hand + 1) % capacity
             if dirty[s] { continue }
-            if referenced[s] != 0 { referenced[s] = 0; continue }
+            if (referenced + s).pointee.load(ordering: .relaxed) != 0 { (referenced + s).pointee.store(0, ordering: .relaxed); continue }
             index.remove(keys[s])
             evictions &+= 1
-            keys[s] = key; steps[s] = 0; seqs[s] = 0; exists[s] = false; referenced[s] = 1
+            keys[s] = key; steps[s] = 0; seqs[s] = 0; exists[s] = false; (referenced + s).pointee.store(1, ordering: .relaxed)
             index.set(key, s)
             return s
         }

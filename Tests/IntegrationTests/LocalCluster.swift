@@ -96,6 +96,17 @@ final class LocalCluster: @unchecked Sendable {
         processes[i] = nil
     }
 
+    /// Whether every shard process started is still running.
+    var allRunning: Bool { processes.allSatisfy { $0?.isRunning ?? false } }
+
+    /// The last 4 KB of every shard's log (stderr), for failure messages and sanitizer checks.
+    func logTail() -> String {
+        (0..<ports.count).map { i in
+            let text = (try? String(contentsOfFile: root.appendingPathComponent("shard-\(i).log").path, encoding: .utf8)) ?? ""
+            return "[shard \(i)] " + String(text.suffix(4096))
+        }.joined(separator: "\n")
+    }
+
     /// Restarts shard i on its previous port.
     func restart(_ i: Int) throws { try start(i, port: ports[i]) }
 
@@ -105,6 +116,14 @@ final class LocalCluster: @unchecked Sendable {
             p.terminate()
             p.waitUntilExit()
             processes[i] = nil
+        }
+        // EMBEDPS_KEEP_LOGS=DIR keeps the shard logs (e.g. for a sanitizer run) before the data is removed.
+        if let keep = ProcessInfo.processInfo.environment["EMBEDPS_KEEP_LOGS"] {
+            try? FileManager.default.createDirectory(atPath: keep, withIntermediateDirectories: true)
+            for i in 0..<ports.count {
+                try? FileManager.default.copyItem(atPath: root.appendingPathComponent("shard-\(i).log").path,
+                                                  toPath: keep + "/\(root.lastPathComponent)-shard-\(i).log")
+            }
         }
         try? FileManager.default.removeItem(at: root)
     }

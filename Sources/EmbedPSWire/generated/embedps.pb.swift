@@ -1949,19 +1949,28 @@ extension Wire {
     public struct SlotsRequest: WireMessage, Codable {
         public static let protoName = "embedps.v1.SlotsRequest"
         public var slots: [UInt32] = []
+        /// BeginMigration only. false: this shard is the source (writes to the slots refused from now on).
+        /// true: this shard is the target, rows of the slots are about to arrive. On both, CreateTable and
+        /// DropTable are refused (UNAVAILABLE / SLOT_MOVING, retry) while the move lasts, so the set of tables
+        /// cannot change under a chunk in flight: the target's mark ends when it adopts a map that gives it the
+        /// slots, or 120 s after it was set; the source's when EndMigration deletes the moved rows.
+        public var incoming: Bool = false
         public init() {}
-        public init(slots: [UInt32] = []) {
+        public init(slots: [UInt32] = [], incoming: Bool = false) {
             self.slots = slots
+            self.incoming = incoming
         }
         public mutating func decodeField(number: UInt32, wireType: ProtoWireType, from reader: inout ProtoReader) throws(WireError) -> Bool {
             switch number {
             case 1: try reader.readRepeatedUInt32(&slots, wireType, field: "SlotsRequest.slots")
+            case 2: try reader.readBool(&incoming, wireType, field: "SlotsRequest.incoming")
             default: return false
             }
             return true
         }
         public func encode(to writer: inout ProtoWriter) {
             writer.writeRepeatedUInt32(1, slots)
+            writer.writeBool(2, incoming)
         }
     }
 

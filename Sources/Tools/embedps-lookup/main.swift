@@ -3,6 +3,7 @@ import CLI
 import Client
 import HTTP
 import Lookup
+import CheckpointReader
 import RPC
 
 let usage = """
