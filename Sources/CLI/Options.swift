@@ -5,6 +5,8 @@ import Foundation
 public struct Options {
     public let usage: String
     private var values: [String: String] = [:]
+    /// Every value of each option, in order (for options that may repeat).
+    private var allValues: [String: [String]] = [:]
     private var flags: Set<String> = []
     public private(set) var positional: [String] = []
 
@@ -22,10 +24,10 @@ public struct Options {
                 if let eq = name.firstIndex(of: "=") { inline = String(name[name.index(after: eq)...]); name = String(name[..<eq]) }
                 if let known, !known.contains(name), !flagNames.contains(name) { Self.fail("unknown option --\(name)", usage) }
                 if flagNames.contains(name) { flags.insert(name) }
-                else if let inline { values[name] = inline }
+                else if let inline { values[name] = inline; allValues[name, default: []].append(inline) }
                 else {
                     guard i + 1 < arguments.count else { Self.fail("--\(name) needs a value", usage) }
-                    values[name] = arguments[i + 1]; i += 1
+                    values[name] = arguments[i + 1]; allValues[name, default: []].append(arguments[i + 1]); i += 1
                 }
             } else {
                 positional.append(a)
@@ -42,6 +44,8 @@ public struct Options {
 
     public func flag(_ name: String) -> Bool { flags.contains(name) }
     public func string(_ name: String) -> String? { values[name] }
+    /// Every value given for a repeatable option, in order.
+    public func all(_ name: String) -> [String] { allValues[name] ?? [] }
     public func string(_ name: String, default d: String) -> String { values[name] ?? d }
     public func required(_ name: String) -> String {
         guard let v = values[name] else { fail("missing --\(name)") }

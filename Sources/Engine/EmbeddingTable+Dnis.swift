@@ -31,8 +31,8 @@ extension EmbeddingTable {
         let d = try requireDnis()
         let f = d.format, dim = spec.dim
         let denseLength = UInt64(RowCodec.headerLength + 4 * dim * (1 + f.stateSlots))
-        return try rewriteQuiesced { _ throws(EngineError) in
-            let state = dnisState
+        return try rewriteQuiesced { (_, _, _) throws(EngineError) in
+            let state = dnisBox.withLock { $0 }
             var r = DnisReport(pruned: state.pruned, alphaVersion: state.version, alpha: state.alpha,
                                blocks: [DnisBlockReport](repeating: DnisBlockReport(), count: d.config.blocks), assignmentRound: state.assignmentRound)
             try forEachStoredRow { _, row, _, _, length throws(EngineError) in
@@ -57,7 +57,7 @@ extension EmbeddingTable {
             throw .malformed("\(take.count) block counts for table '\(spec.name)' with \(d.config.blocks) blocks")
         }
         let rf = spec.rowFloats, f = d.format
-        return try rewriteQuiesced { batch throws(EngineError) in
+        return try rewriteQuiesced { (batch, _, stripes) throws(EngineError) in
             var (keys, steps, seqs, rows) = try loadAllRows()
             let counts = rows.withUnsafeBufferPointer { all in keys.indices.map { d.count(all.baseAddress! + $0 * rf) } }
             let order = keys.indices.sorted { counts[$0] != counts[$1] ? counts[$0] > counts[$1] : keys[$0] < keys[$1] }
@@ -75,9 +75,9 @@ extension EmbeddingTable {
                     }
                 }
             }
-            rewrite(changed, keys: keys, steps: steps, seqs: seqs, rows: rows, into: batch)
-            dnisState.assignmentRound += 1
-            batch.put(db.defaultFamily, key: dnisKey, value: dnisState.encoded)
+            rewrite(changed, keys: keys, steps: steps, seqs: seqs, rows: rows, into: batch, stripes)
+            let next = dnisBox.withLock { s -> DnisState in s.assignmentRound += 1; return s }
+            batch.put(db.defaultFamily, key: dnisKey, value: next.encoded)
             return perBlock
         }
     }
@@ -92,9 +92,8 @@ extension EmbeddingTable {
             guard v.allSatisfy(\.isFinite) else { throw .malformed("\(name) for table '\(spec.name)' has NaN or Inf: nothing was applied") }
         }
         if !setAlpha.isEmpty { guard setAlpha.allSatisfy({ $0 >= 0 && $0 <= 1 }) else { throw .malformed("alpha values must be in [0, 1]") } }
-        return try lock.withWriteLock { () throws(EngineError) -> DnisState in
-            if dropped { throw .unknownTable(spec.name) }
-            var next = dnisState
+        return try withExclusive { (_, _) throws(EngineError) -> DnisState in
+            var next = dnisBox.withLock { $0 }
             if !gradient.isEmpty {
                 guard !next.pruned else { throw .dnisPruned(spec.name) }
                 DimensionSearch.updateAlpha(&next.alpha, gradient: gradient, blocks: d.config.blocks, dim: spec.dim,
@@ -103,11 +102,11 @@ extension EmbeddingTable {
             } else if setVersion > next.version && !setAlpha.isEmpty && !next.pruned {
                 next.alpha = setAlpha; next.version = setVersion
             }
-            if next != dnisState {
+            if next != dnisBox.withLock({ $0 }) {
                 let b = WriteBatch()
                 b.put(db.defaultFamily, key: dnisKey, value: next.encoded)
                 do { try db.write(b, sync: true) } catch { throw .storage("table '\(spec.name)': \(error)") }
-                dnisState = next
+                dnisBox.withLock { $0 = next }
             }
             return next
         }
@@ -120,17 +119,17 @@ extension EmbeddingTable {
         guard alpha.count == d.config.blocks * spec.dim, alpha.allSatisfy({ $0.isFinite && $0 >= 0 && $0 <= 1 }), threshold.isFinite, threshold >= 0 else {
             throw .malformed("DNIS state for table '\(spec.name)' needs blocks x dim alpha values in [0, 1] and a finite threshold")
         }
-        return try lock.withWriteLock { () throws(EngineError) -> Bool in
-            if dropped { throw .unknownTable(spec.name) }
-            let ahead = (pruned && !dnisState.pruned) || (pruned == dnisState.pruned && version > dnisState.version)
+        return try withExclusive { (_, _) throws(EngineError) -> Bool in
+            let current = dnisBox.withLock { $0 }
+            let ahead = (pruned && !current.pruned) || (pruned == current.pruned && version > current.version)
             guard ahead else { return false }
-            var next = dnisState
+            var next = current
             next.pruned = pruned; next.version = version; next.alpha = alpha; next.threshold = threshold
             next.assignmentRound = max(next.assignmentRound, assignmentRound)
             let b = WriteBatch()
             b.put(db.defaultFamily, key: dnisKey, value: next.encoded)
             do { try db.write(b, sync: true) } catch { throw .storage("table '\(spec.name)': \(error)") }
-            dnisState = next
+            dnisBox.withLock { $0 = next }
             return true
         }
     }
@@ -138,18 +137,17 @@ extension EmbeddingTable {
     /// The DNIS state (mode, alpha with its version, cut, assignment round).
     func currentDnisState() throws(EngineError) -> DnisState {
         _ = try requireDnis()
-        return lock.withReadLock { dnisState }
+        return dnisBox.withLock { $0 }
     }
 
     /// This shard's part of dL/dalpha for a batch: sum over `keys` of gradient * raw row, per block. Changes nothing.
     func dnisAlphaGradient(keys: [UInt64], gradients: UnsafePointer<Float>) throws(EngineError) -> [Float] {
         let d = try requireDnis()
-        return try lock.withWriteLock { () throws(EngineError) -> [Float] in
-            if dropped { throw .unknownTable(spec.name) }
-            guard !dnisState.pruned else { throw .dnisPruned(spec.name) }
+        return try withExclusive { (_, stripes) throws(EngineError) -> [Float] in
+            guard !dnisBox.withLock({ $0.pruned }) else { throw .dnisPruned(spec.name) }
             var partial = [Float](repeating: 0, count: d.config.blocks * spec.dim)
             let scratch = RowScratch(rowFloats: spec.rowFloats, count: keys.count)
-            try load(keys, into: scratch)
+            try load(keys, into: scratch, stripes)
             for j in 0..<keys.count { d.accumulateAlphaGradient(scratch.row(j), gradient: gradients + j * spec.dim, into: &partial) }
             return partial
         }
@@ -162,12 +160,13 @@ extension EmbeddingTable {
         let d = try requireDnis()
         let rf = spec.rowFloats, f = d.format, dim = spec.dim
         guard threshold.isFinite, threshold >= 0 else { throw .malformed("prune threshold \(threshold) must be finite and >= 0") }
-        return try rewriteQuiesced { batch throws(EngineError) in
-            guard !dnisState.pruned else { throw .dnisPruned(spec.name) }
+        return try rewriteQuiesced { (batch, _, stripes) throws(EngineError) in
+            let current = dnisBox.withLock { $0 }
+            guard !current.pruned else { throw .dnisPruned(spec.name) }
             var (keys, steps, seqs, rows) = try loadAllRows()
             struct Entry { var value: Float; var row: Int32; var column: Int32 }
             var entries: [Entry] = []
-            let alpha = dnisState.alpha
+            let alpha = current.alpha
             rows.withUnsafeBufferPointer { all in
                 for i in keys.indices {
                     let row = all.baseAddress! + i * rf, b = d.block(row)
@@ -186,11 +185,11 @@ extension EmbeddingTable {
                 for i in keys.indices { d.fold(all.baseAddress! + i * rf, alpha: alpha, cut: 0) }
             }
             let active = rows.withUnsafeBufferPointer { all in keys.indices.reduce(0) { $0 + UInt64(f.activeCount(all.baseAddress! + $1 * rf)) } }
-            rewrite(Array(keys.indices), keys: keys, steps: steps, seqs: seqs, rows: rows, into: batch)
-            var next = dnisState
+            rewrite(Array(keys.indices), keys: keys, steps: steps, seqs: seqs, rows: rows, into: batch, stripes)
+            var next = current
             next.pruned = true; next.threshold = threshold
             batch.put(db.defaultFamily, key: dnisKey, value: next.encoded)
-            dnisState = next
+            dnisBox.withLock { $0 = next }
             return (UInt64(entries.count) - active, active, UInt64(keys.count))
         }
     }
@@ -200,10 +199,10 @@ extension EmbeddingTable {
     func pullCompact(keys: [UInt64]) throws(EngineError) -> (masks: [UInt32], values: [Float]) {
         let d = try requireDnis()
         let f = d.format, dim = spec.dim
-        return try lock.withWriteLock { () throws(EngineError) -> ([UInt32], [Float]) in
-            if dropped { throw .unknownTable(spec.name) }
+        return try withExclusive { (_, stripes) throws(EngineError) -> ([UInt32], [Float]) in
+            let dnisState = dnisBox.withLock { $0 }
             let scratch = RowScratch(rowFloats: spec.rowFloats, count: keys.count)
-            try load(keys, into: scratch)
+            try load(keys, into: scratch, stripes)
             var masks: [UInt32] = [], values: [Float] = []
             let view = UnsafeMutablePointer<Float>.allocate(capacity: dim)
             defer { view.deallocate() }

@@ -6,47 +6,48 @@ extension EmbeddingTable {
     /// Stored rows of `slot` after row key `after` (all when nil), at most `limit`, in their encoded form
     /// (the caller checkpointed the table and keeps writes to the slot out).
     func encodedRows(slot: UInt16, after: UInt64?, limit: Int) throws(EngineError) -> [(key: UInt64, row: [UInt8])] {
-        try lock.withReadLock { () throws(EngineError) -> [(key: UInt64, row: [UInt8])] in
-            if dropped { throw .unknownTable(spec.name) }
-            var out: [(key: UInt64, row: [UInt8])] = []
-            do {
-                try db.scan(family, from: RowKey.encode(slot: slot, key: after ?? 0)) { k, v in
-                    guard let (s, key) = RowKey.decode(k), s == slot else { return false }
-                    if let after, key <= after { return true }
-                    if out.count == limit { return false }
-                    out.append((key, Array(v)))
-                    return true
-                }
-            } catch { throw .storage("table '\(spec.name)' slot \(slot): \(error)") }
-            return out
-        }
+        try checkHealthy()
+        var out: [(key: UInt64, row: [UInt8])] = []
+        do {
+            try db.scan(family, from: RowKey.encode(slot: slot, key: after ?? 0)) { k, v in
+                guard let (s, key) = RowKey.decode(k), s == slot else { return false }
+                if let after, key <= after { return true }
+                if out.count == limit { return false }
+                out.append((key, Array(v)))
+                return true
+            }
+        } catch { throw .storage("table '\(spec.name)' slot \(slot): \(error)") }
+        return out
     }
 
     /// Installs rows migrated from another shard verbatim (weights, optimizer state, masks), re-stamped with
     /// this table's current log sequence so no earlier local log record is replayed onto them. Durable on
     /// return; replaces any stored or cached copy.
     func installEncodedRows(_ rows: [(key: UInt64, row: [UInt8])]) throws(EngineError) {
-        try lock.withWriteLock { () throws(EngineError) in
-            if dropped { throw .unknownTable(spec.name) }
-            let keys = rows.map(\.key)
+        let keys = rows.map(\.key)
+        guard Set(keys).count == keys.count else { throw .malformed("migrated rows of '\(spec.name)' repeat a row key") }
+        if spec.hashMode == .fixedBudget, let bad = keys.first(where: { $0 >= spec.rowBudget }) {
+            throw .malformed("migrated row key \(bad) is outside the budget \(spec.rowBudget) of '\(spec.name)'")
+        }
+        try withExclusive { (state, stripes) throws(EngineError) in
             let scratch = RowScratch(rowFloats: spec.rowFloats, count: rows.count)
-            try load(keys, into: scratch)   // for `exists`; every row is then decoded over in full
+            try load(keys, into: scratch, stripes)   // for `exists`; every row is then decoded over in full
             for (j, r) in rows.enumerated() {
                 do { (scratch.steps[j], _) = try r.row.withUnsafeBytes { try codec.decode($0, into: scratch.row(j)) } } catch {
                     throw .malformed("migrated row \(r.key) of '\(spec.name)': \(error)")
                 }
             }
-            try installLocked(keys: keys, rows: scratch)
+            try installExclusive(keys: keys, rows: scratch, state: &state, stripes)
         }
     }
 
     /// Deletes every row of `slots` (migrated away): dirty rows are written first, then the slot ranges are
-    /// deleted in one synced batch and the hot-row cache is emptied (it refills from RocksDB). Returns the
-    /// rows deleted.
+    /// deleted in one synced batch (with the stored-row counter) and the cached rows of those slots are
+    /// forgotten. Returns the rows deleted.
     func dropSlots(_ slots: [UInt16]) throws(EngineError) -> Int {
-        try lock.withWriteLock { () throws(EngineError) -> Int in
-            if dropped { return 0 }
-            try flushDirtyLocked(cache.dirtySlots().map { cache.key($0) })
+        let gone = Set(slots)
+        return try withExclusive { (state, stripes) throws(EngineError) -> Int in
+            try flushAllExclusive(stripes, lastSeq: state.lastSeq)
             var deleted = 0
             let b = WriteBatch()
             do {
@@ -56,13 +57,21 @@ extension EmbeddingTable {
                         deleted += 1
                         return true
                     }
-                    let end = slot == UInt16.max ? [UInt8](repeating: 0xff, count: RowKey.length + 1) : RowKey.encode(slot: slot + 1, key: 0)
+                    let end = RowKey.encode(slot: slot + 1, key: 0)   // slots are < 4096, so slot + 1 never overflows
                     b.deleteRange(family, from: RowKey.encode(slot: slot, key: 0), to: end)
                 }
+                var count = storedRows - UInt64(min(UInt64(deleted), storedRows))
+                b.put(family, key: Self.storedRowsKey, value: withUnsafeBytes(of: &count) { Array($0) })
                 try db.write(b, sync: true)
+                storedRowsCount.store(count, ordering: .relaxed)
             } catch { throw .storage("table '\(spec.name)': \(error)") }
-            cache.removeAll()
-            rowCount -= UInt64(min(UInt64(deleted), rowCount))
+            for stripe in stripes {
+                var doomed: [Int] = []
+                stripe.forEachLive { slot in
+                    if gone.contains(addressing.slot(ofRowKey: stripe.key(slot))) && stripe.pinCount(slot) == 0 && !stripe.isLoading(slot) { doomed.append(slot) }
+                }
+                doomed.forEach { stripe.remove($0) }
+            }
             return deleted
         }
     }

@@ -26,35 +26,14 @@ public struct SparsityStepResult: Sendable, Equatable {
 extension EmbeddingTable {
     var sparsityKey: [UInt8] { identity.sparsityKey }
 
-    /// Runs `body` with the table frozen and complete in RocksDB: the exclusive lock held, the log rotated and
-    /// every dirty row written. Rows `body` adds to the batch are written synchronously in one batch with a
-    /// checkpoint marker covering every logged update, so the rewrite is atomic and durable, and log replay
-    /// after a crash starts after it. `body` keeps cached copies of rewritten rows current.
-    func rewriteQuiesced<R>(_ body: (WriteBatch) throws(EngineError) -> R) throws(EngineError) -> R {
-        checkpointLock.lock(); defer { checkpointLock.unlock() }
-        let (result, target) = try lock.withWriteLock { () throws(EngineError) -> (R, UInt64) in
-            if dropped { throw .unknownTable(spec.name) }
-            do { try log.rotate(nextSeq: logSeq + 1) } catch { throw .storage("table '\(spec.name)': \(error)") }
-            try flushDirtyLocked(cache.dirtySlots().map { cache.key($0) })
-            let b = WriteBatch()
-            let r = try body(b)
-            putCheckpointMarker(b, through: logSeq, ledger: ledger.encoded)
-            do { try db.write(b, sync: true) } catch { throw .storage("table '\(spec.name)': \(error)") }
-            checkpointSeq = logSeq; lastCheckpoint = Date()
-            return (r, logSeq)
-        }
-        log.deleteSegments(through: target)
-        counters.checkpoints.add(1, ordering: .relaxed)
-        return result
-    }
-
-    /// Decodes every stored row (caller holds the exclusive lock after a full flush). `body` gets the row key,
+    /// Decodes every stored row (inside an exclusive section after a full flush). `body` gets the row key,
     /// the decoded row (valid during the call), step, sequence number and stored length.
     func forEachStoredRow(_ body: (UInt64, UnsafeMutablePointer<Float>, UInt32, UInt64, Int) throws(EngineError) -> Void) throws(EngineError) {
         let row = UnsafeMutablePointer<Float>.allocate(capacity: spec.rowFloats)
         defer { row.deallocate() }
         do {
             try db.scan(family) { k, v in
+                guard k.count == RowKey.length else { return true }   // the stored-row counter
                 guard let (_, key) = RowKey.decode(k) else { throw EngineError.storage("table '\(spec.name)': malformed row key of \(k.count) bytes") }
                 let (step, seq): (UInt32, UInt64)
                 do { (step, seq) = try codec.decode(v, into: row) } catch { throw EngineError.storage("table '\(spec.name)' row \(key): \(error)") }
@@ -67,15 +46,14 @@ extension EmbeddingTable {
     /// The full in-memory form of row `key` (weights, state and, for sparse tables, score and bitmaps), as a
     /// push would see it: cached, stored or initial. For inspection and tests.
     func fullRow(key: UInt64) throws(EngineError) -> [Float] {
-        try lock.withWriteLock { () throws(EngineError) -> [Float] in
-            if dropped { throw .unknownTable(spec.name) }
+        try withExclusive { (_, stripes) throws(EngineError) -> [Float] in
             let scratch = RowScratch(rowFloats: spec.rowFloats, count: 1)
-            try loadRow(key, into: scratch)
+            try load([key], into: scratch, stripes)
             return Array(UnsafeBufferPointer(start: scratch.row(0), count: spec.rowFloats))
         }
     }
 
-    /// Every stored row decoded into memory (caller holds the exclusive lock after a full flush).
+    /// Every stored row decoded into memory (inside an exclusive section after a full flush).
     func loadAllRows() throws(EngineError) -> (keys: [UInt64], steps: [UInt32], seqs: [UInt64], rows: [Float]) {
         var keys: [UInt64] = [], steps: [UInt32] = [], seqs: [UInt64] = [], rows: [Float] = []
         try forEachStoredRow { key, row, step, seq, _ throws(EngineError) in
@@ -85,15 +63,16 @@ extension EmbeddingTable {
         return (keys, steps, seqs, rows)
     }
 
-    /// Adds rewritten rows to `batch` and refreshes their cached copies (caller holds the exclusive lock).
-    func rewrite(_ indices: [Int], keys: [UInt64], steps: [UInt32], seqs: [UInt64], rows: [Float], into batch: WriteBatch) {
+    /// Adds rewritten rows to `batch` and refreshes their cached copies (inside an exclusive section, after
+    /// a full flush: cached copies are clean).
+    func rewrite(_ indices: [Int], keys: [UInt64], steps: [UInt32], seqs: [UInt64], rows: [Float], into batch: WriteBatch, _ stripes: [RowStripe]) {
         let rf = spec.rowFloats
         let rowBatch = RowBatch(codec: codec, capacity: indices.count)
         rows.withUnsafeBufferPointer { all in
             for i in indices {
                 let row = all.baseAddress! + i * rf
                 rowBatch.add(slot: addressing.slot(ofRowKey: keys[i]), key: keys[i], row: row, step: steps[i], seq: seqs[i])
-                if let s = cache.lookup(keys[i]) { cache.row(s).update(from: row, count: rf) }
+                if let (stripe, slot) = cached(keys[i], stripes) { stripe.row(slot).update(from: row, count: rf) }
             }
         }
         rowBatch.add(to: batch, family: family)
@@ -104,10 +83,10 @@ extension EmbeddingTable {
         guard let sp = sparsity else { throw .notSparse(spec.name) }
         let f = sp.format
         let denseLength = UInt64(RowCodec.headerLength + 4 * f.dim * (1 + f.stateSlots))
-        return try rewriteQuiesced { _ throws(EngineError) in
+        return try rewriteQuiesced { (_, state, _) throws(EngineError) in
             var r = SparsityReport()
-            r.round = sparsityRound; r.pushesSinceStep = logSeq - sparsityStepSeq; r.activePerNewRow = UInt32(sp.activePerRow)
-            let now = logSeq
+            r.round = state.sparsityRound; r.pushesSinceStep = state.lastSeq - state.sparsityStepSeq; r.activePerNewRow = UInt32(sp.activePerRow)
+            let now = state.lastSeq
             try forEachStoredRow { _, row, _, seq, length throws(EngineError) in
                 r.rows += 1; r.storedBytes += UInt64(length); r.denseBytes += denseLength
                 r.fired += UInt64(f.firedCount(row))
@@ -129,12 +108,12 @@ extension EmbeddingTable {
     func sparsityStep(prune: UInt64, grow: UInt64, round: UInt32) throws(EngineError) -> SparsityStepResult {
         guard let sp = sparsity else { throw .notSparse(spec.name) }
         let f = sp.format, rf = spec.rowFloats
-        return try rewriteQuiesced { batch throws(EngineError) in
+        return try rewriteQuiesced { (batch, state, stripes) throws(EngineError) in
             // Every row in memory: this shard's part of the table, decoded.
             var (keys, steps, seqs, rows) = try loadAllRows()
             struct Entry { var value: Float; var row: Int32; var column: Int32 }
             var active: [Entry] = [], inactive: [Entry] = []
-            let now = logSeq
+            let now = state.lastSeq
             rows.withUnsafeMutableBufferPointer { all in
                 for i in 0..<keys.count {
                     let row = all.baseAddress! + i * rf
@@ -156,11 +135,11 @@ extension EmbeddingTable {
                 for e in active.prefix(Int(prune)) { sp.prune(all.baseAddress! + Int(e.row) * rf, Int(e.column)); changed.insert(Int(e.row)) }
                 for e in inactive.prefix(Int(grow)) { sp.grow(all.baseAddress! + Int(e.row) * rf, Int(e.column)); changed.insert(Int(e.row)) }
             }
-            rewrite(changed.sorted(), keys: keys, steps: steps, seqs: seqs, rows: rows, into: batch)
-            var state = [UInt8](repeating: 0, count: 12)
-            state.withUnsafeMutableBytes { $0.storeBytes(of: round, as: UInt32.self); $0.storeBytes(of: now, toByteOffset: 4, as: UInt64.self) }
-            batch.put(db.defaultFamily, key: sparsityKey, value: state)
-            sparsityRound = round; sparsityStepSeq = now
+            rewrite(changed.sorted(), keys: keys, steps: steps, seqs: seqs, rows: rows, into: batch, stripes)
+            var encoded = [UInt8](repeating: 0, count: 12)
+            encoded.withUnsafeMutableBytes { $0.storeBytes(of: round, as: UInt32.self); $0.storeBytes(of: now, toByteOffset: 4, as: UInt64.self) }
+            batch.put(db.defaultFamily, key: sparsityKey, value: encoded)
+            state.sparsityRound = round; state.sparsityStepSeq = now
             let activeAfter = UInt64(active.count) - prune + grow
             return SparsityStepResult(pruned: prune, grown: grow, active: activeAfter, round: round, rows: UInt64(keys.count))
         }

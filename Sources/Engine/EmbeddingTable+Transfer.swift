@@ -12,80 +12,87 @@ public struct ExportPage: Sendable {
 
 extension EmbeddingTable {
     /// Up to `limit` stored rows after `cursor` in (slot, row key) order, as a pull would return them. The
-    /// first page (no cursor) checkpoints the table, so the pages cover every row written before.
+    /// first page (no cursor) checkpoints the table, so the pages cover every row written before. Cached dirty
+    /// rows are newer than the stored ones and are returned instead.
     func exportRows(after cursor: (slot: UInt16, key: UInt64)?, limit: Int) throws(EngineError) -> ExportPage {
         if cursor == nil { try checkpoint() }
         let dim = spec.dim
-        return try lock.withReadLock { () throws(EngineError) -> ExportPage in
-            if dropped { throw .unknownTable(spec.name) }
-            var page = ExportPage()
-            let row = UnsafeMutablePointer<Float>.allocate(capacity: spec.rowFloats)
-            let view = UnsafeMutablePointer<Float>.allocate(capacity: dim)
-            defer { row.deallocate(); view.deallocate() }
-            var start: [UInt8]? = nil
-            if let c = cursor { start = RowKey.encode(slot: c.slot, key: c.key) }
-            var last: (UInt16, UInt64)? = nil
-            do {
-                try db.scan(family, from: start) { k, v in
-                    guard let (slot, key) = RowKey.decode(k) else { throw EngineError.storage("table '\(spec.name)': malformed row key") }
-                    if let c = cursor, slot == c.slot && key == c.key { return true }   // resume strictly after the cursor
-                    if page.keys.count == limit { page.next = last.map { (slot: $0.0, key: $0.1) }; return false }
-                    // A cached copy is newer than the stored one when dirty.
-                    if let s = cache.lookup(key), cache.isDirty(s) { row.update(from: cache.row(s), count: spec.rowFloats) } else {
-                        do { _ = try codec.decode(v, into: row) } catch { throw EngineError.storage("table '\(spec.name)' row \(key): \(error)") }
-                    }
-                    if let dnis { dnis.view(row, into: view, state: dnisState) } else { view.update(from: row, count: dim) }
-                    page.keys.append(key)
-                    page.values.append(contentsOf: UnsafeBufferPointer(start: view, count: dim))
-                    last = (slot, key)
+        let dnisState = dnisBox.withLock { $0 }
+        var page = ExportPage()
+        let row = UnsafeMutablePointer<Float>.allocate(capacity: spec.rowFloats)
+        let view = UnsafeMutablePointer<Float>.allocate(capacity: dim)
+        defer { row.deallocate(); view.deallocate() }
+        var start: [UInt8]? = nil
+        if let c = cursor { start = RowKey.encode(slot: c.slot, key: c.key) }
+        var last: (UInt16, UInt64)? = nil
+        do {
+            try db.scan(family, from: start) { k, v in
+                guard let (slot, key) = RowKey.decode(k) else { return false }   // past the rows: the stored-row counter
+                if let c = cursor, slot == c.slot && key == c.key { return true }   // resume strictly after the cursor
+                if page.keys.count == limit { page.next = last.map { (slot: $0.0, key: $0.1) }; return false }
+                let dirty = store.withStripe(store.stripe(of: key)) { stripe -> Bool in
+                    guard let s = stripe.find(key), stripe.isDirty(s) else { return false }
+                    row.update(from: stripe.row(s), count: spec.rowFloats)
                     return true
                 }
-            } catch let e as EngineError { throw e } catch { throw .storage("table '\(spec.name)': \(error)") }
-            return page
-        }
+                if !dirty {
+                    do { _ = try codec.decode(v, into: row) } catch { throw EngineError.storage("table '\(spec.name)' row \(key): \(error)") }
+                }
+                if let dnis { dnis.view(row, into: view, state: dnisState) } else { view.update(from: row, count: dim) }
+                page.keys.append(key)
+                page.values.append(contentsOf: UnsafeBufferPointer(start: view, count: dim))
+                last = (slot, key)
+                return true
+            }
+        } catch let e as EngineError { throw e } catch { throw .storage("table '\(spec.name)': \(error)") }
+        return page
     }
 
-    /// Sets the weights of rows `keys` (distinct) to `values` with fresh optimizer state, durably (one synced
-    /// RocksDB batch; rows stamped with the current log sequence so no earlier logged update is replayed onto
-    /// them). Dense tables only. All or nothing.
+    /// Sets the weights of rows `keys` (distinct) to `values` with fresh optimizer state, durably (rows
+    /// stamped with the current log sequence so no earlier logged update is replayed onto them). Dense
+    /// tables only. All or nothing.
     func importRows(keys: [UInt64], values: UnsafePointer<Float>) throws(EngineError) {
         guard codec.sparse == nil else {
             throw .invalidSpec(table: spec.name, message: "import is for dense tables; sparse and DNIS rows carry masks (restore a checkpoint instead)")
         }
         let dim = spec.dim, rf = spec.rowFloats
-        try lock.withWriteLock { () throws(EngineError) in
-            if dropped { throw .unknownTable(spec.name) }
+        try withExclusive { (state, stripes) throws(EngineError) in
             let scratch = RowScratch(rowFloats: rf, count: keys.count)
-            try load(keys, into: scratch)
+            try load(keys, into: scratch, stripes)
             for j in 0..<keys.count {
                 let row = scratch.row(j)
                 row.update(from: values + j * dim, count: dim)
                 optimizer.initializeState(row)
                 scratch.steps[j] = 0
             }
-            try installLocked(keys: keys, rows: scratch)
+            try installExclusive(keys: keys, rows: scratch, state: &state, stripes)
         }
     }
 
-    /// Writes scratch row j for `keys[j]` to RocksDB in one synced batch, stamped with the current log
-    /// sequence (so no earlier logged update is replayed onto it), counts the rows new to this shard
-    /// (`rows.exists` as loaded before) and replaces cached copies with clean ones. Caller holds the
-    /// exclusive lock.
-    func installLocked(keys: [UInt64], rows scratch: RowScratch) throws(EngineError) {
-        let seq = logSeq, rf = spec.rowFloats
+    /// Writes scratch row j for `keys[j]` to RocksDB in one synced batch (through RocksDB's WAL, with the
+    /// stored-row counter), stamped with the current log sequence (so no earlier logged update is replayed onto
+    /// it), and replaces cached copies with clean ones. Inside an exclusive section; every committed update
+    /// is made durable and written first, so a stamped row never hides an update newer than the stamp.
+    func installExclusive(keys: [UInt64], rows scratch: RowScratch, state: inout CommitState, _ stripes: [RowStripe]) throws(EngineError) {
+        try flushAllExclusive(stripes, lastSeq: state.lastSeq)
+        let seq = state.lastSeq, rf = spec.rowFloats
         let batch = RowBatch(codec: codec, capacity: keys.count)
+        var newRows = 0
         for j in 0..<keys.count {
             batch.add(slot: addressing.slot(ofRowKey: keys[j]), key: keys[j], row: scratch.row(j), step: scratch.steps[j], seq: seq)
+            if !scratch.exists[j] { newRows += 1 }
         }
         let b = WriteBatch()
         batch.add(to: b, family: family)
+        var count = storedRows + UInt64(newRows)
+        b.put(family, key: Self.storedRowsKey, value: withUnsafeBytes(of: &count) { Array($0) })
         do { try db.write(b, sync: true) } catch { throw .storage("table '\(spec.name)': \(error)") }
+        storedRowsCount.store(count, ordering: .relaxed)
         counters.rowsFlushed.add(UInt64(keys.count), ordering: .relaxed)
         for j in 0..<keys.count {
-            if !scratch.exists[j] { rowCount += 1 }
-            if let s = cache.lookup(keys[j]) {
-                cache.row(s).update(from: scratch.row(j), count: rf)
-                cache.set(s, step: scratch.steps[j], seq: seq, exists: true, dirty: false)
+            if let (stripe, slot) = cached(keys[j], stripes) {
+                stripe.row(slot).update(from: scratch.row(j), count: rf)
+                stripe.setState(slot, step: scratch.steps[j], seq: seq, exists: true, stored: true, dirty: false)
             }
         }
     }

@@ -10,6 +10,11 @@ public final class TableCounters: Sendable {
     let rowsPulled = Atomic<UInt64>(0), rowsPushed = Atomic<UInt64>(0)
     let cacheHits = Atomic<UInt64>(0), cacheMisses = Atomic<UInt64>(0)
     let checkpoints = Atomic<UInt64>(0), rowsFlushed = Atomic<UInt64>(0)
+    /// Pushes that found dirty rows over the hard limit and wrote rows themselves (waiting for the flusher
+    /// first when it was running): how often the flusher could not keep up.
+    let backpressureFlushes = Atomic<UInt64>(0)
+    /// Rows read from RocksDB for pushes (rows not cached when pushed).
+    let rowsLoaded = Atomic<UInt64>(0)
 }
 
 /// A point-in-time view of one table on one shard.
@@ -22,23 +27,48 @@ public struct TableSnapshot: Sendable {
     public let bytesOnDisk: UInt64
     public let logBytes: UInt64
     public let pulls, pushes, rowsPulled, rowsPushed, cacheHits, cacheMisses, checkpoints, rowsFlushed: UInt64
+    public let backpressureFlushes, rowsLoaded, evictions: UInt64
 }
 
-/// One table's rows on one shard: RocksDB column family + write-back hot-row cache + update log +
-/// optimizer + initializer.
+/// The part of a table's state that changes with every commit: guarded by the commit lock (`commit`).
+struct CommitState {
+    /// The last sequence number assigned (every update-log record, in commit order).
+    var lastSeq: UInt64 = 0
+    /// Recent push request ids (retries answered without applying twice).
+    var ledger = RequestLedger(capacity: 65536)
+    /// The checkpoint recorded in RocksDB: every update through it is in the table's column family.
+    var checkpointSeq: UInt64 = 0
+    var lastCheckpoint = Date()
+    /// Prune-and-regrow rounds applied and the sequence of the last one (sparse tables).
+    var sparsityRound: UInt32 = 0
+    var sparsityStepSeq: UInt64 = 0
+}
+
+/// One table's rows on one shard: an in-memory row store (striped, write-back) over a RocksDB column family,
+/// an update log with group commit, the optimizer and the initializer.
 ///
-/// Durability: a push is acknowledged after its record (row keys + aggregated gradients) is appended to the
-/// table's update log (fdatasync'ed in sync mode). Updated rows stay dirty in the cache; checkpoints write
-/// dirty rows to RocksDB (each row carries the sequence number of the last record applied to it) and then
-/// record the checkpoint's sequence number, after which older log segments are deleted. Recovery replays
-/// log records newer than the checkpoint, skipping rows whose stored sequence number already covers them,
-/// so replay is idempotent even after a checkpoint interrupted half-way.
+/// Durability: a push is acknowledged once its record (row keys + aggregated gradients + request id) is
+/// durable in the update log (written; fdatasync'ed in sync mode). Rows are updated in memory and stay dirty;
+/// a background flusher writes them to RocksDB (only images whose updates are durable, so RocksDB never holds
+/// an unacknowledgeable update), keeps dirty rows under a low watermark and records checkpoints (the column
+/// family flushed to SST files, then the checkpoint sequence synced), after which older log segments are
+/// deleted. Recovery replays records newer than the checkpoint, skipping rows whose stored sequence already
+/// covers them, so replay is idempotent.
 ///
-/// Concurrency: cache hits of pulls run under the shared lock; misses, pushes, flushes and drop take the
-/// exclusive lock. Every RocksDB row write happens under the exclusive lock, so a stale row image can never
-/// overwrite a newer one. Checkpoints are serialised by `checkpointLock` (never taken inside `lock`).
-/// Atomicity: a push validates everything and computes all new rows into scratch memory before logging;
-/// nothing is installed unless the log append succeeded.
+/// Concurrency (who holds what while doing what):
+/// - A pull locks each stripe it touches in turn and copies cached rows out; misses are read from RocksDB
+///   with no lock held, then installed if the stripe evicted nothing meanwhile.
+/// - A push pins its rows stripe by stripe (placeholders for misses, filled from RocksDB with no lock held),
+///   then takes the commit lock: sequence number, log record queued, rows updated in place (each stripe
+///   locked while written), ledger; releases it, waits for the group commit, unpins. Updates of one row are
+///   therefore applied in sequence order, exactly the log's order.
+/// - The flusher locks one stripe at a time to copy dirty images and to mark them clean. `flushLock`
+///   serialises flushes, checkpoints and exclusive sections.
+/// - An exclusive section (`withExclusive`: table-kind operations, imports, migrations) holds `flushLock`, the
+///   commit lock and every stripe: nothing else reads or writes a row meanwhile.
+/// Atomicity: everything that can fail (validation, reads from RocksDB) happens before the commit; after the
+/// commit only the log write can fail, and then the table refuses every later call (`poisoned`) until the
+/// shard restarts and replays what was durable.
 final class EmbeddingTable: @unchecked Sendable {
     let spec: TableSpec
     let addressing: RowAddressing
@@ -48,40 +78,38 @@ final class EmbeddingTable: @unchecked Sendable {
     let initializer: RowInitializer
     /// Set for a dynamic-sparsity table.
     let sparsity: DynamicSparsity?
-    /// Set for a DNIS table, with its alpha / mode state (guarded by `lock`).
+    /// Set for a DNIS table; its alpha / mode state is in `dnisBox` (pulls read it without the commit lock).
     let dnis: DimensionSearch?
-    var dnisState: DnisState
-    /// Prune-and-regrow rounds applied and the log sequence number of the last one (sparse tables).
-    var sparsityRound: UInt32 = 0
-    /// Recent push request ids (retries answered without applying twice).
-    var ledger = RequestLedger(capacity: 65536)
+    let dnisBox: LockedBox<DnisState>
     /// This incarnation's names in the database (see the lifecycle rule in TableLifecycle.swift).
     let identity: TableIdentity
     /// Operations inside this table; closed by drop and close (see the lifecycle rule).
     let gate = ActivityGate()
     /// Semantic tables only: item codes and the tokenizer.
     let semantic: (items: ItemCodeStore, tokenizer: PieceTokenizer)?
-    var ledgerKey: [UInt8] { identity.ledgerKey }
-    var sparsityStepSeq: UInt64 = 0
     let counters = TableCounters()
     let db: RocksDatabase
-    let cache: HotRowCache
+    let store: RowStore
     let log: UpdateLog
-    let lock = ReadWriteLock()
-    let checkpointLock = NSLock()
-    let markerKey: [UInt8]
-    var rowCount: UInt64 = 0
-    var dropped = false
-    private let sync: Bool
-    var logSeq: UInt64 = 0
-    var checkpointSeq: UInt64 = 0
-    var lastCheckpoint = Date()
+    let commit: LockedBox<CommitState>
+    let flushLock = PThreadMutex()
+    let tuning: TableTuning
+    /// Rows stored in RocksDB (kept in the family beside them, under `storedRowsKey`); written only under
+    /// `flushLock`, read anywhere.
+    let storedRowsCount = Atomic<UInt64>(0)
+    var storedRows: UInt64 { storedRowsCount.load(ordering: .relaxed) }
+    /// Dirty rows, approximately (exact values are in the stripes); drives the flusher and back-pressure.
+    let dirtyApprox = Atomic<Int>(0)
+    /// Set when a log write failed: the table refuses everything until the shard restarts.
+    let poisoned = Mutex<String?>(nil)
+    private(set) var dropped = false
 
-    static let flushChunkRows = 4096
+    /// The key of the stored-row counter in the table's family (sorts after every row key).
+    static let storedRowsKey: [UInt8] = [0xff, 0xff]
 
-    init(spec: TableSpec, identity: TableIdentity, family: ColumnFamily, db: RocksDatabase, logDirectory: String, cacheRows: Int, sync: Bool,
-         semantic: (items: ItemCodeStore, tokenizer: PieceTokenizer)?) throws {
-        self.spec = spec; self.identity = identity; self.family = family; self.db = db; self.sync = sync; self.semantic = semantic
+    init(spec: TableSpec, identity: TableIdentity, family: ColumnFamily, db: RocksDatabase, logDirectory: String, tuning: TableTuning,
+         sync: Bool, semantic: (items: ItemCodeStore, tokenizer: PieceTokenizer)?) throws {
+        self.spec = spec; self.identity = identity; self.family = family; self.db = db; self.semantic = semantic; self.tuning = tuning
         addressing = RowAddressing(spec: spec)
         if let format = spec.sparseFormat {
             codec = RowCodec(sparse: format, optimizerTag: spec.optimizer.kind.rawValue)
@@ -91,331 +119,639 @@ final class EmbeddingTable: @unchecked Sendable {
             codec = RowCodec(floatCount: spec.rowFloats, optimizerTag: spec.optimizer.kind.rawValue)
             sparsity = nil; dnis = nil
         }
-        dnisState = DnisState(blocks: spec.dnis?.blocks ?? 0, dim: spec.dim)
         optimizer = SparseOptimizer(config: spec.optimizer, dim: spec.dim)
         initializer = RowInitializer(config: spec.initializer, dim: spec.dim)
-        cache = HotRowCache(rowFloats: spec.rowFloats, capacity: cacheRows)
-        log = try UpdateLog(directory: logDirectory)
-        markerKey = identity.markerKey
-        var n: UInt64 = 0
-        try db.scan(family) { _, _ in n += 1; return true }
-        rowCount = n
-        if let m = try db.get(db.defaultFamily, key: markerKey), m.count == 8 {
-            checkpointSeq = m.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }
+        store = RowStore(rowFloats: spec.rowFloats, capacity: tuning.cacheRows, stripes: tuning.stripes)
+        log = try UpdateLog(directory: logDirectory, sync: sync)
+        var state = CommitState()
+        var dnisState = DnisState(blocks: spec.dnis?.blocks ?? 0, dim: spec.dim)
+        if let m = try db.get(db.defaultFamily, key: identity.markerKey), m.count == 8 {
+            state.checkpointSeq = m.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }
         }
-        logSeq = checkpointSeq
-        if let m = try db.get(db.defaultFamily, key: identity.ledgerKey) { ledger.load(m) }
+        state.lastSeq = state.checkpointSeq
+        if let m = try db.get(db.defaultFamily, key: identity.ledgerKey) { state.ledger.load(m) }
         if let m = try db.get(db.defaultFamily, key: identity.sparsityKey), m.count == 12 {
-            sparsityRound = m.withUnsafeBytes { $0.loadUnaligned(as: UInt32.self) }
-            sparsityStepSeq = m.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 4, as: UInt64.self) }
+            state.sparsityRound = m.withUnsafeBytes { $0.loadUnaligned(as: UInt32.self) }
+            state.sparsityStepSeq = m.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 4, as: UInt64.self) }
         }
         if let d = spec.dnis, let m = try db.get(db.defaultFamily, key: identity.dnisKey) {
-            guard let state = DnisState(decoding: m, blocks: d.blocks, dim: spec.dim) else {
+            guard let s = DnisState(decoding: m, blocks: d.blocks, dim: spec.dim) else {
                 throw EngineError.storage("table '\(spec.name)': stored DNIS state has \(m.count) bytes, expected \(20 + 4 * d.blocks * spec.dim)")
             }
-            dnisState = state
+            dnisState = s
         }
-        // Recovery: re-apply every logged update newer than the checkpoint.
+        dnisBox = LockedBox(dnisState)
+        commit = LockedBox(state)
+        // Rows stored: the counter beside them, or (a family written before the counter existed) a count.
+        if let c = try db.get(family, key: Self.storedRowsKey), c.count == 8 {
+            storedRowsCount.store(c.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }, ordering: .relaxed)
+        } else {
+            var n: UInt64 = 0
+            try db.scan(family) { k, _ in if k.count == RowKey.length { n += 1 }; return true }
+            storedRowsCount.store(n, ordering: .relaxed)
+        }
+        try recover(after: state.checkpointSeq)
+    }
+
+    var dim: Int { spec.dim }
+
+    /// Replays every logged update newer than the checkpoint (rows already covering a record are skipped),
+    /// then resumes numbering after the last record.
+    private func recover(after checkpointSeq: UInt64) throws {
         let dim = spec.dim
-        logSeq = try log.replay(after: checkpointSeq) { seq, payload in
+        let last = try log.replay(after: checkpointSeq) { seq, payload in
             guard payload.count >= 4 else { throw EngineError.storage("update log record \(seq) of '\(spec.name)' is truncated") }
             let count = Int(payload.loadUnaligned(as: UInt32.self))
             let body = 4 + count * (8 + 4 * dim)
             guard payload.count == body || payload.count == body + 16 else {
                 throw EngineError.storage("update log record \(seq) of '\(spec.name)' has \(payload.count) bytes, expected \(body) (+16 with a request id)")
             }
-            if payload.count == body + 16 {
-                ledger.record(RequestID(high: payload.loadUnaligned(fromByteOffset: body, as: UInt64.self),
-                                        low: payload.loadUnaligned(fromByteOffset: body + 8, as: UInt64.self)), rows: count)
-            }
-            let keys = (0..<count).map { payload.loadUnaligned(fromByteOffset: 4 + $0 * 8, as: UInt64.self) }
+            let requestID = payload.count == body + 16
+                ? RequestID(high: payload.loadUnaligned(fromByteOffset: body, as: UInt64.self), low: payload.loadUnaligned(fromByteOffset: body + 8, as: UInt64.self))
+                : nil
+            let keys = UnsafeMutableBufferPointer<UInt64>.allocate(capacity: max(1, count))
             let grads = UnsafeMutablePointer<Float>.allocate(capacity: max(1, count * dim))
-            defer { grads.deallocate() }
+            defer { keys.deallocate(); grads.deallocate() }
+            UnsafeMutableRawPointer(keys.baseAddress!).copyMemory(from: payload.baseAddress! + 4, byteCount: count * 8)
             UnsafeMutableRawPointer(grads).copyMemory(from: payload.baseAddress! + 4 + count * 8, byteCount: count * dim * 4)
-            try lock.withWriteLock { () throws(EngineError) in try applyLocked(keys: keys, gradients: grads, seq: seq, logRecord: nil) }
+            let rows = UnsafeBufferPointer(rebasing: keys[0..<count])
+            let pins = try pinRows(rows)
+            defer { unpin(pins) }
+            try commit.withLock { (state) throws(EngineError) in
+                applyPinned(pins, gradients: grads, seq: seq, replay: true)
+                state.lastSeq = seq
+                if let requestID { state.ledger.record(requestID, rows: count) }
+            }
         }
-        try log.rotate(nextSeq: logSeq + 1)
+        log.resume(after: last)
+        commit.withLock { $0.lastSeq = max($0.lastSeq, last) }
     }
 
-    var dim: Int { spec.dim }
+    /// Throws when the table stopped accepting calls after a failed log write.
+    @inline(__always) func checkHealthy() throws(EngineError) {
+        if let reason = poisoned.withLock({ $0 }) {
+            throw .storage("table '\(spec.name)' stopped after an update-log write failed (\(reason)); restart the shard to recover from the log")
+        }
+    }
 
     // MARK: pull
 
-    /// Fills `out[i*dim ..< (i+1)*dim]` with the row of `keys[i]`; unseen rows get their initial value (not written).
-    /// Cache hits and RocksDB reads of misses both run under the shared lock, so concurrent pulls overlap
-    /// their storage reads; missed rows are then installed in the cache under the exclusive lock unless the
-    /// cache evicted anything in between (a row pushed, flushed and evicted meanwhile would make the image
-    /// read stale); rows cached meanwhile (e.g. by a push) are kept as they are.
+    /// Fills `out[i*dim ..< (i+1)*dim]` with the row of `keys[i]` (what a client sees: the weights, through
+    /// alpha for a DNIS table); unseen rows get their initial value (not written).
     func pull(keys: UnsafeBufferPointer<UInt64>, into out: UnsafeMutablePointer<Float>) throws(EngineError) {
-        let dim = spec.dim
-        var missing: [Int] = []
-        var epoch: UInt64 = 0
-        var scratch: RowScratch? = nil
-        try lock.withReadLock { () throws(EngineError) in
-            if dropped { throw .unknownTable(spec.name) }
-            // Table kinds are decided once per request, not per row (binding the optional structs per row
-            // costs reference counting on the hot path).
-            if let d = dnis {
-                let state = dnisState
-                for i in 0..<keys.count {
-                    if let s = cache.lookup(keys[i]) { d.view(cache.row(s), into: out + i * dim, state: state) } else { missing.append(i) }
-                }
-            } else {
-                for i in 0..<keys.count {
-                    if let s = cache.lookup(keys[i]) { (out + i * dim).update(from: cache.row(s), count: dim) } else { missing.append(i) }
+        try checkHealthy()
+        let dim = spec.dim, rf = spec.rowFloats
+        let plan = store.plan(keys)
+        let dnisState = dnis.map { _ in dnisBox.withLock { $0 } }
+        let dn = dnis
+        // Cache hits under each stripe's lock; misses remembered with the stripe's eviction count.
+        var missing: [Int32] = []
+        var epochs = [UInt64](repeating: 0, count: store.stripeCount)
+        store.withStripes(plan) { stripe, s, positions in
+            epochs[s] = stripe.evictions
+            for p in positions {
+                let i = Int(p)
+                if let slot = stripe.find(keys[i]), !stripe.isLoading(slot) {
+                    stripe.touch(slot)
+                    if let dn, let dnisState { dn.view(stripe.row(slot), into: out + i * dim, state: dnisState) }
+                    else { (out + i * dim).update(from: stripe.row(slot), count: dim) }
+                } else {
+                    missing.append(p)
                 }
             }
-            guard !missing.isEmpty else { return }
-            let rows = RowScratch(rowFloats: spec.rowFloats, count: missing.count)
-            try loadFromStorage(missing.map { keys[$0] }, positions: Array(0..<missing.count), into: rows)
-            if let d = dnis {
-                let state = dnisState
-                for (j, i) in missing.enumerated() { d.view(rows.row(j), into: out + i * dim, state: state) }
-            } else {
-                for (j, i) in missing.enumerated() { (out + i * dim).update(from: rows.row(j), count: dim) }
-            }
-            scratch = rows
-            epoch = cache.evictions
         }
         counters.cacheHits.add(UInt64(keys.count - missing.count), ordering: .relaxed)
         counters.cacheMisses.add(UInt64(missing.count), ordering: .relaxed)
-        if let scratch, cache.capacity > 0 {
-            lock.withWriteLock {
-                guard !dropped, cache.evictions == epoch else { return }
-                for (j, i) in missing.enumerated() where cache.lookup(keys[i]) == nil {
-                    guard let s = cache.claim(keys[i]) else { break }
-                    cache.row(s).update(from: scratch.row(j), count: spec.rowFloats)
-                    cache.set(s, step: scratch.steps[j], seq: scratch.seqs[j], exists: scratch.exists[j], dirty: false)
-                }
+        if !missing.isEmpty {
+            // One sorted MultiGet for every miss, no lock held; then the rows are installed (probation) in
+            // stripes that evicted nothing since the lookup.
+            let rows = RowScratch(rowFloats: rf, count: missing.count)
+            let missKeys = missing.map { keys[Int($0)] }
+            try readStored(missKeys, into: rows)
+            for (j, p) in missing.enumerated() {
+                let i = Int(p)
+                if let dn, let dnisState { dn.view(rows.row(j), into: out + i * dim, state: dnisState) }
+                else { (out + i * dim).update(from: rows.row(j), count: dim) }
             }
+            if store.capacity > 0 { installClean(missKeys, rows: rows, epochs: epochs) }
         }
         counters.pulls.add(1, ordering: .relaxed)
         counters.rowsPulled.add(UInt64(keys.count), ordering: .relaxed)
     }
 
-    /// Reads rows into `scratch`: cached rows copied, stored rows decoded, unseen rows initialised.
-    /// Caller holds the exclusive lock.
-    func load(_ keys: [UInt64], into scratch: RowScratch) throws(EngineError) {
-        var dbIndex: [Int] = []
-        for (j, k) in keys.enumerated() {
-            if let s = cache.lookup(k) {
-                scratch.row(j).update(from: cache.row(s), count: spec.rowFloats)
-                scratch.steps[j] = cache.step(s); scratch.seqs[j] = cache.seq(s); scratch.exists[j] = cache.exists(s)
-            } else {
-                dbIndex.append(j)
-            }
-        }
-        guard !dbIndex.isEmpty else { return }
-        try loadFromStorage(dbIndex.map { keys[$0] }, positions: dbIndex, into: scratch)
-    }
-
-    /// Loads one row into scratch row 0. Caller holds the exclusive lock.
-    func loadRow(_ key: UInt64, into scratch: RowScratch) throws(EngineError) { try load([key], into: scratch) }
-
-    /// Reads `keys` from RocksDB into scratch rows `positions` (stored rows decoded, absent rows initialised).
-    /// Touches no cache state; caller holds the table lock (shared is enough).
-    private func loadFromStorage(_ keys: [UInt64], positions: [Int], into scratch: RowScratch) throws(EngineError) {
-        let keyBytes = UnsafeMutableRawBufferPointer.allocate(byteCount: keys.count * RowKey.length, alignment: 8)
-        defer { keyBytes.deallocate() }
-        for (n, k) in keys.enumerated() {
-            RowKey.write(slot: addressing.slot(ofRowKey: k), key: k, to: keyBytes.baseAddress! + n * RowKey.length)
-        }
-        var found = [Bool](repeating: false, count: keys.count)
-        do {
-            try db.multiGet(family, keys: UnsafeRawBufferPointer(keyBytes), keyLength: RowKey.length, count: keys.count) { n, bytes in
-                let j = positions[n]
-                do { (scratch.steps[j], scratch.seqs[j]) = try codec.decode(bytes, into: scratch.row(j)) } catch let e as RowCodecError {
-                    throw EngineError.storage("table '\(spec.name)' row \(keys[n]): \(e.description)")
+    /// Installs rows read from storage as clean, probationary cache entries, in stripes whose eviction count
+    /// is still `epochs[stripe]` (otherwise a row updated, flushed and evicted meanwhile could be replaced by
+    /// the older image read). Rows cached meanwhile are left as they are.
+    private func installClean(_ keys: [UInt64], rows: RowScratch, epochs: [UInt64]) {
+        keys.withUnsafeBufferPointer { kp in
+            let plan = store.plan(kp)
+            store.withStripes(plan) { stripe, s, positions in
+                guard stripe.evictions == epochs[s] else { return }
+                // Evictions our own inserts cause below are of other rows: they cannot make these images stale.
+                for p in positions {
+                    let j = Int(p)
+                    guard stripe.find(kp[j]) == nil else { continue }
+                    let slot = stripe.insert(kp[j], clock: 0)
+                    stripe.fill(slot, from: rows.row(j), step: rows.steps[j], seq: rows.seqs[j], exists: rows.exists[j], stored: rows.exists[j])
                 }
-                scratch.exists[j] = true
-                found[n] = true
+                if stripe.live > stripe.capacity { stripe.trim() }
             }
-        } catch let e as EngineError { throw e } catch { throw .storage("\(error)") }
-        for (n, j) in positions.enumerated() where !found[n] {
-            initializer.fill(scratch.row(j), rowKey: keys[n])
-            optimizer.initializeState(scratch.row(j))
-            sparsity?.initialize(scratch.row(j), rowKey: keys[n])
-            dnis?.initialize(scratch.row(j), state: dnisState)
-            scratch.steps[j] = 0; scratch.seqs[j] = 0; scratch.exists[j] = false
         }
     }
 
     // MARK: push
 
-    /// Applies one aggregated gradient per distinct key (`gradients`: keys.count * dim floats), logging the
-    /// update first. All or nothing. Returns the number of rows updated.
-    func push(keys: [UInt64], gradients: UnsafePointer<Float>, requestID: RequestID? = nil) throws(EngineError) -> Int {
-        let dim = spec.dim
-        // The log record: count, keys, aggregated gradients, then the request id when there is one.
-        let body = 4 + keys.count * (8 + 4 * dim)
-        let record = UnsafeMutableRawBufferPointer.allocate(byteCount: body + (requestID == nil ? 0 : 16), alignment: 8)
-        defer { record.deallocate() }
-        record.storeBytes(of: UInt32(keys.count), as: UInt32.self)
-        keys.withUnsafeBytes { (record.baseAddress! + 4).copyMemory(from: $0.baseAddress!, byteCount: keys.count * 8) }
-        (record.baseAddress! + 4 + keys.count * 8).copyMemory(from: gradients, byteCount: keys.count * dim * 4)
-        if let id = requestID {
-            record.storeBytes(of: id.high, toByteOffset: body, as: UInt64.self)
-            record.storeBytes(of: id.low, toByteOffset: body + 8, as: UInt64.self)
+    /// A push's log record being built: [count u32][keys u64 x n][gradients f32 x n*dim][request id 16 bytes?],
+    /// in the memory the update log writes from. Owned by the push; freed after the record is durable.
+    struct PushRecord {
+        let record: UpdateLog.Record
+        let count: Int
+        let dim: Int
+        let requestID: RequestID?
+        init(count: Int, dim: Int, requestID: RequestID?) {
+            self.count = count; self.dim = dim; self.requestID = requestID
+            record = UpdateLog.Record(payloadLength: 4 + count * (8 + 4 * dim) + (requestID == nil ? 0 : 16))
+            record.payload.storeBytes(of: UInt32(count), as: UInt32.self)
+            if let id = requestID {
+                record.payload.storeBytes(of: id.high, toByteOffset: 4 + count * (8 + 4 * dim), as: UInt64.self)
+                record.payload.storeBytes(of: id.low, toByteOffset: 12 + count * (8 + 4 * dim), as: UInt64.self)
+            }
         }
-        let repeated = try lock.withWriteLock { () throws(EngineError) -> Int? in
-            if dropped { throw .unknownTable(spec.name) }
-            // A retry of a push already applied: answer as before, apply nothing.
-            if let id = requestID, let n = ledger.rowsUpdated(by: id) { return n }
-            let logged = (record.baseAddress! + 4 + keys.count * 8).assumingMemoryBound(to: Float.self)
-            try applyLocked(keys: keys, gradients: logged, seq: logSeq + 1, logRecord: record)
-            if let id = requestID { ledger.record(id, rows: keys.count) }
-            return nil
+        var keys: UnsafeMutablePointer<UInt64> { (record.payload + 4).assumingMemoryBound(to: UInt64.self) }
+        var gradients: UnsafeMutablePointer<Float> { (record.payload + 4 + count * 8).assumingMemoryBound(to: Float.self) }
+        func deallocate() { record.deallocate() }
+    }
+
+    /// Applies a push whose distinct row keys and aggregated gradients are in `record` (validated by the
+    /// caller). All or nothing; durable on return. Returns the rows updated (or, for a retried request id,
+    /// what the first attempt returned).
+    func push(_ record: PushRecord) throws(EngineError) -> Int {
+        try checkHealthy()
+        if let id = record.requestID, let n = commit.withLock({ $0.ledger.rowsUpdated(by: id) }) { return n }
+        try waitForFlusherIfOverLimit()
+        let keys = UnsafeBufferPointer(start: record.keys, count: record.count)
+        let pins = try pinRows(keys)
+        defer { unpin(pins) }
+        let check = record.record.payloadCheck()
+        let (seq, repeated): (UInt64, Int?) = commit.withLock { state in
+            if let id = record.requestID, let n = state.ledger.rowsUpdated(by: id) { return (0, n) }
+            let seq = state.lastSeq + 1
+            state.lastSeq = seq
+            if let dn = dnis {
+                let dnisState = dnisBox.withLock { $0 }
+                if !dnisState.pruned {
+                    // The chain rule before logging: what is logged no longer depends on alpha.
+                    for j in 0..<pins.count { dn.chainRule(pins.row(j), gradient: record.gradients + j * dim, state: dnisState) }
+                }
+            }
+            log.enqueue(record.record, seq: seq, payloadCheck: check)
+            applyPinned(pins, gradients: record.gradients, seq: seq, replay: false)
+            if let id = record.requestID { state.ledger.record(id, rows: record.count) }
+            return (seq, nil)
         }
         if let repeated { return repeated }
+        do { try log.waitDurable(seq) } catch {
+            let reason = "\(error)"
+            poisoned.withLock { if $0 == nil { $0 = reason } }
+            throw .storage("table '\(spec.name)': \(reason); the table refuses updates until the shard restarts")
+        }
         counters.pushes.add(1, ordering: .relaxed)
-        counters.rowsPushed.add(UInt64(keys.count), ordering: .relaxed)
-        return keys.count
+        counters.rowsPushed.add(UInt64(record.count), ordering: .relaxed)
+        return record.count
     }
 
-    /// Applies update `seq` to `keys` (distinct). With `logRecord` (whose gradient area is `gradients`),
-    /// appends it to the log before installing anything (a live push; a searching DNIS table first applies the
-    /// chain rule to the gradients in the record, so what is logged no longer depends on alpha); without, it
-    /// is a replayed record and rows already covering `seq` are skipped. Caller holds the exclusive lock.
-    private func applyLocked(keys: [UInt64], gradients: UnsafeMutablePointer<Float>, seq: UInt64, logRecord: UnsafeMutableRawBufferPointer?) throws(EngineError) {
-        let dim = spec.dim, rf = spec.rowFloats
-        // Make room: dirty rows cannot be evicted, so flush them when this update could not fit otherwise.
-        // Write only what is needed (plus slack for the next pushes); the checkpointer does the rest.
-        if cache.capacity > 0 && cache.dirtyCount + keys.count > cache.capacity {
-            let needed = min(cache.dirtyCount, cache.dirtyCount + 2 * keys.count - cache.capacity)
-            try flushDirtyLocked(Array(cache.dirtySlots().prefix(max(needed, keys.count)).map { cache.key($0) }))
+    /// Rows pinned for a push or a replay: for each key (in the caller's order) its stripe and slot. Pinned
+    /// rows are resident, valid and never evicted until `unpin`.
+    final class PinnedRows {
+        let stripes: UnsafeMutableBufferPointer<Int32>
+        let slots: UnsafeMutableBufferPointer<Int32>
+        let plan: StripePlan
+        unowned let store: RowStore
+        var count: Int { stripes.count }
+        init(count: Int, plan: StripePlan, store: RowStore) {
+            stripes = .allocate(capacity: count); slots = .allocate(capacity: count)
+            self.plan = plan; self.store = store
         }
-        let scratch = RowScratch(rowFloats: rf, count: keys.count)
-        try load(keys, into: scratch)
-        if let dnis, logRecord != nil, !dnisState.pruned {
-            for j in 0..<keys.count { dnis.chainRule(scratch.row(j), gradient: gradients + j * dim, state: dnisState) }
+        deinit { stripes.deallocate(); slots.deallocate() }
+        /// Row j's memory. Reading it is safe while pinned and inside the commit lock (only commits write rows).
+        func row(_ j: Int) -> UnsafeMutablePointer<Float> {
+            store.withStripe(Int(stripes[j])) { $0.row(Int(slots[j])) }
         }
-        var applied = [Bool](repeating: false, count: keys.count)
+    }
+
+    /// Pins the rows of `keys` (distinct): cached rows are pinned where they are; missing rows get a
+    /// placeholder, are read from RocksDB (or initialised) with no lock held and filled in. Throws (and
+    /// unpins) when a read fails.
+    func pinRows(_ keys: UnsafeBufferPointer<UInt64>) throws(EngineError) -> PinnedRows {
+        let plan = store.plan(keys)
+        let pins = PinnedRows(count: keys.count, plan: plan, store: store)
+        var toLoad: [Int32] = []
+        store.withStripes(plan) { stripe, s, positions in
+            for p in positions {
+                let j = Int(p)
+                let slot: Int
+                if let found = stripe.find(keys[j]) {
+                    slot = found
+                    stripe.touch(slot)
+                    if stripe.isLoading(slot) { toLoad.append(p) }
+                } else {
+                    slot = stripe.insert(keys[j], clock: 1)
+                    toLoad.append(p)
+                }
+                stripe.pin(slot)
+                pins.stripes[j] = Int32(s); pins.slots[j] = Int32(slot)
+            }
+        }
+        guard !toLoad.isEmpty else { return pins }
+        let loaded = RowScratch(rowFloats: spec.rowFloats, count: toLoad.count)
+        let loadKeys = toLoad.map { keys[Int($0)] }
+        do { try readStored(loadKeys, into: loaded) } catch {
+            unpin(pins)
+            throw error
+        }
+        counters.rowsLoaded.add(UInt64(toLoad.count), ordering: .relaxed)
+        loadKeys.withUnsafeBufferPointer { lk in
+            let loadPlan = store.plan(lk)
+            store.withStripes(loadPlan) { stripe, _, positions in
+                for p in positions {
+                    let n = Int(p), j = Int(toLoad[n])
+                    let slot = Int(pins.slots[j])
+                    if stripe.isLoading(slot) {
+                        stripe.fill(slot, from: loaded.row(n), step: loaded.steps[n], seq: loaded.seqs[n], exists: loaded.exists[n], stored: loaded.exists[n])
+                    }
+                }
+            }
+        }
+        return pins
+    }
+
+    /// Unpins rows pinned by `pinRows`; placeholders nobody filled (a failed load) are removed.
+    func unpin(_ pins: PinnedRows) {
+        store.withStripes(pins.plan) { stripe, _, positions in
+            for p in positions {
+                let slot = Int(pins.slots[Int(p)])
+                stripe.unpin(slot)
+                if stripe.isLoading(slot) && stripe.pinCount(slot) == 0 { stripe.remove(slot) }
+            }
+            if stripe.live > stripe.capacity { stripe.trim() }
+        }
+    }
+
+    /// Applies update `seq` to pinned rows (gradient row j for pin j): in place, each stripe locked while
+    /// its rows are written. With `replay`, rows whose sequence already covers `seq` are skipped. Caller
+    /// holds the commit lock, so rows are updated in sequence order.
+    func applyPinned(_ pins: PinnedRows, gradients: UnsafePointer<Float>, seq: UInt64, replay: Bool) {
+        let dim = spec.dim
         let opt = optimizer, sp = sparsity, dn = dnis
-        for j in 0..<keys.count where scratch.seqs[j] < seq {
-            opt.apply(scratch.row(j), gradient: gradients + j * dim, step: &scratch.steps[j])
-            if let sp { sp.afterUpdate(scratch.row(j), gradient: gradients + j * dim, pushesSinceRowUpdate: seq - scratch.seqs[j]) }
-            if let dn { dn.afterUpdate(scratch.row(j)) }
-            scratch.seqs[j] = seq
-            applied[j] = true
-        }
-        if let logRecord {
-            do { try log.append(seq: seq, payload: UnsafeRawBufferPointer(logRecord), sync: sync) } catch { throw .storage("table '\(spec.name)': \(error)") }
-        }
-        logSeq = max(logSeq, seq)
-        // Logged: install. Rows that do not fit in the cache are written through to RocksDB.
-        var writeThrough: [Int] = []
-        for j in 0..<keys.count where applied[j] {
-            if !scratch.exists[j] { rowCount += 1 }
-            if let s = cache.claim(keys[j]) {
-                cache.row(s).update(from: scratch.row(j), count: rf)
-                cache.set(s, step: scratch.steps[j], seq: seq, exists: true, dirty: true)
-            } else {
-                writeThrough.append(j)
+        var newlyDirty = 0
+        store.withStripes(pins.plan) { stripe, _, positions in
+            for p in positions {
+                let j = Int(p), slot = Int(pins.slots[j])
+                let before = stripe.seq(slot)
+                if replay && before >= seq { continue }
+                let row = stripe.row(slot)
+                var step = stripe.step(slot)
+                let g = gradients + j * dim
+                opt.apply(row, gradient: g, step: &step)
+                if let sp { sp.afterUpdate(row, gradient: g, pushesSinceRowUpdate: seq - before) }
+                if let dn { dn.afterUpdate(row) }
+                if !stripe.isDirty(slot) { newlyDirty += 1 }
+                stripe.markUpdated(slot, step: step, seq: seq)
             }
         }
-        if !writeThrough.isEmpty {
-            let batch = RowBatch(codec: codec, capacity: writeThrough.count)
-            for j in writeThrough { batch.add(slot: addressing.slot(ofRowKey: keys[j]), key: keys[j], row: scratch.row(j), step: scratch.steps[j], seq: seq) }
-            try write(batch)
+        if newlyDirty > 0 { dirtyApprox.add(newlyDirty, ordering: .relaxed) }
+    }
+
+    /// Back-pressure: when dirty rows are over the hard limit (the flusher is behind), the push writes rows
+    /// itself down to the low watermark before going on, waiting first for a flush in progress (`flushLock`).
+    /// Memory stays bounded and the push pays for it in latency (counted in `backpressureFlushes`).
+    private func waitForFlusherIfOverLimit() throws(EngineError) {
+        let limit = tuning.dirtyHardLimit
+        guard limit > 0, dirtyApprox.load(ordering: .relaxed) > limit else { return }
+        counters.backpressureFlushes.add(1, ordering: .relaxed)
+        let target = tuning.dirtyLowWatermark
+        try flushLock.withLock { () throws(EngineError) in
+            guard !dropped, dirtyApprox.load(ordering: .relaxed) > limit else { return }
+            try flushDirty(enough: { $0 <= target })
         }
     }
 
-    func write(_ batch: RowBatch) throws(EngineError) {
-        do { try batch.write(to: db, family: family) } catch { throw .storage("table '\(spec.name)': \(error)") }
-        counters.rowsFlushed.add(UInt64(batch.count), ordering: .relaxed)
-    }
+    // MARK: reading stored rows
 
-    /// Writes the dirty rows among `keys` to RocksDB and marks them clean. Caller holds the exclusive lock.
-    func flushDirtyLocked(_ keys: [UInt64]) throws(EngineError) {
-        var start = 0
-        while start < keys.count {
-            let chunk = keys[start..<min(keys.count, start + Self.flushChunkRows)]
-            let batch = RowBatch(codec: codec, capacity: chunk.count)
-            var slots: [Int] = []
-            for k in chunk {
-                guard let s = cache.lookup(k), cache.isDirty(s) else { continue }
-                batch.add(slot: addressing.slot(ofRowKey: k), key: k, row: cache.row(s), step: cache.step(s), seq: cache.seq(s))
-                slots.append(s)
-            }
-            if !slots.isEmpty {
-                try write(batch)
-                slots.forEach { cache.markClean($0) }
-            }
-            start += Self.flushChunkRows
-        }
-    }
-
-    // MARK: checkpoints
-
-    /// Whether a checkpoint is due: log past `logBytesLimit`, dirty rows over 90% of the cache (so pushes do
-    /// not have to flush synchronously to make room), or dirty rows older than `maxInterval` seconds.
-    func checkpointDue(logBytesLimit: Int, maxInterval: Double) -> Bool {
-        lock.withReadLock {
-            if dropped || (cache.dirtyCount == 0 && log.bytesSinceRotation == 0) { return false }
-            return log.bytesSinceRotation >= logBytesLimit || cache.dirtyCount * 10 > cache.capacity * 9
-                || Date().timeIntervalSince(lastCheckpoint) >= maxInterval
-        }
-    }
-
-    /// Writes every dirty row to RocksDB in chunks (releasing the lock between chunks so pushes proceed),
-    /// records the checkpoint sequence durably and deletes log segments it covers.
-    func checkpoint() throws(EngineError) {
-        checkpointLock.lock(); defer { checkpointLock.unlock() }
-        let (target, dirtyKeys): (UInt64, [UInt64]) = try lock.withWriteLock { () throws(EngineError) in
-            if dropped { return (0, []) }
-            do { try log.rotate(nextSeq: logSeq + 1) } catch { throw .storage("\(error)") }
-            return (logSeq, cache.dirtySlots().map { cache.key($0) })
-        }
-        var start = 0
-        while start < dirtyKeys.count {
-            let chunk = Array(dirtyKeys[start..<min(dirtyKeys.count, start + Self.flushChunkRows)])
-            try lock.withWriteLock { () throws(EngineError) in if !dropped { try flushDirtyLocked(chunk) } }
-            start += Self.flushChunkRows
-            // pthread rwlocks do not queue fairly: without a pause the checkpointer re-takes the lock at once
-            // and waiting pushes starve for the whole checkpoint.
-            usleep(1000)
-        }
-        if lock.withReadLock({ self.dropped }) { return }
+    /// Reads `keys` from RocksDB into `scratch` rows 0..<keys.count (stored rows decoded, absent rows
+    /// initialised), in one sorted batched MultiGet. Touches no cached row.
+    func readStored(_ keys: [UInt64], into scratch: RowScratch) throws(EngineError) {
+        guard !keys.isEmpty else { return }
+        // RocksDB key order is (slot, key): sort positions by it.
+        let slots = keys.map { addressing.slot(ofRowKey: $0) }
+        let order = keys.indices.sorted { slots[$0] != slots[$1] ? slots[$0] < slots[$1] : keys[$0] < keys[$1] }
+        let keyBytes = UnsafeMutableRawBufferPointer.allocate(byteCount: keys.count * RowKey.length, alignment: 8)
+        defer { keyBytes.deallocate() }
+        for (n, j) in order.enumerated() { RowKey.write(slot: slots[j], key: keys[j], to: keyBytes.baseAddress! + n * RowKey.length) }
+        var found = [Bool](repeating: false, count: keys.count)
         do {
-            // The synced marker write also makes every earlier row write durable (one WAL).
-            let b = WriteBatch()
-            putCheckpointMarker(b, through: target, ledger: lock.withWriteLock { ledger.encoded })
-            try db.write(b, sync: true)
-        } catch { throw .storage("table '\(spec.name)' checkpoint: \(error)") }
-        lock.withWriteLock { checkpointSeq = target; lastCheckpoint = Date() }
-        log.deleteSegments(through: target)
-        counters.checkpoints.add(1, ordering: .relaxed)
+            try db.sortedMultiGet(family, keys: UnsafeRawBufferPointer(keyBytes), keyLength: RowKey.length, count: keys.count) { n, bytes in
+                let j = order[n]
+                do { (scratch.steps[j], scratch.seqs[j]) = try codec.decode(bytes, into: scratch.row(j)) } catch let e as RowCodecError {
+                    throw EngineError.storage("table '\(spec.name)' row \(keys[j]): \(e.description)")
+                }
+                scratch.exists[j] = true
+                found[j] = true
+            }
+        } catch let e as EngineError { throw e } catch { throw .storage("table '\(spec.name)': \(error)") }
+        let dnisState = dnis.map { _ in dnisBox.withLock { $0 } }
+        for j in 0..<keys.count where !found[j] { initialRow(scratch.row(j), key: keys[j], dnisState: dnisState); scratch.steps[j] = 0; scratch.seqs[j] = 0; scratch.exists[j] = false }
+    }
+
+    /// The in-memory form of a row never written: initial weights, fresh optimizer state, mask / block.
+    func initialRow(_ row: UnsafeMutablePointer<Float>, key: UInt64, dnisState: DnisState?) {
+        initializer.fill(row, rowKey: key)
+        optimizer.initializeState(row)
+        sparsity?.initialize(row, rowKey: key)
+        if let dnis, let dnisState { dnis.initialize(row, state: dnisState) }
+    }
+
+    // MARK: flushing and checkpoints
+
+    /// Writes dirty rows whose updates are durable to RocksDB (without RocksDB's WAL), in key order, at most
+    /// `limit` per batch, until none is left or `enough(dirtyLeft)` says stop; rows updated while being
+    /// written stay dirty. Returns the rows written. Caller holds `flushLock`.
+    @discardableResult
+    func flushDirty(limit: Int = 16384, enough: (Int) -> Bool = { _ in false }) throws(EngineError) -> Int {
+        let durable = log.durableSequence
+        var total = 0
+        while true {
+            // Collect a batch stripe by stripe, marking each row as being flushed.
+            var picked = [[Int32]](repeating: [], count: store.stripeCount)
+            var pickedCount = 0
+            let buffer = RowBatch(codec: codec, capacity: limit)
+            var newRows = 0
+            for s in 0..<store.stripeCount where pickedCount < limit {
+                store.withStripe(s) { stripe in
+                    guard stripe.dirtyCount > 0 else { return }
+                    stripe.forEachLive { slot in
+                        guard pickedCount < limit, stripe.state(slot) & (RowState.dirty | RowState.flushing) == RowState.dirty,
+                              stripe.seq(slot) <= durable else { return }
+                        stripe.beginFlush(slot)
+                        let key = stripe.key(slot)
+                        buffer.add(slot: addressing.slot(ofRowKey: key), key: key, row: stripe.row(slot), step: stripe.step(slot), seq: stripe.seq(slot))
+                        if !stripe.has(slot, RowState.stored) { newRows += 1 }
+                        picked[s].append(Int32(slot))
+                        pickedCount += 1
+                    }
+                }
+            }
+            guard pickedCount > 0 else { return total }
+            var written = true
+            var failure: EngineError? = nil
+            do {
+                let b = WriteBatch()
+                buffer.addSorted(to: b, family: family)
+                var count = storedRows + UInt64(newRows)
+                b.put(family, key: Self.storedRowsKey, value: withUnsafeBytes(of: &count) { Array($0) })
+                try db.writeUnlogged(b)
+                storedRowsCount.store(count, ordering: .relaxed)
+            } catch { written = false; failure = .storage("table '\(spec.name)' flush: \(error)") }
+            // Mark clean what was written (rows updated meanwhile stay dirty).
+            var cleaned = 0
+            for s in 0..<store.stripeCount where !picked[s].isEmpty {
+                store.withStripe(s) { stripe in
+                    for slot in picked[s] {
+                        let wasDirty = stripe.isDirty(Int(slot))
+                        stripe.endFlush(Int(slot), written: written)
+                        if wasDirty && !stripe.isDirty(Int(slot)) { cleaned += 1 }
+                    }
+                    if stripe.live > stripe.capacity { stripe.trim() }
+                }
+            }
+            dirtyApprox.subtract(cleaned, ordering: .relaxed)
+            if let failure { throw failure }
+            total += pickedCount
+            counters.rowsFlushed.add(UInt64(pickedCount), ordering: .relaxed)
+            if pickedCount < limit || enough(dirtyApprox.load(ordering: .relaxed)) { return total }
+        }
+    }
+
+    /// Whether the flusher has work: dirty rows over the low watermark, the log past `logBytesLimit` since the
+    /// last checkpoint, or dirty rows older than `maxInterval` seconds.
+    func flushDue(logBytesLimit: Int, maxInterval: Double) -> (flush: Bool, checkpoint: Bool) {
+        let dirty = dirtyApprox.load(ordering: .relaxed)
+        let (last, lastCheckpoint) = commit.withLock { ($0.lastSeq, $0.lastCheckpoint) }
+        let checkpointed = commit.withLock { $0.checkpointSeq }
+        let logGrew = log.openSegmentBytes >= logBytesLimit
+        let old = last > checkpointed && Date().timeIntervalSince(lastCheckpoint) >= maxInterval
+        return (dirty > tuning.dirtyLowWatermark, logGrew || old)
+    }
+
+    /// One pass of the background flusher.
+    func flusherPass(logBytesLimit: Int, maxInterval: Double) throws(EngineError) {
+        let due = flushDue(logBytesLimit: logBytesLimit, maxInterval: maxInterval)
+        if due.checkpoint { try checkpoint(); return }
+        guard due.flush else { return }
+        let target = tuning.dirtyLowWatermark / 2
+        try flushLock.withLock { () throws(EngineError) in
+            guard !dropped else { return }
+            try flushDirty(enough: { $0 <= target })
+        }
+    }
+
+    /// Makes RocksDB hold every durable update: flushes all dirty rows, flushes the family to SST files,
+    /// records the checkpoint sequence (synced, with the request ledger), rotates the log and deletes the
+    /// segments the checkpoint covers.
+    func checkpoint() throws(EngineError) {
+        try flushLock.withLock { () throws(EngineError) in
+            guard !dropped else { return }
+            // Updates committed so far must be durable before their rows can be written.
+            let committed = commit.withLock { $0.lastSeq }
+            do { try log.waitDurable(committed) } catch { throw .storage("table '\(spec.name)': \(error)") }
+            log.rotate()
+            try flushDirty()
+            let target = try checkpointTarget()
+            do { try db.flush(family) } catch { throw .storage("table '\(spec.name)' checkpoint: \(error)") }
+            do {
+                let b = WriteBatch()
+                putCheckpointMarker(b, through: target, ledger: commit.withLock { $0.ledger.encoded })
+                try db.write(b, sync: true)
+            } catch { throw .storage("table '\(spec.name)' checkpoint: \(error)") }
+            commit.withLock { $0.checkpointSeq = target; $0.lastCheckpoint = Date() }
+            log.deleteSegments(through: target)
+            counters.checkpoints.add(1, ordering: .relaxed)
+        }
+    }
+
+    /// The highest sequence every update through which is in RocksDB: one less than the oldest first-dirty
+    /// sequence of a row still dirty, and at most what is durable.
+    private func checkpointTarget() throws(EngineError) -> UInt64 {
+        var target = log.durableSequence
+        for s in 0..<store.stripeCount {
+            if let oldest = store.withStripe(s, { $0.oldestDirtySeq }) { target = min(target, oldest - 1) }
+        }
+        return target
     }
 
     /// Adds the checkpoint marker (every logged update through `seq` is in RocksDB) and the request ledger
     /// (so the ids of the records it covers survive the log segments deleted after it) to `batch`.
     func putCheckpointMarker(_ batch: WriteBatch, through seq: UInt64, ledger: [UInt8]) {
         var t = seq
-        batch.put(db.defaultFamily, key: markerKey, value: withUnsafeBytes(of: &t) { Array($0) })
-        batch.put(db.defaultFamily, key: ledgerKey, value: ledger)
+        batch.put(db.defaultFamily, key: identity.markerKey, value: withUnsafeBytes(of: &t) { Array($0) })
+        batch.put(db.defaultFamily, key: identity.ledgerKey, value: ledger)
     }
 
-    /// Marks the table dropped (waiting for in-flight requests), forgets cached rows and deletes its log.
+    // MARK: exclusive sections
+
+    /// Runs `body` with the table to itself: no flush, no commit, no row read or written by anyone else
+    /// (`flushLock`, the commit lock and every stripe held). Rows pinned by pushes waiting to commit stay
+    /// pinned; `body` must not remove them.
+    func withExclusive<R>(_ body: (inout CommitState, [RowStripe]) throws(EngineError) -> R) throws(EngineError) -> R {
+        try checkHealthy()
+        return try flushLock.withLock { () throws(EngineError) -> R in
+            if dropped { throw .unknownTable(spec.name) }
+            return try commit.withLock { (state) throws(EngineError) -> R in
+                try store.withAll { (stripes) throws(EngineError) -> R in try body(&state, stripes) }
+            }
+        }
+    }
+
+    /// The cached slot of `key` inside an exclusive section.
+    func cached(_ key: UInt64, _ stripes: [RowStripe]) -> (RowStripe, Int)? {
+        let stripe = stripes[store.stripe(of: key)]
+        guard let slot = stripe.find(key), !stripe.isLoading(slot) else { return nil }
+        return (stripe, slot)
+    }
+
+    /// Reads rows into `scratch` inside an exclusive section: cached rows copied, stored rows decoded, unseen
+    /// rows initialised.
+    func load(_ keys: [UInt64], into scratch: RowScratch, _ stripes: [RowStripe]) throws(EngineError) {
+        var fromStorage: [Int] = []
+        for (j, k) in keys.enumerated() {
+            if let (stripe, slot) = cached(k, stripes) {
+                scratch.row(j).update(from: stripe.row(slot), count: spec.rowFloats)
+                scratch.steps[j] = stripe.step(slot); scratch.seqs[j] = stripe.seq(slot); scratch.exists[j] = stripe.exists(slot)
+            } else {
+                fromStorage.append(j)
+            }
+        }
+        guard !fromStorage.isEmpty else { return }
+        let rows = RowScratch(rowFloats: spec.rowFloats, count: fromStorage.count)
+        try readStored(fromStorage.map { keys[$0] }, into: rows)
+        for (n, j) in fromStorage.enumerated() {
+            scratch.row(j).update(from: rows.row(n), count: spec.rowFloats)
+            scratch.steps[j] = rows.steps[n]; scratch.seqs[j] = rows.seqs[n]; scratch.exists[j] = rows.exists[n]
+        }
+    }
+
+    /// Inside an exclusive section: makes every committed update durable and writes every dirty row, so
+    /// RocksDB holds the whole table (the family flushed to SST files).
+    func flushAllExclusive(_ stripes: [RowStripe], lastSeq: UInt64) throws(EngineError) {
+        do { try log.waitDurable(lastSeq) } catch { throw .storage("table '\(spec.name)': \(error)") }
+        let batch = RowBatch(codec: codec, capacity: stripes.reduce(0) { $0 + $1.dirtyCount })
+        var newRows = 0
+        var slots: [(RowStripe, Int)] = []
+        for stripe in stripes where stripe.dirtyCount > 0 {
+            stripe.forEachLive { slot in
+                guard stripe.isDirty(slot) else { return }
+                let key = stripe.key(slot)
+                batch.add(slot: addressing.slot(ofRowKey: key), key: key, row: stripe.row(slot), step: stripe.step(slot), seq: stripe.seq(slot))
+                if !stripe.has(slot, RowState.stored) { newRows += 1 }
+                slots.append((stripe, slot))
+            }
+        }
+        do {
+            if !slots.isEmpty {
+                let b = WriteBatch()
+                batch.addSorted(to: b, family: family)
+                var count = storedRows + UInt64(newRows)
+                b.put(family, key: Self.storedRowsKey, value: withUnsafeBytes(of: &count) { Array($0) })
+                try db.writeUnlogged(b)
+                storedRowsCount.store(count, ordering: .relaxed)
+            }
+            try db.flush(family)
+        } catch { throw .storage("table '\(spec.name)': \(error)") }
+        for (stripe, slot) in slots {
+            stripe.beginFlush(slot)
+            stripe.endFlush(slot, written: true)
+        }
+        dirtyApprox.subtract(slots.count, ordering: .relaxed)
+        counters.rowsFlushed.add(UInt64(slots.count), ordering: .relaxed)
+    }
+
+    /// Runs `body` inside an exclusive section with the table complete in RocksDB (every dirty row written,
+    /// the family flushed). Rows `body` adds to the batch are written synchronously, through RocksDB's WAL, in
+    /// one batch with a checkpoint marker covering every logged update, so the rewrite is atomic and durable,
+    /// and log replay after a crash starts after it. `body` keeps cached copies of rewritten rows current.
+    func rewriteQuiesced<R>(_ body: (WriteBatch, inout CommitState, [RowStripe]) throws(EngineError) -> R) throws(EngineError) -> R {
+        let (result, target) = try withExclusive { (state, stripes) throws(EngineError) -> (R, UInt64) in
+            log.rotate()
+            try flushAllExclusive(stripes, lastSeq: state.lastSeq)
+            let b = WriteBatch()
+            let r = try body(b, &state, stripes)
+            putCheckpointMarker(b, through: state.lastSeq, ledger: state.ledger.encoded)
+            var count = storedRows
+            b.put(family, key: Self.storedRowsKey, value: withUnsafeBytes(of: &count) { Array($0) })
+            do { try db.write(b, sync: true) } catch { throw .storage("table '\(spec.name)': \(error)") }
+            state.checkpointSeq = state.lastSeq; state.lastCheckpoint = Date()
+            return (r, state.lastSeq)
+        }
+        log.deleteSegments(through: target)
+        counters.checkpoints.add(1, ordering: .relaxed)
+        return result
+    }
+
+    /// Changes the stored-row counter (rows added to or deleted from RocksDB by an exclusive section).
+    func adjustStoredRows(by delta: Int) {
+        storedRowsCount.store(UInt64(max(0, Int(storedRows) + delta)), ordering: .relaxed)
+    }
+
+    // MARK: lifecycle and statistics
+
+    /// Marks the table dropped (the caller closed the gate), forgets cached rows and deletes its log.
     func markDropped() {
-        checkpointLock.lock(); defer { checkpointLock.unlock() }
-        lock.withWriteLock { dropped = true; cache.removeAll(); log.destroy() }
+        flushLock.withLock {
+            store.withAll { stripes in stripes.forEach { $0.removeAll() } }
+            dropped = true
+            log.destroy()
+        }
     }
 
-    /// Stops using the table without deleting anything (the engine is closing). Caller closed the gate.
+    /// Stops using the table without deleting anything (the engine is closing; the caller closed the gate).
     func close() {
-        checkpointLock.lock(); defer { checkpointLock.unlock() }
-        lock.withWriteLock { dropped = true; cache.removeAll() }
+        flushLock.withLock {
+            store.withAll { stripes in stripes.forEach { $0.removeAll() } }
+            dropped = true
+        }
     }
 
     func snapshot() -> TableSnapshot {
-        let (rows, cached, dirty) = lock.withReadLock { (rowCount, UInt64(cache.count), UInt64(cache.dirtyCount)) }
-        let c = counters
-        return TableSnapshot(spec: spec, rows: rows, cachedRows: cached, dirtyRows: dirty, cacheCapacityRows: UInt64(cache.capacity),
-                             bytesOnDisk: db.bytesUsed(family), logBytes: log.totalBytes,
-                             pulls: c.pulls.load(ordering: .relaxed), pushes: c.pushes.load(ordering: .relaxed),
-                             rowsPulled: c.rowsPulled.load(ordering: .relaxed), rowsPushed: c.rowsPushed.load(ordering: .relaxed),
-                             cacheHits: c.cacheHits.load(ordering: .relaxed), cacheMisses: c.cacheMisses.load(ordering: .relaxed),
-                             checkpoints: c.checkpoints.load(ordering: .relaxed), rowsFlushed: c.rowsFlushed.load(ordering: .relaxed))
+        let c = store.counts
+        let stored = storedRows
+        let cnt = counters
+        return TableSnapshot(spec: spec, rows: stored + UInt64(c.unstored), cachedRows: UInt64(c.live), dirtyRows: UInt64(c.dirty),
+                             cacheCapacityRows: UInt64(store.capacity), bytesOnDisk: db.bytesUsed(family), logBytes: log.totalBytes,
+                             pulls: cnt.pulls.load(ordering: .relaxed), pushes: cnt.pushes.load(ordering: .relaxed),
+                             rowsPulled: cnt.rowsPulled.load(ordering: .relaxed), rowsPushed: cnt.rowsPushed.load(ordering: .relaxed),
+                             cacheHits: cnt.cacheHits.load(ordering: .relaxed), cacheMisses: cnt.cacheMisses.load(ordering: .relaxed),
+                             checkpoints: cnt.checkpoints.load(ordering: .relaxed), rowsFlushed: cnt.rowsFlushed.load(ordering: .relaxed),
+                             backpressureFlushes: cnt.backpressureFlushes.load(ordering: .relaxed),
+                             rowsLoaded: cnt.rowsLoaded.load(ordering: .relaxed), evictions: c.evictions)
+    }
+}
+
+/// How a table's row store and flusher are sized.
+public struct TableTuning: Sendable {
+    /// Rows kept in memory.
+    public var cacheRows: Int = 1 << 20
+    /// Independently locked stripes of the row store.
+    public var stripes: Int = 64
+    /// The flusher starts writing dirty rows above this many, and writes down to half of it.
+    public var dirtyLowWatermark: Int = 1 << 18
+    /// Pushes write rows themselves above this many dirty rows (0: never).
+    public var dirtyHardLimit: Int = 1 << 20
+    public init() {}
+    /// Watermarks derived from the cache size: flush above a quarter of it, make pushes help above 90%.
+    public init(cacheRows: Int, stripes: Int = 64) {
+        self.cacheRows = cacheRows; self.stripes = stripes
+        dirtyLowWatermark = max(1, cacheRows / 4)
+        dirtyHardLimit = max(1, cacheRows * 9 / 10)
     }
 }
 
@@ -429,10 +765,10 @@ final class RowBatch {
     var count: Int { lengths.count }
     private let capacity: Int
     init(codec: RowCodec, capacity: Int) {
-        self.codec = codec; self.capacity = capacity
+        self.codec = codec; self.capacity = max(1, capacity)
         stride = RowKey.length + codec.encodedLength
-        buffer = .allocate(byteCount: max(1, capacity * stride), alignment: 8)
-        lengths.reserveCapacity(capacity)
+        buffer = .allocate(byteCount: self.capacity * stride, alignment: 8)
+        lengths.reserveCapacity(self.capacity)
     }
     deinit { buffer.deallocate() }
     func add(slot: UInt16, key: UInt64, row: UnsafePointer<Float>, step: UInt32, seq: UInt64) {
@@ -441,12 +777,19 @@ final class RowBatch {
         RowKey.write(slot: slot, key: key, to: p)
         lengths.append(codec.encode(floats: row, step: step, seq: seq, into: p + RowKey.length))
     }
+    /// Adds every row in insertion order.
     func add(to b: WriteBatch, family: ColumnFamily) {
-        for i in 0..<count {
-            let p = buffer + i * stride
-            b.put(family, key: UnsafeRawBufferPointer(start: p, count: RowKey.length),
-                  value: UnsafeRawBufferPointer(start: p + RowKey.length, count: lengths[i]))
-        }
+        for i in 0..<count { put(b, family, i) }
+    }
+    /// Adds every row in RocksDB key order (memtable inserts of sorted keys are cheaper).
+    func addSorted(to b: WriteBatch, family: ColumnFamily) {
+        let order = (0..<count).sorted { memcmp(buffer + $0 * stride, buffer + $1 * stride, RowKey.length) < 0 }
+        for i in order { put(b, family, i) }
+    }
+    private func put(_ b: WriteBatch, _ family: ColumnFamily, _ i: Int) {
+        let p = buffer + i * stride
+        b.put(family, key: UnsafeRawBufferPointer(start: p, count: RowKey.length),
+              value: UnsafeRawBufferPointer(start: p + RowKey.length, count: lengths[i]))
     }
     func write(to db: RocksDatabase, family: ColumnFamily) throws {
         let b = WriteBatch()

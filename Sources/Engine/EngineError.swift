@@ -30,6 +30,7 @@ public enum EngineError: Error, CustomStringConvertible, Sendable, Equatable {
     /// The engine was closed (shutdown or restore) while the call was on its way in.
     case closed
 
+
     /// Maps a table-spec rule violation (from the vocabulary) to its engine error.
     public init(_ e: SpecError) {
         switch e.reason {
@@ -63,6 +64,7 @@ public enum EngineError: Error, CustomStringConvertible, Sendable, Equatable {
         case .sparsityStepTooLarge(let t, let m): "prune-and-regrow step on table '\(t)' refused, nothing changed: \(m); take a fresh SparsityReport and retry"
         case .wrongState(let m): m
         case .closed: "the shard's data is being closed or replaced: retry shortly"
+
         }
     }
 }

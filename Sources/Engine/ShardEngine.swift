@@ -17,13 +17,19 @@ public struct ShardEngineConfiguration: Sendable {
     public var shardIndex: Int
     public var slotMap: SlotMap
     public var durability: Durability = .async
-    /// Hot-row cache bound per table, in rows.
+    /// Rows kept in memory per table (a table may briefly hold more while nothing can be evicted).
     public var cacheRowsPerTable: Int = 1 << 20
+    /// Independently locked stripes of each table's rows.
+    public var stripesPerTable: Int = 64
+    /// RocksDB's block cache, shared by every table.
+    public var blockCacheBytes: Int = 512 << 20
     /// Largest number of ids in one request.
     public var maxIdsPerRequest: Int = 1 << 20
-    /// A table is checkpointed (dirty rows written to RocksDB, old update-log segments deleted) when its
-    /// log grew by this many bytes, when dirty rows fill half its cache, or after `checkpointIntervalSeconds`.
-    public var checkpointLogBytes: Int = 256 << 20
+    /// A table is checkpointed (every dirty row written, the family flushed, old update-log segments
+    /// deleted) when its open log segment reaches this many bytes, or `checkpointIntervalSeconds` after its
+    /// last checkpoint when it changed since. In between, the flusher writes dirty rows whenever they pass a
+    /// quarter of the cache (pushes wait above 90%).
+    public var checkpointLogBytes: Int = 1 << 30
     public var checkpointIntervalSeconds: Double = 60
     /// Shard addresses of the spec the shard started with (answered by GetShardMap with the current slots).
     public var shardAddresses: [String] = []
@@ -66,7 +72,8 @@ public final class ShardEngine: @unchecked Sendable {
 
     public init(_ configuration: ShardEngineConfiguration) throws {
         self.configuration = configuration
-        do { db = try RocksDatabase(path: configuration.dataDirectory) } catch { throw EngineError.storage("\(error)") }
+        var rocks = RocksTuning(); rocks.blockCacheBytes = configuration.blockCacheBytes
+        do { db = try RocksDatabase(path: configuration.dataDirectory, tuning: rocks) } catch { throw EngineError.storage("\(error)") }
         // A data directory belongs to one shard index: refuse to serve another shard's rows.
         let stored = try db.get(db.defaultFamily, key: Self.shardIndexKey)
         if let stored, let idx = Int(String(decoding: stored, as: UTF8.self)), idx != configuration.shardIndex {
@@ -110,7 +117,8 @@ public final class ShardEngine: @unchecked Sendable {
         }
         return try EmbeddingTable(spec: spec, identity: identity, family: family, db: db,
                                   logDirectory: configuration.dataDirectory + "/updatelog/" + identity.logDirectoryName,
-                                  cacheRows: configuration.cacheRowsPerTable, sync: configuration.durability == .sync, semantic: semantic)
+                                  tuning: TableTuning(cacheRows: configuration.cacheRowsPerTable, stripes: configuration.stripesPerTable),
+                                  sync: configuration.durability == .sync, semantic: semantic)
     }
 
     // MARK: table access (the lifecycle rule, TableLifecycle.swift)
@@ -134,20 +142,20 @@ public final class ShardEngine: @unchecked Sendable {
         }
     }
 
-    /// Starts the background thread that checkpoints tables when due (see the configuration).
+    /// Starts the background flusher: every 20 ms each table writes dirty rows over its low watermark, and
+    /// checkpoints when its log or its age say so (see the configuration). Failures are logged and retried.
     public func startCheckpointer() {
         let t = Thread { [self] in
-            while stopCheckpointer.wait(timeout: .now() + 0.5) == .timedOut {
+            while stopCheckpointer.wait(timeout: .now() + 0.02) == .timedOut {
                 try? forEachTable { (table) throws(EngineError) in
-                    guard table.checkpointDue(logBytesLimit: configuration.checkpointLogBytes, maxInterval: configuration.checkpointIntervalSeconds) else { return }
-                    do { try table.checkpoint() } catch {
-                        FileHandle.standardError.write(Data("checkpoint of table '\(table.spec.name)' failed (will retry): \(error)\n".utf8))
+                    do { try table.flusherPass(logBytesLimit: configuration.checkpointLogBytes, maxInterval: configuration.checkpointIntervalSeconds) } catch {
+                        FileHandle.standardError.write(Data("flushing table '\(table.spec.name)' failed (will retry): \(error)\n".utf8))
                     }
                 }
             }
             checkpointerStopped.signal()
         }
-        t.name = "checkpointer"
+        t.name = "flusher"
         checkpointer = t
         t.start()
     }
@@ -436,38 +444,46 @@ public final class ShardEngine: @unchecked Sendable {
     }
 
     /// Validates and applies a push: `gradientBytes` holds ids.count * dim little-endian float32.
-    /// Duplicate ids (and ids hashing to the same row) are summed first. All or nothing.
+    /// Duplicate ids (and ids hashing to the same row) are summed first, straight into the log record. All or nothing.
     public func push(table name: String, ids: UnsafeBufferPointer<UInt64>, gradientBytes: UnsafeRawBufferPointer, requestID: RequestID? = nil) throws(EngineError) -> Int {
         try withTable(name) { (t) throws(EngineError) -> Int in
             let dim = t.dim
             try Self.checkRowBytes(table: name, count: ids.count, dim: dim, bytes: gradientBytes.count)
             guard !ids.isEmpty else { return 0 }
             let keys = try ownedKeys(t, ids, write: true)
-            // Aggregate duplicate row keys, checking every value is finite before anything changes.
+            // Distinct row keys, in first-seen order.
             var position = UInt64Map(capacity: keys.count)
-            var unique: [UInt64] = []
-            unique.reserveCapacity(keys.count)
-            let sums = UnsafeMutablePointer<Float>.allocate(capacity: keys.count * dim)
-            defer { sums.deallocate() }
+            var uniqueIndex = [Int32](repeating: 0, count: keys.count)
+            var unique = 0
             for i in 0..<keys.count {
+                if let p = position.getOrInsert(keys[i], unique) { uniqueIndex[i] = Int32(p) } else { uniqueIndex[i] = Int32(unique); unique += 1 }
+            }
+            let record = EmbeddingTable.PushRecord(count: unique, dim: dim, requestID: requestID)
+            defer { record.deallocate() }
+            // Sum gradients of duplicate keys into the record (first occurrence copied, later ones added).
+            let sums = record.gradients
+            var seen = [Bool](repeating: false, count: unique)
+            for i in 0..<keys.count {
+                let p = Int(uniqueIndex[i])
                 let src = gradientBytes.baseAddress! + i * dim * 4
-                if let p = position.getOrInsert(keys[i], unique.count) {
+                if seen[p] {
                     let dst = sums + p * dim
                     for c in 0..<dim { dst[c] += src.loadUnaligned(fromByteOffset: c * 4, as: Float.self) }
                 } else {
-                    let p = unique.count
-                    unique.append(keys[i])
+                    seen[p] = true
+                    record.keys[p] = keys[i]
                     UnsafeMutableRawPointer(sums + p * dim).copyMemory(from: src, byteCount: dim * 4)
                 }
             }
-            for p in 0..<unique.count {
+            // Every value finite before anything changes.
+            for p in 0..<unique {
                 let row = sums + p * dim
                 for c in 0..<dim where !row[c].isFinite {
-                    let id = ids[(0..<keys.count).first { keys[$0] == unique[p] } ?? 0]
+                    let id = ids[(0..<keys.count).first { Int(uniqueIndex[$0]) == p } ?? 0]
                     throw .nonFiniteGradient(table: name, id: id, column: c)
                 }
             }
-            return try t.push(keys: unique, gradients: sums, requestID: requestID)
+            return try t.push(record)
         }
     }
 
@@ -546,16 +562,18 @@ public final class ShardEngine: @unchecked Sendable {
             }
             let (pieces, perItem) = try ownedPieces(t, store, tokenizer, items)
             guard !pieces.isEmpty else { return 0 }
-            let sums = UnsafeMutablePointer<Float>.allocate(capacity: pieces.count * dim)
-            defer { sums.deallocate() }
+            let record = EmbeddingTable.PushRecord(count: pieces.count, dim: dim, requestID: requestID)
+            defer { record.deallocate() }
+            let sums = record.gradients
             sums.update(repeating: 0, count: pieces.count * dim)
+            for (k, p) in pieces.enumerated() { record.keys[k] = p }
             for i in 0..<items.count {
                 for k in perItem[i] {
                     let dst = sums + Int(k) * dim
                     for c in 0..<dim { dst[c] += gradientBytes.loadUnaligned(fromByteOffset: (i * dim + c) * 4, as: Float.self) }
                 }
             }
-            return try t.push(keys: pieces, gradients: sums, requestID: requestID)
+            return try t.push(record)
         }
     }
 

@@ -11,6 +11,8 @@ public struct ChannelConfiguration: Sendable {
     public var pollerThreads: Int = 1
     /// Connect with TLS, trusting these PEM root certificates (nil: plaintext).
     public var tlsRootCertificatesPEM: String? = nil
+    /// More integer channel arguments of the gRPC core (tuning; see `transportArguments` for the defaults).
+    public var extraArguments: [(String, Int32)] = []
     public init(target: String) { self.target = target }
 }
 
@@ -33,7 +35,7 @@ public final class Channel: @unchecked Sendable {
             // Reconnect quickly after a shard restarts (defaults back off for up to 2 minutes).
             ("grpc.initial_reconnect_backoff_ms", 100), ("grpc.max_reconnect_backoff_ms", 1000),
             ("grpc.min_reconnect_backoff_ms", 100),
-        ])
+        ] + configuration.extraArguments)
         let creds = configuration.tlsRootCertificatesPEM.map { pem in pem.withCString { grpc_ssl_credentials_create($0, nil, nil, nil) } }
             ?? grpc_insecure_credentials_create()
         channel = grpc_channel_create(configuration.target, creds, args.pointer)

@@ -30,6 +30,8 @@ public struct ServerConfiguration: Sendable {
     /// Applied to every failed status before it is sent (a service adds its machine-readable details here,
     /// also to the statuses this bridge makes itself: unknown method, shutting down, missing message).
     public var decorateStatus: (@Sendable (RPCStatus) -> RPCStatus)? = nil
+    /// More integer channel arguments of the gRPC core (tuning; see `transportArguments` for the defaults).
+    public var extraArguments: [(String, Int32)] = []
     public init(address: String) { self.address = address }
 }
 
@@ -76,7 +78,7 @@ public final class Server: @unchecked Sendable {
     public init(_ configuration: ServerConfiguration) {
         GRPCRuntime.ensure()
         self.configuration = configuration
-        args = ChannelArgs(integers: transportArguments(maxMessageBytes: configuration.maxMessageBytes))
+        args = ChannelArgs(integers: transportArguments(maxMessageBytes: configuration.maxMessageBytes) + configuration.extraArguments)
         server = grpc_server_create(args.pointer, nil)
         cq = grpc_completion_queue_create_for_next(nil)
         grpc_server_register_completion_queue(server, cq, nil)

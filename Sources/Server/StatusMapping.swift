@@ -29,6 +29,7 @@ extension EngineError: RPCStatusConvertible {
         case .dnisPruned(let t), .notAlphaPrimary(let t, _), .sparsityStepTooLarge(let t, _): code = .failedPrecondition; d.reason = .wrongState; d.table = t
         case .wrongState: code = .failedPrecondition; d.reason = .wrongState
         case .closed: code = .unavailable; d.reason = .shuttingDown
+
         }
         return RPCStatus(code, description, detail: d)
     }

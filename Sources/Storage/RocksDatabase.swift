@@ -8,21 +8,38 @@ public final class ColumnFamily: @unchecked Sendable {
     init(name: String, handle: OpaquePointer) { self.name = name; self.handle = handle }
 }
 
-/// One RocksDB database with column families, WAL always on. Every fallible call throws `StorageError`
-/// carrying RocksDB's message. Thread-safe (RocksDB's own guarantees); the column-family registry is behind a lock.
+/// Tuning of a shard's RocksDB.
+public struct RocksTuning: Sendable {
+    /// LRU block cache shared by every column family (data, index and filter blocks).
+    public var blockCacheBytes = 512 << 20
+    /// Memtable size per column family.
+    public var writeBufferBytes = 64 << 20
+    public init() {}
+}
+
+/// One RocksDB database with column families. Every fallible call throws `StorageError` carrying RocksDB's
+/// message. Thread-safe (RocksDB's own guarantees); the column-family registry is behind a lock.
+///
+/// Tables write their rows without RocksDB's WAL (`writeUnlogged`): the table's own update log is the
+/// write-ahead log, and a table records a checkpoint only after `flush`ing its family to SST files. The
+/// shard's own records (specs, markers, maps) go through the WAL (`write`).
 public final class RocksDatabase: @unchecked Sendable {
     public let path: String
     private let db: OpaquePointer
     private let options: OpaquePointer
+    private let tableOptions: OpaquePointer
+    private let cache: OpaquePointer
     private let readOptions: OpaquePointer
     private let asyncWrite: OpaquePointer
     private let syncWrite: OpaquePointer
+    private let unloggedWrite: OpaquePointer
+    private let flushOptions: OpaquePointer
     private let lock = NSLock()
     private var families: [String: ColumnFamily] = [:]
     private var closed = false
 
     /// Opens (creating if needed) the database at `path` with all its existing column families.
-    public init(path: String, writeBufferBytes: Int = 64 << 20) throws {
+    public init(path: String, tuning: RocksTuning = RocksTuning()) throws {
         self.path = path
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
         let options = rocksdb_options_create()!
@@ -30,13 +47,30 @@ public final class RocksDatabase: @unchecked Sendable {
         rocksdb_options_set_create_if_missing(options, 1)
         rocksdb_options_set_create_missing_column_families(options, 1)
         rocksdb_options_increase_parallelism(options, 2)
+        rocksdb_options_set_max_background_jobs(options, 2)
         rocksdb_options_set_compression(options, 0)  // float rows do not compress; save the CPU
-        rocksdb_options_set_write_buffer_size(options, writeBufferBytes)
-        // Checkpoints write rows in bursts: keep accepting writes while memtables flush, and let L0 grow
-        // further before throttling (a stall would hold a table's lock).
+        rocksdb_options_set_write_buffer_size(options, tuning.writeBufferBytes)
+        // The flusher writes rows in bursts: keep accepting writes while memtables flush, and let L0 grow
+        // further before throttling.
         rocksdb_options_set_max_write_buffer_number(options, 4)
+        rocksdb_options_set_level0_file_num_compaction_trigger(options, 4)
         rocksdb_options_set_level0_slowdown_writes_trigger(options, 40)
         rocksdb_options_set_level0_stop_writes_trigger(options, 64)
+        rocksdb_options_set_level_compaction_dynamic_level_bytes(options, 1)
+        rocksdb_options_set_target_file_size_base(options, 64 << 20)
+        rocksdb_options_set_max_bytes_for_level_base(options, 512 << 20)
+        rocksdb_options_set_bytes_per_sync(options, 1 << 20)
+        // Point reads of missed rows: a full bloom filter per SST (10 bits per key), index and filter blocks
+        // in a shared block cache with L0's pinned, 4 KiB blocks (a row is ~0.25 KiB).
+        cache = rocksdb_cache_create_lru(tuning.blockCacheBytes)
+        tableOptions = rocksdb_block_based_options_create()
+        rocksdb_block_based_options_set_block_cache(tableOptions, cache)
+        rocksdb_block_based_options_set_filter_policy(tableOptions, rocksdb_filterpolicy_create_bloom_full(10))
+        rocksdb_block_based_options_set_cache_index_and_filter_blocks(tableOptions, 1)
+        rocksdb_block_based_options_set_pin_l0_filter_and_index_blocks_in_cache(tableOptions, 1)
+        rocksdb_block_based_options_set_block_size(tableOptions, 4096)
+        rocksdb_block_based_options_set_format_version(tableOptions, 5)
+        rocksdb_options_set_block_based_table_factory(options, tableOptions)
         var err: UnsafeMutablePointer<CChar>? = nil
         var count = 0
         var names = ["default"]
@@ -57,7 +91,7 @@ public final class RocksDatabase: @unchecked Sendable {
         }
         guard let opened, err == nil else {
             let message = err.map { String(cString: $0) } ?? "unknown error"
-            rocksdb_free(err); rocksdb_options_destroy(options)
+            rocksdb_free(err); rocksdb_options_destroy(options); rocksdb_block_based_options_destroy(tableOptions); rocksdb_cache_destroy(cache)
             throw StorageError.openFailed(path: path, message: message)
         }
         db = opened
@@ -66,6 +100,10 @@ public final class RocksDatabase: @unchecked Sendable {
         asyncWrite = rocksdb_writeoptions_create()
         syncWrite = rocksdb_writeoptions_create()
         rocksdb_writeoptions_set_sync(syncWrite, 1)
+        unloggedWrite = rocksdb_writeoptions_create()
+        rocksdb_writeoptions_disable_WAL(unloggedWrite, 1)
+        flushOptions = rocksdb_flushoptions_create()
+        rocksdb_flushoptions_set_wait(flushOptions, 1)
     }
 
     deinit { close() }
@@ -79,9 +117,13 @@ public final class RocksDatabase: @unchecked Sendable {
         families.removeAll()
         rocksdb_close(db)
         rocksdb_options_destroy(options)
+        rocksdb_block_based_options_destroy(tableOptions)
+        rocksdb_cache_destroy(cache)
         rocksdb_readoptions_destroy(readOptions)
         rocksdb_writeoptions_destroy(asyncWrite)
         rocksdb_writeoptions_destroy(syncWrite)
+        rocksdb_writeoptions_destroy(unloggedWrite)
+        rocksdb_flushoptions_destroy(flushOptions)
     }
 
     public var columnFamilyNames: [String] { lock.withLock { Array(families.keys).sorted() } }
@@ -115,6 +157,47 @@ public final class RocksDatabase: @unchecked Sendable {
         var err: UnsafeMutablePointer<CChar>? = nil
         rocksdb_write(db, sync ? syncWrite : asyncWrite, batch.handle, &err)
         if let err { defer { rocksdb_free(err) }; throw StorageError.writeFailed(message: String(cString: err)) }
+    }
+
+    /// Writes a batch to the memtables without RocksDB's WAL: durable only after `flush` of its families.
+    public func writeUnlogged(_ batch: WriteBatch) throws {
+        var err: UnsafeMutablePointer<CChar>? = nil
+        rocksdb_write(db, unloggedWrite, batch.handle, &err)
+        if let err { defer { rocksdb_free(err) }; throw StorageError.writeFailed(message: String(cString: err)) }
+    }
+
+    /// Flushes a family's memtables to SST files and waits: every write to it so far is durable.
+    public func flush(_ family: ColumnFamily) throws {
+        var err: UnsafeMutablePointer<CChar>? = nil
+        rocksdb_flush_cf(db, flushOptions, family.handle, &err)
+        if let err { defer { rocksdb_free(err) }; throw StorageError.writeFailed(message: "flushing \(family.name): " + String(cString: err)) }
+    }
+
+    /// Reads `count` keys of one family, which must be sorted ascending (byte order), in one batched lookup.
+    /// `found(i, bytes)` is called for each key present, in order, with the value pinned in RocksDB's memory
+    /// (valid during the call only); absent keys are skipped.
+    public func sortedMultiGet(_ family: ColumnFamily, keys: UnsafeRawBufferPointer, keyLength: Int, count: Int,
+                               found: (Int, UnsafeRawBufferPointer) throws -> Void) throws {
+        guard count > 0 else { return }
+        let keyPtrs = UnsafeMutablePointer<UnsafePointer<CChar>?>.allocate(capacity: count)
+        let keySizes = UnsafeMutablePointer<Int>.allocate(capacity: count)
+        let values = UnsafeMutablePointer<OpaquePointer?>.allocate(capacity: count)
+        let errs = UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>.allocate(capacity: count)
+        defer {
+            for i in 0..<count { if let v = values[i] { rocksdb_pinnableslice_destroy(v) }; if let e = errs[i] { rocksdb_free(e) } }
+            keyPtrs.deallocate(); keySizes.deallocate(); values.deallocate(); errs.deallocate()
+        }
+        let base = keys.baseAddress!.assumingMemoryBound(to: CChar.self)
+        for i in 0..<count { keyPtrs[i] = UnsafePointer(base + i * keyLength); keySizes[i] = keyLength; values[i] = nil; errs[i] = nil }
+        rocksdb_batched_multi_get_cf(db, readOptions, family.handle, count, keyPtrs, keySizes, values, errs, true)
+        for i in 0..<count {
+            if let e = errs[i] { throw StorageError.readFailed(message: String(cString: e)) }
+            if let v = values[i] {
+                var len = 0
+                let p = rocksdb_pinnableslice_value(v, &len)
+                try found(i, UnsafeRawBufferPointer(start: p, count: len))
+            }
+        }
     }
 
     public func get(_ family: ColumnFamily, key: [UInt8]) throws -> [UInt8]? {

@@ -124,8 +124,6 @@ extension Wire {
         public static let slotMoving = ErrorReason(rawValue: 18)
         /// UNAVAILABLE
         public static let shuttingDown = ErrorReason(rawValue: 19)
-        /// UNAVAILABLE: the shard's storage writer is behind; retry with backoff
-        public static let backpressure = ErrorReason(rawValue: 20)
         /// ABORTED: frozen_by names what holds the shard
         public static let busy = ErrorReason(rawValue: 21)
         /// UNAUTHENTICATED
@@ -159,7 +157,6 @@ extension Wire {
             case 17: "RESTORING"
             case 18: "SLOT_MOVING"
             case 19: "SHUTTING_DOWN"
-            case 20: "BACKPRESSURE"
             case 21: "BUSY"
             case 22: "AUTH_REQUIRED"
             case 23: "NOT_SERVED"

@@ -27,13 +27,27 @@ options:
   --no-redis            skip the Redis baseline
   --lookup              instead: latency (p50/p99) of embedps-lookup for 1, 64 and 512-id requests against
                         direct shard pulls in the same run (use e.g. --rows 100000)
+  --transport           instead: the gRPC transport alone in one process (pull- and push-shaped calls of
+                        --batch rows of --dim floats), the floor under every call; --grpc-arg KEY=VALUE adds
+                        an integer gRPC core channel argument to both sides (repeatable, to compare settings)
   --quick               1 second, 1 repetition (smoke run)
   --json                print the results as JSON
 """
-let options = Options(Array(CommandLine.arguments.dropFirst()), usage: usage, flagNames: ["no-redis", "quick", "json", "lookup"],
+let options = Options(Array(CommandLine.arguments.dropFirst()), usage: usage, flagNames: ["no-redis", "quick", "json", "lookup", "transport"],
                       known: ["rows", "dim", "batch", "seconds", "reps", "warmup", "clients", "pipeline", "dists", "ops",
-                              "optimizer", "durability", "cache-fraction", "shards", "cluster"])
+                              "optimizer", "durability", "cache-fraction", "shards", "cluster", "grpc-arg"])
 do {
+    if options.flag("transport") {
+        var arguments: [(String, Int32)] = []
+        for a in options.all("grpc-arg") {
+            let kv = a.split(separator: "=", maxSplits: 1)
+            guard kv.count == 2, let v = Int32(kv[1]) else { options.fail("--grpc-arg takes KEY=INTEGER, got '\(a)'") }
+            arguments.append((String(kv[0]), v))
+        }
+        try await runTransportBenchmark(seconds: options.double("seconds", default: 3), rowBytes: 4 * options.int("dim", default: 64),
+                                        rows: options.int("batch", default: 4096), arguments: arguments, json: options.flag("json"))
+        exitNow(0)
+    }
     try await runBenchmark(options)
 } catch {
     printError("error: \(error)")

@@ -1,0 +1,100 @@
+/// A table's in-memory rows, split into independently locked stripes by a hash of the row key, so pulls,
+/// pushes and the flusher touching different rows proceed at once.
+///
+/// Invariant: stripe `i` holds exactly the rows whose `stripe(of: key) == i`, and is only ever touched
+/// while its mutex is held (`withStripe`, `withStripes`, `withAll`). Locks are taken in ascending stripe
+/// order whenever more than one is held, so no two holders can deadlock.
+public final class RowStore: @unchecked Sendable {
+    public let stripeCount: Int
+    public let rowFloats: Int
+    private let shift: UInt64
+    private let locks: [PThreadMutex]
+    private let stripes: [RowStripe]
+
+    /// `capacity` rows in all (split evenly); `stripes` is rounded up to a power of two, and lowered so each
+    /// stripe holds at least 256 rows (a small cache split further would no longer bound its total).
+    public init(rowFloats: Int, capacity: Int, stripes requested: Int = 64) {
+        var n = 1
+        while n < max(1, min(requested, capacity / 256)) { n <<= 1 }
+        stripeCount = n
+        self.rowFloats = rowFloats
+        shift = UInt64(64 - n.trailingZeroBitCount)
+        locks = (0..<n).map { _ in PThreadMutex() }
+        let per = (max(0, capacity) + n - 1) / n
+        stripes = (0..<n).map { _ in RowStripe(rowFloats: rowFloats, capacity: per) }
+    }
+
+    /// Total capacity in rows.
+    public var capacity: Int { stripes.count * (stripes.first?.capacity ?? 0) }
+
+    @inline(__always) public func stripe(of key: UInt64) -> Int {
+        stripeCount == 1 ? 0 : Int(truncatingIfNeeded: (key &* 0x9E37_79B9_7F4A_7C15) >> shift)
+    }
+
+    @inline(__always) public func withStripe<R, E: Error>(_ i: Int, _ body: (RowStripe) throws(E) -> R) throws(E) -> R {
+        locks[i].lock(); defer { locks[i].unlock() }
+        return try body(stripes[i])
+    }
+
+    /// Runs `body` once per stripe of `plan` that has keys, each under its stripe's lock, in ascending order.
+    @inline(__always)
+    public func withStripes<E: Error>(_ plan: StripePlan, _ body: (RowStripe, _ stripe: Int, _ positions: UnsafeBufferPointer<Int32>) throws(E) -> Void) throws(E) {
+        for i in 0..<stripeCount where plan.starts[i + 1] > plan.starts[i] {
+            locks[i].lock(); defer { locks[i].unlock() }
+            try body(stripes[i], i, plan.positions(of: i))
+        }
+    }
+
+    /// Runs `body` with every stripe locked (ascending): nothing else touches any row meanwhile.
+    public func withAll<R, E: Error>(_ body: ([RowStripe]) throws(E) -> R) throws(E) -> R {
+        for l in locks { l.lock() }
+        defer { for l in locks.reversed() { l.unlock() } }
+        return try body(stripes)
+    }
+
+    /// Sums of the stripes' counters, each read under its lock (a moment-by-moment total, not a snapshot).
+    public var counts: (live: Int, dirty: Int, unstored: Int, evictions: UInt64) {
+        var l = 0, d = 0, u = 0
+        var e: UInt64 = 0
+        for i in 0..<stripeCount { withStripe(i) { s in l += s.live; d += s.dirtyCount; u += s.unstoredCount; e &+= s.evictions } }
+        return (l, d, u, e)
+    }
+
+    /// Groups `count` keys by stripe (a counting sort; positions keep their order within a stripe).
+    public func plan(_ keys: UnsafeBufferPointer<UInt64>) -> StripePlan { StripePlan(keys, store: self) }
+}
+
+/// The positions of a batch's keys grouped by stripe: `starts[i]..<starts[i+1]` of `order` are the positions
+/// (indices into the batch) whose keys live in stripe i, ascending. Built once per request; owns its memory.
+public final class StripePlan {
+    public let starts: UnsafeMutableBufferPointer<Int>
+    public let order: UnsafeMutableBufferPointer<Int32>
+
+    init(_ keys: UnsafeBufferPointer<UInt64>, store: RowStore) {
+        let n = store.stripeCount
+        starts = .allocate(capacity: n + 1)
+        starts.initialize(repeating: 0)
+        order = .allocate(capacity: max(1, keys.count))
+        let stripeOf = UnsafeMutableBufferPointer<Int32>.allocate(capacity: max(1, keys.count))
+        defer { stripeOf.deallocate() }
+        for i in 0..<keys.count {
+            let s = store.stripe(of: keys[i])
+            stripeOf[i] = Int32(s)
+            starts[s + 1] += 1
+        }
+        for i in 0..<n { starts[i + 1] += starts[i] }
+        let next = UnsafeMutableBufferPointer<Int>.allocate(capacity: n)
+        defer { next.deallocate() }
+        for i in 0..<n { next[i] = starts[i] }
+        for i in 0..<keys.count {
+            let s = Int(stripeOf[i])
+            order[next[s]] = Int32(i)
+            next[s] += 1
+        }
+    }
+    deinit { starts.deallocate(); order.deallocate() }
+
+    @inline(__always) public func positions(of stripe: Int) -> UnsafeBufferPointer<Int32> {
+        UnsafeBufferPointer(rebasing: order[starts[stripe]..<starts[stripe + 1]])
+    }
+}
