@@ -32,6 +32,7 @@ let package = Package(
         .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS"),
         .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
         .systemLibrary(name: "CMicroHTTPD", path: "Sources/CMicroHTTPD"),
+        .systemLibrary(name: "CLinux", path: "Sources/CLinux"),
         .target(name: "CSentencePiece", path: "Sources/CSentencePiece",
                 linkerSettings: [.linkedLibrary("sentencepiece"), .linkedLibrary("sentencepiece_train")]),
         // Wire contract and transport.
@@ -40,7 +41,7 @@ let package = Package(
         .target(name: "SemanticTokenizers", dependencies: ["Vocabulary", "CSentencePiece", "CXXHash"]),
         .target(name: "RPC", dependencies: ["CGRPC"]),
         // Storage and engine.
-        .target(name: "Storage", dependencies: ["Vocabulary", "CRocksDB", "CXXHash"], swiftSettings: hotPath),
+        .target(name: "Storage", dependencies: ["Vocabulary", "CRocksDB", "CXXHash", "CLinux"], swiftSettings: hotPath),
         .target(name: "Engine", dependencies: ["Vocabulary", "SemanticTokenizers", "Storage", "EmbedPSWire", "CXXHash"], swiftSettings: hotPath),
         // Services.
         .target(name: "CLI"),
@@ -56,7 +57,7 @@ let package = Package(
         // Tools.
         .executableTarget(name: "embedps-server", dependencies: ["Server", "ServiceSupport", "Engine", "Vocabulary", "RPC", "CLI", "HTTP"], path: "Sources/Tools/embedps-server"),
         .executableTarget(name: "embedps-train", dependencies: ["Training", "Vocabulary", "CLI", "HTTP"], path: "Sources/Tools/embedps-train"),
-        .executableTarget(name: "embedps-bench", dependencies: ["Client", "Vocabulary", "CLI", "RPC", "EmbedPSWire"], path: "Sources/Tools/embedps-bench"),
+        .executableTarget(name: "embedps-bench", dependencies: ["Client", "Engine", "Vocabulary", "CLI", "RPC", "EmbedPSWire"], path: "Sources/Tools/embedps-bench"),
         .executableTarget(name: "embedps-admin", dependencies: ["Client", "Vocabulary", "SemanticTokenizers", "EmbedPSWire", "CLI", "SemanticID"], path: "Sources/Tools/embedps-admin"),
         .executableTarget(name: "embedps-lookup", dependencies: ["Lookup", "CheckpointReader", "CLI"], path: "Sources/Tools/embedps-lookup"),
         // Tests.

@@ -20,12 +20,15 @@ struct BatchPlan {
         var unique: [UInt64] = []
         unique.reserveCapacity(ids.count)
         var byShard = [[Int32]](repeating: [], count: slotMap.shardCount)
+        // One shard owns everything: no per-id slot hashing.
+        let single = slotMap.shardCount == 1
         for i in 0..<ids.count {
             let id = ids[i]
             let p = Int32(unique.count)
             if !ascending, let existing = position.getOrInsert(id, Int(p)) { uniqueIndex[i] = Int32(existing); continue }
             uniqueIndex[i] = p
             unique.append(id)
+            if single { byShard[0].append(p); continue }
             let slot = route.addressing.slot(ofRowKey: route.addressing.rowKey(id))
             byShard[slotMap.owner(ofSlot: slot)].append(p)
         }

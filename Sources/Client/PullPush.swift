@@ -94,7 +94,7 @@ extension EmbedPSClient {
         }
         // Validate the whole batch before any shard sees a part of it: a shard can only reject its own part,
         // so a NaN destined for one shard must not let another shard apply the rest.
-        for i in 0..<gradients.count where !gradients.base[i].isFinite {
+        if let i = GradientCheck.firstNonFinite(UnsafeRawBufferPointer(start: gradients.base, count: gradients.count * 4)) {
             throw ClientError.invalidArgument("gradient for table '\(table)' id \(ids[i / dim]) column \(i % dim) is NaN or Inf: nothing was sent")
         }
         let plan = ids.withUnsafeBufferPointer { BatchPlan(ids: $0, route: route, slotMap: slotMap) }
@@ -108,14 +108,17 @@ extension EmbedPSClient {
             }
         }
         let source = plan.distinct ? gradients : FloatBuffer(summed)
-        return try await sendDistinctRows(table, plan.unique, rows: source, dim: dim, route: route, method: method, attempt: 0)
+        // The plan of the distinct ids: this one when the batch was distinct.
+        return try await sendDistinctRows(table, plan.unique, rows: source, dim: dim, route: route, method: method, attempt: 0,
+                                          plan: plan.distinct ? plan : nil)
     }
 
     /// Sends one row per distinct id (`rows[j*dim...]` for `ids[j]`) to the owners. A part refused by a shard
     /// that no longer owns its slots (nothing was applied there) is sent again, to the new owner, after a
     /// shard-map refresh; parts that succeeded are never resent. Waits for every part before reporting a failure.
-    func sendDistinctRows<A>(_ table: String, _ ids: [UInt64], rows: FloatBuffer, dim: Int, route: TableRoute, method: RPCMethod<Wire.PushRequest, A>, attempt: Int) async throws -> [(Int, ReceivedMessage)] {
-        let plan = ids.withUnsafeBufferPointer { BatchPlan(ids: $0, route: route, slotMap: slotMap) }
+    func sendDistinctRows<A>(_ table: String, _ ids: [UInt64], rows: FloatBuffer, dim: Int, route: TableRoute, method: RPCMethod<Wire.PushRequest, A>, attempt: Int,
+                             plan known: BatchPlan? = nil) async throws -> [(Int, ReceivedMessage)] {
+        let plan = known ?? ids.withUnsafeBufferPointer { BatchPlan(ids: $0, route: route, slotMap: slotMap) }
         var requests: [(Int, OutgoingMessage)] = []
         let source = UnsafePointer(rows.base)
         for (shard, members) in plan.byShard.enumerated() where !members.isEmpty {

@@ -100,6 +100,10 @@ final class EmbeddingTable: @unchecked Sendable {
     var storedRows: UInt64 { storedRowsCount.load(ordering: .relaxed) }
     /// Dirty rows, approximately (exact values are in the stripes); drives the flusher and back-pressure.
     let dirtyApprox = Atomic<Int>(0)
+    /// `roomDemands` of the store at the flusher's last pass (guarded by `flushLock`).
+    private var roomDemandsSeen: UInt64 = 0
+    /// Where `flushDirty`'s next sweep starts (guarded by `flushLock`).
+    private var flushCursor = (stripe: 0, slot: 0)
     /// Set when a log write failed: the table refuses everything until the shard restarts.
     let poisoned = Mutex<String?>(nil)
     private(set) var dropped = false
@@ -107,8 +111,8 @@ final class EmbeddingTable: @unchecked Sendable {
     /// The key of the stored-row counter in the table's family (sorts after every row key).
     static let storedRowsKey: [UInt8] = [0xff, 0xff]
 
-    init(spec: TableSpec, identity: TableIdentity, family: ColumnFamily, db: RocksDatabase, logDirectory: String, tuning: TableTuning,
-         sync: Bool, semantic: (items: ItemCodeStore, tokenizer: PieceTokenizer)?) throws {
+    init(spec: TableSpec, identity: TableIdentity, family: ColumnFamily, db: RocksDatabase, logDirectory: String,
+         tuning: TableTuning, sync: Bool, semantic: (items: ItemCodeStore, tokenizer: PieceTokenizer)?) throws {
         self.spec = spec; self.identity = identity; self.family = family; self.db = db; self.semantic = semantic; self.tuning = tuning
         addressing = RowAddressing(spec: spec)
         if let format = spec.sparseFormat {
@@ -207,18 +211,10 @@ final class EmbeddingTable: @unchecked Sendable {
         // Cache hits under each stripe's lock; misses remembered with the stripe's eviction count.
         var missing: [Int32] = []
         var epochs = [UInt64](repeating: 0, count: store.stripeCount)
+        let view: ((UnsafePointer<Float>, UnsafeMutablePointer<Float>) -> Void)? = dn.map { d in { d.view($0, into: $1, state: dnisState!) } }
         store.withStripes(plan) { stripe, s, positions in
             epochs[s] = stripe.evictions
-            for p in positions {
-                let i = Int(p)
-                if let slot = stripe.find(keys[i]), !stripe.isLoading(slot) {
-                    stripe.touch(slot)
-                    if let dn, let dnisState { dn.view(stripe.row(slot), into: out + i * dim, state: dnisState) }
-                    else { (out + i * dim).update(from: stripe.row(slot), count: dim) }
-                } else {
-                    missing.append(p)
-                }
-            }
+            stripe.copyRows(keys.baseAddress!, positions, into: out, width: dim, view: view) { missing.append($0) }
         }
         counters.cacheHits.add(UInt64(keys.count - missing.count), ordering: .relaxed)
         counters.cacheMisses.add(UInt64(missing.count), ordering: .relaxed)
@@ -254,32 +250,56 @@ final class EmbeddingTable: @unchecked Sendable {
                     let slot = stripe.insert(kp[j], clock: 0)
                     stripe.fill(slot, from: rows.row(j), step: rows.steps[j], seq: rows.seqs[j], exists: rows.exists[j], stored: rows.exists[j])
                 }
-                if stripe.live > stripe.capacity { stripe.trim() }
+                if stripe.overBudget { stripe.trim() }
             }
         }
     }
 
     // MARK: push
 
-    /// A push's log record being built: [count u32][keys u64 x n][gradients f32 x n*dim][request id 16 bytes?],
-    /// in the memory the update log writes from. Owned by the push; freed after the record is durable.
+    /// A push's log record: [count u32][keys u64 x n][gradients f32 x n*dim][request id 16 bytes?]. Keys and
+    /// the header are owned; gradients are owned (`owned`: the push aggregates into them) or borrowed from
+    /// the request (`borrowing`: distinct ids, aligned floats), which outlives the push. Freed by the push.
     struct PushRecord {
-        let record: UpdateLog.Record
         let count: Int
         let dim: Int
         let requestID: RequestID?
-        init(count: Int, dim: Int, requestID: RequestID?) {
+        let keys: UnsafeMutablePointer<UInt64>
+        let gradients: UnsafeMutablePointer<Float>
+        private let ownsGradients: Bool
+        /// count (4 bytes) then the request id (16 bytes).
+        private let header: UnsafeMutableRawPointer
+
+        /// A record that owns zeroed-later space for `count` keys and gradient rows (the caller fills both).
+        static func owned(count: Int, dim: Int, requestID: RequestID?) -> PushRecord {
+            PushRecord(count: count, dim: dim, requestID: requestID, gradients: .allocate(capacity: max(1, count * dim)), owns: true)
+        }
+        /// A record over `gradients` (count * dim floats the caller keeps alive); the caller fills the keys.
+        static func borrowing(_ gradients: UnsafePointer<Float>, count: Int, dim: Int, requestID: RequestID?) -> PushRecord {
+            PushRecord(count: count, dim: dim, requestID: requestID, gradients: UnsafeMutablePointer(mutating: gradients), owns: false)
+        }
+        private init(count: Int, dim: Int, requestID: RequestID?, gradients: UnsafeMutablePointer<Float>, owns: Bool) {
             self.count = count; self.dim = dim; self.requestID = requestID
-            record = UpdateLog.Record(payloadLength: 4 + count * (8 + 4 * dim) + (requestID == nil ? 0 : 16))
-            record.payload.storeBytes(of: UInt32(count), as: UInt32.self)
+            self.gradients = gradients; ownsGradients = owns
+            keys = .allocate(capacity: max(1, count))
+            header = .allocate(byteCount: 20, alignment: 8)
+            header.storeBytes(of: UInt32(count).littleEndian, as: UInt32.self)
             if let id = requestID {
-                record.payload.storeBytes(of: id.high, toByteOffset: 4 + count * (8 + 4 * dim), as: UInt64.self)
-                record.payload.storeBytes(of: id.low, toByteOffset: 12 + count * (8 + 4 * dim), as: UInt64.self)
+                header.storeBytes(of: id.high.littleEndian, toByteOffset: 4, as: UInt64.self)
+                header.storeBytes(of: id.low.littleEndian, toByteOffset: 12, as: UInt64.self)
             }
         }
-        var keys: UnsafeMutablePointer<UInt64> { (record.payload + 4).assumingMemoryBound(to: UInt64.self) }
-        var gradients: UnsafeMutablePointer<Float> { (record.payload + 4 + count * 8).assumingMemoryBound(to: Float.self) }
-        func deallocate() { record.deallocate() }
+        /// The update-log record (valid while this is).
+        var logRecord: UpdateLog.Record {
+            var parts = [UnsafeRawBufferPointer(start: header, count: 4), UnsafeRawBufferPointer(start: keys, count: count * 8),
+                         UnsafeRawBufferPointer(start: gradients, count: count * dim * 4)]
+            if requestID != nil { parts.append(UnsafeRawBufferPointer(start: header + 4, count: 16)) }
+            return UpdateLog.Record(parts: parts)
+        }
+        func deallocate() {
+            keys.deallocate(); header.deallocate()
+            if ownsGradients { gradients.deallocate() }
+        }
     }
 
     /// Applies a push whose distinct row keys and aggregated gradients are in `record` (validated by the
@@ -291,8 +311,9 @@ final class EmbeddingTable: @unchecked Sendable {
         try waitForFlusherIfOverLimit()
         let keys = UnsafeBufferPointer(start: record.keys, count: record.count)
         let pins = try pinRows(keys)
-        defer { unpin(pins) }
-        let check = record.record.payloadCheck()
+        var unpinned = false
+        defer { if !unpinned { unpin(pins) } }
+        let logRecord = record.logRecord
         let (seq, repeated): (UInt64, Int?) = commit.withLock { state in
             if let id = record.requestID, let n = state.ledger.rowsUpdated(by: id) { return (0, n) }
             let seq = state.lastSeq + 1
@@ -304,8 +325,9 @@ final class EmbeddingTable: @unchecked Sendable {
                     for j in 0..<pins.count { dn.chainRule(pins.row(j), gradient: record.gradients + j * dim, state: dnisState) }
                 }
             }
-            log.enqueue(record.record, seq: seq, payloadCheck: check)
-            applyPinned(pins, gradients: record.gradients, seq: seq, replay: false)
+            log.enqueue(logRecord, seq: seq)
+            applyPinned(pins, gradients: record.gradients, seq: seq, replay: false, unpin: true)
+            unpinned = true
             if let id = record.requestID { state.ledger.record(id, rows: record.count) }
             return (seq, nil)
         }
@@ -347,20 +369,8 @@ final class EmbeddingTable: @unchecked Sendable {
         let pins = PinnedRows(count: keys.count, plan: plan, store: store)
         var toLoad: [Int32] = []
         store.withStripes(plan) { stripe, s, positions in
-            for p in positions {
-                let j = Int(p)
-                let slot: Int
-                if let found = stripe.find(keys[j]) {
-                    slot = found
-                    stripe.touch(slot)
-                    if stripe.isLoading(slot) { toLoad.append(p) }
-                } else {
-                    slot = stripe.insert(keys[j], clock: 1)
-                    toLoad.append(p)
-                }
-                stripe.pin(slot)
-                pins.stripes[j] = Int32(s); pins.slots[j] = Int32(slot)
-            }
+            stripe.pinRows(keys.baseAddress!, positions, slots: pins.slots.baseAddress!) { toLoad.append($0) }
+            for p in positions { pins.stripes[Int(p)] = Int32(s) }
         }
         guard !toLoad.isEmpty else { return pins }
         let loaded = RowScratch(rowFloats: spec.rowFloats, count: toLoad.count)
@@ -388,46 +398,46 @@ final class EmbeddingTable: @unchecked Sendable {
     /// Unpins rows pinned by `pinRows`; placeholders nobody filled (a failed load) are removed.
     func unpin(_ pins: PinnedRows) {
         store.withStripes(pins.plan) { stripe, _, positions in
-            for p in positions {
-                let slot = Int(pins.slots[Int(p)])
-                stripe.unpin(slot)
-                if stripe.isLoading(slot) && stripe.pinCount(slot) == 0 { stripe.remove(slot) }
-            }
-            if stripe.live > stripe.capacity { stripe.trim() }
+            stripe.unpinRows(positions, slots: pins.slots.baseAddress!)
+            if stripe.overBudget { stripe.trim() }
         }
     }
 
     /// Applies update `seq` to pinned rows (gradient row j for pin j): in place, each stripe locked while
     /// its rows are written. With `replay`, rows whose sequence already covers `seq` are skipped. Caller
     /// holds the commit lock, so rows are updated in sequence order.
-    func applyPinned(_ pins: PinnedRows, gradients: UnsafePointer<Float>, seq: UInt64, replay: Bool) {
+    func applyPinned(_ pins: PinnedRows, gradients: UnsafePointer<Float>, seq: UInt64, replay: Bool, unpin: Bool = false) {
         let dim = spec.dim
         let opt = optimizer, sp = sparsity, dn = dnis
         var newlyDirty = 0
+        let plain = sp == nil && dn == nil
         store.withStripes(pins.plan) { stripe, _, positions in
-            for p in positions {
-                let j = Int(p), slot = Int(pins.slots[j])
-                let before = stripe.seq(slot)
-                if replay && before >= seq { continue }
-                let row = stripe.row(slot)
-                var step = stripe.step(slot)
-                let g = gradients + j * dim
-                opt.apply(row, gradient: g, step: &step)
-                if let sp { sp.afterUpdate(row, gradient: g, pushesSinceRowUpdate: seq - before) }
-                if let dn { dn.afterUpdate(row) }
-                if !stripe.isDirty(slot) { newlyDirty += 1 }
-                stripe.markUpdated(slot, step: step, seq: seq)
+            if plain {
+                newlyDirty += stripe.applyRows(positions, slots: pins.slots.baseAddress!, seq: seq, skipCovered: replay, unpin: unpin,
+                                               source: gradients, sourceStride: dim * 4) { row, j, step, _ in
+                    opt.apply(row, gradient: gradients + j * dim, step: &step)
+                }
+            } else {
+                newlyDirty += stripe.applyRows(positions, slots: pins.slots.baseAddress!, seq: seq, skipCovered: replay, unpin: unpin,
+                                               source: gradients, sourceStride: dim * 4) { row, j, step, before in
+                    let g = gradients + j * dim
+                    opt.apply(row, gradient: g, step: &step)
+                    if let sp { sp.afterUpdate(row, gradient: g, pushesSinceRowUpdate: seq - before) }
+                    if let dn { dn.afterUpdate(row) }
+                }
             }
         }
         if newlyDirty > 0 { dirtyApprox.add(newlyDirty, ordering: .relaxed) }
     }
 
-    /// Back-pressure: when dirty rows are over the hard limit (the flusher is behind), the push writes rows
-    /// itself down to the low watermark before going on, waiting first for a flush in progress (`flushLock`).
-    /// Memory stays bounded and the push pays for it in latency (counted in `backpressureFlushes`).
+    /// Back-pressure: when the cache is full and dirty rows are over the hard limit (new rows need room that
+    /// only written rows can give, and the flusher is behind), the push writes rows itself down to the low
+    /// watermark before going on, waiting first for a flush in progress (`flushLock`). Memory stays bounded
+    /// and the push pays for it in latency (counted in `backpressureFlushes`). While every row fits, dirty
+    /// rows cost nothing and wait for the next checkpoint.
     private func waitForFlusherIfOverLimit() throws(EngineError) {
         let limit = tuning.dirtyHardLimit
-        guard limit > 0, dirtyApprox.load(ordering: .relaxed) > limit else { return }
+        guard limit > 0, dirtyApprox.load(ordering: .relaxed) > limit, store.budget.full else { return }
         counters.backpressureFlushes.add(1, ordering: .relaxed)
         let target = tuning.dirtyLowWatermark
         try flushLock.withLock { () throws(EngineError) in
@@ -474,34 +484,50 @@ final class EmbeddingTable: @unchecked Sendable {
     // MARK: flushing and checkpoints
 
     /// Writes dirty rows whose updates are durable to RocksDB (without RocksDB's WAL), in key order, at most
-    /// `limit` per batch, until none is left or `enough(dirtyLeft)` says stop; rows updated while being
-    /// written stay dirty. Returns the rows written. Caller holds `flushLock`.
+    /// `limit` per batch, sweeping the stripes once from where the previous sweep stopped (`flushCursor`), so
+    /// every dirty row is reached in one pass whatever pushes keep dirtying; stops early when
+    /// `enough(dirtyLeft)` says so. Only rows first dirtied at or before `cutoff` are taken. Rows updated
+    /// while being written stay dirty. Returns the rows written. Caller holds `flushLock`.
     @discardableResult
-    func flushDirty(limit: Int = 16384, enough: (Int) -> Bool = { _ in false }) throws(EngineError) -> Int {
-        let durable = log.durableSequence
+    func flushDirty(limit: Int = 16384, firstDirtyThrough cutoff: UInt64 = .max, enough: (Int) -> Bool = { _ in false }) throws(EngineError) -> Int {
+        let stripeCount = store.stripeCount
+        let start = flushCursor
+        var visited = 0          // stripes finished this sweep
         var total = 0
-        while true {
-            // Collect a batch stripe by stripe, marking each row as being flushed.
-            var picked = [[Int32]](repeating: [], count: store.stripeCount)
+        while visited <= stripeCount {
+            // Updates committed so far are durable (or being written) before their rows may be picked.
+            let durable = log.durableSequence
+            var picked = [[Int32]](repeating: [], count: stripeCount)
             var pickedCount = 0
             let buffer = RowBatch(codec: codec, capacity: limit)
             var newRows = 0
-            for s in 0..<store.stripeCount where pickedCount < limit {
-                store.withStripe(s) { stripe in
-                    guard stripe.dirtyCount > 0 else { return }
-                    stripe.forEachLive { slot in
-                        guard pickedCount < limit, stripe.state(slot) & (RowState.dirty | RowState.flushing) == RowState.dirty,
-                              stripe.seq(slot) <= durable else { return }
+            while pickedCount < limit && visited <= stripeCount {
+                let s = flushCursor.stripe
+                // The sweep's first stripe is visited twice: from its start slot, and at the end up to it.
+                let end = visited == stripeCount ? start.slot : Int.max
+                let stoppedAt: Int? = store.withStripe(s) { stripe in
+                    guard stripe.dirtyCount > 0 else { return nil }
+                    return stripe.scanLive(from: flushCursor.slot, until: end) { slot in
+                        guard pickedCount < limit else { return false }
+                        guard stripe.state(slot) & (RowState.dirty | RowState.flushing) == RowState.dirty,
+                              stripe.seq(slot) <= durable, stripe.firstDirtySeq(slot) <= cutoff else { return true }
                         stripe.beginFlush(slot)
                         let key = stripe.key(slot)
                         buffer.add(slot: addressing.slot(ofRowKey: key), key: key, row: stripe.row(slot), step: stripe.step(slot), seq: stripe.seq(slot))
                         if !stripe.has(slot, RowState.stored) { newRows += 1 }
                         picked[s].append(Int32(slot))
                         pickedCount += 1
+                        return true
                     }
                 }
+                if let stoppedAt {
+                    flushCursor.slot = stoppedAt
+                } else {
+                    visited += 1
+                    flushCursor = (stripe: (s + 1) % stripeCount, slot: 0)
+                }
             }
-            guard pickedCount > 0 else { return total }
+            if pickedCount == 0 { return total }
             var written = true
             var failure: EngineError? = nil
             do {
@@ -514,43 +540,46 @@ final class EmbeddingTable: @unchecked Sendable {
             } catch { written = false; failure = .storage("table '\(spec.name)' flush: \(error)") }
             // Mark clean what was written (rows updated meanwhile stay dirty).
             var cleaned = 0
-            for s in 0..<store.stripeCount where !picked[s].isEmpty {
+            for s in 0..<stripeCount where !picked[s].isEmpty {
                 store.withStripe(s) { stripe in
                     for slot in picked[s] {
                         let wasDirty = stripe.isDirty(Int(slot))
                         stripe.endFlush(Int(slot), written: written)
                         if wasDirty && !stripe.isDirty(Int(slot)) { cleaned += 1 }
                     }
-                    if stripe.live > stripe.capacity { stripe.trim() }
+                    if stripe.overBudget { stripe.trim() }
                 }
             }
             dirtyApprox.subtract(cleaned, ordering: .relaxed)
             if let failure { throw failure }
             total += pickedCount
             counters.rowsFlushed.add(UInt64(pickedCount), ordering: .relaxed)
-            if pickedCount < limit || enough(dirtyApprox.load(ordering: .relaxed)) { return total }
+            if enough(dirtyApprox.load(ordering: .relaxed)) { return total }
         }
+        return total
     }
 
-    /// Whether the flusher has work: dirty rows over the low watermark, the log past `logBytesLimit` since the
-    /// last checkpoint, or dirty rows older than `maxInterval` seconds.
-    func flushDue(logBytesLimit: Int, maxInterval: Double) -> (flush: Bool, checkpoint: Bool) {
-        let dirty = dirtyApprox.load(ordering: .relaxed)
-        let (last, lastCheckpoint) = commit.withLock { ($0.lastSeq, $0.lastCheckpoint) }
-        let checkpointed = commit.withLock { $0.checkpointSeq }
-        let logGrew = log.openSegmentBytes >= logBytesLimit
-        let old = last > checkpointed && Date().timeIntervalSince(lastCheckpoint) >= maxInterval
-        return (dirty > tuning.dirtyLowWatermark, logGrew || old)
+    /// Whether a checkpoint is due: the log past `logBytesLimit` since the last one, or changes older than
+    /// `maxInterval` seconds.
+    func checkpointDue(logBytesLimit: Int, maxInterval: Double) -> Bool {
+        let (last, checkpointed, lastCheckpoint) = commit.withLock { ($0.lastSeq, $0.checkpointSeq, $0.lastCheckpoint) }
+        guard last > checkpointed else { return false }
+        return log.bytesSinceCheckpoint >= UInt64(logBytesLimit) || Date().timeIntervalSince(lastCheckpoint) >= maxInterval
     }
 
-    /// One pass of the background flusher.
+    /// One pass of the background flusher: a checkpoint when due; otherwise, when dirty rows are over the low
+    /// watermark and rows need room (some stripe was full when a row arrived since the last pass), dirty rows
+    /// are written down to half the watermark so CLOCK has clean rows to evict. A table whose rows all fit is
+    /// left alone between checkpoints.
     func flusherPass(logBytesLimit: Int, maxInterval: Double) throws(EngineError) {
-        let due = flushDue(logBytesLimit: logBytesLimit, maxInterval: maxInterval)
-        if due.checkpoint { try checkpoint(); return }
-        guard due.flush else { return }
+        if checkpointDue(logBytesLimit: logBytesLimit, maxInterval: maxInterval) { try checkpoint(); return }
+        guard dirtyApprox.load(ordering: .relaxed) > tuning.dirtyLowWatermark else { return }
         let target = tuning.dirtyLowWatermark / 2
         try flushLock.withLock { () throws(EngineError) in
             guard !dropped else { return }
+            let demands = store.counts.roomDemands
+            guard demands != roomDemandsSeen else { return }
+            roomDemandsSeen = demands
             try flushDirty(enough: { $0 <= target })
         }
     }
@@ -565,7 +594,13 @@ final class EmbeddingTable: @unchecked Sendable {
             let committed = commit.withLock { $0.lastSeq }
             do { try log.waitDurable(committed) } catch { throw .storage("table '\(spec.name)': \(error)") }
             log.rotate()
-            try flushDirty()
+            // Every row dirty now was first dirtied at or before `committed`: sweep until none is left (a
+            // row updated again while it was written, or not yet durable when reached, needs one more).
+            for _ in 0..<4 {
+                let committedNow = commit.withLock { $0.lastSeq }
+                do { try log.waitDurable(committedNow) } catch { throw .storage("table '\(spec.name)': \(error)") }
+                if try flushDirty(firstDirtyThrough: committed) == 0 { break }
+            }
             let target = try checkpointTarget()
             do { try db.flush(family) } catch { throw .storage("table '\(spec.name)' checkpoint: \(error)") }
             do {
@@ -575,6 +610,7 @@ final class EmbeddingTable: @unchecked Sendable {
             } catch { throw .storage("table '\(spec.name)' checkpoint: \(error)") }
             commit.withLock { $0.checkpointSeq = target; $0.lastCheckpoint = Date() }
             log.deleteSegments(through: target)
+            log.markCheckpoint()
             counters.checkpoints.add(1, ordering: .relaxed)
         }
     }
@@ -693,6 +729,7 @@ final class EmbeddingTable: @unchecked Sendable {
             return (r, state.lastSeq)
         }
         log.deleteSegments(through: target)
+        log.markCheckpoint()
         counters.checkpoints.add(1, ordering: .relaxed)
         return result
     }
@@ -718,6 +755,7 @@ final class EmbeddingTable: @unchecked Sendable {
         flushLock.withLock {
             store.withAll { stripes in stripes.forEach { $0.removeAll() } }
             dropped = true
+            log.close()
         }
     }
 

@@ -20,7 +20,7 @@ public struct ShardEngineConfiguration: Sendable {
     /// Rows kept in memory per table (a table may briefly hold more while nothing can be evicted).
     public var cacheRowsPerTable: Int = 1 << 20
     /// Independently locked stripes of each table's rows.
-    public var stripesPerTable: Int = 64
+    public var stripesPerTable: Int = 8
     /// RocksDB's block cache, shared by every table.
     public var blockCacheBytes: Int = 512 << 20
     /// Largest number of ids in one request.
@@ -406,6 +406,11 @@ public final class ShardEngine: @unchecked Sendable {
         let (map, moving) = currentMap()
         let me = configuration.shardIndex
         var keys = [UInt64](repeating: 0, count: ids.count)
+        if map.shardCount == 1 && me == 0 && moving.isEmpty {
+            // This shard owns every slot and none is moving: no per-id slot check.
+            for i in 0..<ids.count { keys[i] = t.addressing.rowKey(ids[i]) }
+            return keys
+        }
         for i in 0..<ids.count {
             let k = t.addressing.rowKey(ids[i])
             let slot = t.addressing.slot(ofRowKey: k)
@@ -451,6 +456,8 @@ public final class ShardEngine: @unchecked Sendable {
             try Self.checkRowBytes(table: name, count: ids.count, dim: dim, bytes: gradientBytes.count)
             guard !ids.isEmpty else { return 0 }
             let keys = try ownedKeys(t, ids, write: true)
+            // Every value finite before anything changes (sums of duplicates are checked again below).
+            if let bad = GradientCheck.firstNonFinite(gradientBytes) { throw .nonFiniteGradient(table: name, id: ids[bad / dim], column: bad % dim) }
             // Distinct row keys, in first-seen order.
             var position = UInt64Map(capacity: keys.count)
             var uniqueIndex = [Int32](repeating: 0, count: keys.count)
@@ -458,30 +465,38 @@ public final class ShardEngine: @unchecked Sendable {
             for i in 0..<keys.count {
                 if let p = position.getOrInsert(keys[i], unique) { uniqueIndex[i] = Int32(p) } else { uniqueIndex[i] = Int32(unique); unique += 1 }
             }
-            let record = EmbeddingTable.PushRecord(count: unique, dim: dim, requestID: requestID)
+            let source = gradientBytes.baseAddress!
+            if unique == keys.count && t.dnis == nil && Int(bitPattern: source) % MemoryLayout<Float>.alignment == 0 {
+                // Distinct ids (the usual batch): log and apply straight from the request's floats (DNIS
+                // tables rewrite gradients by the chain rule, so they always copy).
+                let record = EmbeddingTable.PushRecord.borrowing(source.assumingMemoryBound(to: Float.self), count: unique, dim: dim, requestID: requestID)
+                defer { record.deallocate() }
+                keys.withUnsafeBufferPointer { record.keys.update(from: $0.baseAddress!, count: unique) }
+                return try t.push(record)
+            }
+            let record = EmbeddingTable.PushRecord.owned(count: unique, dim: dim, requestID: requestID)
             defer { record.deallocate() }
             // Sum gradients of duplicate keys into the record (first occurrence copied, later ones added).
             let sums = record.gradients
             var seen = [Bool](repeating: false, count: unique)
+            var summed = false
             for i in 0..<keys.count {
                 let p = Int(uniqueIndex[i])
-                let src = gradientBytes.baseAddress! + i * dim * 4
+                let src = source + i * dim * 4
                 if seen[p] {
                     let dst = sums + p * dim
                     for c in 0..<dim { dst[c] += src.loadUnaligned(fromByteOffset: c * 4, as: Float.self) }
+                    summed = true
                 } else {
                     seen[p] = true
                     record.keys[p] = keys[i]
                     UnsafeMutableRawPointer(sums + p * dim).copyMemory(from: src, byteCount: dim * 4)
                 }
             }
-            // Every value finite before anything changes.
-            for p in 0..<unique {
-                let row = sums + p * dim
-                for c in 0..<dim where !row[c].isFinite {
-                    let id = ids[(0..<keys.count).first { Int(uniqueIndex[$0]) == p } ?? 0]
-                    throw .nonFiniteGradient(table: name, id: id, column: c)
-                }
+            if summed, let bad = GradientCheck.firstNonFinite(UnsafeRawBufferPointer(start: sums, count: unique * dim * 4)) {
+                let p = bad / dim
+                let id = ids[(0..<keys.count).first { Int(uniqueIndex[$0]) == p } ?? 0]
+                throw .nonFiniteGradient(table: name, id: id, column: bad % dim)
             }
             return try t.push(record)
         }
@@ -557,12 +572,10 @@ public final class ShardEngine: @unchecked Sendable {
             let (store, tokenizer) = try semanticParts(t)
             let dim = t.dim
             try Self.checkRowBytes(table: name, count: items.count, dim: dim, bytes: gradientBytes.count)
-            for i in 0..<(items.count * dim) where !gradientBytes.loadUnaligned(fromByteOffset: i * 4, as: Float.self).isFinite {
-                throw .nonFiniteGradient(table: name, id: items[i / dim], column: i % dim)
-            }
+            if let bad = GradientCheck.firstNonFinite(gradientBytes) { throw .nonFiniteGradient(table: name, id: items[bad / dim], column: bad % dim) }
             let (pieces, perItem) = try ownedPieces(t, store, tokenizer, items)
             guard !pieces.isEmpty else { return 0 }
-            let record = EmbeddingTable.PushRecord(count: pieces.count, dim: dim, requestID: requestID)
+            let record = EmbeddingTable.PushRecord.owned(count: pieces.count, dim: dim, requestID: requestID)
             defer { record.deallocate() }
             let sums = record.gradients
             sums.update(repeating: 0, count: pieces.count * dim)

@@ -10,6 +10,7 @@ public final class RowStore: @unchecked Sendable {
     private let shift: UInt64
     private let locks: [PThreadMutex]
     private let stripes: [RowStripe]
+    public let budget: RowBudget
 
     /// `capacity` rows in all (split evenly); `stripes` is rounded up to a power of two, and lowered so each
     /// stripe holds at least 256 rows (a small cache split further would no longer bound its total).
@@ -20,12 +21,13 @@ public final class RowStore: @unchecked Sendable {
         self.rowFloats = rowFloats
         shift = UInt64(64 - n.trailingZeroBitCount)
         locks = (0..<n).map { _ in PThreadMutex() }
-        let per = (max(0, capacity) + n - 1) / n
-        stripes = (0..<n).map { _ in RowStripe(rowFloats: rowFloats, capacity: per) }
+        let budget = RowBudget(capacity: capacity)
+        self.budget = budget
+        stripes = (0..<n).map { _ in RowStripe(rowFloats: rowFloats, budget: budget) }
     }
 
-    /// Total capacity in rows.
-    public var capacity: Int { stripes.count * (stripes.first?.capacity ?? 0) }
+    /// Total capacity in rows (shared by the stripes).
+    public var capacity: Int { budget.capacity }
 
     @inline(__always) public func stripe(of key: UInt64) -> Int {
         stripeCount == 1 ? 0 : Int(truncatingIfNeeded: (key &* 0x9E37_79B9_7F4A_7C15) >> shift)
@@ -53,11 +55,11 @@ public final class RowStore: @unchecked Sendable {
     }
 
     /// Sums of the stripes' counters, each read under its lock (a moment-by-moment total, not a snapshot).
-    public var counts: (live: Int, dirty: Int, unstored: Int, evictions: UInt64) {
+    public var counts: (live: Int, dirty: Int, unstored: Int, evictions: UInt64, roomDemands: UInt64) {
         var l = 0, d = 0, u = 0
-        var e: UInt64 = 0
-        for i in 0..<stripeCount { withStripe(i) { s in l += s.live; d += s.dirtyCount; u += s.unstoredCount; e &+= s.evictions } }
-        return (l, d, u, e)
+        var e: UInt64 = 0, r: UInt64 = 0
+        for i in 0..<stripeCount { withStripe(i) { s in l += s.live; d += s.dirtyCount; u += s.unstoredCount; e &+= s.evictions; r &+= s.roomDemands } }
+        return (l, d, u, e, r)
     }
 
     /// Groups `count` keys by stripe (a counting sort; positions keep their order within a stripe).

@@ -10,8 +10,22 @@ public enum EmbedHash {
         var s = string
         return s.withUTF8 { xxh64(UnsafeRawBufferPointer($0), seed: seed) }
     }
-    /// XXH64 of the 8 little-endian bytes of `value`.
-    @inline(__always) public static func xxh64(_ value: UInt64, seed: UInt64) -> UInt64 {
+    /// XXH64 of the 8 little-endian bytes of `value`: the algorithm's 8-byte path written out (one round,
+    /// then the avalanche) so per-id hashing inlines; tests check it against libxxhash.
+    @inlinable @inline(__always) public static func xxh64(_ value: UInt64, seed: UInt64) -> UInt64 {
+        let p1: UInt64 = 0x9E37_79B1_85EB_CA87, p2: UInt64 = 0xC2B2_AE3D_27D4_EB4F, p3: UInt64 = 0x1656_67B1_9E37_79F9
+        let p4: UInt64 = 0x85EB_CA77_C2B2_AE63, p5: UInt64 = 0x27D4_EB2F_1656_67C5
+        var k = value &* p2
+        k = ((k << 31) | (k >> 33)) &* p1
+        var h = (seed &+ p5 &+ 8) ^ k
+        h = ((h << 27) | (h >> 37)) &* p1 &+ p4
+        h ^= h >> 33; h = h &* p2
+        h ^= h >> 29; h = h &* p3
+        h ^= h >> 32
+        return h
+    }
+    /// XXH64 of the 8 little-endian bytes of `value`, computed by libxxhash (the reference for `xxh64`).
+    public static func xxh64Reference(_ value: UInt64, seed: UInt64) -> UInt64 {
         var v = value.littleEndian
         return withUnsafeBytes(of: &v) { XXH64($0.baseAddress, 8, seed) }
     }
@@ -31,13 +45,13 @@ public struct RowAddressing: Sendable, Equatable {
         slotSeed = EmbedHash.xxh64(spec.name)
         hashMode = spec.hashMode; rowBudget = spec.rowBudget; hashSeed = spec.hashSeed
     }
-    @inline(__always) public func rowKey(_ id: UInt64) -> UInt64 {
+    @inlinable @inline(__always) public func rowKey(_ id: UInt64) -> UInt64 {
         switch hashMode {
         case .collisionFree: id
         case .fixedBudget: EmbedHash.xxh64(id, seed: hashSeed) % rowBudget
         }
     }
-    @inline(__always) public func slot(ofRowKey key: UInt64) -> UInt16 {
+    @inlinable @inline(__always) public func slot(ofRowKey key: UInt64) -> UInt16 {
         UInt16(truncatingIfNeeded: EmbedHash.xxh64(key, seed: slotSeed) % UInt64(Self.slotCount))
     }
 }

@@ -2,9 +2,9 @@
 /// deletion, multiplicative hashing). Much cheaper than `Dictionary` (SipHash) on the row-lookup hot path.
 /// Not thread-safe.
 public struct UInt64Map {
-    private var keys: [UInt64]
-    private var values: [Int32]     // -1 = empty
-    private var mask: Int
+    @usableFromInline var keys: [UInt64]
+    @usableFromInline var values: [Int32]     // -1 = empty
+    @usableFromInline var mask: Int
     public private(set) var count = 0
 
     public init(capacity: Int = 16) {
@@ -13,9 +13,10 @@ public struct UInt64Map {
         keys = [UInt64](repeating: 0, count: n); values = [Int32](repeating: -1, count: n); mask = n - 1
     }
 
-    @inline(__always) private func home(_ k: UInt64) -> Int { Int(truncatingIfNeeded: (k &* 0x9E37_79B9_7F4A_7C15) >> 32) & mask }
+    @inlinable @inline(__always) func home(_ k: UInt64) -> Int { Int(truncatingIfNeeded: (k &* 0x9E37_79B9_7F4A_7C15) >> 32) & mask }
 
-    @inline(__always) public func get(_ k: UInt64) -> Int? {
+    /// The value of `k`, or nil. Inlinable: the row-lookup hot path calls it from other modules.
+    @inlinable @inline(__always) public func get(_ k: UInt64) -> Int? {
         var i = home(k)
         return keys.withUnsafeBufferPointer { kp in
             values.withUnsafeBufferPointer { vp in

@@ -112,28 +112,33 @@ import Vocabulary
 }
 
 @Suite struct UpdateLogTests {
-    static func record(_ byte: UInt8) -> UpdateLog.Record {
-        let r = UpdateLog.Record(payloadLength: 10)
-        r.payload.initializeMemory(as: UInt8.self, repeating: byte, count: 10)
-        return r
+    /// A 10-byte record of `byte`s in two parts (the caller frees `memory`).
+    static func record(_ byte: UInt8) -> (record: UpdateLog.Record, memory: UnsafeMutableRawPointer) {
+        let m = UnsafeMutableRawPointer.allocate(byteCount: 10, alignment: 8)
+        m.initializeMemory(as: UInt8.self, repeating: byte, count: 10)
+        return (UpdateLog.Record(parts: [UnsafeRawBufferPointer(start: m, count: 4), UnsafeRawBufferPointer(start: m + 4, count: 6)]), m)
     }
 
     @Test func groupCommitWritesInOrderAndATornTailIsIgnored() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("log-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let log = try UpdateLog(directory: dir, sync: true)
-        var records: [UpdateLog.Record] = []
-        for seq in UInt64(1)...3 { let r = Self.record(UInt8(seq)); records.append(r); log.enqueue(r, seq: seq, payloadCheck: r.payloadCheck()) }
-        try log.waitDurable(2)   // one writer writes all three
+        var memory: [UnsafeMutableRawPointer] = []
+        for seq in UInt64(1)...3 { let r = Self.record(UInt8(seq)); memory.append(r.memory); log.enqueue(r.record, seq: seq) }
+        try log.waitDurable(3)
         #expect(log.durableSequence == 3)
         log.rotate()
-        let r4 = Self.record(4); records.append(r4)
-        log.enqueue(r4, seq: 4, payloadCheck: r4.payloadCheck())
+        let r4 = Self.record(4); memory.append(r4.memory)
+        log.enqueue(r4.record, seq: 4)
         try log.waitDurable(4)
-        records.forEach { $0.deallocate() }
-        // A torn record at the end of the last segment (as a power loss could leave).
+        memory.forEach { $0.deallocate() }
+        // Segments are padded with zeros to 4 KiB blocks (direct I/O).
         let seg = dir + "/" + String(format: "seg-%020llu.log", UInt64(4))
-        let h = try FileHandle(forWritingTo: URL(fileURLWithPath: seg)); h.seekToEndOfFile(); h.write(Data([0x32, 0x53, 0x50, 0x45, 99, 0, 0])); h.closeFile()
+        let size = (try FileManager.default.attributesOfItem(atPath: seg)[.size] as? Int) ?? 0
+        #expect(size == 4096)
+        // A torn record right after the last one (as a power loss could leave).
+        let h = try FileHandle(forWritingTo: URL(fileURLWithPath: seg)); h.seek(toFileOffset: UInt64(UpdateLog.headerLength + 10))
+        h.write(Data([0x32, 0x53, 0x50, 0x45, 99, 0, 0])); h.closeFile()
         var seen: [(UInt64, UInt8)] = []
         let last = try UpdateLog(directory: dir, sync: false).replay(after: 1) { seq, p in seen.append((seq, p[0])) }
         #expect(seen.map(\.0) == [2, 3, 4] && seen.map(\.1) == [2, 3, 4] && last == 4)
@@ -151,9 +156,9 @@ import Vocabulary
                 g.addTask {
                     for _ in 0..<50 {
                         let r = Self.record(7)
-                        let seq: UInt64 = next.withLock { n in n += 1; log.enqueue(r, seq: n, payloadCheck: r.payloadCheck()); return n }
+                        let seq: UInt64 = next.withLock { n in n += 1; log.enqueue(r.record, seq: n); return n }
                         try? log.waitDurable(seq)
-                        r.deallocate()
+                        r.memory.deallocate()
                     }
                 }
             }
@@ -185,5 +190,71 @@ import Vocabulary
         #expect(seen == [[1], [2]])
         try db.dropColumnFamily("t")
         #expect(db.columnFamilyNames == ["default"])
+    }
+}
+
+@Suite struct UpdateLogBlockTests {
+    /// Records of sizes around the 4 KiB block boundaries, written in groups of varying size with rotations
+    /// in between, replay byte for byte (the staged partial block is rewritten by each group).
+    @Test func recordsOfManySizesReplayExactly() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("log-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let log = try UpdateLog(directory: dir, sync: false, segmentLimit: 64 << 10)
+        var rng = SplitMix64(seed: 7)
+        var expected: [[UInt8]] = []
+        var seq: UInt64 = 0
+        for group in 0..<40 {
+            var held: [[UInt8]] = []
+            var records: [(UpdateLog.Record, UInt64)] = []
+            for _ in 0..<(1 + group % 5) {
+                let size = [1, 4095 - 24, 4096 - 24, 4097, 9000, Int(rng.next() % 20000) + 1][Int(rng.next() % 6)]
+                let bytes = (0..<size).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+                held.append(bytes)
+            }
+            var memory: [UnsafeMutableRawPointer] = []
+            for b in held {
+                seq += 1
+                let m = UnsafeMutableRawPointer.allocate(byteCount: b.count, alignment: 1)
+                m.copyMemory(from: b, byteCount: b.count)
+                memory.append(m)
+                let half = b.count / 2
+                records.append((UpdateLog.Record(parts: [UnsafeRawBufferPointer(start: m, count: half), UnsafeRawBufferPointer(start: m + half, count: b.count - half)]), seq))
+            }
+            for (r, s) in records { log.enqueue(r, seq: s) }
+            try log.waitDurable(seq)
+            memory.forEach { $0.deallocate() }
+            expected += held
+            if group % 7 == 6 { log.rotate() }
+        }
+        log.close()
+        var seen: [[UInt8]] = []
+        let last = try UpdateLog(directory: dir, sync: false).replay(after: 0) { _, p in seen.append(Array(p)) }
+        #expect(last == seq && seen.count == expected.count && seen == expected)
+    }
+}
+
+@Suite struct HotPathPrimitiveTests {
+    @Test func inlineXXH64MatchesLibxxhash() {
+        var rng = SplitMix64(seed: 11)
+        for _ in 0..<10_000 {
+            let v = rng.next(), seed = rng.next() % 3 == 0 ? 0 : rng.next()
+            #expect(EmbedHash.xxh64(v, seed: seed) == EmbedHash.xxh64Reference(v, seed: seed))
+        }
+    }
+
+    @Test func nonFiniteFloatsAreFoundAtEveryPosition() {
+        for n in [1, 15, 16, 17, 64, 100] {
+            #expect([Float](repeating: 1.5, count: n).withUnsafeBytes { GradientCheck.firstNonFinite($0) } == nil)
+            for bad in [Float.nan, .infinity, -.infinity] {
+                for at in [0, n / 2, n - 1] {
+                    var v = [Float](repeating: -2, count: n)
+                    v[at] = bad
+                    if at + 1 < n { v[n - 1] = .nan }
+                    #expect(v.withUnsafeBytes { GradientCheck.firstNonFinite($0) } == at)
+                }
+            }
+        }
+        // Largest finite values and subnormals are finite.
+        #expect([Float.greatestFiniteMagnitude, -.greatestFiniteMagnitude, .leastNonzeroMagnitude].withUnsafeBytes { GradientCheck.firstNonFinite($0) } == nil)
     }
 }

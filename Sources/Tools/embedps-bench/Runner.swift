@@ -65,7 +65,25 @@ func runBenchmark(_ o: Options) async throws {
     defer { children.forEach { $0.stop() } }
 
     printError("workload W: \(rows) rows x \(dim) floats, batches of \(batch) distinct sorted ids, optimizer \(optimizer), durability \(durability), cache \(Int(cacheFraction * 100))% of rows")
-    let w = WorkloadW(rows: rows, dim: dim, batchSize: batch, batchCount: 32)
+    var w = WorkloadW(rows: rows, dim: dim, batchSize: batch, batchCount: 32)
+    let peers = Peer.parse(o.all("peer"), o)
+    var pslite: PSLiteRunner? = nil
+    var rocks: RocksCeilingRunner? = nil
+    for peer in peers {
+        switch peer.kind {
+        case .pslite:
+            guard rows == 1_000_000, dim == 64, batch == 4096 else { o.fail("--peer pslite runs workload W's shape (1000000 rows x 64 floats, batches of 4096): drop --rows/--dim/--batch") }
+            let r = PSLiteRunner(dir: peer.path, work: work)
+            try r.check()
+            // Both systems read the same ids: ps-lite's batch files.
+            for d in dists { w.batches[d] = try readBatchFile(r.dataDir + "/batches_\(d.rawValue).bin", batchSize: batch) }
+            printError("  peer ps-lite: \(r.binary), batches from \(r.dataDir)")
+            pslite = r
+        case .rocks:
+            rocks = RocksCeilingRunner(binary: peer.path, work: work)
+        }
+    }
+    if let rocks { try rocks.prepare(w) }
 
     // EmbedPS: start shards unless a cluster was given.
     var specPath = o.string("cluster") ?? ""
@@ -120,22 +138,34 @@ func runBenchmark(_ o: Options) async throws {
     for d in dists {
         let batches = w.batches[d]!
         for op in ops {
-            for c in cases {
-                var mine: [Measurement] = [], theirs: [String: [Measurement]] = [:]
-                for _ in 0..<reps {
+            let opName = op == "push" ? "push-\(optimizer)" : op
+            var mine: [Int: [Measurement]] = [:], theirs: [String: [Measurement]] = [:]
+            // Repetition-major: every system runs once per repetition, so drift touches all alike.
+            for rep in 0..<reps {
+                for (ci, c) in cases.enumerated() {
+                    printError("  measuring: \(op) \(d.rawValue) clients=\(c.clients) inflight=\(c.inflight) (repetition \(rep + 1)/\(reps))")
                     let r = try await embedps.run(op: op, batches: batches, gradients: w.gradients, clients: c.clients, inflight: c.inflight, seconds: seconds, warmup: warmup)
-                    mine.append(r.measurement(system: "embedps", op: op == "push" ? "push-\(optimizer)" : op, distribution: d.rawValue, clients: c.clients, inflight: c.inflight, rowsPerBatch: batch, bytesPerRow: dim * 4))
+                    mine[ci, default: []].append(r.measurement(system: "embedps", op: opName, distribution: d.rawValue, clients: c.clients, inflight: c.inflight, rowsPerBatch: batch, bytesPerRow: dim * 4))
                     if let redis {
                         for rop in op == "pull" ? ["pull"] : ["push-rmw", "push-atomic"] {
                             let rr = try redis.run(op: rop, batches: batches, gradients: w.gradients, dim: dim, clients: c.clients, inflight: c.inflight, seconds: seconds, warmup: warmup)
-                            theirs[rop, default: []].append(rr.measurement(system: "redis", op: rop, distribution: d.rawValue, clients: c.clients, inflight: c.inflight, rowsPerBatch: batch, bytesPerRow: dim * 4))
+                            theirs["redis \(rop) \(ci)", default: []].append(rr.measurement(system: "redis", op: rop, distribution: d.rawValue, clients: c.clients, inflight: c.inflight, rowsPerBatch: batch, bytesPerRow: dim * 4))
                         }
                     }
                 }
-                results.append(median(mine))
-                for (_, v) in theirs.sorted(by: { $0.key < $1.key }) { results.append(median(v)) }
-                printError("  done: \(op) \(d.rawValue) clients=\(c.clients) inflight=\(c.inflight): embedps \(Int(median(mine).rowsPerSecond)) rows/s")
+                if let pslite {
+                    let depths = cases.filter { $0.clients == 1 }.map(\.inflight)
+                    let peerOp = op == "pull" ? "pull" : (optimizer == .sgd ? "push" : "push_adagrad")
+                    printError("  measuring: ps-lite \(peerOp) \(d.rawValue) in flight \(depths.map(String.init).joined(separator: ",")) (repetition \(rep + 1)/\(reps))")
+                    for m in try pslite.run(op: peerOp, dist: d.rawValue, seconds: seconds, depths: depths) { theirs["pslite \(m.inflight)", default: []].append(m) }
+                }
+                if let rocks, op == "pull" {
+                    printError("  measuring: RocksDB MultiGet ceiling \(d.rawValue) (repetition \(rep + 1)/\(reps))")
+                    for m in try rocks.run(dist: d.rawValue, seconds: seconds) { theirs["rocks", default: []].append(m) }
+                }
             }
+            for ci in cases.indices { if let m = mine[ci] { results.append(median(m)) } }
+            for (_, v) in theirs.sorted(by: { $0.key < $1.key }) { results.append(median(v)) }
         }
     }
     report(results, json: o.flag("json"))
@@ -148,8 +178,12 @@ struct Ratio: Codable {
 func report(_ results: [Measurement], json: Bool) {
     var ratios: [Ratio] = []
     for m in results where m.system == "embedps" {
-        let peers = results.filter { $0.system == "redis" && $0.distribution == m.distribution && $0.clients == m.clients && $0.inflight == m.inflight && $0.op.hasPrefix(m.op.hasPrefix("push") ? "push" : "pull") }
-        for p in peers where p.rowsPerSecond > 0 { ratios.append(Ratio(op: m.op, distribution: m.distribution, clients: m.clients, inflight: m.inflight, versus: p.op, ratio: m.rowsPerSecond / max(p.rowsPerSecond, 1e-9))) }
+        let redis = results.filter { $0.system == "redis" && $0.distribution == m.distribution && $0.clients == m.clients && $0.inflight == m.inflight && $0.op.hasPrefix(m.op.hasPrefix("push") ? "push" : "pull") }
+        let pslite = results.filter { $0.system == "pslite" && $0.distribution == m.distribution && $0.clients == m.clients && $0.inflight == m.inflight && $0.op == m.op }
+        let rocks = results.filter { $0.system == "rocksdb-ceiling" && $0.distribution == m.distribution && m.op == "pull" && m.clients == 1 && m.inflight == 1 }
+        for p in redis + pslite + rocks where p.rowsPerSecond > 0 {
+            ratios.append(Ratio(op: m.op, distribution: m.distribution, clients: m.clients, inflight: m.inflight, versus: "\(p.system) \(p.op)", ratio: m.rowsPerSecond / p.rowsPerSecond))
+        }
     }
     if json {
         struct Report: Codable { var results: [Measurement]; var ratios: [Ratio] }
@@ -161,7 +195,7 @@ func report(_ results: [Measurement], json: Bool) {
                       results.map { [$0.system, $0.op, $0.distribution, "\($0.clients)", "\($0.inflight)", f($0.rowsPerSecond), f($0.megabytesPerSecond, 1), f($0.p50Ms, 2), f($0.p99Ms, 2)] }))
     if !ratios.isEmpty {
         print("")
-        print(renderTable(["embedps op", "dist", "clients", "inflight", "vs redis op", "ratio"],
+        print(renderTable(["embedps op", "dist", "clients", "inflight", "versus", "ratio"],
                           ratios.map { [$0.op, $0.distribution, "\($0.clients)", "\($0.inflight)", $0.versus, f($0.ratio, 2) + "x"] }))
     }
 }

@@ -8,7 +8,7 @@ struct WorkloadW {
     let rows: Int
     let dim: Int
     let batchSize: Int
-    let batches: [Distribution: [[UInt64]]]
+    var batches: [Distribution: [[UInt64]]]
     let gradients: [[Float]]
 
     init(rows: Int, dim: Int, batchSize: Int, batchCount: Int, zipfS: Double = 1.1, seed: UInt64 = 20261128) {

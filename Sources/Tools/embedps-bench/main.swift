@@ -1,11 +1,13 @@
 import Foundation
 import CLI
+import Engine
+import Vocabulary
 
 let usage = """
 usage: embedps-bench [options]
 
 Runs benchmark workload W (shared/docs/benchmark-workload.md) against EmbedPS and, in the same run, a local
-Redis baseline; prints rows/s, MB/s, p50/p99 batch latency and the EmbedPS/Redis ratio.
+Redis baseline and any --peer; prints rows/s, MB/s, p50/p99 batch latency and EmbedPS/peer ratios.
 By default it starts one shard (the embedps-server beside this binary) and one redis-server itself.
 
 options:
@@ -25,17 +27,23 @@ options:
   --shards N            shards to start (default 1)
   --cluster PATH        benchmark this running cluster instead of starting shards
   --no-redis            skip the Redis baseline
+  --peer KIND=PATH      also measure a peer in the same pass, in turns with EmbedPS, and print ratios
+                        (repeatable): pslite=DIR (ps-lite built by Cluster/build-peers.sh; both systems then
+                        read DIR/data's batch files), rocks=BIN (the in-process RocksDB MultiGet ceiling,
+                        shared/bench/rocks_bench.cc, block cache holding every row; pull only)
   --lookup              instead: latency (p50/p99) of embedps-lookup for 1, 64 and 512-id requests against
                         direct shard pulls in the same run (use e.g. --rows 100000)
   --transport           instead: the gRPC transport alone in one process (pull- and push-shaped calls of
                         --batch rows of --dim floats), the floor under every call; --grpc-arg KEY=VALUE adds
                         an integer gRPC core channel argument to both sides (repeatable, to compare settings)
+  --engine              instead: the shard engine alone in this process (no gRPC, no client): pull and push
+                        rows/s of workload W straight into the engine, to separate storage from transport
   --quick               1 second, 1 repetition (smoke run)
   --json                print the results as JSON
 """
-let options = Options(Array(CommandLine.arguments.dropFirst()), usage: usage, flagNames: ["no-redis", "quick", "json", "lookup", "transport"],
+let options = Options(Array(CommandLine.arguments.dropFirst()), usage: usage, flagNames: ["no-redis", "quick", "json", "lookup", "transport", "engine"],
                       known: ["rows", "dim", "batch", "seconds", "reps", "warmup", "clients", "pipeline", "dists", "ops",
-                              "optimizer", "durability", "cache-fraction", "shards", "cluster", "grpc-arg"])
+                              "optimizer", "durability", "cache-fraction", "shards", "cluster", "grpc-arg", "peer"])
 do {
     if options.flag("transport") {
         var arguments: [(String, Int32)] = []
@@ -46,6 +54,18 @@ do {
         }
         try await runTransportBenchmark(seconds: options.double("seconds", default: 3), rowBytes: 4 * options.int("dim", default: 64),
                                         rows: options.int("batch", default: 4096), arguments: arguments, json: options.flag("json"))
+        exitNow(0)
+    }
+    if options.flag("engine") {
+        guard let optimizer = OptimizerKind(name: options.string("optimizer", default: "adagrad")),
+              let durability = Durability(rawValue: options.string("durability", default: "async")) else { options.fail("bad --optimizer or --durability") }
+        let rows = options.int("rows", default: 1_000_000)
+        let w = WorkloadW(rows: rows, dim: options.int("dim", default: 64), batchSize: options.int("batch", default: 4096), batchCount: 32)
+        try runEngineBenchmark(w, optimizer: optimizer, durability: durability, cacheRows: Int(Double(rows) * options.double("cache-fraction", default: 1.0)) + 1,
+                               seconds: options.double("seconds", default: 3),
+                               ops: options.string("ops", default: "pull,push").split(separator: ",").map(String.init),
+                               dists: options.string("dists", default: "uniform,zipf").split(separator: ",").compactMap { WorkloadW.Distribution(rawValue: String($0)) },
+                               json: options.flag("json"))
         exitNow(0)
     }
     try await runBenchmark(options)

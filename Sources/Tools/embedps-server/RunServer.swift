@@ -26,7 +26,7 @@ nonisolated func runShardServer(_ options: Options) {
     engineConfig.durability = durability
     engineConfig.shardAddresses = spec.shards.map(\.address)
     engineConfig.cacheRowsPerTable = options.int("cache-rows", default: 1 << 20)
-    engineConfig.checkpointLogBytes = options.int("checkpoint-log-mb", default: 256) << 20
+    engineConfig.checkpointLogBytes = options.int("checkpoint-log-mb", default: 4096) << 20
     engineConfig.checkpointIntervalSeconds = options.double("checkpoint-seconds", default: 60)
     let maxBytes = options.int("max-message-mb", default: 64) << 20
 

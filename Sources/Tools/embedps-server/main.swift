@@ -18,7 +18,7 @@ options:
                          async (default): after it is written (survives a process crash or kill -9)
   --cache-rows N         hot-row cache bound per table, in rows (default 1048576); updated rows stay
                          in it (write-back) until a checkpoint writes them to RocksDB
-  --checkpoint-log-mb N  checkpoint a table when its update log grew by N MiB (default 256)
+  --checkpoint-log-mb N  checkpoint a table when its update log grew by N MiB (default 4096)
   --checkpoint-seconds S checkpoint a table with dirty rows at least every S seconds (default 60)
   --threads N            completion-queue threads (default 2)
   --max-message-mb N     largest request/response in MiB (default 64)

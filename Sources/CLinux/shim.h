@@ -1,0 +1,18 @@
+// Linux and compiler definitions Glibc's Swift module does not export: O_DIRECT (needs _GNU_SOURCE),
+// transparent huge page advice, and cache prefetch hints for the row store's batch loops. Header only.
+#ifndef EMBEDPS_CLINUX_SHIM_H
+#define EMBEDPS_CLINUX_SHIM_H
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <fcntl.h>
+#include <sys/mman.h>
+
+static const int embedps_o_direct = O_DIRECT;
+static const int embedps_madv_hugepage = MADV_HUGEPAGE;
+
+/// Hints that `p`'s cache line will be read soon.
+static inline __attribute__((always_inline)) void embedps_prefetch(const void *p) { __builtin_prefetch(p, 0, 3); }
+/// Hints that `p`'s cache line will be written soon.
+static inline __attribute__((always_inline)) void embedps_prefetch_write(const void *p) { __builtin_prefetch(p, 1, 3); }
+#endif
