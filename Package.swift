@@ -57,7 +57,7 @@ let package = Package(
         // Tools.
         .executableTarget(name: "embedps-server", dependencies: ["Server", "ServiceSupport", "Engine", "Vocabulary", "RPC", "CLI", "HTTP"], path: "Sources/Tools/embedps-server"),
         .executableTarget(name: "embedps-train", dependencies: ["Training", "Vocabulary", "CLI", "HTTP"], path: "Sources/Tools/embedps-train"),
-        .executableTarget(name: "embedps-bench", dependencies: ["Client", "Engine", "Vocabulary", "CLI", "RPC", "EmbedPSWire"], path: "Sources/Tools/embedps-bench"),
+        .executableTarget(name: "embedps-bench", dependencies: ["Client", "Engine", "Storage", "Vocabulary", "CLI", "RPC", "EmbedPSWire"], path: "Sources/Tools/embedps-bench"),
         .executableTarget(name: "embedps-admin", dependencies: ["Client", "Vocabulary", "SemanticTokenizers", "EmbedPSWire", "CLI", "SemanticID"], path: "Sources/Tools/embedps-admin"),
         .executableTarget(name: "embedps-lookup", dependencies: ["Lookup", "CheckpointReader", "CLI"], path: "Sources/Tools/embedps-lookup"),
         // Tests.

@@ -73,6 +73,9 @@ extension EmbeddingTable {
     /// stored-row counter), stamped with the current log sequence (so no earlier logged update is replayed onto
     /// it), and replaces cached copies with clean ones. Inside an exclusive section; every committed update
     /// is made durable and written first, so a stamped row never hides an update newer than the stamp.
+    /// Installs of at least this many rows are ingested as an SST file instead of written through the memtable.
+    static let ingestMinimumRows = 1024
+
     func installExclusive(keys: [UInt64], rows scratch: RowScratch, state: inout CommitState, _ stripes: [RowStripe]) throws(EngineError) {
         try flushAllExclusive(stripes, lastSeq: state.lastSeq)
         let seq = state.lastSeq, rf = spec.rowFloats
@@ -82,11 +85,24 @@ extension EmbeddingTable {
             batch.add(slot: addressing.slot(ofRowKey: keys[j]), key: keys[j], row: scratch.row(j), step: scratch.steps[j], seq: seq)
             if !scratch.exists[j] { newRows += 1 }
         }
-        let b = WriteBatch()
-        batch.add(to: b, family: family)
         var count = storedRows + UInt64(newRows)
-        b.put(family, key: Self.storedRowsKey, value: withUnsafeBytes(of: &count) { Array($0) })
-        do { try db.write(b, sync: true) } catch { throw .storage("table '\(spec.name)': \(error)") }
+        let counter = withUnsafeBytes(of: &count) { Array($0) }
+        do {
+            if keys.count >= Self.ingestMinimumRows {
+                // Bulk: one SST file ingested (no memtable, no WAL), then the row counter (synced). The counter
+                // stays out of the file so files of disjoint key ranges do not overlap; a crash between the two
+                // steps leaves the rows in and the counter short by this batch (stats only).
+                try batch.ingest(into: db, family: family)
+                let b = WriteBatch()
+                b.put(family, key: Self.storedRowsKey, value: counter)
+                try db.write(b, sync: true)
+            } else {
+                let b = WriteBatch()
+                batch.add(to: b, family: family)
+                b.put(family, key: Self.storedRowsKey, value: counter)
+                try db.write(b, sync: true)
+            }
+        } catch { throw .storage("table '\(spec.name)': \(error)") }
         storedRowsCount.store(count, ordering: .relaxed)
         counters.rowsFlushed.add(UInt64(keys.count), ordering: .relaxed)
         for j in 0..<keys.count {

@@ -448,13 +448,35 @@ final class EmbeddingTable: @unchecked Sendable {
 
     // MARK: reading stored rows
 
+    /// Positions of `keys` in storage order (slot, then key): a counting sort over the 4096 slots, then an
+    /// insertion sort inside each slot's (short) run.
+    static func storageOrder(_ keys: [UInt64], slots: [UInt16]) -> [Int] {
+        var starts = [Int](repeating: 0, count: RowAddressing.slotCount + 1)
+        for s in slots { starts[Int(s) + 1] += 1 }
+        for i in 0..<RowAddressing.slotCount { starts[i + 1] += starts[i] }
+        var next = starts
+        var order = [Int](repeating: 0, count: keys.count)
+        for (i, s) in slots.enumerated() { order[next[Int(s)]] = i; next[Int(s)] += 1 }
+        for b in 0..<RowAddressing.slotCount where starts[b + 1] - starts[b] > 1 {
+            var i = starts[b] + 1
+            while i < starts[b + 1] {
+                let v = order[i]
+                var j = i - 1
+                while j >= starts[b] && keys[order[j]] > keys[v] { order[j + 1] = order[j]; j -= 1 }
+                order[j + 1] = v
+                i += 1
+            }
+        }
+        return order
+    }
+
     /// Reads `keys` from RocksDB into `scratch` rows 0..<keys.count (stored rows decoded, absent rows
     /// initialised), in one sorted batched MultiGet. Touches no cached row.
     func readStored(_ keys: [UInt64], into scratch: RowScratch) throws(EngineError) {
         guard !keys.isEmpty else { return }
-        // RocksDB key order is (slot, key): sort positions by it.
+        // RocksDB key order is (slot, key): positions counting-sorted by slot, then by key within a slot.
         let slots = keys.map { addressing.slot(ofRowKey: $0) }
-        let order = keys.indices.sorted { slots[$0] != slots[$1] ? slots[$0] < slots[$1] : keys[$0] < keys[$1] }
+        let order = Self.storageOrder(keys, slots: slots)
         let keyBytes = UnsafeMutableRawBufferPointer.allocate(byteCount: keys.count * RowKey.length, alignment: 8)
         defer { keyBytes.deallocate() }
         for (n, j) in order.enumerated() { RowKey.write(slot: slots[j], key: keys[j], to: keyBytes.baseAddress! + n * RowKey.length) }
@@ -833,6 +855,15 @@ final class RowBatch {
         let b = WriteBatch()
         add(to: b, family: family)
         try db.write(b, sync: false)
+    }
+    /// Ingests every row as one SST file: atomic and durable. Rows whose keys form a range no other file
+    /// overlaps (an import in key order) land in the bottom level with no compaction.
+    func ingest(into db: RocksDatabase, family: ColumnFamily) throws {
+        let order = (0..<count).sorted { memcmp(buffer + $0 * stride, buffer + $1 * stride, RowKey.length) < 0 }
+        try db.ingestSorted(family, count: count) { i in
+            let p = buffer + order[i] * stride
+            return (UnsafeRawBufferPointer(start: p, count: RowKey.length), UnsafeRawBufferPointer(start: p + RowKey.length, count: lengths[order[i]]))
+        }
     }
 }
 

@@ -1,5 +1,7 @@
 import CRocksDB
 import Foundation
+import Glibc
+import Synchronization
 
 /// A RocksDB column family handle owned by its `RocksDatabase`. Valid until dropped or the database closes.
 public final class ColumnFamily: @unchecked Sendable {
@@ -39,6 +41,8 @@ public final class RocksDatabase: @unchecked Sendable {
     private var closed = false
 
     /// Opens (creating if needed) the database at `path` with all its existing column families.
+    private let ingestCounter = Atomic<Int>(0)
+
     public init(path: String, tuning: RocksTuning = RocksTuning()) throws {
         self.path = path
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
@@ -164,6 +168,64 @@ public final class RocksDatabase: @unchecked Sendable {
         var err: UnsafeMutablePointer<CChar>? = nil
         rocksdb_write(db, unloggedWrite, batch.handle, &err)
         if let err { defer { rocksdb_free(err) }; throw StorageError.writeFailed(message: String(cString: err)) }
+    }
+
+    /// Writes `count` key/value pairs, which must be in ascending key order (byte order, no duplicates), into one
+    /// SST file and ingests it into `family`: one atomic, durable step that skips the memtable and the WAL (the
+    /// bulk path: 0.1+ GB/s here where memtable inserts reach ~30 MB/s in Debian's debug-enabled build).
+    /// `pair(i)` returns pair i; the file is written in the database directory and moved in.
+    public func ingestSorted(_ family: ColumnFamily, count: Int, pair: (Int) -> (UnsafeRawBufferPointer, UnsafeRawBufferPointer)) throws {
+        guard count > 0 else { return }
+        let file = path + "/ingest-\(getpid())-\(ingestCounter.add(1, ordering: .relaxed).newValue).sst"
+        defer { unlink(file) }
+        let env = rocksdb_envoptions_create()
+        defer { rocksdb_envoptions_destroy(env) }
+        guard let writer = rocksdb_sstfilewriter_create(env, options) else { throw StorageError.writeFailed(message: "cannot create an SST writer") }
+        defer { rocksdb_sstfilewriter_destroy(writer) }
+        var err: UnsafeMutablePointer<CChar>? = nil
+        func check(_ what: String) throws {
+            if let e = err { defer { rocksdb_free(e); err = nil }; throw StorageError.writeFailed(message: "\(what) \(file): " + String(cString: e)) }
+        }
+        rocksdb_sstfilewriter_open(writer, file, &err)
+        try check("opening")
+        for i in 0..<count {
+            let (k, v) = pair(i)
+            rocksdb_sstfilewriter_put(writer, k.baseAddress?.assumingMemoryBound(to: CChar.self), k.count, v.baseAddress?.assumingMemoryBound(to: CChar.self), v.count, &err)
+            try check("writing")
+        }
+        rocksdb_sstfilewriter_finish(writer, &err)
+        try check("finishing")
+        // The SST writer drops the file from the page cache as it writes (C++ default, not settable through
+        // the C API); read it back sequentially so freshly imported rows are not served by random disk reads
+        // (a 50 M-row table after a bulk load: 19 k rows/s from disk against 0.3 M once cached). The ingest
+        // hard-links the same inode, so the pages stay.
+        Self.readBack(file)
+        let opts = rocksdb_ingestexternalfileoptions_create()
+        defer { rocksdb_ingestexternalfileoptions_destroy(opts) }
+        rocksdb_ingestexternalfileoptions_set_move_files(opts, 1)
+        var name: UnsafePointer<CChar>? = nil
+        try file.withCString { cs in
+            name = cs
+            rocksdb_ingest_external_file_cf(db, family.handle, &name, 1, opts, &err)
+            try check("ingesting")
+        }
+    }
+
+    /// Reads a file once, sequentially, to bring it into the page cache.
+    static func readBack(_ file: String) {
+        let fd = open(file, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return }
+        defer { Glibc.close(fd) }
+        let chunk = 4 << 20
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: chunk, alignment: 4096)
+        defer { buffer.deallocate() }
+        var offset: off_t = 0
+        while true {
+            let n = pread(fd, buffer, chunk, offset)
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { return }
+            offset += off_t(n)
+        }
     }
 
     /// Flushes a family's memtables to SST files and waits: every write to it so far is durable.

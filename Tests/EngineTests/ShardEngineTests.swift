@@ -271,3 +271,16 @@ final class Failures: @unchecked Sendable {
         #expect(RequestID(hex: a.description) == a && RequestID(hex: "xyz") == nil)
     }
 }
+
+@Suite struct StorageOrderTests {
+    @Test func countingSortMatchesTheComparatorOrder() {
+        var rng = SplitMix64(seed: 5)
+        for n in [0, 1, 7, 4096, 20000] {
+            let keys = (0..<n).map { _ in rng.next() % 50_000 }
+            let unique = Array(Set(keys))
+            let slots = unique.map { UInt16($0 % 4096) }
+            let expected = unique.indices.sorted { slots[$0] != slots[$1] ? slots[$0] < slots[$1] : unique[$0] < unique[$1] }
+            #expect(EmbeddingTable.storageOrder(unique, slots: slots) == expected)
+        }
+    }
+}

@@ -258,3 +258,4 @@ import Vocabulary
         #expect([Float.greatestFiniteMagnitude, -.greatestFiniteMagnitude, .leastNonzeroMagnitude].withUnsafeBytes { GradientCheck.firstNonFinite($0) } == nil)
     }
 }
+

@@ -5,22 +5,46 @@ import Vocabulary
 
 /// A child process started by the benchmark (a shard or redis-server); terminated on `stop()`.
 final class ChildProcess {
-    let process = Process()
+    private(set) var process = Process()
+    let path: String
+    let args: [String]
+    let log: String
     init(_ path: String, _ args: [String], log: String) throws {
-        process.executableURL = URL(fileURLWithPath: path)
-        process.arguments = args
+        self.path = path; self.args = args; self.log = log
         _ = FileManager.default.createFile(atPath: log, contents: nil)
-        process.standardOutput = FileHandle(forWritingAtPath: log)
-        process.standardError = FileHandle(forWritingAtPath: log)
+        try start(args)
+    }
+    private func start(_ arguments: [String]) throws {
+        process = Process()
+        process.executableURL = URL(fileURLWithPath: path)
+        process.arguments = arguments
+        let h = FileHandle(forWritingAtPath: log)
+        h?.seekToEndOfFile()
+        process.standardOutput = h
+        process.standardError = h
         try process.run()
     }
-    /// SIGTERM, then SIGKILL after 10 s. Polls instead of `waitUntilExit` (which can stall in async code on Linux).
-    func stop() {
+    /// Kills the process with `signal` (SIGKILL: a crash; SIGTERM: a graceful stop, waited for) and starts it
+    /// again with `arguments` (default: the original ones).
+    func restart(signal: Int32, arguments: [String]? = nil) throws {
+        if process.isRunning {
+            kill(process.processIdentifier, signal)
+            let deadline = Date().addingTimeInterval(120)
+            while process.isRunning && Date() < deadline { usleep(10_000) }
+        }
+        try start(arguments ?? args)
+    }
+    var pid: Int32 { process.processIdentifier }
+    /// SIGTERM, then SIGKILL after `graceSeconds`; returns once the process is gone. Polls instead of
+    /// `waitUntilExit` (which can stall in async code on Linux).
+    func stop(graceSeconds: Double = 10) {
         guard process.isRunning else { return }
         process.terminate()
-        let deadline = Date().addingTimeInterval(10)
+        var deadline = Date().addingTimeInterval(graceSeconds)
         while process.isRunning && Date() < deadline { usleep(20_000) }
         if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        deadline = Date().addingTimeInterval(30)
+        while process.isRunning && Date() < deadline { usleep(20_000) }
     }
 }
 
@@ -65,7 +89,9 @@ func runBenchmark(_ o: Options) async throws {
     defer { children.forEach { $0.stop() } }
 
     printError("workload W: \(rows) rows x \(dim) floats, batches of \(batch) distinct sorted ids, optimizer \(optimizer), durability \(durability), cache \(Int(cacheFraction * 100))% of rows")
-    var w = WorkloadW(rows: rows, dim: dim, batchSize: batch, batchCount: 32)
+    // 1024 batches per distribution, as the shared batch files have: the ids a run cycles through must not
+    // fit a cache that the table does not.
+    var w = WorkloadW(rows: rows, dim: dim, batchSize: batch, batchCount: 1024)
     let peers = Peer.parse(o.all("peer"), o)
     var pslite: PSLiteRunner? = nil
     var rocks: RocksCeilingRunner? = nil
@@ -87,6 +113,7 @@ func runBenchmark(_ o: Options) async throws {
 
     // EmbedPS: start shards unless a cluster was given.
     var specPath = o.string("cluster") ?? ""
+    var shardPorts: [String] = []
     if specPath.isEmpty {
         let shards = o.int("shards", default: 1)
         let serverBin = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent().appendingPathComponent("embedps-server").path
@@ -103,6 +130,7 @@ func runBenchmark(_ o: Options) async throws {
             try await Task.sleep(nanoseconds: 50_000_000)
             let port = try String(contentsOfFile: portFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
             addresses.append("127.0.0.1:\(port)")
+            shardPorts.append(port)
         }
         specPath = work.appendingPathComponent("client-spec.json").path
         try ClusterSpec(shards: addresses.map { .init(address: $0) }).encoded().write(to: URL(fileURLWithPath: specPath))
@@ -110,7 +138,28 @@ func runBenchmark(_ o: Options) async throws {
     var opt = OptimizerConfig(kind: optimizer, learningRate: 0.01); opt.initialAccumulator = 0.1
     let spec = TableSpec(name: "bench_w", dim: dim, optimizer: opt, initializer: .uniform(-0.05, 0.05, seed: 1))
     let embedps = EmbedPSTarget(specPath: specPath, table: spec.name, dim: dim)
-    try await embedps.load(w, spec: spec)
+    let loadRate = try await embedps.load(w, spec: spec)
+    printError("  bulk load: \(Int(loadRate)) rows/s")
+    if rows > 2_000_000 && !shardPorts.isEmpty {
+        // Large tables are not warmed by pulls (see load); read the shards' SST files once instead, so the
+        // runs and the --ceiling measurement after them find the same page cache (as a long-running shard
+        // with enough memory has).
+        let t0 = monotonicSeconds()
+        var bytes = 0
+        for i in 0..<shardPorts.count {
+            let dir = work.appendingPathComponent("shard-\(i)").path
+            for f in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] where f.hasSuffix(".sst") {
+                if let h = FileHandle(forReadingAtPath: dir + "/" + f) {
+                    while let d = try? h.read(upToCount: 4 << 20), !d.isEmpty { bytes += d.count }
+                    try? h.close()
+                }
+            }
+        }
+        printError("  page cache: read \(bytes >> 20) MiB of SST files in \(String(format: "%.1f", monotonicSeconds() - t0)) s")
+    }
+    let rssAfterLoad = children.first.map { processMemory($0.pid).rss } ?? 0
+    let lifecycle = o.flag("lifecycle")
+    if lifecycle && (shardPorts.count != 1) { o.fail("--lifecycle measures one shard started by the benchmark (no --cluster, --shards 1)") }
     if o.flag("lookup") {
         try await runLookupBenchmark(specPath: specPath, table: spec.name, rows: rows, dim: dim, seconds: seconds, work: work, children: &children, json: o.flag("json"))
         return
@@ -168,7 +217,23 @@ func runBenchmark(_ o: Options) async throws {
             for (_, v) in theirs.sorted(by: { $0.key < $1.key }) { results.append(median(v)) }
         }
     }
+    let rssAfterRuns = children.first.map { processMemory($0.pid) } ?? (0, 0)
+    if o.flag("ceiling") {
+        guard shardPorts.count == 1, let shard = children.first else { o.fail("--ceiling reads the data of one shard started by the benchmark") }
+        if lifecycle { printError("  (--ceiling runs before --lifecycle)") }
+        printError("  measuring: RocksDB MultiGet ceiling on the shard's data (shard stopped meanwhile)")
+        shard.stop(graceSeconds: 900)
+        results += try measureStorageCeiling(dataDirectory: work.appendingPathComponent("shard-0").path, w: w, dists: dists, seconds: seconds, reps: reps)
+        try shard.restart(signal: SIGTERM, arguments: shard.args.enumerated().map { $0.offset > 0 && shard.args[$0.offset - 1] == "--listen" ? "127.0.0.1:\(shardPorts[0])" : $0.element })
+        let c = try EmbedPSClient(specPath: specPath)
+        try await c.waitUntilHealthy(timeoutSeconds: 600)
+    }
     report(results, json: o.flag("json"))
+    if lifecycle, let shard = children.first {
+        let f = try await measureLifecycle(shard: shard, port: shardPorts[0], specPath: specPath, table: spec.name, w: w, rssAfterLoad: rssAfterLoad, rssAfterRuns: rssAfterRuns,
+                                           logSeconds: o.double("log-seconds", default: 10))
+        reportLifecycle(f, loadRate: loadRate, rows: rows, json: o.flag("json"))
+    }
 }
 
 struct Ratio: Codable {
@@ -180,7 +245,7 @@ func report(_ results: [Measurement], json: Bool) {
     for m in results where m.system == "embedps" {
         let redis = results.filter { $0.system == "redis" && $0.distribution == m.distribution && $0.clients == m.clients && $0.inflight == m.inflight && $0.op.hasPrefix(m.op.hasPrefix("push") ? "push" : "pull") }
         let pslite = results.filter { $0.system == "pslite" && $0.distribution == m.distribution && $0.clients == m.clients && $0.inflight == m.inflight && $0.op == m.op }
-        let rocks = results.filter { $0.system == "rocksdb-ceiling" && $0.distribution == m.distribution && m.op == "pull" && m.clients == 1 && m.inflight == 1 }
+        let rocks = results.filter { $0.system.hasPrefix("rocksdb-") && $0.distribution == m.distribution && m.op == "pull" && m.clients == 1 && m.inflight == 1 }
         for p in redis + pslite + rocks where p.rowsPerSecond > 0 {
             ratios.append(Ratio(op: m.op, distribution: m.distribution, clients: m.clients, inflight: m.inflight, versus: "\(p.system) \(p.op)", ratio: m.rowsPerSecond / p.rowsPerSecond))
         }

@@ -38,12 +38,17 @@ options:
                         an integer gRPC core channel argument to both sides (repeatable, to compare settings)
   --engine              instead: the shard engine alone in this process (no gRPC, no client): pull and push
                         rows/s of workload W straight into the engine, to separate storage from transport
+  --ceiling             after the runs (one started shard): stop the shard, open its RocksDB in this process
+                        and MultiGet the same batches from one thread (the storage ceiling at this table size)
+  --lifecycle           after the runs (one started shard): RSS, a checkpoint after 5 s of uniform pushes,
+                        recovery time after kill -9 with --log-seconds S (default 10) of pushes in the update
+                        log, and a graceful restart; printed as the scale-table row
   --quick               1 second, 1 repetition (smoke run)
   --json                print the results as JSON
 """
-let options = Options(Array(CommandLine.arguments.dropFirst()), usage: usage, flagNames: ["no-redis", "quick", "json", "lookup", "transport", "engine"],
+let options = Options(Array(CommandLine.arguments.dropFirst()), usage: usage, flagNames: ["no-redis", "quick", "json", "lookup", "transport", "engine", "lifecycle", "ceiling"],
                       known: ["rows", "dim", "batch", "seconds", "reps", "warmup", "clients", "pipeline", "dists", "ops",
-                              "optimizer", "durability", "cache-fraction", "shards", "cluster", "grpc-arg", "peer"])
+                              "optimizer", "durability", "cache-fraction", "shards", "cluster", "grpc-arg", "peer", "log-seconds"])
 do {
     if options.flag("transport") {
         var arguments: [(String, Int32)] = []
@@ -60,7 +65,7 @@ do {
         guard let optimizer = OptimizerKind(name: options.string("optimizer", default: "adagrad")),
               let durability = Durability(rawValue: options.string("durability", default: "async")) else { options.fail("bad --optimizer or --durability") }
         let rows = options.int("rows", default: 1_000_000)
-        let w = WorkloadW(rows: rows, dim: options.int("dim", default: 64), batchSize: options.int("batch", default: 4096), batchCount: 32)
+        let w = WorkloadW(rows: rows, dim: options.int("dim", default: 64), batchSize: options.int("batch", default: 4096), batchCount: 1024)
         try runEngineBenchmark(w, optimizer: optimizer, durability: durability, cacheRows: Int(Double(rows) * options.double("cache-fraction", default: 1.0)) + 1,
                                seconds: options.double("seconds", default: 3),
                                ops: options.string("ops", default: "pull,push").split(separator: ",").map(String.init),
