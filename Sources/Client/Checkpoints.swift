@@ -14,7 +14,7 @@ public struct ClusterCheckpoint: Sendable, Codable {
     public var complete: Bool { shardsWithPart.count == shardCount }
 }
 
-extension EmbedPSClient {
+extension EmbedPSAdmin {
     func thawAll(_ name: String) async {
         await withTaskGroup(of: Void.self) { group in
             for s in 0..<shardCount { group.addTask { _ = try? await self.call(shard: s, ShardRPC.thaw, Wire.CheckpointRequest(name: name)) } }

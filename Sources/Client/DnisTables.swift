@@ -41,7 +41,7 @@ public struct DnisPruneSummary: Sendable, Codable {
     public var seconds: Double
 }
 
-extension EmbedPSClient {
+extension EmbedPSAdmin {
     func dnisSpec(_ table: String) async throws -> TableSpec {
         let spec = try await tableSpec(table)
         guard spec.dnis != nil else { throw ClientError.invalidArgument("table '\(table)' is not a DNIS table") }
@@ -92,6 +92,36 @@ extension EmbedPSClient {
         return sum
     }
 
+    /// Prunes `ratio` of all entries of a DNIS table across the cluster: the global percentile of
+    /// |alpha[block] * v| from per-shard histograms becomes exact per-shard counts; every shard zeroes its
+    /// smallest entries, folds alpha into its rows and stores them as mask + values.
+    public func dnisPrune(table: String, ratio: Double) async throws -> DnisPruneSummary {
+        guard ratio >= 0, ratio < 1 else { throw ClientError.invalidArgument("prune ratio \(ratio) must be in [0, 1)") }
+        let started = Date()
+        let (version, alpha, pruned) = try await client.dnisAlpha(table: table)
+        guard !pruned else { throw ClientError.invalidArgument("table '\(table)' is already pruned") }
+        try await client.replicateAlpha(table: table, version: version, alpha: alpha)
+        let reports = try await dnisReports(table: table)
+        let histograms = reports.map(\.magnitudeHistogram)
+        let entries = histograms.reduce(0) { $0 + $1.reduce(0, +) }
+        let k = UInt64((ratio * Double(entries)).rounded())
+        let perShard = MagnitudeHistogram.split(histograms, count: k)
+        // Threshold for rows created later: the upper edge of the bin where the k-th entry falls.
+        var cumulative: UInt64 = 0, threshold: Float = 0
+        if k > 0 {
+            for b in 0..<MagnitudeHistogram.bins {
+                cumulative += histograms.reduce(0) { $0 + $1[b] }
+                if cumulative >= k { threshold = MagnitudeHistogram.upperEdge(b); break }
+            }
+        }
+        let answers = try await callEach(ShardRPC.dnisPrune) { s in Wire.DnisPruneRequest(table: table, prune: perShard[s], threshold: threshold) }
+        return DnisPruneSummary(table: table, ratio: ratio, threshold: threshold, prunedPerShard: answers.map(\.pruned), entriesBefore: entries,
+                                entriesAfter: answers.reduce(0) { $0 + $1.active }, seconds: Date().timeIntervalSince(started))
+    }
+}
+
+/// The DNIS calls of the training loop: alpha, its gradient, compact pulls.
+extension EmbedPSClient {
     /// alpha of a DNIS table as the primary (shard 0) holds it: (version, blocks x dim values, pruned).
     public func dnisAlpha(table: String) async throws -> (version: UInt64, alpha: [Float], pruned: Bool) {
         let r = try await call(shard: 0, ShardRPC.dnisAlpha, Wire.DnisAlphaRequest(table: table))
@@ -127,33 +157,6 @@ extension EmbedPSClient {
         let r = try await call(shard: 0, ShardRPC.dnisAlpha, Wire.DnisAlphaRequest(table: table, gradient: total))
         try await replicateAlpha(table: table, version: r.version, alpha: r.alpha)
         return r.version
-    }
-
-    /// Prunes `ratio` of all entries of a DNIS table across the cluster: the global percentile of
-    /// |alpha[block] * v| from per-shard histograms becomes exact per-shard counts; every shard zeroes its
-    /// smallest entries, folds alpha into its rows and stores them as mask + values.
-    public func dnisPrune(table: String, ratio: Double) async throws -> DnisPruneSummary {
-        guard ratio >= 0, ratio < 1 else { throw ClientError.invalidArgument("prune ratio \(ratio) must be in [0, 1)") }
-        let started = Date()
-        let (version, alpha, pruned) = try await dnisAlpha(table: table)
-        guard !pruned else { throw ClientError.invalidArgument("table '\(table)' is already pruned") }
-        try await replicateAlpha(table: table, version: version, alpha: alpha)
-        let reports = try await dnisReports(table: table)
-        let histograms = reports.map(\.magnitudeHistogram)
-        let entries = histograms.reduce(0) { $0 + $1.reduce(0, +) }
-        let k = UInt64((ratio * Double(entries)).rounded())
-        let perShard = MagnitudeHistogram.split(histograms, count: k)
-        // Threshold for rows created later: the upper edge of the bin where the k-th entry falls.
-        var cumulative: UInt64 = 0, threshold: Float = 0
-        if k > 0 {
-            for b in 0..<MagnitudeHistogram.bins {
-                cumulative += histograms.reduce(0) { $0 + $1[b] }
-                if cumulative >= k { threshold = MagnitudeHistogram.upperEdge(b); break }
-            }
-        }
-        let answers = try await callEach(ShardRPC.dnisPrune) { s in Wire.DnisPruneRequest(table: table, prune: perShard[s], threshold: threshold) }
-        return DnisPruneSummary(table: table, ratio: ratio, threshold: threshold, prunedPerShard: answers.map(\.pruned), entriesBefore: entries,
-                                entriesAfter: answers.reduce(0) { $0 + $1.active }, seconds: Date().timeIntervalSince(started))
     }
 
     /// Rows in compact form: per id, its active entries' (column, value) pairs (as a pull would return them).

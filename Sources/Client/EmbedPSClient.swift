@@ -58,8 +58,10 @@ struct TableRoute: Sendable {
     let dim: Int
 }
 
-/// The cluster-aware client: the whole parameter-server API a trainer needs (ps-lite style: pull and push
-/// of id batches), plus table management.
+/// The data-plane client, sized like ps-lite's KVWorker: pull and push of id batches (plus the pooled,
+/// compact and DNIS-alpha variants a trainer of those tables needs), health, and the table routes they use.
+/// Table management, checkpoints, resharding and the DNIS / dynamic-sparsity controls are on `EmbedPSAdmin`
+/// (`client.admin`, sharing this client's connections).
 ///
 /// Pull/push split a batch by owning shard, de-duplicate ids, fan out to shards in parallel, and merge the
 /// answers into the caller's order in one contiguous buffer. Calls that fail with UNAVAILABLE are retried
@@ -131,132 +133,13 @@ public final class EmbedPSClient: @unchecked Sendable {
 
     public var shardCount: Int { lock.withLock { topology.channels.count } }
 
-    // MARK: calls
+    /// The control-plane client over this client's connections and shard map.
+    public var admin: EmbedPSAdmin { EmbedPSAdmin(sharing: self) }
 
-    /// Whether a failed attempt may be sent again: a shard's own UNAVAILABLE (it carries an ErrorDetail:
-    /// frozen, restoring, slot moving, shutting down) changed nothing and is always retried; a transport
-    /// UNAVAILABLE (no detail: the call may or may not have run) only for methods the contract marks
-    /// RETRY_SAFE, or RETRY_WITH_REQUEST_ID when the attempt carries its request id.
-    static func retryable(_ s: RPCStatus, _ method: any RPCMethodDescription, hasRequestID: Bool) -> Bool {
-        guard s.code == .unavailable else { return false }
-        if s.errorDetail != nil { return true }
-        switch method.retry {
-        case .safe: return true
-        case .withRequestID: return hasRequestID
-        case .never: return false
-        }
-    }
-
-    /// One unary call to one shard with the contract's retry rules (backoff doubling from
-    /// `initialBackoffMs` to 1 s, for `retrySeconds` at most), sending the same `metadata` on every attempt
-    /// (e.g. a push's request id).
-    func callRaw(shard: Int, _ method: any RPCMethodDescription, metadata extra: Metadata = [], _ makeRequest: () throws -> OutgoingMessage) async throws -> ReceivedMessage {
-        let metadata = extra.isEmpty ? options.metadata : options.metadata + extra
-        let hasRequestID = extra.contains { $0.key == ShardMetadata.requestID }
-        var backoff = options.initialBackoffMs
-        var attempt = 1
-        let deadline = Date().addingTimeInterval(options.retrySeconds)
-        while true {
-            do {
-                return try await channel(shard).unary(method.path, try makeRequest(), metadata: metadata, timeoutMs: options.timeoutMs)
-            } catch let s as RPCStatus {
-                if Self.retryable(s, method, hasRequestID: hasRequestID) && attempt < options.attempts && Date() < deadline {
-                    try await Task.sleep(nanoseconds: UInt64(backoff) * 1_000_000)
-                    backoff = min(backoff * 2, options.maxBackoffMs); attempt += 1
-                    continue
-                }
-                throw ClientError.shard(index: shard, address: spec.shards[shard].address, status: s)
-            }
-        }
-    }
-
-    /// A typed call: encodes `request`, decodes the answer strictly.
-    func call<Q, A>(shard: Int, _ method: RPCMethod<Q, A>, _ request: Q, metadata: Metadata = []) async throws -> A {
-        let bytes = request.encoded()
-        let m = try await callRaw(shard: shard, method, metadata: metadata) { OutgoingMessage(bytes: bytes) }
-        return try Self.decode(A.self, m, shard: shard)
-    }
-
-    static func decode<A: WireMessage>(_ type: A.Type, _ m: ReceivedMessage, shard: Int) throws -> A {
-        do { return try m.withUnsafeBytes { (b: UnsafeRawBufferPointer) throws(WireError) in try A(decoding: b) } } catch {
-            throw ClientError.inconsistentCluster("shard \(shard) answered a malformed \(A.protoName): \(error)")
-        }
-    }
-
-    /// The same raw request to every shard in parallel (a request id per shard part when the method takes
-    /// one); answers in shard order, the first failure thrown after all finished.
-    func callAllRaw(_ method: any RPCMethodDescription, _ request: [UInt8]) async throws -> [ReceivedMessage] {
-        let message = OutgoingMessage(bytes: request)
-        return try await fanOutAll((0..<shardCount).map { ($0, message) }, method).map { try $0.result.get() }
-    }
-
-    /// The same request to every shard in parallel; answers in shard order.
-    func callAll<Q, A>(_ method: RPCMethod<Q, A>, _ request: Q) async throws -> [A] {
-        try await callEach(method) { _ in request }
-    }
-
-    /// One call per shard in parallel, each with its own request; answers in shard order. Waits for every
-    /// call, then throws the first failure (no call is cancelled because another failed).
-    func callEach<Q, A>(_ method: RPCMethod<Q, A>, _ request: (Int) -> Q) async throws -> [A] {
-        let n = shardCount
-        let slots = AnswerSlots<A>(count: n)
-        await withTaskGroup(of: Void.self) { group in
-            for i in 0..<n {
-                let body = request(i)
-                group.addTask {
-                    do { slots.set(i, .success(try await self.call(shard: i, method, body))) } catch { slots.set(i, .failure(error)) }
-                }
-            }
-            await group.waitForAll()
-        }
-        return try (0..<n).map { try slots.get($0).get() }
-    }
-
-    // MARK: tables
-
-    /// Creates the table on every shard (idempotent for an identical spec).
-    public func createTable(_ spec: TableSpec) async throws {
-        let s: TableSpec
-        do { s = try spec.validated() } catch { throw ClientError.invalidArgument(error.description) }
-        _ = try await callAll(ShardRPC.createTable, Wire.CreateTableRequest(spec: s.wire))
-        lock.withLock { routes[s.name] = TableRoute(addressing: RowAddressing(spec: s), dim: s.dim) }
-    }
-
-    /// Drops the table on every shard; returns true when any shard had it.
-    @discardableResult
-    public func dropTable(_ name: String) async throws -> Bool {
-        let answers = try await callAll(ShardRPC.dropTable, Wire.DropTableRequest(table: name))
-        lock.withLock { _ = routes.removeValue(forKey: name) }
-        return answers.contains { $0.dropped }
-    }
-
-    /// Per-shard statistics of a table, in shard order.
-    public func describeTable(_ name: String) async throws -> [Wire.TableStats] {
-        try await callAll(ShardRPC.describeTable, Wire.DescribeTableRequest(table: name)).map { $0.stats ?? Wire.TableStats() }
-    }
-
-    /// Table names (from shard 0; every shard holds the same tables).
-    public func listTables() async throws -> [String] {
-        try await call(shard: 0, ShardRPC.listTables, Wire.ListTablesRequest()).tables
-    }
-
-    /// Status of every shard, in shard order.
-    public func shardStatus() async throws -> [Wire.ShardStatusResponse] {
-        try await callAll(ShardRPC.shardStatus, Wire.ShardStatusRequest())
-    }
-
-    /// Checkpoints a table (or all tables when `table` is empty) on every shard: dirty rows are written to
-    /// RocksDB and update logs trimmed.
-    public func flush(table: String = "") async throws {
-        _ = try await callAll(ShardRPC.flush, Wire.FlushRequest(table: table))
-    }
-
-    /// Checkpoints and compacts a table (all tables when empty) on every shard; returns (bytes before, after)
-    /// summed over shards.
-    public func compact(table: String = "") async throws -> (before: UInt64, after: UInt64) {
-        let answers = try await callAll(ShardRPC.compact, Wire.CompactRequest(table: table))
-        return answers.reduce((0, 0)) { acc, r in (acc.0 + r.bytesBefore, acc.1 + r.bytesAfter) }
-    }
+    /// Remembers the route of a table just created (so the first pull does not describe it).
+    func rememberRoute(_ spec: TableSpec) { lock.withLock { routes[spec.name] = TableRoute(addressing: RowAddressing(spec: spec), dim: spec.dim) } }
+    /// Forgets the route of a dropped table.
+    func forgetRoute(_ name: String) { lock.withLock { _ = routes.removeValue(forKey: name) } }
 
     /// Health of every shard: true when it answers SERVING.
     public func health() async -> [Bool] {
@@ -310,15 +193,4 @@ public final class EmbedPSClient: @unchecked Sendable {
 
     /// Dimension of a table.
     public func dim(of table: String) async throws -> Int { try await route(table).dim }
-}
-
-/// One answer per shard of a `callEach`, written by the child tasks. Thread-safe (one lock).
-final class AnswerSlots<A: Sendable>: @unchecked Sendable {
-    private var items: [Result<A, any Error>?]
-    private let lock = NSLock()
-    init(count: Int) { items = Array(repeating: nil, count: count) }
-    func set(_ i: Int, _ r: Result<A, any Error>) { lock.withLock { items[i] = r } }
-    func get(_ i: Int) -> Result<A, any Error> {
-        lock.withLock { items[i] } ?? .failure(ClientError.inconsistentCluster("a shard call of a fan-out did not finish"))
-    }
 }

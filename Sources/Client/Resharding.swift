@@ -14,7 +14,7 @@ public struct ReshardSummary: Sendable, Codable {
     public var seconds: Double
 }
 
-extension EmbedPSClient {
+extension EmbedPSAdmin {
     /// Target owners giving each of `shards` an even share (4096 / n, the first 4096 % n one more) while
     /// moving as few slots as possible: every shard keeps its first slots up to its share; the slots over a
     /// share, and those of shards not listed (being removed), go to the shards under their share.
@@ -155,7 +155,7 @@ extension EmbedPSClient {
                 _ = try? await call(shard: s, ShardRPC.setShardMap, mapRequest)
             }
             _ = try await call(shard: chunk.from, ShardRPC.endMigration, slotsRequest)
-            try adopt(newSpec)
+            try client.adopt(newSpec)
             slotsDone += chunk.slots.count; rowsMoved += rows
             moves["\(chunk.from)>\(chunk.to)", default: .init(from: chunk.from, to: chunk.to, slots: 0, rows: 0)].slots += chunk.slots.count
             moves["\(chunk.from)>\(chunk.to)"]!.rows += rows

@@ -3,7 +3,7 @@ import RPC
 import Vocabulary
 import EmbedPSWire
 
-extension EmbedPSClient {
+extension EmbedPSAdmin {
     /// Registers items' semantic-ID codes (`codes[i]` has the table's `levels` codes) on every shard.
     /// Returns the number of items the table knows afterwards.
     @discardableResult
@@ -25,7 +25,9 @@ extension EmbedPSClient {
         }
         return total
     }
+}
 
+extension EmbedPSClient {
     /// Pooled pull from a semantic table: per item, the sum of its piece rows (items.count * dim floats).
     /// Every shard returns partial sums for the pieces it owns; they are added here.
     public func pullPooled(table: String, items: [UInt64]) async throws -> [Float] {

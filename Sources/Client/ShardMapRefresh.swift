@@ -26,41 +26,4 @@ extension EmbedPSClient {
         try adopt(spec)
         return slotMap.version
     }
-
-    /// Sends prepared per-shard requests in parallel and waits for all of them (no call is cancelled because
-    /// another failed: a cancelled push might still have been applied). Results in request order.
-    /// With `idempotent`, each request carries its own fresh request id (kept across its retries).
-    func fanOutAll(_ requests: [(Int, OutgoingMessage)], _ method: any RPCMethodDescription) async -> [(shard: Int, result: Result<ReceivedMessage, any Error>)] {
-        let idempotent = method.retry == .withRequestID
-        if requests.count == 1 {
-            // One shard: no task group.
-            let (shard, req) = requests[0]
-            let metadata: Metadata = idempotent ? [(key: ShardMetadata.requestID, value: nextRequestID())] : []
-            do { return [(shard: shard, result: .success(try await callRaw(shard: shard, method, metadata: metadata) { req }))] }
-            catch { return [(shard: shard, result: .failure(error))] }
-        }
-        let slots = ResultSlots(count: requests.count)
-        await withTaskGroup(of: Void.self) { group in
-            for (position, (shard, req)) in requests.enumerated() {
-                let metadata: Metadata = idempotent ? [(key: ShardMetadata.requestID, value: nextRequestID())] : []
-                group.addTask {
-                    do { slots.set(position, .success(try await self.callRaw(shard: shard, method, metadata: metadata) { req })) }
-                    catch { slots.set(position, .failure(error)) }
-                }
-            }
-            await group.waitForAll()
-        }
-        return requests.indices.map { (shard: requests[$0].0, result: slots.get($0)) }
-    }
-}
-
-/// One result per request of a fan-out, written by the child tasks. Thread-safe (one lock).
-final class ResultSlots: @unchecked Sendable {
-    private var items: [Result<ReceivedMessage, any Error>?]
-    private let lock = NSLock()
-    init(count: Int) { items = Array(repeating: nil, count: count) }
-    func set(_ i: Int, _ r: Result<ReceivedMessage, any Error>) { lock.withLock { items[i] = r } }
-    func get(_ i: Int) -> Result<ReceivedMessage, any Error> {
-        lock.withLock { items[i] } ?? .failure(ClientError.inconsistentCluster("a shard call of a fan-out did not finish"))
-    }
 }

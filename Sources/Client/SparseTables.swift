@@ -39,7 +39,7 @@ public struct SparsityStepSummary: Sendable, Codable {
     public var seconds: Double
 }
 
-extension EmbedPSClient {
+extension EmbedPSAdmin {
     /// Every shard's report of a sparse table (each shard checkpoints the table first), in shard order.
     public func sparsityReports(table: String) async throws -> [Wire.SparsityReportResponse] {
         try await callAll(ShardRPC.sparsityReport, Wire.SparsityReportRequest(table: table))

@@ -3,7 +3,7 @@ import RPC
 import Vocabulary
 import EmbedPSWire
 
-extension EmbedPSClient {
+extension EmbedPSAdmin {
     /// Every stored row of a table, shard by shard in pages (row keys and what a pull returns for them);
     /// `progress(rowsSoFar)` after each page. Rows written after a shard's first page may be missing.
     public func exportTable(_ table: String, pageRows: Int = 4096, progress: (Int) -> Void = { _ in }) async throws -> (dim: Int, keys: [UInt64], values: [Float]) {

@@ -15,6 +15,10 @@ public final class TableCounters: Sendable {
     let backpressureFlushes = Atomic<UInt64>(0)
     /// Rows read from RocksDB for pushes (rows not cached when pushed).
     let rowsLoaded = Atomic<UInt64>(0)
+    /// Admission tables: rows created by a push; pushed ids counted but not applied (not admitted yet).
+    let rowsAdmitted = Atomic<UInt64>(0), pushesRefused = Atomic<UInt64>(0)
+    /// Eviction tables: rows deleted by eviction passes, and the passes.
+    let rowsEvicted = Atomic<UInt64>(0), evictionPasses = Atomic<UInt64>(0)
 }
 
 /// A point-in-time view of one table on one shard.
@@ -28,6 +32,8 @@ public struct TableSnapshot: Sendable {
     public let logBytes: UInt64
     public let pulls, pushes, rowsPulled, rowsPushed, cacheHits, cacheMisses, checkpoints, rowsFlushed: UInt64
     public let backpressureFlushes, rowsLoaded, evictions: UInt64
+    /// Admission and eviction policies (zero without them); `evictions` above counts cache evictions.
+    public let rowsAdmitted, pushesRefused, rowsEvicted, evictionPasses, admissionSketchBytes: UInt64
 }
 
 /// The part of a table's state that changes with every commit: guarded by the commit lock (`commit`).
@@ -42,6 +48,16 @@ struct CommitState {
     /// Prune-and-regrow rounds applied and the sequence of the last one (sparse tables).
     var sparsityRound: UInt32 = 0
     var sparsityStepSeq: UInt64 = 0
+}
+
+/// The flusher's state of a table (behind `EmbeddingTable.flushing`).
+struct FlushState {
+    /// Set once the table is dropped or closed: flushes and exclusive sections stop.
+    var dropped = false
+    /// `roomDemands` of the store at the flusher's last pass.
+    var roomDemandsSeen: UInt64 = 0
+    /// Where `flushDirty`'s next sweep starts.
+    var cursor = (stripe: 0, slot: 0)
 }
 
 /// One table's rows on one shard: an in-memory row store (striped, write-back) over a RocksDB column family,
@@ -62,9 +78,9 @@ struct CommitState {
 ///   then takes the commit lock: sequence number, log record queued, rows updated in place (each stripe
 ///   locked while written), ledger; releases it, waits for the group commit, unpins. Updates of one row are
 ///   therefore applied in sequence order, exactly the log's order.
-/// - The flusher locks one stripe at a time to copy dirty images and to mark them clean. `flushLock`
+/// - The flusher locks one stripe at a time to copy dirty images and to mark them clean. the flush lock
 ///   serialises flushes, checkpoints and exclusive sections.
-/// - An exclusive section (`withExclusive`: table-kind operations, imports, migrations) holds `flushLock`, the
+/// - An exclusive section (`withExclusive`: table-kind operations, imports, migrations) holds the flush lock, the
 ///   commit lock and every stripe: nothing else reads or writes a row meanwhile.
 /// Atomicity: everything that can fail (validation, reads from RocksDB) happens before the commit; after the
 /// commit only the log write can fail, and then the table refuses every later call (`poisoned`) until the
@@ -81,6 +97,10 @@ final class EmbeddingTable: @unchecked Sendable {
     /// Set for a DNIS table; its alpha / mode state is in `dnisBox` (pulls read it without the commit lock).
     let dnis: DimensionSearch?
     let dnisBox: LockedBox<DnisState>
+    /// Set for a table with an admission policy.
+    let admission: AdmissionFilter?
+    /// (sequence, wall clock) samples for eviction by time (tables with an eviction policy).
+    let clock: LockedBox<SequenceClock>
     /// This incarnation's names in the database (see the lifecycle rule in TableLifecycle.swift).
     let identity: TableIdentity
     /// Operations inside this table; closed by drop and close (see the lifecycle rule).
@@ -92,21 +112,18 @@ final class EmbeddingTable: @unchecked Sendable {
     let store: RowStore
     let log: UpdateLog
     let commit: LockedBox<CommitState>
-    let flushLock = PThreadMutex()
+    /// The flusher's state, reachable only under its lock, which also serialises flushes, checkpoints and
+    /// exclusive sections (the "flush lock").
+    let flushing = LockedBox(FlushState())
     let tuning: TableTuning
     /// Rows stored in RocksDB (kept in the family beside them, under `storedRowsKey`); written only under
-    /// `flushLock`, read anywhere.
+    /// the flush lock, read anywhere.
     let storedRowsCount = Atomic<UInt64>(0)
     var storedRows: UInt64 { storedRowsCount.load(ordering: .relaxed) }
     /// Dirty rows, approximately (exact values are in the stripes); drives the flusher and back-pressure.
     let dirtyApprox = Atomic<Int>(0)
-    /// `roomDemands` of the store at the flusher's last pass (guarded by `flushLock`).
-    private var roomDemandsSeen: UInt64 = 0
-    /// Where `flushDirty`'s next sweep starts (guarded by `flushLock`).
-    private var flushCursor = (stripe: 0, slot: 0)
     /// Set when a log write failed: the table refuses everything until the shard restarts.
     let poisoned = Mutex<String?>(nil)
-    private(set) var dropped = false
 
     /// The key of the stored-row counter in the table's family (sorts after every row key).
     static let storedRowsKey: [UInt8] = [0xff, 0xff]
@@ -146,6 +163,8 @@ final class EmbeddingTable: @unchecked Sendable {
         }
         dnisBox = LockedBox(dnisState)
         commit = LockedBox(state)
+        admission = try spec.admission.map { AdmissionFilter(config: $0, saved: try db.get(db.defaultFamily, key: identity.admissionKey)) }
+        clock = LockedBox(try db.get(db.defaultFamily, key: identity.clockKey).flatMap { SequenceClock(encoded: $0) } ?? SequenceClock())
         // Rows stored: the counter beside them, or (a family written before the counter existed) a count.
         if let c = try db.get(family, key: Self.storedRowsKey), c.count == 8 {
             storedRowsCount.store(c.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }, ordering: .relaxed)
@@ -243,10 +262,12 @@ final class EmbeddingTable: @unchecked Sendable {
             let plan = store.plan(kp)
             store.withStripes(plan) { stripe, s, positions in
                 guard stripe.evictions == epochs[s] else { return }
-                // Evictions our own inserts cause below are of other rows: they cannot make these images stale.
-                for p in positions {
-                    let j = Int(p)
-                    guard stripe.find(kp[j]) == nil else { continue }
+                // Which rows to install is decided before the first insert: an insert may evict a row cached
+                // now (a push's placeholder at lookup time, filled and written since), and installing that
+                // row's older image after it left would lose its updates.
+                var absent: [Int] = []
+                for p in positions where stripe.find(kp[Int(p)]) == nil { absent.append(Int(p)) }
+                for j in absent {
                     let slot = stripe.insert(kp[j], clock: 0)
                     stripe.fill(slot, from: rows.row(j), step: rows.steps[j], seq: rows.seqs[j], exists: rows.exists[j], stored: rows.exists[j])
                 }
@@ -311,6 +332,46 @@ final class EmbeddingTable: @unchecked Sendable {
         try waitForFlusherIfOverLimit()
         let keys = UnsafeBufferPointer(start: record.keys, count: record.count)
         let pins = try pinRows(keys)
+        if let admission, let admitted = admit(record, pins, admission) {
+            // Some ids were refused: push the admitted ones alone (or nothing).
+            unpin(pins)
+            defer { admitted.deallocate() }
+            if admitted.count == 0 {
+                if let id = record.requestID { commit.withLock { $0.ledger.record(id, rows: 0) } }
+                return 0
+            }
+            return try commitPinned(admitted, pins: try pinRows(UnsafeBufferPointer(start: admitted.keys, count: admitted.count)))
+        }
+        return try commitPinned(record, pins: pins)
+    }
+
+    /// Admission of a push's new rows (rows that do not exist): counts them in the sketch; nil when every one
+    /// is admitted, else the record of the rows that exist or were admitted (owned; the caller frees it).
+    private func admit(_ record: PushRecord, _ pins: PinnedRows, _ admission: AdmissionFilter) -> PushRecord? {
+        var newPositions: [Int] = []
+        store.withStripes(pins.plan) { stripe, _, positions in
+            for p in positions where !stripe.exists(Int(pins.slots[Int(p)])) { newPositions.append(Int(p)) }
+        }
+        guard !newPositions.isEmpty else { return nil }
+        let verdict = admission.admit(newPositions.map { record.keys[$0] })
+        let refused = verdict.reduce(0) { $0 + ($1 ? 0 : 1) }
+        counters.rowsAdmitted.add(UInt64(newPositions.count - refused), ordering: .relaxed)
+        guard refused > 0 else { return nil }
+        counters.pushesRefused.add(UInt64(refused), ordering: .relaxed)
+        var keep = [Bool](repeating: true, count: record.count)
+        for (p, ok) in zip(newPositions, verdict) where !ok { keep[p] = false }
+        let out = PushRecord.owned(count: record.count - refused, dim: dim, requestID: record.requestID)
+        var j = 0
+        for i in 0..<record.count where keep[i] {
+            out.keys[j] = record.keys[i]
+            (out.gradients + j * dim).update(from: record.gradients + i * dim, count: dim)
+            j += 1
+        }
+        return out
+    }
+
+    /// The commit of a push whose rows are pinned (see `push`); unpins them.
+    private func commitPinned(_ record: PushRecord, pins: PinnedRows) throws(EngineError) -> Int {
         var unpinned = false
         defer { if !unpinned { unpin(pins) } }
         let logRecord = record.logRecord
@@ -432,7 +493,7 @@ final class EmbeddingTable: @unchecked Sendable {
 
     /// Back-pressure: when the cache is full and dirty rows are over the hard limit (new rows need room that
     /// only written rows can give, and the flusher is behind), the push writes rows itself down to the low
-    /// watermark before going on, waiting first for a flush in progress (`flushLock`). Memory stays bounded
+    /// watermark before going on, waiting first for a flush in progress (the flush lock). Memory stays bounded
     /// and the push pays for it in latency (counted in `backpressureFlushes`). While every row fits, dirty
     /// rows cost nothing and wait for the next checkpoint.
     private func waitForFlusherIfOverLimit() throws(EngineError) {
@@ -440,9 +501,9 @@ final class EmbeddingTable: @unchecked Sendable {
         guard limit > 0, dirtyApprox.load(ordering: .relaxed) > limit, store.budget.full else { return }
         counters.backpressureFlushes.add(1, ordering: .relaxed)
         let target = tuning.dirtyLowWatermark
-        try flushLock.withLock { () throws(EngineError) in
-            guard !dropped, dirtyApprox.load(ordering: .relaxed) > limit else { return }
-            try flushDirty(enough: { $0 <= target })
+        try flushing.withLock { (fs) throws(EngineError) in
+            guard !fs.dropped, dirtyApprox.load(ordering: .relaxed) > limit else { return }
+            try flushDirty(&fs, enough: { $0 <= target })
         }
     }
 
@@ -506,14 +567,14 @@ final class EmbeddingTable: @unchecked Sendable {
     // MARK: flushing and checkpoints
 
     /// Writes dirty rows whose updates are durable to RocksDB (without RocksDB's WAL), in key order, at most
-    /// `limit` per batch, sweeping the stripes once from where the previous sweep stopped (`flushCursor`), so
+    /// `limit` per batch, sweeping the stripes once from where the previous sweep stopped (`fs.cursor`), so
     /// every dirty row is reached in one pass whatever pushes keep dirtying; stops early when
     /// `enough(dirtyLeft)` says so. Only rows first dirtied at or before `cutoff` are taken. Rows updated
-    /// while being written stay dirty. Returns the rows written. Caller holds `flushLock`.
+    /// while being written stay dirty. Returns the rows written. Runs under `flushing`'s lock (`fs`).
     @discardableResult
-    func flushDirty(limit: Int = 16384, firstDirtyThrough cutoff: UInt64 = .max, enough: (Int) -> Bool = { _ in false }) throws(EngineError) -> Int {
+    func flushDirty(_ fs: inout FlushState, limit: Int = 16384, firstDirtyThrough cutoff: UInt64 = .max, enough: (Int) -> Bool = { _ in false }) throws(EngineError) -> Int {
         let stripeCount = store.stripeCount
-        let start = flushCursor
+        let start = fs.cursor
         var visited = 0          // stripes finished this sweep
         var total = 0
         while visited <= stripeCount {
@@ -524,12 +585,12 @@ final class EmbeddingTable: @unchecked Sendable {
             let buffer = RowBatch(codec: codec, capacity: limit)
             var newRows = 0
             while pickedCount < limit && visited <= stripeCount {
-                let s = flushCursor.stripe
+                let s = fs.cursor.stripe
                 // The sweep's first stripe is visited twice: from its start slot, and at the end up to it.
                 let end = visited == stripeCount ? start.slot : Int.max
                 let stoppedAt: Int? = store.withStripe(s) { stripe in
                     guard stripe.dirtyCount > 0 else { return nil }
-                    return stripe.scanLive(from: flushCursor.slot, until: end) { slot in
+                    return stripe.scanLive(from: fs.cursor.slot, until: end) { slot in
                         guard pickedCount < limit else { return false }
                         guard stripe.state(slot) & (RowState.dirty | RowState.flushing) == RowState.dirty,
                               stripe.seq(slot) <= durable, stripe.firstDirtySeq(slot) <= cutoff else { return true }
@@ -543,10 +604,10 @@ final class EmbeddingTable: @unchecked Sendable {
                     }
                 }
                 if let stoppedAt {
-                    flushCursor.slot = stoppedAt
+                    fs.cursor.slot = stoppedAt
                 } else {
                     visited += 1
-                    flushCursor = (stripe: (s + 1) % stripeCount, slot: 0)
+                    fs.cursor = (stripe: (s + 1) % stripeCount, slot: 0)
                 }
             }
             if pickedCount == 0 { return total }
@@ -593,16 +654,22 @@ final class EmbeddingTable: @unchecked Sendable {
     /// watermark and rows need room (some stripe was full when a row arrived since the last pass), dirty rows
     /// are written down to half the watermark so CLOCK has clean rows to evict. A table whose rows all fit is
     /// left alone between checkpoints.
-    func flusherPass(logBytesLimit: Int, maxInterval: Double) throws(EngineError) {
+    func flusherPass(logBytesLimit: Int, maxInterval: Double, evictionAllowed: Bool = true) throws(EngineError) {
+        if spec.eviction != nil {
+            let now = Date().timeIntervalSince1970
+            let seq = commit.withLock { $0.lastSeq }
+            clock.withLock { $0.note(seq: seq, at: now) }
+            if evictionAllowed && evictionDue(now: now) { _ = try evict(onDemand: false); return }
+        }
         if checkpointDue(logBytesLimit: logBytesLimit, maxInterval: maxInterval) { try checkpoint(); return }
         guard dirtyApprox.load(ordering: .relaxed) > tuning.dirtyLowWatermark else { return }
         let target = tuning.dirtyLowWatermark / 2
-        try flushLock.withLock { () throws(EngineError) in
-            guard !dropped else { return }
+        try flushing.withLock { (fs) throws(EngineError) in
+            guard !fs.dropped else { return }
             let demands = store.counts.roomDemands
-            guard demands != roomDemandsSeen else { return }
-            roomDemandsSeen = demands
-            try flushDirty(enough: { $0 <= target })
+            guard demands != fs.roomDemandsSeen else { return }
+            fs.roomDemandsSeen = demands
+            try flushDirty(&fs, enough: { $0 <= target })
         }
     }
 
@@ -610,8 +677,8 @@ final class EmbeddingTable: @unchecked Sendable {
     /// records the checkpoint sequence (synced, with the request ledger), rotates the log and deletes the
     /// segments the checkpoint covers.
     func checkpoint() throws(EngineError) {
-        try flushLock.withLock { () throws(EngineError) in
-            guard !dropped else { return }
+        try flushing.withLock { (fs) throws(EngineError) in
+            guard !fs.dropped else { return }
             // Updates committed so far must be durable before their rows can be written.
             let committed = commit.withLock { $0.lastSeq }
             do { try log.waitDurable(committed) } catch { throw .storage("table '\(spec.name)': \(error)") }
@@ -621,7 +688,7 @@ final class EmbeddingTable: @unchecked Sendable {
             for _ in 0..<4 {
                 let committedNow = commit.withLock { $0.lastSeq }
                 do { try log.waitDurable(committedNow) } catch { throw .storage("table '\(spec.name)': \(error)") }
-                if try flushDirty(firstDirtyThrough: committed) == 0 { break }
+                if try flushDirty(&fs, firstDirtyThrough: committed) == 0 { break }
             }
             let target = try checkpointTarget()
             do { try db.flush(family) } catch { throw .storage("table '\(spec.name)' checkpoint: \(error)") }
@@ -653,17 +720,19 @@ final class EmbeddingTable: @unchecked Sendable {
         var t = seq
         batch.put(db.defaultFamily, key: identity.markerKey, value: withUnsafeBytes(of: &t) { Array($0) })
         batch.put(db.defaultFamily, key: identity.ledgerKey, value: ledger)
+        if let admission { batch.put(db.defaultFamily, key: identity.admissionKey, value: admission.encoded) }
+        if spec.eviction != nil { batch.put(db.defaultFamily, key: identity.clockKey, value: clock.withLock { $0.encoded }) }
     }
 
     // MARK: exclusive sections
 
     /// Runs `body` with the table to itself: no flush, no commit, no row read or written by anyone else
-    /// (`flushLock`, the commit lock and every stripe held). Rows pinned by pushes waiting to commit stay
+    /// (the flush lock, the commit lock and every stripe held). Rows pinned by pushes waiting to commit stay
     /// pinned; `body` must not remove them.
     func withExclusive<R>(_ body: (inout CommitState, [RowStripe]) throws(EngineError) -> R) throws(EngineError) -> R {
         try checkHealthy()
-        return try flushLock.withLock { () throws(EngineError) -> R in
-            if dropped { throw .unknownTable(spec.name) }
+        return try flushing.withLock { (fs) throws(EngineError) -> R in
+            if fs.dropped { throw .unknownTable(spec.name) }
             return try commit.withLock { (state) throws(EngineError) -> R in
                 try store.withAll { (stripes) throws(EngineError) -> R in try body(&state, stripes) }
             }
@@ -765,18 +834,18 @@ final class EmbeddingTable: @unchecked Sendable {
 
     /// Marks the table dropped (the caller closed the gate), forgets cached rows and deletes its log.
     func markDropped() {
-        flushLock.withLock {
+        flushing.withLock { fs in
             store.withAll { stripes in stripes.forEach { $0.removeAll() } }
-            dropped = true
+            fs.dropped = true
             log.destroy()
         }
     }
 
     /// Stops using the table without deleting anything (the engine is closing; the caller closed the gate).
     func close() {
-        flushLock.withLock {
+        flushing.withLock { fs in
             store.withAll { stripes in stripes.forEach { $0.removeAll() } }
-            dropped = true
+            fs.dropped = true
             log.close()
         }
     }
@@ -792,7 +861,10 @@ final class EmbeddingTable: @unchecked Sendable {
                              cacheHits: cnt.cacheHits.load(ordering: .relaxed), cacheMisses: cnt.cacheMisses.load(ordering: .relaxed),
                              checkpoints: cnt.checkpoints.load(ordering: .relaxed), rowsFlushed: cnt.rowsFlushed.load(ordering: .relaxed),
                              backpressureFlushes: cnt.backpressureFlushes.load(ordering: .relaxed),
-                             rowsLoaded: cnt.rowsLoaded.load(ordering: .relaxed), evictions: c.evictions)
+                             rowsLoaded: cnt.rowsLoaded.load(ordering: .relaxed), evictions: c.evictions,
+                             rowsAdmitted: cnt.rowsAdmitted.load(ordering: .relaxed), pushesRefused: cnt.pushesRefused.load(ordering: .relaxed),
+                             rowsEvicted: cnt.rowsEvicted.load(ordering: .relaxed), evictionPasses: cnt.evictionPasses.load(ordering: .relaxed),
+                             admissionSketchBytes: UInt64(admission?.sketchBytes ?? 0))
     }
 }
 

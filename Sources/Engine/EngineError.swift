@@ -22,6 +22,8 @@ public enum EngineError: Error, CustomStringConvertible, Sendable, Equatable {
     case notSparse(String)
     case notDnis(String)
     case slotMoving(table: String, slot: Int)
+    /// Slots are moving to or from this shard: an operation that needs stable slots (eviction) waits.
+    case migrationInProgress(table: String)
     case dnisPruned(String)
     case notAlphaPrimary(table: String, shard: Int)
     case sparsityStepTooLarge(table: String, message: String)
@@ -58,6 +60,7 @@ public enum EngineError: Error, CustomStringConvertible, Sendable, Equatable {
         case .notSemantic(let t): "table '\(t)' is not a semantic-ID table: create it with a SemanticConfig"
         case .notSparse(let t): "table '\(t)' is not a dynamic-sparsity table: create it with a SparsityConfig"
         case .slotMoving(let t, let slot): "slot \(slot) of table '\(t)' is being migrated to another shard: retry shortly (clients retry UNAVAILABLE)"
+        case .migrationInProgress(let t): "slots are moving to or from this shard; eviction of '\(t.isEmpty ? "*" : t)' waits for the reshard to finish: retry after it (UNAVAILABLE)"
         case .notDnis(let t): "table '\(t)' is not a DNIS table: create it with a DnisConfig"
         case .dnisPruned(let t): "DNIS table '\(t)' is already pruned (alpha folded into the rows): the search is over"
         case .notAlphaPrimary(let t, let s): "alpha updates of table '\(t)' go to shard 0 (the alpha primary), not shard \(s)"

@@ -148,7 +148,8 @@ public final class ShardEngine: @unchecked Sendable {
         let t = Thread { [self] in
             while stopCheckpointer.wait(timeout: .now() + 0.02) == .timedOut {
                 try? forEachTable { (table) throws(EngineError) in
-                    do { try table.flusherPass(logBytesLimit: configuration.checkpointLogBytes, maxInterval: configuration.checkpointIntervalSeconds) } catch {
+                    do { try table.flusherPass(logBytesLimit: configuration.checkpointLogBytes, maxInterval: configuration.checkpointIntervalSeconds,
+                                               evictionAllowed: !migrating) } catch {
                         FileHandle.standardError.write(Data("flushing table '\(table.spec.name)' failed (will retry): \(error)\n".utf8))
                     }
                 }
@@ -230,7 +231,7 @@ public final class ShardEngine: @unchecked Sendable {
         t.markDropped()
         do {
             let keys = WriteBatch()
-            for k in [t.identity.markerKey, t.identity.sparsityKey, t.identity.ledgerKey, t.identity.dnisKey] { keys.delete(db.defaultFamily, key: k) }
+            for k in [t.identity.markerKey, t.identity.sparsityKey, t.identity.ledgerKey, t.identity.dnisKey, t.identity.admissionKey, t.identity.clockKey] { keys.delete(db.defaultFamily, key: k) }
             try db.write(keys, sync: false)
             try db.dropColumnFamily(t.identity.familyName)
             if t.semantic != nil { try db.dropColumnFamily(t.identity.itemsFamilyName) }
@@ -250,6 +251,26 @@ public final class ShardEngine: @unchecked Sendable {
     /// One prune-and-regrow step on this shard's part of a dynamic-sparsity table (see `EmbeddingTable.sparsityStep`).
     public func sparsityStep(table name: String, prune: UInt64, grow: UInt64, round: UInt32) throws(EngineError) -> SparsityStepResult {
         try withTable(name) { (t) throws(EngineError) in try t.sparsityStep(prune: prune, grow: grow, round: round) }
+    }
+
+    /// Whether slots are moving from or to this shard (eviction waits: a migration copies rows by slot).
+    var migrating: Bool { mapLock.withLock { !movingSlots.isEmpty || incomingSlots.contains { $0.value > Date() } } }
+
+    /// Runs an eviction pass of one table (or of every table with an eviction policy when `name` is empty);
+    /// returns (rows evicted, rows of those tables afterwards). Refused while slots move.
+    public func evict(table name: String) throws(EngineError) -> (evicted: UInt64, rowsAfter: UInt64) {
+        if migrating { throw .migrationInProgress(table: name) }
+        var evicted: UInt64 = 0, after: UInt64 = 0
+        let one = { (t: EmbeddingTable) throws(EngineError) in
+            guard t.spec.eviction != nil else {
+                if !name.isEmpty { throw .invalidSpec(table: name, message: "the table has no eviction policy (set one in its spec)") }
+                return
+            }
+            let (n, rows) = try t.evict(onDemand: true)
+            evicted += UInt64(n); after += rows
+        }
+        if name.isEmpty { try forEachTable(one) } else { try withTable(name, one) }
+        return (evicted, after)
     }
 
     /// Checkpoints and compacts one table (or all when `name` is empty); returns (tables, bytes before, after).

@@ -33,6 +33,10 @@ struct TableIdentity: Sendable, Equatable {
     var logDirectoryName: String { suffix }
     var markerKey: [UInt8] { Array("checkpoint/\(suffix)".utf8) }
     var ledgerKey: [UInt8] { Array("requests/\(suffix)".utf8) }
+    /// The admission sketch saved with the last checkpoint.
+    var admissionKey: [UInt8] { Array("admission/\(suffix)".utf8) }
+    /// The (sequence, wall clock) samples eviction by time reads, saved with the last checkpoint.
+    var clockKey: [UInt8] { Array("clock/\(suffix)".utf8) }
     var sparsityKey: [UInt8] { Array("sparsity/\(suffix)".utf8) }
     var dnisKey: [UInt8] { Array("dnis/\(suffix)".utf8) }
 

@@ -37,6 +37,15 @@ extension ShardService {
             m.add("embedps_table_cache_hits_total", "Cache hits of pulls", .counter, labels: l, Double(t.cacheHits))
             m.add("embedps_table_cache_misses_total", "Cache misses of pulls", .counter, labels: l, Double(t.cacheMisses))
             m.add("embedps_table_checkpoints_total", "Checkpoints (dirty rows written, log trimmed)", .counter, labels: l, Double(t.checkpoints))
+            if t.spec.admission != nil {
+                m.add("embedps_table_rows_admitted_total", "Rows created by pushes once admitted", .counter, labels: l, Double(t.rowsAdmitted))
+                m.add("embedps_table_pushes_refused_total", "Pushed ids counted but not applied (not admitted yet)", .counter, labels: l, Double(t.pushesRefused))
+                m.add("embedps_table_admission_sketch_bytes", "Memory of the admission count sketch", .gauge, labels: l, Double(t.admissionSketchBytes))
+            }
+            if t.spec.eviction != nil {
+                m.add("embedps_table_rows_evicted_total", "Rows deleted by eviction passes", .counter, labels: l, Double(t.rowsEvicted))
+                m.add("embedps_table_eviction_passes_total", "Eviction passes", .counter, labels: l, Double(t.evictionPasses))
+            }
         }
         return m.text
     }

@@ -17,7 +17,8 @@ extension TableSnapshot {
     var wire: Wire.TableStats {
         Wire.TableStats(spec: spec.wire, rows: rows, cachedRows: cachedRows, bytesOnDisk: bytesOnDisk, pulls: pulls, pushes: pushes,
                         rowsPulled: rowsPulled, rowsPushed: rowsPushed, dirtyRows: dirtyRows, logBytes: logBytes, checkpoints: checkpoints,
-                        cacheCapacityRows: cacheCapacityRows)
+                        cacheCapacityRows: cacheCapacityRows, rowsAdmitted: rowsAdmitted, pushesRefused: pushesRefused, rowsEvicted: rowsEvicted,
+                        admissionSketchBytes: admissionSketchBytes, evictionPasses: evictionPasses)
     }
 }
 
@@ -125,6 +126,10 @@ public final class ShardService: Sendable {
         r.handle(ShardRPC.compact) { _, req in
             let (n, before, after) = try host.withEngine { try $0.compact(table: req.table) }
             return Wire.CompactResponse(tablesCompacted: UInt32(n), bytesBefore: before, bytesAfter: after)
+        }
+        r.handle(ShardRPC.evict) { _, req in
+            let (evicted, after) = try host.withEngine { try $0.evict(table: req.table) }
+            return Wire.EvictResponse(rowsEvicted: evicted, rowsAfter: after)
         }
 
         // Semantic tables.

@@ -26,6 +26,7 @@ extension EngineError: RPCStatusConvertible {
         case .checkpointExists: code = .alreadyExists; d.reason = .checkpointExists
         case .notSemantic(let t), .notSparse(let t), .notDnis(let t): code = .failedPrecondition; d.reason = .wrongTableKind; d.table = t
         case .slotMoving(let t, let slot): code = .unavailable; d.reason = .slotMoving; d.table = t; d.slot = UInt32(slot)
+        case .migrationInProgress(let t): code = .unavailable; d.reason = .slotMoving; d.table = t
         case .dnisPruned(let t), .notAlphaPrimary(let t, _), .sparsityStepTooLarge(let t, _): code = .failedPrecondition; d.reason = .wrongState; d.table = t
         case .wrongState: code = .failedPrecondition; d.reason = .wrongState
         case .closed: code = .unavailable; d.reason = .shuttingDown

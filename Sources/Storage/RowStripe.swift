@@ -305,7 +305,9 @@ public final class RowStripe {
         let slot: Int
         let full = budget.isFull
         if full { roomDemands &+= 1 }
-        if full, let victim = evictOne() {
+        // Only clean rows can go: when every live row is dirty (a burst of pushes the flusher has not written
+        // yet, or a replay), grow instead of sweeping the whole stripe for nothing.
+        if full, live > dirtyCount, let victim = evictOne() {
             slot = victim
         } else if let f = freeSlots.popLast() {
             slot = Int(f)
@@ -374,7 +376,7 @@ public final class RowStripe {
     @discardableResult
     public func trim() -> Int {
         var n = 0
-        while budget.isOver, let s = evictOne() { freeSlots.append(Int32(s)); n += 1 }
+        while budget.isOver, live > dirtyCount, let s = evictOne() { freeSlots.append(Int32(s)); n += 1 }
         return n
     }
     /// Whether the shared budget is over its capacity.
@@ -440,6 +442,9 @@ public final class RowStripe {
             meta(slot).pointee.pins &+= 1
             slots[i] = Int32(slot)
         }
+        #if DEBUG
+        checkInvariantsSometimes()
+        #endif
     }
 
     /// Unpins the rows pinned by `pinRows`; placeholders nobody filled and nobody else pins are removed.
@@ -450,6 +455,9 @@ public final class RowStripe {
             m.pointee.pins &-= 1
             if m.pointee.pins == 0 && m.pointee.state & RowState.loading != 0 { remove(slot) }
         }
+        #if DEBUG
+        checkInvariantsSometimes()
+        #endif
     }
 
     /// Applies update `seq` to pinned rows: for each position `p`, `update(row, p, &step, previousSeq)` changes
@@ -488,6 +496,9 @@ public final class RowStripe {
             }
         }
         if unpin && budget.isOver { trim() }
+        #if DEBUG
+        checkInvariantsSometimes()
+        #endif
         return newlyDirty
     }
 
@@ -588,13 +599,23 @@ public final class RowStripe {
     }
 
     #if DEBUG
-    /// Checks the counters against the slots (debug builds; tests call it after operations).
+    private var operationsSinceCheck = 0
+    /// Debug builds check the invariants after batch operations: every time while the stripe is small,
+    /// every 256th operation once it is large (a full check is linear in the slots).
+    @inline(__always) func checkInvariantsSometimes() {
+        operationsSinceCheck += 1
+        if slotCount <= 2048 || operationsSinceCheck >= 256 { operationsSinceCheck = 0; checkInvariants() }
+    }
+
+    /// Checks the counters and the index against the slots (debug builds).
     public func checkInvariants() {
         var l = 0, d = 0, u = 0
         for s in 0..<slotCount where meta(s).pointee.state & RowState.free == 0 {
             l += 1
             let st = meta(s).pointee.state
             precondition(lookup(meta(s).pointee.key) == s, "slot \(s) not indexed")
+            // A placeholder holds no update yet.
+            precondition(st & RowState.loading == 0 || st & (RowState.dirty | RowState.flushing) == 0, "slot \(s): placeholder state \(st)")
             if st & RowState.dirty != 0 { d += 1; if st & RowState.stored == 0 { u += 1 } }
         }
         precondition(l == live && d == dirtyCount && u == unstoredCount && index.count == live,

@@ -56,7 +56,7 @@ final class ItemTower: @unchecked Sendable {
             let idRows = kind == .idSpm ? budget / 2 : budget
             if idRows > 0 { spec.hashMode = .fixedBudget; spec.rowBudget = UInt64(idRows); spec.hashSeed = 17; rows += idRows }
             else { rows += data.itemIds.count }
-            try await client.createTable(spec)
+            try await client.admin.createTable(spec)
             idTable = spec.name
         }
         if kind.usesSemantic {
@@ -83,8 +83,8 @@ final class ItemTower: @unchecked Sendable {
             }
             var spec = TableSpec(name: "\(t.run).items_semantic", dim: t.dim, optimizer: opt, initializer: initializer)
             spec.semantic = SemanticConfig(tokenizer: tokenizer, levels: config.levels, codebookSize: config.codebookSize, budget: UInt64(semRows))
-            try await client.createTable(spec)
-            try await client.registerItems(table: spec.name, items: embeddings.ids, codes: codes)
+            try await client.admin.createTable(spec)
+            try await client.admin.registerItems(table: spec.name, items: embeddings.ids, codes: codes)
             let known = Set(embeddings.ids)
             if let missing = data.itemIds.first(where: { !known.contains($0) }) {
                 throw DataError("item \(missing) of the interactions has no content embedding in \(ip)")

@@ -106,8 +106,8 @@ public final class TrainerWorker: @unchecked Sendable {
         var spec = TableSpec(name: userTable, dim: config.dim, optimizer: opt, initializer: initializer)
         spec.sparsity = config.sparsity
         spec.dnis = config.dnisTableConfig
-        try await client.createTable(spec)
-        try await client.createTable(TableSpec(name: progressTable, dim: 1, optimizer: OptimizerConfig(kind: .sgd, learningRate: 1)))
+        try await client.admin.createTable(spec)
+        try await client.admin.createTable(TableSpec(name: progressTable, dim: 1, optimizer: OptimizerConfig(kind: .sgd, learningRate: 1)))
     }
 
     func progress() async throws -> [Int] {
@@ -179,7 +179,7 @@ public final class TrainerWorker: @unchecked Sendable {
         var dnisSummaries: [DnisSummary]? = nil
         if config.dnis != nil {
             dnisSummaries = []
-            for table in sparseTables { dnisSummaries?.append(try await client.dnisSummary(table: table)) }
+            for table in sparseTables { dnisSummaries?.append(try await client.admin.dnisSummary(table: table)) }
         }
         var test = try await evaluate(evaluator, data: data, heldOut: split.test, exclude: split.validation)
         test.split = "test"
@@ -200,15 +200,15 @@ public final class TrainerWorker: @unchecked Sendable {
         var fired: UInt64 = 0
         for table in sparseTables {
             if config.dnis != nil {
-                let s = try await client.dnisSummary(table: table)
+                let s = try await client.admin.dnisSummary(table: table)
                 f.rows += s.rows; f.parameters += s.parameters; f.budget += s.parameters; f.storedBytes += s.storedBytes; f.denseBytes += s.denseBytes
                 fired += s.parameters
             } else if config.sparsity != nil {
-                let s = try await client.sparsitySummary(table: table)
+                let s = try await client.admin.sparsitySummary(table: table)
                 f.rows += s.rows; f.parameters += s.active; f.budget += s.budget; f.storedBytes += s.storedBytes; f.denseBytes += s.denseBytes
                 fired += s.fired; f.regrowRounds = max(f.regrowRounds, s.round)
             } else {
-                let rows = try await client.describeTable(table).reduce(0) { $0 + $1.rows }
+                let rows = try await client.admin.describeTable(table).reduce(0) { $0 + $1.rows }
                 let rowBytes = UInt64(16 + 4 * config.dim * 2)  // Adagrad: weights + accumulator
                 f.rows += rows; f.parameters += rows * UInt64(config.dim); f.budget += rows * UInt64(config.dim)
                 f.storedBytes += rows * rowBytes; f.denseBytes += rows * rowBytes; fired += rows * UInt64(config.dim)
@@ -224,7 +224,7 @@ public final class TrainerWorker: @unchecked Sendable {
     func maybeRegrow(step: Int) async throws {
         guard let sp = config.sparsity, config.rank == 0, step > 0, step % max(1, sp.regrowInterval / config.worldSize) == 0 else { return }
         for table in sparseTables {
-            let r = try await client.sparsityStep(table: table)
+            let r = try await client.admin.sparsityStep(table: table)
             log(String(format: "prune-and-regrow %@ round %d: moved %llu of %llu active entries (fraction %.3f), active == budget: %@, %.2f s",
                        table, r.round, r.moved, r.activeBefore, r.fraction, r.activeAfter == r.budgetAfter ? "yes" : "NO", r.seconds))
         }
@@ -236,14 +236,14 @@ public final class TrainerWorker: @unchecked Sendable {
     func dnisPhaseChange(before epoch: Int) async throws -> Bool {
         guard let d = config.dnis, config.rank == 0 else { return false }
         if epoch == config.epochs || (epoch > config.epochs && epoch < config.epochs + d.searchEpochs) {
-            for table in sparseTables where try await client.dnisReports(table: table).allSatisfy({ $0.assignmentRound == 0 }) {
-                let rows = try await client.dnisAssignBlocks(table: table)
+            for table in sparseTables where try await client.admin.dnisReports(table: table).allSatisfy({ $0.assignmentRound == 0 }) {
+                let rows = try await client.admin.dnisAssignBlocks(table: table)
                 log("DNIS \(table): \(d.blocks) frequency blocks assigned (rows per block \(rows.map(String.init).joined(separator: " "))); alpha search starts")
             }
         }
         if epoch >= config.epochs + d.searchEpochs {
             for table in sparseTables where try await !client.dnisAlpha(table: table).pruned {
-                let r = try await client.dnisPrune(table: table, ratio: d.pruneRatio)
+                let r = try await client.admin.dnisPrune(table: table, ratio: d.pruneRatio)
                 log(String(format: "DNIS %@: pruned %.0f%% of %llu entries (threshold |alpha*v| < %.2e), %llu left, %.2f s", table, d.pruneRatio * 100,
                            r.entriesBefore, r.threshold, r.entriesAfter, r.seconds))
             }

@@ -129,6 +129,32 @@ public struct DnisConfig: Sendable, Equatable {
     }
 }
 
+/// Feature admission of a table (see `AdmissionConfig` in the proto). Invariant (after validation):
+/// probability in [0, 1] (0 = unused); sketchWidth a power of two in [1024, 2^26].
+public struct AdmissionConfig: Sendable, Equatable, Codable {
+    /// Pushes of an id before its row is created (0 or 1: no threshold).
+    public var minCount: Int = 0
+    /// Chance that a counted push creates the row (0: unused).
+    public var probability: Float = 0
+    public var sketchWidth: Int = 1 << 20
+    public init(minCount: Int = 0, probability: Float = 0) { self.minCount = minCount; self.probability = probability }
+}
+
+/// Row eviction of a table (see `EvictionConfig` in the proto). Invariant (after validation): at least one
+/// rule set; minL2Norm finite and >= 0; intervalSeconds >= 1.
+public struct EvictionConfig: Sendable, Equatable, Codable {
+    public enum Policy: Int, Sendable, Codable { case leastRecentlyUpdated = 0, leastFrequentlyUpdated = 1 }
+    public var ttlUpdates: UInt64 = 0
+    public var ttlSeconds: UInt64 = 0
+    public var maxRows: UInt64 = 0
+    public var policy: Policy = .leastRecentlyUpdated
+    public var minL2Norm: Float = 0
+    public var intervalSeconds: Int = 60
+    public init() {}
+    /// Whether any rule is set.
+    public var active: Bool { ttlUpdates > 0 || ttlSeconds > 0 || maxRows > 0 || minL2Norm > 0 }
+}
+
 /// A validated table definition. Invariant: every value satisfies the rules in `validated()`; two shards
 /// holding the same name hold equal specs.
 public struct TableSpec: Sendable, Equatable {
@@ -145,6 +171,10 @@ public struct TableSpec: Sendable, Equatable {
     public var sparsity: SparsityConfig? = nil
     /// Set for a DNIS table: frequency blocks with learned per-dimension weights, then pruning.
     public var dnis: DnisConfig? = nil
+    /// Set: rows are created only for ids pushed often enough.
+    public var admission: AdmissionConfig? = nil
+    /// Set: rows are deleted by time-to-live, per-shard budget or norm.
+    public var eviction: EvictionConfig? = nil
 
     public init(name: String, dim: Int, optimizer: OptimizerConfig, initializer: InitializerConfig = InitializerConfig()) {
         self.name = name; self.dim = dim; self.optimizer = optimizer; self.initializer = initializer
@@ -211,6 +241,21 @@ public struct TableSpec: Sendable, Equatable {
             }
             guard d.regrowInterval >= 1, d.rounds >= 1, d.regrowInterval <= Int(UInt32.max), d.rounds <= Int(UInt32.max) else { throw bad("sparsity regrow_interval and regrow_rounds must be >= 1") }
         }
+        if let a = admission {
+            guard a.minCount >= 0, a.minCount <= Int(UInt16.max) else { throw bad("admission min_count \(a.minCount) must be 0...65535") }
+            guard a.probability.isFinite, a.probability >= 0, a.probability <= 1 else { throw bad("admission probability \(a.probability) must be in [0, 1] (0: unused)") }
+            guard a.minCount > 1 || a.probability > 0 else { throw bad("admission needs min_count >= 2 or a probability in (0, 1]; leave admission unset to admit every id") }
+            guard a.sketchWidth >= 1024, a.sketchWidth <= 1 << 26, a.sketchWidth & (a.sketchWidth - 1) == 0 else {
+                throw bad("admission sketch_width \(a.sketchWidth) must be a power of two in [1024, 67108864]")
+            }
+            guard hashMode == .collisionFree else { throw bad("admission counts ids of collision-free tables (a fixed-budget table has all its rows from the start)") }
+        }
+        if let e = eviction {
+            guard e.active else { throw bad("eviction needs ttl_updates, ttl_seconds, max_rows or min_l2_norm; leave eviction unset to keep every row") }
+            guard e.minL2Norm.isFinite, e.minL2Norm >= 0 else { throw bad("eviction min_l2_norm \(e.minL2Norm) must be finite and >= 0") }
+            guard e.intervalSeconds >= 1, e.intervalSeconds <= 86400 else { throw bad("eviction interval_seconds \(e.intervalSeconds) must be 1...86400") }
+            guard semantic == nil else { throw bad("a semantic table's rows are shared pieces of many items: eviction is not supported for it") }
+        }
         return self
     }
 }
@@ -266,6 +311,21 @@ extension TableSpec {
             d.alphaL1 = wd.alphaL1 == 0 ? 1e-5 : max(0, wd.alphaL1)
             dnis = d
         }
+        if let wa = w.admission {
+            var a = AdmissionConfig(minCount: Int(wa.minCount), probability: wa.probability)
+            if wa.sketchWidth != 0 { a.sketchWidth = Int(wa.sketchWidth) }
+            admission = a
+        }
+        if let we = w.eviction {
+            var e = EvictionConfig()
+            e.ttlUpdates = we.ttlUpdates; e.ttlSeconds = we.ttlSeconds; e.maxRows = we.maxRows; e.minL2Norm = we.minL2Norm
+            guard let p = EvictionConfig.Policy(rawValue: Int(we.policy.rawValue)) else {
+                throw bad("eviction policy \(we.policy) is not LEAST_RECENTLY_UPDATED(0) or LEAST_FREQUENTLY_UPDATED(1)")
+            }
+            e.policy = p
+            if we.intervalSeconds != 0 { e.intervalSeconds = Int(we.intervalSeconds) }
+            eviction = e
+        }
         if let ws = w.sparsity {
             var d = SparsityConfig(density: ws.density)
             d.seed = ws.seed
@@ -305,6 +365,14 @@ extension TableSpec {
         }
         if let d = dnis {
             w.dnis = Wire.DnisConfig(blocks: UInt32(d.blocks), blockSizes: d.blockSizes, alphaLearningRate: d.alphaLearningRate, alphaL1: d.alphaL1 == 0 ? -1 : d.alphaL1)
+        }
+        if let a = admission {
+            w.admission = Wire.AdmissionConfig(minCount: UInt32(a.minCount), probability: a.probability, sketchWidth: UInt32(a.sketchWidth))
+        }
+        if let e = eviction {
+            w.eviction = Wire.EvictionConfig(ttlUpdates: e.ttlUpdates, ttlSeconds: e.ttlSeconds, maxRows: e.maxRows,
+                                             policy: Wire.EvictionPolicy(rawValue: Int32(e.policy.rawValue)), minL2Norm: e.minL2Norm,
+                                             intervalSeconds: UInt32(e.intervalSeconds))
         }
         return w
     }

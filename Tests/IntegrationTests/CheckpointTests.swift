@@ -13,9 +13,9 @@ import RPC
         defer { cluster.stop() }
         let client = try cluster.client()
         var opt = OptimizerConfig(kind: .adagrad, learningRate: 0.1); opt.initialAccumulator = 0.1
-        try await client.createTable(TableSpec(name: "users", dim: 8, optimizer: opt, initializer: .normal(mean: 0, stddev: 0.1, seed: 1)))
+        try await client.admin.createTable(TableSpec(name: "users", dim: 8, optimizer: opt, initializer: .normal(mean: 0, stddev: 0.1, seed: 1)))
         var sparse = TableSpec(name: "sparse", dim: 16, optimizer: opt); sparse.sparsity = SparsityConfig(density: 0.25)
-        try await client.createTable(sparse)
+        try await client.admin.createTable(sparse)
         let ids = (0..<2000).map { UInt64($0) &* 2_654_435_761 }
         try await client.push(table: "users", ids: ids, gradients: (0..<(2000 * 8)).map { Float($0 % 13) / 13 - 0.5 })
         try await client.push(table: "sparse", ids: Array(ids.prefix(500)), gradients: [Float](repeating: 0.2, count: 500 * 16))
@@ -25,13 +25,13 @@ import RPC
         let pusher = Task {
             for k in 0..<40 { try await client.push(table: "users", ids: [ids[k]], gradients: [Float](repeating: 0.01, count: 8)) }
         }
-        let parts = try await client.createCheckpoint(name: "c1")
+        let parts = try await client.admin.createCheckpoint(name: "c1")
         try await pusher.value
         #expect(parts.map(\.shardIndex) == [0, 1, 2] && parts.allSatisfy { $0.tables == ["sparse", "users"] })
         // Restore right away: the rows come back as they were at the cut, without the pushes after it.
-        let listed = try await client.listCheckpoints()
+        let listed = try await client.admin.listCheckpoints()
         #expect(listed.map(\.name) == ["c1"] && listed[0].complete)
-        _ = try await client.restoreCheckpoint(name: "c1")
+        _ = try await client.admin.restoreCheckpoint(name: "c1")
         let atCut = try await client.pull(table: "users", ids: ids)
         let sparseAtCut = try await client.pull(table: "sparse", ids: Array(ids.prefix(500)))
         // The cut is a moment of the pusher's sequence: rows 0..<k carry their push, rows k..<40 do not, the
@@ -43,17 +43,17 @@ import RPC
 
         // More pushes, a new table, a dropped table: all undone by the restore.
         try await client.push(table: "users", ids: ids, gradients: [Float](repeating: 1, count: 2000 * 8))
-        try await client.createTable(TableSpec(name: "later", dim: 2, optimizer: opt))
-        try await client.dropTable("sparse")
+        try await client.admin.createTable(TableSpec(name: "later", dim: 2, optimizer: opt))
+        try await client.admin.dropTable("sparse")
         #expect(try await client.pull(table: "users", ids: ids) != atCut)
-        let restored = try await client.restoreCheckpoint(name: "c1")
+        let restored = try await client.admin.restoreCheckpoint(name: "c1")
         #expect(restored.count == 3)
-        #expect(try await client.listTables() == ["sparse", "users"])
+        #expect(try await client.admin.listTables() == ["sparse", "users"])
         #expect(try await client.pull(table: "users", ids: ids) == atCut)
         #expect(try await client.pull(table: "sparse", ids: Array(ids.prefix(500))) == sparseAtCut)
-        #expect(try await client.sparsitySummary(table: "sparse").activeMatchesBudget)
+        #expect(try await client.admin.sparsitySummary(table: "sparse").activeMatchesBudget)
         // Every shard holds rows again (the cut covers all of them).
-        #expect(try await client.describeTable("users").allSatisfy { $0.rows > 0 })
+        #expect(try await client.admin.describeTable("users").allSatisfy { $0.rows > 0 })
 
         // The lookup service serves the restored checkpoint.
         let (lookup, grpcPort, _) = try cluster.startLookup(extraArgs: ["--cache-rows", "0"])
@@ -88,7 +88,7 @@ import RPC
         #expect(try await freshClient.pull(table: "users", ids: ids) == atCut)
 
         // Refused: a checkpoint without a freeze, a restore of a missing name.
-        await #expect(throws: (any Error).self) { _ = try await client.restoreCheckpoint(name: "nope") }
+        await #expect(throws: (any Error).self) { _ = try await client.admin.restoreCheckpoint(name: "nope") }
         let (code, text) = try cluster.admin(["checkpoint", "list", "--json"])
         #expect(code == 0 && text.contains("\"c1\""), "\(text)")
     }

@@ -65,11 +65,11 @@ import EmbedPSWire
         defer { cluster.stop() }
         let client = try cluster.client()
         // The control table: rows written before, compared byte for byte after.
-        try await client.createTable(TableSpec(name: "control_rows_keep_out", dim: 8, optimizer: OptimizerConfig(kind: .adagrad, learningRate: 0.1)))
+        try await client.admin.createTable(TableSpec(name: "control_rows_keep_out", dim: 8, optimizer: OptimizerConfig(kind: .adagrad, learningRate: 0.1)))
         let controlIDs = (0..<500).map { UInt64($0) * 7919 }
         try await client.push(table: "control_rows_keep_out", ids: controlIDs, gradients: (0..<4000).map { Float($0 % 17) - 8 })
         let before = try await client.pull(table: "control_rows_keep_out", ids: controlIDs)
-        try await client.createTable(TableSpec(name: "fz", dim: 4, optimizer: OptimizerConfig(kind: .adagrad, learningRate: 0.1)))
+        try await client.admin.createTable(TableSpec(name: "fz", dim: 4, optimizer: OptimizerConfig(kind: .adagrad, learningRate: 0.1)))
         let (lookup, lookupPort, _) = try cluster.startLookup(extraArgs: ["--cache-rows", "0"])
         defer { lookup.terminate(); lookup.waitUntilExit() }
 

@@ -27,7 +27,7 @@ import EmbedPSWire
         let cluster = try LocalCluster(shards: 1)
         defer { cluster.stop() }
         let client = try cluster.client()
-        try await client.createTable(TableSpec(name: "t", dim: 2, optimizer: OptimizerConfig(kind: .sgd, learningRate: 1)))
+        try await client.admin.createTable(TableSpec(name: "t", dim: 2, optimizer: OptimizerConfig(kind: .sgd, learningRate: 1)))
         try await client.push(table: "t", ids: [1, 2], gradients: [1, 1, 1, 1])
         let before = try await client.pull(table: "t", ids: [1, 2])
         let ch = Channel(ChannelConfiguration(target: "127.0.0.1:\(cluster.ports[0])"))
@@ -50,7 +50,7 @@ import EmbedPSWire
             }
         }
         // Nothing changed: one table, same rows, and the shard was never frozen.
-        #expect(try await client.listTables() == ["t"])
+        #expect(try await client.admin.listTables() == ["t"])
         #expect(try await client.pull(table: "t", ids: [1, 2]) == before)
         try await client.push(table: "t", ids: [1], gradients: [1, 1])
     }
@@ -59,7 +59,7 @@ import EmbedPSWire
         let cluster = try LocalCluster(shards: 1)
         defer { cluster.stop() }
         let client = try cluster.client()
-        try await client.createTable(TableSpec(name: "t", dim: 2, optimizer: OptimizerConfig(kind: .sgd, learningRate: 1)))
+        try await client.admin.createTable(TableSpec(name: "t", dim: 2, optimizer: OptimizerConfig(kind: .sgd, learningRate: 1)))
         let ch = Channel(ChannelConfiguration(target: "127.0.0.1:\(cluster.ports[0])"))
         defer { ch.close() }
         let freeze = await Self.send(ch, ShardRPC.freeze.path, Wire.CheckpointRequest(name: "nightly", freezeSeconds: 60).encoded())

@@ -45,7 +45,7 @@ final class Violations: @unchecked Sendable {
         var options = ClientOptions(); options.retrySeconds = 60; options.initialBackoffMs = 5; options.maxBackoffMs = 50
         let client = try cluster.client(options)
         let sgd = OptimizerConfig(kind: .sgd, learningRate: 1)
-        try await client.createTable(TableSpec(name: "keep", dim: 2, optimizer: sgd))
+        try await client.admin.createTable(TableSpec(name: "keep", dim: 2, optimizer: sgd))
         let acked = AckedCounts(), violations = Violations()
         let deadline = Date().addingTimeInterval(Self.seconds)
         let churnNames = ["churn0", "churn1", "churn2"]
@@ -72,10 +72,10 @@ final class Violations: @unchecked Sendable {
                     do {
                         switch rng.next() % 4 {
                         case 0:
-                            if try await client.dropTable(name) { live[name] = nil }
+                            if try await client.admin.dropTable(name) { live[name] = nil }
                         default:
                             if live[name] == nil {
-                                try await client.createTable(TableSpec(name: name, dim: 2, optimizer: sgd))
+                                try await client.admin.createTable(TableSpec(name: name, dim: 2, optimizer: sgd))
                                 live[name] = [:]
                             }
                             let ids = (0..<32).map { _ in rng.next() % 3000 }
@@ -99,7 +99,7 @@ final class Violations: @unchecked Sendable {
                 while Date() < deadline {
                     let table = rng.next() % 2 == 0 ? "" : churnNames[Int(rng.next() % 3)]
                     do {
-                        if rng.next() % 2 == 0 { _ = try await client.compact(table: table) } else { try await client.flush(table: table) }
+                        if rng.next() % 2 == 0 { _ = try await client.admin.compact(table: table) } else { try await client.admin.flush(table: table) }
                     } catch { Self.check(error, "compact/flush '\(table)'", allowed: [.notFound], violations) }
                 }
             },
@@ -108,7 +108,7 @@ final class Violations: @unchecked Sendable {
                 var n = 0
                 while Date() < deadline {
                     n += 1
-                    do { _ = try await client.createCheckpoint(name: "race\(n)", freezeSeconds: 10) }
+                    do { _ = try await client.admin.createCheckpoint(name: "race\(n)", freezeSeconds: 10) }
                     catch { Self.check(error, "checkpoint", allowed: [.aborted, .unavailable], violations) }
                     try? await Task.sleep(nanoseconds: 300_000_000)
                 }
@@ -119,10 +119,10 @@ final class Violations: @unchecked Sendable {
                     let table = rng.next() % 2 == 0 ? "keep" : churnNames[Int(rng.next() % 3)]
                     do {
                         switch rng.next() % 4 {
-                        case 0: _ = try await client.describeTable(table)
-                        case 1: _ = try await client.shardStatus()
-                        case 2: _ = try await client.listCheckpoints()
-                        default: _ = try await client.exportTable(table, pageRows: 256)
+                        case 0: _ = try await client.admin.describeTable(table)
+                        case 1: _ = try await client.admin.shardStatus()
+                        case 2: _ = try await client.admin.listCheckpoints()
+                        default: _ = try await client.admin.exportTable(table, pageRows: 256)
                         }
                     } catch { Self.check(error, "read \(table)", allowed: table == "keep" ? [] : [.notFound], violations) }
                 }
@@ -133,7 +133,7 @@ final class Violations: @unchecked Sendable {
                 while Date() < deadline {
                     flip.toggle()
                     let target = (0..<RowAddressing.slotCount).map { UInt16(flip ? ($0 < 1024 ? 0 : 1) : ($0 < 2048 ? 0 : 1)) }
-                    do { _ = try await client.reshard(to: target, chunkSlots: 256) }
+                    do { _ = try await client.admin.reshard(to: target, chunkSlots: 256) }
                     catch { Self.check(error, "reshard", allowed: [.notFound, .unavailable, .aborted, .failedPrecondition], violations) }
                 }
             },
@@ -141,7 +141,7 @@ final class Violations: @unchecked Sendable {
         for t in tasks { await t.value }
 
         // Finish any move a failed reshard left half done, then check the never-dropped table exactly.
-        _ = try await client.reshard(to: (0..<RowAddressing.slotCount).map { UInt16($0 < 2048 ? 0 : 1) })
+        _ = try await client.admin.reshard(to: (0..<RowAddressing.slotCount).map { UInt16($0 < 2048 ? 0 : 1) })
         #expect(cluster.allRunning, "a shard died: \(cluster.logTail())")
         #expect(await client.health() == [true, true])
         let counts = acked.snapshot
@@ -153,7 +153,7 @@ final class Violations: @unchecked Sendable {
         }
         #expect(wrong.isEmpty, "acknowledged pushes not applied exactly once: \(wrong.prefix(5))")
         #expect(counts.values.reduce(0, +) > 256, "too few pushes to mean anything: \(counts.values.reduce(0, +))")
-        let checkpoints = try await client.listCheckpoints().count
+        let checkpoints = try await client.admin.listCheckpoints().count
         print("race: \(counts.values.reduce(0, +)) row pushes acknowledged, \(checkpoints) checkpoints, map version \(client.slotMap.version)")
         #expect(violations.all.isEmpty, "\(violations.all)")
         #expect(!cluster.logTail().contains("Sanitizer"), "sanitizer report in a shard log: \(cluster.logTail())")
@@ -176,10 +176,10 @@ final class Violations: @unchecked Sendable {
         let cluster = try LocalCluster(shards: 1)
         defer { cluster.stop() }
         let client = try cluster.client()
-        try await client.createTable(TableSpec(name: "t", dim: 16, optimizer: OptimizerConfig(kind: .sgd, learningRate: 1)))
+        try await client.admin.createTable(TableSpec(name: "t", dim: 16, optimizer: OptimizerConfig(kind: .sgd, learningRate: 1)))
         let ids = (0..<20_000).map { UInt64($0) }
         try await client.push(table: "t", ids: ids, gradients: [Float](repeating: 1, count: ids.count * 16))
-        _ = try await client.createCheckpoint(name: "base")
+        _ = try await client.admin.createCheckpoint(name: "base")
         let ch = Channel(ChannelConfiguration(target: "127.0.0.1:\(cluster.ports[0])"))
         defer { ch.close() }
         let seen = Violations(), restoring = AckedCounts()
@@ -196,7 +196,7 @@ final class Violations: @unchecked Sendable {
         }
         var restores = 0
         while Date() < stop {
-            _ = try await client.restoreCheckpoint(name: "base")
+            _ = try await client.admin.restoreCheckpoint(name: "base")
             restores += 1
         }
         for c in callers { await c.value }

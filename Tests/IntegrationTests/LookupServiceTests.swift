@@ -24,7 +24,7 @@ import EmbedPSWire
         let cluster = try LocalCluster(shards: 2)
         defer { cluster.stop() }
         let client = try cluster.client()
-        try await client.createTable(TableSpec(name: "emb", dim: 4, optimizer: OptimizerConfig(kind: .sgd, learningRate: 1), initializer: .uniform(-1, 1, seed: 3)))
+        try await client.admin.createTable(TableSpec(name: "emb", dim: 4, optimizer: OptimizerConfig(kind: .sgd, learningRate: 1), initializer: .uniform(-1, 1, seed: 3)))
         let ids = (0..<300).map { UInt64($0) * 7919 }
         try await client.push(table: "emb", ids: ids, gradients: (0..<1200).map { Float($0 % 5) })
         let (process, grpcPort, httpPort) = try cluster.startLookup(extraArgs: ["--cache-ttl-ms", "600000"])

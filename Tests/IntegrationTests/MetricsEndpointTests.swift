@@ -33,7 +33,7 @@ func httpGet(port: Int, path: String) throws -> (String, String) {
         defer { cluster.stop(); try? FileManager.default.removeItem(atPath: portFile) }
         let port = try #require(Int(try String(contentsOfFile: portFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)))
         let client = try cluster.client()
-        try await client.createTable(TableSpec(name: "m", dim: 4, optimizer: OptimizerConfig(kind: .sgd, learningRate: 1)))
+        try await client.admin.createTable(TableSpec(name: "m", dim: 4, optimizer: OptimizerConfig(kind: .sgd, learningRate: 1)))
         try await client.push(table: "m", ids: [1, 2, 3], gradients: [Float](repeating: 1, count: 12))
         _ = try await client.pull(table: "m", ids: [1, 2, 3, 4])
 

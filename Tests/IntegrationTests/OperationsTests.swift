@@ -10,7 +10,7 @@ import Client
         defer { cluster.stop() }
         let client = try cluster.client()
         let spec = ShardClusterTests.adagradSpec("async", dim: 8)
-        try await client.createTable(spec)
+        try await client.admin.createTable(spec)
         var ref = ReferenceTable(spec)
         let ids = (0..<300).map { UInt64($0) * 3 }
         for round in 0..<3 {
@@ -18,10 +18,10 @@ import Client
             try await client.push(table: "async", ids: ids, gradients: g)
             ref.push(ids, g)
         }
-        var stats = try await client.describeTable("async")
+        var stats = try await client.admin.describeTable("async")
         #expect(stats.allSatisfy { $0.dirtyRows > 0 && $0.logBytes > 0 }, "updates live in the cache and the log")
-        try await client.flush(table: "async")
-        stats = try await client.describeTable("async")
+        try await client.admin.flush(table: "async")
+        stats = try await client.admin.describeTable("async")
         #expect(stats.allSatisfy { $0.dirtyRows == 0 && $0.logBytes == 0 && $0.checkpoints >= 1 })
         // More updates after the checkpoint, then a process crash: the OS still holds the written log.
         let g = gradients(ids.count, 8, seed: 77)
@@ -31,7 +31,7 @@ import Client
         try cluster.restart(0); try cluster.restart(1)
         try await client.waitUntilHealthy(timeoutSeconds: 20)
         #expect(try await client.pull(table: "async", ids: ids) == ref.weights(ids))
-        #expect(try await client.describeTable("async").reduce(0) { $0 + $1.rows } == UInt64(ids.count))
+        #expect(try await client.admin.describeTable("async").reduce(0) { $0 + $1.rows } == UInt64(ids.count))
     }
 
     @Test func adminToolReportsStatusAndManagesTablesAsJSON() async throws {

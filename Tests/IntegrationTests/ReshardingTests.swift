@@ -14,10 +14,10 @@ import EmbedPSWire
         let cluster = try LocalCluster(shards: 2)
         defer { cluster.stop() }
         let trainer = try cluster.client()   // keeps the 2-shard spec it started with
-        try await trainer.createTable(TableSpec(name: "r", dim: 4, optimizer: OptimizerConfig(kind: .sgd, learningRate: 1)))
+        try await trainer.admin.createTable(TableSpec(name: "r", dim: 4, optimizer: OptimizerConfig(kind: .sgd, learningRate: 1)))
         var sparse = TableSpec(name: "s", dim: 8, optimizer: OptimizerConfig(kind: .adagrad, learningRate: 0.1))
         sparse.sparsity = SparsityConfig(density: 0.5)
-        try await trainer.createTable(sparse)
+        try await trainer.admin.createTable(sparse)
         let ids = (0..<4000).map { UInt64($0) &* 0x9E37_79B9 }
         var expected = [UInt64: Float]()
         try await trainer.push(table: "r", ids: ids, gradients: [Float](repeating: 1, count: ids.count * 4))
@@ -27,18 +27,18 @@ import EmbedPSWire
         // A semantic-ID table (item codes on every shard) and a pruned DNIS table (alpha and mode per shard).
         var sem = TableSpec(name: "sem", dim: 4, optimizer: OptimizerConfig(kind: .sgd, learningRate: 1), initializer: .uniform(-1, 1, seed: 2))
         sem.semantic = SemanticConfig(tokenizer: .prefix(2), levels: 2, codebookSize: 8, budget: 500)
-        try await trainer.createTable(sem)
+        try await trainer.admin.createTable(sem)
         let items = (0..<300).map { UInt64($0) * 17 }
-        try await trainer.registerItems(table: "sem", items: items, codes: items.map { [Int($0 % 8), Int($0 / 8 % 8)] })
+        try await trainer.admin.registerItems(table: "sem", items: items, codes: items.map { [Int($0 % 8), Int($0 / 8 % 8)] })
         try await trainer.pushPooled(table: "sem", items: Array(items.prefix(100)), gradients: [Float](repeating: 0.5, count: 400))
         let pooledBefore = try await trainer.pullPooled(table: "sem", items: items)
         var dn = TableSpec(name: "dn", dim: 4, optimizer: OptimizerConfig(kind: .sgd, learningRate: 1), initializer: .uniform(-1, 1, seed: 4))
         dn.dnis = DnisConfig(blocks: 2)
-        try await trainer.createTable(dn)
+        try await trainer.admin.createTable(dn)
         try await trainer.push(table: "dn", ids: Array(ids.prefix(800)), gradients: [Float](repeating: 0.1, count: 3200))
-        try await trainer.dnisAssignBlocks(table: "dn")
+        try await trainer.admin.dnisAssignBlocks(table: "dn")
         try await trainer.dnisPushAlphaGradient(table: "dn", ids: Array(ids.prefix(200)), gradients: FloatBuffer((0..<800).map { Float($0 % 4) - 1 }))
-        _ = try await trainer.dnisPrune(table: "dn", ratio: 0.3)
+        _ = try await trainer.admin.dnisPrune(table: "dn", ratio: 0.3)
         let dnisBefore = try await trainer.pull(table: "dn", ids: Array(ids.prefix(800)) + [99_999_999])
 
         // A third shard joins owning nothing; its spec lists the cluster's real addresses.
@@ -68,8 +68,8 @@ import EmbedPSWire
             }
             return sums
         }
-        let target = EmbedPSClient.balancedOwners(current: try SlotMap.evenSplit(shards: 2).owners, over: [0, 1, 2])
-        let summary = try await coordinator.reshard(to: target, chunkSlots: 128)
+        let target = EmbedPSAdmin.balancedOwners(current: try SlotMap.evenSplit(shards: 2).owners, over: [0, 1, 2])
+        let summary = try await coordinator.admin.reshard(to: target, chunkSlots: 128)
         stop.set()
         let pushed = try await pusher.value
         #expect(summary.slotsMoved == 1365 && summary.rowsMoved > 0 && summary.toVersion > summary.fromVersion, "only the new shard's share moves")
@@ -82,17 +82,17 @@ import EmbedPSWire
         #expect(wrong == 0, "\(wrong) rows differ from the sum of acknowledged gradients")
         #expect(trainer.slotMap.version == summary.toVersion && trainer.shardCount == 3)
         // Rows moved, not copied: 4000 stored in all, a third on the new shard.
-        let perShard = try await coordinator.describeTable("r").map(\.rows)
+        let perShard = try await coordinator.admin.describeTable("r").map(\.rows)
         #expect(perShard.reduce(0, +) == 4000 && perShard[2] > 1000)
         // The sparse table moved with its masks: same values, budget intact.
         #expect(try await coordinator.pull(table: "s", ids: Array(ids.prefix(1000))) == sparseBefore)
-        #expect(try await coordinator.sparsitySummary(table: "s").activeMatchesBudget)
+        #expect(try await coordinator.admin.sparsitySummary(table: "s").activeMatchesBudget)
         // The semantic table pools the same sums (its pieces moved, its item codes reached the new shard).
         #expect(try await coordinator.pullPooled(table: "sem", items: items) == pooledBefore)
-        #expect(try await coordinator.describeTable("sem").map { $0.semantic?.items ?? 0 } == [300, 300, 300])
+        #expect(try await coordinator.admin.describeTable("sem").map { $0.semantic?.items ?? 0 } == [300, 300, 300])
         // The DNIS table: same rows, the new shard holds the pruned mode and alpha (a new row is cut the same way).
         #expect(try await coordinator.pull(table: "dn", ids: Array(ids.prefix(800)) + [99_999_999]) == dnisBefore)
-        let dnReports = try await coordinator.dnisReports(table: "dn")
+        let dnReports = try await coordinator.admin.dnisReports(table: "dn")
         #expect(dnReports.allSatisfy { $0.pruned && $0.alpha == dnReports[0].alpha && $0.alphaVersion == dnReports[0].alphaVersion })
         // A client started from the original 2-shard spec finds its way; a restarted shard keeps the new map.
         let late = try EmbedPSClient(spec: ClusterSpec(shards: cluster.clientSpec.shards.prefix(2).map { $0 }))
@@ -120,7 +120,7 @@ final class LockedFlag: @unchecked Sendable {
         let cluster = try LocalCluster(shards: 2)
         defer { cluster.stop() }
         let client = try cluster.client(ClientOptions())
-        try await client.createTable(TableSpec(name: "r", dim: 2, optimizer: OptimizerConfig(kind: .sgd, learningRate: 1)))
+        try await client.admin.createTable(TableSpec(name: "r", dim: 2, optimizer: OptimizerConfig(kind: .sgd, learningRate: 1)))
         let spec = try await client.fetchSpec("r")
         let addressing = RowAddressing(spec: spec)
         let ids = (0..<3000).map { UInt64($0) }
@@ -140,12 +140,12 @@ final class LockedFlag: @unchecked Sendable {
         _ = try await client.call(shard: 0, ShardRPC.setShardMap, Wire.ShardMapRequest(specJson: String(decoding: try v2.encoded(), as: UTF8.self)))
         // -- coordinator gone. Shard 1 still refuses writes to the moved slots.
         // Re-run: the target already owns them, so nothing moves, but shard 1 is brought up to date.
-        let rerun = try await client.reshard(to: owners)
+        let rerun = try await client.admin.reshard(to: owners)
         #expect(rerun.slotsMoved == 0)
         let oldClient = try EmbedPSClient(spec: cluster.clientSpec)   // 2 shards, version-1 map
         try await oldClient.push(table: "r", ids: moved, gradients: [Float](repeating: 1, count: moved.count * 2))
         #expect(try await oldClient.pull(table: "r", ids: moved) == [Float](repeating: -2, count: moved.count * 2))
-        #expect(try await client.describeTable("r").map(\.rows).reduce(0, +) == 3000, "moved rows deleted from the old owner")
+        #expect(try await client.admin.describeTable("r").map(\.rows).reduce(0, +) == 3000, "moved rows deleted from the old owner")
     }
 }
 

@@ -28,18 +28,18 @@ import RPC
         let spec = TableSpec(name: "guarded", dim: 4, optimizer: OptimizerConfig(kind: .sgd, learningRate: 1))
         for options in [ClientOptions(), try ClientOptions.from(tokenFile: try writeToken(dir, "wrong-token-of-enough-length"), tlsCAFile: nil)] {
             do {
-                try await cluster.client(options).createTable(spec)
+                try await cluster.client(options).admin.createTable(spec)
                 Issue.record("create without the right token succeeded")
             } catch { #expect(status(of: error) == .unauthenticated, "\(error)") }
         }
         let anonymous = try cluster.client()
-        #expect(try await anonymous.listTables().isEmpty, "the refused create changed nothing")
-        let admin = try cluster.client(try ClientOptions.from(tokenFile: tokenFile, tlsCAFile: nil))
+        #expect(try await anonymous.admin.listTables().isEmpty, "the refused create changed nothing")
+        let admin = try cluster.client(try ClientOptions.from(tokenFile: tokenFile, tlsCAFile: nil)).admin
         try await admin.createTable(spec)
         // Scope admin: data-plane calls need no token; dropping does.
         try await anonymous.push(table: "guarded", ids: [1, 2, 3], gradients: [Float](repeating: 1, count: 12))
         #expect(try await anonymous.pull(table: "guarded", ids: [1]) == [-1, -1, -1, -1])
-        do { _ = try await anonymous.dropTable("guarded"); Issue.record("drop without token succeeded") } catch {
+        do { _ = try await anonymous.admin.dropTable("guarded"); Issue.record("drop without token succeeded") } catch {
             #expect(status(of: error) == .unauthenticated)
         }
         #expect(try await admin.listTables() == ["guarded"])
@@ -54,11 +54,11 @@ import RPC
         defer { cluster.stop() }
         let anonymous = try cluster.client()
         #expect(await anonymous.health() == [true])
-        do { _ = try await anonymous.listTables(); Issue.record("list without token succeeded") } catch {
+        do { _ = try await anonymous.admin.listTables(); Issue.record("list without token succeeded") } catch {
             #expect(status(of: error) == .unauthenticated)
         }
         let client = try cluster.client(try ClientOptions.from(tokenFile: tokenFile, tlsCAFile: nil))
-        try await client.createTable(TableSpec(name: "t", dim: 2, optimizer: OptimizerConfig(kind: .sgd, learningRate: 1)))
+        try await client.admin.createTable(TableSpec(name: "t", dim: 2, optimizer: OptimizerConfig(kind: .sgd, learningRate: 1)))
         #expect(try await client.pull(table: "t", ids: [5]) == [0, 0])
     }
 
@@ -79,12 +79,12 @@ import RPC
         defer { cluster.stop() }
         let secure = try cluster.client(try ClientOptions.from(tokenFile: tokenFile, tlsCAFile: cert))
         try await secure.waitUntilHealthy(timeoutSeconds: 20)
-        try await secure.createTable(TableSpec(name: "tls", dim: 3, optimizer: OptimizerConfig(kind: .sgd, learningRate: 1)))
+        try await secure.admin.createTable(TableSpec(name: "tls", dim: 3, optimizer: OptimizerConfig(kind: .sgd, learningRate: 1)))
         try await secure.push(table: "tls", ids: [7], gradients: [1, 2, 3])
         #expect(try await secure.pull(table: "tls", ids: [7]) == [-1, -2, -3])
         var plainOptions = ClientOptions(); plainOptions.attempts = 2; plainOptions.timeoutMs = 2000
         let plain = try cluster.client(plainOptions)
-        await #expect(throws: (any Error).self) { _ = try await plain.listTables() }
+        await #expect(throws: (any Error).self) { _ = try await plain.admin.listTables() }
         #expect(try cluster.admin(["table", "list", "--tls-ca", cert]).1.contains("tls"))
     }
 }

@@ -36,11 +36,11 @@ import SemanticID
         var opt = OptimizerConfig(kind: .adagrad, learningRate: 0.1); opt.initialAccumulator = 0.1
         var spec = TableSpec(name: "items_sem", dim: 8, optimizer: opt, initializer: .uniform(-0.1, 0.1, seed: 4))
         spec.semantic = config
-        try await client.createTable(spec)
+        try await client.admin.createTable(spec)
         var twin = spec; twin.name = "items_twin"   // receives the same updates piece by piece
-        try await client.createTable(twin)
+        try await client.admin.createTable(twin)
         let all = codes.ids.count
-        #expect(try await client.registerItems(table: "items_sem", items: codes.ids, codes: codes.codes.map { Array($0.prefix(3)) }) == all)
+        #expect(try await client.admin.registerItems(table: "items_sem", items: codes.ids, codes: codes.codes.map { Array($0.prefix(3)) }) == all)
         let tokenizer = try config.makeTokenizer()
         let batch = Array(codes.ids.indices.prefix(500))
         let items = batch.map { codes.ids[$0] }
@@ -65,13 +65,13 @@ import SemanticID
         let distinct = Array(Set(flat)).sorted()
         let a = try await client.pull(table: "items_sem", ids: distinct), b = try await client.pull(table: "items_twin", ids: distinct)
         #expect(zip(a, b).allSatisfy { abs($0 - $1) < 1e-6 }, "pooled push equals the piece-by-piece pushes")
-        #expect(try await client.describeTable("items_sem").allSatisfy { $0.rows > 0 }, "pieces live on both shards")
-        let described = try await client.describeTable("items_sem")
+        #expect(try await client.admin.describeTable("items_sem").allSatisfy { $0.rows > 0 }, "pieces live on both shards")
+        let described = try await client.admin.describeTable("items_sem")
         #expect(described.allSatisfy { $0.semantic?.items == UInt64(all) && ($0.semantic?.rowsUsed ?? 0) > 0 })
         if piecesPerItem == 3 { #expect(described[0].semantic?.piecesPerItem == 3) }
         // Items without codes are a clear error.
         await expectStatus(.notFound) { _ = try await client.pullPooled(table: "items_sem", items: [99_999_999]) }
-        try await client.createTable(TableSpec(name: "plain", dim: 8, optimizer: opt))
+        try await client.admin.createTable(TableSpec(name: "plain", dim: 8, optimizer: opt))
         await expectStatus(.failedPrecondition) { _ = try await client.pullPooled(table: "plain", items: [1]) }
     }
 }

@@ -76,12 +76,12 @@ func expectStatus(_ code: StatusCode, _ body: () async throws -> Void, sourceLoc
         defer { cluster.stop() }
         let client = try cluster.client()
         let spec = Self.adagradSpec()
-        try await client.createTable(spec)
+        try await client.admin.createTable(spec)
         var ref = ReferenceTable(spec)
         let ids = (0..<2000).map { UInt64($0) * 7919 + 3 }
         // Unseen rows: their deterministic initial value, and nothing stored.
         #expect(try await client.pull(table: "emb", ids: ids) == ref.weights(ids))
-        #expect(try await client.describeTable("emb").map(\.rows) == [0, 0])
+        #expect(try await client.admin.describeTable("emb").map(\.rows) == [0, 0])
         for round in 0..<3 {
             let batch = Array(ids[(round * 300)..<(round * 300 + 1000)])
             let g = gradients(batch.count, 8, seed: UInt64(round))
@@ -93,7 +93,7 @@ func expectStatus(_ code: StatusCode, _ body: () async throws -> Void, sourceLoc
         let expected = ref.weights(ids)
         #expect(pulled.count == expected.count)
         #expect(zip(pulled, expected).allSatisfy { abs($0 - $1) <= 1e-6 })
-        let stats = try await client.describeTable("emb")
+        let stats = try await client.admin.describeTable("emb")
         #expect(stats.allSatisfy { $0.rows > 0 }, "both shards hold rows")
         #expect(stats.reduce(0) { $0 + $1.rows } == UInt64(ref.rows.count))
     }
@@ -116,14 +116,14 @@ func expectStatus(_ code: StatusCode, _ body: () async throws -> Void, sourceLoc
         let ids = (0..<40).map { UInt64($0) * 1_000_003 }
         for (config, grads, expected) in cases {
             let name = "hand_\(config.kind)"
-            try await client.createTable(TableSpec(name: name, dim: 1, optimizer: config))
+            try await client.admin.createTable(TableSpec(name: name, dim: 1, optimizer: config))
             for (step, g) in grads.enumerated() {
                 try await client.push(table: name, ids: ids, gradients: [Float](repeating: g, count: ids.count))
                 let rows = try await client.pull(table: name, ids: ids)
                 #expect(rows.allSatisfy { abs(Double($0) - expected[step]) < 1e-6 }, "\(config.kind) step \(step + 1): \(rows[0]) vs \(expected[step])")
             }
         }
-        #expect(try await client.describeTable("hand_adam").allSatisfy { $0.rows > 0 }, "both shards hold rows")
+        #expect(try await client.admin.describeTable("hand_adam").allSatisfy { $0.rows > 0 }, "both shards hold rows")
     }
 
     @Test func duplicateIdsInOnePushAreSummedAndPullsExpandDuplicates() async throws {
@@ -131,7 +131,7 @@ func expectStatus(_ code: StatusCode, _ body: () async throws -> Void, sourceLoc
         defer { cluster.stop() }
         let client = try cluster.client()
         let spec = TableSpec(name: "sgd", dim: 4, optimizer: OptimizerConfig(kind: .sgd, learningRate: 0.5))
-        try await client.createTable(spec)
+        try await client.admin.createTable(spec)
         try await client.push(table: "sgd", ids: [5, 9, 5, 5], gradients: [1, 1, 1, 1, 2, 2, 2, 2, 1, 0, 0, 0, 0, 1, 0, 0])
         // id 5: zeros - 0.5 * (1+1+0, 1+0+1, 1+0+0, 1+0+0); id 9: -0.5 * 2
         let rows = try await client.pull(table: "sgd", ids: [9, 5, 9])
@@ -144,7 +144,7 @@ func expectStatus(_ code: StatusCode, _ body: () async throws -> Void, sourceLoc
         let client = try cluster.client()
         var spec = TableSpec(name: "hashed", dim: 2, optimizer: OptimizerConfig(kind: .sgd, learningRate: 1))
         spec.hashMode = .fixedBudget; spec.rowBudget = 16; spec.hashSeed = 7
-        try await client.createTable(spec)
+        try await client.admin.createTable(spec)
         let addressing = RowAddressing(spec: spec)
         // Find two ids that collide in the 16-row budget.
         var seen: [UInt64: UInt64] = [:]
@@ -157,7 +157,7 @@ func expectStatus(_ code: StatusCode, _ body: () async throws -> Void, sourceLoc
         let (a, b) = try #require(pair)
         try await client.push(table: "hashed", ids: [a], gradients: [1, 2])
         #expect(try await client.pull(table: "hashed", ids: [b]) == [-1, -2])
-        let pushed = try await client.describeTable("hashed").reduce(0) { $0 + $1.rows }
+        let pushed = try await client.admin.describeTable("hashed").reduce(0) { $0 + $1.rows }
         #expect(pushed == 1)
     }
 
@@ -166,7 +166,7 @@ func expectStatus(_ code: StatusCode, _ body: () async throws -> Void, sourceLoc
         defer { cluster.stop() }
         let client = try cluster.client()
         let spec = Self.adagradSpec("durable", dim: 16)
-        try await client.createTable(spec)
+        try await client.admin.createTable(spec)
         var ref = ReferenceTable(spec)
         let ids = (0..<500).map { UInt64($0) }
         for round in 0..<5 {
@@ -192,11 +192,11 @@ func expectStatus(_ code: StatusCode, _ body: () async throws -> Void, sourceLoc
         defer { cluster.stop() }
         var options = ClientOptions(); options.maxMessageBytes = 8 << 20
         let client = try cluster.client(options)
-        try await client.createTable(Self.adagradSpec())
+        try await client.admin.createTable(Self.adagradSpec())
         let ids: [UInt64] = Array(0..<64)
         try await client.push(table: "emb", ids: ids, gradients: gradients(64, 8, seed: 1))
         let before = try await client.pull(table: "emb", ids: ids)
-        let statsBefore = try await client.describeTable("emb")
+        let statsBefore = try await client.admin.describeTable("emb")
 
         await expectStatus(.notFound) { _ = try await client.pull(table: "nope", ids: [1]) }
         // NaN in one row of a batch: the whole batch is rejected.
@@ -237,11 +237,11 @@ func expectStatus(_ code: StatusCode, _ body: () async throws -> Void, sourceLoc
         }
         // Same name, different spec.
         var other = Self.adagradSpec(); other.dim = 9
-        await expectStatus(.alreadyExists) { try await client.createTable(other) }
+        await expectStatus(.alreadyExists) { try await client.admin.createTable(other) }
 
         // Nothing changed and the shards still serve.
         #expect(try await client.pull(table: "emb", ids: ids) == before)
-        let statsAfter = try await client.describeTable("emb")
+        let statsAfter = try await client.admin.describeTable("emb")
         #expect(statsAfter.map(\.rows) == statsBefore.map(\.rows))
         #expect(statsAfter.map(\.pushes) == statsBefore.map(\.pushes))
         #expect(await client.health() == [true, true])
@@ -251,19 +251,19 @@ func expectStatus(_ code: StatusCode, _ body: () async throws -> Void, sourceLoc
         let cluster = try LocalCluster(shards: 1)
         defer { cluster.stop() }
         let client = try cluster.client()
-        try await client.createTable(Self.adagradSpec("a"))
-        try await client.createTable(TableSpec(name: "b", dim: 3, optimizer: OptimizerConfig(kind: .sgd, learningRate: 1)))
+        try await client.admin.createTable(Self.adagradSpec("a"))
+        try await client.admin.createTable(TableSpec(name: "b", dim: 3, optimizer: OptimizerConfig(kind: .sgd, learningRate: 1)))
         try await client.push(table: "b", ids: [1, 2], gradients: [1, 1, 1, 2, 2, 2])
         cluster.terminate(0)
         try cluster.restart(0)
         try await client.waitUntilHealthy(timeoutSeconds: 20)
-        #expect(try await client.listTables() == ["a", "b"])
+        #expect(try await client.admin.listTables() == ["a", "b"])
         #expect(try await client.pull(table: "b", ids: [2, 1]) == [-2, -2, -2, -1, -1, -1])
-        #expect(try await client.describeTable("b").map(\.rows) == [2])
-        #expect(try await client.dropTable("b"))
-        #expect(try await client.listTables() == ["a"])
+        #expect(try await client.admin.describeTable("b").map(\.rows) == [2])
+        #expect(try await client.admin.dropTable("b"))
+        #expect(try await client.admin.listTables() == ["a"])
         await expectStatus(.notFound) { _ = try await client.pull(table: "b", ids: [1]) }
-        let status = try await client.shardStatus()
+        let status = try await client.admin.shardStatus()
         #expect(status.count == 1 && status[0].ownedSlots == 4096 && status[0].durability == "async")
     }
 }

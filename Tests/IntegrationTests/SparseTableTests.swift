@@ -15,7 +15,7 @@ import Client
         var spec = TableSpec(name: "dsl", dim: 16, optimizer: opt, initializer: .normal(mean: 0, stddev: 0.1, seed: 2))
         var sparsity = SparsityConfig(density: 0.25); sparsity.seed = 9; sparsity.rounds = 4
         spec.sparsity = sparsity
-        try await client.createTable(spec)
+        try await client.admin.createTable(spec)
         let ids = (0..<3000).map { UInt64($0) &* 0x9E37_79B9 }
         var rng = SplitMix64(seed: 1)
         func pushRound() async throws {
@@ -25,7 +25,7 @@ import Client
             try await client.push(table: "dsl", ids: unique, gradients: g)
         }
         for _ in 0..<20 { try await pushRound() }
-        var summary = try await client.sparsitySummary(table: "dsl")
+        var summary = try await client.admin.sparsitySummary(table: "dsl")
         #expect(summary.rows > 0 && summary.active == summary.rows * 4 && summary.activeMatchesBudget)
         #expect(summary.bytesPerRow < summary.denseBytesPerRow * 0.6)
 
@@ -33,14 +33,14 @@ import Client
         let pusher = Task { for _ in 0..<30 { try await pushRound() } }
         var moved: UInt64 = 0
         for _ in 0..<4 {
-            let r = try await client.sparsityStep(table: "dsl")
+            let r = try await client.admin.sparsityStep(table: "dsl")
             #expect(r.activeAfter == r.budgetAfter)
             #expect(r.prunedPerShard.reduce(0, +) == r.moved && r.grownPerShard.reduce(0, +) == r.moved)
             moved += r.moved
         }
         try await pusher.value
         #expect(moved > 0)
-        summary = try await client.sparsitySummary(table: "dsl")
+        summary = try await client.admin.sparsitySummary(table: "dsl")
         #expect(summary.activeMatchesBudget && summary.round == 4)
         #expect(summary.firedFraction > summary.density, "regrowth activated entries that were inactive at creation")
 
@@ -51,7 +51,7 @@ import Client
         #expect(nonZero <= summary.active + 4 * (UInt64(ids.count) - summary.rows) && nonZero > summary.active / 2)
 
         // A step on a dense table is refused by name.
-        try await client.createTable(TableSpec(name: "dense", dim: 4, optimizer: opt))
-        await #expect(throws: (any Error).self) { try await client.sparsityStep(table: "dense") }
+        try await client.admin.createTable(TableSpec(name: "dense", dim: 4, optimizer: opt))
+        await #expect(throws: (any Error).self) { try await client.admin.sparsityStep(table: "dense") }
     }
 }

@@ -12,7 +12,7 @@ import CLI
         defer { cluster.stop() }
         let client = try cluster.client()
         var opt = OptimizerConfig(kind: .adagrad, learningRate: 0.1); opt.initialAccumulator = 0.1
-        try await client.createTable(TableSpec(name: "src", dim: 6, optimizer: opt, initializer: .uniform(-1, 1, seed: 9)))
+        try await client.admin.createTable(TableSpec(name: "src", dim: 6, optimizer: opt, initializer: .uniform(-1, 1, seed: 9)))
         let ids = (0..<10_000).map { UInt64($0) &* 0x9E37_79B9_7F4A_7C15 >> 8 }
         try await client.push(table: "src", ids: ids, gradients: (0..<(ids.count * 6)).map { Float($0 % 11) / 11 })
         let expected = try await client.pull(table: "src", ids: ids)
@@ -42,7 +42,7 @@ import CLI
         }
 
         // Import into a fresh table: same rows, fresh optimizer state (a push now moves by lr * g / sqrt(0.1 + g^2)).
-        try await client.createTable(TableSpec(name: "dst", dim: 6, optimizer: opt, initializer: InitializerConfig()))
+        try await client.admin.createTable(TableSpec(name: "dst", dim: 6, optimizer: opt, initializer: InitializerConfig()))
         #expect(try cluster.admin(["import", "dst", "--in", prefix]).0 == 0)
         #expect(try await client.pull(table: "dst", ids: ids) == expected)
         try await client.push(table: "dst", ids: [ids[0]], gradients: [1, 1, 1, 1, 1, 1])
@@ -56,7 +56,7 @@ import CLI
         #expect(Array(try await client.pull(table: "dst", ids: Array(ids.dropFirst()))) == Array(expected.dropFirst(6)))
         // Refused whole: a NaN in one row.
         var bad = Array(expected.prefix(12)); bad[7] = .nan
-        await #expect(throws: (any Error).self) { try await client.importRows("dst", keys: [ids[1], ids[2]], values: bad) }
+        await #expect(throws: (any Error).self) { try await client.admin.importRows("dst", keys: [ids[1], ids[2]], values: bad) }
         #expect(try await client.pull(table: "dst", ids: [ids[1]]) == Array(expected[6..<12]))
     }
 }

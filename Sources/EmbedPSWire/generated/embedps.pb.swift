@@ -278,6 +278,27 @@ extension Wire {
         }
     }
 
+    /// The proto enum `EvictionPolicy`.
+    /// Open: a value unknown to this build keeps its raw number (`rawValue`).
+    public struct EvictionPolicy: ProtoEnum, RawRepresentable, CustomStringConvertible, Codable {
+        public var rawValue: Int32
+        public init(rawValue: Int32) { self.rawValue = rawValue }
+        public init(from decoder: any Decoder) throws { rawValue = try decoder.singleValueContainer().decode(Int32.self) }
+        public func encode(to encoder: any Encoder) throws { var c = encoder.singleValueContainer(); try c.encode(rawValue) }
+        /// oldest last update first
+        public static let leastRecentlyUpdated = EvictionPolicy(rawValue: 0)
+        /// fewest updates first (ties: oldest first)
+        public static let leastFrequentlyUpdated = EvictionPolicy(rawValue: 1)
+        /// The proto name of the value, or its number when unknown.
+        public var description: String {
+            switch rawValue {
+            case 0: "LEAST_RECENTLY_UPDATED"
+            case 1: "LEAST_FREQUENTLY_UPDATED"
+            default: "\(rawValue)"
+            }
+        }
+    }
+
     /// The machine-readable side of a failed call (trailing metadata `embedps-error-bin`). Fields that do not
     /// apply to the reason are left unset.
     /// Generated: decodes strictly (`WireError` on any malformed input), encodes canonically.
@@ -580,6 +601,95 @@ extension Wire {
         }
     }
 
+    /// Feature admission: a row is created only once its id has been pushed often enough. Each shard counts the
+    /// pushes of ids that have no row in a count-min sketch (4 rows of `sketch_width` saturating 16-bit counters:
+    /// 8 * sketch_width bytes, reported as admission_sketch_bytes); a push of an id whose count reaches
+    /// `min_count` (or, with `probability`, that draws under it) creates the row. Until then a pull of the id
+    /// returns the initial value and its push is counted, not applied or logged (PushResponse.rows_updated counts
+    /// applied rows only). The sketch is saved with each checkpoint: a graceful restart keeps the counts, a crash
+    /// loses those since the last checkpoint, and a slot moved to another shard starts counting afresh there.
+    /// Generated: decodes strictly (`WireError` on any malformed input), encodes canonically.
+    public struct AdmissionConfig: WireMessage, Codable {
+        public static let protoName = "embedps.v1.AdmissionConfig"
+        /// pushes of an id before its row is created (0 or 1: no count threshold)
+        public var minCount: UInt32 = 0
+        /// 0 < p <= 1: each counted push creates the row with chance p (0: unused;
+        public var probability: Float = 0
+        /// deterministic per (row key, count)); with min_count, both must pass
+        /// counters per sketch row: a power of two in [1024, 2^26] (0 = 2^20)
+        public var sketchWidth: UInt32 = 0
+        public init() {}
+        public init(minCount: UInt32 = 0, probability: Float = 0, sketchWidth: UInt32 = 0) {
+            self.minCount = minCount
+            self.probability = probability
+            self.sketchWidth = sketchWidth
+        }
+        public mutating func decodeField(number: UInt32, wireType: ProtoWireType, from reader: inout ProtoReader) throws(WireError) -> Bool {
+            switch number {
+            case 1: try reader.readUInt32(&minCount, wireType, field: "AdmissionConfig.min_count")
+            case 2: try reader.readFloat(&probability, wireType, field: "AdmissionConfig.probability")
+            case 3: try reader.readUInt32(&sketchWidth, wireType, field: "AdmissionConfig.sketch_width")
+            default: return false
+            }
+            return true
+        }
+        public func encode(to writer: inout ProtoWriter) {
+            writer.writeUInt32(1, minCount)
+            writer.writeFloat(2, probability)
+            writer.writeUInt32(3, sketchWidth)
+        }
+    }
+
+    /// Eviction: rows that match a rule are deleted from the shard (cache, RocksDB); a later push starts the row
+    /// again from the initializer (and admission). Passes run in the background every `interval_seconds`, when a
+    /// shard holds more than 1.005 * max_rows rows, and on demand (Evict). A pass first checkpoints the table, so
+    /// no logged update can bring an evicted row back; rows updated since are kept.
+    /// Generated: decodes strictly (`WireError` on any malformed input), encodes canonically.
+    public struct EvictionConfig: WireMessage, Codable {
+        public static let protoName = "embedps.v1.EvictionConfig"
+        /// evict rows not updated during the table's last N pushes on this shard (0: off)
+        public var ttlUpdates: UInt64 = 0
+        /// evict rows not updated for N seconds (0: off)
+        public var ttlSeconds: UInt64 = 0
+        /// keep at most N rows per shard, evicting by `policy` down to 0.995 * N (0: off)
+        public var maxRows: UInt64 = 0
+        /// which rows max_rows evicts first
+        public var policy: Wire.EvictionPolicy = Wire.EvictionPolicy(rawValue: 0)
+        /// evict rows whose weights' L2 norm is below this (0: off)
+        public var minL2Norm: Float = 0
+        /// background pass period (0 = 60)
+        public var intervalSeconds: UInt32 = 0
+        public init() {}
+        public init(ttlUpdates: UInt64 = 0, ttlSeconds: UInt64 = 0, maxRows: UInt64 = 0, policy: Wire.EvictionPolicy = Wire.EvictionPolicy(rawValue: 0), minL2Norm: Float = 0, intervalSeconds: UInt32 = 0) {
+            self.ttlUpdates = ttlUpdates
+            self.ttlSeconds = ttlSeconds
+            self.maxRows = maxRows
+            self.policy = policy
+            self.minL2Norm = minL2Norm
+            self.intervalSeconds = intervalSeconds
+        }
+        public mutating func decodeField(number: UInt32, wireType: ProtoWireType, from reader: inout ProtoReader) throws(WireError) -> Bool {
+            switch number {
+            case 1: try reader.readUInt64(&ttlUpdates, wireType, field: "EvictionConfig.ttl_updates")
+            case 2: try reader.readUInt64(&ttlSeconds, wireType, field: "EvictionConfig.ttl_seconds")
+            case 3: try reader.readUInt64(&maxRows, wireType, field: "EvictionConfig.max_rows")
+            case 4: try reader.readEnum(&policy, wireType, field: "EvictionConfig.policy")
+            case 5: try reader.readFloat(&minL2Norm, wireType, field: "EvictionConfig.min_l2_norm")
+            case 6: try reader.readUInt32(&intervalSeconds, wireType, field: "EvictionConfig.interval_seconds")
+            default: return false
+            }
+            return true
+        }
+        public func encode(to writer: inout ProtoWriter) {
+            writer.writeUInt64(1, ttlUpdates)
+            writer.writeUInt64(2, ttlSeconds)
+            writer.writeUInt64(3, maxRows)
+            writer.writeEnum(4, policy)
+            writer.writeFloat(5, minL2Norm)
+            writer.writeUInt32(6, intervalSeconds)
+        }
+    }
+
     /// The full definition of a table; identical on every shard.
     /// Generated: decodes strictly (`WireError` on any malformed input), encodes canonically.
     public struct TableSpec: WireMessage, Codable {
@@ -601,8 +711,12 @@ extension Wire {
         public var sparsity: Wire.SparsityConfig? = nil
         /// set: a DNIS mixed-dimension table
         public var dnis: Wire.DnisConfig? = nil
+        /// set: rows are created only for ids pushed often enough
+        public var admission: Wire.AdmissionConfig? = nil
+        /// set: rows are deleted by time-to-live, per-shard budget or norm
+        public var eviction: Wire.EvictionConfig? = nil
         public init() {}
-        public init(name: String = "", dim: UInt32 = 0, hashMode: Wire.HashMode = Wire.HashMode(rawValue: 0), rowBudget: UInt64 = 0, hashSeed: UInt64 = 0, optimizer: Wire.OptimizerConfig? = nil, initializer: Wire.InitializerConfig? = nil, semantic: Wire.SemanticConfig? = nil, sparsity: Wire.SparsityConfig? = nil, dnis: Wire.DnisConfig? = nil) {
+        public init(name: String = "", dim: UInt32 = 0, hashMode: Wire.HashMode = Wire.HashMode(rawValue: 0), rowBudget: UInt64 = 0, hashSeed: UInt64 = 0, optimizer: Wire.OptimizerConfig? = nil, initializer: Wire.InitializerConfig? = nil, semantic: Wire.SemanticConfig? = nil, sparsity: Wire.SparsityConfig? = nil, dnis: Wire.DnisConfig? = nil, admission: Wire.AdmissionConfig? = nil, eviction: Wire.EvictionConfig? = nil) {
             self.name = name
             self.dim = dim
             self.hashMode = hashMode
@@ -613,6 +727,8 @@ extension Wire {
             self.semantic = semantic
             self.sparsity = sparsity
             self.dnis = dnis
+            self.admission = admission
+            self.eviction = eviction
         }
         public mutating func decodeField(number: UInt32, wireType: ProtoWireType, from reader: inout ProtoReader) throws(WireError) -> Bool {
             switch number {
@@ -626,6 +742,8 @@ extension Wire {
             case 8: try reader.readMessage(&semantic, wireType, field: "TableSpec.semantic")
             case 9: try reader.readMessage(&sparsity, wireType, field: "TableSpec.sparsity")
             case 10: try reader.readMessage(&dnis, wireType, field: "TableSpec.dnis")
+            case 11: try reader.readMessage(&admission, wireType, field: "TableSpec.admission")
+            case 12: try reader.readMessage(&eviction, wireType, field: "TableSpec.eviction")
             default: return false
             }
             return true
@@ -641,6 +759,8 @@ extension Wire {
             writer.writeMessage(8, semantic)
             writer.writeMessage(9, sparsity)
             writer.writeMessage(10, dnis)
+            writer.writeMessage(11, admission)
+            writer.writeMessage(12, eviction)
         }
     }
 
@@ -732,7 +852,7 @@ extension Wire {
     /// Generated: decodes strictly (`WireError` on any malformed input), encodes canonically.
     public struct PushResponse: WireMessage, Codable {
         public static let protoName = "embedps.v1.PushResponse"
-        /// distinct row keys updated
+        /// distinct row keys updated (ids refused by admission not counted)
         public var rowsUpdated: UInt64 = 0
         public init() {}
         public init(rowsUpdated: UInt64 = 0) {
@@ -842,8 +962,17 @@ extension Wire {
         public var cacheCapacityRows: UInt64 = 0
         /// semantic tables only
         public var semantic: Wire.SemanticStats? = nil
+        /// rows created by a push since start (admission tables: once admitted)
+        public var rowsAdmitted: UInt64 = 0
+        /// pushed ids counted but not applied (not admitted yet)
+        public var pushesRefused: UInt64 = 0
+        /// rows deleted by eviction since start
+        public var rowsEvicted: UInt64 = 0
+        /// memory of the admission sketch
+        public var admissionSketchBytes: UInt64 = 0
+        public var evictionPasses: UInt64 = 0
         public init() {}
-        public init(spec: Wire.TableSpec? = nil, rows: UInt64 = 0, cachedRows: UInt64 = 0, bytesOnDisk: UInt64 = 0, pulls: UInt64 = 0, pushes: UInt64 = 0, rowsPulled: UInt64 = 0, rowsPushed: UInt64 = 0, dirtyRows: UInt64 = 0, logBytes: UInt64 = 0, checkpoints: UInt64 = 0, cacheCapacityRows: UInt64 = 0, semantic: Wire.SemanticStats? = nil) {
+        public init(spec: Wire.TableSpec? = nil, rows: UInt64 = 0, cachedRows: UInt64 = 0, bytesOnDisk: UInt64 = 0, pulls: UInt64 = 0, pushes: UInt64 = 0, rowsPulled: UInt64 = 0, rowsPushed: UInt64 = 0, dirtyRows: UInt64 = 0, logBytes: UInt64 = 0, checkpoints: UInt64 = 0, cacheCapacityRows: UInt64 = 0, semantic: Wire.SemanticStats? = nil, rowsAdmitted: UInt64 = 0, pushesRefused: UInt64 = 0, rowsEvicted: UInt64 = 0, admissionSketchBytes: UInt64 = 0, evictionPasses: UInt64 = 0) {
             self.spec = spec
             self.rows = rows
             self.cachedRows = cachedRows
@@ -857,6 +986,11 @@ extension Wire {
             self.checkpoints = checkpoints
             self.cacheCapacityRows = cacheCapacityRows
             self.semantic = semantic
+            self.rowsAdmitted = rowsAdmitted
+            self.pushesRefused = pushesRefused
+            self.rowsEvicted = rowsEvicted
+            self.admissionSketchBytes = admissionSketchBytes
+            self.evictionPasses = evictionPasses
         }
         public mutating func decodeField(number: UInt32, wireType: ProtoWireType, from reader: inout ProtoReader) throws(WireError) -> Bool {
             switch number {
@@ -873,6 +1007,11 @@ extension Wire {
             case 11: try reader.readUInt64(&checkpoints, wireType, field: "TableStats.checkpoints")
             case 12: try reader.readUInt64(&cacheCapacityRows, wireType, field: "TableStats.cache_capacity_rows")
             case 13: try reader.readMessage(&semantic, wireType, field: "TableStats.semantic")
+            case 14: try reader.readUInt64(&rowsAdmitted, wireType, field: "TableStats.rows_admitted")
+            case 15: try reader.readUInt64(&pushesRefused, wireType, field: "TableStats.pushes_refused")
+            case 16: try reader.readUInt64(&rowsEvicted, wireType, field: "TableStats.rows_evicted")
+            case 17: try reader.readUInt64(&admissionSketchBytes, wireType, field: "TableStats.admission_sketch_bytes")
+            case 18: try reader.readUInt64(&evictionPasses, wireType, field: "TableStats.eviction_passes")
             default: return false
             }
             return true
@@ -891,6 +1030,11 @@ extension Wire {
             writer.writeUInt64(11, checkpoints)
             writer.writeUInt64(12, cacheCapacityRows)
             writer.writeMessage(13, semantic)
+            writer.writeUInt64(14, rowsAdmitted)
+            writer.writeUInt64(15, pushesRefused)
+            writer.writeUInt64(16, rowsEvicted)
+            writer.writeUInt64(17, admissionSketchBytes)
+            writer.writeUInt64(18, evictionPasses)
         }
     }
 
@@ -1682,6 +1826,55 @@ extension Wire {
             writer.writeUInt32(1, tablesCompacted)
             writer.writeUInt64(2, bytesBefore)
             writer.writeUInt64(3, bytesAfter)
+        }
+    }
+
+    /// Runs an eviction pass of a table with an eviction policy now (or of every such table when `table` is
+    /// empty) and answers when it is done.
+    /// Generated: decodes strictly (`WireError` on any malformed input), encodes canonically.
+    public struct EvictRequest: WireMessage, Codable {
+        public static let protoName = "embedps.v1.EvictRequest"
+        public var table: String = ""
+        public init() {}
+        public init(table: String = "") {
+            self.table = table
+        }
+        public mutating func decodeField(number: UInt32, wireType: ProtoWireType, from reader: inout ProtoReader) throws(WireError) -> Bool {
+            switch number {
+            case 1: try reader.readString(&table, wireType, field: "EvictRequest.table")
+            default: return false
+            }
+            return true
+        }
+        public func encode(to writer: inout ProtoWriter) {
+            writer.writeString(1, table)
+        }
+    }
+
+    /// The proto message `EvictResponse`.
+    /// Generated: decodes strictly (`WireError` on any malformed input), encodes canonically.
+    public struct EvictResponse: WireMessage, Codable {
+        public static let protoName = "embedps.v1.EvictResponse"
+        /// rows deleted by this pass, summed over the tables
+        public var rowsEvicted: UInt64 = 0
+        /// rows of those tables on this shard afterwards
+        public var rowsAfter: UInt64 = 0
+        public init() {}
+        public init(rowsEvicted: UInt64 = 0, rowsAfter: UInt64 = 0) {
+            self.rowsEvicted = rowsEvicted
+            self.rowsAfter = rowsAfter
+        }
+        public mutating func decodeField(number: UInt32, wireType: ProtoWireType, from reader: inout ProtoReader) throws(WireError) -> Bool {
+            switch number {
+            case 1: try reader.readUInt64(&rowsEvicted, wireType, field: "EvictResponse.rows_evicted")
+            case 2: try reader.readUInt64(&rowsAfter, wireType, field: "EvictResponse.rows_after")
+            default: return false
+            }
+            return true
+        }
+        public func encode(to writer: inout ProtoWriter) {
+            writer.writeUInt64(1, rowsEvicted)
+            writer.writeUInt64(2, rowsAfter)
         }
     }
 

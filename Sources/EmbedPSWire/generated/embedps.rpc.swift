@@ -67,6 +67,9 @@ public enum ShardRPC {
     /// Checkpoints and compacts a table's RocksDB data (or every table's). Changes no value.
     public static let compact = RPCMethod<Wire.CompactRequest, Wire.CompactResponse>(
         path: "/embedps.v1.Shard/Compact", access: .admin, whileFrozen: .serves, retry: .safe)
+    /// Runs an eviction pass now (tables with an eviction policy; see EvictionConfig).
+    public static let evict = RPCMethod<Wire.EvictRequest, Wire.EvictResponse>(
+        path: "/embedps.v1.Shard/Evict", access: .admin, whileFrozen: .refuses, retry: .safe)
     /// Refuses updates (FROZEN_REFUSES methods) under `name` until Thaw or freeze_seconds; answers once the
     /// updates in flight have finished. Idempotent for the same name; ABORTED / BUSY while frozen under another.
     public static let freeze = RPCMethod<Wire.CheckpointRequest, Wire.FreezeResponse>(
@@ -119,7 +122,7 @@ public enum ShardRPC {
     public static let setDnisState = RPCMethod<Wire.DnisState, Wire.MigrationResponse>(
         path: "/embedps.v1.Shard/SetDnisState", access: .admin, whileFrozen: .refuses, retry: .safe)
     /// All methods of the service, in .proto order.
-    public static let all: [any RPCMethodDescription] = [pull, push, createTable, describeTable, listTables, dropTable, shardStatus, flush, registerItems, pullPooled, pushPooled, sparsityReport, sparsityStep, dnisReport, dnisAssignBlocks, dnisAlpha, dnisAlphaGradient, dnisPrune, pullCompact, compact, freeze, thaw, createCheckpoint, listCheckpoints, restoreCheckpoint, exportRows, importRows, getShardMap, setShardMap, beginMigration, exportSlotRows, importSlotRows, endMigration, exportItems, getDnisState, setDnisState]
+    public static let all: [any RPCMethodDescription] = [pull, push, createTable, describeTable, listTables, dropTable, shardStatus, flush, registerItems, pullPooled, pushPooled, sparsityReport, sparsityStep, dnisReport, dnisAssignBlocks, dnisAlpha, dnisAlphaGradient, dnisPrune, pullCompact, compact, evict, freeze, thaw, createCheckpoint, listCheckpoints, restoreCheckpoint, exportRows, importRows, getShardMap, setShardMap, beginMigration, exportSlotRows, importSlotRows, endMigration, exportItems, getDnisState, setDnisState]
 }
 
 /// The online lookup service (embedps-lookup): read-only rows for inference, served from the live shards

@@ -1,8 +1,32 @@
 import Foundation
 import CLI
+import Client
 import SemanticID
 import Vocabulary
 import SemanticTokenizers
+
+/// Semantic IDs: building codes from content embeddings (no cluster) and registering them with a table.
+let semanticIDCommands: [AdminCommand] = [
+    AdminCommand(words: ["semantic-ids", "build"], usage: """
+      semantic-ids build --embeddings F32 --ids TXT --out CODES.tsv [--levels 3] [--codes 256]
+                        [--iterations 20] [--seed 1] [--spm-vocabulary N]
+                                     semantic IDs by residual k-means over item content embeddings (no
+                                     cluster needed); prints prefix-similarity and codebook-utilisation tables;
+                                     --spm-vocabulary also writes CODES.tsv.spm (a SentencePiece model)
+    """, needsCluster: false) { c in try runSemanticIDBuild(c.o) },
+    AdminCommand(words: ["semantic-ids", "register"], usage: """
+      semantic-ids register --table T --codes-file CODES.tsv [--levels L]
+                                     registers the items' codes (default: all but the disambiguation code)
+    """) { c in
+        let admin = c.admin
+        let path = c.o.required("codes-file"), table = c.o.required("table")
+        let (items, codes) = try readCodesFile(path, levels: c.o.string("levels").flatMap(Int.init))
+        let t0 = Date()
+        let total = try await admin.registerItems(table: table, items: items, codes: codes)
+        if c.json { print(jsonText(["registered": items.count, "items": total])) }
+        else { print("registered \(items.count) items from \(path) into \(table) on \(admin.shardCount) shards in \(String(format: "%.2f", Date().timeIntervalSince(t0))) s (\(total) items known)") }
+    },
+]
 
 /// `embedps-admin semantic-ids build`: RQ-k-means codes for a catalogue, the codes file, and the quality table.
 func runSemanticIDBuild(_ o: Options) throws {
@@ -44,3 +68,20 @@ func runSemanticIDBuild(_ o: Options) throws {
                       quality.levels.map { ["\($0.level)", "\($0.codesUsed)", String(format: "%.1f%%", $0.utilisation * 100), String(format: "%.1f", $0.perplexity),
                                             String(format: "%.4f", assignment.residualMeanSquare[$0.level - 1])] }))
 }
+
+/// Reads a codes file written by `semantic-ids build` (`item_id<TAB>c1 c2 ...`; '#' comments and the header
+/// skipped), keeping the first `levels` codes of each item (all but the disambiguation code by default).
+func readCodesFile(_ path: String, levels: Int?) throws -> ([UInt64], [[Int]]) {
+    guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw ClientError.invalidArgument("cannot read codes file \(path)") }
+    var items: [UInt64] = [], codes: [[Int]] = []
+    for (n, line) in text.split(separator: "\n").enumerated() where !line.hasPrefix("#") && !line.hasPrefix("item_id") {
+        let parts = line.split(separator: "\t")
+        guard parts.count == 2, let item = UInt64(parts[0]) else { throw ClientError.invalidArgument("\(path):\(n + 1): expected item_id<TAB>codes") }
+        let c = parts[1].split(separator: " ").compactMap { Int($0) }
+        let keep = levels ?? max(1, c.count - 1)
+        guard c.count >= keep else { throw ClientError.invalidArgument("\(path):\(n + 1): \(c.count) codes, need \(keep)") }
+        items.append(item); codes.append(Array(c.prefix(keep)))
+    }
+    return (items, codes)
+}
+

@@ -47,14 +47,14 @@ func measureLifecycle(shard: ChildProcess, port: String, specPath: String, table
             k += 4
         }
     }
-    func tableStats() async throws -> Wire.TableStats? { try await client.shardStatus().first?.tables.first { $0.spec?.name == table } }
+    func tableStats() async throws -> Wire.TableStats? { try await client.admin.shardStatus().first?.tables.first { $0.spec?.name == table } }
 
     // Checkpoint after a burst.
     printError("  lifecycle: 5 s of uniform pushes, then a checkpoint")
     try await pushFor(5)
     f.checkpointDirtyRows = try await tableStats()?.dirtyRows ?? 0
     var t0 = monotonicSeconds()
-    try await client.flush(table: table)
+    try await client.admin.flush(table: table)
     f.checkpointSeconds = monotonicSeconds() - t0
 
     // Recovery after kill -9 with the log of `logSeconds` of pushes.

@@ -17,8 +17,8 @@ struct EmbedPSTarget {
     func load(_ w: WorkloadW, spec: TableSpec) async throws -> Double {
         let client = try EmbedPSClient(specPath: specPath)
         try await client.waitUntilHealthy(timeoutSeconds: 30)
-        _ = try await client.dropTable(table)
-        try await client.createTable(spec)
+        _ = try await client.admin.dropTable(table)
+        try await client.admin.createTable(spec)
         let initializer = RowInitializer(config: spec.initializer, dim: w.dim)
         // Ids in storage-key order (slot, then id), so each imported chunk is a key range of its own and its
         // SST file goes to the bottom level without compaction.
@@ -37,7 +37,7 @@ struct EmbedPSTarget {
                     let ids = ordered[(c * chunk)..<min(w.rows, (c + 1) * chunk)].map { UInt64($0) }
                     var values = [Float](repeating: 0, count: ids.count * w.dim)
                     values.withUnsafeMutableBufferPointer { v in for (j, id) in ids.enumerated() { initializer.fill(v.baseAddress! + j * w.dim, rowKey: id) } }
-                    g.addTask { [values] in try await client.importRows(table, keys: ids, values: values, chunkRows: chunk) }
+                    g.addTask { [values] in try await client.admin.importRows(table, keys: ids, values: values, chunkRows: chunk) }
                 }
                 try await g.waitForAll()
             }
@@ -49,7 +49,7 @@ struct EmbedPSTarget {
         FileHandle.standardError.write(Data("\n".utf8))
         // Start measuring from a steady state: the column family compacted, so no compaction left over from
         // the load runs during the measurements.
-        _ = try await client.compact(table: table)
+        _ = try await client.admin.compact(table: table)
         if w.rows > 2_000_000 {
             printError("  not warming: \(w.rows) rows (tables over 2 M rows start with what the bulk load left in the page cache)")
         } else {

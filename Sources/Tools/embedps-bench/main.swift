@@ -43,12 +43,18 @@ options:
   --lifecycle           after the runs (one started shard): RSS, a checkpoint after 5 s of uniform pushes,
                         recovery time after kill -9 with --log-seconds S (default 10) of pushes in the update
                         log, and a graceful restart; printed as the scale-table row
+  --stream              instead: an unbounded id stream through one shard (row lifecycle): --stream-ids N
+                        (default 200M) Zipf(1.1) ids over --stream-distinct N (default 50M) distinct ids, --dim
+                        (default 16), pushed with 4 in flight into a table with eviction at --stream-max-rows N
+                        per shard (default 2M) and admission --stream-admit K (default 2; 0 = off), then the
+                        same stream without policies (--stream-policies-only skips it); prints rows, RSS and
+                        disk as it goes and the throughput ratio
   --quick               1 second, 1 repetition (smoke run)
   --json                print the results as JSON
 """
-let options = Options(Array(CommandLine.arguments.dropFirst()), usage: usage, flagNames: ["no-redis", "quick", "json", "lookup", "transport", "engine", "lifecycle", "ceiling"],
+let options = Options(Array(CommandLine.arguments.dropFirst()), usage: usage, flagNames: ["no-redis", "quick", "json", "lookup", "transport", "engine", "lifecycle", "ceiling", "stream", "stream-policies-only"],
                       known: ["rows", "dim", "batch", "seconds", "reps", "warmup", "clients", "pipeline", "dists", "ops",
-                              "optimizer", "durability", "cache-fraction", "shards", "cluster", "grpc-arg", "peer", "log-seconds"])
+                              "optimizer", "durability", "cache-fraction", "shards", "cluster", "grpc-arg", "peer", "log-seconds", "stream-ids", "stream-distinct", "stream-max-rows", "stream-admit", "stream-cache-rows"])
 do {
     if options.flag("transport") {
         var arguments: [(String, Int32)] = []
@@ -59,6 +65,18 @@ do {
         }
         try await runTransportBenchmark(seconds: options.double("seconds", default: 3), rowBytes: 4 * options.int("dim", default: 64),
                                         rows: options.int("batch", default: 4096), arguments: arguments, json: options.flag("json"))
+        exitNow(0)
+    }
+    if options.flag("stream") {
+        var s = StreamSettings()
+        s.ids = options.int("stream-ids", default: s.ids); s.distinct = options.int("stream-distinct", default: s.distinct)
+        s.dim = options.int("dim", default: s.dim); s.batch = options.int("batch", default: s.batch)
+        s.maxRows = UInt64(options.int("stream-max-rows", default: Int(s.maxRows))); s.admitMinCount = options.int("stream-admit", default: s.admitMinCount)
+        s.cacheRows = options.int("stream-cache-rows", default: s.cacheRows)
+        s.withoutPolicies = !options.flag("stream-policies-only")
+        let work = FileManager.default.temporaryDirectory.appendingPathComponent("embedps-stream-\(getpid())")
+        defer { try? FileManager.default.removeItem(at: work) }
+        try await runStreamBenchmark(s, work: work, json: options.flag("json"))
         exitNow(0)
     }
     if options.flag("engine") {
