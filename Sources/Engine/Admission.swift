@@ -2,13 +2,19 @@ import Foundation
 import Vocabulary
 import Storage
 
-/// A count-min sketch of 16-bit saturating counters: `depth` rows of `width` counters, each row indexed by
-/// its own hash of the key. `increment` adds one in every row and returns the new estimate (the minimum over
-/// the rows), which never undercounts and overcounts only through collisions. Not thread-safe.
+/// A count-min sketch of 16-bit counters with conservative update and aging: `depth` rows of `width` counters,
+/// each row indexed by its own hash of the key. `increment` raises only the counters at the key's current
+/// minimum (conservative update: collisions inflate estimates far less) and returns the new estimate (the
+/// minimum over the rows). After every `width` increments all counters are halved (TinyLFU's reset), so the
+/// estimate is a recent frequency: an id must recur within about `width` counted pushes to build up a count,
+/// and a stream of ids seen once cannot saturate the sketch. Between halvings it never undercounts. Not
+/// thread-safe.
 struct CountMinSketch {
     static let depth = 4
     let width: Int
     private var counters: [UInt16]
+    /// Increments since the last halving.
+    private(set) var additions = 0
 
     init(width: Int) {
         precondition(width > 0 && width & (width - 1) == 0, "sketch width must be a power of two")
@@ -22,15 +28,27 @@ struct CountMinSketch {
         row * width + Int(truncatingIfNeeded: EmbedHash.xxh64(key, seed: 0x5eed_0000 &+ UInt64(row))) & (width - 1)
     }
 
-    /// Adds one to `key`'s counters; returns its new estimate.
+    /// Counts one occurrence of `key`; returns its new estimate.
     mutating func increment(_ key: UInt64) -> Int {
-        var estimate = Int.max
-        for r in 0..<Self.depth {
-            let i = index(key, row: r)
-            if counters[i] < UInt16.max { counters[i] &+= 1 }
-            estimate = min(estimate, Int(counters[i]))
+        var slots = (0, 0, 0, 0)
+        withUnsafeMutableBytes(of: &slots) { b in
+            let idx = b.bindMemory(to: Int.self)
+            var low = Int(UInt16.max)
+            for r in 0..<Self.depth { idx[r] = index(key, row: r); low = min(low, Int(counters[idx[r]])) }
+            if low < Int(UInt16.max) {
+                for r in 0..<Self.depth where Int(counters[idx[r]]) == low { counters[idx[r]] = UInt16(low + 1) }
+            }
         }
+        let estimate = self.estimate(key)
+        additions += 1
+        if additions >= width { halve() }
         return estimate
+    }
+
+    /// Halves every counter (aging).
+    mutating func halve() {
+        for i in counters.indices { counters[i] >>= 1 }
+        additions = 0
     }
 
     /// The current estimate of `key` (no change).
@@ -38,23 +56,27 @@ struct CountMinSketch {
         (0..<Self.depth).reduce(Int.max) { min($0, Int(counters[index(key, row: $1)])) }
     }
 
-    /// The counters as little-endian bytes (saved with a checkpoint).
+    /// [width u64][additions u64][counters u16...], little-endian (saved with a checkpoint).
     var encoded: [UInt8] {
-        var out = [UInt8](repeating: 0, count: 8 + counters.count * 2)
+        var out = [UInt8](repeating: 0, count: 16 + counters.count * 2)
         out.withUnsafeMutableBytes { b in
             b.storeBytes(of: UInt64(width).littleEndian, as: UInt64.self)
-            for (i, c) in counters.enumerated() { b.storeBytes(of: c.littleEndian, toByteOffset: 8 + 2 * i, as: UInt16.self) }
+            b.storeBytes(of: UInt64(additions).littleEndian, toByteOffset: 8, as: UInt64.self)
+            for (i, c) in counters.enumerated() { b.storeBytes(of: c.littleEndian, toByteOffset: 16 + 2 * i, as: UInt16.self) }
         }
         return out
     }
 
-    /// A sketch from `encoded` bytes of the same width, or nil when they do not match.
+    /// A sketch from `encoded` bytes of the same width, or nil when they do not match (a sketch saved with
+    /// another width starts afresh).
     init?(encoded: [UInt8], width: Int) {
-        guard encoded.count == 8 + Self.depth * width * 2 else { return nil }
-        let stored = encoded.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }
-        guard stored == UInt64(width) else { return nil }
+        guard encoded.count == 16 + Self.depth * width * 2 else { return nil }
+        let (stored, added) = encoded.withUnsafeBytes { (UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)),
+                                                         UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: 8, as: UInt64.self))) }
+        guard stored == UInt64(width), added < UInt64(width) else { return nil }
         self.init(width: width)
-        encoded.withUnsafeBytes { b in for i in counters.indices { counters[i] = UInt16(littleEndian: b.loadUnaligned(fromByteOffset: 8 + 2 * i, as: UInt16.self)) } }
+        additions = Int(added)
+        encoded.withUnsafeBytes { b in for i in counters.indices { counters[i] = UInt16(littleEndian: b.loadUnaligned(fromByteOffset: 16 + 2 * i, as: UInt16.self)) } }
     }
 }
 

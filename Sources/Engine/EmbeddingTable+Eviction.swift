@@ -9,8 +9,14 @@ import Storage
 struct SequenceClock {
     static let capacity = 4096
     private(set) var samples: [(seq: UInt64, time: Double)] = []
-    /// Wall-clock time of the last eviction pass (0: none since start).
+    /// Wall-clock time the last eviction pass started and ended (0: none since start), its rows afterwards,
+    /// and the row growth rate measured between the two passes before (rows a second).
     var lastPass: Double = 0
+    var lastPassEnd: Double = 0
+    var rowsAfterLastPass: UInt64 = 0
+    var growthPerSecond: Double = 0
+    /// How long the last pass took (seconds).
+    var lastPassSeconds: Double = 0
 
     init() {}
 
@@ -53,14 +59,12 @@ struct SequenceClock {
     }
 }
 
-/// Which rows a pass evicts: the time-to-live cutoff, the norm threshold, and the budget rule's threshold
-/// (rows whose policy key is below `budgetBin`, plus `budgetTies` rows in that bin).
+/// Which rows a pass evicts by rule (the time-to-live cutoff, the norm threshold), and how the budget rule
+/// bins a row by its policy key.
 struct EvictionRules {
     var seqCutoff: UInt64 = 0          // evict rows last updated at or below this sequence (0: no TTL rule)
     var minL2Norm: Float = 0
     var policy: EvictionConfig.Policy = .leastRecentlyUpdated
-    var budgetBin = -1                  // -1: no budget rule
-    var budgetTies = 0
     var binScale: Double = 1
 
     /// The budget histogram's bin of a row: its last-update sequence (LRU) or update count (LFU), scaled.
@@ -80,13 +84,28 @@ extension EmbeddingTable {
     /// Rows of the table on this shard (stored + dirty never stored).
     var rowCount: UInt64 { storedRows + UInt64(store.counts.unstored) }
 
-    /// Whether the flusher should run a pass now: the interval passed since the last one, or the rows are over
-    /// 1.005 x max_rows (then at most one pass a second).
+    /// The shortest time between the end of one background pass and the start of the next for the budget.
+    static let budgetPassGap = 0.25
+
+    /// Whether the flusher should run a pass now: the interval passed since the last one, or the rows reached
+    /// max_rows (then at most every `budgetPassGap` seconds after the last pass ended).
     func evictionDue(now: Double) -> Bool {
         guard let e = spec.eviction else { return false }
-        let last = clock.withLock { $0.lastPass }
+        let (last, lastEnd) = clock.withLock { ($0.lastPass, $0.lastPassEnd) }
         if now - last >= Double(e.intervalSeconds) { return true }
-        return e.maxRows > 0 && now - last >= 1 && Double(rowCount) > Double(e.maxRows) * 1.005
+        return e.maxRows > 0 && now - lastEnd >= Self.budgetPassGap && rowCount >= e.maxRows
+    }
+
+    /// The row count a budget pass evicts down to. On demand: 0.995 x max_rows. In the background, rows keep
+    /// arriving while a pass runs and until the next one, so the pass leaves room for what the growth rate
+    /// measured between passes brings in that time (at least 0.5%, at most 25% of max_rows): rows then stay
+    /// under max_rows instead of overshooting it by a pass's worth of new rows.
+    func budgetTarget(_ maxRows: UInt64, onDemand: Bool) -> Int {
+        let m = Double(maxRows)
+        guard !onDemand else { return Int(m * 0.995) }
+        let (growth, lastDuration) = clock.withLock { ($0.growthPerSecond, $0.lastPassSeconds) }
+        let headroom = min(0.25 * m, max(0.005 * m, growth * (2 * lastDuration + Self.budgetPassGap)))
+        return Int(m - headroom)
     }
 
     /// One eviction pass (see `EvictionConfig` in the proto): a checkpoint first (no logged update is older
@@ -97,7 +116,19 @@ extension EmbeddingTable {
     func evict(onDemand: Bool) throws(EngineError) -> (evicted: Int, rowsAfter: UInt64) {
         guard let e = spec.eviction else { return (0, rowCount) }
         let now = Date().timeIntervalSince1970
-        clock.withLock { $0.lastPass = now }
+        let rowsAtStart = rowCount
+        clock.withLock { c in
+            // Rows added a second between the end of the last pass and now.
+            if c.lastPassEnd > 0, now > c.lastPassEnd, rowsAtStart > c.rowsAfterLastPass {
+                c.growthPerSecond = Double(rowsAtStart - c.rowsAfterLastPass) / (now - c.lastPassEnd)
+            }
+            c.lastPass = now
+        }
+        defer {
+            let after = rowCount
+            let end = Date().timeIntervalSince1970
+            clock.withLock { $0.lastPassEnd = end; $0.lastPassSeconds = max(0, end - now); $0.rowsAfterLastPass = after }
+        }
         try checkpoint()
         let (checkpointSeq, lastSeq) = commit.withLock { ($0.checkpointSeq, $0.lastSeq) }
         var rules = EvictionRules()
@@ -122,41 +153,42 @@ extension EmbeddingTable {
         func ruledOut(_ r: (key: UInt64, seq: UInt64, step: UInt32, norm: Float)) -> Bool {
             (rules.seqCutoff > 0 && r.seq <= rules.seqCutoff) || (rules.minL2Norm > 0 && r.norm < rules.minL2Norm)
         }
-        // The budget rule: how many rows over the target, and which bins of the policy key go.
+        var batch: [UInt64] = []
+        var evicted = 0
+        func take(_ key: UInt64) throws(EngineError) {
+            batch.append(key)
+            if batch.count == Self.evictionBatch { evicted += try deleteEvicted(batch, checkpointSeq: checkpointSeq); batch.removeAll(keepingCapacity: true) }
+        }
         let rows = rowCount
-        if e.maxRows > 0 && Double(rows) > Double(e.maxRows) * (onDemand ? 1 : 1.005) {
+        if e.maxRows > 0 && rows >= e.maxRows {
+            // The budget rule, in one scan: rows the other rules take go at once; the others are remembered
+            // with their bin of the policy key (12 bytes a row), and the lowest bins go until the rows left
+            // are at the target.
             var histogram = [Int](repeating: 0, count: Self.evictionBins)
+            var keptKeys: [UInt64] = [], keptBins: [UInt16] = []
+            keptKeys.reserveCapacity(Int(rows)); keptBins.reserveCapacity(Int(rows))
             var ruled = 0
             try scanStored { (k, v) throws(EngineError) in
                 guard let r = try inspect(k, v) else { return }
-                if ruledOut(r) { ruled += 1 } else { histogram[rules.bin(seq: r.seq, step: r.step)] += 1 }
-            }
-            let target = Int(Double(e.maxRows) * 0.995)
-            var excess = max(0, Int(rows) - ruled - target)
-            if excess > 0 {
-                var b = 0
-                while b < Self.evictionBins && histogram[b] <= excess { excess -= histogram[b]; b += 1 }
-                rules.budgetBin = b
-                rules.budgetTies = excess
-            }
-        }
-        guard rules.seqCutoff > 0 || rules.minL2Norm > 0 || rules.budgetBin >= 0 else {
-            counters.evictionPasses.add(1, ordering: .relaxed)
-            return (0, rows)
-        }
-        var ties = rules.budgetTies
-        var batch: [UInt64] = []
-        var evicted = 0
-        try scanStored { (k, v) throws(EngineError) in
-            guard let r = try inspect(k, v) else { return }
-            var go = ruledOut(r)
-            if !go && rules.budgetBin >= 0 {
+                if ruledOut(r) { ruled += 1; try take(r.key); return }
                 let b = rules.bin(seq: r.seq, step: r.step)
-                if b < rules.budgetBin { go = true } else if b == rules.budgetBin && ties > 0 { go = true; ties -= 1 }
+                histogram[b] += 1
+                keptKeys.append(r.key); keptBins.append(UInt16(b))
             }
-            guard go else { return }
-            batch.append(r.key)
-            if batch.count == Self.evictionBatch { evicted += try deleteEvicted(batch, checkpointSeq: checkpointSeq); batch.removeAll(keepingCapacity: true) }
+            var excess = max(0, Int(rows) - ruled - budgetTarget(e.maxRows, onDemand: onDemand))
+            if excess > 0 {
+                var cut = 0
+                while cut < Self.evictionBins && histogram[cut] <= excess { excess -= histogram[cut]; cut += 1 }
+                var ties = excess
+                for (key, b) in zip(keptKeys, keptBins) {
+                    if Int(b) < cut { try take(key) } else if Int(b) == cut && ties > 0 { ties -= 1; try take(key) }
+                }
+            }
+        } else if rules.seqCutoff > 0 || rules.minL2Norm > 0 {
+            try scanStored { (k, v) throws(EngineError) in
+                guard let r = try inspect(k, v), ruledOut(r) else { return }
+                try take(r.key)
+            }
         }
         if !batch.isEmpty { evicted += try deleteEvicted(batch, checkpointSeq: checkpointSeq) }
         counters.rowsEvicted.add(UInt64(evicted), ordering: .relaxed)
@@ -201,6 +233,7 @@ extension EmbeddingTable {
             b.put(family, key: Self.storedRowsKey, value: withUnsafeBytes(of: &count) { Array($0) })
             do { try db.write(b, sync: true) } catch { throw .storage("table '\(spec.name)' eviction: \(error)") }
             storedRowsCount.store(count, ordering: .relaxed)
+            if rowCap > 0 { rowsApprox.subtract(victims.count, ordering: .relaxed) }
             for k in victims {
                 let stripe = stripes[store.stripe(of: k)]
                 if let slot = stripe.find(k) { stripe.remove(slot) }

@@ -99,6 +99,11 @@ final class EmbeddingTable: @unchecked Sendable {
     let dnisBox: LockedBox<DnisState>
     /// Set for a table with an admission policy.
     let admission: AdmissionFilter?
+    /// The eviction policy's max_rows (0: no cap): pushes create rows only while `rowsApprox` is under it.
+    let rowCap: Int
+    /// Rows of the table, approximately: set from `rowCount` by every flusher pass (every 20 ms) and raised
+    /// by the rows pushes create in between. Kept for tables with a row cap only.
+    let rowsApprox = Atomic<Int>(0)
     /// (sequence, wall clock) samples for eviction by time (tables with an eviction policy).
     let clock: LockedBox<SequenceClock>
     /// This incarnation's names in the database (see the lifecycle rule in TableLifecycle.swift).
@@ -164,6 +169,7 @@ final class EmbeddingTable: @unchecked Sendable {
         dnisBox = LockedBox(dnisState)
         commit = LockedBox(state)
         admission = try spec.admission.map { AdmissionFilter(config: $0, saved: try db.get(db.defaultFamily, key: identity.admissionKey)) }
+        rowCap = Int(clamping: spec.eviction?.maxRows ?? 0)
         clock = LockedBox(try db.get(db.defaultFamily, key: identity.clockKey).flatMap { SequenceClock(encoded: $0) } ?? SequenceClock())
         // Rows stored: the counter beside them, or (a family written before the counter existed) a count.
         if let c = try db.get(family, key: Self.storedRowsKey), c.count == 8 {
@@ -174,6 +180,7 @@ final class EmbeddingTable: @unchecked Sendable {
             storedRowsCount.store(n, ordering: .relaxed)
         }
         try recover(after: state.checkpointSeq)
+        if rowCap > 0 { rowsApprox.store(Int(clamping: rowCount), ordering: .relaxed) }
     }
 
     var dim: Int { spec.dim }
@@ -332,7 +339,7 @@ final class EmbeddingTable: @unchecked Sendable {
         try waitForFlusherIfOverLimit()
         let keys = UnsafeBufferPointer(start: record.keys, count: record.count)
         let pins = try pinRows(keys)
-        if let admission, let admitted = admit(record, pins, admission) {
+        if admission != nil || rowCap > 0, let admitted = admit(record, pins) {
             // Some ids were refused: push the admitted ones alone (or nothing).
             unpin(pins)
             defer { admitted.deallocate() }
@@ -345,15 +352,32 @@ final class EmbeddingTable: @unchecked Sendable {
         return try commitPinned(record, pins: pins)
     }
 
-    /// Admission of a push's new rows (rows that do not exist): counts them in the sketch; nil when every one
-    /// is admitted, else the record of the rows that exist or were admitted (owned; the caller frees it).
-    private func admit(_ record: PushRecord, _ pins: PinnedRows, _ admission: AdmissionFilter) -> PushRecord? {
+    /// Admission of a push's new rows (rows that do not exist): counts them in the sketch, then lets through
+    /// those admitted while the table is under its row cap (`rowCap`); nil when every new row is created,
+    /// else the record of the rows that exist or were created (owned; the caller frees it).
+    private func admit(_ record: PushRecord, _ pins: PinnedRows) -> PushRecord? {
         var newPositions: [Int] = []
         store.withStripes(pins.plan) { stripe, _, positions in
             for p in positions where !stripe.exists(Int(pins.slots[Int(p)])) { newPositions.append(Int(p)) }
         }
         guard !newPositions.isEmpty else { return nil }
-        let verdict = admission.admit(newPositions.map { record.keys[$0] })
+        var verdict = admission?.admit(newPositions.map { record.keys[$0] }) ?? [Bool](repeating: true, count: newPositions.count)
+        if rowCap > 0 {
+            // Room under the cap, taken atomically so concurrent pushes cannot both use it.
+            let wanted = verdict.reduce(0) { $0 + ($1 ? 1 : 0) }
+            var granted = 0
+            if wanted > 0 {
+                var current = rowsApprox.load(ordering: .relaxed)
+                while true {
+                    granted = max(0, min(wanted, rowCap - current))
+                    let (exchanged, seen) = rowsApprox.compareExchange(expected: current, desired: current + granted, ordering: .relaxed)
+                    if exchanged { break }
+                    current = seen
+                }
+            }
+            var left = granted
+            for i in verdict.indices where verdict[i] { if left > 0 { left -= 1 } else { verdict[i] = false } }
+        }
         let refused = verdict.reduce(0) { $0 + ($1 ? 0 : 1) }
         counters.rowsAdmitted.add(UInt64(newPositions.count - refused), ordering: .relaxed)
         guard refused > 0 else { return nil }
@@ -613,14 +637,7 @@ final class EmbeddingTable: @unchecked Sendable {
             if pickedCount == 0 { return total }
             var written = true
             var failure: EngineError? = nil
-            do {
-                let b = WriteBatch()
-                buffer.addSorted(to: b, family: family)
-                var count = storedRows + UInt64(newRows)
-                b.put(family, key: Self.storedRowsKey, value: withUnsafeBytes(of: &count) { Array($0) })
-                try db.writeUnlogged(b)
-                storedRowsCount.store(count, ordering: .relaxed)
-            } catch { written = false; failure = .storage("table '\(spec.name)' flush: \(error)") }
+            do { try writeRows(buffer, newRows: newRows) } catch { written = false; failure = .storage("table '\(spec.name)' flush: \(error)") }
             // Mark clean what was written (rows updated meanwhile stay dirty).
             var cleaned = 0
             for s in 0..<stripeCount where !picked[s].isEmpty {
@@ -642,6 +659,17 @@ final class EmbeddingTable: @unchecked Sendable {
         return total
     }
 
+    /// Writes `rows` (in key order, without RocksDB's WAL: the update log covers them) and the stored-row
+    /// counter raised by `newRows` in one batch. Caller holds the flush lock or the table exclusively.
+    private func writeRows(_ rows: RowBatch, newRows: Int) throws {
+        let b = WriteBatch()
+        rows.addSorted(to: b, family: family)
+        var count = storedRows + UInt64(newRows)
+        b.put(family, key: Self.storedRowsKey, value: withUnsafeBytes(of: &count) { Array($0) })
+        try db.writeUnlogged(b)
+        storedRowsCount.store(count, ordering: .relaxed)
+    }
+
     /// Whether a checkpoint is due: the log past `logBytesLimit` since the last one, or changes older than
     /// `maxInterval` seconds.
     func checkpointDue(logBytesLimit: Int, maxInterval: Double) -> Bool {
@@ -656,6 +684,7 @@ final class EmbeddingTable: @unchecked Sendable {
     /// left alone between checkpoints.
     func flusherPass(logBytesLimit: Int, maxInterval: Double, evictionAllowed: Bool = true) throws(EngineError) {
         if spec.eviction != nil {
+            if rowCap > 0 { rowsApprox.store(Int(clamping: rowCount), ordering: .relaxed) }
             let now = Date().timeIntervalSince1970
             let seq = commit.withLock { $0.lastSeq }
             clock.withLock { $0.note(seq: seq, at: now) }
@@ -784,14 +813,7 @@ final class EmbeddingTable: @unchecked Sendable {
             }
         }
         do {
-            if !slots.isEmpty {
-                let b = WriteBatch()
-                batch.addSorted(to: b, family: family)
-                var count = storedRows + UInt64(newRows)
-                b.put(family, key: Self.storedRowsKey, value: withUnsafeBytes(of: &count) { Array($0) })
-                try db.writeUnlogged(b)
-                storedRowsCount.store(count, ordering: .relaxed)
-            }
+            if !slots.isEmpty { try writeRows(batch, newRows: newRows) }
             try db.flush(family)
         } catch { throw .storage("table '\(spec.name)': \(error)") }
         for (stripe, slot) in slots {

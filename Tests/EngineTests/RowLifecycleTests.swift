@@ -4,22 +4,33 @@ import Foundation
 import Vocabulary
 
 @Suite struct AdmissionSketchTests {
-    @Test func countMinSketchNeverUndercountsAndRoundTrips() {
-        var s = CountMinSketch(width: 1024)
+    @Test func countMinSketchNeverUndercountsBetweenHalvingsAndRoundTrips() {
+        var s = CountMinSketch(width: 4096)
         var truth: [UInt64: Int] = [:]
         var rng = SplitMix64(seed: 3)
-        for _ in 0..<20_000 {
+        for _ in 0..<4000 {
             let k = rng.next() % 3000
             truth[k, default: 0] += 1
             #expect(s.increment(k) >= truth[k]!)
         }
         for (k, n) in truth { #expect(s.estimate(k) >= n) }
-        let copy = CountMinSketch(encoded: s.encoded, width: 1024)
+        let copy = CountMinSketch(encoded: s.encoded, width: 4096)
+        #expect(copy?.additions == 4000)
         for k in truth.keys { #expect(copy?.estimate(k) == s.estimate(k)) }
         #expect(CountMinSketch(encoded: s.encoded, width: 2048) == nil)
-        var sat = CountMinSketch(width: 1024)
-        for _ in 0..<70_000 { _ = sat.increment(9) }
-        #expect(sat.estimate(9) == Int(UInt16.max))
+    }
+
+    @Test func agingKeepsHotIdsAndForgetsAStreamOfOnceSeenIds() {
+        // A key counted 3000 times is halved every 1024 additions but stays far above any threshold.
+        var hot = CountMinSketch(width: 1024)
+        for _ in 0..<3000 { _ = hot.increment(9) }
+        #expect(hot.estimate(9) >= 512 && hot.additions == 3000 % 1024)
+        // 200,000 distinct ids seen once through 1,024 counters: conservative update and halving keep the
+        // sketch from filling up, so an id never seen is rarely estimated at 2 or more.
+        var s = CountMinSketch(width: 1024)
+        for k in 0..<200_000 { _ = s.increment(UInt64(k)) }
+        let unseen = (1_000_000..<1_010_000).filter { s.estimate(UInt64($0)) >= 2 }.count
+        #expect(unseen < 1000, "\(unseen) of 10,000 unseen ids estimated at >= 2")
     }
 
     @Test func thresholdAndProbabilityDecideLikeTheSpecSays() {
@@ -143,25 +154,34 @@ import Vocabulary
         e.close()
     }
 
-    @Test func aRowBudgetKeepsTheMostRecentlyOrFrequentlyUpdatedRows() throws {
+    @Test func aRowBudgetCapsCreationAndEvictsTheLeastRecentlyOrFrequentlyUpdatedRows() throws {
         let (e, dir) = try makeEngine(cacheRows: 64)
         defer { e.close(); try? FileManager.default.removeItem(atPath: dir) }
         var lru = TableSpec(name: "lru", dim: 1, optimizer: OptimizerConfig(kind: .sgd, learningRate: 1))
-        lru.eviction = EvictionConfig(); lru.eviction?.maxRows = 400
+        lru.eviction = EvictionConfig(); lru.eviction?.maxRows = 400; lru.eviction?.intervalSeconds = 3600
         var lfu = lru; lfu.name = "lfu"; lfu.eviction?.policy = .leastFrequentlyUpdated
         _ = try e.createTable(lru); _ = try e.createTable(lfu)
-        // 1000 rows in batches of 100, oldest first; in "lfu" the first 300 rows get 5 more updates each.
-        for b in 0..<10 {
-            let ids = (b * 100..<(b + 1) * 100).map { UInt64($0) }
-            _ = try push(e, "lru", ids, 1); _ = try push(e, "lfu", ids, 1)
-        }
-        for _ in 0..<5 { _ = try push(e, "lfu", (0..<300).map { UInt64($0) }, 1) }
+        let batch = { (b: Int) in (b * 100..<(b + 1) * 100).map { UInt64($0) } }
+        // 400 rows in batches of 100, oldest first; then "lru" updates batch 0 again (batch 1 is now the least
+        // recently updated) and "lfu" updates batches 1-3 five more times (batch 0 the least frequently).
+        for b in 0..<4 { _ = try push(e, "lru", batch(b), 1); _ = try push(e, "lfu", batch(b), 1) }
+        _ = try push(e, "lru", batch(0), 1)
+        for _ in 0..<5 { _ = try push(e, "lfu", (100..<400).map { UInt64($0) }, 1) }
+        // At max_rows, new ids are counted as refused and create nothing; existing rows still update.
+        #expect(try push(e, "lru", batch(10) + [5], 1) == 1)
+        var s = try e.snapshot(of: "lru")
+        #expect(s.rows == 400 && s.pushesRefused == 100)
+        // An on-demand pass goes down to 0.995 x max_rows, taking the policy's lowest rows.
         let (n1, after1) = try e.evict(table: "lru")
         let (n2, after2) = try e.evict(table: "lfu")
-        #expect(after1 == 398 && n1 == 602 && after2 == 398 && n2 == 602)
-        // LRU kept the newest rows, LFU the most updated ones.
-        #expect(try pull(e, "lru", [999, 0]) == [-1, 0])
-        #expect(try pull(e, "lfu", [0, 299, 999]).prefix(2) == [-6, -6])
+        #expect(n1 == 2 && after1 == 398 && n2 == 2 && after2 == 398)
+        let lruGone = try pull(e, "lru", batch(1)).filter { $0 == 0 }.count
+        let lfuGone = try pull(e, "lfu", batch(0)).filter { $0 == 0 }.count
+        #expect(lruGone == 2 && lfuGone == 2)
+        // The room made lets two new rows in.
+        #expect(try push(e, "lru", batch(11), 1) == 2)
+        s = try e.snapshot(of: "lru")
+        #expect(s.rows == 400 && s.pushesRefused == 198 && s.rowsEvicted == 2)
         // Eviction of a table without a policy is refused by name.
         _ = try e.createTable(TableSpec(name: "plain", dim: 1, optimizer: OptimizerConfig(kind: .sgd, learningRate: 1)))
         #expect(throws: EngineError.self) { try e.evict(table: "plain") }

@@ -602,12 +602,15 @@ extension Wire {
     }
 
     /// Feature admission: a row is created only once its id has been pushed often enough. Each shard counts the
-    /// pushes of ids that have no row in a count-min sketch (4 rows of `sketch_width` saturating 16-bit counters:
-    /// 8 * sketch_width bytes, reported as admission_sketch_bytes); a push of an id whose count reaches
-    /// `min_count` (or, with `probability`, that draws under it) creates the row. Until then a pull of the id
-    /// returns the initial value and its push is counted, not applied or logged (PushResponse.rows_updated counts
-    /// applied rows only). The sketch is saved with each checkpoint: a graceful restart keeps the counts, a crash
-    /// loses those since the last checkpoint, and a slot moved to another shard starts counting afresh there.
+    /// pushes of ids that have no row in a count-min sketch (4 rows of `sketch_width` 16-bit counters, conservative
+    /// update: 8 * sketch_width bytes, reported as admission_sketch_bytes); a push of an id whose count reaches
+    /// `min_count` (or, with `probability`, that draws under it) creates the row. After every `sketch_width`
+    /// counted pushes all counters are halved (aging), so counts are recent: an id must recur within about
+    /// `sketch_width` counted pushes of the table on that shard, and a stream of ids seen once never fills the
+    /// sketch. Until admitted a pull of the id returns the initial value and its push is counted, not applied or
+    /// logged (PushResponse.rows_updated counts applied rows only; TableStats.pushes_refused counts the others).
+    /// The sketch is saved with each checkpoint: a graceful restart keeps the counts, a crash loses those since
+    /// the last checkpoint, and a slot moved to another shard starts counting afresh there.
     /// Generated: decodes strictly (`WireError` on any malformed input), encodes canonically.
     public struct AdmissionConfig: WireMessage, Codable {
         public static let protoName = "embedps.v1.AdmissionConfig"
@@ -642,8 +645,13 @@ extension Wire {
 
     /// Eviction: rows that match a rule are deleted from the shard (cache, RocksDB); a later push starts the row
     /// again from the initializer (and admission). Passes run in the background every `interval_seconds`, when a
-    /// shard holds more than 1.005 * max_rows rows, and on demand (Evict). A pass first checkpoints the table, so
-    /// no logged update can bring an evicted row back; rows updated since are kept.
+    /// shard holds more than max_rows rows (at most every 0.25 s after the previous pass ended), and on demand
+    /// (Evict). `max_rows` is also a cap on creation: while a shard holds max_rows rows or more of the table, a
+    /// push's ids that would create rows are counted as refused (as if not admitted; the rest of the push applies)
+    /// until a pass makes room. A background budget pass evicts down to max_rows minus the rows the growth rate
+    /// measured between passes would add before the next pass (0.5% to 25% of max_rows); Evict goes down to
+    /// 0.995 * max_rows. A pass first checkpoints the table, so no logged update can bring an evicted row back;
+    /// rows updated since are kept.
     /// Generated: decodes strictly (`WireError` on any malformed input), encodes canonically.
     public struct EvictionConfig: WireMessage, Codable {
         public static let protoName = "embedps.v1.EvictionConfig"
@@ -651,7 +659,7 @@ extension Wire {
         public var ttlUpdates: UInt64 = 0
         /// evict rows not updated for N seconds (0: off)
         public var ttlSeconds: UInt64 = 0
-        /// keep at most N rows per shard, evicting by `policy` down to 0.995 * N (0: off)
+        /// keep at most about N rows per shard, evicting by `policy` (0: off)
         public var maxRows: UInt64 = 0
         /// which rows max_rows evicts first
         public var policy: Wire.EvictionPolicy = Wire.EvictionPolicy(rawValue: 0)
@@ -964,7 +972,7 @@ extension Wire {
         public var semantic: Wire.SemanticStats? = nil
         /// rows created by a push since start (admission tables: once admitted)
         public var rowsAdmitted: UInt64 = 0
-        /// pushed ids counted but not applied (not admitted yet)
+        /// pushed ids counted but not applied (not admitted yet, or the table at max_rows)
         public var pushesRefused: UInt64 = 0
         /// rows deleted by eviction since start
         public var rowsEvicted: UInt64 = 0
