@@ -272,9 +272,10 @@ final class EmbeddingTable: @unchecked Sendable {
                 // Which rows to install is decided before the first insert: an insert may evict a row cached
                 // now (a push's placeholder at lookup time, filled and written since), and installing that
                 // row's older image after it left would lose its updates.
+                // A key missed twice in one pull (a request may repeat ids) is installed once.
                 var absent: [Int] = []
                 for p in positions where stripe.find(kp[Int(p)]) == nil { absent.append(Int(p)) }
-                for j in absent {
+                for j in absent where stripe.find(kp[j]) == nil {
                     let slot = stripe.insert(kp[j], clock: 0)
                     stripe.fill(slot, from: rows.row(j), step: rows.steps[j], seq: rows.seqs[j], exists: rows.exists[j], stored: rows.exists[j])
                 }

@@ -15,6 +15,8 @@ final class RequestGate: UpdateGate, @unchecked Sendable {
     private var active = 0
     private var frozenBy: String? = nil
     private var generation = 0
+    /// The last freeze that ended by itself (its timeout passed before a thaw), until the next freeze.
+    private var expired: (owner: String, seconds: Double)? = nil
 
     /// Admits an update, or throws UNAVAILABLE / FROZEN.
     func enter() throws {
@@ -38,6 +40,7 @@ final class RequestGate: UpdateGate, @unchecked Sendable {
             throw RPCStatus(busyCode, "shard is already frozen for '\(f)'; try again when it is done", detail: Wire.ErrorDetail(reason: reason, frozenBy: f))
         }
         frozenBy = owner
+        expired = nil
         generation += 1
         let g = generation
         let deadline = Date().addingTimeInterval(30)
@@ -48,7 +51,14 @@ final class RequestGate: UpdateGate, @unchecked Sendable {
                                 detail: Wire.ErrorDetail(reason: .busy, frozenBy: owner))
             }
         }
-        DispatchQueue.global().asyncAfter(deadline: .now() + autoThawSeconds) { [weak self] in _ = self?.thaw(owner, generation: g) }
+        DispatchQueue.global().asyncAfter(deadline: .now() + autoThawSeconds) { [weak self] in self?.expire(owner, generation: g, after: autoThawSeconds) }
+    }
+
+    private func expire(_ owner: String, generation g: Int, after seconds: Double) {
+        condition.lock(); defer { condition.unlock() }
+        guard frozenBy == owner, g == generation else { return }
+        frozenBy = nil
+        expired = (owner, seconds)
     }
 
     /// Ends the freeze of `owner`; false when not frozen by it.
@@ -61,6 +71,19 @@ final class RequestGate: UpdateGate, @unchecked Sendable {
     }
 
     func isFrozen(by owner: String) -> Bool { condition.withLock { frozenBy == owner } }
+
+    /// Throws unless frozen under `owner`: ABORTED / BUSY when that freeze ended by itself before `what`
+    /// arrived (the operation should start over with a new freeze), FAILED_PRECONDITION / WRONG_STATE when
+    /// there was no such freeze.
+    func requireFrozen(by owner: String, for what: String) throws {
+        condition.lock(); defer { condition.unlock() }
+        if frozenBy == owner { return }
+        if let e = expired, e.owner == owner {
+            throw RPCStatus(.aborted, "\(what) '\(owner)': the shard's freeze ended by itself after \(Int(e.seconds)) s before this call arrived; run the whole operation again (or give it a longer freeze)",
+                            detail: Wire.ErrorDetail(reason: .busy, frozenBy: owner))
+        }
+        throw RPCStatus(.failedPrecondition, .wrongState, "\(what) '\(owner)' needs the shard frozen under that name first (Freeze)")
+    }
 }
 
 /// The shard's engine, replaceable by a checkpoint restore. Invariant: the engine is closed or replaced only

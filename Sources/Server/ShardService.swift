@@ -274,9 +274,7 @@ public final class ShardService: Sendable {
         }
         r.handle(ShardRPC.createCheckpoint) { _, req in
             try Names.check(req.name, as: .checkpoint)
-            guard host.gate.isFrozen(by: req.name) else {
-                throw RPCStatus(.failedPrecondition, .wrongState, "CreateCheckpoint '\(req.name)' needs the shard frozen under that name first (Freeze)")
-            }
+            try host.gate.requireFrozen(by: req.name, for: "CreateCheckpoint")
             return try host.withEngine { engine in try engine.createCheckpoint(name: req.name, shardCount: engine.shardMap.shardCount).wire }
         }
         r.handle(ShardRPC.listCheckpoints) { _, _ in
@@ -284,9 +282,7 @@ public final class ShardService: Sendable {
         }
         r.handle(ShardRPC.restoreCheckpoint) { _, req in
             try Names.check(req.name, as: .checkpoint)
-            guard host.gate.isFrozen(by: req.name) else {
-                throw RPCStatus(.failedPrecondition, .wrongState, "RestoreCheckpoint '\(req.name)' needs the shard frozen under that name first (Freeze)")
-            }
+            try host.gate.requireFrozen(by: req.name, for: "RestoreCheckpoint")
             return try host.restore(name: req.name).wire
         }
 

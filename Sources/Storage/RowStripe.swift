@@ -436,7 +436,7 @@ public final class RowStripe {
                 if m.pointee.clock < 3 { m.pointee.clock &+= 1 }
                 if m.pointee.state & RowState.loading != 0 { load(p) }
             } else {
-                slot = insert(keys[i], clock: 1)
+                slot = insert(keys[i], clock: 0)
                 load(p)
             }
             meta(slot).pointee.pins &+= 1

@@ -77,13 +77,15 @@ public enum ShardRPC {
     /// Ends the freeze of `name` (frozen = false); a no-op when not frozen under it.
     public static let thaw = RPCMethod<Wire.CheckpointRequest, Wire.FreezeResponse>(
         path: "/embedps.v1.Shard/Thaw", access: .admin, whileFrozen: .serves, retry: .safe)
-    /// Writes this shard's part of checkpoint `name`; only while frozen under the same name.
+    /// Writes this shard's part of checkpoint `name`; only while frozen under the same name (FAILED_PRECONDITION /
+    /// WRONG_STATE otherwise, or ABORTED / BUSY when that freeze already ended by itself: start over).
     public static let createCheckpoint = RPCMethod<Wire.CheckpointRequest, Wire.CheckpointInfo>(
         path: "/embedps.v1.Shard/CreateCheckpoint", access: .admin, whileFrozen: .serves, retry: .never)
     /// This shard's checkpoint parts.
     public static let listCheckpoints = RPCMethod<Wire.ListTablesRequest, Wire.ListCheckpointsResponse>(
         path: "/embedps.v1.Shard/ListCheckpoints", access: .data, whileFrozen: .serves, retry: .safe)
-    /// Replaces this shard's data with its part of checkpoint `name`; only while frozen under the same name.
+    /// Replaces this shard's data with its part of checkpoint `name`; only while frozen under the same name
+    /// (codes as for CreateCheckpoint).
     /// Other calls get UNAVAILABLE / RESTORING meanwhile.
     public static let restoreCheckpoint = RPCMethod<Wire.CheckpointRequest, Wire.CheckpointInfo>(
         path: "/embedps.v1.Shard/RestoreCheckpoint", access: .admin, whileFrozen: .serves, retry: .never)

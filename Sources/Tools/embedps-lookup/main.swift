@@ -75,6 +75,11 @@ do {
         return s
     }
     stop.wait()
+    // Shutdown is bounded: calls still waiting on a dead shard must not keep the process alive.
+    DispatchQueue.global().asyncAfter(deadline: .now() + 15) {
+        printError("embedps-lookup: shutdown did not finish within 15 s (calls still waiting on shards); exiting")
+        exitNow(1)
+    }
     server.shutdown(graceSeconds: 5)
     http.stop()
     withExtendedLifetime(sources) {}
