@@ -31,10 +31,16 @@ extension ShardEngine {
     public func createCheckpoint(name: String, shardCount: Int) throws(EngineError) -> CheckpointInfo {
         do { try Names.check(name, as: .checkpoint) } catch { throw .invalidName(error) }
         let dir = Self.checkpointPath(dataDirectory: configuration.dataDirectory, name: name)
-        guard !FileManager.default.fileExists(atPath: dir) else { throw .checkpointExists(name) }
-        try checkpointAll()
+        // The directory is claimed with one mkdir: of two calls with the same name, one writes the part and
+        // the other is told it exists (and removes nothing of it).
+        do { try FileManager.default.createDirectory(atPath: (dir as NSString).deletingLastPathComponent, withIntermediateDirectories: true) }
+        catch { throw .storage("checkpoint \(name): \(error)") }
+        guard mkdir(dir, 0o755) == 0 else {
+            if errno == EEXIST { throw .checkpointExists(name) }
+            throw .storage("checkpoint \(name): cannot create \(dir): \(String(cString: strerror(errno)))")
+        }
         do {
-            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            try checkpointAll()
             try rocksCheckpoint(at: dir + "/db")
             let bytes = Self.directoryBytes(dir + "/db")
             let info = CheckpointInfo(name: name, shardIndex: configuration.shardIndex, shardCount: shardCount,
@@ -43,8 +49,9 @@ extension ShardEngine {
             let encoder = JSONEncoder(); encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             try encoder.encode(info).write(to: URL(fileURLWithPath: dir + "/checkpoint.json"))
             return info
-        } catch let e as EngineError { throw e } catch {
+        } catch {
             try? FileManager.default.removeItem(atPath: dir)
+            if let e = error as? EngineError { throw e }
             throw .storage("checkpoint \(name): \(error)")
         }
     }
