@@ -87,13 +87,13 @@ extension EmbeddingTable {
     /// The shortest time between the end of one background pass and the start of the next for the budget.
     static let budgetPassGap = 0.25
 
-    /// Whether the flusher should run a pass now: the interval passed since the last one, or the rows reached
-    /// max_rows (then at most every `budgetPassGap` seconds after the last pass ended).
-    func evictionDue(now: Double) -> Bool {
+    /// Whether the flusher should run a pass now: the interval passed since the last one, or the table's
+    /// `rows` reached max_rows (then at most every `budgetPassGap` seconds after the last pass ended).
+    func evictionDue(now: Double, rows: UInt64) -> Bool {
         guard let e = spec.eviction else { return false }
         let (last, lastEnd) = clock.withLock { ($0.lastPass, $0.lastPassEnd) }
         if now - last >= Double(e.intervalSeconds) { return true }
-        return e.maxRows > 0 && now - lastEnd >= Self.budgetPassGap && rowCount >= e.maxRows
+        return e.maxRows > 0 && now - lastEnd >= Self.budgetPassGap && rows >= e.maxRows
     }
 
     /// The row count a budget pass evicts down to. On demand: 0.995 x max_rows. In the background, rows keep
@@ -110,9 +110,9 @@ extension EmbeddingTable {
 
     /// One eviction pass (see `EvictionConfig` in the proto): a checkpoint first (no logged update is older
     /// than what is deleted), then a scan of the stored rows deciding by the rules, deleting in batches inside
-    /// short exclusive sections that keep every row updated since the checkpoint. `onDemand` applies the
-    /// budget rule as soon as rows exceed max_rows (the background pass waits for 1.005x). Returns (rows
-    /// evicted, rows afterwards).
+    /// short exclusive sections that keep every row updated since the checkpoint. The budget rule applies
+    /// once rows reach max_rows, down to `budgetTarget` (`onDemand`: 0.995x). Returns (rows evicted, rows
+    /// afterwards).
     func evict(onDemand: Bool) throws(EngineError) -> (evicted: Int, rowsAfter: UInt64) {
         guard let e = spec.eviction else { return (0, rowCount) }
         let now = Date().timeIntervalSince1970

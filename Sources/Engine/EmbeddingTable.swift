@@ -78,7 +78,7 @@ struct FlushState {
 ///   then takes the commit lock: sequence number, log record queued, rows updated in place (each stripe
 ///   locked while written), ledger; releases it, waits for the group commit, unpins. Updates of one row are
 ///   therefore applied in sequence order, exactly the log's order.
-/// - The flusher locks one stripe at a time to copy dirty images and to mark them clean. the flush lock
+/// - The flusher locks one stripe at a time to copy dirty images and to mark them clean. The flush lock
 ///   serialises flushes, checkpoints and exclusive sections.
 /// - An exclusive section (`withExclusive`: table-kind operations, imports, migrations) holds the flush lock, the
 ///   commit lock and every stripe: nothing else reads or writes a row meanwhile.
@@ -341,22 +341,23 @@ final class EmbeddingTable: @unchecked Sendable {
         let keys = UnsafeBufferPointer(start: record.keys, count: record.count)
         let pins = try pinRows(keys)
         if admission != nil || rowCap > 0, let admitted = admit(record, pins) {
-            // Some ids were refused: push the admitted ones alone (or nothing).
-            unpin(pins)
-            defer { admitted.deallocate() }
-            if admitted.count == 0 {
+            // Some ids were refused: their rows are unpinned and the admitted ones pushed alone (or nothing).
+            defer { admitted.record.deallocate() }
+            unpin(admitted.refusedPins)
+            if admitted.record.count == 0 {
                 if let id = record.requestID { commit.withLock { $0.ledger.record(id, rows: 0) } }
                 return 0
             }
-            return try commitPinned(admitted, pins: try pinRows(UnsafeBufferPointer(start: admitted.keys, count: admitted.count)))
+            return try commitPinned(admitted.record, pins: admitted.pins)
         }
         return try commitPinned(record, pins: pins)
     }
 
     /// Admission of a push's new rows (rows that do not exist): counts them in the sketch, then lets through
-    /// those admitted while the table is under its row cap (`rowCap`); nil when every new row is created,
-    /// else the record of the rows that exist or were created (owned; the caller frees it).
-    private func admit(_ record: PushRecord, _ pins: PinnedRows) -> PushRecord? {
+    /// those admitted while the table is under its row cap (`rowCap`). Nil when every new row is created;
+    /// else the record of the rows that exist or were created (owned; the caller frees it) with their pins,
+    /// and the pins of the refused rows (for the caller to release). `pins` itself is then used up.
+    private func admit(_ record: PushRecord, _ pins: PinnedRows) -> (record: PushRecord, pins: PinnedRows, refusedPins: PinnedRows)? {
         var newPositions: [Int] = []
         store.withStripes(pins.plan) { stripe, _, positions in
             for p in positions where !stripe.exists(Int(pins.slots[Int(p)])) { newPositions.append(Int(p)) }
@@ -386,13 +387,16 @@ final class EmbeddingTable: @unchecked Sendable {
         var keep = [Bool](repeating: true, count: record.count)
         for (p, ok) in zip(newPositions, verdict) where !ok { keep[p] = false }
         let out = PushRecord.owned(count: record.count - refused, dim: dim, requestID: record.requestID)
-        var j = 0
-        for i in 0..<record.count where keep[i] {
-            out.keys[j] = record.keys[i]
-            (out.gradients + j * dim).update(from: record.gradients + i * dim, count: dim)
-            j += 1
+        var kept: [Int] = [], dropped: [Int] = []
+        for i in 0..<record.count {
+            guard keep[i] else { dropped.append(i); continue }
+            out.keys[kept.count] = record.keys[i]
+            (out.gradients + kept.count * dim).update(from: record.gradients + i * dim, count: dim)
+            kept.append(i)
         }
-        return out
+        let refusedKeys = dropped.map { record.keys[$0] }
+        return (out, pins.subset(kept, keys: UnsafeBufferPointer(start: out.keys, count: out.count)),
+                refusedKeys.withUnsafeBufferPointer { pins.subset(dropped, keys: $0) })
     }
 
     /// The commit of a push whose rows are pinned (see `push`); unpins them.
@@ -441,6 +445,13 @@ final class EmbeddingTable: @unchecked Sendable {
             self.plan = plan; self.store = store
         }
         deinit { stripes.deallocate(); slots.deallocate() }
+        /// The pins of `positions` of this set (in that order), whose keys are `keys`. The pins move to the new
+        /// set: each position is unpinned through exactly one of the sets.
+        func subset(_ positions: [Int], keys: UnsafeBufferPointer<UInt64>) -> PinnedRows {
+            let p = PinnedRows(count: positions.count, plan: store.plan(keys), store: store)
+            for (j, i) in positions.enumerated() { p.stripes[j] = stripes[i]; p.slots[j] = slots[i] }
+            return p
+        }
         /// Row j's memory. Reading it is safe while pinned and inside the commit lock (only commits write rows).
         func row(_ j: Int) -> UnsafeMutablePointer<Float> {
             store.withStripe(Int(stripes[j])) { $0.row(Int(slots[j])) }
@@ -685,11 +696,12 @@ final class EmbeddingTable: @unchecked Sendable {
     /// left alone between checkpoints.
     func flusherPass(logBytesLimit: Int, maxInterval: Double, evictionAllowed: Bool = true) throws(EngineError) {
         if spec.eviction != nil {
-            if rowCap > 0 { rowsApprox.store(Int(clamping: rowCount), ordering: .relaxed) }
+            let rows = rowCount
+            if rowCap > 0 { rowsApprox.store(Int(clamping: rows), ordering: .relaxed) }
             let now = Date().timeIntervalSince1970
             let seq = commit.withLock { $0.lastSeq }
             clock.withLock { $0.note(seq: seq, at: now) }
-            if evictionAllowed && evictionDue(now: now) { _ = try evict(onDemand: false); return }
+            if evictionAllowed && evictionDue(now: now, rows: rows) { _ = try evict(onDemand: false); return }
         }
         if checkpointDue(logBytesLimit: logBytesLimit, maxInterval: maxInterval) { try checkpoint(); return }
         guard dirtyApprox.load(ordering: .relaxed) > tuning.dirtyLowWatermark else { return }
@@ -938,9 +950,10 @@ final class RowBatch {
     }
     /// Adds every row in RocksDB key order (memtable inserts of sorted keys are cheaper).
     func addSorted(to b: WriteBatch, family: ColumnFamily) {
-        let order = (0..<count).sorted { memcmp(buffer + $0 * stride, buffer + $1 * stride, RowKey.length) < 0 }
-        for i in order { put(b, family, i) }
+        for i in keyOrder { put(b, family, i) }
     }
+    /// Row indices in RocksDB key order.
+    private var keyOrder: [Int] { (0..<count).sorted { memcmp(buffer + $0 * stride, buffer + $1 * stride, RowKey.length) < 0 } }
     private func put(_ b: WriteBatch, _ family: ColumnFamily, _ i: Int) {
         let p = buffer + i * stride
         b.put(family, key: UnsafeRawBufferPointer(start: p, count: RowKey.length),
@@ -954,7 +967,7 @@ final class RowBatch {
     /// Ingests every row as one SST file: atomic and durable. Rows whose keys form a range no other file
     /// overlaps (an import in key order) land in the bottom level with no compaction.
     func ingest(into db: RocksDatabase, family: ColumnFamily) throws {
-        let order = (0..<count).sorted { memcmp(buffer + $0 * stride, buffer + $1 * stride, RowKey.length) < 0 }
+        let order = keyOrder
         try db.ingestSorted(family, count: count) { i in
             let p = buffer + order[i] * stride
             return (UnsafeRawBufferPointer(start: p, count: RowKey.length), UnsafeRawBufferPointer(start: p + RowKey.length, count: lengths[order[i]]))

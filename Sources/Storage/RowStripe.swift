@@ -342,9 +342,15 @@ public final class RowStripe {
     public func remove(_ slot: Int) {
         let m = meta(slot)
         precondition(m.pointee.state & (RowState.dirty | RowState.flushing | RowState.free) == 0 && m.pointee.pins == 0, "removing a busy row")
+        release(slot)
+        freeSlots.append(Int32(slot))
+    }
+
+    /// Takes a live slot out of the index and the counts (a removal or an eviction; `evictions` counts both).
+    private func release(_ slot: Int) {
+        let m = meta(slot)
         index.remove(tag: SlotIndex.tag(m.pointee.key), slot: slot)
         m.pointee.state = RowState.free
-        freeSlots.append(Int32(slot))
         live -= 1
         budget.live.subtract(1, ordering: .relaxed)
         evictions &+= 1
@@ -361,11 +367,7 @@ public final class RowStripe {
             let m = meta(s)
             if m.pointee.state & busy != 0 || m.pointee.pins != 0 { continue }
             if m.pointee.clock > 0 { m.pointee.clock -= 1; continue }
-            index.remove(tag: SlotIndex.tag(m.pointee.key), slot: s)
-            m.pointee.state = RowState.free
-            live -= 1
-            budget.live.subtract(1, ordering: .relaxed)
-            evictions &+= 1
+            release(s)
             return s
         }
         return nil

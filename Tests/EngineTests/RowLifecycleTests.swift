@@ -86,54 +86,44 @@ import Vocabulary
 }
 
 @Suite struct RowLifecycleEngineTests {
-    func makeEngine(dir existing: String? = nil, cacheRows: Int = 1 << 16) throws -> (ShardEngine, String) {
-        let dir = existing ?? FileManager.default.temporaryDirectory.appendingPathComponent("lifecycle-\(UUID().uuidString)").path
-        var c = ShardEngineConfiguration(dataDirectory: dir, shardIndex: 0, slotMap: try .evenSplit(shards: 1))
-        c.cacheRowsPerTable = cacheRows
-        return (try ShardEngine(c), dir)
-    }
+    /// Engines and pulls as the engine tests make them.
+    let base = ShardEngineTests()
     func push(_ e: ShardEngine, _ t: String, _ ids: [UInt64], _ g: Float, requestID: RequestID? = nil) throws -> Int {
         let dim = try e.dim(of: t)
         let grads = [Float](repeating: g, count: ids.count * dim)
         return try ids.withUnsafeBufferPointer { i in try grads.withUnsafeBytes { b in try e.push(table: t, ids: i, gradientBytes: b, requestID: requestID) } }
     }
-    func pull(_ e: ShardEngine, _ t: String, _ ids: [UInt64]) throws -> [Float] {
-        let dim = try e.dim(of: t)
-        var out = [Float](repeating: 0, count: ids.count * dim)
-        try ids.withUnsafeBufferPointer { i in try out.withUnsafeMutableBufferPointer { try e.pull(table: t, ids: i, into: $0.baseAddress!) } }
-        return out
-    }
 
     @Test func unadmittedIdsAreCountedNotAppliedAndTheCountsSurviveARestart() throws {
-        var (e, dir) = try makeEngine()
+        var (e, dir) = try base.makeEngine()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         var spec = TableSpec(name: "a", dim: 2, optimizer: OptimizerConfig(kind: .sgd, learningRate: 1))
         spec.admission = AdmissionConfig(minCount: 3)
         _ = try e.createTable(spec)
         #expect(try push(e, "a", [1, 2], 1) == 0)
-        #expect(try pull(e, "a", [1]) == [0, 0])
+        #expect(try base.pull(e, "a", [1]) == [0, 0])
         #expect(try push(e, "a", [1], 1) == 0)
         // A retried push (same request id) is answered from the ledger and counted once.
         let rid = RequestID(high: 7, low: 1)
         #expect(try push(e, "a", [1, 2], 1, requestID: rid) == 1)
         #expect(try push(e, "a", [1, 2], 1, requestID: rid) == 1)
-        #expect(try pull(e, "a", [1, 2]) == [-1, -1, 0, 0])
+        #expect(try base.pull(e, "a", [1, 2]) == [-1, -1, 0, 0])
         // Existing rows are always updated.
         #expect(try push(e, "a", [1], 1) == 1)
         var s = try e.snapshot(of: "a")
         #expect(s.rowsAdmitted == 1 && s.pushesRefused == 4 && s.rows == 1 && s.admissionSketchBytes == 8 << 20)
         // A graceful restart keeps the counts (saved with the final checkpoint): id 2 has two, one more admits it.
         e.close()
-        (e, _) = try makeEngine(dir: dir)
+        (e, _) = try base.makeEngine(dir: dir)
         #expect(try push(e, "a", [2], 1) == 1)
-        #expect(try pull(e, "a", [1, 2]) == [-2, -2, -1, -1])
+        #expect(try base.pull(e, "a", [1, 2]) == [-2, -2, -1, -1])
         s = try e.snapshot(of: "a")
         #expect(s.rows == 2)
         e.close()
     }
 
     @Test func timeToLiveByUpdatesEvictsStaleRowsAndTheLogNeverBringsThemBack() throws {
-        var (e, dir) = try makeEngine()
+        var (e, dir) = try base.makeEngine()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         var spec = TableSpec(name: "t", dim: 2, optimizer: OptimizerConfig(kind: .sgd, learningRate: 1))
         spec.eviction = EvictionConfig(); spec.eviction?.ttlUpdates = 5
@@ -143,19 +133,19 @@ import Vocabulary
         for _ in 0..<10 { _ = try push(e, "t", fresh, 1) }
         let (evicted, after) = try e.evict(table: "t")
         #expect(evicted == 100 && after == 100)
-        #expect(try pull(e, "t", [stale[0], fresh[0]]) == [0, 0, -10, -10])
+        #expect(try base.pull(e, "t", [stale[0], fresh[0]]) == [0, 0, -10, -10])
         // A push after the eviction starts the row again; a crash (no final checkpoint) replays only that.
         _ = try push(e, "t", [stale[1]], 2)
         e.close(checkpoint: false)
-        (e, _) = try makeEngine(dir: dir)
-        #expect(try pull(e, "t", [stale[0], stale[1], fresh[5]]) == [0, 0, -2, -2, -10, -10])
+        (e, _) = try base.makeEngine(dir: dir)
+        #expect(try base.pull(e, "t", [stale[0], stale[1], fresh[5]]) == [0, 0, -2, -2, -10, -10])
         let s = try e.snapshot(of: "t")
         #expect(s.rows == 101 && s.rowsEvicted == 0)
         e.close()
     }
 
     @Test func aRowBudgetCapsCreationAndEvictsTheLeastRecentlyOrFrequentlyUpdatedRows() throws {
-        let (e, dir) = try makeEngine(cacheRows: 64)
+        let (e, dir) = try base.makeEngine(cacheRows: 64)
         defer { e.close(); try? FileManager.default.removeItem(atPath: dir) }
         var lru = TableSpec(name: "lru", dim: 1, optimizer: OptimizerConfig(kind: .sgd, learningRate: 1))
         lru.eviction = EvictionConfig(); lru.eviction?.maxRows = 400; lru.eviction?.intervalSeconds = 3600
@@ -175,8 +165,8 @@ import Vocabulary
         let (n1, after1) = try e.evict(table: "lru")
         let (n2, after2) = try e.evict(table: "lfu")
         #expect(n1 == 2 && after1 == 398 && n2 == 2 && after2 == 398)
-        let lruGone = try pull(e, "lru", batch(1)).filter { $0 == 0 }.count
-        let lfuGone = try pull(e, "lfu", batch(0)).filter { $0 == 0 }.count
+        let lruGone = try base.pull(e, "lru", batch(1)).filter { $0 == 0 }.count
+        let lfuGone = try base.pull(e, "lfu", batch(0)).filter { $0 == 0 }.count
         #expect(lruGone == 2 && lfuGone == 2)
         // The room made lets two new rows in.
         #expect(try push(e, "lru", batch(11), 1) == 2)
@@ -188,7 +178,7 @@ import Vocabulary
     }
 
     @Test func rowsOfSmallNormAreEvicted() throws {
-        let (e, dir) = try makeEngine()
+        let (e, dir) = try base.makeEngine()
         defer { e.close(); try? FileManager.default.removeItem(atPath: dir) }
         var spec = TableSpec(name: "n", dim: 2, optimizer: OptimizerConfig(kind: .sgd, learningRate: 1))
         spec.eviction = EvictionConfig(); spec.eviction?.minL2Norm = 1.0
@@ -196,6 +186,6 @@ import Vocabulary
         _ = try push(e, "n", [1], 0.1)   // norm 0.14: evicted
         _ = try push(e, "n", [2], 2)     // norm 2.8: kept
         #expect(try e.evict(table: "n") == (1, 1))
-        #expect(try pull(e, "n", [1, 2]) == [0, 0, -2, -2])
+        #expect(try base.pull(e, "n", [1, 2]) == [0, 0, -2, -2])
     }
 }
