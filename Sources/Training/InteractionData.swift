@@ -92,6 +92,8 @@ public struct LeaveLastOutSplit: Sendable {
     public let trainItemsByUser: [Set<Int>]
     /// Train interaction count per item.
     public let itemPopularity: [Int]
+    /// The train pairs in the order of the data file (upstream time order for goodbooks), for streaming runs.
+    public let trainInFileOrder: [(user: Int, item: Int)]
 
     public init(_ data: InteractionData) {
         var byUser = [[Int]](repeating: [], count: data.userIds.count)
@@ -110,5 +112,15 @@ public struct LeaveLastOutSplit: Sendable {
         }
         self.train = train; self.validation = validation; self.test = test
         trainItemsByUser = sets; itemPopularity = popularity
+        // A user's k-th interaction in file order is train unless it is one of the last two (held out).
+        var seen = [Int](repeating: 0, count: byUser.count)
+        var inOrder: [(user: Int, item: Int)] = []
+        inOrder.reserveCapacity(train.count)
+        for x in data.interactions {
+            let u = data.userIndex[x.user]!, k = seen[u]
+            seen[u] += 1
+            if byUser[u].count < 3 || k < byUser[u].count - 2 { inOrder.append((u, data.itemIndex[x.item]!)) }
+        }
+        trainInFileOrder = inOrder
     }
 }

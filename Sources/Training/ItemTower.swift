@@ -56,6 +56,10 @@ final class ItemTower: @unchecked Sendable {
             let idRows = kind == .idSpm ? budget / 2 : budget
             if idRows > 0 { spec.hashMode = .fixedBudget; spec.rowBudget = UInt64(idRows); spec.hashSeed = 17; rows += idRows }
             else { rows += data.itemIds.count }
+            if let l = t.lifecycle {
+                guard idRows == 0 else { throw DataError("admission and eviction need one row per item: drop --item-rows (a fixed-budget table holds all its rows)") }
+                spec.admission = l.admission; spec.eviction = LifecycleTraining.eviction(ttl: l.itemTTLUpdates)
+            }
             try await client.admin.createTable(spec)
             idTable = spec.name
         }

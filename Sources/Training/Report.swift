@@ -72,3 +72,32 @@ public func renderDnisComparison(_ reports: [TrainingReport]) -> String {
     }
     return out
 }
+
+/// One row per (admission, TTL) setting, each the mean over its seeds (test split): quality with its spread
+/// (max - min over seeds) and ratio to the first setting, rows of the user and item id tables at the end,
+/// rows evicted, pushes refused, and stored bytes saved against the first setting.
+public func renderLifecycleComparison(_ settings: [[TrainingReport]]) -> String {
+    func f(_ x: Double) -> String { String(format: "%.4f", x) }
+    func mean(_ xs: [Double]) -> Double { xs.isEmpty ? 0 : xs.reduce(0, +) / Double(xs.count) }
+    func spread(_ xs: [Double]) -> Double { (xs.max() ?? 0) - (xs.min() ?? 0) }
+    func rows(_ r: TrainingReport) -> Double { Double(r.lifecycle?.rows ?? r.footprint?.rows ?? 0) }
+    guard let base = settings.first, !base.isEmpty else { return "" }
+    let baseRecall = mean(base.map { $0.test[0].recallAt20 }), baseRows = mean(base.map(rows))
+    let rowBytes = Double(16 + 4 * base[0].dim * 2)  // Adagrad row: header, weights, accumulator
+    let table = settings.compactMap { runs -> [String]? in
+        guard let first = runs.first else { return nil }
+        let recall = runs.map { $0.test[0].recallAt20 }, tail = runs.map { $0.test[0].tailRecallAt20 }
+        let admit = first.lifecycle?.admitMinCount ?? 0
+        let ttl = "\(first.lifecycle?.userTTLUpdates ?? 0) / \(first.lifecycle?.itemTTLUpdates ?? 0)"
+        let r = mean(runs.map(rows))
+        return ["\(admit)", ttl, "\(runs.count)", f(mean(recall)), f(spread(recall)), String(format: "%.3f", mean(recall) / max(1e-9, baseRecall)),
+                f(mean(runs.map { $0.test[0].ndcgAt20 })), f(mean(tail)), String(format: "%.0f", r), String(format: "%.3f", r / max(1, baseRows)),
+                String(format: "%.0f", mean(runs.map { Double($0.lifecycle?.rowsEvicted ?? 0) })),
+                String(format: "%.0f", mean(runs.map { Double($0.lifecycle?.pushesRefused ?? 0) })),
+                String(format: "%.0f", (baseRows - r) * rowBytes), String(format: "%.1f", mean(runs.map(\.seconds)))]
+    }
+    var out = renderTable(["admit", "TTL users / items", "seeds", "Recall@20", "spread", "recall vs first", "NDCG@20", "tail Recall@20",
+                           "rows at end", "rows vs first", "rows evicted", "pushes refused", "bytes saved", "seconds/run"], table)
+    out += "\npopularity baseline: Recall@20 \(f(base[0].test[1].recallAt20))"
+    return out
+}

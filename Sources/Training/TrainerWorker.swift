@@ -25,6 +25,13 @@ public struct TrainerConfiguration: Sendable {
     public var sparsity: SparsityConfig? = nil
     /// DNIS mixed dimensions for the user and item id tables (nil = off); `epochs` is then the warm start.
     public var dnis: DnisTraining? = nil
+    /// Row lifecycle of the user and item id tables (admission threshold, TTL); nil = unbounded tables.
+    public var lifecycle: LifecycleTraining? = nil
+    /// Train in the data file's order (upstream time order) instead of a seeded shuffle per epoch.
+    public var timeOrdered = false
+    /// Where BPR negatives come from: uniform over all items, or the positives of the same batch (only
+    /// items seen in the stream recently get gradients, so a TTL can find stale item rows).
+    public var negatives: NegativeSampling = .uniform
     public init(dataPath: String) { self.dataPath = dataPath }
     /// Epochs of the whole run (DNIS adds search and retrain epochs after the warm start).
     public var totalEpochs: Int { epochs + (dnis.map { $0.searchEpochs + $0.retrainEpochs } ?? 0) }
@@ -41,6 +48,47 @@ public struct DnisTraining: Sendable {
     public var retrainEpochs = 5
     public var alphaLearningRate: Float = 0.01
     public init() {}
+}
+
+/// Source of the negative item of each BPR example.
+public enum NegativeSampling: String, Sendable, Codable {
+    case uniform
+    case inBatch = "in-batch"
+}
+
+/// Admission and eviction on the user and item id tables of a run. Rank 0 runs an eviction pass on the
+/// tables with a TTL every `evictEveryBatches` of its batches and at the end of every epoch; the tables' own
+/// background passes are set to the longest interval so that a single-worker run evicts at the same points
+/// every time.
+public struct LifecycleTraining: Sendable {
+    /// Pushes of an id before its row is created (0 = no threshold); both tables.
+    public var admitMinCount = 0
+    /// Rows not updated in the table's last N pushes on a shard are evicted (0 = no TTL), per table.
+    public var userTTLUpdates: UInt64 = 0
+    public var itemTTLUpdates: UInt64 = 0
+    public var evictEveryBatches = 30
+    public init() {}
+
+    var admission: AdmissionConfig? { admitMinCount > 1 ? AdmissionConfig(minCount: admitMinCount) : nil }
+    static func eviction(ttl: UInt64) -> EvictionConfig? {
+        guard ttl > 0 else { return nil }
+        var e = EvictionConfig()
+        e.ttlUpdates = ttl; e.intervalSeconds = 86_400
+        return e
+    }
+    var evicts: Bool { userTTLUpdates > 0 || itemTTLUpdates > 0 }
+}
+
+/// Rows and lifecycle counters of the user and item id tables at the end of a run (sums over shards).
+public struct LifecycleSummary: Sendable, Codable {
+    public var admitMinCount: Int
+    public var userTTLUpdates: UInt64
+    public var itemTTLUpdates: UInt64
+    public var rows: UInt64
+    public var rowsAdmitted: UInt64
+    public var pushesRefused: UInt64
+    public var rowsEvicted: UInt64
+    public var evictionPasses: UInt64
 }
 
 /// Size of the embedding tables at the end of a run: parameters (active entries for sparse tables) and the
@@ -76,6 +124,9 @@ public struct TrainingReport: Sendable, Codable {
     public var footprint: EmbeddingFootprint? = nil
     /// DNIS runs: per-table block summaries after pruning.
     public var dnis: [DnisSummary]? = nil
+    /// Runs with admission or eviction: rows and counters of the id tables.
+    public var lifecycle: LifecycleSummary? = nil
+    public var seed: UInt64? = nil
 }
 
 /// A trainer worker: trains MF-BPR whose user and item tables live on EmbedPS, on the users assigned to its
@@ -106,6 +157,8 @@ public final class TrainerWorker: @unchecked Sendable {
         var spec = TableSpec(name: userTable, dim: config.dim, optimizer: opt, initializer: initializer)
         spec.sparsity = config.sparsity
         spec.dnis = config.dnisTableConfig
+        spec.admission = config.lifecycle?.admission
+        spec.eviction = LifecycleTraining.eviction(ttl: config.lifecycle?.userTTLUpdates ?? 0)
         try await client.admin.createTable(spec)
         try await client.admin.createTable(TableSpec(name: progressTable, dim: 1, optimizer: OptimizerConfig(kind: .sgd, learningRate: 1)))
     }
@@ -149,7 +202,7 @@ public final class TrainerWorker: @unchecked Sendable {
         try await createTables()
         let tower = try await ItemTower.setUp(config.itemTower, trainer: config, client: client, data: data, split: split, log: log)
         self.tower = tower
-        let mine = split.train.filter { $0.user % config.worldSize == config.rank }
+        let mine = (config.timeOrdered ? split.trainInFileOrder : split.train).filter { $0.user % config.worldSize == config.rank }
         let startEpoch = try await progress()[config.rank]
         if config.rank == 0 && startEpoch == 0 {
             log("data: \(data.interactions.count) interactions, \(data.userIds.count) users, \(nItems) items; split leave-last-out per user " +
@@ -188,7 +241,33 @@ public final class TrainerWorker: @unchecked Sendable {
         return TrainingReport(run: config.run, workers: config.worldSize, shards: client.shardCount, epochs: config.epochs, dim: config.dim,
                               trainInteractions: split.train.count, users: data.userIds.count, items: nItems,
                               seconds: Date().timeIntervalSince(started), finalLoss: lastLoss, itemTower: config.itemTower.kind.rawValue,
-                              itemRows: tower.rows, test: [test, pop], validation: validation, footprint: footprint, dnis: dnisSummaries)
+                              itemRows: tower.rows, test: [test, pop], validation: validation, footprint: footprint, dnis: dnisSummaries,
+                              lifecycle: try await lifecycleSummary(), seed: config.seed)
+    }
+
+    /// Rows and lifecycle counters of the user and item id tables (nil without a lifecycle).
+    func lifecycleSummary() async throws -> LifecycleSummary? {
+        guard let l = config.lifecycle else { return nil }
+        var s = LifecycleSummary(admitMinCount: l.admitMinCount, userTTLUpdates: l.userTTLUpdates, itemTTLUpdates: l.itemTTLUpdates, rows: 0, rowsAdmitted: 0, pushesRefused: 0, rowsEvicted: 0, evictionPasses: 0)
+        for table in sparseTables {
+            for t in try await client.admin.describeTable(table) {
+                s.rows += t.rows; s.rowsAdmitted += t.rowsAdmitted; s.pushesRefused += t.pushesRefused
+                s.rowsEvicted += t.rowsEvicted; s.evictionPasses += t.evictionPasses
+            }
+        }
+        return s
+    }
+
+    /// Rank 0 with a TTL: an eviction pass on the tables with one every `evictEveryBatches` batches
+    /// and at the end of the epoch (`force`). Waits for this worker's pushes in flight first, so that a pass
+    /// sees the same updates in every run of a single worker.
+    func maybeEvict(batch: Int, force: Bool, pending: inout [Task<Void, Error>]) async throws {
+        guard let l = config.lifecycle, l.evicts, config.rank == 0 else { return }
+        guard force || (batch > 0 && batch % max(1, l.evictEveryBatches) == 0) else { return }
+        for t in pending { try await t.value }
+        pending.removeAll()
+        if l.userTTLUpdates > 0 { _ = try await client.admin.evict(table: userTable) }
+        if l.itemTTLUpdates > 0, let itemTable = tower.idTable { _ = try await client.admin.evict(table: itemTable) }
     }
 
     /// Tables whose rows are sparse when `config.sparsity` or `config.dnis` is set.
@@ -294,12 +373,14 @@ public final class TrainerWorker: @unchecked Sendable {
         _ = try await (a, b)
     }
 
-    /// One pass over this worker's examples in a seeded shuffle; returns the mean loss. With `searching`, every
+    /// One pass over this worker's examples in a seeded shuffle (in file order with `timeOrdered`); returns the mean loss. With `searching`, every
     /// train batch is followed by a DNIS validation batch.
     func trainEpoch(_ epoch: Int, examples: [(user: Int, item: Int)], data: InteractionData, split: LeaveLastOutSplit, searching: Bool = false) async throws -> Double {
         var rng = SplitMix64(seed: config.seed &* 1_000_003 &+ UInt64(config.rank) &* 7919 &+ UInt64(epoch))
         var order = Array(examples.indices)
-        for i in stride(from: order.count - 1, to: 0, by: -1) { order.swapAt(i, Int(rng.next() % UInt64(i + 1))) }
+        if !config.timeOrdered {
+            for i in stride(from: order.count - 1, to: 0, by: -1) { order.swapAt(i, Int(rng.next() % UInt64(i + 1))) }
+        }
         let nItems = data.itemIds.count
         var totalLoss = 0.0
         var rowsMoved = 0
@@ -310,11 +391,13 @@ public final class TrainerWorker: @unchecked Sendable {
         var done = 0
         while done < order.count {
             let batch = order[done..<min(order.count, done + config.batchSize)].map { examples[$0] }
-            // Negatives: uniform items the user has not interacted with in train.
+            // Negatives: items the user has not interacted with in train, uniform or from the batch's positives.
+            let draw: (inout SplitMix64) -> Int = config.negatives == .uniform
+                ? { Int($0.next() % UInt64(nItems)) } : { batch[Int($0.next() % UInt64(batch.count))].item }
             let negatives = batch.map { ex -> Int in
-                var j = Int(rng.next() % UInt64(nItems))
+                var j = draw(&rng)
                 var tries = 0
-                while split.trainItemsByUser[ex.user].contains(j) && tries < 10 { j = Int(rng.next() % UInt64(nItems)); tries += 1 }
+                while split.trainItemsByUser[ex.user].contains(j) && tries < 10 { j = draw(&rng); tries += 1 }
                 return j
             }
             let g = try await gradients(batch, negatives: negatives, data: data, l2: config.l2)
@@ -332,10 +415,13 @@ public final class TrainerWorker: @unchecked Sendable {
             done += batch.count
             if searching { try await alphaStep(split, data: data, rng: &rng) }
             try await maybeRegrow(step: epoch * ((examples.count + config.batchSize - 1) / config.batchSize) + (done + config.batchSize - 1) / config.batchSize)
+            try await maybeEvict(batch: (done + config.batchSize - 1) / config.batchSize, force: false, pending: &pending)
             metrics.batchDone(examples: batch.count, rows: 2 * (userIds.count + itemIds.count), meanLoss: totalLoss / Double(done))
             progress.update(done: done, detail: String(format: "loss %.4f  %.0f rows/s", totalLoss / Double(done), Double(rowsMoved) / max(1e-3, Date().timeIntervalSince(started))))
         }
         for t in pending { try await t.value }
+        pending.removeAll()
+        try await maybeEvict(batch: 0, force: true, pending: &pending)
         progress.finish(detail: String(format: "loss %.4f  %.0f rows/s  %.1f s", totalLoss / Double(max(1, done)), Double(rowsMoved) / max(1e-3, Date().timeIntervalSince(started)), Date().timeIntervalSince(started)))
         return totalLoss / Double(max(1, done))
     }

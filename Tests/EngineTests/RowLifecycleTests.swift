@@ -177,6 +177,33 @@ import Vocabulary
         #expect(throws: EngineError.self) { try e.evict(table: "plain") }
     }
 
+    /// Dynamic-sparsity and DNIS rows carry more than weights and optimizer state (masks, scores, block ids);
+    /// a TTL pass removes them whole like dense rows, and an evicted id reads as a never-pushed one.
+    @Test func timeToLiveEvictsSparseAndDnisRowsWhole() throws {
+        let (e, dir) = try base.makeEngine()
+        defer { e.close(); try? FileManager.default.removeItem(atPath: dir) }
+        var o = OptimizerConfig(kind: .adagrad, learningRate: 0.1); o.initialAccumulator = 0.5
+        var dsl = TableSpec(name: "dsl", dim: 8, optimizer: o, initializer: .uniform(-1, 1, seed: 3))
+        dsl.sparsity = SparsityConfig(density: 0.5)
+        var dnis = TableSpec(name: "dnis", dim: 8, optimizer: o, initializer: .uniform(-1, 1, seed: 3))
+        dnis.dnis = DnisConfig(blocks: 2)
+        for var spec in [dsl, dnis] {
+            spec.eviction = EvictionConfig(); spec.eviction?.ttlUpdates = 3; spec.eviction?.intervalSeconds = 3600
+            _ = try e.createTable(spec)
+            let stale = (0..<50).map { UInt64($0) }, fresh = (500..<550).map { UInt64($0) }
+            let untouched = try base.pull(e, spec.name, [stale[7], 9_999])
+            _ = try push(e, spec.name, stale, 1)
+            #expect(try base.pull(e, spec.name, [stale[7]]) != Array(untouched.prefix(8)), "\(spec.name): the push changed nothing")
+            for _ in 0..<5 { _ = try push(e, spec.name, fresh, 1) }
+            let (evicted, after) = try e.evict(table: spec.name)
+            #expect(evicted == 50 && after == 50, "\(spec.name): evicted \(evicted), rows after \(after)")
+            #expect(try base.pull(e, spec.name, [stale[7], 9_999]) == untouched, "\(spec.name): an evicted row does not read as new")
+            #expect(try e.snapshot(of: spec.name).rows == 50)
+        }
+        #expect(try e.sparsityReport(table: "dsl").rows == 50)
+        #expect(try e.dnisReport(table: "dnis").blocks.reduce(0) { $0 + $1.rows } <= 50)
+    }
+
     @Test func rowsOfSmallNormAreEvicted() throws {
         let (e, dir) = try base.makeEngine()
         defer { e.close(); try? FileManager.default.removeItem(atPath: dir) }

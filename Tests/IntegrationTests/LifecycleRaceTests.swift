@@ -22,10 +22,11 @@ final class Violations: @unchecked Sendable {
 }
 
 /// The table lifecycle rule under fire (issue: a Compact racing a DropTable crashed a shard). For a bounded
-/// time, seeded tasks create / drop / compact / flush / checkpoint / describe / status / export / move slots
-/// on two real shards while others pull and push. Passes when no shard died, no call got INTERNAL, and every
-/// acknowledged push is in its table exactly once (tables never dropped, and churn tables since their last
-/// creation).
+/// time, seeded tasks create / drop / compact / flush / evict / checkpoint / describe / status / export /
+/// move slots on two real shards while others pull and push. Passes when no shard died, no call got
+/// INTERNAL, and every acknowledged push is in its table exactly once (tables never dropped, and churn tables
+/// since their last creation; churn tables carry an eviction rule no pushed row meets, so their passes run
+/// and delete nothing), and the table whose passes do delete holds no more than was pushed.
 @Suite(.serialized) struct LifecycleRaceTests {
     static let seconds = Double(ProcessInfo.processInfo.environment["EMBEDPS_RACE_SECONDS"] ?? "") ?? 15
 
@@ -46,6 +47,15 @@ final class Violations: @unchecked Sendable {
         let client = try cluster.client(options)
         let sgd = OptimizerConfig(kind: .sgd, learningRate: 1)
         try await client.admin.createTable(TableSpec(name: "keep", dim: 2, optimizer: sgd))
+        // Rows pushed once are (1, 1), norm 1.41: "aged" evicts them, the churn tables (floor 0.5) never do.
+        func evicting(_ name: String, floor: Float) -> TableSpec {
+            var spec = TableSpec(name: name, dim: 2, optimizer: sgd)
+            var e = EvictionConfig(); e.minL2Norm = floor; e.intervalSeconds = 1
+            spec.eviction = e
+            return spec
+        }
+        try await client.admin.createTable(evicting("aged", floor: 2.5))
+        let agedAcked = AckedCounts()
         let acked = AckedCounts(), violations = Violations()
         let deadline = Date().addingTimeInterval(Self.seconds)
         let churnNames = ["churn0", "churn1", "churn2"]
@@ -75,7 +85,7 @@ final class Violations: @unchecked Sendable {
                             if try await client.admin.dropTable(name) { live[name] = nil }
                         default:
                             if live[name] == nil {
-                                try await client.admin.createTable(TableSpec(name: name, dim: 2, optimizer: sgd))
+                                try await client.admin.createTable(evicting(name, floor: 0.5))
                                 live[name] = [:]
                             }
                             let ids = (0..<32).map { _ in rng.next() % 3000 }
@@ -93,14 +103,29 @@ final class Violations: @unchecked Sendable {
                     }
                 }
             },
-            // Compaction and flushes of everything, and of single tables being dropped.
+            // Compaction, flushes and eviction passes of everything, and of single tables being dropped.
             Task {
                 var rng = SplitMix64(seed: 5)
                 while Date() < deadline {
                     let table = rng.next() % 2 == 0 ? "" : churnNames[Int(rng.next() % 3)]
                     do {
-                        if rng.next() % 2 == 0 { _ = try await client.admin.compact(table: table) } else { try await client.admin.flush(table: table) }
-                    } catch { Self.check(error, "compact/flush '\(table)'", allowed: [.notFound], violations) }
+                        switch rng.next() % 3 {
+                        case 0: _ = try await client.admin.compact(table: table)
+                        case 1: try await client.admin.flush(table: table)
+                        default: _ = try await client.admin.evict(table: table == "" && rng.next() % 2 == 0 ? "aged" : table)
+                        }
+                    } catch { Self.check(error, "compact/flush/evict '\(table)'", allowed: [.notFound, .failedPrecondition, .unavailable], violations) }
+                }
+            },
+            // Pushes to the table whose eviction passes delete rows.
+            Task {
+                var rng = SplitMix64(seed: 8)
+                while Date() < deadline {
+                    let ids = Array(Set((0..<64).map { _ in rng.next() % 2000 }))
+                    do {
+                        try await client.push(table: "aged", ids: ids, gradients: [Float](repeating: -1, count: ids.count * 2))
+                        agedAcked.add(ids)
+                    } catch { Self.check(error, "push aged", allowed: [], violations) }
                 }
             },
             // Cluster checkpoints (freezes), describe, status, list, export.
@@ -153,6 +178,19 @@ final class Violations: @unchecked Sendable {
         }
         #expect(wrong.isEmpty, "acknowledged pushes not applied exactly once: \(wrong.prefix(5))")
         #expect(counts.values.reduce(0, +) > 256, "too few pushes to mean anything: \(counts.values.reduce(0, +))")
+        // "aged": eviction only ever removes a row whole, so each id reads (v, v) with 0 <= v <= its pushes;
+        // after one more pass no row of norm under 2.5 is left.
+        _ = try await client.admin.evict(table: "aged")
+        let agedCounts = agedAcked.snapshot, agedIds = agedCounts.keys.sorted()
+        let aged = try await client.pull(table: "aged", ids: agedIds)
+        var agedWrong: [String] = []
+        for (j, id) in agedIds.enumerated() {
+            let v = aged[2 * j]
+            if v != aged[2 * j + 1] || v < 0 || v > Float(agedCounts[id]!) || v != v.rounded() || v == 1 { agedWrong.append("id \(id): \(aged[2 * j]),\(aged[2 * j + 1]) after \(agedCounts[id]!) pushes") }
+        }
+        #expect(agedWrong.isEmpty, "evicting table: \(agedWrong.prefix(5))")
+        let agedStats = try await client.admin.describeTable("aged")
+        #expect(agedStats.reduce(0) { $0 + $1.rowsEvicted } > 0, "the evicting table evicted nothing")
         let checkpoints = try await client.admin.listCheckpoints().count
         print("race: \(counts.values.reduce(0, +)) row pushes acknowledged, \(checkpoints) checkpoints, map version \(client.slotMap.version)")
         #expect(violations.all.isEmpty, "\(violations.all)")

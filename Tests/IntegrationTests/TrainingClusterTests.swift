@@ -2,6 +2,7 @@ import Testing
 import Foundation
 import Engine
 import Vocabulary
+import Client
 
 /// Runs `embedps-train` workers as real processes against real shards and reads rank 0's JSON report.
 struct TrainerProcess {
@@ -25,8 +26,11 @@ struct TrainerProcess {
 }
 
 struct Metrics: Decodable { var model: String; var recallAt20: Double; var ndcgAt20: Double }
+struct LifecycleCounts: Decodable { var rows: UInt64; var rowsAdmitted: UInt64; var pushesRefused: UInt64; var rowsEvicted: UInt64; var evictionPasses: UInt64 }
 struct Report: Decodable {
     var test: [Metrics]; var validation: [Metrics]; var epochs: Int; var workers: Int; var shards: Int
+    var users: Int; var items: Int
+    var lifecycle: LifecycleCounts?
     /// Recall@20 averaged over the test and final validation held-outs (1,238 users on the sample).
     var recall: Double { (test[0].recallAt20 + (validation.last?.recallAt20 ?? test[0].recallAt20)) / 2 }
 }
@@ -68,6 +72,33 @@ func parseReport(_ text: String) throws -> Report {
         #expect(single[0].test[1].model == "popularity" && multi[0].workers == 2 && multi[0].shards == 2)
         #expect(r2 >= 0.95 * r1, "2x2 mean Recall@20 \(r2) is more than 5% below 1x1 \(r1)")
         #expect(r1 >= 1.2 * pop && r2 >= 1.2 * pop, "MF-BPR \(r1) / \(r2) vs popularity \(pop)")
+    }
+
+    /// A streaming run (file order, one pass) with admission 2 and an item TTL: the trainer's own eviction
+    /// passes delete stale item rows, the first push of every id is refused, and the model still beats
+    /// popularity; the report's counters are the shards' (rows at the end below users + items).
+    @Test func aStreamingRunWithAdmissionAndAnItemTTLBoundsTheTables() async throws {
+        let cluster = try LocalCluster(shards: 2)
+        defer { cluster.stop() }
+        let spec = cluster.root.appendingPathComponent("client.json").path
+        try cluster.clientSpec.encoded().write(to: URL(fileURLWithPath: spec))
+        let args = ["--time-ordered", "--epochs", "1", "--batch", "256", "--lr", "0.2", "--admit-min-count", "2", "--item-ttl-updates", "10",
+                    "--evict-every", "10", "--seed", "3"]
+        let p = try TrainerProcess(spec: spec, data: Self.sample, rank: 0, world: 1, run: "life", extra: args)
+        let out = p.finish()
+        #expect(p.process.terminationStatus == 0, "\(out.suffix(300))")
+        let report = try parseReport(out)
+        let l = try #require(report.lifecycle, "no lifecycle in the report")
+        #expect(l.rowsEvicted > 0 && l.evictionPasses > 0, "TTL evicted nothing: \(l)")
+        #expect(l.pushesRefused >= UInt64(report.users + report.items) / 2, "admission refused too few first pushes: \(l)")
+        #expect(l.rows < UInt64(report.users + report.items), "rows \(l.rows) not below users + items")
+        #expect(report.test[0].recallAt20 > report.test[1].recallAt20, "streaming model \(report.test[0].recallAt20) vs popularity \(report.test[1].recallAt20)")
+        // The counters are the shards': the user table (no TTL) evicted nothing, the item table all of it.
+        let client = try EmbedPSClient(spec: cluster.clientSpec)
+        let users = try await client.admin.describeTable("life.user"), items = try await client.admin.describeTable("life.item")
+        #expect(users.reduce(0) { $0 + $1.rowsEvicted } == 0)
+        #expect(items.reduce(0) { $0 + $1.rowsEvicted } == l.rowsEvicted)
+        #expect(users.reduce(0) { $0 + $1.rows } + items.reduce(0) { $0 + $1.rows } == l.rows)
     }
 
     @Test func aWorkerKilledMidEpochAndRestartedLetsTrainingFinish() throws {

@@ -46,6 +46,20 @@ import Foundation
         #expect(s.itemPopularity == [1, 2, 0, 1])
     }
 
+    @Test func trainInFileOrderKeepsTheStreamOrderAndHoldsOutTheSamePairs() {
+        // Users interleaved in time: 7 rates 1,2,3,4; 9 rates 2,3,1; 11 rates 4.
+        let data = InteractionData(interactions: [
+            .init(user: 7, item: 1, rating: 5), .init(user: 9, item: 2, rating: 5), .init(user: 7, item: 2, rating: 4), .init(user: 11, item: 4, rating: 5),
+            .init(user: 9, item: 3, rating: 1), .init(user: 7, item: 3, rating: 3), .init(user: 9, item: 1, rating: 2), .init(user: 7, item: 4, rating: 5),
+        ])
+        let s = LeaveLastOutSplit(data)
+        // Dense indices: users 7, 9, 11 -> 0, 1, 2; items 1..4 -> 0..3.
+        #expect(s.trainInFileOrder.map { [$0.user, $0.item] } == [[0, 0], [1, 1], [0, 1], [2, 3]])
+        #expect(s.trainInFileOrder.map { [$0.user, $0.item] }.sorted { $0.lexicographicallyPrecedes($1) }
+                == s.train.map { [$0.user, $0.item] }.sorted { $0.lexicographicallyPrecedes($1) })
+        #expect(s.test.map { [$0.user, $0.item] } == [[0, 3], [1, 0]])
+    }
+
     @Test func recallAndNdcgFollowTheHeldOutRank() {
         let s = LeaveLastOutSplit(Self.data)
         let e = RankingEvaluator(split: s)

@@ -48,17 +48,31 @@ options:
   --dnis-alpha-lr X        alpha learning rate (default 0.01)
   --compare-dnis LIST      a full-dimension baseline (same total epochs) and one DNIS run per prune ratio in
                            LIST (e.g. 0.5,0.75): quality, parameters, bytes and per-block dimensions (one worker)
+  --time-ordered           train on the interactions in file order (goodbooks: upstream time order), no shuffle
+  --admit-min-count N      admission on the user and item id tables: a row is created at its id's N-th push
+  --item-ttl-updates N     eviction on the item id table: rows not updated in the table's last N pushes on a
+                           shard (one push per batch) are deleted; rank 0 runs a pass every --evict-every
+                           batches (default 30) and at the end of every epoch
+  --user-ttl-updates N     the same on the user table
+  --negatives KIND         uniform (default): BPR negatives uniform over all items (every item row is updated
+                           often); in-batch: drawn from the batch's positives
+  --compare-lifecycle LIST train once per ADMIT:USER_TTL:ITEM_TTL triple in LIST (e.g. 0:0:0,2:0:0,2:0:30;
+                           0:0:0 = unbounded, first = baseline) for each seed of --seeds (default: --seed) and
+                           print mean quality, rows, evicted and refused counts and bytes saved against the
+                           first (one worker)
+  --seeds LIST             seeds for --compare-lifecycle (e.g. 1,2,3)
   --metrics-port N         serve Prometheus /metrics (epoch, batches, rows moved, loss, validation recall)
                            and /healthz on port N (0 = any free port)
   --auth-token-file PATH   send the shared-secret token on its first line (shards started with one)
   --tls-ca PEM             connect with TLS, trusting this CA certificate
   --json                   print the final report as JSON (rank 0)
 """
-let o = Options(Array(CommandLine.arguments.dropFirst()), usage: usage, flagNames: ["json"],
+let o = Options(Array(CommandLine.arguments.dropFirst()), usage: usage, flagNames: ["json", "time-ordered"],
                 known: ["cluster", "data", "rank", "world-size", "run", "dim", "epochs", "batch", "lr", "l2", "max-inflight-pushes", "seed",
                          "item-tower", "item-rows", "embeddings", "item-ids", "levels", "codes", "compare-item-towers",
                          "density", "regrow-interval", "compare-densities", "dnis-blocks", "dnis-search-epochs", "dnis-prune",
-                         "dnis-retrain-epochs", "dnis-alpha-lr", "compare-dnis", "auth-token-file", "tls-ca", "metrics-port"])
+                         "dnis-retrain-epochs", "dnis-alpha-lr", "compare-dnis",
+                         "admit-min-count", "item-ttl-updates", "user-ttl-updates", "evict-every", "negatives", "compare-lifecycle", "seeds", "auth-token-file", "tls-ca", "metrics-port"])
 var config = TrainerConfiguration(dataPath: o.required("data"))
 config.rank = o.int("rank", default: 0); config.worldSize = o.int("world-size", default: 1)
 guard config.worldSize >= 1, config.rank >= 0, config.rank < config.worldSize else { o.fail("need 0 <= --rank < --world-size") }
@@ -75,6 +89,20 @@ config.itemTower.levels = o.int("levels", default: 3); config.itemTower.codebook
 }
 config.itemTower.kind = towerKind(o.string("item-tower", default: "id"))
 let json = o.flag("json")
+config.timeOrdered = o.flag("time-ordered")
+guard let negatives = NegativeSampling(rawValue: o.string("negatives", default: "uniform")) else { o.fail("--negatives takes uniform or in-batch") }
+config.negatives = negatives
+@MainActor func lifecycle(admit: Int, userTTL: Int, itemTTL: Int) -> LifecycleTraining? {
+    guard admit >= 0, admit <= 65535, userTTL >= 0, itemTTL >= 0 else { o.fail("--admit-min-count must be in 0...65535 and TTLs >= 0") }
+    guard admit > 1 || userTTL > 0 || itemTTL > 0 else { return nil }
+    var l = LifecycleTraining()
+    l.admitMinCount = admit; l.userTTLUpdates = UInt64(userTTL); l.itemTTLUpdates = UInt64(itemTTL)
+    l.evictEveryBatches = o.int("evict-every", default: 30)
+    guard l.evictEveryBatches >= 1 else { o.fail("--evict-every must be >= 1") }
+    return l
+}
+config.lifecycle = lifecycle(admit: o.int("admit-min-count", default: 0), userTTL: o.int("user-ttl-updates", default: 0),
+                             itemTTL: o.int("item-ttl-updates", default: 0))
 @MainActor func sparsity(_ density: Double) -> SparsityConfig? {
     guard density < 1 else { return nil }
     guard density > 0 else { o.fail("densities must be in (0, 1]") }
@@ -111,6 +139,31 @@ do {
             if let r = try await TrainerWorker(config: c, client: client, log: { printFlush($0) }).run() { reports.append(r) }
         }
         if json { print(jsonText(reports)) } else { print(renderDnisComparison(reports)) }
+    } else if let list = o.string("compare-lifecycle") {
+        let settings = list.split(separator: ",").map { p -> (Int, Int, Int) in
+            let parts = p.split(separator: ":").map { Int($0) }
+            guard parts.count == 3, let a = parts[0], let u = parts[1], let i = parts[2] else {
+                o.fail("--compare-lifecycle takes ADMIT:USER_TTL:ITEM_TTL triples, e.g. 0:0:0,2:0:0,2:0:30")
+            }
+            return (a, u, i)
+        }
+        let seeds = (o.string("seeds") ?? "\(config.seed)").split(separator: ",").map { s -> UInt64 in
+            guard let v = UInt64(s) else { o.fail("--seeds takes integers, e.g. 1,2,3") }
+            return v
+        }
+        var reports: [[TrainingReport]] = []
+        for (admit, userTTL, itemTTL) in settings {
+            var runs: [TrainingReport] = []
+            for seed in seeds {
+                var c = config
+                c.lifecycle = lifecycle(admit: admit, userTTL: userTTL, itemTTL: itemTTL)
+                c.seed = seed; c.run = "\(config.run)-admit\(admit)-ttl\(userTTL)-\(itemTTL)-seed\(seed)"; c.rank = 0; c.worldSize = 1
+                printFlush("== admission \(admit), TTL users \(userTTL) / items \(itemTTL) updates, seed \(seed) ==")
+                if let r = try await TrainerWorker(config: c, client: client, log: { printFlush($0) }).run() { runs.append(r) }
+            }
+            reports.append(runs)
+        }
+        if json { print(jsonText(reports)) } else { print(renderLifecycleComparison(reports)) }
     } else if let list = o.string("compare-densities") {
         var reports: [TrainingReport] = []
         for d in list.split(separator: ",").map(String.init) {
