@@ -98,13 +98,14 @@ extension EmbeddingTable {
 
     /// The row count a budget pass evicts down to. On demand: 0.995 x max_rows. In the background, rows keep
     /// arriving while a pass runs and until the next one, so the pass leaves room for what the growth rate
-    /// measured between passes brings in that time (at least 0.5%, at most 25% of max_rows): rows then stay
-    /// under max_rows instead of overshooting it by a pass's worth of new rows.
+    /// measured between passes brings in that time (at least 0.5%, at most 1% of max_rows): rows then stay
+    /// within 1% under max_rows (creation is capped at max_rows; new ids past it are refused until the next
+    /// pass, which a faster stream reaches sooner).
     func budgetTarget(_ maxRows: UInt64, onDemand: Bool) -> Int {
         let m = Double(maxRows)
         guard !onDemand else { return Int(m * 0.995) }
         let (growth, lastDuration) = clock.withLock { ($0.growthPerSecond, $0.lastPassSeconds) }
-        let headroom = min(0.25 * m, max(0.005 * m, growth * (2 * lastDuration + Self.budgetPassGap)))
+        let headroom = min(0.01 * m, max(0.005 * m, growth * (2 * lastDuration + Self.budgetPassGap)))
         return Int(m - headroom)
     }
 

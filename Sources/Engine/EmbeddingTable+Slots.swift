@@ -20,6 +20,23 @@ extension EmbeddingTable {
         return out
     }
 
+    /// Stored rows from (`slot`, after row key `after`) on in (slot, row key) order, across later slots, at
+    /// most `limit`, in their encoded form (a follower's bootstrap copy).
+    func encodedRows(from slot: UInt16, after: UInt64?, limit: Int) throws(EngineError) -> [(key: UInt64, row: [UInt8])] {
+        try checkHealthy()
+        var out: [(key: UInt64, row: [UInt8])] = []
+        do {
+            try db.scan(family, from: RowKey.encode(slot: slot, key: after ?? 0)) { k, v in
+                guard let (s, key) = RowKey.decode(k) else { return false }   // past the rows: the stored-row counter
+                if let after, s == slot, key <= after { return true }
+                if out.count == limit { return false }
+                out.append((key, Array(v)))
+                return true
+            }
+        } catch { throw .storage("table '\(spec.name)' from slot \(slot): \(error)") }
+        return out
+    }
+
     /// Installs rows migrated from another shard verbatim (weights, optimizer state, masks), re-stamped with
     /// this table's current log sequence so no earlier local log record is replayed onto them. Durable on
     /// return; replaces any stored or cached copy.

@@ -76,13 +76,15 @@ extension EmbeddingTable {
     /// Installs of at least this many rows are ingested as an SST file instead of written through the memtable.
     static let ingestMinimumRows = 1024
 
-    func installExclusive(keys: [UInt64], rows scratch: RowScratch, state: inout CommitState, _ stripes: [RowStripe]) throws(EngineError) {
+    func installExclusive(keys: [UInt64], rows scratch: RowScratch, state: inout CommitState, _ stripes: [RowStripe],
+                          keepSequences: Bool = false) throws(EngineError) {
         try flushAllExclusive(stripes, lastSeq: state.lastSeq)
-        let seq = state.lastSeq, rf = spec.rowFloats
+        let lastSeq = state.lastSeq, rf = spec.rowFloats
+        let seqOf = { (j: Int) in keepSequences ? scratch.seqs[j] : lastSeq }
         let batch = RowBatch(codec: codec, capacity: keys.count)
         var newRows = 0
         for j in 0..<keys.count {
-            batch.add(slot: addressing.slot(ofRowKey: keys[j]), key: keys[j], row: scratch.row(j), step: scratch.steps[j], seq: seq)
+            batch.add(slot: addressing.slot(ofRowKey: keys[j]), key: keys[j], row: scratch.row(j), step: scratch.steps[j], seq: seqOf(j))
             if !scratch.exists[j] { newRows += 1 }
         }
         var count = storedRows + UInt64(newRows)
@@ -105,10 +107,19 @@ extension EmbeddingTable {
         } catch { throw .storage("table '\(spec.name)': \(error)") }
         storedRowsCount.store(count, ordering: .relaxed)
         counters.rowsFlushed.add(UInt64(keys.count), ordering: .relaxed)
+        // A follower's copy (`keepSequences`) also warms the cache while it has room: the log records that
+        // follow then find their rows in memory instead of reading RocksDB.
+        var room = keepSequences ? max(0, store.capacity - store.liveRows) : 0
         for j in 0..<keys.count {
             if let (stripe, slot) = cached(keys[j], stripes) {
                 stripe.row(slot).update(from: scratch.row(j), count: rf)
-                stripe.setState(slot, step: scratch.steps[j], seq: seq, exists: true, stored: true, dirty: false)
+                stripe.setState(slot, step: scratch.steps[j], seq: seqOf(j), exists: true, stored: true, dirty: false)
+            } else if room > 0 {
+                let stripe = stripes[store.stripe(of: keys[j])]
+                guard stripe.find(keys[j]) == nil else { continue }
+                let slot = stripe.insert(keys[j], clock: 0)
+                stripe.fill(slot, from: scratch.row(j), step: scratch.steps[j], seq: seqOf(j), exists: true, stored: true)
+                room -= 1
             }
         }
     }

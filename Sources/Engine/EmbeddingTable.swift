@@ -34,6 +34,9 @@ public struct TableSnapshot: Sendable {
     public let backpressureFlushes, rowsLoaded, evictions: UInt64
     /// Admission and eviction policies (zero without them); `evictions` above counts cache evictions.
     public let rowsAdmitted, pushesRefused, rowsEvicted, evictionPasses, admissionSketchBytes: UInt64
+    /// The last applied update-log sequence, and whether a follower can copy the table from its log.
+    public let lastSequence: UInt64
+    public let replicable: Bool
 }
 
 /// The part of a table's state that changes with every commit: guarded by the commit lock (`commit`).
@@ -899,7 +902,7 @@ final class EmbeddingTable: @unchecked Sendable {
                              rowsLoaded: cnt.rowsLoaded.load(ordering: .relaxed), evictions: c.evictions,
                              rowsAdmitted: cnt.rowsAdmitted.load(ordering: .relaxed), pushesRefused: cnt.pushesRefused.load(ordering: .relaxed),
                              rowsEvicted: cnt.rowsEvicted.load(ordering: .relaxed), evictionPasses: cnt.evictionPasses.load(ordering: .relaxed),
-                             admissionSketchBytes: UInt64(admission?.sketchBytes ?? 0))
+                             admissionSketchBytes: UInt64(admission?.sketchBytes ?? 0), lastSequence: lastSequence, replicable: replicable)
     }
 }
 

@@ -29,6 +29,8 @@ public enum EngineError: Error, CustomStringConvertible, Sendable, Equatable {
     case sparsityStepTooLarge(table: String, message: String)
     /// A request that cannot apply in the state the shard or table is in (not a defect of the request bytes).
     case wrongState(String)
+    case logTruncated(table: String, after: UInt64, logStart: UInt64)
+    case notPrimary(primary: String)
     /// The engine was closed (shutdown or restore) while the call was on its way in.
     case closed
 
@@ -66,6 +68,8 @@ public enum EngineError: Error, CustomStringConvertible, Sendable, Equatable {
         case .notAlphaPrimary(let t, let s): "alpha updates of table '\(t)' go to shard 0 (the alpha primary), not shard \(s)"
         case .sparsityStepTooLarge(let t, let m): "prune-and-regrow step on table '\(t)' refused, nothing changed: \(m); take a fresh SparsityReport and retry"
         case .wrongState(let m): m
+        case .logTruncated(let t, let a, let start): "the update log of '\(t)' no longer holds the records after \(a) (checkpoints trimmed it to \(start)): copy the rows first (Flush, then ReadStoredRows) and read on from there"
+        case .notPrimary(let p): "this server is a read-only follower of \(p): send writes to the primary"
         case .closed: "the shard's data is being closed or replaced: retry shortly"
 
         }

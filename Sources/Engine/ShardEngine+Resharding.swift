@@ -113,4 +113,42 @@ extension ShardEngine {
         try persistMoving()
         return deleted
     }
+
+    // MARK: replication (see EmbeddingTable+Replication.swift)
+
+    /// A page of a table's durable update-log records after `after`.
+    public func readLog(table name: String, after: UInt64, maxBytes: Int) throws(EngineError) -> ReplicationPage {
+        try withTable(name) { (t) throws(EngineError) in
+            let p = try t.readLog(after: after, maxBytes: maxBytes)
+            return ReplicationPage(sequences: p.sequences, payloads: p.payloads, durableSequence: p.durableSequence, logStart: p.logStart,
+                                   incarnation: t.identity.incarnation)
+        }
+    }
+
+    /// A page of stored rows in their encoding from (`slot`, after `after`) on, across later slots, for a
+    /// follower's bootstrap (the caller flushed the table first; rows carry the sequence they cover).
+    public func storedSlotRows(table name: String, slot: UInt16, after: UInt64?, limit: Int) throws(EngineError) -> [(key: UInt64, row: [UInt8])] {
+        try withTable(name) { (t) throws(EngineError) in try t.encodedRows(from: slot, after: after, limit: max(1, min(limit, 65536))) }
+    }
+
+    /// Follower: applies a primary's log records (ascending) to `table`; durable on return.
+    @discardableResult
+    public func applyReplicated(table name: String, records: [(seq: UInt64, payload: [UInt8])]) throws(EngineError) -> Int {
+        try withTable(name) { (t) throws(EngineError) in try t.applyReplicated(records) }
+    }
+
+    /// The last applied update-log sequence of `table`.
+    public func lastSequence(table name: String) throws(EngineError) -> UInt64 {
+        try withTable(name) { $0.lastSequence }
+    }
+
+    /// Follower bootstrap: installs a primary's stored rows verbatim (sequences kept).
+    public func installReplicaRows(table name: String, rows: [(key: UInt64, row: [UInt8])]) throws(EngineError) {
+        try withTable(name) { (t) throws(EngineError) in try t.installReplicaRows(rows) }
+    }
+
+    /// Follower bootstrap done: the table continues after `base`.
+    public func finishReplicaBootstrap(table name: String, base: UInt64) throws(EngineError) {
+        try withTable(name) { (t) throws(EngineError) in try t.finishReplicaBootstrap(base: base) }
+    }
 }

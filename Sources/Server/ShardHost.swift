@@ -17,10 +17,17 @@ final class RequestGate: UpdateGate, @unchecked Sendable {
     private var generation = 0
     /// The last freeze that ended by itself (its timeout passed before a thaw), until the next freeze.
     private var expired: (owner: String, seconds: Double)? = nil
+    /// Set on a follower: every update is refused with FAILED_PRECONDITION / NOT_PRIMARY naming it.
+    private var primary: String? = nil
 
-    /// Admits an update, or throws UNAVAILABLE / FROZEN.
+    /// Makes this shard a read-only follower of `address` (see REPLICATION in the proto).
+    func refuseUpdates(primary address: String) { condition.withLock { primary = address } }
+    var followedPrimary: String? { condition.withLock { primary } }
+
+    /// Admits an update, or throws UNAVAILABLE / FROZEN (FAILED_PRECONDITION / NOT_PRIMARY on a follower).
     func enter() throws {
         condition.lock(); defer { condition.unlock() }
+        if let p = primary { throw EngineError.notPrimary(primary: p).rpcStatus }
         if let f = frozenBy {
             throw RPCStatus(.unavailable, "shard is frozen for '\(f)' (a few seconds): updates are paused; retry",
                             detail: Wire.ErrorDetail(reason: .frozen, frozenBy: f))
@@ -93,6 +100,12 @@ public final class ShardHost: @unchecked Sendable {
     public let configuration: ShardEngineConfiguration
     let gate = RequestGate()
     private enum State { case serving(ShardEngine), restoring, failed(String), closed }
+    /// Set on a follower: its copy loop (replication state for TableStats).
+    public var follower: Follower? {
+        get { condition.withLock { followerBox } }
+        set { condition.withLock { followerBox = newValue }; if let f = newValue { gate.refuseUpdates(primary: f.primary) } }
+    }
+    private var followerBox: Follower? = nil
     private let condition = NSCondition()
     private var state: State
     private var inside = 0

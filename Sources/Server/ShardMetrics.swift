@@ -46,6 +46,12 @@ extension ShardService {
                 m.add("embedps_table_rows_evicted_total", "Rows deleted by eviction passes", .counter, labels: l, Double(t.rowsEvicted))
                 m.add("embedps_table_eviction_passes_total", "Eviction passes", .counter, labels: l, Double(t.evictionPasses))
             }
+            m.add("embedps_table_last_sequence", "Last applied update-log sequence of the table", .gauge, labels: l, Double(t.lastSequence))
+            if let f = host.follower, let r = f.state(of: t.spec.name), r.replicated {
+                m.add("embedps_follower_lag_records", "Records the primary holds that this follower has not applied", .gauge, labels: l,
+                      Double(r.primarySequence &- min(r.primarySequence, t.lastSequence)))
+                m.add("embedps_follower_lag_seconds", "Seconds since this follower last held every record of its primary (-1: never)", .gauge, labels: l, r.lagSeconds)
+            }
         }
         return m.text
     }

@@ -18,7 +18,18 @@ extension TableSnapshot {
         Wire.TableStats(spec: spec.wire, rows: rows, cachedRows: cachedRows, bytesOnDisk: bytesOnDisk, pulls: pulls, pushes: pushes,
                         rowsPulled: rowsPulled, rowsPushed: rowsPushed, dirtyRows: dirtyRows, logBytes: logBytes, checkpoints: checkpoints,
                         cacheCapacityRows: cacheCapacityRows, rowsAdmitted: rowsAdmitted, pushesRefused: pushesRefused, rowsEvicted: rowsEvicted,
-                        admissionSketchBytes: admissionSketchBytes, evictionPasses: evictionPasses)
+                        admissionSketchBytes: admissionSketchBytes, evictionPasses: evictionPasses, lastSequence: lastSequence)
+    }
+}
+
+extension ShardHost {
+    /// A table's stats with the follower's replication state when this shard is a follower.
+    func stats(_ snapshot: TableSnapshot) -> Wire.TableStats {
+        var w = snapshot.wire
+        if let f = follower, let r = f.state(of: snapshot.spec.name) {
+            w.replicated = r.replicated; w.replicationPrimarySequence = r.primarySequence; w.replicationLagSeconds = r.lagSeconds
+        }
+        return w
     }
 }
 
@@ -106,7 +117,7 @@ public final class ShardService: Sendable {
         }
         r.handle(ShardRPC.describeTable) { _, req in
             try host.withEngine { engine in
-                var stats = try engine.snapshot(of: req.table).wire
+                var stats = host.stats(try engine.snapshot(of: req.table))
                 if let s = try engine.semanticStats(table: req.table) {
                     stats.semantic = Wire.SemanticStats(items: UInt64(s.items), piecesPerItem: s.piecesPerItem, rowsUsed: UInt64(s.rowsUsed), collisions: UInt64(s.collisions))
                 }
@@ -256,6 +267,18 @@ public final class ShardService: Sendable {
             try host.withEngine { try $0.installMigratedRows(table: req.table, rows: Array(zip(req.keys, req.rows)).map { (key: $0.0, row: $0.1) }) }
             return Wire.MigrationResponse(rows: UInt64(req.keys.count))
         }
+        r.handle(ShardRPC.readLog) { _, req in
+            let pageBytes = req.maxBytes == 0 ? 4 << 20 : min(Int(req.maxBytes), maxBytes / 2)
+            let p = try host.withEngine { try $0.readLog(table: req.table, after: req.afterSequence, maxBytes: pageBytes) }
+            return Wire.ReadLogResponse(sequences: p.sequences, payloads: p.payloads, durableSequence: p.durableSequence, logStart: p.logStart,
+                                        incarnation: p.incarnation)
+        }
+        r.handle(ShardRPC.readStoredRows) { _, req in
+            let slot = try Self.slots([req.slot])[0]
+            let limit = req.limit == 0 ? 4096 : Int(req.limit)
+            let rows = try host.withEngine { try $0.storedSlotRows(table: req.table, slot: slot, after: req.hasAfter ? req.after : nil, limit: limit) }
+            return Wire.SlotRows(table: req.table, keys: rows.map(\.key), rows: rows.map(\.row), done: rows.count < limit)
+        }
         r.handle(ShardRPC.endMigration) { _, req in
             let slots = try Self.slots(req.slots)
             return Wire.MigrationResponse(rows: UInt64(try host.withEngine { try $0.endMigration(slots: slots) }))
@@ -346,7 +369,8 @@ public final class ShardService: Sendable {
             r.shardIndex = UInt32(c.shardIndex); r.shardMapVersion = map.version
             r.ownedSlots = UInt32(map.slotCount(of: c.shardIndex)); r.durability = c.durability.rawValue
             let snaps = engine.snapshots()
-            r.tables = snaps.map(\.wire)
+            r.tables = snaps.map { host.stats($0) }
+            r.follows = host.gate.followedPrimary ?? ""
             r.cacheCapacityRows = snaps.reduce(0) { $0 + $1.cacheCapacityRows }
             let hits = snaps.reduce(0) { $0 + $1.cacheHits }, lookups = hits + snaps.reduce(0) { $0 + $1.cacheMisses }
             r.cacheHitRate = lookups == 0 ? 0 : Double(hits) / Double(lookups)

@@ -29,6 +29,8 @@ extension EngineError: RPCStatusConvertible {
         case .migrationInProgress(let t): code = .unavailable; d.reason = .slotMoving; d.table = t
         case .dnisPruned(let t), .notAlphaPrimary(let t, _), .sparsityStepTooLarge(let t, _): code = .failedPrecondition; d.reason = .wrongState; d.table = t
         case .wrongState: code = .failedPrecondition; d.reason = .wrongState
+        case .logTruncated(let t, _, _): code = .failedPrecondition; d.reason = .logTruncated; d.table = t
+        case .notPrimary(let p): code = .failedPrecondition; d.reason = .notPrimary; d.primary = p
         case .closed: code = .unavailable; d.reason = .shuttingDown
 
         }

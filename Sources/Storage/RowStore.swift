@@ -28,6 +28,8 @@ public final class RowStore: @unchecked Sendable {
 
     /// Total capacity in rows (shared by the stripes).
     public var capacity: Int { budget.capacity }
+    /// Rows in memory, from the shared counter (no stripe lock: callable with stripes held).
+    public var liveRows: Int { budget.liveRows }
 
     @inline(__always) public func stripe(of key: UInt64) -> Int {
         stripeCount == 1 ? 0 : Int(truncatingIfNeeded: (key &* 0x9E37_79B9_7F4A_7C15) >> shift)

@@ -3,6 +3,16 @@ import Glibc
 import CXXHash
 import CLinux
 
+/// Durable update-log records after a sequence, for a follower (`UpdateLog.read`).
+public struct LogPage: Sendable {
+    public var sequences: [UInt64] = []
+    public var payloads: [[UInt8]] = []
+    /// The log's durable sequence when the page was read.
+    public var durableSequence: UInt64
+    /// Records after this sequence are in the log; older ones were trimmed by checkpoints.
+    public var logStart: UInt64
+}
+
 /// An append-only log of one table's applied updates, in segment files `seg-<first seq>.log` of a directory,
 /// written by group commit with direct I/O.
 ///
@@ -60,6 +70,9 @@ public final class UpdateLog: @unchecked Sendable {
     private var stageCapacity: Int
     private var tailOffset = 0
     private var tailLength = 0
+    /// Where the last follower page ended (segment, sequence, byte offset after it), so the next page need
+    /// not scan its segment from the start. Guarded by `condition`.
+    private var readHint: (segment: UInt64, sequence: UInt64, offset: Int)? = nil
     /// A segment is closed once it holds this many bytes (the next write opens a new one).
     public let segmentLimit: Int
 
@@ -345,6 +358,74 @@ public final class UpdateLog: @unchecked Sendable {
             }
         }
         return last
+    }
+
+    /// A page of durable records with sequence > `after` for a follower (see `LogPage`): at most about
+    /// `maxBytes` of payload, at least one record when one is durable. `nil` when records after `after`
+    /// were trimmed (`after` < the page's `logStart`, which the caller reads from `logStart()`).
+    public func read(after: UInt64, maxBytes: Int) -> LogPage? {
+        let (durable, hint) = condition.withLock { (self.durable, readHint) }
+        let segs = segments()
+        let start = segs.first.map { $0 - 1 } ?? durable
+        var page = LogPage(durableSequence: durable, logStart: min(start, durable))
+        guard after >= page.logStart else { return nil }
+        guard after < durable, let segIndex = segs.lastIndex(where: { $0 <= after + 1 }) else { return page }
+        var bytes = 0
+        var done = false
+        for s in segs[segIndex...] where !done {
+            guard let fh = FileHandle(forReadingAtPath: path(s)) else { break }
+            defer { try? fh.close() }
+            // Resume where the previous page ended when it ended at `after` in this segment.
+            var fileOffset = 0
+            var previous = s == 0 ? 0 : s - 1
+            if let h = hint, h.segment == s, h.sequence == after { fileOffset = h.offset; previous = after }
+            // Bounded reads: a chunk of about a page (more when one record is larger), never the whole segment.
+            var want = max(1 << 20, min(maxBytes, 64 << 20) + (1 << 16))
+            var segmentDone = false
+            while !segmentDone && !done {
+                try? fh.seek(toOffset: UInt64(fileOffset))
+                guard let data = try? fh.read(upToCount: want), !data.isEmpty else { break }
+                let full = data.count == want
+                var consumed = 0, needMore = 0
+                data.withUnsafeBytes { (b: UnsafeRawBufferPointer) in
+                    var off = 0
+                    while true {
+                        guard b.count - off >= Self.headerLength else {
+                            if full { needMore = Self.headerLength } else { segmentDone = true }
+                            return
+                        }
+                        let magic = UInt32(littleEndian: b.loadUnaligned(fromByteOffset: off, as: UInt32.self))
+                        let length = Int(UInt32(littleEndian: b.loadUnaligned(fromByteOffset: off + 4, as: UInt32.self)))
+                        let seq = UInt64(littleEndian: b.loadUnaligned(fromByteOffset: off + 8, as: UInt64.self))
+                        let sum = UInt64(littleEndian: b.loadUnaligned(fromByteOffset: off + 16, as: UInt64.self))
+                        guard magic == Self.magic1 || magic == Self.magic2, seq > previous, seq <= durable else {
+                            // The zero padding after the last record, a stale tail, or records not durable yet.
+                            segmentDone = true; done = done || (magic != 0 && seq > durable); return
+                        }
+                        guard b.count - off - Self.headerLength >= length else {
+                            if full { needMore = Self.headerLength + length } else { segmentDone = true }
+                            return
+                        }
+                        let payload = UnsafeRawBufferPointer(rebasing: b[(off + Self.headerLength)..<(off + Self.headerLength + length)])
+                        var le = seq.littleEndian
+                        let expected = magic == Self.magic1 ? XXH64(payload.baseAddress, length, seq)
+                            : XXH64(payload.baseAddress, length, 0) ^ withUnsafeBytes(of: &le) { XXH64($0.baseAddress, 8, 0) }
+                        guard expected == sum else { segmentDone = true; done = true; return }
+                        previous = seq
+                        off += Self.headerLength + length
+                        consumed = off
+                        if seq > after {
+                            page.sequences.append(seq); page.payloads.append([UInt8](payload)); bytes += length
+                            if bytes >= maxBytes { done = true; return }
+                        }
+                    }
+                }
+                fileOffset += consumed
+                if let last = page.sequences.last, consumed > 0 { condition.withLock { readHint = (s, last, fileOffset) } }
+                if needMore > 0 && consumed == 0 { want = max(want * 2, needMore) }
+            }
+        }
+        return page
     }
 
     /// Deletes segments all of whose records have sequence <= `seq` (never the open segment). A closed last segment holds nothing past the durable sequence.

@@ -146,6 +146,51 @@ import Vocabulary
         #expect(log.segments() == [4])
     }
 
+    /// Follower pages: records after a sequence, in order, only durable ones, at least one per page, across
+    /// segments, resuming mid-segment; trimmed history is reported (nil) with the log's start.
+    @Test func followerPagesReadDurableRecordsInOrderAndReportTrimmedHistory() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("log-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let log = try UpdateLog(directory: dir, sync: false)
+        var memory: [UnsafeMutableRawPointer] = []
+        defer { memory.forEach { $0.deallocate() } }
+        for seq in UInt64(1)...10 {
+            let r = Self.record(UInt8(seq)); memory.append(r.memory); log.enqueue(r.record, seq: seq)
+            if seq == 4 || seq == 7 { try log.waitDurable(seq); log.rotate() }   // segments 1-4, 5-7, 8-10
+        }
+        try log.waitDurable(10)
+        // Pages of at most ~25 bytes (10 per record): 3 records each, resuming where the last ended.
+        var after: UInt64 = 2, seen: [UInt64] = []
+        while true {
+            let page = try #require(log.read(after: after, maxBytes: 25))
+            #expect(page.durableSequence == 10 && page.logStart == 0)
+            guard let last = page.sequences.last else { break }
+            #expect(page.sequences.count <= 3 && page.payloads.allSatisfy { $0.count == 10 })
+            #expect(zip(page.sequences, page.payloads).allSatisfy { UInt8($0.0) == $0.1[0] })
+            seen += page.sequences; after = last
+        }
+        #expect(seen == Array(3...10))
+        // One record even when it alone exceeds max_bytes; nothing after the durable sequence.
+        #expect(log.read(after: 0, maxBytes: 1)?.sequences == [1])
+        #expect(log.read(after: 10, maxBytes: 100)?.sequences == [])
+        // A checkpoint through 6 trims segment 1-4 only: after 3 is gone, after 4 still readable.
+        log.deleteSegments(through: 6)
+        #expect(log.read(after: 3, maxBytes: 100) == nil)
+        let page = try #require(log.read(after: 4, maxBytes: 1000))
+        #expect(page.logStart == 4 && page.sequences == Array(5...10))
+        #expect(log.read(after: UInt64.max, maxBytes: 1)?.logStart == 4)
+        // A record larger than a read chunk (3 MiB) comes whole; the page after it starts behind it.
+        let big = UnsafeMutableRawPointer.allocate(byteCount: 3 << 20, alignment: 8)
+        big.initializeMemory(as: UInt8.self, repeating: 0xAB, count: 3 << 20)
+        memory.append(big)
+        log.enqueue(UpdateLog.Record(parts: [UnsafeRawBufferPointer(start: big, count: 3 << 20)]), seq: 11)
+        let r12 = Self.record(12); memory.append(r12.memory); log.enqueue(r12.record, seq: 12)
+        try log.waitDurable(12)
+        let bigPage = try #require(log.read(after: 10, maxBytes: 1))
+        #expect(bigPage.sequences == [11] && bigPage.payloads[0].count == 3 << 20 && bigPage.payloads[0].allSatisfy { $0 == 0xAB })
+        #expect(log.read(after: 11, maxBytes: 1)?.sequences == [12])
+    }
+
     @Test func concurrentWaitersShareWrites() async throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("log-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: dir) }

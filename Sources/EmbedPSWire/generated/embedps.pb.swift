@@ -134,6 +134,11 @@ extension Wire {
         public static let storage = ErrorReason(rawValue: 24)
         /// UNAVAILABLE (lookup service): the shards could not be reached or disagree; retry
         public static let upstream = ErrorReason(rawValue: 25)
+        /// FAILED_PRECONDITION: this server is a read-only follower; `primary` names the
+        public static let notPrimary = ErrorReason(rawValue: 26)
+        /// address to send writes to (see REPLICATION)
+        /// FAILED_PRECONDITION (ReadLog): the records after after_sequence were trimmed by a
+        public static let logTruncated = ErrorReason(rawValue: 27)
         /// The proto name of the value, or its number when unknown.
         public var description: String {
             switch rawValue {
@@ -162,6 +167,8 @@ extension Wire {
             case 23: "NOT_SERVED"
             case 24: "STORAGE"
             case 25: "UPSTREAM"
+            case 26: "NOT_PRIMARY"
+            case 27: "LOG_TRUNCATED"
             default: "\(rawValue)"
             }
         }
@@ -317,8 +324,10 @@ extension Wire {
         public var id: UInt64 = 0
         /// FROZEN, BUSY: the name of the freeze in force
         public var frozenBy: String = ""
+        /// NOT_PRIMARY: the address of the primary this follower copies
+        public var primary: String = ""
         public init() {}
-        public init(reason: Wire.ErrorReason = Wire.ErrorReason(rawValue: 0), table: String = "", shardMapVersion: UInt64 = 0, slot: UInt32 = 0, ownerShard: UInt32 = 0, id: UInt64 = 0, frozenBy: String = "") {
+        public init(reason: Wire.ErrorReason = Wire.ErrorReason(rawValue: 0), table: String = "", shardMapVersion: UInt64 = 0, slot: UInt32 = 0, ownerShard: UInt32 = 0, id: UInt64 = 0, frozenBy: String = "", primary: String = "") {
             self.reason = reason
             self.table = table
             self.shardMapVersion = shardMapVersion
@@ -326,6 +335,7 @@ extension Wire {
             self.ownerShard = ownerShard
             self.id = id
             self.frozenBy = frozenBy
+            self.primary = primary
         }
         public mutating func decodeField(number: UInt32, wireType: ProtoWireType, from reader: inout ProtoReader) throws(WireError) -> Bool {
             switch number {
@@ -336,6 +346,7 @@ extension Wire {
             case 5: try reader.readUInt32(&ownerShard, wireType, field: "ErrorDetail.owner_shard")
             case 6: try reader.readFixed64(&id, wireType, field: "ErrorDetail.id")
             case 7: try reader.readString(&frozenBy, wireType, field: "ErrorDetail.frozen_by")
+            case 8: try reader.readString(&primary, wireType, field: "ErrorDetail.primary")
             default: return false
             }
             return true
@@ -348,6 +359,7 @@ extension Wire {
             writer.writeUInt32(5, ownerShard)
             writer.writeFixed64(6, id)
             writer.writeString(7, frozenBy)
+            writer.writeString(8, primary)
         }
     }
 
@@ -649,8 +661,8 @@ extension Wire {
     /// (Evict). `max_rows` is also a cap on creation: while a shard holds max_rows rows or more of the table, a
     /// push's ids that would create rows are counted as refused (as if not admitted; the rest of the push applies)
     /// until a pass makes room. A background budget pass evicts down to max_rows minus the rows the growth rate
-    /// measured between passes would add before the next pass (0.5% to 25% of max_rows); Evict goes down to
-    /// 0.995 * max_rows. A pass first checkpoints the table, so no logged update can bring an evicted row back;
+    /// measured between passes would add before the next pass (0.5% to 1% of max_rows, so rows stay within 1% of
+    /// the budget; ids that arrive faster are refused until the next pass); Evict goes down to 0.995 * max_rows. A pass first checkpoints the table, so no logged update can bring an evicted row back;
     /// rows updated since are kept.
     /// Generated: decodes strictly (`WireError` on any malformed input), encodes canonically.
     public struct EvictionConfig: WireMessage, Codable {
@@ -979,8 +991,16 @@ extension Wire {
         /// memory of the admission sketch
         public var admissionSketchBytes: UInt64 = 0
         public var evictionPasses: UInt64 = 0
+        /// the table's last applied update-log sequence on this shard
+        public var lastSequence: UInt64 = 0
+        /// Followers only (see REPLICATION): whether the table is copied, the primary's durable sequence last seen,
+        /// and how long ago this follower last held every record the primary had.
+        public var replicated: Bool = false
+        public var replicationPrimarySequence: UInt64 = 0
+        /// -1: never caught up yet
+        public var replicationLagSeconds: Double = 0
         public init() {}
-        public init(spec: Wire.TableSpec? = nil, rows: UInt64 = 0, cachedRows: UInt64 = 0, bytesOnDisk: UInt64 = 0, pulls: UInt64 = 0, pushes: UInt64 = 0, rowsPulled: UInt64 = 0, rowsPushed: UInt64 = 0, dirtyRows: UInt64 = 0, logBytes: UInt64 = 0, checkpoints: UInt64 = 0, cacheCapacityRows: UInt64 = 0, semantic: Wire.SemanticStats? = nil, rowsAdmitted: UInt64 = 0, pushesRefused: UInt64 = 0, rowsEvicted: UInt64 = 0, admissionSketchBytes: UInt64 = 0, evictionPasses: UInt64 = 0) {
+        public init(spec: Wire.TableSpec? = nil, rows: UInt64 = 0, cachedRows: UInt64 = 0, bytesOnDisk: UInt64 = 0, pulls: UInt64 = 0, pushes: UInt64 = 0, rowsPulled: UInt64 = 0, rowsPushed: UInt64 = 0, dirtyRows: UInt64 = 0, logBytes: UInt64 = 0, checkpoints: UInt64 = 0, cacheCapacityRows: UInt64 = 0, semantic: Wire.SemanticStats? = nil, rowsAdmitted: UInt64 = 0, pushesRefused: UInt64 = 0, rowsEvicted: UInt64 = 0, admissionSketchBytes: UInt64 = 0, evictionPasses: UInt64 = 0, lastSequence: UInt64 = 0, replicated: Bool = false, replicationPrimarySequence: UInt64 = 0, replicationLagSeconds: Double = 0) {
             self.spec = spec
             self.rows = rows
             self.cachedRows = cachedRows
@@ -999,6 +1019,10 @@ extension Wire {
             self.rowsEvicted = rowsEvicted
             self.admissionSketchBytes = admissionSketchBytes
             self.evictionPasses = evictionPasses
+            self.lastSequence = lastSequence
+            self.replicated = replicated
+            self.replicationPrimarySequence = replicationPrimarySequence
+            self.replicationLagSeconds = replicationLagSeconds
         }
         public mutating func decodeField(number: UInt32, wireType: ProtoWireType, from reader: inout ProtoReader) throws(WireError) -> Bool {
             switch number {
@@ -1020,6 +1044,10 @@ extension Wire {
             case 16: try reader.readUInt64(&rowsEvicted, wireType, field: "TableStats.rows_evicted")
             case 17: try reader.readUInt64(&admissionSketchBytes, wireType, field: "TableStats.admission_sketch_bytes")
             case 18: try reader.readUInt64(&evictionPasses, wireType, field: "TableStats.eviction_passes")
+            case 19: try reader.readUInt64(&lastSequence, wireType, field: "TableStats.last_sequence")
+            case 20: try reader.readBool(&replicated, wireType, field: "TableStats.replicated")
+            case 21: try reader.readUInt64(&replicationPrimarySequence, wireType, field: "TableStats.replication_primary_sequence")
+            case 22: try reader.readDouble(&replicationLagSeconds, wireType, field: "TableStats.replication_lag_seconds")
             default: return false
             }
             return true
@@ -1043,6 +1071,10 @@ extension Wire {
             writer.writeUInt64(16, rowsEvicted)
             writer.writeUInt64(17, admissionSketchBytes)
             writer.writeUInt64(18, evictionPasses)
+            writer.writeUInt64(19, lastSequence)
+            writer.writeBool(20, replicated)
+            writer.writeUInt64(21, replicationPrimarySequence)
+            writer.writeDouble(22, replicationLagSeconds)
         }
     }
 
@@ -1279,6 +1311,79 @@ extension Wire {
         }
         public func encode(to writer: inout ProtoWriter) {
             writer.writeUInt32(1, tablesFlushed)
+        }
+    }
+
+    /// Replication: a page of a table's update log. Records are those with sequence > after_sequence that are
+    /// durable on this shard, in sequence order, at most about max_bytes of payload (at least one record when
+    /// one exists; default 4 MiB). A record's payload is: row count n (u32 LE), n row keys (u64 LE), n * dim
+    /// gradients (f32 LE, already through the DNIS chain rule), then optionally a 16-byte request id.
+    /// Generated: decodes strictly (`WireError` on any malformed input), encodes canonically.
+    public struct ReadLogRequest: WireMessage, Codable {
+        public static let protoName = "embedps.v1.ReadLogRequest"
+        public var table: String = ""
+        public var afterSequence: UInt64 = 0
+        public var maxBytes: UInt32 = 0
+        public init() {}
+        public init(table: String = "", afterSequence: UInt64 = 0, maxBytes: UInt32 = 0) {
+            self.table = table
+            self.afterSequence = afterSequence
+            self.maxBytes = maxBytes
+        }
+        public mutating func decodeField(number: UInt32, wireType: ProtoWireType, from reader: inout ProtoReader) throws(WireError) -> Bool {
+            switch number {
+            case 1: try reader.readString(&table, wireType, field: "ReadLogRequest.table")
+            case 2: try reader.readUInt64(&afterSequence, wireType, field: "ReadLogRequest.after_sequence")
+            case 3: try reader.readUInt32(&maxBytes, wireType, field: "ReadLogRequest.max_bytes")
+            default: return false
+            }
+            return true
+        }
+        public func encode(to writer: inout ProtoWriter) {
+            writer.writeString(1, table)
+            writer.writeUInt64(2, afterSequence)
+            writer.writeUInt32(3, maxBytes)
+        }
+    }
+
+    /// The proto message `ReadLogResponse`.
+    /// Generated: decodes strictly (`WireError` on any malformed input), encodes canonically.
+    public struct ReadLogResponse: WireMessage, Codable {
+        public static let protoName = "embedps.v1.ReadLogResponse"
+        public var sequences: [UInt64] = []
+        /// payloads[i] belongs to sequences[i]
+        public var payloads: [[UInt8]] = []
+        /// the last durable record of the table on this shard
+        public var durableSequence: UInt64 = 0
+        /// records after this sequence are still in the log
+        public var logStart: UInt64 = 0
+        /// changes when the table is dropped and created again
+        public var incarnation: UInt64 = 0
+        public init() {}
+        public init(sequences: [UInt64] = [], payloads: [[UInt8]] = [], durableSequence: UInt64 = 0, logStart: UInt64 = 0, incarnation: UInt64 = 0) {
+            self.sequences = sequences
+            self.payloads = payloads
+            self.durableSequence = durableSequence
+            self.logStart = logStart
+            self.incarnation = incarnation
+        }
+        public mutating func decodeField(number: UInt32, wireType: ProtoWireType, from reader: inout ProtoReader) throws(WireError) -> Bool {
+            switch number {
+            case 1: try reader.readRepeatedFixed64(&sequences, wireType, field: "ReadLogResponse.sequences")
+            case 2: try reader.readRepeatedBytes(&payloads, wireType, field: "ReadLogResponse.payloads")
+            case 3: try reader.readUInt64(&durableSequence, wireType, field: "ReadLogResponse.durable_sequence")
+            case 4: try reader.readUInt64(&logStart, wireType, field: "ReadLogResponse.log_start")
+            case 5: try reader.readUInt64(&incarnation, wireType, field: "ReadLogResponse.incarnation")
+            default: return false
+            }
+            return true
+        }
+        public func encode(to writer: inout ProtoWriter) {
+            writer.writeRepeatedFixed64(1, sequences)
+            writer.writeRepeatedBytes(2, payloads)
+            writer.writeUInt64(3, durableSequence)
+            writer.writeUInt64(4, logStart)
+            writer.writeUInt64(5, incarnation)
         }
     }
 
@@ -2345,8 +2450,10 @@ extension Wire {
         public var uptimeSeconds: UInt64 = 0
         /// whole database (estimate)
         public var bytesOnDisk: UInt64 = 0
+        /// a follower: the address of its primary (empty on a primary)
+        public var follows: String = ""
         public init() {}
-        public init(shardIndex: UInt32 = 0, shardMapVersion: UInt64 = 0, ownedSlots: UInt32 = 0, durability: String = "", tables: [Wire.TableStats] = [], cacheCapacityRows: UInt64 = 0, cacheHitRate: Double = 0, requestsPerSecond: Double = 0, rowsPerSecond: Double = 0, latencyP50Ms: Double = 0, latencyP99Ms: Double = 0, uptimeSeconds: UInt64 = 0, bytesOnDisk: UInt64 = 0) {
+        public init(shardIndex: UInt32 = 0, shardMapVersion: UInt64 = 0, ownedSlots: UInt32 = 0, durability: String = "", tables: [Wire.TableStats] = [], cacheCapacityRows: UInt64 = 0, cacheHitRate: Double = 0, requestsPerSecond: Double = 0, rowsPerSecond: Double = 0, latencyP50Ms: Double = 0, latencyP99Ms: Double = 0, uptimeSeconds: UInt64 = 0, bytesOnDisk: UInt64 = 0, follows: String = "") {
             self.shardIndex = shardIndex
             self.shardMapVersion = shardMapVersion
             self.ownedSlots = ownedSlots
@@ -2360,6 +2467,7 @@ extension Wire {
             self.latencyP99Ms = latencyP99Ms
             self.uptimeSeconds = uptimeSeconds
             self.bytesOnDisk = bytesOnDisk
+            self.follows = follows
         }
         public mutating func decodeField(number: UInt32, wireType: ProtoWireType, from reader: inout ProtoReader) throws(WireError) -> Bool {
             switch number {
@@ -2376,6 +2484,7 @@ extension Wire {
             case 11: try reader.readDouble(&latencyP99Ms, wireType, field: "ShardStatusResponse.latency_p99_ms")
             case 12: try reader.readUInt64(&uptimeSeconds, wireType, field: "ShardStatusResponse.uptime_seconds")
             case 13: try reader.readUInt64(&bytesOnDisk, wireType, field: "ShardStatusResponse.bytes_on_disk")
+            case 14: try reader.readString(&follows, wireType, field: "ShardStatusResponse.follows")
             default: return false
             }
             return true
@@ -2394,6 +2503,7 @@ extension Wire {
             writer.writeDouble(11, latencyP99Ms)
             writer.writeUInt64(12, uptimeSeconds)
             writer.writeUInt64(13, bytesOnDisk)
+            writer.writeString(14, follows)
         }
     }
 }

@@ -123,8 +123,14 @@ public enum ShardRPC {
     /// Adopts a DNIS state when it is ahead (rows = 1 when adopted).
     public static let setDnisState = RPCMethod<Wire.DnisState, Wire.MigrationResponse>(
         path: "/embedps.v1.Shard/SetDnisState", access: .admin, whileFrozen: .refuses, retry: .safe)
+    /// Replication: a page of a table's update log after a sequence (LOG_TRUNCATED when trimmed past it).
+    public static let readLog = RPCMethod<Wire.ReadLogRequest, Wire.ReadLogResponse>(
+        path: "/embedps.v1.Shard/ReadLog", access: .admin, whileFrozen: .serves, retry: .safe)
+    /// Replication bootstrap: a page of stored rows from a slot on (SlotRowsRequest: table, slot, after, limit).
+    public static let readStoredRows = RPCMethod<Wire.SlotRowsRequest, Wire.SlotRows>(
+        path: "/embedps.v1.Shard/ReadStoredRows", access: .admin, whileFrozen: .serves, retry: .safe)
     /// All methods of the service, in .proto order.
-    public static let all: [any RPCMethodDescription] = [pull, push, createTable, describeTable, listTables, dropTable, shardStatus, flush, registerItems, pullPooled, pushPooled, sparsityReport, sparsityStep, dnisReport, dnisAssignBlocks, dnisAlpha, dnisAlphaGradient, dnisPrune, pullCompact, compact, evict, freeze, thaw, createCheckpoint, listCheckpoints, restoreCheckpoint, exportRows, importRows, getShardMap, setShardMap, beginMigration, exportSlotRows, importSlotRows, endMigration, exportItems, getDnisState, setDnisState]
+    public static let all: [any RPCMethodDescription] = [pull, push, createTable, describeTable, listTables, dropTable, shardStatus, flush, registerItems, pullPooled, pushPooled, sparsityReport, sparsityStep, dnisReport, dnisAssignBlocks, dnisAlpha, dnisAlphaGradient, dnisPrune, pullCompact, compact, evict, freeze, thaw, createCheckpoint, listCheckpoints, restoreCheckpoint, exportRows, importRows, getShardMap, setShardMap, beginMigration, exportSlotRows, importSlotRows, endMigration, exportItems, getDnisState, setDnisState, readLog, readStoredRows]
 }
 
 /// The online lookup service (embedps-lookup): read-only rows for inference, served from the live shards

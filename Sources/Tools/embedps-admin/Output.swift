@@ -19,7 +19,10 @@ struct TableStatsJSON: Codable {
     var rowsPulled: UInt64, rowsPushed: UInt64, checkpoints: UInt64
     var semanticItems: UInt64?, piecesPerItem: Double?, pieceRowsUsed: UInt64?, pieceCollisions: UInt64?
     var rowsAdmitted: UInt64?, pushesRefused: UInt64?, admissionSketchBytes: UInt64?, rowsEvicted: UInt64?, evictionPasses: UInt64?
-    init(shard: Int, _ s: Wire.TableStats) {
+    var lastSequence: UInt64
+    /// Followers only: whether the table is copied, the primary's sequence and seconds since caught up.
+    var replicated: Bool?, primarySequence: UInt64?, lagSeconds: Double?
+    init(shard: Int, _ s: Wire.TableStats, follower: Bool = false) {
         let spec = s.spec ?? Wire.TableSpec()
         self.shard = shard; table = spec.name; dim = Int(spec.dim)
         optimizer = OptimizerKind(rawValue: UInt8(truncatingIfNeeded: (spec.optimizer ?? Wire.OptimizerConfig()).kind.rawValue))?.description ?? "?"
@@ -30,6 +33,8 @@ struct TableStatsJSON: Codable {
         pieceRowsUsed = s.semantic?.rowsUsed; pieceCollisions = s.semantic?.collisions
         if spec.admission != nil { rowsAdmitted = s.rowsAdmitted; pushesRefused = s.pushesRefused; admissionSketchBytes = s.admissionSketchBytes }
         if spec.eviction != nil { rowsEvicted = s.rowsEvicted; evictionPasses = s.evictionPasses }
+        lastSequence = s.lastSequence
+        if follower { replicated = s.replicated; primarySequence = s.replicationPrimarySequence; lagSeconds = s.replicationLagSeconds }
     }
 }
 
@@ -37,6 +42,8 @@ struct ShardStatusJSON: Codable {
     var shard: Int, address: String, mapVersion: UInt64, ownedSlots: UInt32, durability: String
     var cacheHitRate: Double, requestsPerSecond: Double, rowsPerSecond: Double, latencyP50Ms: Double, latencyP99Ms: Double
     var uptimeSeconds: UInt64, bytesOnDisk: UInt64, tables: [TableStatsJSON]
+    /// A follower: its primary's address.
+    var follows: String?
 }
 
 /// Type-erased Encodable for mixed JSON objects.

@@ -12,7 +12,8 @@ let statusCommands: [AdminCommand] = [
             ShardStatusJSON(shard: i, address: admin.spec.shards[i].address, mapVersion: s.shardMapVersion, ownedSlots: s.ownedSlots,
                             durability: s.durability, cacheHitRate: s.cacheHitRate, requestsPerSecond: s.requestsPerSecond,
                             rowsPerSecond: s.rowsPerSecond, latencyP50Ms: s.latencyP50Ms, latencyP99Ms: s.latencyP99Ms,
-                            uptimeSeconds: s.uptimeSeconds, bytesOnDisk: s.bytesOnDisk, tables: s.tables.map { TableStatsJSON(shard: i, $0) })
+                            uptimeSeconds: s.uptimeSeconds, bytesOnDisk: s.bytesOnDisk,
+                            tables: s.tables.map { TableStatsJSON(shard: i, $0, follower: !s.follows.isEmpty) }, follows: s.follows.isEmpty ? nil : s.follows)
         }
         if c.json { print(jsonText(out)); return }
         print(renderTable(["shard", "address", "slots", "map", "durability", "tables", "rows", "disk", "hit rate", "req/s", "rows/s", "p50 ms", "p99 ms", "uptime"],
@@ -20,6 +21,14 @@ let statusCommands: [AdminCommand] = [
                                           String(s.tables.reduce(0) { $0 + $1.rows }), formatBytes(s.bytesOnDisk), String(format: "%.1f%%", s.cacheHitRate * 100),
                                           String(format: "%.0f", s.requestsPerSecond), String(format: "%.0f", s.rowsPerSecond),
                                           String(format: "%.2f", s.latencyP50Ms), String(format: "%.2f", s.latencyP99Ms), "\(s.uptimeSeconds)s"] }))
+        for s in out where s.follows != nil {
+            print("\nshard \(s.shard) is a follower of \(s.follows ?? ""):")
+            print(renderTable(["table", "replicated", "sequence", "primary sequence", "behind (records)", "caught up"], s.tables.map { t in
+                [t.table, t.replicated == true ? "yes" : "no", String(t.lastSequence), String(t.primarySequence ?? 0),
+                 String((t.primarySequence ?? 0) &- min(t.lastSequence, t.primarySequence ?? 0)),
+                 (t.lagSeconds ?? -1) < 0 ? "never" : String(format: "%.1f s ago", t.lagSeconds ?? 0)]
+            }))
+        }
     },
     AdminCommand(words: ["health"], usage: "  health                         SERVING / not serving per shard (exit 1 when any is down)") { c in
         let admin = c.admin

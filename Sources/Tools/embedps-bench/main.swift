@@ -43,6 +43,9 @@ options:
   --lifecycle           after the runs (one started shard): RSS, a checkpoint after 5 s of uniform pushes,
                         recovery time after kill -9 with --log-seconds S (default 10) of pushes in the update
                         log, and a graceful restart; printed as the scale-table row
+  --replication         instead: one primary shard and a follower (--rows, default 1M, --dim 64, --batch 4096,
+                        --seconds 10 per phase): push rows/s without and with the follower, the follower's lag
+                        under that load, catch-up time, and freshness (push acknowledged -> follower pull)
   --stream              instead: an unbounded id stream through one shard (row lifecycle): --stream-ids N
                         (default 200M) Zipf(1.1) ids over --stream-distinct N (default 50M) distinct ids, --dim
                         (default 16), pushed with 4 in flight into a table with eviction at --stream-max-rows N
@@ -52,7 +55,7 @@ options:
   --quick               1 second, 1 repetition (smoke run)
   --json                print the results as JSON
 """
-let options = Options(Array(CommandLine.arguments.dropFirst()), usage: usage, flagNames: ["no-redis", "quick", "json", "lookup", "transport", "engine", "lifecycle", "ceiling", "stream", "stream-policies-only"],
+let options = Options(Array(CommandLine.arguments.dropFirst()), usage: usage, flagNames: ["no-redis", "quick", "json", "lookup", "transport", "engine", "lifecycle", "ceiling", "stream", "stream-policies-only", "replication"],
                       known: ["rows", "dim", "batch", "seconds", "reps", "warmup", "clients", "pipeline", "dists", "ops",
                               "optimizer", "durability", "cache-fraction", "shards", "cluster", "grpc-arg", "peer", "log-seconds", "stream-ids", "stream-distinct", "stream-max-rows", "stream-admit", "stream-cache-rows"])
 do {
@@ -77,6 +80,14 @@ do {
         let work = FileManager.default.temporaryDirectory.appendingPathComponent("embedps-stream-\(getpid())")
         defer { try? FileManager.default.removeItem(at: work) }
         try await runStreamBenchmark(s, work: work, json: options.flag("json"))
+        exitNow(0)
+    }
+    if options.flag("replication") {
+        let work = FileManager.default.temporaryDirectory.appendingPathComponent("embedps-replication-\(getpid())")
+        defer { try? FileManager.default.removeItem(at: work) }
+        try await runReplicationBenchmark(rows: options.int("rows", default: 1_000_000), dim: options.int("dim", default: 64),
+                                          batch: options.int("batch", default: 4096), seconds: options.double("seconds", default: 10), work: work,
+                                          json: options.flag("json"))
         exitNow(0)
     }
     if options.flag("engine") {

@@ -67,6 +67,14 @@ nonisolated func runShardServer(_ options: Options) {
     engine.startCheckpointer()
     let host = ShardHost(engine: engine, configuration: engineConfig)
     let service = ShardService(host: host, maxMessageBytes: maxBytes, policy: policy)
+    var follower: Follower? = nil
+    if let primary = options.string("follow") {
+        // A read-only copy of the shard at `primary` (same --cluster and --shard-index, its own --listen
+        // and --data-dir); writes are refused from the first call on.
+        let f = Follower(primary: primary, host: host, token: policy.token, log: { printFlush("embedps-server shard \(index) (follower): \($0)") })
+        host.follower = f
+        follower = f
+    }
     service.register(on: server)
     do { try server.start() } catch {
         printError("error: shard \(index): \(error)")
@@ -76,6 +84,10 @@ nonisolated func runShardServer(_ options: Options) {
     printFlush("embedps-server shard \(index)/\(spec.shards.count) listening on \(listenHost):\(server.port)\(serverConfig.tls == nil ? "" : " (TLS)")" +
           (policy.token == nil ? "" : " token required on \(policy.scope == .all ? "all" : "admin") calls") +
           " (data \(engineConfig.dataDirectory), durability \(durability.rawValue), \(map.slotCount(of: index)) slots, map version \(map.version), tables: \(engine.tableNames().joined(separator: ",")))")
+    if let follower {
+        follower.start()
+        printFlush("embedps-server shard \(index): following \(follower.primary) (read-only; writes go to the primary)")
+    }
     var metrics: HTTPServer? = nil
     if let mp = options.string("metrics-port") {
         guard let port = Int(mp) else { options.fail("--metrics-port must be a port number") }
@@ -101,6 +113,7 @@ nonisolated func runShardServer(_ options: Options) {
     }
     stop.wait()
     printFlush("embedps-server shard \(index): shutting down (draining in-flight calls)")
+    follower?.stop()
     server.shutdown(graceSeconds: 10)
     metrics?.stop()
     host.close()

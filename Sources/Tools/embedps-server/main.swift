@@ -32,8 +32,12 @@ options:
   --tls-cert PEM --tls-key PEM   serve TLS (gRPC core SSL credentials) with this certificate chain and key
   --restore-checkpoint DIR   start from this shard's part of a cluster checkpoint (a checkpoints/NAME
                          directory of this shard index, e.g. copied from another cluster); --data-dir must be empty
+  --follow HOST:PORT     run as a read-only follower of the primary shard at HOST:PORT (same --cluster and
+                         --shard-index, its own --listen and --data-dir): copies its tables' stored rows, then
+                         applies its update log as it grows; serves pulls, refuses writes (NOT_PRIMARY); lag
+                         in `embedps-admin status` / table describe. Dense tables without eviction only
 """
 
-let known: Set<String> = ["cluster", "shard-index", "listen", "data-dir", "durability", "cache-rows", "threads", "max-message-mb", "port-file", "checkpoint-log-mb", "checkpoint-seconds", "metrics-port", "metrics-port-file", "auth-token-file", "auth-scope", "tls-cert", "tls-key", "restore-checkpoint"]
+let known: Set<String> = ["cluster", "shard-index", "listen", "data-dir", "durability", "cache-rows", "threads", "max-message-mb", "port-file", "checkpoint-log-mb", "checkpoint-seconds", "metrics-port", "metrics-port-file", "auth-token-file", "auth-scope", "tls-cert", "tls-key", "restore-checkpoint", "follow"]
 let options = Options(Array(CommandLine.arguments.dropFirst()), usage: usage, known: known)
 runShardServer(options)
