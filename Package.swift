@@ -59,7 +59,7 @@ let package = Package(
         .executableTarget(name: "embedps-train", dependencies: ["Training", "Vocabulary", "CLI", "HTTP"], path: "Sources/Tools/embedps-train"),
         .executableTarget(name: "embedps-bench", dependencies: ["Client", "Engine", "Storage", "Vocabulary", "CLI", "RPC", "EmbedPSWire"], path: "Sources/Tools/embedps-bench"),
         .executableTarget(name: "embedps-admin", dependencies: ["Client", "Vocabulary", "SemanticTokenizers", "EmbedPSWire", "CLI", "SemanticID"], path: "Sources/Tools/embedps-admin"),
-        .executableTarget(name: "embedps-lookup", dependencies: ["Lookup", "CheckpointReader", "CLI"], path: "Sources/Tools/embedps-lookup"),
+        .executableTarget(name: "embedps-lookup", dependencies: ["Lookup", "CheckpointReader", "CLI", "Vocabulary"], path: "Sources/Tools/embedps-lookup"),
         // Tests.
         .testTarget(name: "WireTests", dependencies: ["EmbedPSWire"]),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Storage", "Vocabulary", "SemanticTokenizers", "EmbedPSWire"]),

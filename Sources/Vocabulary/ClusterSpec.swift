@@ -39,12 +39,17 @@ public struct ClusterSpecError: Error, CustomStringConvertible, Sendable {
 ///   "shards": [ { "address": "127.0.0.1:7100", "dataDir": "runs/shard0" }, { "address": "127.0.0.1:7101" } ],
 ///   "slotRanges": [ { "first": 0, "last": 2047, "shard": 0 }, { "first": 2048, "last": 4095, "shard": 1 } ] }
 /// ```
-/// `slotRanges` is optional (default: an even contiguous split); `dataDir` is optional per shard.
+/// `slotRanges` is optional (default: an even contiguous split); `dataDir` and `followers` (addresses of
+/// read-only followers, used by the lookup service) are optional per shard.
 public struct ClusterSpec: Sendable, Codable, Equatable {
     public struct Shard: Sendable, Codable, Equatable {
         public var address: String
         public var dataDir: String?
-        public init(address: String, dataDir: String? = nil) { self.address = address; self.dataDir = dataDir }
+        /// Read-only followers of this shard (`embedps-server --follow`), for readers that may use them.
+        public var followers: [String]?
+        public init(address: String, dataDir: String? = nil, followers: [String]? = nil) {
+            self.address = address; self.dataDir = dataDir; self.followers = followers
+        }
     }
     public struct SlotRange: Sendable, Codable, Equatable {
         public var first: Int
@@ -58,6 +63,14 @@ public struct ClusterSpec: Sendable, Codable, Equatable {
 
     public init(version: UInt64 = 1, shards: [Shard], slotRanges: [SlotRange]? = nil) {
         self.version = version; self.shards = shards; self.slotRanges = slotRanges
+    }
+
+    /// The same cluster with each shard that lists followers addressed at its first follower (reads only:
+    /// followers own the same slots and refuse writes). Equal to `self` when no shard lists one.
+    public var readingFromFollowers: ClusterSpec {
+        var c = self
+        for i in c.shards.indices { if let f = c.shards[i].followers?.first { c.shards[i].address = f } }
+        return c
     }
 
     public static func load(path: String) throws -> ClusterSpec {

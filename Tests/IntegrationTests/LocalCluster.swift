@@ -152,9 +152,9 @@ final class LocalCluster: @unchecked Sendable {
     }
 
     /// Starts embedps-lookup against this cluster; returns the process and its (gRPC, HTTP) ports.
-    func startLookup(extraArgs: [String] = []) throws -> (process: Process, grpc: Int, http: Int) {
-        let specPath = root.appendingPathComponent("lookup-spec.json").path
-        try clientSpec.encoded().write(to: URL(fileURLWithPath: specPath))
+    func startLookup(spec: ClusterSpec? = nil, extraArgs: [String] = []) throws -> (process: Process, grpc: Int, http: Int) {
+        let specPath = root.appendingPathComponent("lookup-spec-\(UUID().uuidString).json").path
+        try (spec ?? clientSpec).encoded().write(to: URL(fileURLWithPath: specPath))
         let portFile = root.appendingPathComponent("lookup-ports-\(UUID().uuidString)").path
         let p = Process()
         p.executableURL = URL(fileURLWithPath: LocalCluster.binary("embedps-lookup"))

@@ -113,6 +113,21 @@ final class FollowerProcess: @unchecked Sendable {
         let follows = try await fc.admin.shardStatus()[0].follows
         #expect(follows == "127.0.0.1:\(cluster.ports[0])")
 
+        // The lookup service reads from the follower when the spec lists it: the primary serves no pull.
+        var withFollower = cluster.clientSpec
+        withFollower.shards[0].followers = ["127.0.0.1:\(follower.port)"]
+        let lookup = try cluster.startLookup(spec: withFollower, extraArgs: ["--cache-rows", "0"])
+        defer { lookup.process.terminate(); lookup.process.waitUntilExit() }
+        let primaryPulls = try await primary.admin.describeTable("emb")[0].pulls
+        let channel = Channel(ChannelConfiguration(target: "127.0.0.1:\(lookup.grpc)"))
+        defer { channel.close() }
+        let probe = Array(ids.prefix(256))
+        let (dim, served) = try await LookupServiceTests.grpcLookup(channel, "emb", probe)
+        let expected = try await primary.pull(table: "emb", ids: probe)
+        #expect(dim == 8 && served.map(\.bitPattern) == expected.map(\.bitPattern), "lookup through the follower differs from the primary")
+        let primaryPullsAfter = try await primary.admin.describeTable("emb")[0].pulls
+        #expect(primaryPullsAfter == primaryPulls + 1, "the primary served the lookup (\(primaryPulls) -> \(primaryPullsAfter) pulls; 1 is the check above)")
+
         // Writes to the follower are refused with the primary's address; nothing changes.
         do {
             try await fc.push(table: "emb", ids: [1], gradients: [Float](repeating: 1, count: 8))

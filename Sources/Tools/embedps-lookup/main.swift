@@ -5,6 +5,7 @@ import HTTP
 import Lookup
 import CheckpointReader
 import RPC
+import Vocabulary
 
 let usage = """
 usage: embedps-lookup --cluster SPEC.json [options]
@@ -29,6 +30,8 @@ options:
   --cache-ttl-ms N        how long a cached row is served (default 1000)
   --batch-window-us N     wait N microseconds before a pull when none is in flight, to batch more requests
                           (default 0: requests that arrive while a pull is in flight are batched anyway)
+  --read-from WHICH       followers (default): shards that list followers in the spec are read from their
+                          first follower (training primaries take no serving load); primaries: never
   --threads N             gRPC and HTTP handler threads each (default 4)
   --port-file PATH        write "GRPC_PORT HTTP_PORT" once serving
   --auth-token-file PATH  token for shards started with one
@@ -37,7 +40,7 @@ options:
 """
 let o = Options(Array(CommandLine.arguments.dropFirst()), usage: usage,
                 known: ["cluster", "checkpoint", "listen", "http-port", "cache-rows", "cache-ttl-ms", "batch-window-us", "threads", "port-file",
-                        "auth-token-file", "tls-ca", "tls-cert", "tls-key"])
+                        "auth-token-file", "tls-ca", "tls-cert", "tls-key", "read-from"])
 var config = LookupConfiguration()
 config.cacheRows = o.int("cache-rows", default: 1 << 20)
 config.cacheTTLSeconds = Double(o.int("cache-ttl-ms", default: 1000)) / 1000
@@ -50,9 +53,13 @@ do {
         let c = try CheckpointRowSource(parts: parts.split(separator: ",").map(String.init))
         source = c; origin = "checkpoint \(c.name) (\(c.partCount) parts, read-only)"
     } else {
-        let client = try EmbedPSClient(specPath: o.required("cluster"),
-                                       options: try ClientOptions.from(tokenFile: o.string("auth-token-file"), tlsCAFile: o.string("tls-ca")))
-        source = client; origin = "\(client.shardCount) shards"
+        let readFrom = o.string("read-from", default: "followers")
+        guard readFrom == "followers" || readFrom == "primaries" else { o.fail("--read-from takes followers or primaries") }
+        let spec = try ClusterSpec.load(path: o.required("cluster"))
+        let read = readFrom == "followers" ? spec.readingFromFollowers : spec
+        let client = try EmbedPSClient(spec: read, options: try ClientOptions.from(tokenFile: o.string("auth-token-file"), tlsCAFile: o.string("tls-ca")))
+        let viaFollowers = zip(spec.shards, read.shards).filter { $0.address != $1.address }.count
+        source = client; origin = "\(client.shardCount) shards" + (viaFollowers > 0 ? " (\(viaFollowers) read from followers)" : "")
     }
     let service = LookupService(source: source, configuration: config)
     var serverConfig = ServerConfiguration(address: o.string("listen", default: "0.0.0.0:7500"))
