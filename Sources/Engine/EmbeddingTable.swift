@@ -956,7 +956,18 @@ final class RowBatch {
         for i in keyOrder { put(b, family, i) }
     }
     /// Row indices in RocksDB key order.
-    private var keyOrder: [Int] { (0..<count).sorted { memcmp(buffer + $0 * stride, buffer + $1 * stride, RowKey.length) < 0 } }
+    private var keyOrder: [Int] {
+        // Decoded (slot, key) pairs sorted as integers: the order of the big-endian key bytes, without a
+        // memcmp call per comparison (this sort was 12% of a follower's profile).
+        var entries = [(slot: UInt16, key: UInt64, index: Int)]()
+        entries.reserveCapacity(count)
+        for i in 0..<count {
+            let p = UnsafeRawPointer(buffer + i * stride)
+            entries.append((UInt16(bigEndian: p.loadUnaligned(as: UInt16.self)), UInt64(bigEndian: p.loadUnaligned(fromByteOffset: 2, as: UInt64.self)), i))
+        }
+        entries.sort { $0.slot != $1.slot ? $0.slot < $1.slot : $0.key < $1.key }
+        return entries.map(\.index)
+    }
     private func put(_ b: WriteBatch, _ family: ColumnFamily, _ i: Int) {
         let p = buffer + i * stride
         b.put(family, key: UnsafeRawBufferPointer(start: p, count: RowKey.length),
