@@ -43,30 +43,27 @@ extension EmbeddingTable {
         try checkHealthy()
         let dim = spec.dim
         var buffers: [UnsafeMutableRawBufferPointer] = []
-        defer { buffers.forEach { $0.deallocate() } }
         var applied = 0, rows = 0
         var last: UInt64 = 0
+        // The log copies queued records from `buffers` when it writes them: they are freed only after the
+        // last enqueued record is written, also when a later record of the page is refused.
+        defer {
+            if applied > 0 { try? log.waitDurable(last) }
+            buffers.forEach { $0.deallocate() }
+        }
         for (seq, payload) in records {
-            guard payload.count >= 4 else { throw .malformed("replicated record \(seq) of '\(spec.name)' is truncated") }
-            let count = payload.withUnsafeBytes { Int($0.loadUnaligned(as: UInt32.self)) }
-            let body = 4 + count * (8 + 4 * dim)
-            guard payload.count == body || payload.count == body + 16 else {
-                throw .malformed("replicated record \(seq) of '\(spec.name)' has \(payload.count) bytes, expected \(body) (+16 with a request id)")
-            }
-            // The payload stays allocated until the log has written it; keys and gradients are read in place.
+            // The payload stays allocated until the log has written it (the log copies from it).
             let bytes = UnsafeMutableRawBufferPointer.allocate(byteCount: max(8, payload.count), alignment: 16)
             buffers.append(bytes)
             payload.withUnsafeBytes { bytes.copyMemory(from: $0) }
             let base = bytes.baseAddress!
-            let keys = UnsafeMutableBufferPointer<UInt64>.allocate(capacity: max(1, count))
-            let grads = UnsafeMutablePointer<Float>.allocate(capacity: max(1, count * dim))
-            defer { keys.deallocate(); grads.deallocate() }
-            UnsafeMutableRawPointer(keys.baseAddress!).copyMemory(from: base + 4, byteCount: count * 8)
-            UnsafeMutableRawPointer(grads).copyMemory(from: base + 4 + count * 8, byteCount: count * dim * 4)
-            let requestID = payload.count == body + 16
-                ? RequestID(high: UnsafeRawPointer(base).loadUnaligned(fromByteOffset: body, as: UInt64.self),
-                            low: UnsafeRawPointer(base).loadUnaligned(fromByteOffset: body + 8, as: UInt64.self))
-                : nil
+            let push: LoggedPush
+            switch LoggedPush.decode(UnsafeRawBufferPointer(start: base, count: payload.count), dim: dim) {
+            case .success(let p): push = p
+            case .failure(let why): throw .malformed("replicated record \(seq) of '\(spec.name)' \(why.message)")
+            }
+            defer { push.deallocate() }
+            let count = push.count, keys = push.keys, grads = push.gradients, requestID = push.requestID
             let pins = try pinRows(UnsafeBufferPointer(rebasing: keys[0..<count]))
             defer { unpin(pins) }
             let took: Bool = commit.withLock { state in

@@ -193,20 +193,13 @@ final class EmbeddingTable: @unchecked Sendable {
     private func recover(after checkpointSeq: UInt64) throws {
         let dim = spec.dim
         let last = try log.replay(after: checkpointSeq) { seq, payload in
-            guard payload.count >= 4 else { throw EngineError.storage("update log record \(seq) of '\(spec.name)' is truncated") }
-            let count = Int(payload.loadUnaligned(as: UInt32.self))
-            let body = 4 + count * (8 + 4 * dim)
-            guard payload.count == body || payload.count == body + 16 else {
-                throw EngineError.storage("update log record \(seq) of '\(spec.name)' has \(payload.count) bytes, expected \(body) (+16 with a request id)")
+            let push: LoggedPush
+            switch LoggedPush.decode(payload, dim: dim) {
+            case .success(let p): push = p
+            case .failure(let why): throw EngineError.storage("update log record \(seq) of '\(spec.name)' \(why.message)")
             }
-            let requestID = payload.count == body + 16
-                ? RequestID(high: payload.loadUnaligned(fromByteOffset: body, as: UInt64.self), low: payload.loadUnaligned(fromByteOffset: body + 8, as: UInt64.self))
-                : nil
-            let keys = UnsafeMutableBufferPointer<UInt64>.allocate(capacity: max(1, count))
-            let grads = UnsafeMutablePointer<Float>.allocate(capacity: max(1, count * dim))
-            defer { keys.deallocate(); grads.deallocate() }
-            UnsafeMutableRawPointer(keys.baseAddress!).copyMemory(from: payload.baseAddress! + 4, byteCount: count * 8)
-            UnsafeMutableRawPointer(grads).copyMemory(from: payload.baseAddress! + 4 + count * 8, byteCount: count * dim * 4)
+            defer { push.deallocate() }
+            let count = push.count, keys = push.keys, grads = push.gradients, requestID = push.requestID
             let rows = UnsafeBufferPointer(rebasing: keys[0..<count])
             let pins = try pinRows(rows)
             defer { unpin(pins) }
@@ -987,6 +980,36 @@ final class RowBatch {
             return (UnsafeRawBufferPointer(start: p, count: RowKey.length), UnsafeRawBufferPointer(start: p + RowKey.length, count: lengths[order[i]]))
         }
     }
+}
+
+/// A push as the update log holds it (row count u32, keys u64, count * dim gradients f32, optional 16-byte
+/// request id; little-endian), decoded into owned, aligned buffers. Invariant: `keys` holds `count` keys
+/// and `gradients` count * dim floats; the owner calls `deallocate` once.
+struct LoggedPush {
+    struct Malformed: Error { let message: String }
+    let count: Int
+    let keys: UnsafeMutableBufferPointer<UInt64>
+    let gradients: UnsafeMutablePointer<Float>
+    let requestID: RequestID?
+
+    static func decode(_ payload: UnsafeRawBufferPointer, dim: Int) -> Result<LoggedPush, Malformed> {
+        guard payload.count >= 4 else { return .failure(Malformed(message: "is truncated")) }
+        let count = Int(payload.loadUnaligned(as: UInt32.self))
+        let body = 4 + count * (8 + 4 * dim)
+        guard payload.count == body || payload.count == body + 16 else {
+            return .failure(Malformed(message: "has \(payload.count) bytes, expected \(body) (+16 with a request id)"))
+        }
+        let requestID = payload.count == body + 16
+            ? RequestID(high: payload.loadUnaligned(fromByteOffset: body, as: UInt64.self), low: payload.loadUnaligned(fromByteOffset: body + 8, as: UInt64.self))
+            : nil
+        let keys = UnsafeMutableBufferPointer<UInt64>.allocate(capacity: max(1, count))
+        let grads = UnsafeMutablePointer<Float>.allocate(capacity: max(1, count * dim))
+        UnsafeMutableRawPointer(keys.baseAddress!).copyMemory(from: payload.baseAddress! + 4, byteCount: count * 8)
+        UnsafeMutableRawPointer(grads).copyMemory(from: payload.baseAddress! + 4 + count * 8, byteCount: count * dim * 4)
+        return .success(LoggedPush(count: count, keys: keys, gradients: grads, requestID: requestID))
+    }
+
+    func deallocate() { keys.deallocate(); gradients.deallocate() }
 }
 
 /// Contiguous scratch rows for one request, with per-row step, sequence and existence. Freed on deinit.
