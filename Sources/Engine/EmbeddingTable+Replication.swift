@@ -28,8 +28,7 @@ extension EmbeddingTable {
     func readLog(after: UInt64, maxBytes: Int) throws(EngineError) -> LogPage {
         try checkHealthy()
         guard let page = log.read(after: after, maxBytes: maxBytes) else {
-            let start = log.read(after: UInt64.max, maxBytes: 0)?.logStart ?? 0
-            throw .logTruncated(table: spec.name, after: after, logStart: start)
+            throw .logTruncated(table: spec.name, after: after, logStart: log.logStart)
         }
         return page
     }

@@ -3,37 +3,23 @@ import Vocabulary
 import Storage
 
 extension EmbeddingTable {
-    /// Stored rows of `slot` after row key `after` (all when nil), at most `limit`, in their encoded form
-    /// (the caller checkpointed the table and keeps writes to the slot out).
-    func encodedRows(slot: UInt16, after: UInt64?, limit: Int) throws(EngineError) -> [(key: UInt64, row: [UInt8])] {
+    /// Stored rows from (`slot`, after row key `after`; all of the slot when nil) in (slot, row key) order,
+    /// at most `limit`, in their encoded form: of `slot` only (a migration: the caller checkpointed the table
+    /// and keeps writes to the slot out), or continuing into later slots with `acrossSlots` (a follower's
+    /// bootstrap copy).
+    func encodedRows(slot: UInt16, after: UInt64?, limit: Int, acrossSlots: Bool = false) throws(EngineError) -> [(key: UInt64, row: [UInt8])] {
         try checkHealthy()
         var out: [(key: UInt64, row: [UInt8])] = []
         do {
             try db.scan(family, from: RowKey.encode(slot: slot, key: after ?? 0)) { k, v in
-                guard let (s, key) = RowKey.decode(k), s == slot else { return false }
-                if let after, key <= after { return true }
-                if out.count == limit { return false }
-                out.append((key, Array(v)))
-                return true
-            }
-        } catch { throw .storage("table '\(spec.name)' slot \(slot): \(error)") }
-        return out
-    }
-
-    /// Stored rows from (`slot`, after row key `after`) on in (slot, row key) order, across later slots, at
-    /// most `limit`, in their encoded form (a follower's bootstrap copy).
-    func encodedRows(from slot: UInt16, after: UInt64?, limit: Int) throws(EngineError) -> [(key: UInt64, row: [UInt8])] {
-        try checkHealthy()
-        var out: [(key: UInt64, row: [UInt8])] = []
-        do {
-            try db.scan(family, from: RowKey.encode(slot: slot, key: after ?? 0)) { k, v in
-                guard let (s, key) = RowKey.decode(k) else { return false }   // past the rows: the stored-row counter
+                // Past the rows (the stored-row counter), or past the slot.
+                guard let (s, key) = RowKey.decode(k), acrossSlots || s == slot else { return false }
                 if let after, s == slot, key <= after { return true }
                 if out.count == limit { return false }
                 out.append((key, Array(v)))
                 return true
             }
-        } catch { throw .storage("table '\(spec.name)' from slot \(slot): \(error)") }
+        } catch { throw .storage("table '\(spec.name)' slot \(slot): \(error)") }
         return out
     }
 

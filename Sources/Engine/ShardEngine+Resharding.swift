@@ -128,7 +128,7 @@ extension ShardEngine {
     /// A page of stored rows in their encoding from (`slot`, after `after`) on, across later slots, for a
     /// follower's bootstrap (the caller flushed the table first; rows carry the sequence they cover).
     public func storedSlotRows(table name: String, slot: UInt16, after: UInt64?, limit: Int) throws(EngineError) -> [(key: UInt64, row: [UInt8])] {
-        try withTable(name) { (t) throws(EngineError) in try t.encodedRows(from: slot, after: after, limit: max(1, min(limit, 65536))) }
+        try withTable(name) { (t) throws(EngineError) in try t.encodedRows(slot: slot, after: after, limit: max(1, min(limit, 65536)), acrossSlots: true) }
     }
 
     /// Follower: applies a primary's log records (ascending) to `table`; durable on return.

@@ -255,10 +255,7 @@ public final class ShardService: Sendable {
             return Wire.MigrationResponse(rows: 0)
         }
         r.handle(ShardRPC.exportSlotRows) { _, req in
-            let slot = try Self.slots([req.slot])[0]
-            let limit = req.limit == 0 ? 4096 : Int(req.limit)
-            let rows = try host.withEngine { try $0.encodedSlotRows(table: req.table, slot: slot, after: req.hasAfter ? req.after : nil, limit: limit) }
-            return Wire.SlotRows(table: req.table, keys: rows.map(\.key), rows: rows.map(\.row), done: rows.count < limit)
+            try Self.slotRowsPage(req) { slot, after, limit in try host.withEngine { try $0.encodedSlotRows(table: req.table, slot: slot, after: after, limit: limit) } }
         }
         r.handle(ShardRPC.importSlotRows) { _, req in
             guard req.keys.count == req.rows.count else {
@@ -274,10 +271,7 @@ public final class ShardService: Sendable {
                                         incarnation: p.incarnation)
         }
         r.handle(ShardRPC.readStoredRows) { _, req in
-            let slot = try Self.slots([req.slot])[0]
-            let limit = req.limit == 0 ? 4096 : Int(req.limit)
-            let rows = try host.withEngine { try $0.storedSlotRows(table: req.table, slot: slot, after: req.hasAfter ? req.after : nil, limit: limit) }
-            return Wire.SlotRows(table: req.table, keys: rows.map(\.key), rows: rows.map(\.row), done: rows.count < limit)
+            try Self.slotRowsPage(req) { slot, after, limit in try host.withEngine { try $0.storedSlotRows(table: req.table, slot: slot, after: after, limit: limit) } }
         }
         r.handle(ShardRPC.endMigration) { _, req in
             let slots = try Self.slots(req.slots)
@@ -317,6 +311,15 @@ public final class ShardService: Sendable {
             return Wire.HealthCheckResponse(status: .serving)
         }
         r.finish(ShardRPC.all + HealthRPC.all)
+    }
+
+    /// A page of encoded rows for ExportSlotRows / ReadStoredRows: the slot checked, the limit defaulted
+    /// (4096) and capped (65536) at the door, so `done` (fewer rows than asked) means the end.
+    static func slotRowsPage(_ req: Wire.SlotRowsRequest, _ read: (UInt16, UInt64?, Int) throws -> [(key: UInt64, row: [UInt8])]) throws -> Wire.SlotRows {
+        let slot = try slots([req.slot])[0]
+        let limit = req.limit == 0 ? 4096 : min(Int(req.limit), 65536)
+        let rows = try read(slot, req.hasAfter ? req.after : nil, limit)
+        return Wire.SlotRows(table: req.table, keys: rows.map(\.key), rows: rows.map(\.row), done: rows.count < limit)
     }
 
     static func slots(_ raw: [UInt32]) throws -> [UInt16] {

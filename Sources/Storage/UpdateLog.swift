@@ -3,6 +3,25 @@ import Glibc
 import CXXHash
 import CLinux
 
+/// The 24-byte header of an update-log record (see `UpdateLog`), read from a buffer that holds at least
+/// `UpdateLog.headerLength` bytes at the offset. `known` is false for padding or foreign bytes.
+struct RecordHeader {
+    let magic: UInt32, length: Int, seq: UInt64, sum: UInt64
+    init(_ b: UnsafeRawBufferPointer, at off: Int) {
+        magic = UInt32(littleEndian: b.loadUnaligned(fromByteOffset: off, as: UInt32.self))
+        length = Int(UInt32(littleEndian: b.loadUnaligned(fromByteOffset: off + 4, as: UInt32.self)))
+        seq = UInt64(littleEndian: b.loadUnaligned(fromByteOffset: off + 8, as: UInt64.self))
+        sum = UInt64(littleEndian: b.loadUnaligned(fromByteOffset: off + 16, as: UInt64.self))
+    }
+    var known: Bool { magic == UpdateLog.magic1 || magic == UpdateLog.magic2 }
+    /// Whether `payload` (the `length` bytes after the header) has this header's check (format 1 or 2).
+    func matches(_ payload: UnsafeRawBufferPointer) -> Bool {
+        if magic == UpdateLog.magic1 { return XXH64(payload.baseAddress, length, seq) == sum }
+        var le = seq.littleEndian
+        return XXH64(payload.baseAddress, length, 0) ^ withUnsafeBytes(of: &le) { XXH64($0.baseAddress, 8, 0) } == sum
+    }
+}
+
 /// Durable update-log records after a sequence, for a follower (`UpdateLog.read`).
 public struct LogPage: Sendable {
     public var sequences: [UInt64] = []
@@ -337,37 +356,31 @@ public final class UpdateLog: @unchecked Sendable {
                 var off = 0
                 var previous = s == 0 ? 0 : s - 1
                 while bytes.count - off >= Self.headerLength {
-                    let magic = UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: off, as: UInt32.self))
-                    let length = Int(UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: off + 4, as: UInt32.self)))
-                    let seq = UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: off + 8, as: UInt64.self))
-                    let sum = UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: off + 16, as: UInt64.self))
-                    guard magic == Self.magic1 || magic == Self.magic2, bytes.count - off - Self.headerLength >= length else { return }
-                    let payload = UnsafeRawBufferPointer(rebasing: bytes[(off + Self.headerLength)..<(off + Self.headerLength + length)])
-                    let expected: UInt64
-                    if magic == Self.magic1 {
-                        expected = XXH64(payload.baseAddress, length, seq)
-                    } else {
-                        var le = seq.littleEndian
-                        expected = XXH64(payload.baseAddress, length, 0) ^ withUnsafeBytes(of: &le) { XXH64($0.baseAddress, 8, 0) }
-                    }
-                    guard expected == sum, seq > previous else { return }   // corrupt, or a recycled file's stale tail
-                    previous = seq
-                    if seq > last { try body(seq, payload); last = seq }
-                    off += Self.headerLength + length
+                    let h = RecordHeader(bytes, at: off)
+                    guard h.known, bytes.count - off - Self.headerLength >= h.length else { return }
+                    let payload = UnsafeRawBufferPointer(rebasing: bytes[(off + Self.headerLength)..<(off + Self.headerLength + h.length)])
+                    guard h.matches(payload), h.seq > previous else { return }   // corrupt, or a recycled file's stale tail
+                    previous = h.seq
+                    if h.seq > last { try body(h.seq, payload); last = h.seq }
+                    off += Self.headerLength + h.length
                 }
             }
         }
         return last
     }
 
+    /// The sequence after which the log still holds every durable record (older ones were trimmed by
+    /// checkpoints): the first segment's first sequence - 1, or the durable sequence with no segment.
+    public var logStart: UInt64 { Self.logStart(segments: segments(), durable: durableSequence) }
+    private static func logStart(segments: [UInt64], durable: UInt64) -> UInt64 { min(segments.first.map { $0 - 1 } ?? durable, durable) }
+
     /// A page of durable records with sequence > `after` for a follower (see `LogPage`): at most about
     /// `maxBytes` of payload, at least one record when one is durable. `nil` when records after `after`
-    /// were trimmed (`after` < the page's `logStart`, which the caller reads from `logStart()`).
+    /// were trimmed (`after` < `logStart`).
     public func read(after: UInt64, maxBytes: Int) -> LogPage? {
         let (durable, hint) = condition.withLock { (self.durable, readHint) }
         let segs = segments()
-        let start = segs.first.map { $0 - 1 } ?? durable
-        var page = LogPage(durableSequence: durable, logStart: min(start, durable))
+        var page = LogPage(durableSequence: durable, logStart: Self.logStart(segments: segs, durable: durable))
         guard after >= page.logStart else { return nil }
         guard after < durable, let segIndex = segs.lastIndex(where: { $0 <= after + 1 }) else { return page }
         var bytes = 0
@@ -394,28 +407,22 @@ public final class UpdateLog: @unchecked Sendable {
                             if full { needMore = Self.headerLength } else { segmentDone = true }
                             return
                         }
-                        let magic = UInt32(littleEndian: b.loadUnaligned(fromByteOffset: off, as: UInt32.self))
-                        let length = Int(UInt32(littleEndian: b.loadUnaligned(fromByteOffset: off + 4, as: UInt32.self)))
-                        let seq = UInt64(littleEndian: b.loadUnaligned(fromByteOffset: off + 8, as: UInt64.self))
-                        let sum = UInt64(littleEndian: b.loadUnaligned(fromByteOffset: off + 16, as: UInt64.self))
-                        guard magic == Self.magic1 || magic == Self.magic2, seq > previous, seq <= durable else {
+                        let h = RecordHeader(b, at: off)
+                        guard h.known, h.seq > previous, h.seq <= durable else {
                             // The zero padding after the last record, a stale tail, or records not durable yet.
-                            segmentDone = true; done = done || (magic != 0 && seq > durable); return
+                            segmentDone = true; done = done || (h.magic != 0 && h.seq > durable); return
                         }
-                        guard b.count - off - Self.headerLength >= length else {
-                            if full { needMore = Self.headerLength + length } else { segmentDone = true }
+                        guard b.count - off - Self.headerLength >= h.length else {
+                            if full { needMore = Self.headerLength + h.length } else { segmentDone = true }
                             return
                         }
-                        let payload = UnsafeRawBufferPointer(rebasing: b[(off + Self.headerLength)..<(off + Self.headerLength + length)])
-                        var le = seq.littleEndian
-                        let expected = magic == Self.magic1 ? XXH64(payload.baseAddress, length, seq)
-                            : XXH64(payload.baseAddress, length, 0) ^ withUnsafeBytes(of: &le) { XXH64($0.baseAddress, 8, 0) }
-                        guard expected == sum else { segmentDone = true; done = true; return }
-                        previous = seq
-                        off += Self.headerLength + length
+                        let payload = UnsafeRawBufferPointer(rebasing: b[(off + Self.headerLength)..<(off + Self.headerLength + h.length)])
+                        guard h.matches(payload) else { segmentDone = true; done = true; return }
+                        previous = h.seq
+                        off += Self.headerLength + h.length
                         consumed = off
-                        if seq > after {
-                            page.sequences.append(seq); page.payloads.append([UInt8](payload)); bytes += length
+                        if h.seq > after {
+                            page.sequences.append(h.seq); page.payloads.append([UInt8](payload)); bytes += h.length
                             if bytes >= maxBytes { done = true; return }
                         }
                     }

@@ -174,4 +174,42 @@ final class FollowerProcess: @unchecked Sendable {
         #expect(!follower.logTail.contains("Sanitizer"), "\(follower.logTail)")
         print("replication: " + follower.logTail.split(separator: "\n").filter { $0.contains("copied") || $0.contains("retrying") || $0.contains("created") }.joined(separator: "; "))
     }
+
+    /// ReadStoredRows as an outside client may call it: a limit over the cap (65536) returns a full capped
+    /// page that is not reported done, pages resume across slots, a bad slot is refused, and the pages
+    /// together hold every stored row once.
+    @Test func storedRowPagesAreCappedResumeAcrossSlotsAndRefuseBadSlots() async throws {
+        let cluster = try LocalCluster(shards: 1)
+        defer { cluster.stop() }
+        let client = try cluster.client()
+        let spec = TableSpec(name: "wide", dim: 1, optimizer: OptimizerConfig(kind: .sgd, learningRate: 1))
+        try await client.admin.createTable(spec)
+        for part in 0..<4 {
+            let ids = (part * 17_500..<(part + 1) * 17_500).map { UInt64($0) }
+            try await client.push(table: "wide", ids: ids, gradients: [Float](repeating: -1, count: ids.count))
+        }
+        try await client.admin.flush(table: "wide")
+        let channel = Channel(ChannelConfiguration(target: "127.0.0.1:\(cluster.ports[0])"))
+        defer { channel.close() }
+        func page(_ req: Wire.SlotRowsRequest) async throws -> (StatusCode, Wire.ErrorDetail?, Wire.SlotRows?) {
+            let (code, detail, reply) = await HardeningTests.send(channel, ShardRPC.readStoredRows.path, req.encoded())
+            return (code, detail, try reply.map { m in try m.withUnsafeBytes { (b: UnsafeRawBufferPointer) throws(WireError) in try Wire.SlotRows(decoding: b) } })
+        }
+        let (badCode, badDetail, _) = try await page(Wire.SlotRowsRequest(table: "wide", slot: 4096, limit: 10))
+        #expect(badCode == .invalidArgument && badDetail?.reason == .malformed)
+        let addressing = RowAddressing(spec: spec)
+        var seen: [UInt64] = [], cursor: (UInt16, UInt64)? = nil, pages = 0
+        while pages < 10 {
+            var req = Wire.SlotRowsRequest(table: "wide", slot: UInt32(cursor?.0 ?? 0), limit: 100_000)
+            if let c = cursor { req.hasAfter = true; req.after = c.1 }
+            let (code, _, reply) = try await page(req)
+            let rows = try #require(reply, "ReadStoredRows failed: \(code)")
+            pages += 1
+            if pages == 1 { #expect(rows.keys.count == 65536 && !rows.done, "first page: \(rows.keys.count) rows, done \(rows.done)") }
+            seen += rows.keys
+            if let last = rows.keys.last { cursor = (addressing.slot(ofRowKey: last), last) }
+            if rows.done { break }
+        }
+        #expect(pages == 2 && seen.count == 70_000 && Set(seen) == Set((0..<70_000).map { UInt64($0) }), "\(pages) pages, \(seen.count) rows")
+    }
 }

@@ -2308,6 +2308,7 @@ extension Wire {
         public var hasAfter: Bool = false
         /// resume after this row key
         public var after: UInt64 = 0
+        /// rows per page (default 4096, at most 65536)
         public var limit: UInt32 = 0
         public init() {}
         public init(table: String = "", slot: UInt32 = 0, hasAfter: Bool = false, after: UInt64 = 0, limit: UInt32 = 0) {
