@@ -8,7 +8,8 @@ import EmbedPSWire
 /// `callAllRaw`, pulls and pushes).
 extension EmbedPSClient {
     /// Whether a failed attempt may be sent again: a shard's own UNAVAILABLE (it carries an ErrorDetail:
-    /// frozen, restoring, slot moving, shutting down) changed nothing and is always retried; a transport
+    /// frozen, restoring, slot moving, shutting down; or NOT_REPLICATED, which the push's request id makes
+    /// safe to resend) is always retried; a transport
     /// UNAVAILABLE (no detail: the call may or may not have run) only for methods the contract marks
     /// RETRY_SAFE, or RETRY_WITH_REQUEST_ID when the attempt carries its request id.
     static func retryable(_ s: RPCStatus, _ method: any RPCMethodDescription, hasRequestID: Bool) -> Bool {
@@ -34,7 +35,15 @@ extension EmbedPSClient {
             do {
                 return try await channel(shard).unary(method.path, try makeRequest(), metadata: metadata, timeoutMs: options.timeoutMs)
             } catch let s as RPCStatus {
-                if Self.retryable(s, method, hasRequestID: hasRequestID) && attempt < options.attempts && Date() < deadline {
+                // NOT_PRIMARY: a follower or a fenced old primary (nothing applied); the map names the primary.
+                let notPrimary = s.errorDetail?.reason == .notPrimary
+                if (notPrimary || Self.retryable(s, method, hasRequestID: hasRequestID)) && attempt < options.attempts && Date() < deadline {
+                    // After a failover the shard's address changes: learn it from any shard or follower, and
+                    // resend at once when the map moved on.
+                    if notPrimary || (s.errorDetail == nil && attempt >= 2) {
+                        let known = slotMap.version
+                        if let now = try? await refreshShardMap(), now > known { attempt += 1; continue }
+                    }
                     try await Task.sleep(nanoseconds: UInt64(backoff) * 1_000_000)
                     backoff = min(backoff * 2, options.maxBackoffMs); attempt += 1
                     continue

@@ -16,8 +16,8 @@ extension ShardEngine {
 
     /// The current map with the shard addresses, as a spec (what GetShardMap answers).
     public func shardMapSpec() -> ClusterSpec {
-        let (m, a) = mapLock.withLock { (map, addresses) }
-        return ClusterSpec(addresses: a, map: m)
+        let (m, a) = mapLock.withLock { (map, members) }
+        return ClusterSpec(members: a, map: m)
     }
 
     /// Adopts `spec` when its version is newer; persisted (synced) before use. Returns the version in force.
@@ -33,10 +33,10 @@ extension ShardEngine {
             guard newMap.version > map.version else { return map.version }
             do {
                 let b = WriteBatch()
-                b.put(db.defaultFamily, key: Self.mapKey, value: Array(try ClusterSpec(addresses: spec.shards.map(\.address), map: newMap).encoded()))
+                b.put(db.defaultFamily, key: Self.mapKey, value: Array(try ClusterSpec(members: spec.shards, map: newMap).encoded()))
                 try db.write(b, sync: true)
             } catch { throw .storage("persisting shard map version \(newMap.version): \(error)") }
-            map = newMap; addresses = spec.shards.map(\.address)
+            map = newMap; members = spec.shards.map(\.member)
             incomingSlots = incomingSlots.filter { newMap.owner(ofSlot: $0.key) != configuration.shardIndex }
             return map.version
         }

@@ -31,8 +31,9 @@ public struct ShardEngineConfiguration: Sendable {
     /// quarter of the cache (pushes wait above 90%).
     public var checkpointLogBytes: Int = 1 << 30
     public var checkpointIntervalSeconds: Double = 60
-    /// Shard addresses of the spec the shard started with (answered by GetShardMap with the current slots).
-    public var shardAddresses: [String] = []
+    /// Shard entries (addresses, followers, epochs) of the spec the shard started with (answered by
+    /// GetShardMap with the current slots until a newer map is adopted).
+    public var shardMembers: [ClusterSpec.Shard] = []
     public init(dataDirectory: String, shardIndex: Int, slotMap: SlotMap) {
         self.dataDirectory = dataDirectory; self.shardIndex = shardIndex; self.slotMap = slotMap
     }
@@ -46,7 +47,7 @@ public final class ShardEngine: @unchecked Sendable {
     /// The shard map in force (starts as `configuration.slotMap`, replaced by newer versions during
     /// resharding and persisted) and the slots being migrated away (writes refused), behind `mapLock`.
     var map: SlotMap
-    var addresses: [String]
+    var members: [ClusterSpec.Shard]
     var movingSlots: Set<UInt16> = []
     /// Slots whose rows are arriving from another shard (this shard is a migration target), with the time
     /// the mark lapses. Not persisted: a restart clears it. Behind `mapLock`.
@@ -55,6 +56,13 @@ public final class ShardEngine: @unchecked Sendable {
     let mapLock = NSLock()
     static let mapKey = Array("cluster/map".utf8)
     static let movingKey = Array("cluster/moving".utf8)
+    static let epochKey = Array("shard/epoch".utf8)
+    static let roleKey = Array("shard/role".utf8)
+    /// This shard's primary epoch (persisted; raised by a promotion) and its persisted role ("follower" once
+    /// it followed a primary, "primary" once it was promoted or took a write; nil on a new directory).
+    /// Behind `mapLock`.
+    var epoch: UInt64 = 0
+    var role: String? = nil
     let db: RocksDatabase
     /// Guards `tables` (the name -> table map) and nothing else; see the lifecycle rule in TableLifecycle.swift.
     let registry = NSLock()
@@ -85,11 +93,13 @@ public final class ShardEngine: @unchecked Sendable {
             try db.write(b, sync: true)
         }
         map = configuration.slotMap
-        addresses = configuration.shardAddresses
+        members = configuration.shardMembers.map(\.member)
         if let stored = try db.get(db.defaultFamily, key: Self.mapKey),
            let spec = try? JSONDecoder().decode(ClusterSpec.self, from: Data(stored)), spec.version > map.version {
-            map = try spec.slotMap(); addresses = spec.shards.map(\.address)
+            map = try spec.slotMap(); members = spec.shards.map(\.member)
         }
+        if let stored = try db.get(db.defaultFamily, key: Self.epochKey), let e = UInt64(String(decoding: stored, as: UTF8.self)) { epoch = e }
+        if let stored = try db.get(db.defaultFamily, key: Self.roleKey) { role = String(decoding: stored, as: UTF8.self) }
         if let stored = try db.get(db.defaultFamily, key: Self.movingKey), let slots = try? JSONDecoder().decode([UInt16].self, from: Data(stored)) {
             movingSlots = Set(slots)
         }

@@ -15,6 +15,34 @@ public struct ServerCallContext: Sendable {
 /// maps to its status; any other error becomes INTERNAL). Called on a completion-queue thread; must be thread-safe.
 public typealias UnaryHandler = @Sendable (ServerCallContext, ReceivedMessage) throws -> OutgoingMessage
 
+/// The one answer of a deferred call (`Server.registerDeferred`): callable once from any thread; later calls
+/// are ignored. A reply dropped without being sent answers INTERNAL, so no call is left hanging.
+public final class ServerReply: @unchecked Sendable {
+    private let deliver: @Sendable (Result<OutgoingMessage, RPCStatus>) -> Void
+    private let lock = NSLock()
+    private var sent = false
+    init(_ deliver: @escaping @Sendable (Result<OutgoingMessage, RPCStatus>) -> Void) { self.deliver = deliver }
+    deinit { if !sent { deliver(.failure(RPCStatus(.internalError, "the handler dropped the call without answering"))) } }
+
+    public func callAsFunction(_ result: Result<OutgoingMessage, RPCStatus>) {
+        let first = lock.withLock { () -> Bool in defer { sent = true }; return !sent }
+        if first { deliver(result) }
+    }
+
+    /// Runs `body` and sends its answer, or the status of what it threw.
+    public func answer(_ body: () throws -> OutgoingMessage) { self(Self.result(of: body)) }
+
+    static func result(of body: () throws -> OutgoingMessage) -> Result<OutgoingMessage, RPCStatus> {
+        do { return .success(try body()) } catch let e as RPCStatusConvertible { return .failure(e.rpcStatus) } catch {
+            return .failure(RPCStatus(.internalError, "\(error)"))
+        }
+    }
+}
+
+/// A handler that may answer later, from another thread (e.g. once a replica confirmed a write): it must
+/// call `reply` exactly once. The server's shutdown waits for deferred answers still owed.
+public typealias DeferredUnaryHandler = @Sendable (ServerCallContext, ReceivedMessage, ServerReply) -> Void
+
 /// Server configuration.
 public struct ServerConfiguration: Sendable {
     /// "host:port"; port 0 picks a free port (read it back from `Server.port`).
@@ -64,7 +92,8 @@ public final class Server: @unchecked Sendable {
 
     fileprivate let server: OpaquePointer
     fileprivate let cq: OpaquePointer
-    fileprivate var handlers: [String: UnaryHandler] = [:]
+    fileprivate enum Handler { case unary(UnaryHandler), deferred(DeferredUnaryHandler) }
+    fileprivate var handlers: [String: Handler] = [:]
     fileprivate let lock = NSLock()
     fileprivate var shuttingDown = false
     /// Completion events being processed (they may start new batches); shutdown waits for zero before
@@ -91,7 +120,12 @@ public final class Server: @unchecked Sendable {
 
     /// Registers the handler of a full method path ("/package.Service/Method").
     public func register(_ method: String, _ handler: @escaping UnaryHandler) {
-        lock.withLock { handlers[method] = handler }
+        lock.withLock { handlers[method] = .unary(handler) }
+    }
+
+    /// Registers a handler that answers through a `ServerReply`, possibly after it returned.
+    public func registerDeferred(_ method: String, _ handler: @escaping DeferredUnaryHandler) {
+        lock.withLock { handlers[method] = .deferred(handler) }
     }
 
     /// Binds, starts the completion-queue threads and pre-requests calls. Throws when the address cannot be bound.
@@ -128,6 +162,7 @@ public final class Server: @unchecked Sendable {
 
     fileprivate func requestCall() {
         let call = PendingServerCall(server: self)
+        embedps_tsan_release(Unmanaged.passUnretained(call).toOpaque())  // its fields are read on a queue thread
         let err = grpc_server_request_call(server, call.callSlot, call.details, call.requestMetadata, cq, cq, call.retainedTag)
         if err != GRPC_CALL_OK {
             // The retain taken for the tag is never consumed by an event: release it here.
@@ -135,7 +170,12 @@ public final class Server: @unchecked Sendable {
         }
     }
 
-    fileprivate func handler(for method: String) -> UnaryHandler? { lock.withLock { handlers[method] } }
+    fileprivate func handler(for method: String) -> Handler? { lock.withLock { handlers[method] } }
+    /// A deferred answer is owed (counted like an event being processed, so shutdown waits for it).
+    fileprivate func beginDeferred() { activeEvents.withLock { activeEventCount += 1 } }
+    fileprivate func endDeferred() {
+        activeEvents.lock(); activeEventCount -= 1; activeEvents.broadcast(); activeEvents.unlock()
+    }
     fileprivate var isShuttingDown: Bool { lock.withLock { shuttingDown } }
 
     /// Stops accepting calls, lets in-flight calls finish for up to `graceSeconds`, then cancels the rest,
@@ -147,6 +187,7 @@ public final class Server: @unchecked Sendable {
         }
         guard first else { return }
         let done = ShutdownTag()
+        embedps_tsan_release(Unmanaged.passUnretained(done).toOpaque())
         grpc_server_shutdown_and_notify(server, cq, done.retainedTag)
         if done.semaphore.wait(timeout: .now() + graceSeconds) == .timedOut {
             grpc_server_cancel_all_calls(server)
@@ -160,9 +201,14 @@ public final class Server: @unchecked Sendable {
     }
 }
 
+/// The server shutdown's completion. The core hands the tag to a queue thread: the release before the
+/// hand-off and the acquire here tell ThreadSanitizer about that ordering.
 final class ShutdownTag: CompletionTag, @unchecked Sendable {
     let semaphore = DispatchSemaphore(value: 0)
-    func complete(success: Bool) { semaphore.signal() }
+    func complete(success: Bool) {
+        embedps_tsan_acquire(Unmanaged.passUnretained(self).toOpaque())
+        semaphore.signal()
+    }
 }
 
 /// One server-side call from request to final status. Phases: awaiting arrival, receiving the request,
@@ -227,28 +273,31 @@ final class PendingServerCall: CompletionTag, @unchecked Sendable {
                 return
             }
             received.pointee = nil
-            let message = ReceivedMessage(consuming: buffer)
-            respond(call, dispatch(message))
+            dispatch(ReceivedMessage(consuming: buffer), call: call)
         case .sendingResponse:
             return  // deinit releases everything once the last retain goes
         }
     }
 
-    private func dispatch(_ message: ReceivedMessage) -> Result<OutgoingMessage, RPCStatus> {
+    private func dispatch(_ message: ReceivedMessage, call: OpaquePointer) {
         let method = string(of: &details.pointee.method)
         guard let handler = owner.handler(for: method) else {
-            return .failure(RPCStatus(.unimplemented, "method \(method) is not served here"))
+            return respond(call, .failure(RPCStatus(.unimplemented, "method \(method) is not served here")))
         }
-        if owner.isShuttingDown { return .failure(RPCStatus(.unavailable, "server is shutting down; retry on another replica or later")) }
+        if owner.isShuttingDown { return respond(call, .failure(RPCStatus(.unavailable, "server is shutting down; retry on another replica or later"))) }
         let remaining = embedps_millis_until(details.pointee.deadline)
         let context = ServerCallContext(method: method, metadata: metadata(of: requestMetadata.pointee),
                                         millisecondsRemaining: remaining < 0 ? nil : remaining)
-        do {
-            return .success(try handler(context, message))
-        } catch let e as RPCStatusConvertible {
-            return .failure(e.rpcStatus)
-        } catch {
-            return .failure(RPCStatus(.internalError, "\(method) failed: \(error)"))
+        switch handler {
+        case .unary(let h):
+            respond(call, ServerReply.result { try h(context, message) })
+        case .deferred(let h):
+            owner.beginDeferred()
+            let owner = self.owner
+            h(context, message, ServerReply { [self] result in
+                if let c = self.call { respond(c, result) }
+                owner.endDeferred()
+            })
         }
     }
 

@@ -88,7 +88,7 @@ public final class Follower: @unchecked Sendable {
     }
 
     private func call<Q: WireMessage, A: WireMessage>(_ method: RPCMethod<Q, A>, _ request: Q) throws -> A {
-        let reply = try channel.unarySync(method.path, OutgoingMessage(bytes: request.encoded()), metadata: metadata, timeoutMs: 30_000)
+        let reply = try channel.unarySync(method.path, OutgoingMessage(bytes: request.encoded()), metadata: metadata, timeoutMs: 10_000)
         return try reply.withUnsafeBytes { (b: UnsafeRawBufferPointer) throws(WireError) in try A(decoding: b) }
     }
 
@@ -125,8 +125,13 @@ public final class Follower: @unchecked Sendable {
         var applied = 0
         while !isStopped {
             let after = try host.withEngine { try $0.lastSequence(table: name) }
+            // Everything through `after` is durable here (applyReplicated returns once it is): the request
+            // confirms it, which is what a primary with --ack-replicas 1 waits for.
+            let known = lock.withLock { states[name]?.incarnation ?? 0 }
             let page: Wire.ReadLogResponse
-            do { page = try call(ShardRPC.readLog, Wire.ReadLogRequest(table: name, afterSequence: after, maxBytes: 8 << 20)) } catch let s as RPCStatus {
+            do {
+                page = try call(ShardRPC.readLog, Wire.ReadLogRequest(table: name, afterSequence: after, maxBytes: 8 << 20, confirmsThrough: known != 0, incarnation: known))
+            } catch let s as RPCStatus {
                 let detail = s.trailer(ShardMetadata.errorDetail).flatMap { try? Wire.ErrorDetail(decoding: $0) }
                 guard detail?.reason == .logTruncated else { throw s }
                 try bootstrap(name)
@@ -143,7 +148,7 @@ public final class Follower: @unchecked Sendable {
                 continue
             }
             let records = Array(zip(page.sequences, page.payloads)).map { (seq: $0.0, payload: $0.1) }
-            if !records.isEmpty { try host.withEngine { try $0.applyReplicated(table: name, records: records) } }
+            if !records.isEmpty { _ = try host.withEngine { try $0.applyReplicated(table: name, records: records) } }
             applied += page.sequences.count
             let last = page.sequences.last ?? after
             lock.withLock {

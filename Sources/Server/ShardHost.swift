@@ -20,8 +20,9 @@ final class RequestGate: UpdateGate, @unchecked Sendable {
     /// Set on a follower: every update is refused with FAILED_PRECONDITION / NOT_PRIMARY naming it.
     private var primary: String? = nil
 
-    /// Makes this shard a read-only follower of `address` (see REPLICATION in the proto).
-    func refuseUpdates(primary address: String) { condition.withLock { primary = address } }
+    /// Makes this shard refuse updates naming `address` as the primary (a follower, or a fenced old
+    /// primary; see REPLICATION in the proto), or accept them again with nil.
+    func refuseUpdates(primary address: String?) { condition.withLock { primary = address } }
     var followedPrimary: String? { condition.withLock { primary } }
 
     /// Admits an update, or throws UNAVAILABLE / FROZEN (FAILED_PRECONDITION / NOT_PRIMARY on a follower).
@@ -103,7 +104,34 @@ public final class ShardHost: @unchecked Sendable {
     /// Set on a follower: its copy loop (replication state for TableStats).
     public var follower: Follower? {
         get { condition.withLock { followerBox } }
-        set { condition.withLock { followerBox = newValue }; if let f = newValue { gate.refuseUpdates(primary: f.primary) } }
+        set { condition.withLock { followerBox = newValue }; try? refreshWriteRole() }
+    }
+
+    /// Refuses writes (NOT_PRIMARY) while this shard follows a primary or is fenced by a newer epoch in its
+    /// map; accepts them otherwise. Call after anything that changes either.
+    public func refreshWriteRole() throws {
+        let primary = try follower?.primary ?? withEngine { $0.fencedBy }
+        gate.refuseUpdates(primary: primary)
+    }
+
+    /// Failover: stops copying (when following), makes the engine the primary at `epoch` under `spec`, and
+    /// accepts writes unless `spec` fences it after all.
+    public func promote(epoch: UInt64, spec: ClusterSpec) throws {
+        try withEngine { engine in
+            // Validated before the copy stops, so a wrong request leaves the follower following.
+            guard configuration.shardIndex < spec.shards.count, (spec.shards[configuration.shardIndex].epoch ?? 0) == epoch, epoch > 0 else {
+                throw EngineError.invalidSpec(table: "-", message: "Promote: the shard map must name epoch \(epoch) (> 0) for shard \(configuration.shardIndex)")
+            }
+            guard epoch >= engine.primaryEpoch else {
+                throw EngineError.wrongState("shard \(configuration.shardIndex) is at primary epoch \(engine.primaryEpoch), above \(epoch)")
+            }
+        }
+        if let f = follower {
+            f.stop()
+            condition.withLock { followerBox = nil }
+        }
+        try withEngine { try $0.promote(epoch: epoch, spec: spec) }
+        try refreshWriteRole()
     }
     private var followerBox: Follower? = nil
     private let condition = NSCondition()

@@ -22,6 +22,14 @@ extension ShardService {
         m.add("embedps_request_latency_p99_seconds", "99th-percentile handler latency of the last 4096 requests", .gauge, labels: shard, status.latencyP99Ms / 1000)
         m.add("embedps_cache_hit_ratio", "Cache hits / lookups since start, all tables", .gauge, labels: shard, status.cacheHitRate)
         m.add("embedps_disk_bytes", "Bytes of the shard's RocksDB database (estimate)", .gauge, labels: shard, Double(status.bytesOnDisk))
+        m.add("embedps_primary_epoch", "This shard's primary epoch (raised by failovers)", .gauge, labels: shard, Double(status.epoch))
+        m.add("embedps_fenced", "1 when a newer primary epoch in the shard map fences this old primary", .gauge, labels: shard, status.fencedBy.isEmpty ? 0 : 1)
+        if acks.required > 0 {
+            let a = acks.summary
+            m.add("embedps_replica_acked_pushes_total", "Pushes acknowledged after a follower confirmed them (--ack-replicas 1)", .counter, labels: shard, Double(a.acknowledged))
+            m.add("embedps_replica_ack_timeouts_total", "Pushes answered NOT_REPLICATED: no follower confirmed them in time", .counter, labels: shard, Double(a.timedOut))
+            m.add("embedps_replica_ack_wait_seconds_mean", "Mean wait for a follower's confirmation", .gauge, labels: shard, a.meanWaitMs / 1000)
+        }
         for t in snapshots {
             let l = shard + [("table", t.spec.name)]
             m.add("embedps_table_rows", "Rows stored for the table on this shard", .gauge, labels: l, Double(t.rows))

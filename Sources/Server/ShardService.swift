@@ -40,9 +40,11 @@ public final class ShardService: Sendable {
     public let meter = RequestMeter()
     let maxMessageBytes: Int
     let policy: AccessPolicy
+    /// Followers' confirmations and the pushes waiting for them (--ack-replicas).
+    public let acks: ReplicaAcks
 
-    public init(host: ShardHost, maxMessageBytes: Int, policy: AccessPolicy = AccessPolicy()) {
-        self.host = host; self.maxMessageBytes = maxMessageBytes; self.policy = policy
+    public init(host: ShardHost, maxMessageBytes: Int, policy: AccessPolicy = AccessPolicy(), acks: ReplicaAcks = ReplicaAcks(required: 0, timeoutSeconds: 5)) {
+        self.host = host; self.maxMessageBytes = maxMessageBytes; self.policy = policy; self.acks = acks
     }
 
     /// Server settings every shard server needs: every failed status carries an ErrorDetail.
@@ -61,7 +63,7 @@ public final class ShardService: Sendable {
 
     /// Registers every method of the shard and health services on `server`.
     public func register(on server: Server) {
-        let host = self.host, meter = self.meter, maxBytes = maxMessageBytes
+        let host = self.host, meter = self.meter, maxBytes = maxMessageBytes, acks = self.acks
         let r = Registrar(server: server, policy: policy, gate: host.gate)
 
         // Rows.
@@ -72,12 +74,23 @@ public final class ShardService: Sendable {
                 }
             }
         }
-        r.handleRaw(ShardRPC.push) { context, message in
+        r.handleRawDeferred(ShardRPC.push) { context, message, reply in
             let requestID = try Self.requestID(context)
-            return try host.withEngine { engine in
+            var point: ReplicationPoint? = nil
+            let answer = try host.withEngine { engine in
                 try Self.applyRows(message, meter: meter) { table, ids, gradients in
-                    try engine.push(table: table, ids: ids, gradientBytes: gradients, requestID: requestID)
+                    let rows = try engine.push(table: table, ids: ids, gradientBytes: gradients, requestID: requestID)
+                    // A retried push (same request id) waits for the table's current point, at or after its own.
+                    if acks.required > 0 { point = try engine.replicationPoint(table: table) }
+                    return rows
                 }
+            }
+            guard let point else { return reply(.success(answer)) }
+            let timeout = acks.timeoutSeconds
+            acks.wait(for: point) { confirmed in
+                reply(confirmed ? .success(answer) : .failure(RPCStatus(
+                    .unavailable, "push applied on the primary but no follower confirmed it within \(timeout) s (--ack-replicas 1): resend it with the same request id",
+                    detail: Wire.ErrorDetail(reason: .notReplicated, table: point.table))))
             }
         }
         r.handleRaw(ShardRPC.pullPooled) { _, message in
@@ -235,11 +248,21 @@ public final class ShardService: Sendable {
             do { spec = try JSONDecoder().decode(ClusterSpec.self, from: Data(req.specJson.utf8)) } catch {
                 throw RPCStatus(.invalidArgument, .invalidSpec, "SetShardMap: spec_json is not a cluster spec: \(error)")
             }
-            return try host.withEngine { engine in
+            let answer = try host.withEngine { engine in
                 try engine.adoptShardMap(spec)
                 let now = engine.shardMapSpec()
                 return Wire.ShardMapResponse(specJson: String(decoding: try now.encoded(), as: UTF8.self), version: now.version)
             }
+            try host.refreshWriteRole()  // a map naming a newer epoch for this shard fences it
+            return answer
+        }
+        r.handle(ShardRPC.promote) { _, req in
+            let spec: ClusterSpec
+            do { spec = try JSONDecoder().decode(ClusterSpec.self, from: Data(req.specJson.utf8)) } catch {
+                throw RPCStatus(.invalidArgument, .invalidSpec, "Promote: spec_json is not a cluster spec: \(error)")
+            }
+            try host.promote(epoch: req.epoch, spec: spec)
+            return try host.withEngine { engine in Wire.PromoteResponse(epoch: engine.primaryEpoch, tables: engine.snapshots().map { host.stats($0) }) }
         }
         r.handle(ShardRPC.beginMigration) { _, req in
             let slots = try Self.slots(req.slots)
@@ -267,6 +290,9 @@ public final class ShardService: Sendable {
         r.handle(ShardRPC.readLog) { _, req in
             let pageBytes = req.maxBytes == 0 ? 4 << 20 : min(Int(req.maxBytes), maxBytes / 2)
             let p = try host.withEngine { try $0.readLog(table: req.table, after: req.afterSequence, maxBytes: pageBytes) }
+            if req.confirmsThrough && req.incarnation == p.incarnation {
+                acks.confirm(table: req.table, incarnation: p.incarnation, through: req.afterSequence)
+            }
             return Wire.ReadLogResponse(sequences: p.sequences, payloads: p.payloads, durableSequence: p.durableSequence, logStart: p.logStart,
                                         incarnation: p.incarnation)
         }
@@ -373,7 +399,10 @@ public final class ShardService: Sendable {
             r.ownedSlots = UInt32(map.slotCount(of: c.shardIndex)); r.durability = c.durability.rawValue
             let snaps = engine.snapshots()
             r.tables = snaps.map { host.stats($0) }
-            r.follows = host.gate.followedPrimary ?? ""
+            r.follows = host.follower?.primary ?? ""
+            r.fencedBy = r.follows.isEmpty ? host.gate.followedPrimary ?? "" : ""
+            r.epoch = engine.primaryEpoch
+            r.ackReplicas = UInt32(acks.required)
             r.cacheCapacityRows = snaps.reduce(0) { $0 + $1.cacheCapacityRows }
             let hits = snaps.reduce(0) { $0 + $1.cacheHits }, lookups = hits + snaps.reduce(0) { $0 + $1.cacheMisses }
             r.cacheHitRate = lookups == 0 ? 0 : Double(hits) / Double(lookups)

@@ -59,6 +59,25 @@ public struct Registrar {
         }
     }
 
+    /// A handler that may answer after it returned (through `reply`, exactly once): the access policy and
+    /// the freeze gate apply to its synchronous part; what it throws there is answered as its status.
+    public func handleRawDeferred<Q, A>(_ method: RPCMethod<Q, A>, _ body: @escaping @Sendable (ServerCallContext, ReceivedMessage, ServerReply) throws -> Void) {
+        registered.add(method.path)
+        let policy = self.policy, gate = self.gate
+        let refusesWhileFrozen = method.whileFrozen == .refuses
+        server.registerDeferred(method.path) { context, message, reply in
+            do {
+                try policy.check(method, context)
+                guard refusesWhileFrozen, let gate else { return try body(context, message, reply) }
+                try gate.enter()
+                defer { gate.leave() }
+                try body(context, message, reply)
+            } catch {
+                reply.answer { throw error }
+            }
+        }
+    }
+
     /// A handler of decoded requests.
     public func handle<Q, A>(_ method: RPCMethod<Q, A>, _ body: @escaping @Sendable (ServerCallContext, Q) throws -> A) {
         handleRaw(method) { context, message in

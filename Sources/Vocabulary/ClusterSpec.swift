@@ -47,9 +47,14 @@ public struct ClusterSpec: Sendable, Codable, Equatable {
         public var dataDir: String?
         /// Read-only followers of this shard (`embedps-server --follow`), for readers that may use them.
         public var followers: [String]?
-        public init(address: String, dataDir: String? = nil, followers: [String]? = nil) {
-            self.address = address; self.dataDir = dataDir; self.followers = followers
+        /// The primary epoch of this shard: raised by each failover; a primary holding a map with a higher
+        /// epoch for its index than its own refuses writes (nil = 0).
+        public var epoch: UInt64?
+        public init(address: String, dataDir: String? = nil, followers: [String]? = nil, epoch: UInt64? = nil) {
+            self.address = address; self.dataDir = dataDir; self.followers = followers; self.epoch = epoch
         }
+        /// This entry as a shard map carries it (no local data directory).
+        public var member: Shard { Shard(address: address, followers: followers, epoch: epoch) }
     }
     public struct SlotRange: Sendable, Codable, Equatable {
         public var first: Int
@@ -72,6 +77,9 @@ public struct ClusterSpec: Sendable, Codable, Equatable {
         for i in c.shards.indices { if let f = c.shards[i].followers?.first { c.shards[i].address = f } }
         return c
     }
+
+    /// Every address of the cluster: shards, then their followers.
+    public var allAddresses: [String] { shards.map(\.address) + shards.flatMap { $0.followers ?? [] } }
 
     public static func load(path: String) throws -> ClusterSpec {
         guard let data = FileManager.default.contents(atPath: path) else {
@@ -109,11 +117,16 @@ public struct ClusterSpec: Sendable, Codable, Equatable {
 extension ClusterSpec {
     /// A spec of `addresses` with `map`'s owners as explicit contiguous ranges and its version.
     public init(addresses: [String], map: SlotMap) {
+        self.init(members: addresses.map { Shard(address: $0) }, map: map)
+    }
+
+    /// A spec of `members` (addresses, followers, epochs) with `map`'s owners as explicit ranges and its version.
+    public init(members: [Shard], map: SlotMap) {
         var ranges: [SlotRange] = []
         for (slot, owner) in map.owners.enumerated() {
             if let last = ranges.last, last.shard == Int(owner), last.last == slot - 1 { ranges[ranges.count - 1].last = slot }
             else { ranges.append(SlotRange(first: slot, last: slot, shard: Int(owner))) }
         }
-        self.init(version: map.version, shards: addresses.map { Shard(address: $0) }, slotRanges: ranges)
+        self.init(version: map.version, shards: members.map(\.member), slotRanges: ranges)
     }
 }

@@ -135,10 +135,10 @@ final class LocalCluster: @unchecked Sendable {
         return i
     }
 
-    /// Runs embedps-admin against this cluster; returns (exit status, stdout + stderr).
-    func admin(_ args: [String]) throws -> (Int32, String) {
+    /// Runs embedps-admin against this cluster (or `spec`); returns (exit status, stdout + stderr).
+    func admin(_ args: [String], spec: ClusterSpec? = nil) throws -> (Int32, String) {
         let specPath = root.appendingPathComponent("client.json").path
-        try clientSpec.encoded().write(to: URL(fileURLWithPath: specPath))
+        try (spec ?? clientSpec).encoded().write(to: URL(fileURLWithPath: specPath))
         let p = Process()
         p.executableURL = URL(fileURLWithPath: LocalCluster.binary("embedps-admin"))
         p.arguments = args + ["--cluster", specPath]

@@ -118,6 +118,43 @@ import Foundation
         #expect(reply.bytes == [4, 2])
     }
 
+    /// Deferred handlers answer from another thread after they returned, while the completion-queue threads
+    /// keep serving other calls (one thread here: a blocking wait would deadlock); a dropped reply answers
+    /// INTERNAL; shutdown waits for answers still owed.
+    @Test func deferredRepliesArriveFromOtherThreadsWithoutHoldingQueueThreads() async throws {
+        var config = ServerConfiguration(address: "127.0.0.1:0")
+        config.threads = 1
+        let server = Server(config)
+        let parked = ParkedReplies()
+        server.registerDeferred("/test.Echo/Park") { _, message, reply in parked.add(message.bytes, reply) }
+        server.registerDeferred("/test.Echo/Release") { _, _, reply in
+            let n = parked.releaseAll()
+            reply(.success(OutgoingMessage(bytes: [UInt8(n)])))
+        }
+        server.registerDeferred("/test.Echo/Drop") { _, _, _ in }
+        server.registerDeferred("/test.Echo/Later") { _, message, reply in
+            DispatchQueue.global().asyncAfter(deadline: .now() + 0.3) { reply.answer { OutgoingMessage(bytes: message.bytes) } }
+        }
+        try server.start()
+        let channel = Channel(ChannelConfiguration(target: "127.0.0.1:\(server.port)"))
+        defer { channel.close() }
+        async let a = channel.unary("/test.Echo/Park", OutgoingMessage(bytes: [1]))
+        async let b = channel.unary("/test.Echo/Park", OutgoingMessage(bytes: [2]))
+        while parked.count < 2 { try await Task.sleep(nanoseconds: 5_000_000) }
+        let released = try await channel.unary("/test.Echo/Release", OutgoingMessage(bytes: []))
+        #expect(released.bytes == [2])
+        let (ra, rb) = try await (a, b)
+        #expect(ra.bytes == [1] && rb.bytes == [2])
+        do {
+            _ = try await channel.unary("/test.Echo/Drop", OutgoingMessage(bytes: []))
+            Issue.record("a dropped reply answered OK")
+        } catch let s as RPCStatus { #expect(s.code == .internalError) }
+        async let later = channel.unary("/test.Echo/Later", OutgoingMessage(bytes: [9]))
+        try await Task.sleep(nanoseconds: 50_000_000)
+        server.shutdown(graceSeconds: 5)
+        #expect(try await later.bytes == [9])
+    }
+
     @Test func manyConcurrentCallsAllComplete() async throws {
         let server = try Self.echoServer()
         defer { server.shutdown() }
@@ -130,5 +167,18 @@ import Foundation
             return try await group.reduce(0, +)
         }
         #expect(total == 200)
+    }
+}
+
+/// Replies parked by a test handler until another call releases them. Thread-safe.
+final class ParkedReplies: @unchecked Sendable {
+    private let lock = NSLock()
+    private var items: [([UInt8], ServerReply)] = []
+    func add(_ bytes: [UInt8], _ reply: ServerReply) { lock.withLock { items.append((bytes, reply)) } }
+    var count: Int { lock.withLock { items.count } }
+    func releaseAll() -> Int {
+        let all = lock.withLock { defer { items = [] }; return items }
+        for (bytes, reply) in all { reply(.success(OutgoingMessage(bytes: bytes))) }
+        return all.count
     }
 }

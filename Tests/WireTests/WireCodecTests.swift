@@ -168,7 +168,7 @@ private func hex(_ s: String) -> [UInt8] {
 
     @Test func methodTableCoversEveryShardMethodOnce() {
         let paths = ShardRPC.all.map(\.path)
-        #expect(Set(paths).count == paths.count && paths.count == 39)
+        #expect(Set(paths).count == paths.count && paths.count == 40)
         #expect(ShardRPC.push.retry == .withRequestID && ShardRPC.pull.whileFrozen == .serves && ShardRPC.dropTable.access == .admin && ShardRPC.evict.access == .admin)
         #expect(ShardRPC.readLog.whileFrozen == .serves && ShardRPC.readLog.access == .admin && ShardRPC.readStoredRows.retry == .safe)
         #expect(HealthRPC.check.access == .public && LookupRPC.all.count == 2)

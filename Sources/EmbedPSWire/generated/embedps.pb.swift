@@ -139,6 +139,9 @@ extension Wire {
         /// address to send writes to (see REPLICATION)
         /// FAILED_PRECONDITION (ReadLog): the records after after_sequence were trimmed by a
         public static let logTruncated = ErrorReason(rawValue: 27)
+        /// checkpoint; copy the rows first (ReadStoredRows) and read on from log_start
+        /// UNAVAILABLE (Push with --ack-replicas 1): applied on the primary, but no follower
+        public static let notReplicated = ErrorReason(rawValue: 28)
         /// The proto name of the value, or its number when unknown.
         public var description: String {
             switch rawValue {
@@ -169,6 +172,7 @@ extension Wire {
             case 25: "UPSTREAM"
             case 26: "NOT_PRIMARY"
             case 27: "LOG_TRUNCATED"
+            case 28: "NOT_REPLICATED"
             default: "\(rawValue)"
             }
         }
@@ -1324,17 +1328,26 @@ extension Wire {
         public var table: String = ""
         public var afterSequence: UInt64 = 0
         public var maxBytes: UInt32 = 0
+        /// Set by followers only: every record of this table incarnation through after_sequence is durable in the
+        /// caller's own log (counts as the replica's acknowledgement for --ack-replicas; ignored when
+        /// `incarnation` is not the table's current one).
+        public var confirmsThrough: Bool = false
+        public var incarnation: UInt64 = 0
         public init() {}
-        public init(table: String = "", afterSequence: UInt64 = 0, maxBytes: UInt32 = 0) {
+        public init(table: String = "", afterSequence: UInt64 = 0, maxBytes: UInt32 = 0, confirmsThrough: Bool = false, incarnation: UInt64 = 0) {
             self.table = table
             self.afterSequence = afterSequence
             self.maxBytes = maxBytes
+            self.confirmsThrough = confirmsThrough
+            self.incarnation = incarnation
         }
         public mutating func decodeField(number: UInt32, wireType: ProtoWireType, from reader: inout ProtoReader) throws(WireError) -> Bool {
             switch number {
             case 1: try reader.readString(&table, wireType, field: "ReadLogRequest.table")
             case 2: try reader.readUInt64(&afterSequence, wireType, field: "ReadLogRequest.after_sequence")
             case 3: try reader.readUInt32(&maxBytes, wireType, field: "ReadLogRequest.max_bytes")
+            case 4: try reader.readBool(&confirmsThrough, wireType, field: "ReadLogRequest.confirms_through")
+            case 5: try reader.readUInt64(&incarnation, wireType, field: "ReadLogRequest.incarnation")
             default: return false
             }
             return true
@@ -1343,6 +1356,8 @@ extension Wire {
             writer.writeString(1, table)
             writer.writeUInt64(2, afterSequence)
             writer.writeUInt32(3, maxBytes)
+            writer.writeBool(4, confirmsThrough)
+            writer.writeUInt64(5, incarnation)
         }
     }
 
@@ -2453,8 +2468,14 @@ extension Wire {
         public var bytesOnDisk: UInt64 = 0
         /// a follower: the address of its primary (empty on a primary)
         public var follows: String = ""
+        /// this server's primary epoch (0 until promoted; see FAILOVER AND EPOCHS)
+        public var epoch: UInt64 = 0
+        /// a fenced old primary: the address of the primary that replaced it
+        public var fencedBy: String = ""
+        /// --ack-replicas of this server
+        public var ackReplicas: UInt32 = 0
         public init() {}
-        public init(shardIndex: UInt32 = 0, shardMapVersion: UInt64 = 0, ownedSlots: UInt32 = 0, durability: String = "", tables: [Wire.TableStats] = [], cacheCapacityRows: UInt64 = 0, cacheHitRate: Double = 0, requestsPerSecond: Double = 0, rowsPerSecond: Double = 0, latencyP50Ms: Double = 0, latencyP99Ms: Double = 0, uptimeSeconds: UInt64 = 0, bytesOnDisk: UInt64 = 0, follows: String = "") {
+        public init(shardIndex: UInt32 = 0, shardMapVersion: UInt64 = 0, ownedSlots: UInt32 = 0, durability: String = "", tables: [Wire.TableStats] = [], cacheCapacityRows: UInt64 = 0, cacheHitRate: Double = 0, requestsPerSecond: Double = 0, rowsPerSecond: Double = 0, latencyP50Ms: Double = 0, latencyP99Ms: Double = 0, uptimeSeconds: UInt64 = 0, bytesOnDisk: UInt64 = 0, follows: String = "", epoch: UInt64 = 0, fencedBy: String = "", ackReplicas: UInt32 = 0) {
             self.shardIndex = shardIndex
             self.shardMapVersion = shardMapVersion
             self.ownedSlots = ownedSlots
@@ -2469,6 +2490,9 @@ extension Wire {
             self.uptimeSeconds = uptimeSeconds
             self.bytesOnDisk = bytesOnDisk
             self.follows = follows
+            self.epoch = epoch
+            self.fencedBy = fencedBy
+            self.ackReplicas = ackReplicas
         }
         public mutating func decodeField(number: UInt32, wireType: ProtoWireType, from reader: inout ProtoReader) throws(WireError) -> Bool {
             switch number {
@@ -2486,6 +2510,9 @@ extension Wire {
             case 12: try reader.readUInt64(&uptimeSeconds, wireType, field: "ShardStatusResponse.uptime_seconds")
             case 13: try reader.readUInt64(&bytesOnDisk, wireType, field: "ShardStatusResponse.bytes_on_disk")
             case 14: try reader.readString(&follows, wireType, field: "ShardStatusResponse.follows")
+            case 15: try reader.readUInt64(&epoch, wireType, field: "ShardStatusResponse.epoch")
+            case 16: try reader.readString(&fencedBy, wireType, field: "ShardStatusResponse.fenced_by")
+            case 17: try reader.readUInt32(&ackReplicas, wireType, field: "ShardStatusResponse.ack_replicas")
             default: return false
             }
             return true
@@ -2505,6 +2532,63 @@ extension Wire {
             writer.writeUInt64(12, uptimeSeconds)
             writer.writeUInt64(13, bytesOnDisk)
             writer.writeString(14, follows)
+            writer.writeUInt64(15, epoch)
+            writer.writeString(16, fencedBy)
+            writer.writeUInt32(17, ackReplicas)
+        }
+    }
+
+    /// Makes a follower the primary of its shard at `epoch` (see FAILOVER AND EPOCHS): it stops copying, records
+    /// the epoch durably, adopts `spec_json` (which must name this epoch for this shard index, at a newer
+    /// version than the map it holds) and accepts writes from then on. Answered again with OK when already
+    /// promoted at that epoch; FAILED_PRECONDITION / WRONG_STATE when this server is a primary at another epoch.
+    /// Generated: decodes strictly (`WireError` on any malformed input), encodes canonically.
+    public struct PromoteRequest: WireMessage, Codable {
+        public static let protoName = "embedps.v1.PromoteRequest"
+        public var epoch: UInt64 = 0
+        public var specJson: String = ""
+        public init() {}
+        public init(epoch: UInt64 = 0, specJson: String = "") {
+            self.epoch = epoch
+            self.specJson = specJson
+        }
+        public mutating func decodeField(number: UInt32, wireType: ProtoWireType, from reader: inout ProtoReader) throws(WireError) -> Bool {
+            switch number {
+            case 1: try reader.readUInt64(&epoch, wireType, field: "PromoteRequest.epoch")
+            case 2: try reader.readString(&specJson, wireType, field: "PromoteRequest.spec_json")
+            default: return false
+            }
+            return true
+        }
+        public func encode(to writer: inout ProtoWriter) {
+            writer.writeUInt64(1, epoch)
+            writer.writeString(2, specJson)
+        }
+    }
+
+    /// The proto message `PromoteResponse`.
+    /// Generated: decodes strictly (`WireError` on any malformed input), encodes canonically.
+    public struct PromoteResponse: WireMessage, Codable {
+        public static let protoName = "embedps.v1.PromoteResponse"
+        public var epoch: UInt64 = 0
+        /// each table's last_sequence as promoted
+        public var tables: [Wire.TableStats] = []
+        public init() {}
+        public init(epoch: UInt64 = 0, tables: [Wire.TableStats] = []) {
+            self.epoch = epoch
+            self.tables = tables
+        }
+        public mutating func decodeField(number: UInt32, wireType: ProtoWireType, from reader: inout ProtoReader) throws(WireError) -> Bool {
+            switch number {
+            case 1: try reader.readUInt64(&epoch, wireType, field: "PromoteResponse.epoch")
+            case 2: try reader.readRepeatedMessage(&tables, wireType, field: "PromoteResponse.tables")
+            default: return false
+            }
+            return true
+        }
+        public func encode(to writer: inout ProtoWriter) {
+            writer.writeUInt64(1, epoch)
+            writer.writeRepeatedMessage(2, tables)
         }
     }
 }

@@ -129,8 +129,11 @@ public enum ShardRPC {
     /// Replication bootstrap: a page of stored rows from a slot on (SlotRowsRequest: table, slot, after, limit).
     public static let readStoredRows = RPCMethod<Wire.SlotRowsRequest, Wire.SlotRows>(
         path: "/embedps.v1.Shard/ReadStoredRows", access: .admin, whileFrozen: .serves, retry: .safe)
+    /// Failover: makes this follower the primary of its shard (see FAILOVER AND EPOCHS).
+    public static let promote = RPCMethod<Wire.PromoteRequest, Wire.PromoteResponse>(
+        path: "/embedps.v1.Shard/Promote", access: .admin, whileFrozen: .serves, retry: .safe)
     /// All methods of the service, in .proto order.
-    public static let all: [any RPCMethodDescription] = [pull, push, createTable, describeTable, listTables, dropTable, shardStatus, flush, registerItems, pullPooled, pushPooled, sparsityReport, sparsityStep, dnisReport, dnisAssignBlocks, dnisAlpha, dnisAlphaGradient, dnisPrune, pullCompact, compact, evict, freeze, thaw, createCheckpoint, listCheckpoints, restoreCheckpoint, exportRows, importRows, getShardMap, setShardMap, beginMigration, exportSlotRows, importSlotRows, endMigration, exportItems, getDnisState, setDnisState, readLog, readStoredRows]
+    public static let all: [any RPCMethodDescription] = [pull, push, createTable, describeTable, listTables, dropTable, shardStatus, flush, registerItems, pullPooled, pushPooled, sparsityReport, sparsityStep, dnisReport, dnisAssignBlocks, dnisAlpha, dnisAlphaGradient, dnisPrune, pullCompact, compact, evict, freeze, thaw, createCheckpoint, listCheckpoints, restoreCheckpoint, exportRows, importRows, getShardMap, setShardMap, beginMigration, exportSlotRows, importSlotRows, endMigration, exportItems, getDnisState, setDnisState, readLog, readStoredRows, promote]
 }
 
 /// The online lookup service (embedps-lookup): read-only rows for inference, served from the live shards

@@ -45,6 +45,26 @@ let reshardCommands: [AdminCommand] = [
         for s in bounds[0]...bounds[1] { owners[s] = UInt16(to) }
         try await reshard(c, to: owners)
     },
+    AdminCommand(words: ["failover"], usage: """
+      failover SHARD [--to HOST:PORT] [--catch-up-seconds S]
+                                     promote a follower of SHARD (default: its first in the map) to primary:
+                                     fences the old primary (new epoch in the shard map), waits until the
+                                     follower holds its records, promotes it; clients follow the new map
+    """) { c in
+        guard let shard = c.args.first.flatMap(Int.init) else { c.o.fail("usage: failover SHARD_INDEX [--to HOST:PORT]") }
+        let json = c.json
+        let report = try await c.admin.failover(shard: shard, to: c.o.string("to"), catchUpSeconds: c.o.double("catch-up-seconds", default: 60)) { line in
+            if !json { printFlush(line) }
+        }
+        if json { print(jsonText(report)); return }
+        print(renderTable(["table", "old primary sequence", "promoted at sequence"], report.tables.map {
+            [$0.name, $0.primarySequence.map(String.init) ?? "unreachable", String($0.promotedSequence)]
+        }))
+        print("shard \(report.shard): \(report.newPrimary) is the primary at epoch \(report.epoch) (map version \(report.mapVersion)); " +
+              "old primary \(report.oldPrimary) \(report.oldPrimaryReachable ? "fenced" : "unreachable (fenced when it restarts)"); " +
+              String(format: "catch-up %.2f s, total %.2f s", report.catchUpSeconds, report.seconds))
+        if !report.notUpdated.isEmpty { print("not updated (they learn the map when they restart): \(report.notUpdated.joined(separator: ", "))") }
+    },
 ]
 
 /// Moves slots to `target` owners live and prints what moved.

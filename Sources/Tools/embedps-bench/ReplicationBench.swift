@@ -17,6 +17,11 @@ struct ReplicationFigures: Codable {
     var catchUpSeconds: Double
     var freshnessP50Ms: Double, freshnessP99Ms: Double
     var bootstrapSeconds: Double
+    /// The primary restarted with --ack-replicas 1 (a push answered once the follower confirmed it).
+    var pushRowsPerSecondAckReplica: Double
+    var pushLatencyP50MsAck0: Double, pushLatencyP50MsAck1: Double
+    /// kill -9 of the primary under push load, `embedps-admin failover`, first push acknowledged again.
+    var failoverCommandSeconds: Double, killToWritesSeconds: Double
 }
 
 func runReplicationBenchmark(rows: Int, dim: Int, batch: Int, seconds: Double, work: URL, json: Bool) async throws {
@@ -105,15 +110,71 @@ func runReplicationBenchmark(rows: Int, dim: Int, batch: Int, seconds: Double, w
         fresh.append((monotonicSeconds() - t) * 1000)
     }
     func pct(_ xs: [Double], _ p: Double) -> Double { let s = xs.sorted(); return s.isEmpty ? 0 : s[min(s.count - 1, Int(Double(s.count) * p))] }
+    /// Median latency of single pushes (one in flight) of one batch.
+    func pushLatencyMs() async throws -> Double {
+        var ms: [Double] = []
+        for i in 0..<100 {
+            let t = monotonicSeconds()
+            try await client.push(table: table, ids: batches[i], gradients: grads[i])
+            ms.append((monotonicSeconds() - t) * 1000)
+        }
+        return pct(ms, 0.5)
+    }
+    let latency0 = try await pushLatencyMs()
+
+    // The same primary (data, port) restarted with --ack-replicas 1; the follower reconnects by itself.
+    let port = try String(contentsOfFile: primaryDir.appendingPathComponent("port").path, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+    try? FileManager.default.removeItem(atPath: primaryDir.appendingPathComponent("port").path)
+    var ackArgs = primary.args
+    if let i = ackArgs.firstIndex(of: "--listen") { ackArgs[i + 1] = "127.0.0.1:\(port)" }
+    try primary.restart(signal: SIGTERM, arguments: ackArgs + ["--ack-replicas", "1"])
+    try waitForFile(primaryDir.appendingPathComponent("port").path, seconds: 60)
+    try await client.waitUntilHealthy(timeoutSeconds: 30)
+    // Warm the restarted primary's cache as it was before (every row pulled once), so only the ack differs.
+    for first in stride(from: 0, to: rows, by: 65536) {
+        _ = try await client.pull(table: table, ids: (first..<min(rows, first + 65536)).map { UInt64($0) })
+    }
+    let resumed = try await lastSequence(client)
+    while (try? await lastSequence(fc)) ?? 0 < resumed { try await Task.sleep(nanoseconds: 20_000_000) }
+    printError("  replication: primary restarted with --ack-replicas 1; \(Int(seconds)) s of pushes")
+    let acked = try await pushLoad(seconds)
+    let latency1 = try await pushLatencyMs()
+
+    // Failover: kill -9 under push load, promote the follower, time until pushes are acknowledged again.
+    var withFollowerSpec = try ClusterSpec.load(path: specPath)
+    withFollowerSpec.shards[0].followers = ["127.0.0.1:\(followerPort)"]
+    let failoverClient = try EmbedPSClient(spec: withFollowerSpec)
+    let ackedAt = LockedBox<[Double]>([])
+    let load = Task {
+        var i = 0
+        while !Task.isCancelled {
+            do { try await failoverClient.push(table: table, ids: batches[i % batches.count], gradients: grads[i % grads.count]) } catch { return }
+            ackedAt.withLock { $0.append(monotonicSeconds()) }
+            i += 1
+        }
+    }
+    try await Task.sleep(nanoseconds: 1_000_000_000)
+    primary.kill9()
+    let killedAt = monotonicSeconds()
+    let report = try await EmbedPSAdmin(spec: withFollowerSpec).failover(shard: 0)
+    while ackedAt.withLock({ $0.last ?? 0 }) < killedAt && monotonicSeconds() - killedAt < 60 { try await Task.sleep(nanoseconds: 5_000_000) }
+    let writesAgain = (ackedAt.withLock { $0.first { $0 > killedAt } } ?? .nan) - killedAt
+    load.cancel()
+    _ = await load.value
+    printError(String(format: "  replication: failover after kill -9 took %.2f s; pushes acknowledged again %.2f s after the kill", report.seconds, writesAgain))
     let l = lags.withLock { $0 }
     let perRecord = Double(batches.map(\.count).reduce(0, +)) / Double(batches.count)
     let f = ReplicationFigures(rows: rows, dim: dim, batch: batch, seconds: seconds, pushRowsPerSecondAlone: alone, pushRowsPerSecondWithFollower: with,
                                lagRecordsP50: pct(l, 0.5), lagRecordsP99: pct(l, 0.99), lagRecordsMax: l.max() ?? 0, lagRowsMax: (l.max() ?? 0) * perRecord,
-                               catchUpSeconds: catchUp, freshnessP50Ms: pct(fresh, 0.5), freshnessP99Ms: pct(fresh, 0.99), bootstrapSeconds: bootstrap)
+                               catchUpSeconds: catchUp, freshnessP50Ms: pct(fresh, 0.5), freshnessP99Ms: pct(fresh, 0.99), bootstrapSeconds: bootstrap,
+                               pushRowsPerSecondAckReplica: acked, pushLatencyP50MsAck0: latency0, pushLatencyP50MsAck1: latency1,
+                               failoverCommandSeconds: report.seconds, killToWritesSeconds: writesAgain)
     if json { print(jsonText(f)); return }
     func g(_ x: Double, _ d: Int = 0) -> String { String(format: "%.\(d)f", x) }
     print(renderTable(["rows x dim", "push rows/s alone", "with follower", "ratio", "lag records p50 / p99 / max", "lag rows max", "catch-up s",
                        "freshness p50 / p99 ms", "copy + catch-up s"],
                       [["\(rows) x \(dim)", g(alone), g(with), g(with / max(1, alone), 2), "\(g(f.lagRecordsP50)) / \(g(f.lagRecordsP99)) / \(g(f.lagRecordsMax))",
                         g(f.lagRowsMax), g(catchUp, 3), "\(g(f.freshnessP50Ms, 2)) / \(g(f.freshnessP99Ms, 2))", g(bootstrap, 2)]]))
+    print(renderTable(["push rows/s ack-replicas 0", "ack-replicas 1", "ratio", "push p50 ms ack 0 / 1 (1 in flight)", "failover command s", "kill -9 -> writes again s"],
+                      [[g(with), g(acked), g(acked / max(1, with), 2), "\(g(latency0, 2)) / \(g(latency1, 2))", g(report.seconds, 2), g(writesAgain, 2)]]))
 }

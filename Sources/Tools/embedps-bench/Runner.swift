@@ -34,6 +34,13 @@ final class ChildProcess {
         }
         try start(arguments ?? args)
     }
+    /// SIGKILL (a crash), returns once the process is gone.
+    func kill9() {
+        guard process.isRunning else { return }
+        kill(process.processIdentifier, SIGKILL)
+        let deadline = Date().addingTimeInterval(30)
+        while process.isRunning && Date() < deadline { usleep(10_000) }
+    }
     var pid: Int32 { process.processIdentifier }
     /// SIGTERM, then SIGKILL after `graceSeconds`; returns once the process is gone. Polls instead of
     /// `waitUntilExit` (which can stall in async code on Linux).

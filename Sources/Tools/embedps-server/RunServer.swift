@@ -24,7 +24,7 @@ nonisolated func runShardServer(_ options: Options) {
     var engineConfig = ShardEngineConfiguration(
         dataDirectory: options.string("data-dir") ?? shard.dataDir ?? "data/shard-\(index)", shardIndex: index, slotMap: map)
     engineConfig.durability = durability
-    engineConfig.shardAddresses = spec.shards.map(\.address)
+    engineConfig.shardMembers = spec.shards
     engineConfig.cacheRowsPerTable = options.int("cache-rows", default: 1 << 20)
     engineConfig.checkpointLogBytes = options.int("checkpoint-log-mb", default: 4096) << 20
     engineConfig.checkpointIntervalSeconds = options.double("checkpoint-seconds", default: 60)
@@ -66,15 +66,31 @@ nonisolated func runShardServer(_ options: Options) {
     let server = Server(serverConfig)
     engine.startCheckpointer()
     let host = ShardHost(engine: engine, configuration: engineConfig)
-    let service = ShardService(host: host, maxMessageBytes: maxBytes, policy: policy)
+    let ackReplicas = options.int("ack-replicas", default: 0)
+    guard ackReplicas == 0 || ackReplicas == 1 else { options.fail("--ack-replicas must be 0 or 1") }
+    let acks = ReplicaAcks(required: ackReplicas, timeoutSeconds: Double(options.int("ack-timeout-ms", default: 5000)) / 1000)
+    let service = ShardService(host: host, maxMessageBytes: maxBytes, policy: policy, acks: acks)
     var follower: Follower? = nil
     if let primary = options.string("follow") {
-        // A read-only copy of the shard at `primary` (same --cluster and --shard-index, its own --listen
-        // and --data-dir); writes are refused from the first call on.
-        let f = Follower(primary: primary, host: host, token: policy.token, log: { printFlush("embedps-server shard \(index) (follower): \($0)") })
-        host.follower = f
-        follower = f
+        if engine.isPromotedPrimary {
+            printFlush("embedps-server shard \(index): ignoring --follow \(primary): this data directory was promoted to primary at epoch \(engine.primaryEpoch)")
+        } else {
+            // A read-only copy of the shard at `primary` (same --cluster and --shard-index, its own --listen
+            // and --data-dir); writes are refused from the first call on.
+            do { try engine.becomeFollower() } catch { options.fail("--follow: \(error)") }
+            let f = Follower(primary: primary, host: host, token: policy.token, log: { printFlush("embedps-server shard \(index) (follower): \($0)") })
+            host.follower = f
+            follower = f
+        }
     }
+    // An old primary restarting after a failover must learn the newer map (and be fenced) before serving.
+    do {
+        let learnt = try host.adoptNewestPeerMap(own: serverConfig.address, token: policy.token)
+        if learnt > map.version { printFlush("embedps-server shard \(index): adopted shard map version \(learnt) from a peer") }
+        if follower == nil, let p = try host.withEngine({ $0.fencedBy }) {
+            printFlush("embedps-server shard \(index): FENCED: the shard map names \(p) as this shard's primary at a newer epoch; refusing writes (NOT_PRIMARY). To serve again, start this server as a follower of \(p) on an empty --data-dir")
+        }
+    } catch { options.fail("\(error)") }
     service.register(on: server)
     do { try server.start() } catch {
         printError("error: shard \(index): \(error)")
@@ -113,7 +129,7 @@ nonisolated func runShardServer(_ options: Options) {
     }
     stop.wait()
     printFlush("embedps-server shard \(index): shutting down (draining in-flight calls)")
-    follower?.stop()
+    host.follower?.stop()
     server.shutdown(graceSeconds: 10)
     metrics?.stop()
     host.close()

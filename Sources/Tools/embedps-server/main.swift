@@ -36,8 +36,12 @@ options:
                          --shard-index, its own --listen and --data-dir): copies its tables' stored rows, then
                          applies its update log as it grows; serves pulls, refuses writes (NOT_PRIMARY); lag
                          in `embedps-admin status` / table describe. Dense tables without eviction only
+  --ack-replicas 0|1     1: acknowledge a push only once a follower confirmed it is in its log (a lost
+                         primary host loses no acknowledged push); default 0 (the primary's own log)
+  --ack-timeout-ms N     with --ack-replicas 1, answer UNAVAILABLE / NOT_REPLICATED when no follower confirmed
+                         a push within N ms (default 5000); the push is applied, resend it with its request id
 """
 
-let known: Set<String> = ["cluster", "shard-index", "listen", "data-dir", "durability", "cache-rows", "threads", "max-message-mb", "port-file", "checkpoint-log-mb", "checkpoint-seconds", "metrics-port", "metrics-port-file", "auth-token-file", "auth-scope", "tls-cert", "tls-key", "restore-checkpoint", "follow"]
+let known: Set<String> = ["cluster", "shard-index", "listen", "data-dir", "durability", "cache-rows", "threads", "max-message-mb", "port-file", "checkpoint-log-mb", "checkpoint-seconds", "metrics-port", "metrics-port-file", "auth-token-file", "auth-scope", "tls-cert", "tls-key", "restore-checkpoint", "follow", "ack-replicas", "ack-timeout-ms"]
 let options = Options(Array(CommandLine.arguments.dropFirst()), usage: usage, known: known)
 runShardServer(options)
