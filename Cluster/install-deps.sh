@@ -13,6 +13,8 @@ packages=(
   python3-grpcio python3-grpc-tools python3-protobuf         # the independent-client test
   python3-numpy          # the export test reads the .npy files with NumPy
   redis-server           # embedps-bench baseline
+  etcd-server            # automatic failover (--etcd); the failover test starts its own etcd
+  iproute2               # Cluster/netns-cluster.sh (ip netns, tc)
   zlib1g-dev
 )
 missing=()

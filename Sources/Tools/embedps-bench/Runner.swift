@@ -191,6 +191,7 @@ func runBenchmark(_ o: Options) async throws {
     var cases: [(clients: Int, inflight: Int)] = clientCounts.map { ($0, 1) }
     if pipeline > 1 { cases.append((1, pipeline)) }
     var results: [Measurement] = []
+    let benchStarted = monotonicSeconds()
     for d in dists {
         let batches = w.batches[d]!
         for op in ops {
@@ -201,7 +202,11 @@ func runBenchmark(_ o: Options) async throws {
                 for (ci, c) in cases.enumerated() {
                     printError("  measuring: \(op) \(d.rawValue) clients=\(c.clients) inflight=\(c.inflight) (repetition \(rep + 1)/\(reps))")
                     let r = try await embedps.run(op: op, batches: batches, gradients: w.gradients, clients: c.clients, inflight: c.inflight, seconds: seconds, warmup: warmup)
-                    mine[ci, default: []].append(r.measurement(system: "embedps", op: opName, distribution: d.rawValue, clients: c.clients, inflight: c.inflight, rowsPerBatch: batch, bytesPerRow: dim * 4))
+                    let m = r.measurement(system: "embedps", op: opName, distribution: d.rawValue, clients: c.clients, inflight: c.inflight, rowsPerBatch: batch, bytesPerRow: dim * 4)
+                    mine[ci, default: []].append(m)
+                    // One line per repetition, with the time since the start: a throughput series (e.g. across a resharding).
+                    printError(String(format: "  measured: %@ %@ clients=%d inflight=%d at +%.1f s: %.0f rows/s", opName, d.rawValue, c.clients, c.inflight,
+                                      monotonicSeconds() - benchStarted, m.rowsPerSecond))
                     if let redis {
                         for rop in op == "pull" ? ["pull"] : ["push-rmw", "push-atomic"] {
                             let rr = try redis.run(op: rop, batches: batches, gradients: w.gradients, dim: dim, clients: c.clients, inflight: c.inflight, seconds: seconds, warmup: warmup)
