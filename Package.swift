@@ -47,7 +47,9 @@ let package = Package(
         .target(name: "CLI"),
         .target(name: "HTTP", dependencies: ["CMicroHTTPD"]),
         .target(name: "ServiceSupport", dependencies: ["RPC", "EmbedPSWire", "Vocabulary"]),
-        .target(name: "Server", dependencies: ["Engine", "Vocabulary", "ServiceSupport", "RPC", "EmbedPSWire", "HTTP"]),
+        // etcd leases for automatic failover (its JSON gateway over plain sockets).
+        .target(name: "Coordination"),
+        .target(name: "Server", dependencies: ["Engine", "Vocabulary", "ServiceSupport", "RPC", "EmbedPSWire", "HTTP", "Coordination"]),
         .target(name: "Client", dependencies: ["Vocabulary", "RPC", "EmbedPSWire"], swiftSettings: hotPath),
         .target(name: "Lookup", dependencies: ["Client", "Vocabulary", "ServiceSupport", "RPC", "HTTP", "EmbedPSWire"]),
         // A cluster checkpoint opened read-only in process (embedps-lookup --checkpoint): the one reader that links storage.
@@ -66,7 +68,7 @@ let package = Package(
         .testTarget(name: "RPCTests", dependencies: ["RPC"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Vocabulary"]),
         .testTarget(name: "SemanticIDTests", dependencies: ["SemanticID", "Engine", "Vocabulary", "SemanticTokenizers"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["Client", "Engine", "Vocabulary", "SemanticTokenizers", "RPC", "EmbedPSWire", "CLI", "embedps-server", "embedps-train", "embedps-admin", "embedps-lookup", "SemanticID"], exclude: ["python"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["Client", "Engine", "Vocabulary", "SemanticTokenizers", "RPC", "EmbedPSWire", "CLI", "embedps-server", "embedps-train", "embedps-admin", "embedps-lookup", "SemanticID", "Coordination"], exclude: ["python"]),
     ],
     swiftLanguageModes: [.v6],
     cxxLanguageStandard: .cxx17

@@ -11,6 +11,8 @@ public struct ClusterCheckpoint: Sendable, Codable {
     public var shardCount: Int
     public var tables: [String]
     public var bytes: UInt64
+    /// An incremental checkpoint: the checkpoint it is a delta of.
+    public var base: String? = nil
     public var complete: Bool { shardsWithPart.count == shardCount }
 }
 
@@ -43,9 +45,11 @@ extension EmbedPSAdmin {
 
     /// A consistent cluster checkpoint: every shard frozen (a cut at one moment), each writes its part
     /// (`checkpoints/NAME` in its data directory), then all thaw. Returns the parts in shard order.
-    public func createCheckpoint(name: String, freezeSeconds: UInt32 = 30) async throws -> [Wire.CheckpointInfo] {
+    /// With `base`, an incremental checkpoint: each shard stores what changed since its part of `base`.
+    public func createCheckpoint(name: String, base: String? = nil, freezeSeconds: UInt32 = 30) async throws -> [Wire.CheckpointInfo] {
         guard Names.isValid(name) else { throw ClientError.invalidArgument(NameError(kind: .checkpoint, name: name).description) }
-        let request = Wire.CheckpointRequest(name: name, freezeSeconds: freezeSeconds)
+        if let base, !Names.isValid(base) { throw ClientError.invalidArgument(NameError(kind: .checkpoint, name: base).description) }
+        let request = Wire.CheckpointRequest(name: name, freezeSeconds: freezeSeconds, base: base ?? "")
         return try await whileFrozen(name, freezeSeconds: freezeSeconds) { s in
             try await self.call(shard: s, ShardRPC.createCheckpoint, request)
         }
@@ -57,7 +61,8 @@ extension EmbedPSAdmin {
         var byName: [String: ClusterCheckpoint] = [:]
         for (s, parts) in perShard.enumerated() {
             for p in parts {
-                var c = byName[p.name] ?? ClusterCheckpoint(name: p.name, createdUnixMs: p.createdUnixMs, shardsWithPart: [], shardCount: shardCount, tables: p.tables, bytes: 0)
+                var c = byName[p.name] ?? ClusterCheckpoint(name: p.name, createdUnixMs: p.createdUnixMs, shardsWithPart: [], shardCount: shardCount, tables: p.tables, bytes: 0,
+                                                            base: p.base.isEmpty ? nil : p.base)
                 c.shardsWithPart.append(s); c.bytes += p.bytes; c.createdUnixMs = min(c.createdUnixMs, p.createdUnixMs)
                 byName[p.name] = c
             }

@@ -228,18 +228,29 @@ extension EmbeddingTable {
                 for (j, k) in uncached.enumerated() where scratch.exists[j] && scratch.seqs[j] <= checkpointSeq { victims.append(k) }
             }
             guard !victims.isEmpty else { return 0 }
-            let b = WriteBatch()
-            for k in victims { b.delete(family, key: RowKey.encode(slot: addressing.slot(ofRowKey: k), key: k)) }
-            var count = storedRows >= UInt64(victims.count) ? storedRows - UInt64(victims.count) : 0
-            b.put(family, key: Self.storedRowsKey, value: withUnsafeBytes(of: &count) { Array($0) })
-            do { try db.write(b, sync: true) } catch { throw .storage("table '\(spec.name)' eviction: \(error)") }
-            storedRowsCount.store(count, ordering: .relaxed)
-            if rowCap > 0 { rowsApprox.subtract(victims.count, ordering: .relaxed) }
-            for k in victims {
-                let stripe = stripes[store.stripe(of: k)]
-                if let slot = stripe.find(k) { stripe.remove(slot) }
-            }
+            try deleteStoredRows(victims, removedAt: state.lastSeq, stripes, what: "eviction")
             return victims.count
+        }
+    }
+
+    /// Inside an exclusive section: deletes stored rows `victims` with a removal record each (for incremental
+    /// exports and checkpoints) and the stored-row counter in one synced batch, then their cached copies.
+    func deleteStoredRows(_ victims: [UInt64], removedAt seq: UInt64, _ stripes: [RowStripe], what: String) throws(EngineError) {
+        let b = WriteBatch()
+        let removedAt = withUnsafeBytes(of: seq.littleEndian) { Array($0) }
+        for k in victims {
+            let slot = addressing.slot(ofRowKey: k)
+            b.delete(family, key: RowKey.encode(slot: slot, key: k))
+            b.put(family, key: RemovedRowKey.encode(slot: slot, key: k), value: removedAt)
+        }
+        var count = storedRows >= UInt64(victims.count) ? storedRows - UInt64(victims.count) : 0
+        b.put(family, key: Self.storedRowsKey, value: withUnsafeBytes(of: &count) { Array($0) })
+        do { try db.write(b, sync: true) } catch { throw .storage("table '\(spec.name)' \(what): \(error)") }
+        storedRowsCount.store(count, ordering: .relaxed)
+        if rowCap > 0 { rowsApprox.subtract(victims.count, ordering: .relaxed) }
+        for k in victims {
+            let stripe = stripes[store.stripe(of: k)]
+            if let slot = stripe.find(k) { stripe.remove(slot) }
         }
     }
 }

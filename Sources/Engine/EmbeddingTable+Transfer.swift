@@ -6,6 +6,8 @@ import Storage
 public struct ExportPage: Sendable {
     public var keys: [UInt64] = []
     public var values: [Float] = []
+    /// First page: the table's last sequence after the export's checkpoint (0 on later pages).
+    public var version: UInt64 = 0
     /// (slot, row key) to resume after; nil when the table is done.
     public var next: (slot: UInt16, key: UInt64)? = nil
 }
@@ -14,11 +16,16 @@ extension EmbeddingTable {
     /// Up to `limit` stored rows after `cursor` in (slot, row key) order, as a pull would return them. The
     /// first page (no cursor) checkpoints the table, so the pages cover every row written before. Cached dirty
     /// rows are newer than the stored ones and are returned instead.
-    func exportRows(after cursor: (slot: UInt16, key: UInt64)?, limit: Int) throws(EngineError) -> ExportPage {
-        if cursor == nil { try checkpoint() }
+    func exportRows(after cursor: (slot: UInt16, key: UInt64)?, limit: Int, since: UInt64 = 0) throws(EngineError) -> ExportPage {
+        var version: UInt64 = 0
+        if cursor == nil {
+            try checkpoint()
+            version = lastSequence
+        }
         let dim = spec.dim
         let dnisState = dnisBox.withLock { $0 }
         var page = ExportPage()
+        page.version = version
         let row = UnsafeMutablePointer<Float>.allocate(capacity: spec.rowFloats)
         let view = UnsafeMutablePointer<Float>.allocate(capacity: dim)
         defer { row.deallocate(); view.deallocate() }
@@ -36,7 +43,11 @@ extension EmbeddingTable {
                     return true
                 }
                 if !dirty {
-                    do { _ = try codec.decode(v, into: row) } catch { throw EngineError.storage("table '\(spec.name)' row \(key): \(error)") }
+                    let seq: UInt64
+                    do { seq = try codec.decode(v, into: row).seq } catch { throw EngineError.storage("table '\(spec.name)' row \(key): \(error)") }
+                    // Incremental: a stored row not updated after `since` is left out (a dirty one changed after
+                    // the first page's checkpoint, so after `since`).
+                    if since > 0 && seq <= since { return true }
                 }
                 if let dnis { dnis.view(row, into: view, state: dnisState) } else { view.update(from: row, count: dim) }
                 page.keys.append(key)
@@ -45,6 +56,34 @@ extension EmbeddingTable {
                 return true
             }
         } catch let e as EngineError { throw e } catch { throw .storage("table '\(spec.name)': \(error)") }
+        return page
+    }
+
+    /// Up to `limit` keys of rows removed (evicted) after sequence `since` and not stored again, in (slot,
+    /// row key) order after `cursor`, for incremental exports.
+    func removedRows(after cursor: (slot: UInt16, key: UInt64)?, limit: Int, since: UInt64) throws(EngineError) -> ExportPage {
+        var page = ExportPage()
+        if cursor == nil { page.version = lastSequence }
+        let start = cursor.map { RemovedRowKey.encode(slot: $0.slot, key: $0.key) } ?? [RemovedRowKey.prefix]
+        var candidates: [(slot: UInt16, key: UInt64)] = []
+        var more = false
+        do {
+            try db.scan(family, from: start) { k, v in
+                guard let (slot, key) = RemovedRowKey.decode(k) else { return false }
+                if let c = cursor, slot == c.slot && key == c.key { return true }
+                if candidates.count == limit { more = true; return false }
+                let at = v.count == 8 ? UInt64(littleEndian: v.loadUnaligned(as: UInt64.self)) : 0
+                if at > since { candidates.append((slot, key)) }
+                return true
+            }
+        } catch let e as EngineError { throw e } catch { throw .storage("table '\(spec.name)' removed rows: \(error)") }
+        // A row admitted again after its removal is a change, not a removal.
+        let scratch = RowScratch(rowFloats: spec.rowFloats, count: candidates.count)
+        try readStored(candidates.map(\.key), into: scratch)
+        for (j, c) in candidates.enumerated() where !scratch.exists[j] && !store.withStripe(store.stripe(of: c.key), { st in st.find(c.key).map { st.exists($0) } ?? false }) {
+            page.keys.append(c.key)
+        }
+        if more, let last = candidates.last { page.next = last }
         return page
     }
 

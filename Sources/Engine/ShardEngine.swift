@@ -303,8 +303,13 @@ public final class ShardEngine: @unchecked Sendable {
     // MARK: export / import
 
     /// A page of this shard's rows of a table (see `EmbeddingTable.exportRows`).
-    public func exportRows(table name: String, after cursor: (slot: UInt16, key: UInt64)?, limit: Int) throws(EngineError) -> (dim: Int, page: ExportPage) {
-        try withTable(name) { (t) throws(EngineError) in (t.dim, try t.exportRows(after: cursor, limit: max(1, min(limit, 65536)))) }
+    /// A page of a table's rows (changed after `since` when > 0), or with `removed` of the keys evicted after
+    /// `since` (see ExportRows in the proto).
+    public func exportRows(table name: String, after cursor: (slot: UInt16, key: UInt64)?, limit: Int, since: UInt64 = 0, removed: Bool = false) throws(EngineError) -> (dim: Int, page: ExportPage) {
+        try withTable(name) { (t) throws(EngineError) in
+            let n = max(1, min(limit, 65536))
+            return (t.dim, removed ? try t.removedRows(after: cursor, limit: n, since: since) : try t.exportRows(after: cursor, limit: n, since: since))
+        }
     }
 
     /// Sets rows by row key (`valueBytes`: keys.count * dim float32), checking each key's slot is owned here.

@@ -110,9 +110,17 @@ public final class ShardHost: @unchecked Sendable {
     /// Refuses writes (NOT_PRIMARY) while this shard follows a primary or is fenced by a newer epoch in its
     /// map; accepts them otherwise. Call after anything that changes either.
     public func refreshWriteRole() throws {
-        let primary = try follower?.primary ?? withEngine { $0.fencedBy }
+        let primary = try follower?.primary ?? withEngine { $0.fencedBy } ?? condition.withLock { leaseRefusal }
         gate.refuseUpdates(primary: primary)
     }
+
+    /// With an etcd lease (`LeaseKeeper`): while this primary cannot show it holds its shard's lease, writes
+    /// are refused naming `holder` (the lease's holder, or "" when unknown); nil accepts them again.
+    public func setLeaseRefusal(_ holder: String?) throws {
+        condition.withLock { leaseRefusal = holder }
+        try refreshWriteRole()
+    }
+    private var leaseRefusal: String? = nil
 
     /// Failover: stops copying (when following), makes the engine the primary at `epoch` under `spec`, and
     /// accepts writes unless `spec` fences it after all.
@@ -183,6 +191,7 @@ public final class ShardHost: @unchecked Sendable {
         do {
             try ShardEngine.installCheckpoint(from: dir, into: configuration.dataDirectory, shardIndex: configuration.shardIndex)
             let reopened = try ShardEngine(configuration)
+            try reopened.applyCheckpointDeltas(of: dir)
             reopened.startCheckpointer()
             condition.withLock { state = .serving(reopened) }
             return info

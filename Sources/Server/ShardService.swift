@@ -9,7 +9,7 @@ import ServiceSupport
 extension CheckpointInfo {
     var wire: Wire.CheckpointInfo {
         Wire.CheckpointInfo(name: name, shardIndex: UInt32(shardIndex), shardCount: UInt32(shardCount), shardMapVersion: mapVersion,
-                            createdUnixMs: createdUnixMs, tables: tables, bytes: bytes)
+                            createdUnixMs: createdUnixMs, tables: tables, bytes: bytes, base: base ?? "")
     }
 }
 
@@ -42,6 +42,12 @@ public final class ShardService: Sendable {
     let policy: AccessPolicy
     /// Followers' confirmations and the pushes waiting for them (--ack-replicas).
     public let acks: ReplicaAcks
+    /// With --etcd: the primary-lease loop (its state in ShardStatus.lease).
+    public var leaseKeeper: LeaseKeeper? {
+        get { leaseBox.withLock { $0 } }
+        set { leaseBox.withLock { $0 = newValue } }
+    }
+    private let leaseBox = LockedLease()
 
     public init(host: ShardHost, maxMessageBytes: Int, policy: AccessPolicy = AccessPolicy(), acks: ReplicaAcks = ReplicaAcks(required: 0, timeoutSeconds: 5)) {
         self.host = host; self.maxMessageBytes = maxMessageBytes; self.policy = policy; self.acks = acks
@@ -229,8 +235,11 @@ public final class ShardService: Sendable {
                 }
                 cursor = (UInt16(req.afterSlot), req.afterKey)
             }
-            let (dim, page) = try host.withEngine { try $0.exportRows(table: req.table, after: cursor, limit: req.limit == 0 ? 4096 : Int(req.limit)) }
-            var w = Wire.ExportRowsResponse(dim: UInt32(dim), keys: page.keys, values: page.values.withUnsafeBytes { Array($0) }, done: page.next == nil)
+            let (dim, page) = try host.withEngine {
+                try $0.exportRows(table: req.table, after: cursor, limit: req.limit == 0 ? 4096 : Int(req.limit), since: req.sinceSequence, removed: req.removed)
+            }
+            var w = Wire.ExportRowsResponse(dim: UInt32(dim), keys: page.keys, values: page.values.withUnsafeBytes { Array($0) }, done: page.next == nil,
+                                            version: page.version)
             if let n = page.next { w.nextSlot = UInt32(n.slot); w.nextKey = n.key }
             return w
         }
@@ -318,7 +327,9 @@ public final class ShardService: Sendable {
         r.handle(ShardRPC.createCheckpoint) { _, req in
             try Names.check(req.name, as: .checkpoint)
             try host.gate.requireFrozen(by: req.name, for: "CreateCheckpoint")
-            return try host.withEngine { engine in try engine.createCheckpoint(name: req.name, shardCount: engine.shardMap.shardCount).wire }
+            return try host.withEngine { engine in
+                try engine.createCheckpoint(name: req.name, shardCount: engine.shardMap.shardCount, base: req.base.isEmpty ? nil : req.base).wire
+            }
         }
         r.handle(ShardRPC.listCheckpoints) { _, _ in
             Wire.ListCheckpointsResponse(checkpoints: ShardEngine.listCheckpoints(dataDirectory: host.configuration.dataDirectory).map(\.wire))
@@ -403,6 +414,7 @@ public final class ShardService: Sendable {
             r.fencedBy = r.follows.isEmpty ? host.gate.followedPrimary ?? "" : ""
             r.epoch = engine.primaryEpoch
             r.ackReplicas = UInt32(acks.required)
+            r.lease = leaseKeeper?.state ?? ""
             r.cacheCapacityRows = snaps.reduce(0) { $0 + $1.cacheCapacityRows }
             let hits = snaps.reduce(0) { $0 + $1.cacheHits }, lookups = hits + snaps.reduce(0) { $0 + $1.cacheMisses }
             r.cacheHitRate = lookups == 0 ? 0 : Double(hits) / Double(lookups)
@@ -413,4 +425,11 @@ public final class ShardService: Sendable {
             return r
         }
     }
+}
+
+/// The service's lease-loop reference (set once after start). Thread-safe.
+final class LockedLease: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: LeaseKeeper? = nil
+    func withLock<R>(_ body: (inout LeaseKeeper?) -> R) -> R { lock.withLock { body(&value) } }
 }

@@ -17,6 +17,21 @@ public enum RowKey {
     }
 }
 
+/// The RocksDB key of a removal record (a row deleted by eviction, kept for incremental exports): 0xFE then
+/// the row's `RowKey`, so removal records sort after every row and before the stored-row counter (0xFFFF),
+/// and row scans, which stop at the first key that is not a `RowKey`, never see them. Value: the table's
+/// update-log sequence when the row was removed (u64 LE).
+public enum RemovedRowKey {
+    public static let prefix: UInt8 = 0xFE
+    public static let length = RowKey.length + 1
+    public static func encode(slot: UInt16, key: UInt64) -> [UInt8] { [prefix] + RowKey.encode(slot: slot, key: key) }
+    /// (slot, key) of a removal record's key, nil for any other key.
+    public static func decode(_ bytes: UnsafeRawBufferPointer) -> (slot: UInt16, key: UInt64)? {
+        guard bytes.count == length, bytes[0] == prefix else { return nil }
+        return RowKey.decode(UnsafeRawBufferPointer(rebasing: bytes[1...]))
+    }
+}
+
 /// Where the parts of a masked row sit in its in-memory form. The memory form is full-width:
 /// `[weights (dim)][optimizer state (stateSlots * dim)][growth score (dim, when growthScores)][mask words]
 /// [fired words][meta words]`, the mask and fired bitmaps being `wordCount` UInt32 words each stored in

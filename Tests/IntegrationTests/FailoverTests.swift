@@ -4,6 +4,7 @@ import Vocabulary
 import Client
 import RPC
 import EmbedPSWire
+import Coordination
 
 /// Pushes of +1 (SGD, learning rate 1, gradient -1) to random ids, counting per id what was acknowledged:
 /// after any number of failovers, every row must equal its acknowledged count exactly (applied once each).
@@ -84,10 +85,10 @@ final class StopFlag: @unchecked Sendable {
 
     /// One primary shard with table "emb" (dim 2, SGD lr 1) and a follower that created it; the spec lists
     /// the follower, as a cluster spec file would.
-    static func primaryWithFollower(_ extraArgs: [String] = []) async throws -> (LocalCluster, FollowerProcess, ClusterSpec) {
+    static func primaryWithFollower(_ extraArgs: [String] = [], followerArgs: [String] = []) async throws -> (LocalCluster, FollowerProcess, ClusterSpec) {
         let cluster = try LocalCluster(shards: 1, extraArgs: extraArgs)
         try await cluster.client().admin.createTable(TableSpec(name: "emb", dim: 2, optimizer: OptimizerConfig(kind: .sgd, learningRate: 1)))
-        let follower = FollowerProcess(of: cluster)
+        let follower = FollowerProcess(of: cluster, extraArgs: followerArgs)
         try follower.start()
         try await Self.waitForTable(try follower.client(), "emb")
         var spec = cluster.clientSpec
@@ -125,12 +126,7 @@ final class StopFlag: @unchecked Sendable {
 
         // The old primary comes back with its old data and spec: it learns the newer map from the follower
         // before serving and refuses writes, naming the new primary.
-        var restartSpec = ClusterSpec(shards: [.init(address: primaryAddress, followers: [followerAddress])])
-        restartSpec.version = 1
-        try restartSpec.encoded().write(to: URL(fileURLWithPath: cluster.serverSpecPath))
-        try cluster.restart(0)
-        let (code, detail) = await Self.rawPush(primaryAddress, "emb")
-        #expect(code == .failedPrecondition && detail?.reason == .notPrimary && detail?.primary == followerAddress, "old primary answered \(code) \(String(describing: detail))")
+        try await Self.expectRestartedOldPrimaryRefusesWrites(cluster, spec, newPrimary: followerAddress)
         let oldStatus = try await EmbedPSClient(spec: ClusterSpec(shards: [.init(address: primaryAddress)])).admin.shardStatus()[0]
         #expect(oldStatus.fencedBy == followerAddress && oldStatus.epoch == 0)
         // A client that only knows the old primary follows the map it answers to the new one.
@@ -140,6 +136,57 @@ final class StopFlag: @unchecked Sendable {
         #expect(after == [pusher.counts[2999, default: 0] + 1, pusher.counts[2999, default: 0] + 1])
         print(String(format: "failover: %d pushes before the kill, %d after; writes accepted again %.2f s after kill -9 (failover command %.2f s)",
                      before, pusher.count - before, writesAgain, report.seconds))
+    }
+
+    /// The old primary, restarted on its old data and address with a spec naming the follower: it refuses
+    /// writes naming `newPrimary`.
+    static func expectRestartedOldPrimaryRefusesWrites(_ cluster: LocalCluster, _ spec: ClusterSpec, newPrimary: String) async throws {
+        var restartSpec = ClusterSpec(shards: [.init(address: spec.shards[0].address, followers: [newPrimary])])
+        restartSpec.version = 1
+        try restartSpec.encoded().write(to: URL(fileURLWithPath: cluster.serverSpecPath))
+        try cluster.restart(0)
+        let (code, detail) = await Self.rawPush(spec.shards[0].address, "emb")
+        #expect(code == .failedPrecondition && detail?.reason == .notPrimary && detail?.primary == newPrimary, "old primary answered \(code) \(String(describing: detail))")
+    }
+
+    @Test(.enabled(if: EtcdProcess.binary != nil, "needs etcd (apt-get install etcd-server; Cluster/install-deps.sh installs it)"))
+    func aFollowerPromotesItselfWhenTheKilledPrimarysEtcdLeaseExpires() async throws {
+        let etcd = try EtcdProcess()
+        defer { etcd.stop() }
+        let lease = ["--etcd", etcd.url, "--lease-ttl-seconds", "2"]
+        let (cluster, follower, spec) = try await Self.primaryWithFollower(["--ack-replicas", "1", "--ack-timeout-ms", "3000"] + lease, followerArgs: lease)
+        defer { follower.stop(); cluster.stop() }
+        let followerAddress = "127.0.0.1:\(follower.port)"
+        let primaryStatus = try await EmbedPSClient(spec: ClusterSpec(shards: [spec.shards[0]])).admin.shardStatus()[0]
+        #expect(primaryStatus.lease.hasPrefix("primary"), "\(primaryStatus.lease)")
+        let client = try EmbedPSClient(spec: spec)
+        let pusher = CountingPusher(ids: 2000)
+        let stop = StopFlag()
+        let load = Task { await pusher.run(client, table: "emb", seed: 3, until: { stop.isSet }) }
+        try await Self.waitForPushes(pusher, atLeast: 150)
+
+        // kill -9 and no command: the lease runs out, the follower takes it and promotes itself.
+        cluster.kill9(0)
+        let killed = Date()
+        let before = pusher.count
+        try await Self.waitForPushes(pusher, atLeast: before + 1)
+        let writesAgain = Date().timeIntervalSince(killed)
+        try await Self.waitForPushes(pusher, atLeast: before + 150)
+        stop.set()
+        await load.value
+        #expect(pusher.failed.isEmpty, "pushes failed across the failover: \(pusher.failed.prefix(3))")
+        let promoted = try EmbedPSClient(spec: ClusterSpec(shards: [.init(address: followerAddress)]))
+        let status = try await promoted.admin.shardStatus()[0]
+        #expect(status.epoch == 1 && status.follows.isEmpty && status.lease.hasPrefix("primary"), "\(status.epoch) \(status.follows) \(status.lease)")
+        try await Self.expectExactCounts(promoted, pusher, "emb")
+        try await Self.expectRestartedOldPrimaryRefusesWrites(cluster, spec, newPrimary: followerAddress)
+        // A primary that cannot renew its lease for a whole TTL (etcd gone) stops taking writes: a follower
+        // elsewhere may hold the shard by then.
+        etcd.stop()
+        try await Task.sleep(nanoseconds: 3_500_000_000)
+        let (code, detail) = await Self.rawPush(followerAddress, "emb")
+        #expect(code == .failedPrecondition && detail?.reason == .notPrimary, "a primary without its lease answered \(code)")
+        print(String(format: "etcd failover: pushes acknowledged again %.2f s after kill -9 (lease TTL 2 s)", writesAgain))
     }
 
     @Test func plannedFailoverFencesTheLivePrimaryAfterTheFollowerCaughtUp() async throws {
@@ -170,5 +217,53 @@ final class StopFlag: @unchecked Sendable {
         // Running it again changes nothing: the shard's primary is already the follower.
         let (again, againOut) = try cluster.admin(["failover", "0"], spec: spec)
         #expect(again != 0 && againOut.contains("no followers"), "\(againOut)")
+    }
+}
+
+/// A single-member etcd on free loopback ports with its own data directory, for the lease tests.
+final class EtcdProcess: @unchecked Sendable {
+    static var binary: String? { ["/usr/bin/etcd", "/usr/local/bin/etcd"].first { FileManager.default.isExecutableFile(atPath: $0) } }
+    let url: String
+    let dir: URL
+    private let process = Process()
+
+    init() throws {
+        guard let bin = Self.binary else { throw ClusterSpecError("etcd is not installed") }
+        dir = FileManager.default.temporaryDirectory.appendingPathComponent("embedps-etcd-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let (clientPort, peerPort) = (Self.freePort(), Self.freePort())
+        url = "http://127.0.0.1:\(clientPort)"
+        let peer = "http://127.0.0.1:\(peerPort)"
+        process.executableURL = URL(fileURLWithPath: bin)
+        process.arguments = ["--name", "embedps-test", "--data-dir", dir.appendingPathComponent("data").path, "--listen-client-urls", url, "--advertise-client-urls", url,
+                             "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer, "--initial-cluster", "embedps-test=\(peer)"]
+        process.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
+        _ = FileManager.default.createFile(atPath: dir.appendingPathComponent("etcd.log").path, contents: nil)
+        process.standardError = FileHandle(forWritingAtPath: dir.appendingPathComponent("etcd.log").path)
+        try process.run()
+        let client = try EtcdClient(endpoint: url)
+        let deadline = Date().addingTimeInterval(20)
+        while Date() < deadline {
+            if (try? client.get("/probe")) != nil || ((try? client.grantLease(ttl: 1)) != nil) { return }
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        stop()
+        throw ClusterSpecError("etcd did not answer within 20 s")
+    }
+
+    func stop() {
+        if process.isRunning { process.terminate(); process.waitUntilExit() }
+        try? FileManager.default.removeItem(at: dir)
+    }
+
+    static func freePort() -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET); addr.sin_port = 0; addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
+        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+        return Int(UInt16(bigEndian: addr.sin_port))
     }
 }

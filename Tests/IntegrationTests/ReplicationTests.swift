@@ -9,12 +9,13 @@ import EmbedPSWire
 final class FollowerProcess: @unchecked Sendable {
     let cluster: LocalCluster
     let dataDir: String
+    let extraArgs: [String]
     private(set) var process: Process?
     private(set) var port = 0
     var log: String { cluster.root.appendingPathComponent("follower.log").path }
 
-    init(of cluster: LocalCluster) {
-        self.cluster = cluster
+    init(of cluster: LocalCluster, extraArgs: [String] = []) {
+        self.cluster = cluster; self.extraArgs = extraArgs
         dataDir = cluster.root.appendingPathComponent("follower").path
     }
 
@@ -24,7 +25,7 @@ final class FollowerProcess: @unchecked Sendable {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: LocalCluster.binary("embedps-server"))
         p.arguments = ["--cluster", cluster.serverSpecPath, "--shard-index", "0", "--listen", "127.0.0.1:\(port)", "--data-dir", dataDir,
-                       "--port-file", portFile, "--follow", "127.0.0.1:\(cluster.ports[0])"]
+                       "--port-file", portFile, "--follow", "127.0.0.1:\(cluster.ports[0])"] + extraArgs
         if !FileManager.default.fileExists(atPath: log) { _ = FileManager.default.createFile(atPath: log, contents: nil) }
         let h = FileHandle(forWritingAtPath: log)
         h?.seekToEndOfFile()

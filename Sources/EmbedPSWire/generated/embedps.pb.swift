@@ -2015,15 +2015,23 @@ extension Wire {
         /// [A-Za-z0-9_.-]{1,64}; also names the freeze
         public var name: String = ""
         public var freezeSeconds: UInt32 = 0
+        /// CreateCheckpoint only: an incremental checkpoint against checkpoint `base` (same shard map version):
+        /// each shard stores the rows updated since base's cut (their stored bytes, optimizer state included), the
+        /// keys removed since, and which tables exist; restoring it installs base's full part and applies every
+        /// delta of the chain. Tables with semantic items, DNIS or sparsity state are refused (FAILED_PRECONDITION
+        /// / WRONG_STATE): take a full checkpoint. Empty: a full checkpoint.
+        public var base: String = ""
         public init() {}
-        public init(name: String = "", freezeSeconds: UInt32 = 0) {
+        public init(name: String = "", freezeSeconds: UInt32 = 0, base: String = "") {
             self.name = name
             self.freezeSeconds = freezeSeconds
+            self.base = base
         }
         public mutating func decodeField(number: UInt32, wireType: ProtoWireType, from reader: inout ProtoReader) throws(WireError) -> Bool {
             switch number {
             case 1: try reader.readString(&name, wireType, field: "CheckpointRequest.name")
             case 2: try reader.readUInt32(&freezeSeconds, wireType, field: "CheckpointRequest.freeze_seconds")
+            case 3: try reader.readString(&base, wireType, field: "CheckpointRequest.base")
             default: return false
             }
             return true
@@ -2031,6 +2039,7 @@ extension Wire {
         public func encode(to writer: inout ProtoWriter) {
             writer.writeString(1, name)
             writer.writeUInt32(2, freezeSeconds)
+            writer.writeString(3, base)
         }
     }
 
@@ -2067,8 +2076,10 @@ extension Wire {
         public var tables: [String] = []
         /// size of this shard's part
         public var bytes: UInt64 = 0
+        /// an incremental part: the checkpoint it is a delta of (empty: full)
+        public var base: String = ""
         public init() {}
-        public init(name: String = "", shardIndex: UInt32 = 0, shardCount: UInt32 = 0, shardMapVersion: UInt64 = 0, createdUnixMs: UInt64 = 0, tables: [String] = [], bytes: UInt64 = 0) {
+        public init(name: String = "", shardIndex: UInt32 = 0, shardCount: UInt32 = 0, shardMapVersion: UInt64 = 0, createdUnixMs: UInt64 = 0, tables: [String] = [], bytes: UInt64 = 0, base: String = "") {
             self.name = name
             self.shardIndex = shardIndex
             self.shardCount = shardCount
@@ -2076,6 +2087,7 @@ extension Wire {
             self.createdUnixMs = createdUnixMs
             self.tables = tables
             self.bytes = bytes
+            self.base = base
         }
         public mutating func decodeField(number: UInt32, wireType: ProtoWireType, from reader: inout ProtoReader) throws(WireError) -> Bool {
             switch number {
@@ -2086,6 +2098,7 @@ extension Wire {
             case 5: try reader.readUInt64(&createdUnixMs, wireType, field: "CheckpointInfo.created_unix_ms")
             case 6: try reader.readRepeatedString(&tables, wireType, field: "CheckpointInfo.tables")
             case 7: try reader.readUInt64(&bytes, wireType, field: "CheckpointInfo.bytes")
+            case 8: try reader.readString(&base, wireType, field: "CheckpointInfo.base")
             default: return false
             }
             return true
@@ -2098,6 +2111,7 @@ extension Wire {
             writer.writeUInt64(5, createdUnixMs)
             writer.writeRepeatedString(6, tables)
             writer.writeUInt64(7, bytes)
+            writer.writeString(8, base)
         }
     }
 
@@ -2125,6 +2139,11 @@ extension Wire {
 
     /// Export: pages of a table's stored rows on this shard in (slot, row key) order. The first page (no
     /// cursor) checkpoints the table first, so the pages hold every row written before the export started.
+    /// Incremental export (for an external serving store): with since_sequence S > 0 the pages hold only rows
+    /// changed after sequence S of this table on this shard (S = the `version` a previous export's first page
+    /// answered), and with `removed` set they list instead the row keys deleted (evicted) after S that are not
+    /// stored again, values empty. A row changed while an export runs may come with its newer value; the next
+    /// export from this one's version lists it again, so applying exports in order loses no change.
     /// Generated: decodes strictly (`WireError` on any malformed input), encodes canonically.
     public struct ExportRowsRequest: WireMessage, Codable {
         public static let protoName = "embedps.v1.ExportRowsRequest"
@@ -2136,13 +2155,19 @@ extension Wire {
         public var afterKey: UInt64 = 0
         /// rows per page (default 4096)
         public var limit: UInt32 = 0
+        /// 0: every row
+        public var sinceSequence: UInt64 = 0
+        /// list keys removed after since_sequence instead of rows
+        public var removed: Bool = false
         public init() {}
-        public init(table: String = "", hasCursor: Bool = false, afterSlot: UInt32 = 0, afterKey: UInt64 = 0, limit: UInt32 = 0) {
+        public init(table: String = "", hasCursor: Bool = false, afterSlot: UInt32 = 0, afterKey: UInt64 = 0, limit: UInt32 = 0, sinceSequence: UInt64 = 0, removed: Bool = false) {
             self.table = table
             self.hasCursor = hasCursor
             self.afterSlot = afterSlot
             self.afterKey = afterKey
             self.limit = limit
+            self.sinceSequence = sinceSequence
+            self.removed = removed
         }
         public mutating func decodeField(number: UInt32, wireType: ProtoWireType, from reader: inout ProtoReader) throws(WireError) -> Bool {
             switch number {
@@ -2151,6 +2176,8 @@ extension Wire {
             case 3: try reader.readUInt32(&afterSlot, wireType, field: "ExportRowsRequest.after_slot")
             case 4: try reader.readFixed64(&afterKey, wireType, field: "ExportRowsRequest.after_key")
             case 5: try reader.readUInt32(&limit, wireType, field: "ExportRowsRequest.limit")
+            case 6: try reader.readUInt64(&sinceSequence, wireType, field: "ExportRowsRequest.since_sequence")
+            case 7: try reader.readBool(&removed, wireType, field: "ExportRowsRequest.removed")
             default: return false
             }
             return true
@@ -2161,6 +2188,8 @@ extension Wire {
             writer.writeUInt32(3, afterSlot)
             writer.writeFixed64(4, afterKey)
             writer.writeUInt32(5, limit)
+            writer.writeUInt64(6, sinceSequence)
+            writer.writeBool(7, removed)
         }
     }
 
@@ -2177,14 +2206,18 @@ extension Wire {
         /// cursor of the next page
         public var nextSlot: UInt32 = 0
         public var nextKey: UInt64 = 0
+        /// First page only: the table's last update-log sequence on this shard once the export's checkpoint
+        /// was written: pass it as since_sequence to export what changes after this export (0 on later pages).
+        public var version: UInt64 = 0
         public init() {}
-        public init(dim: UInt32 = 0, keys: [UInt64] = [], values: [UInt8] = [], done: Bool = false, nextSlot: UInt32 = 0, nextKey: UInt64 = 0) {
+        public init(dim: UInt32 = 0, keys: [UInt64] = [], values: [UInt8] = [], done: Bool = false, nextSlot: UInt32 = 0, nextKey: UInt64 = 0, version: UInt64 = 0) {
             self.dim = dim
             self.keys = keys
             self.values = values
             self.done = done
             self.nextSlot = nextSlot
             self.nextKey = nextKey
+            self.version = version
         }
         public mutating func decodeField(number: UInt32, wireType: ProtoWireType, from reader: inout ProtoReader) throws(WireError) -> Bool {
             switch number {
@@ -2194,6 +2227,7 @@ extension Wire {
             case 4: try reader.readBool(&done, wireType, field: "ExportRowsResponse.done")
             case 5: try reader.readUInt32(&nextSlot, wireType, field: "ExportRowsResponse.next_slot")
             case 6: try reader.readFixed64(&nextKey, wireType, field: "ExportRowsResponse.next_key")
+            case 7: try reader.readUInt64(&version, wireType, field: "ExportRowsResponse.version")
             default: return false
             }
             return true
@@ -2205,6 +2239,7 @@ extension Wire {
             writer.writeBool(4, done)
             writer.writeUInt32(5, nextSlot)
             writer.writeFixed64(6, nextKey)
+            writer.writeUInt64(7, version)
         }
     }
 
@@ -2474,8 +2509,10 @@ extension Wire {
         public var fencedBy: String = ""
         /// --ack-replicas of this server
         public var ackReplicas: UInt32 = 0
+        /// with --etcd: what its primary-lease loop last saw (empty without etcd)
+        public var lease: String = ""
         public init() {}
-        public init(shardIndex: UInt32 = 0, shardMapVersion: UInt64 = 0, ownedSlots: UInt32 = 0, durability: String = "", tables: [Wire.TableStats] = [], cacheCapacityRows: UInt64 = 0, cacheHitRate: Double = 0, requestsPerSecond: Double = 0, rowsPerSecond: Double = 0, latencyP50Ms: Double = 0, latencyP99Ms: Double = 0, uptimeSeconds: UInt64 = 0, bytesOnDisk: UInt64 = 0, follows: String = "", epoch: UInt64 = 0, fencedBy: String = "", ackReplicas: UInt32 = 0) {
+        public init(shardIndex: UInt32 = 0, shardMapVersion: UInt64 = 0, ownedSlots: UInt32 = 0, durability: String = "", tables: [Wire.TableStats] = [], cacheCapacityRows: UInt64 = 0, cacheHitRate: Double = 0, requestsPerSecond: Double = 0, rowsPerSecond: Double = 0, latencyP50Ms: Double = 0, latencyP99Ms: Double = 0, uptimeSeconds: UInt64 = 0, bytesOnDisk: UInt64 = 0, follows: String = "", epoch: UInt64 = 0, fencedBy: String = "", ackReplicas: UInt32 = 0, lease: String = "") {
             self.shardIndex = shardIndex
             self.shardMapVersion = shardMapVersion
             self.ownedSlots = ownedSlots
@@ -2493,6 +2530,7 @@ extension Wire {
             self.epoch = epoch
             self.fencedBy = fencedBy
             self.ackReplicas = ackReplicas
+            self.lease = lease
         }
         public mutating func decodeField(number: UInt32, wireType: ProtoWireType, from reader: inout ProtoReader) throws(WireError) -> Bool {
             switch number {
@@ -2513,6 +2551,7 @@ extension Wire {
             case 15: try reader.readUInt64(&epoch, wireType, field: "ShardStatusResponse.epoch")
             case 16: try reader.readString(&fencedBy, wireType, field: "ShardStatusResponse.fenced_by")
             case 17: try reader.readUInt32(&ackReplicas, wireType, field: "ShardStatusResponse.ack_replicas")
+            case 18: try reader.readString(&lease, wireType, field: "ShardStatusResponse.lease")
             default: return false
             }
             return true
@@ -2535,6 +2574,7 @@ extension Wire {
             writer.writeUInt64(15, epoch)
             writer.writeString(16, fencedBy)
             writer.writeUInt32(17, ackReplicas)
+            writer.writeString(18, lease)
         }
     }
 

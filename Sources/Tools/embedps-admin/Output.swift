@@ -44,6 +44,11 @@ struct ShardStatusJSON: Codable {
     var uptimeSeconds: UInt64, bytesOnDisk: UInt64, tables: [TableStatsJSON]
     /// A follower: its primary's address.
     var follows: String?
+    /// Primary epoch; the primary that replaced this one when it is fenced; --ack-replicas; etcd lease state.
+    var epoch: UInt64 = 0
+    var fencedBy: String? = nil
+    var ackReplicas: UInt32 = 0
+    var lease: String? = nil
 }
 
 /// Type-erased Encodable for mixed JSON objects.

@@ -13,7 +13,8 @@ let statusCommands: [AdminCommand] = [
                             durability: s.durability, cacheHitRate: s.cacheHitRate, requestsPerSecond: s.requestsPerSecond,
                             rowsPerSecond: s.rowsPerSecond, latencyP50Ms: s.latencyP50Ms, latencyP99Ms: s.latencyP99Ms,
                             uptimeSeconds: s.uptimeSeconds, bytesOnDisk: s.bytesOnDisk,
-                            tables: s.tables.map { TableStatsJSON(shard: i, $0, follower: !s.follows.isEmpty) }, follows: s.follows.isEmpty ? nil : s.follows)
+                            tables: s.tables.map { TableStatsJSON(shard: i, $0, follower: !s.follows.isEmpty) }, follows: s.follows.isEmpty ? nil : s.follows,
+                            epoch: s.epoch, fencedBy: s.fencedBy.isEmpty ? nil : s.fencedBy, ackReplicas: s.ackReplicas, lease: s.lease.isEmpty ? nil : s.lease)
         }
         if c.json { print(jsonText(out)); return }
         print(renderTable(["shard", "address", "slots", "map", "durability", "tables", "rows", "disk", "hit rate", "req/s", "rows/s", "p50 ms", "p99 ms", "uptime"],
@@ -21,6 +22,10 @@ let statusCommands: [AdminCommand] = [
                                           String(s.tables.reduce(0) { $0 + $1.rows }), formatBytes(s.bytesOnDisk), String(format: "%.1f%%", s.cacheHitRate * 100),
                                           String(format: "%.0f", s.requestsPerSecond), String(format: "%.0f", s.rowsPerSecond),
                                           String(format: "%.2f", s.latencyP50Ms), String(format: "%.2f", s.latencyP99Ms), "\(s.uptimeSeconds)s"] }))
+        for s in out where s.epoch > 0 || s.fencedBy != nil || s.ackReplicas > 0 || s.lease != nil {
+            print("shard \(s.shard): primary epoch \(s.epoch)" + (s.fencedBy.map { "; FENCED: writes go to \($0)" } ?? "") +
+                  (s.ackReplicas > 0 ? "; pushes acknowledged by a replica" : "") + (s.lease.map { "; etcd lease: \($0)" } ?? ""))
+        }
         for s in out where s.follows != nil {
             print("\nshard \(s.shard) is a follower of \(s.follows ?? ""):")
             print(renderTable(["table", "replicated", "sequence", "primary sequence", "behind (records)", "caught up"], s.tables.map { t in

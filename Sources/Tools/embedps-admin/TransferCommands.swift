@@ -5,18 +5,32 @@ import Client
 /// Export and import of dense tables as NumPy files.
 let transferCommands: [AdminCommand] = [
     AdminCommand(words: ["export"], usage: """
-      export TABLE --out PREFIX      every stored row to PREFIX.ids.npy (<u8, (n,)) and PREFIX.values.npy
-                                     (<f4, (n, dim)): NumPy files of the row keys (= ids) and the pulled values
+      export TABLE --out PREFIX [--since PREVIOUS.version.json]
+                                     every stored row to PREFIX.ids.npy (<u8, (n,)) and PREFIX.values.npy
+                                     (<f4, (n, dim)): NumPy files of the row keys (= ids) and the pulled values;
+                                     PREFIX.version.json records what it covered. With --since (a previous
+                                     export's version file) only rows changed since, and PREFIX.removed.npy the
+                                     keys removed (evicted) since: an incremental export for a serving store
     """) { c in
         let name = c.name("TABLE")
-        guard let prefix = c.o.string("out") else { c.o.fail("usage: export TABLE --out PREFIX") }
+        guard let prefix = c.o.string("out") else { c.o.fail("usage: export TABLE --out PREFIX [--since PREVIOUS.version.json]") }
+        var since: ExportVersion? = nil
+        if let path = c.o.string("since") {
+            guard let d = FileManager.default.contents(atPath: path), let v = try? JSONDecoder().decode(ExportVersion.self, from: d) else {
+                c.o.fail("--since \(path): not an export version file (PREFIX.version.json written by export)")
+            }
+            since = v
+        }
         let t0 = Date()
         let json = c.json
-        let (dim, keys, values) = try await c.admin.exportTable(name) { n in if !json { progressLine("exporting \(name)", n) } }
-        try NumPyFile.write(prefix + ".ids.npy", descr: "<u8", shape: [keys.count], values: keys)
-        try NumPyFile.write(prefix + ".values.npy", descr: "<f4", shape: [keys.count, dim], values: values)
-        if json { print(jsonText(["rows": keys.count, "dim": dim])); return }
-        print("\nexported \(keys.count) rows of dim \(dim) from \(name) to \(prefix).ids.npy and \(prefix).values.npy in \(String(format: "%.2f", Date().timeIntervalSince(t0))) s")
+        let e = try await c.admin.exportChanges(name, since: since) { n in if !json { progressLine("exporting \(name)", n) } }
+        try NumPyFile.write(prefix + ".ids.npy", descr: "<u8", shape: [e.keys.count], values: e.keys)
+        try NumPyFile.write(prefix + ".values.npy", descr: "<f4", shape: [e.keys.count, e.dim], values: e.values)
+        if since != nil { try NumPyFile.write(prefix + ".removed.npy", descr: "<u8", shape: [e.removed.count], values: e.removed) }
+        let encoder = JSONEncoder(); encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try encoder.encode(e.version).write(to: URL(fileURLWithPath: prefix + ".version.json"))
+        if json { print(jsonText(["rows": e.keys.count, "dim": e.dim, "removed": e.removed.count])); return }
+        print("\nexported \(e.keys.count) \(since == nil ? "" : "changed ")rows of dim \(e.dim)\(since == nil ? "" : " and \(e.removed.count) removed keys") from \(name) to \(prefix).* in \(String(format: "%.2f", Date().timeIntervalSince(t0))) s (version: \(prefix).version.json)")
     },
     AdminCommand(words: ["import"], usage: "  import TABLE --in PREFIX       set rows of a dense, collision-free table from such files (optimizer state reset)") { c in
         let name = c.name("TABLE")

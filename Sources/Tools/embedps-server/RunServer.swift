@@ -6,6 +6,7 @@ import RPC
 import Server
 import ServiceSupport
 import HTTP
+import Coordination
 
 /// Starts the shard and blocks until SIGINT/SIGTERM, then shuts down gracefully.
 nonisolated func runShardServer(_ options: Options) {
@@ -42,7 +43,11 @@ nonisolated func runShardServer(_ options: Options) {
         } catch { options.fail("\(error)") }
     }
     let engine: ShardEngine
-    do { engine = try ShardEngine(engineConfig) } catch {
+    do {
+        engine = try ShardEngine(engineConfig)
+        // An incremental checkpoint: its full base was installed, its deltas apply now.
+        if let restore = options.string("restore-checkpoint") { try engine.applyCheckpointDeltas(of: restore) }
+    } catch {
         printError("error: shard \(index) cannot open its data: \(error)")
         exit(1)
     }
@@ -104,6 +109,20 @@ nonisolated func runShardServer(_ options: Options) {
         follower.start()
         printFlush("embedps-server shard \(index): following \(follower.primary) (read-only; writes go to the primary)")
     }
+    var leaseKeeper: LeaseKeeper? = nil
+    if let url = options.string("etcd") {
+        // Automatic failover: this server's primary lease in etcd (see FAILOVER AND EPOCHS in the proto).
+        do {
+            let etcd = try EtcdClient(endpoint: url)
+            let advertised = options.string("advertise") ?? "\(listenHost):\(server.port)"
+            let keeper = LeaseKeeper(etcd: etcd, prefix: options.string("etcd-prefix", default: "/embedps"), host: host, ownAddress: advertised,
+                                     ttl: options.int("lease-ttl-seconds", default: 3), token: policy.token,
+                                     log: { printFlush("embedps-server shard \(index): \($0)") })
+            keeper.start()
+            service.leaseKeeper = keeper
+            leaseKeeper = keeper
+        } catch { options.fail("--etcd: \(error)") }
+    }
     var metrics: HTTPServer? = nil
     if let mp = options.string("metrics-port") {
         guard let port = Int(mp) else { options.fail("--metrics-port must be a port number") }
@@ -129,6 +148,7 @@ nonisolated func runShardServer(_ options: Options) {
     }
     stop.wait()
     printFlush("embedps-server shard \(index): shutting down (draining in-flight calls)")
+    leaseKeeper?.stop()
     host.follower?.stop()
     server.shutdown(graceSeconds: 10)
     metrics?.stop()

@@ -40,8 +40,14 @@ options:
                          primary host loses no acknowledged push); default 0 (the primary's own log)
   --ack-timeout-ms N     with --ack-replicas 1, answer UNAVAILABLE / NOT_REPLICATED when no follower confirmed
                          a push within N ms (default 5000); the push is applied, resend it with its request id
+  --etcd http://HOST:PORT  automatic failover through etcd (v3 JSON gateway): a primary holds its shard's
+                         lease and refuses writes while it cannot renew it; a follower promotes itself when
+                         the lease expires (next epoch) and sends the new map to the cluster
+  --etcd-prefix P        key prefix in etcd (default /embedps; one per cluster)
+  --lease-ttl-seconds N  the primary lease's TTL (default 3): failover takes about this long after a crash
+  --advertise HOST:PORT  this server's address as clients reach it (default the listen address and bound port)
 """
 
-let known: Set<String> = ["cluster", "shard-index", "listen", "data-dir", "durability", "cache-rows", "threads", "max-message-mb", "port-file", "checkpoint-log-mb", "checkpoint-seconds", "metrics-port", "metrics-port-file", "auth-token-file", "auth-scope", "tls-cert", "tls-key", "restore-checkpoint", "follow", "ack-replicas", "ack-timeout-ms"]
+let known: Set<String> = ["cluster", "shard-index", "listen", "data-dir", "durability", "cache-rows", "threads", "max-message-mb", "port-file", "checkpoint-log-mb", "checkpoint-seconds", "metrics-port", "metrics-port-file", "auth-token-file", "auth-scope", "tls-cert", "tls-key", "restore-checkpoint", "follow", "ack-replicas", "ack-timeout-ms", "etcd", "etcd-prefix", "lease-ttl-seconds", "advertise"]
 let options = Options(Array(CommandLine.arguments.dropFirst()), usage: usage, known: known)
 runShardServer(options)
