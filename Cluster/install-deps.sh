@@ -12,6 +12,7 @@ packages=(
   libsentencepiece-dev   # SentencePiece tokenizer of semantic IDs
   python3-grpcio python3-grpc-tools python3-protobuf         # the independent-client test
   python3-numpy          # the export test reads the .npy files with NumPy
+  python3-xxhash python3-pytest                              # the Python client (python/) and its tests
   redis-server           # embedps-bench baseline
   etcd-server            # automatic failover (--etcd); the failover test starts its own etcd
   iproute2               # Cluster/netns-cluster.sh (ip netns, tc)

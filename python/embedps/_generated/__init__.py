@@ -1,0 +1,1 @@
+"""gRPC stubs generated from Protos/ by python/generate_stubs.py."""
