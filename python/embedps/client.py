@@ -190,34 +190,46 @@ class Client:
 
     # ---- rows
 
+    def _send_routed(self, route, keys, method, make_request, on_answer, with_request_id=False):
+        """Sends distinct `keys` to their owning shards in parallel, one part per shard (make_request(idx)),
+        with a fresh request id per part when asked (kept across the part's retries). A part refused as
+        WRONG_SHARD (nothing applied there) is resent to the new owner after a map refresh; any other failure
+        is raised once every part finished. on_answer(idx, response) for each part answered."""
+        pending = np.arange(len(keys))
+        for _ in range(_MAX_MAP_REFRESHES):
+            if pending.size == 0:
+                return
+            owners = self.shard_map.owners[route.slots(keys[pending])]
+            groups = [(int(s), pending[owners == s]) for s in np.unique(owners)]
+            answers = self._fan_out([(s, method, make_request(idx), self.next_request_id() if with_request_id else None) for s, idx in groups])
+            misrouted, failure = [], None
+            for (_, idx), (_, res) in zip(groups, answers):
+                if isinstance(res, errors.EmbedPSError):
+                    if res.reason == "WRONG_SHARD":
+                        misrouted.append(idx)
+                        self.misrouted_parts += 1
+                    elif failure is None:
+                        failure = res
+                    continue
+                on_answer(idx, res)
+            if failure is not None:
+                raise failure
+            if not misrouted:
+                return
+            self.refresh_shard_map()
+            pending = np.concatenate(misrouted)
+        raise errors.FailedPrecondition(grpc.StatusCode.FAILED_PRECONDITION, f"ids of '{route.name}' still refused as not owned after {_MAX_MAP_REFRESHES} map refreshes: does the cluster spec list every shard of the cluster?")
+
     def pull(self, table, ids):
         """The rows of `ids` (any shape, uint64) as float32 (len(ids), dim), in the given order."""
         route = self._route(table)
         ids = np.asarray(ids, dtype=np.uint64).ravel()
         uniq, inverse = np.unique(ids, return_inverse=True)
         out = np.empty((len(uniq), route.dim), dtype=np.float32)
-        pending = np.arange(len(uniq))
-        for _ in range(_MAX_MAP_REFRESHES):
-            if pending.size == 0:
-                break
-            owners = self.shard_map.owners[route.slots(uniq[pending])]
-            parts = []
-            for s in np.unique(owners):
-                idx = pending[owners == s]
-                parts.append((int(s), "Pull", pb.PullRequest(table=table, ids=uniq[idx].tolist()), None, idx))
-            misrouted = []
-            for (s, _, _, _, idx), res in self._fan_out_indexed(parts):
-                if isinstance(res, errors.EmbedPSError):
-                    if res.reason == "WRONG_SHARD":
-                        misrouted.append(idx)
-                        self.misrouted_parts += 1
-                        continue
-                    raise res
-                out[idx] = np.frombuffer(res.values, dtype="<f4").reshape(len(idx), route.dim)
-            if not misrouted:
-                break
-            self.refresh_shard_map()
-            pending = np.concatenate(misrouted)
+
+        def answer(idx, res):
+            out[idx] = np.frombuffer(res.values, dtype="<f4").reshape(len(idx), route.dim)
+        self._send_routed(route, uniq, "Pull", lambda idx: pb.PullRequest(table=table, ids=uniq[idx].tolist()), answer)
         return out[inverse]
 
     def push(self, table, ids, grads):
@@ -234,37 +246,12 @@ class Client:
             summed = grads[order]   # no duplicates: nothing to sum
         else:
             summed = np.add.reduceat(grads[order], starts, axis=0)
-        pending = np.arange(len(uniq))
-        updated = 0
-        for _ in range(_MAX_MAP_REFRESHES):
-            if pending.size == 0:
-                break
-            owners = self.shard_map.owners[route.slots(uniq[pending])]
-            parts = []
-            for s in np.unique(owners):
-                idx = pending[owners == s]
-                req = pb.PushRequest(table=table, ids=uniq[idx].tolist(), gradients=np.ascontiguousarray(summed[idx], dtype="<f4").tobytes())
-                parts.append((int(s), "Push", req, self.next_request_id(), idx))
-            misrouted, failure = [], None
-            for (s, _, _, _, idx), res in self._fan_out_indexed(parts):
-                if isinstance(res, errors.EmbedPSError):
-                    if res.reason == "WRONG_SHARD":
-                        misrouted.append(idx)   # nothing applied there: resend to the new owner
-                        self.misrouted_parts += 1
-                    elif failure is None:
-                        failure = res
-                    continue
-                updated += res.rows_updated
-            if failure is not None:
-                raise failure
-            if not misrouted:
-                break
-            self.refresh_shard_map()
-            pending = np.concatenate(misrouted)
-        return updated
+        updated = []
 
-    def _fan_out_indexed(self, parts):
-        return [((s, m, r, rid, idx), res) for (s, m, r, rid, idx), (_, res) in zip(parts, self._fan_out([(s, m, r, rid) for s, m, r, rid, _ in parts]))]
+        def request(idx):
+            return pb.PushRequest(table=table, ids=uniq[idx].tolist(), gradients=np.ascontiguousarray(summed[idx], dtype="<f4").tobytes())
+        self._send_routed(route, uniq, "Push", request, lambda idx, res: updated.append(res.rows_updated), with_request_id=True)
+        return sum(updated)
 
     def register_items(self, table, items, codes):
         """Semantic tables: registers items' codes ((len(items), levels) ints) on every shard."""
