@@ -132,7 +132,9 @@ import Foundation
             reply(.success(OutgoingMessage(bytes: [UInt8(n)])))
         }
         server.registerDeferred("/test.Echo/Drop") { _, _, _ in }
+        let laterStarted = DispatchSemaphore(value: 0)
         server.registerDeferred("/test.Echo/Later") { _, message, reply in
+            laterStarted.signal()
             DispatchQueue.global().asyncAfter(deadline: .now() + 0.3) { reply.answer { OutgoingMessage(bytes: message.bytes) } }
         }
         try server.start()
@@ -140,7 +142,8 @@ import Foundation
         defer { channel.close() }
         async let a = channel.unary("/test.Echo/Park", OutgoingMessage(bytes: [1]))
         async let b = channel.unary("/test.Echo/Park", OutgoingMessage(bytes: [2]))
-        while parked.count < 2 { try await Task.sleep(nanoseconds: 5_000_000) }
+        let deadline = Date().addingTimeInterval(20)
+        while parked.count < 2 && Date() < deadline { try await Task.sleep(nanoseconds: 5_000_000) }
         let released = try await channel.unary("/test.Echo/Release", OutgoingMessage(bytes: []))
         #expect(released.bytes == [2])
         let (ra, rb) = try await (a, b)
@@ -150,7 +153,10 @@ import Foundation
             Issue.record("a dropped reply answered OK")
         } catch let s as RPCStatus { #expect(s.code == .internalError) }
         async let later = channel.unary("/test.Echo/Later", OutgoingMessage(bytes: [9]))
-        try await Task.sleep(nanoseconds: 50_000_000)
+        // Shut down only once the call is inside its handler (its answer is owed), however loaded the machine.
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            DispatchQueue.global().async { laterStarted.wait(); c.resume() }
+        }
         server.shutdown(graceSeconds: 5)
         #expect(try await later.bytes == [9])
     }
