@@ -7,10 +7,10 @@ import Coordination
 
 /// Automatic failover through etcd (`embedps-server --etcd URL`; see FAILOVER AND EPOCHS in the proto).
 /// Key `PREFIX/shard/I/primary` holds {"address", "epoch"} of shard I's primary under an etcd lease of
-/// `ttl` seconds. A primary takes the key at start (or renews it when it already names this address),
+/// `ttl` seconds. A primary takes the key at start (or over, when it names this address or an older epoch),
 /// renews the lease every ttl/3 seconds, and refuses writes (NOT_PRIMARY) while it cannot show it holds it:
 /// another server holds the key, or no renewal succeeded for a whole TTL (etcd or the network is gone, so
-/// a follower may have taken over). A follower watches the key; when it is gone (the primary's lease
+/// a follower may have taken over). A primary fenced by a newer epoch in its map stops renewing. A follower watches the key; when it is gone (the primary's lease
 /// expired), it creates it under its own lease (an etcd transaction: one winner), promotes itself at the
 /// next epoch and sends the new map to every shard it knows. Consensus comes from etcd; the epoch in the
 /// shard map fences an old primary that comes back. One thread; `stop` waits for it.
@@ -73,9 +73,17 @@ public final class LeaseKeeper: @unchecked Sendable {
 
     private func holdAsPrimary() {
         do {
-            let epoch = try host.withEngine { $0.primaryEpoch }
+            let (epoch, fencedBy) = try host.withEngine { ($0.primaryEpoch, $0.fencedBy) }
+            if let fencedBy {
+                // A failover by command replaced this primary: stop renewing; the new primary takes the key over
+                // by its higher epoch (the key never goes missing, so no other follower campaigns).
+                lock.withLock { lease = nil }
+                set("fenced: \(fencedBy) is the primary at a newer epoch; lease left to expire")
+                return
+            }
             if let l = lock.withLock({ lease }) {
-                if try etcd.keepAlive(l) > 0 {
+                // Renewed, and the key still names this server (a newer primary may have taken it over).
+                if try etcd.keepAlive(l) > 0, let v = try etcd.get(key), v.value == value(epoch: epoch) {
                     lock.withLock { lastRenewal = Date() }
                     try host.setLeaseRefusal(nil)
                     set("primary, holding \(key) at epoch \(epoch)")
@@ -83,11 +91,13 @@ public final class LeaseKeeper: @unchecked Sendable {
                 }
                 lock.withLock { lease = nil }
             }
-            // (Re)take the key: absent, or naming this address already (a restart before its lease ran out).
+            // (Re)take the key: absent, naming this address already (a restart before its lease ran out), or
+            // naming an older epoch (a primary this one replaced by command).
             let l = try etcd.grantLease(ttl: ttl)
             let current = try etcd.get(key)
-            let mine = current.flatMap { Self.holder($0.value) }.map { $0.address == ownAddress } ?? false
-            let took = try etcd.put(key, value(epoch: epoch), lease: l, ifAbsent: current == nil, orIfValue: mine ? current?.value : nil)
+            let holder = current.flatMap { Self.holder($0.value) }
+            let replaceable = holder.map { $0.address == ownAddress || $0.epoch < epoch } ?? false
+            let took = try etcd.put(key, value(epoch: epoch), lease: l, ifAbsent: current == nil, orIfValue: replaceable ? current?.value : nil)
             if took {
                 lock.withLock { lease = l; lastRenewal = Date() }
                 try host.setLeaseRefusal(nil)

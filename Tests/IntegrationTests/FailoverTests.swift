@@ -189,6 +189,44 @@ final class StopFlag: @unchecked Sendable {
         print(String(format: "etcd failover: pushes acknowledged again %.2f s after kill -9 (lease TTL 2 s)", writesAgain))
     }
 
+    /// With etcd configured, a failover by command while the old primary is alive and renewing its lease:
+    /// the promoted primary takes the key over by its higher epoch, the old one stops renewing.
+    @Test(.enabled(if: EtcdProcess.binary != nil, "needs etcd (apt-get install etcd-server; Cluster/install-deps.sh installs it)"))
+    func aFailoverByCommandTakesTheEtcdLeaseOverByEpoch() async throws {
+        let etcd = try EtcdProcess()
+        defer { etcd.stop() }
+        let lease = ["--etcd", etcd.url, "--lease-ttl-seconds", "2"]
+        let (cluster, follower, spec) = try await Self.primaryWithFollower(lease, followerArgs: lease)
+        defer { follower.stop(); cluster.stop() }
+        let followerAddress = "127.0.0.1:\(follower.port)"
+        let client = try EmbedPSClient(spec: spec)
+        let pusher = CountingPusher(ids: 500)
+        let stop = StopFlag()
+        let load = Task { await pusher.run(client, table: "emb", seed: 5, until: { stop.isSet }) }
+        try await Self.waitForPushes(pusher, atLeast: 50)
+        let report = try await EmbedPSAdmin(spec: spec).failover(shard: 0)
+        #expect(report.oldPrimaryReachable && report.epoch == 1)
+        let before = pusher.count
+        try await Self.waitForPushes(pusher, atLeast: before + 50)
+        stop.set()
+        await load.value
+        #expect(pusher.failed.isEmpty, "\(pusher.failed.prefix(3))")
+        let promoted = try EmbedPSClient(spec: ClusterSpec(shards: [.init(address: followerAddress)]))
+        try await Self.expectExactCounts(promoted, pusher, "emb")
+        // Each lease loop runs every third of the TTL: wait (bounded) for both to have seen the new map.
+        let old = try EmbedPSClient(spec: ClusterSpec(shards: [spec.shards[0]]))
+        var newStatus = try await promoted.admin.shardStatus()[0], oldStatus = try await old.admin.shardStatus()[0]
+        let deadline = Date().addingTimeInterval(10)
+        while Date() < deadline && !(newStatus.lease.hasPrefix("primary") && oldStatus.lease.hasPrefix("fenced")) {
+            try await Task.sleep(nanoseconds: 100_000_000)
+            newStatus = try await promoted.admin.shardStatus()[0]; oldStatus = try await old.admin.shardStatus()[0]
+        }
+        #expect(newStatus.lease.hasPrefix("primary"), "\(newStatus.lease)")
+        #expect(oldStatus.lease.hasPrefix("fenced") && oldStatus.fencedBy == followerAddress, "\(oldStatus.lease)")
+        let holder = try EtcdClient(endpoint: etcd.url).get("/embedps/shard/0/primary")?.value ?? ""
+        #expect(holder.contains(followerAddress) && holder.contains("\"epoch\":1"), "\(holder)")
+    }
+
     @Test func plannedFailoverFencesTheLivePrimaryAfterTheFollowerCaughtUp() async throws {
         let (cluster, follower, spec) = try await Self.primaryWithFollower()
         defer { follower.stop(); cluster.stop() }
