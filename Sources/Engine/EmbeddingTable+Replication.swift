@@ -11,6 +11,8 @@ public struct ReplicationPage: Sendable {
     public var logStart: UInt64
     /// Changes when the table is dropped and created again.
     public var incarnation: UInt64
+    /// Moves when rows were written outside the log (imports): a follower copies the stored rows again.
+    public var rowsGeneration: UInt64 = 0
 }
 
 /// Replication (see REPLICATION in the proto): a primary serves pages of its update log; a follower applies

@@ -104,6 +104,13 @@ extension EmbeddingTable {
                 optimizer.initializeState(row)
                 scratch.steps[j] = 0
             }
+            // The rows bypass the update log: followers must copy rows again. Counted (durably) first, so a
+            // crash in between costs at most a needless copy, never a missed import.
+            var generation = rowsGeneration.load(ordering: .relaxed) + 1
+            let b = WriteBatch()
+            b.put(db.defaultFamily, key: identity.rowsGenerationKey, value: withUnsafeBytes(of: &generation) { Array($0) })
+            do { try db.write(b, sync: true) } catch { throw .storage("table '\(spec.name)' import: \(error)") }
+            rowsGeneration.store(generation, ordering: .relaxed)
             try installExclusive(keys: keys, rows: scratch, state: &state, stripes)
         }
     }

@@ -127,6 +127,8 @@ final class EmbeddingTable: @unchecked Sendable {
     /// Rows stored in RocksDB (kept in the family beside them, under `storedRowsKey`); written only under
     /// the flush lock, read anywhere.
     let storedRowsCount = Atomic<UInt64>(0)
+    /// Imports so far (persisted): rows written outside the update log (see `rowsGenerationKey`).
+    let rowsGeneration = Atomic<UInt64>(0)
     var storedRows: UInt64 { storedRowsCount.load(ordering: .relaxed) }
     /// Dirty rows, approximately (exact values are in the stripes); drives the flusher and back-pressure.
     let dirtyApprox = Atomic<Int>(0)
@@ -159,6 +161,9 @@ final class EmbeddingTable: @unchecked Sendable {
         }
         state.lastSeq = state.checkpointSeq
         if let m = try db.get(db.defaultFamily, key: identity.ledgerKey) { state.ledger.load(m) }
+        if let m = try db.get(db.defaultFamily, key: identity.rowsGenerationKey), m.count == 8 {
+            rowsGeneration.store(m.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }, ordering: .relaxed)
+        }
         if let m = try db.get(db.defaultFamily, key: identity.sparsityKey), m.count == 12 {
             state.sparsityRound = m.withUnsafeBytes { $0.loadUnaligned(as: UInt32.self) }
             state.sparsityStepSeq = m.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 4, as: UInt64.self) }

@@ -121,7 +121,7 @@ extension ShardEngine {
         try withTable(name) { (t) throws(EngineError) in
             let p = try t.readLog(after: after, maxBytes: maxBytes)
             return ReplicationPage(sequences: p.sequences, payloads: p.payloads, durableSequence: p.durableSequence, logStart: p.logStart,
-                                   incarnation: t.identity.incarnation)
+                                   incarnation: t.identity.incarnation, rowsGeneration: t.rowsGeneration.load(ordering: .relaxed))
         }
     }
 
@@ -135,6 +135,22 @@ extension ShardEngine {
     @discardableResult
     public func applyReplicated(table name: String, records: [(seq: UInt64, payload: [UInt8])]) throws(EngineError) -> Int {
         try withTable(name) { (t) throws(EngineError) in try t.applyReplicated(records) }
+    }
+
+    /// The table's rows generation (imports so far; on a follower, the primary's generation its rows reflect).
+    public func rowsGeneration(table name: String) throws(EngineError) -> UInt64 {
+        try withTable(name) { $0.rowsGeneration.load(ordering: .relaxed) }
+    }
+
+    /// Follower: records (durably) that the table's rows reflect the primary's rows generation `value`.
+    public func setRowsGeneration(table name: String, _ value: UInt64) throws(EngineError) {
+        try withTable(name) { (t) throws(EngineError) in
+            var v = value
+            let b = WriteBatch()
+            b.put(db.defaultFamily, key: t.identity.rowsGenerationKey, value: withUnsafeBytes(of: &v) { Array($0) })
+            do { try db.write(b, sync: true) } catch { throw .storage("table '\(name)': \(error)") }
+            t.rowsGeneration.store(value, ordering: .relaxed)
+        }
     }
 
     /// The last applied update-log sequence of `table`.

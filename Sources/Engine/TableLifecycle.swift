@@ -37,6 +37,8 @@ struct TableIdentity: Sendable, Equatable {
     var admissionKey: [UInt8] { Array("admission/\(suffix)".utf8) }
     /// The (sequence, wall clock) samples eviction by time reads, saved with the last checkpoint.
     var clockKey: [UInt8] { Array("clock/\(suffix)".utf8) }
+    /// Counts writes of rows that bypass the update log (imports): followers copy the rows again when it moves.
+    var rowsGenerationKey: [UInt8] { Array("rowsgen/\(suffix)".utf8) }
     var sparsityKey: [UInt8] { Array("sparsity/\(suffix)".utf8) }
     var dnisKey: [UInt8] { Array("dnis/\(suffix)".utf8) }
 

@@ -147,6 +147,12 @@ public final class Follower: @unchecked Sendable {
                 lock.withLock { states[name]?.incarnation = 0 }
                 continue
             }
+            if try host.withEngine({ try $0.rowsGeneration(table: name) }) != page.rowsGeneration {
+                // Rows were imported on the primary (outside the log) since the local rows were copied: copy the
+                // stored rows again first (the local generation is persisted, so this holds across restarts).
+                try bootstrap(name)
+                continue
+            }
             let records = Array(zip(page.sequences, page.payloads)).map { (seq: $0.0, payload: $0.1) }
             if !records.isEmpty { _ = try host.withEngine { try $0.applyReplicated(table: name, records: records) } }
             applied += page.sequences.count
@@ -166,6 +172,7 @@ public final class Follower: @unchecked Sendable {
     private func bootstrap(_ name: String) throws {
         let started = Date()
         _ = try call(ShardRPC.flush, Wire.FlushRequest(table: name))
+        // The rows generation is read before the copy: an import during it makes the next page copy again.
         let head = try call(ShardRPC.readLog, Wire.ReadLogRequest(table: name, afterSequence: UInt64.max, maxBytes: 1))
         let addressing = RowAddressing(spec: try host.withEngine { try $0.snapshot(of: name).spec })
         var rows = 0
@@ -183,7 +190,10 @@ public final class Follower: @unchecked Sendable {
             }
             if page.done || page.keys.isEmpty { break }
         }
-        try host.withEngine { try $0.finishReplicaBootstrap(table: name, base: head.logStart) }
+        try host.withEngine { engine in
+            try engine.finishReplicaBootstrap(table: name, base: head.logStart)
+            try engine.setRowsGeneration(table: name, head.rowsGeneration)
+        }
         lock.withLock {
             states[name]?.incarnation = head.incarnation
             states[name]?.bootstraps += 1

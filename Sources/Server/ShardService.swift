@@ -303,7 +303,7 @@ public final class ShardService: Sendable {
                 acks.confirm(table: req.table, incarnation: p.incarnation, through: req.afterSequence)
             }
             return Wire.ReadLogResponse(sequences: p.sequences, payloads: p.payloads, durableSequence: p.durableSequence, logStart: p.logStart,
-                                        incarnation: p.incarnation)
+                                        incarnation: p.incarnation, rowsGeneration: p.rowsGeneration)
         }
         r.handle(ShardRPC.readStoredRows) { _, req in
             try Self.slotRowsPage(req) { slot, after, limit in try host.withEngine { try $0.storedSlotRows(table: req.table, slot: slot, after: after, limit: limit) } }

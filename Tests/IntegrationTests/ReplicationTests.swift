@@ -176,6 +176,40 @@ final class FollowerProcess: @unchecked Sendable {
         print("replication: " + follower.logTail.split(separator: "\n").filter { $0.contains("copied") || $0.contains("retrying") || $0.contains("created") }.joined(separator: "; "))
     }
 
+    /// Imports write rows outside the update log: the follower sees the primary's rows generation move and
+    /// copies the stored rows again, also when the import happened while it was down.
+    @Test func importsOnThePrimaryReachTheFollower() async throws {
+        let cluster = try LocalCluster(shards: 1)
+        defer { cluster.stop() }
+        let primary = try cluster.client()
+        try await primary.admin.createTable(TableSpec(name: "imp", dim: 4, optimizer: OptimizerConfig(kind: .sgd, learningRate: 1)))
+        let ids = (0..<2000).map { UInt64($0) }
+        try await primary.push(table: "imp", ids: ids, gradients: [Float](repeating: -1, count: ids.count * 4))
+        let follower = FollowerProcess(of: cluster)
+        defer { follower.stop() }
+        try follower.start()
+        _ = try await Self.waitCaughtUp(primary, try follower.client(), "imp")
+        func importAndCheck(_ value: Float, restartFollower: Bool) async throws {
+            if restartFollower { follower.kill9() }
+            try await primary.admin.importRows("imp", keys: Array(ids.prefix(500)), values: [Float](repeating: value, count: 500 * 4))
+            try await primary.push(table: "imp", ids: [1, 1999], gradients: [Float](repeating: -0.5, count: 8))
+            if restartFollower { try follower.start() }
+            let fc = try follower.client()
+            let expected = try await Self.rows(primary, "imp", ids)
+            let deadline = Date().addingTimeInterval(60)
+            var got: [UInt32] = []
+            while Date() < deadline {
+                got = (try? await Self.rows(fc, "imp", ids)) ?? []
+                if got == expected { break }
+                try await Task.sleep(nanoseconds: 100_000_000)
+            }
+            #expect(got == expected, "the follower's rows differ from the primary's after an import (restart: \(restartFollower))")
+        }
+        try await importAndCheck(7, restartFollower: false)
+        try await importAndCheck(9, restartFollower: true)
+        #expect(follower.logTail.components(separatedBy: "copied").count - 1 >= 2, "\(follower.logTail)")
+    }
+
     /// ReadStoredRows as an outside client may call it: a limit over the cap (65536) returns a full capped
     /// page that is not reported done, pages resume across slots, a bad slot is refused, and the pages
     /// together hold every stored row once.

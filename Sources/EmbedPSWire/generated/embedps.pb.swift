@@ -1374,13 +1374,17 @@ extension Wire {
         public var logStart: UInt64 = 0
         /// changes when the table is dropped and created again
         public var incarnation: UInt64 = 0
+        /// Moves when rows were written outside the log (ImportRows): a follower that saw another value copies the
+        /// stored rows again (ReadStoredRows after a Flush) before applying more records.
+        public var rowsGeneration: UInt64 = 0
         public init() {}
-        public init(sequences: [UInt64] = [], payloads: [[UInt8]] = [], durableSequence: UInt64 = 0, logStart: UInt64 = 0, incarnation: UInt64 = 0) {
+        public init(sequences: [UInt64] = [], payloads: [[UInt8]] = [], durableSequence: UInt64 = 0, logStart: UInt64 = 0, incarnation: UInt64 = 0, rowsGeneration: UInt64 = 0) {
             self.sequences = sequences
             self.payloads = payloads
             self.durableSequence = durableSequence
             self.logStart = logStart
             self.incarnation = incarnation
+            self.rowsGeneration = rowsGeneration
         }
         public mutating func decodeField(number: UInt32, wireType: ProtoWireType, from reader: inout ProtoReader) throws(WireError) -> Bool {
             switch number {
@@ -1389,6 +1393,7 @@ extension Wire {
             case 3: try reader.readUInt64(&durableSequence, wireType, field: "ReadLogResponse.durable_sequence")
             case 4: try reader.readUInt64(&logStart, wireType, field: "ReadLogResponse.log_start")
             case 5: try reader.readUInt64(&incarnation, wireType, field: "ReadLogResponse.incarnation")
+            case 6: try reader.readUInt64(&rowsGeneration, wireType, field: "ReadLogResponse.rows_generation")
             default: return false
             }
             return true
@@ -1399,6 +1404,7 @@ extension Wire {
             writer.writeUInt64(3, durableSequence)
             writer.writeUInt64(4, logStart)
             writer.writeUInt64(5, incarnation)
+            writer.writeUInt64(6, rowsGeneration)
         }
     }
 
