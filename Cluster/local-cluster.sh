@@ -4,13 +4,15 @@
 # (or on Ctrl-C / SIGTERM).
 #
 #   Cluster/local-cluster.sh [--shards N] [--workers M] [--data RATINGS.csv.gz] [--run-dir DIR]
-#                            [--durability sync|async] [--bin DIR] [-- extra embedps-train options]
+#                            [--durability sync|async] [--bin DIR] [--hold-seconds S] [-- extra embedps-train options]
 #
 # The cluster spec it writes (RUN_DIR/cluster.json) is the one every process uses; the shards bind port 0
-# and the launcher records the ports they got.
+# and the launcher records the ports they got. With --workers 0 it only serves the shards, for other
+# clients (e.g. python/examples/train_mf_bpr.py --cluster RUN_DIR/cluster.json), until Ctrl-C or S seconds
+# (default 3600).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-shards=2; workers=2; durability=async
+shards=2; workers=2; durability=async; hold=3600
 data="$root/Cluster/data/goodbooks-10k-sample/ratings.csv.gz"
 run_dir="$root/runs/local-$(date +%Y%m%d-%H%M%S)"
 bin="$root/.build/release"
@@ -23,8 +25,9 @@ while (($#)); do
     --run-dir) run_dir="$2"; shift 2 ;;
     --durability) durability="$2"; shift 2 ;;
     --bin) bin="$2"; shift 2 ;;
+    --hold-seconds) hold="$2"; shift 2 ;;
     --) shift; extra=("$@"); break ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -67,6 +70,12 @@ spec="$run_dir/cluster.json"
   for ((i = 0; i < shards; i++)); do sep=$([[ $i -lt $((shards - 1)) ]] && echo , || true); echo "  {\"address\": \"127.0.0.1:$(cat "$run_dir/port-$i")\", \"dataDir\": \"$run_dir/shard-$i\"}$sep"; done
   echo ']}'; } > "$spec"
 "$bin/embedps-admin" health --cluster "$spec" | sed "s/^/[launcher] /"
+if ((workers == 0)); then
+  echo "[launcher] $shards shard(s) serving; no workers: the cluster spec is $spec (Ctrl-C stops the shards; at most ${hold} s)"
+  sleep "$hold" & pids+=($!)
+  wait $! || true
+  exit 0
+fi
 echo "[launcher] $shards shard(s) serving; starting $workers worker(s) on $data"
 
 wpids=()

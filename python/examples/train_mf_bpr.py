@@ -4,8 +4,8 @@ the Swift trainer's data split, model, optimizer and evaluation: leave-last-out 
 BPR with a uniform negative the user has not seen, Adagrad (initial accumulator 0.1) on the shards,
 summed gradients, test Recall@20 over every item with the user's train and validation items masked.
 
-    Cluster/local-cluster.sh --workers 0 ... (or any cluster), then
-    python3 python/examples/train_mf_bpr.py --cluster RUN_DIR/cluster.json [--epochs 20] [--seed 1]
+    Cluster/local-cluster.sh --workers 0 --run-dir runs/py &     # 2 shards, no Swift workers
+    python3 python/examples/train_mf_bpr.py --cluster runs/py/cluster.json [--epochs 20] [--seed 1]
 """
 import argparse
 import gzip
