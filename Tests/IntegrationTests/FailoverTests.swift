@@ -183,8 +183,12 @@ final class StopFlag: @unchecked Sendable {
         // A primary that cannot renew its lease for a whole TTL (etcd gone) stops taking writes: a follower
         // elsewhere may hold the shard by then.
         etcd.stop()
-        try await Task.sleep(nanoseconds: 3_500_000_000)
-        let (code, detail) = await Self.rawPush(followerAddress, "emb")
+        var (code, detail) = await Self.rawPush(followerAddress, "emb")
+        let deadline = Date().addingTimeInterval(15)   // one TTL (2 s) plus a lease round, with room for a loaded machine
+        while code != .failedPrecondition && Date() < deadline {
+            try await Task.sleep(nanoseconds: 200_000_000)
+            (code, detail) = await Self.rawPush(followerAddress, "emb")
+        }
         #expect(code == .failedPrecondition && detail?.reason == .notPrimary, "a primary without its lease answered \(code)")
         print(String(format: "etcd failover: pushes acknowledged again %.2f s after kill -9 (lease TTL 2 s)", writesAgain))
     }
