@@ -48,6 +48,14 @@ extension ShardEngine {
     /// Makes this shard the primary of its index at `epoch`: records the epoch and role durably, then adopts
     /// `spec` (which must name `epoch` for this shard index). Idempotent for the same epoch.
     public func promote(epoch newEpoch: UInt64, spec: ClusterSpec) throws(EngineError) {
+        try checkPromotion(epoch: newEpoch, spec: spec)
+        try persistRole("primary", epoch: newEpoch)
+        try adoptShardMap(spec)
+    }
+
+    /// Throws unless `promote(epoch:spec:)` would accept: `spec` names `newEpoch` (> 0) for this shard index,
+    /// and the epoch is above this shard's (or equal to it once already promoted at it).
+    public func checkPromotion(epoch newEpoch: UInt64, spec: ClusterSpec) throws(EngineError) {
         let index = configuration.shardIndex
         guard index < spec.shards.count, (spec.shards[index].epoch ?? 0) == newEpoch, newEpoch > 0 else {
             throw .invalidSpec(table: "-", message: "Promote: the shard map must name epoch \(newEpoch) (> 0) for shard \(index)")
@@ -56,8 +64,6 @@ extension ShardEngine {
         guard newEpoch > current || (newEpoch == current && currentRole == "primary") else {
             throw .wrongState("shard \(index) is already at primary epoch \(current); a promotion needs a higher epoch than \(current), got \(newEpoch)")
         }
-        try persistRole("primary", epoch: newEpoch)
-        try adoptShardMap(spec)
     }
 
     private func persistRole(_ newRole: String, epoch newEpoch: UInt64?) throws(EngineError) {

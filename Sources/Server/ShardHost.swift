@@ -125,15 +125,8 @@ public final class ShardHost: @unchecked Sendable {
     /// Failover: stops copying (when following), makes the engine the primary at `epoch` under `spec`, and
     /// accepts writes unless `spec` fences it after all.
     public func promote(epoch: UInt64, spec: ClusterSpec) throws {
-        try withEngine { engine in
-            // Validated before the copy stops, so a wrong request leaves the follower following.
-            guard configuration.shardIndex < spec.shards.count, (spec.shards[configuration.shardIndex].epoch ?? 0) == epoch, epoch > 0 else {
-                throw EngineError.invalidSpec(table: "-", message: "Promote: the shard map must name epoch \(epoch) (> 0) for shard \(configuration.shardIndex)")
-            }
-            guard epoch >= engine.primaryEpoch else {
-                throw EngineError.wrongState("shard \(configuration.shardIndex) is at primary epoch \(engine.primaryEpoch), above \(epoch)")
-            }
-        }
+        // Checked by the engine's own rule before the copy stops, so a refused request leaves the follower following.
+        try withEngine { try $0.checkPromotion(epoch: epoch, spec: spec) }
         if let f = follower {
             f.stop()
             condition.withLock { followerBox = nil }
