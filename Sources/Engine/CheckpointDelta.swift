@@ -73,7 +73,7 @@ extension ShardEngine {
             }
             try withTable(name) { (t) throws(EngineError) in
                 try t.applyChangedRows(rows: "\(dir)/delta/\(n).rows", removed: "\(dir)/delta/\(n).removed")
-                try t.finishReplicaBootstrap(base: cut.sequence)
+                try t.continueAfter(cut.sequence)
             }
         }
     }

@@ -2,6 +2,9 @@ import Foundation
 import Vocabulary
 import Storage
 
+/// A DNIS table's state as the engine's API hands it out (see `DnisState`).
+public typealias DnisStateFields = (pruned: Bool, version: UInt64, alpha: [Float], threshold: Float, assignmentRound: UInt32)
+
 /// Mutable DNIS state of one table on one shard: alpha (blocks x dim, row-major, in [0, 1]) with its version,
 /// whether alpha has been folded into the rows (pruned), the cut applied to rows created after pruning, and
 /// the number of block assignments. Guarded by the table lock; persisted under `dnis/<table>`.

@@ -50,14 +50,15 @@ extension EmbeddingTable {
     }
 
     /// Assigns this shard's rows to blocks by push count (descending, ties by row key): the first take[0] to
-    /// block 0, the next take[1] to block 1, ...; the rest to the last block. Returns rows per block.
-    func dnisAssign(take: [UInt64]) throws(EngineError) -> [UInt64] {
+    /// block 0, the next take[1] to block 1, ...; the rest to the last block. Returns rows per block. Logged as
+    /// an operation (its parameters; the assignment is a pure function of the rows).
+    func dnisAssign(take: [UInt64], origin: OperationOrigin = .local) throws(EngineError) -> [UInt64] {
         let d = try requireDnis()
         guard take.count <= d.config.blocks else {
             throw .malformed("\(take.count) block counts for table '\(spec.name)' with \(d.config.blocks) blocks")
         }
         let rf = spec.rowFloats, f = d.format
-        return try rewriteQuiesced { (batch, _, stripes) throws(EngineError) in
+        return try rewriteQuiesced { (batch, state, stripes) throws(EngineError) in
             var (keys, steps, seqs, rows) = try loadAllRows()
             let counts = rows.withUnsafeBufferPointer { all in keys.indices.map { d.count(all.baseAddress! + $0 * rf) } }
             let order = keys.indices.sorted { counts[$0] != counts[$1] ? counts[$0] > counts[$1] : keys[$0] < keys[$1] }
@@ -75,6 +76,7 @@ extension EmbeddingTable {
                     }
                 }
             }
+            _ = try commitOperation(.dnisAssign(take: take), origin, &state)
             rewrite(changed, keys: keys, steps: steps, seqs: seqs, rows: rows, into: batch, stripes)
             let next = dnisBox.withLock { s -> DnisState in s.assignmentRound += 1; return s }
             batch.put(db.defaultFamily, key: dnisKey, value: next.encoded)
@@ -92,7 +94,7 @@ extension EmbeddingTable {
             guard v.allSatisfy(\.isFinite) else { throw .malformed("\(name) for table '\(spec.name)' has NaN or Inf: nothing was applied") }
         }
         if !setAlpha.isEmpty { guard setAlpha.allSatisfy({ $0 >= 0 && $0 <= 1 }) else { throw .malformed("alpha values must be in [0, 1]") } }
-        return try withExclusive { (_, _) throws(EngineError) -> DnisState in
+        return try withExclusive { (state, _) throws(EngineError) -> DnisState in
             var next = dnisBox.withLock { $0 }
             if !gradient.isEmpty {
                 guard !next.pruned else { throw .dnisPruned(spec.name) }
@@ -102,12 +104,7 @@ extension EmbeddingTable {
             } else if setVersion > next.version && !setAlpha.isEmpty && !next.pruned {
                 next.alpha = setAlpha; next.version = setVersion
             }
-            if next != dnisBox.withLock({ $0 }) {
-                let b = WriteBatch()
-                b.put(db.defaultFamily, key: dnisKey, value: next.encoded)
-                do { try db.write(b, sync: true) } catch { throw .storage("table '\(spec.name)': \(error)") }
-                dnisBox.withLock { $0 = next }
-            }
+            if next != dnisBox.withLock({ $0 }) { try storeDnisState(next, .local, &state) }
             return next
         }
     }
@@ -119,17 +116,14 @@ extension EmbeddingTable {
         guard alpha.count == d.config.blocks * spec.dim, alpha.allSatisfy({ $0.isFinite && $0 >= 0 && $0 <= 1 }), threshold.isFinite, threshold >= 0 else {
             throw .malformed("DNIS state for table '\(spec.name)' needs blocks x dim alpha values in [0, 1] and a finite threshold")
         }
-        return try withExclusive { (_, _) throws(EngineError) -> Bool in
+        return try withExclusive { (state, _) throws(EngineError) -> Bool in
             let current = dnisBox.withLock { $0 }
             let ahead = (pruned && !current.pruned) || (pruned == current.pruned && version > current.version)
             guard ahead else { return false }
             var next = current
             next.pruned = pruned; next.version = version; next.alpha = alpha; next.threshold = threshold
             next.assignmentRound = max(next.assignmentRound, assignmentRound)
-            let b = WriteBatch()
-            b.put(db.defaultFamily, key: dnisKey, value: next.encoded)
-            do { try db.write(b, sync: true) } catch { throw .storage("table '\(spec.name)': \(error)") }
-            dnisBox.withLock { $0 = next }
+            try storeDnisState(next, .local, &state)
             return true
         }
     }
@@ -155,12 +149,13 @@ extension EmbeddingTable {
 
     /// Prunes exactly `prune` active entries (smallest |alpha[block] * v|, ties by row key and column), folds
     /// alpha into every row and switches to pruned mode (rows created later are cut at `threshold`).
-    /// All or nothing, durable on return. Returns (pruned, active entries left, rows).
-    func dnisPrune(prune: UInt64, threshold: Float) throws(EngineError) -> (UInt64, UInt64, UInt64) {
+    /// All or nothing, durable on return. Returns (pruned, active entries left, rows). Logged as an operation
+    /// (its parameters; the prune is a pure function of the rows and alpha).
+    func dnisPrune(prune: UInt64, threshold: Float, origin: OperationOrigin = .local) throws(EngineError) -> (UInt64, UInt64, UInt64) {
         let d = try requireDnis()
         let rf = spec.rowFloats, f = d.format, dim = spec.dim
         guard threshold.isFinite, threshold >= 0 else { throw .malformed("prune threshold \(threshold) must be finite and >= 0") }
-        return try rewriteQuiesced { (batch, _, stripes) throws(EngineError) in
+        return try rewriteQuiesced { (batch, state, stripes) throws(EngineError) in
             let current = dnisBox.withLock { $0 }
             guard !current.pruned else { throw .dnisPruned(spec.name) }
             var (keys, steps, seqs, rows) = try loadAllRows()
@@ -185,6 +180,7 @@ extension EmbeddingTable {
                 for i in keys.indices { d.fold(all.baseAddress! + i * rf, alpha: alpha, cut: 0) }
             }
             let active = rows.withUnsafeBufferPointer { all in keys.indices.reduce(0) { $0 + UInt64(f.activeCount(all.baseAddress! + $1 * rf)) } }
+            _ = try commitOperation(.dnisPrune(prune: prune, threshold: threshold), origin, &state)
             rewrite(Array(keys.indices), keys: keys, steps: steps, seqs: seqs, rows: rows, into: batch, stripes)
             var next = current
             next.pruned = true; next.threshold = threshold

@@ -205,8 +205,9 @@ extension EmbeddingTable {
     }
 
     /// Deletes `keys` (rows the scan chose) in one exclusive section, keeping any updated since the pass's
-    /// checkpoint (cached dirty or newer, pinned, or stored with a newer sequence): one synced RocksDB batch
-    /// (rows and the stored-row counter), then the cached copies. Returns the rows deleted.
+    /// checkpoint (cached dirty or newer, pinned, or stored with a newer sequence): an operation record of the
+    /// victims, one synced RocksDB batch (rows and the stored-row counter), then the cached copies. Returns the
+    /// rows deleted.
     private func deleteEvicted(_ keys: [UInt64], checkpointSeq: UInt64) throws(EngineError) -> Int {
         try withExclusive { (state, stripes) throws(EngineError) -> Int in
             var victims: [UInt64] = []
@@ -228,7 +229,9 @@ extension EmbeddingTable {
                 for (j, k) in uncached.enumerated() where scratch.exists[j] && scratch.seqs[j] <= checkpointSeq { victims.append(k) }
             }
             guard !victims.isEmpty else { return 0 }
-            try deleteStoredRows(victims, removedAt: state.lastSeq, stripes, what: "eviction")
+            // Logged first (followers and a replay delete the same rows), then deleted.
+            let seq = try commitOperation(.removeRows(victims), .local, &state)
+            try afterLogging { () throws(EngineError) in try deleteStoredRows(victims, removedAt: seq, stripes, what: "eviction") }
             return victims.count
         }
     }

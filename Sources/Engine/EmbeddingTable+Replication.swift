@@ -13,15 +13,41 @@ public struct ReplicationPage: Sendable {
     public var incarnation: UInt64
     /// Moves when rows were written outside the log (imports): a follower copies the stored rows again.
     public var rowsGeneration: UInt64 = 0
+    /// The last whole-table rewrite's sequence, and the sparsity schedule (see ReadLogResponse).
+    public var rewriteSequence: UInt64 = 0
+    public var sparsityRound: UInt32 = 0
+    public var sparsityStepSequence: UInt64 = 0
+
+    public init(sequences: [UInt64], payloads: [[UInt8]], durableSequence: UInt64, logStart: UInt64, incarnation: UInt64,
+                rowsGeneration: UInt64, rewriteSequence: UInt64, sparsityRound: UInt32, sparsityStepSequence: UInt64) {
+        self.sequences = sequences; self.payloads = payloads; self.durableSequence = durableSequence; self.logStart = logStart
+        self.incarnation = incarnation; self.rowsGeneration = rowsGeneration; self.rewriteSequence = rewriteSequence
+        self.sparsityRound = sparsityRound; self.sparsityStepSequence = sparsityStepSequence
+    }
 }
 
 /// Replication (see REPLICATION in the proto): a primary serves pages of its update log; a follower applies
 /// them with the replay code of crash recovery and logs them under the primary's sequence numbers, so its
 /// rows are bitwise equal to the primary's at the same sequence.
 extension EmbeddingTable {
-    /// Whether the update log holds everything that changes this table's rows (no table-kind operations,
-    /// semantic registrations or evictions that bypass it): such tables are replicated.
-    var replicable: Bool { spec.semantic == nil && spec.sparsity == nil && spec.dnis == nil && spec.eviction == nil }
+    /// A follower keeps the records it has not read yet for this long after its last read, up to this many
+    /// bytes of log per table (then it copies the stored rows again).
+    static let followerRetentionSeconds: Double = 120
+    static let followerRetentionBytes: UInt64 = 1 << 30
+
+    /// Deletes the log segments a checkpoint through `target` covers, except those a follower that read the
+    /// log recently still needs (within `followerRetentionSeconds` and `followerRetentionBytes`).
+    func trimLog(through target: UInt64) {
+        var through = target
+        if let p = followerPosition.withLock({ $0 }), Date().timeIntervalSince(p.at) < Self.followerRetentionSeconds,
+           log.totalBytes < Self.followerRetentionBytes {
+            through = min(through, p.after)
+        }
+        log.deleteSegments(through: through)
+    }
+
+    /// Notes that a follower read the log after `after` (it needs every record after it).
+    func noteFollowerRead(after: UInt64) { followerPosition.withLock { $0 = (after, Date()) } }
 
     /// The last applied sequence.
     var lastSequence: UInt64 { commit.withLock { $0.lastSeq } }
@@ -37,14 +63,15 @@ extension EmbeddingTable {
 
     /// Applies a primary's log records (ascending `seq`, payloads as logged): each one this table already
     /// holds is skipped, the others are logged here under the same sequence and applied like replayed
-    /// records (rows whose sequence covers one are left alone). All durable on return (one wait for the
-    /// last, so the log writes them as one group). Returns the records applied.
+    /// records (rows whose sequence covers a push are left alone; an operation runs the code that first ran
+    /// it). All durable on return (one wait for the last push, so the log writes them as one group). Returns
+    /// the records applied.
     @discardableResult
     func applyReplicated(_ records: [(seq: UInt64, payload: [UInt8])]) throws(EngineError) -> Int {
         try checkHealthy()
         let dim = spec.dim
         var buffers: [UnsafeMutableRawBufferPointer] = []
-        var applied = 0, rows = 0
+        var applied = 0, pushes = 0, rows = 0
         var last: UInt64 = 0
         // The log copies queued records from `buffers` when it writes them: they are freed only after the
         // last enqueued record is written, also when a later record of the page is refused.
@@ -53,6 +80,18 @@ extension EmbeddingTable {
             buffers.forEach { $0.deallocate() }
         }
         for (seq, payload) in records {
+            if payload.withUnsafeBytes({ TableOperation.isOperation($0) }) {
+                // An operation: applied (and logged) alone, after the pushes before it are durable.
+                guard seq > lastSequence else { continue }
+                let op: TableOperation
+                switch payload.withUnsafeBytes({ TableOperation.decode($0) }) {
+                case .success(let o): op = o
+                case .failure(let why): throw .malformed("replicated record \(seq) of '\(spec.name)' \(why.message)")
+                }
+                try applyOperation(op, .replicated(seq))
+                applied += 1; last = seq
+                continue
+            }
             // The payload stays allocated until the log has written it (the log copies from it).
             let bytes = UnsafeMutableRawBufferPointer.allocate(byteCount: max(8, payload.count), alignment: 16)
             buffers.append(bytes)
@@ -75,15 +114,11 @@ extension EmbeddingTable {
                 if let requestID { state.ledger.record(requestID, rows: count) }
                 return true
             }
-            if took { applied += 1; rows += count; last = seq }
+            if took { applied += 1; pushes += 1; rows += count; last = seq }
         }
         guard applied > 0 else { return 0 }
-        do { try log.waitDurable(last) } catch {
-            let reason = "\(error)"
-            poisoned.withLock { if $0 == nil { $0 = reason } }
-            throw .storage("table '\(spec.name)': \(reason); the table refuses updates until the shard restarts")
-        }
-        counters.pushes.add(UInt64(applied), ordering: .relaxed)
+        do { try log.waitDurable(last) } catch { throw poison(error) }
+        counters.pushes.add(UInt64(pushes), ordering: .relaxed)
         counters.rowsPushed.add(UInt64(rows), ordering: .relaxed)
         return applied
     }
@@ -107,8 +142,36 @@ extension EmbeddingTable {
         }
     }
 
-    /// Replication bootstrap done: numbering continues after `base` and a checkpoint records it.
-    func finishReplicaBootstrap(base: UInt64) throws(EngineError) {
+    /// Replication bootstrap done: the table takes over the primary's side state (DNIS state, sparsity
+    /// schedule, last rewrite) and numbering continues after max(log start, last rewrite) (a copy read after a
+    /// rewrite holds it); a checkpoint records it.
+    func finishReplicaBootstrap(head: ReplicationPage, dnis fields: DnisStateFields?) throws(EngineError) {
+        let base = max(head.logStart, head.rewriteSequence)
+        let b = WriteBatch()
+        if let fields, let d = dnis {
+            guard fields.alpha.count == d.config.blocks * spec.dim else {
+                throw .malformed("the primary's DNIS state of '\(spec.name)' has \(fields.alpha.count) alpha values, expected \(d.config.blocks * spec.dim)")
+            }
+            var next = DnisState(blocks: d.config.blocks, dim: spec.dim)
+            next.pruned = fields.pruned; next.version = fields.version; next.alpha = fields.alpha
+            next.threshold = fields.threshold; next.assignmentRound = fields.assignmentRound
+            b.put(db.defaultFamily, key: dnisKey, value: next.encoded)
+            dnisBox.withLock { $0 = next }
+        }
+        var sparsity = [UInt8](repeating: 0, count: 12)
+        sparsity.withUnsafeMutableBytes { $0.storeBytes(of: head.sparsityRound, as: UInt32.self); $0.storeBytes(of: head.sparsityStepSequence, toByteOffset: 4, as: UInt64.self) }
+        b.put(db.defaultFamily, key: identity.sparsityKey, value: sparsity)
+        b.put(db.defaultFamily, key: identity.rewriteKey, value: withUnsafeBytes(of: head.rewriteSequence) { Array($0) })
+        do { try db.write(b, sync: true) } catch { throw .storage("table '\(spec.name)' bootstrap: \(error)") }
+        commit.withLock { state in
+            state.rewriteSeq = head.rewriteSequence
+            state.sparsityRound = head.sparsityRound; state.sparsityStepSeq = head.sparsityStepSequence
+        }
+        try continueAfter(base)
+    }
+
+    /// Numbering continues after `base` (copied rows hold every update through it); a checkpoint records it.
+    func continueAfter(_ base: UInt64) throws(EngineError) {
         commit.withLock { state in
             if state.lastSeq < base { state.lastSeq = base; log.resume(after: base) }
         }

@@ -104,8 +104,9 @@ extension EmbeddingTable {
 
     /// Prunes exactly `prune` active entries (smallest |w|) and grows exactly `grow` entries that were inactive
     /// before the step (largest decayed accumulated |gradient|); ties break by (row key, column). All or nothing,
-    /// durable on return.
-    func sparsityStep(prune: UInt64, grow: UInt64, round: UInt32) throws(EngineError) -> SparsityStepResult {
+    /// durable on return. Logged as an operation (its parameters: the step is a pure function of the rows and
+    /// the sequence, so a follower or a replay computes the same rows).
+    func sparsityStep(prune: UInt64, grow: UInt64, round: UInt32, origin: OperationOrigin = .local) throws(EngineError) -> SparsityStepResult {
         guard let sp = sparsity else { throw .notSparse(spec.name) }
         let f = sp.format, rf = spec.rowFloats
         return try rewriteQuiesced { (batch, state, stripes) throws(EngineError) in
@@ -113,7 +114,12 @@ extension EmbeddingTable {
             var (keys, steps, seqs, rows) = try loadAllRows()
             struct Entry { var value: Float; var row: Int32; var column: Int32 }
             var active: [Entry] = [], inactive: [Entry] = []
-            let now = state.lastSeq
+            // The sequence before the step's own (the same here, on a follower and in a replay).
+            let now: UInt64
+            switch origin {
+            case .local: now = state.lastSeq
+            case .replicated(let s), .replayed(let s): now = s - 1
+            }
             rows.withUnsafeMutableBufferPointer { all in
                 for i in 0..<keys.count {
                     let row = all.baseAddress! + i * rf
@@ -135,11 +141,13 @@ extension EmbeddingTable {
                 for e in active.prefix(Int(prune)) { sp.prune(all.baseAddress! + Int(e.row) * rf, Int(e.column)); changed.insert(Int(e.row)) }
                 for e in inactive.prefix(Int(grow)) { sp.grow(all.baseAddress! + Int(e.row) * rf, Int(e.column)); changed.insert(Int(e.row)) }
             }
+            // The step's own sequence: pushes since the step count from it.
+            let stepSeq = try commitOperation(.sparsityStep(prune: prune, grow: grow, round: round), origin, &state)
             rewrite(changed.sorted(), keys: keys, steps: steps, seqs: seqs, rows: rows, into: batch, stripes)
             var encoded = [UInt8](repeating: 0, count: 12)
-            encoded.withUnsafeMutableBytes { $0.storeBytes(of: round, as: UInt32.self); $0.storeBytes(of: now, toByteOffset: 4, as: UInt64.self) }
+            encoded.withUnsafeMutableBytes { $0.storeBytes(of: round, as: UInt32.self); $0.storeBytes(of: stepSeq, toByteOffset: 4, as: UInt64.self) }
             batch.put(db.defaultFamily, key: sparsityKey, value: encoded)
-            state.sparsityRound = round; state.sparsityStepSeq = now
+            state.sparsityRound = round; state.sparsityStepSeq = stepSeq
             let activeAfter = UInt64(active.count) - prune + grow
             return SparsityStepResult(pruned: prune, grown: grow, active: activeAfter, round: round, rows: UInt64(keys.count))
         }

@@ -34,9 +34,8 @@ public struct TableSnapshot: Sendable {
     public let backpressureFlushes, rowsLoaded, evictions: UInt64
     /// Admission and eviction policies (zero without them); `evictions` above counts cache evictions.
     public let rowsAdmitted, pushesRefused, rowsEvicted, evictionPasses, admissionSketchBytes: UInt64
-    /// The last applied update-log sequence, and whether a follower can copy the table from its log.
+    /// The last applied update-log sequence.
     public let lastSequence: UInt64
-    public let replicable: Bool
 }
 
 /// The part of a table's state that changes with every commit: guarded by the commit lock (`commit`).
@@ -51,6 +50,8 @@ struct CommitState {
     /// Prune-and-regrow rounds applied and the sequence of the last one (sparse tables).
     var sparsityRound: UInt32 = 0
     var sparsityStepSeq: UInt64 = 0
+    /// The sequence of the last whole-table rewrite operation (see `lastRewriteSequence`).
+    var rewriteSeq: UInt64 = 0
 }
 
 /// The flusher's state of a table (behind `EmbeddingTable.flushing`).
@@ -129,6 +130,11 @@ final class EmbeddingTable: @unchecked Sendable {
     let storedRowsCount = Atomic<UInt64>(0)
     /// Imports so far (persisted): rows written outside the update log (see `rowsGenerationKey`).
     let rowsGeneration = Atomic<UInt64>(0)
+    /// Set only while `init` replays the log (one thread, before the table is shared): the log is not open,
+    /// so nothing waits on it and nothing trims it.
+    private(set) var isRecovering = false
+    /// The last position a follower read the log from, and when (see `trimLog`).
+    let followerPosition = LockedBox<(after: UInt64, at: Date)?>(nil)
     var storedRows: UInt64 { storedRowsCount.load(ordering: .relaxed) }
     /// Dirty rows, approximately (exact values are in the stripes); drives the flusher and back-pressure.
     let dirtyApprox = Atomic<Int>(0)
@@ -164,6 +170,9 @@ final class EmbeddingTable: @unchecked Sendable {
         if let m = try db.get(db.defaultFamily, key: identity.rowsGenerationKey), m.count == 8 {
             rowsGeneration.store(m.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }, ordering: .relaxed)
         }
+        if let m = try db.get(db.defaultFamily, key: identity.rewriteKey), m.count == 8 {
+            state.rewriteSeq = m.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }
+        }
         if let m = try db.get(db.defaultFamily, key: identity.sparsityKey), m.count == 12 {
             state.sparsityRound = m.withUnsafeBytes { $0.loadUnaligned(as: UInt32.self) }
             state.sparsityStepSeq = m.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 4, as: UInt64.self) }
@@ -193,11 +202,21 @@ final class EmbeddingTable: @unchecked Sendable {
 
     var dim: Int { spec.dim }
 
-    /// Replays every logged update newer than the checkpoint (rows already covering a record are skipped),
-    /// then resumes numbering after the last record.
+    /// Replays every logged update newer than the checkpoint (rows already covering a record are skipped;
+    /// operation records are applied with the code that first applied them), then resumes numbering after
+    /// the last record.
     private func recover(after checkpointSeq: UInt64) throws {
         let dim = spec.dim
+        isRecovering = true
+        defer { isRecovering = false }
         let last = try log.replay(after: checkpointSeq) { seq, payload in
+            if TableOperation.isOperation(payload) {
+                switch TableOperation.decode(payload) {
+                case .success(let op): try applyOperation(op, .replayed(seq))
+                case .failure(let why): throw EngineError.storage("update log record \(seq) of '\(spec.name)' \(why.message)")
+                }
+                return
+            }
             let push: LoggedPush
             switch LoggedPush.decode(payload, dim: dim) {
             case .success(let p): push = p
@@ -423,11 +442,7 @@ final class EmbeddingTable: @unchecked Sendable {
             return (seq, nil)
         }
         if let repeated { return repeated }
-        do { try log.waitDurable(seq) } catch {
-            let reason = "\(error)"
-            poisoned.withLock { if $0 == nil { $0 = reason } }
-            throw .storage("table '\(spec.name)': \(reason); the table refuses updates until the shard restarts")
-        }
+        do { try log.waitDurable(seq) } catch { throw poison(error) }
         counters.pushes.add(1, ordering: .relaxed)
         counters.rowsPushed.add(UInt64(record.count), ordering: .relaxed)
         return record.count
@@ -741,7 +756,7 @@ final class EmbeddingTable: @unchecked Sendable {
                 try db.write(b, sync: true)
             } catch { throw .storage("table '\(spec.name)' checkpoint: \(error)") }
             commit.withLock { $0.checkpointSeq = target; $0.lastCheckpoint = Date() }
-            log.deleteSegments(through: target)
+            trimLog(through: target)
             log.markCheckpoint()
             counters.checkpoints.add(1, ordering: .relaxed)
         }
@@ -813,7 +828,8 @@ final class EmbeddingTable: @unchecked Sendable {
     /// Inside an exclusive section: makes every committed update durable and writes every dirty row, so
     /// RocksDB holds the whole table (the family flushed to SST files).
     func flushAllExclusive(_ stripes: [RowStripe], lastSeq: UInt64) throws(EngineError) {
-        do { try log.waitDurable(lastSeq) } catch { throw .storage("table '\(spec.name)': \(error)") }
+        // In recovery every replayed record is durable (it was read from the log, which is not open yet).
+        if !isRecovering { do { try log.waitDurable(lastSeq) } catch { throw .storage("table '\(spec.name)': \(error)") } }
         let batch = RowBatch(codec: codec, capacity: stripes.reduce(0) { $0 + $1.dirtyCount })
         var newRows = 0
         var slots: [(RowStripe, Int)] = []
@@ -841,22 +857,36 @@ final class EmbeddingTable: @unchecked Sendable {
     /// Runs `body` inside an exclusive section with the table complete in RocksDB (every dirty row written,
     /// the family flushed). Rows `body` adds to the batch are written synchronously, through RocksDB's WAL, in
     /// one batch with a checkpoint marker covering every logged update, so the rewrite is atomic and durable,
-    /// and log replay after a crash starts after it. `body` keeps cached copies of rewritten rows current.
+    /// and log replay after a crash starts after it. `body` keeps cached copies of rewritten rows current. A
+    /// rewrite operation `body` logged (`commitOperation`) is recorded as the last rewrite; if the batch then
+    /// fails, the table is poisoned (a restart replays the operation). In recovery the log is neither rotated
+    /// nor trimmed (the records being replayed are still needed there until the next checkpoint).
     func rewriteQuiesced<R>(_ body: (WriteBatch, inout CommitState, [RowStripe]) throws(EngineError) -> R) throws(EngineError) -> R {
         let (result, target) = try withExclusive { (state, stripes) throws(EngineError) -> (R, UInt64) in
-            log.rotate()
+            if !isRecovering { log.rotate() }
             try flushAllExclusive(stripes, lastSeq: state.lastSeq)
             let b = WriteBatch()
+            let before = state.lastSeq
             let r = try body(b, &state, stripes)
+            let logged = state.lastSeq != before
+            if logged {
+                state.rewriteSeq = state.lastSeq
+                b.put(db.defaultFamily, key: identity.rewriteKey, value: withUnsafeBytes(of: state.lastSeq) { Array($0) })
+            }
             putCheckpointMarker(b, through: state.lastSeq, ledger: state.ledger.encoded)
             var count = storedRows
             b.put(family, key: Self.storedRowsKey, value: withUnsafeBytes(of: &count) { Array($0) })
-            do { try db.write(b, sync: true) } catch { throw .storage("table '\(spec.name)': \(error)") }
+            do { try db.write(b, sync: true) } catch {
+                let e = EngineError.storage("table '\(spec.name)': \(error)")
+                throw logged ? poison(e) : e
+            }
             state.checkpointSeq = state.lastSeq; state.lastCheckpoint = Date()
             return (r, state.lastSeq)
         }
-        log.deleteSegments(through: target)
-        log.markCheckpoint()
+        if !isRecovering {
+            trimLog(through: target)
+            log.markCheckpoint()
+        }
         counters.checkpoints.add(1, ordering: .relaxed)
         return result
     }
@@ -900,7 +930,7 @@ final class EmbeddingTable: @unchecked Sendable {
                              rowsLoaded: cnt.rowsLoaded.load(ordering: .relaxed), evictions: c.evictions,
                              rowsAdmitted: cnt.rowsAdmitted.load(ordering: .relaxed), pushesRefused: cnt.pushesRefused.load(ordering: .relaxed),
                              rowsEvicted: cnt.rowsEvicted.load(ordering: .relaxed), evictionPasses: cnt.evictionPasses.load(ordering: .relaxed),
-                             admissionSketchBytes: UInt64(admission?.sketchBytes ?? 0), lastSequence: lastSequence, replicable: replicable)
+                             admissionSketchBytes: UInt64(admission?.sketchBytes ?? 0), lastSequence: lastSequence)
     }
 }
 

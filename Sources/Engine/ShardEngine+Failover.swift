@@ -78,11 +78,8 @@ extension ShardEngine {
         if let newEpoch { epoch = newEpoch }
     }
 
-    /// The log point a replica must confirm for the last update applied to `table`, or nil when the table
-    /// is not replicated (its table-kind state is not all in the log).
-    public func replicationPoint(table name: String) throws(EngineError) -> ReplicationPoint? {
-        try withTable(name) { t in
-            t.replicable ? ReplicationPoint(table: name, incarnation: t.identity.incarnation, sequence: t.lastSequence) : nil
-        }
+    /// The log point a replica must confirm for the last update applied to `table`.
+    public func replicationPoint(table name: String) throws(EngineError) -> ReplicationPoint {
+        try withTable(name) { t in ReplicationPoint(table: name, incarnation: t.identity.incarnation, sequence: t.lastSequence) }
     }
 }

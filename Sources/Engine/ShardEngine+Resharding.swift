@@ -116,12 +116,18 @@ extension ShardEngine {
 
     // MARK: replication (see EmbeddingTable+Replication.swift)
 
-    /// A page of a table's durable update-log records after `after`.
+    /// A page of a table's durable update-log records after `after`. A read keeps the records after `after`
+    /// (after the log's start for a head read, `after` = max) from being trimmed for a while: see
+    /// `EmbeddingTable.trimLog`.
     public func readLog(table name: String, after: UInt64, maxBytes: Int) throws(EngineError) -> ReplicationPage {
         try withTable(name) { (t) throws(EngineError) in
             let p = try t.readLog(after: after, maxBytes: maxBytes)
+            // A head read (after = max) starts a follower's copy, which continues from the log's start.
+            t.noteFollowerRead(after: after == UInt64.max ? p.logStart : after)
+            let state = t.commit.withLock { $0 }
             return ReplicationPage(sequences: p.sequences, payloads: p.payloads, durableSequence: p.durableSequence, logStart: p.logStart,
-                                   incarnation: t.identity.incarnation, rowsGeneration: t.rowsGeneration.load(ordering: .relaxed))
+                                   incarnation: t.identity.incarnation, rowsGeneration: t.rowsGeneration.load(ordering: .relaxed),
+                                   rewriteSequence: state.rewriteSeq, sparsityRound: state.sparsityRound, sparsityStepSequence: state.sparsityStepSeq)
         }
     }
 
@@ -163,8 +169,18 @@ extension ShardEngine {
         try withTable(name) { (t) throws(EngineError) in try t.installReplicaRows(rows) }
     }
 
-    /// Follower bootstrap done: the table continues after `base`.
-    public func finishReplicaBootstrap(table name: String, base: UInt64) throws(EngineError) {
-        try withTable(name) { (t) throws(EngineError) in try t.finishReplicaBootstrap(base: base) }
+    /// Follower bootstrap done: the table takes over the primary's side state (`head`: the ReadLog head
+    /// read after the copy; `dnis`: its DNIS state) and continues after max(log start, last rewrite).
+    public func finishReplicaBootstrap(table name: String, head: ReplicationPage, dnis: DnisStateFields?) throws(EngineError) {
+        try withTable(name) { (t) throws(EngineError) in try t.finishReplicaBootstrap(head: head, dnis: dnis) }
+    }
+
+    /// Follower bootstrap: registers a primary's items (a page of ExportItems) without logging them.
+    public func installReplicaItems(table name: String, items: [UInt64], codes: [UInt32]) throws(EngineError) {
+        try withTable(name) { (t) throws(EngineError) in
+            guard let store = t.semantic?.items else { throw .invalidSpec(table: name, message: "the table has no semantic-ID configuration") }
+            guard codes.count == items.count * store.levels else { throw .malformed("table '\(name)': \(codes.count) codes for \(items.count) items") }
+            do { try store.register(items: items, flat: codes) } catch { throw .storage("table '\(name)' items: \(error)") }
+        }
     }
 }

@@ -159,7 +159,7 @@ public final class ShardEngine: @unchecked Sendable {
             while stopCheckpointer.wait(timeout: .now() + 0.02) == .timedOut {
                 try? forEachTable { (table) throws(EngineError) in
                     do { try table.flusherPass(logBytesLimit: configuration.checkpointLogBytes, maxInterval: configuration.checkpointIntervalSeconds,
-                                               evictionAllowed: !migrating) } catch {
+                                               evictionAllowed: !migrating && !isFollower) } catch {
                         FileHandle.standardError.write(Data("flushing table '\(table.spec.name)' failed (will retry): \(error)\n".utf8))
                     }
                 }
@@ -263,6 +263,9 @@ public final class ShardEngine: @unchecked Sendable {
         try withTable(name) { (t) throws(EngineError) in try t.sparsityStep(prune: prune, grow: grow, round: round) }
     }
 
+    /// Whether this shard copies a primary (it then evicts only what the primary's log says).
+    var isFollower: Bool { mapLock.withLock { role == "follower" } }
+
     /// Whether slots are moving from or to this shard (eviction waits: a migration copies rows by slot).
     var migrating: Bool { mapLock.withLock { !movingSlots.isEmpty || incomingSlots.contains { $0.value > Date() } } }
 
@@ -351,7 +354,7 @@ public final class ShardEngine: @unchecked Sendable {
     }
 
     /// (pruned, alpha version, alpha, threshold, assignment round) of a DNIS table on this shard.
-    public func dnisState(table name: String) throws(EngineError) -> (pruned: Bool, version: UInt64, alpha: [Float], threshold: Float, assignmentRound: UInt32) {
+    public func dnisState(table name: String) throws(EngineError) -> DnisStateFields {
         let s = try withTable(name) { (t) throws(EngineError) in try t.currentDnisState() }
         return (s.pruned, s.version, s.alpha, s.threshold, s.assignmentRound)
     }
@@ -558,7 +561,7 @@ public final class ShardEngine: @unchecked Sendable {
             }
             var seen = Set<UInt64>()
             for item in items where !seen.insert(item).inserted { throw .malformed("table '\(name)': item \(item) appears twice in one registration") }
-            do { try store.register(items: items, flat: codes) } catch { throw .storage("\(error)") }
+            try t.registerItems(items, codes: codes, origin: .local)
             return (items.count, store.count)
         }
     }

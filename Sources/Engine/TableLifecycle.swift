@@ -41,6 +41,8 @@ struct TableIdentity: Sendable, Equatable {
     var rowsGenerationKey: [UInt8] { Array("rowsgen/\(suffix)".utf8) }
     var sparsityKey: [UInt8] { Array("sparsity/\(suffix)".utf8) }
     var dnisKey: [UInt8] { Array("dnis/\(suffix)".utf8) }
+    /// The sequence of the last whole-table rewrite operation (u64).
+    var rewriteKey: [UInt8] { Array("rewrite/\(suffix)".utf8) }
 
     /// The registry record of a table ("table/<name>"): magic, incarnation, spec bytes. A legacy record is the
     /// spec bytes alone (incarnation 0).

@@ -12,7 +12,6 @@ public struct TableReplicationState: Sendable {
     var primarySequence: UInt64 = 0
     /// When this follower last held every record the primary had (nil: not yet).
     var caughtUpAt: Date? = nil
-    var replicated = true
     var bootstraps = 0
 }
 
@@ -82,7 +81,7 @@ public final class Follower: @unchecked Sendable {
     public func state(of table: String) -> (replicated: Bool, primarySequence: UInt64, lagSeconds: Double)? {
         lock.withLock {
             states[table].map { s in
-                (s.replicated, s.primarySequence, s.caughtUpAt.map { Date().timeIntervalSince($0) } ?? -1)
+                (true, s.primarySequence, s.caughtUpAt.map { Date().timeIntervalSince($0) } ?? -1)
             }
         }
     }
@@ -112,8 +111,7 @@ public final class Follower: @unchecked Sendable {
                     lock.withLock { _ = states.removeValue(forKey: name) }
                 }
                 if try engine.createTable(spec) { log("follower: created table '\(name)'") }
-                let replicable = try engine.snapshot(of: name).replicable
-                lock.withLock { states[name, default: TableReplicationState()].replicated = replicable }
+                lock.withLock { if states[name] == nil { states[name] = TableReplicationState() } }
             }
         }
         return specs.keys.sorted()
@@ -121,7 +119,7 @@ public final class Follower: @unchecked Sendable {
 
     /// Applies the primary's log pages of `name` until caught up; returns records applied.
     private func copyLog(of name: String) throws -> Int {
-        guard lock.withLock({ states[name]?.replicated ?? false }) else { return 0 }
+        guard lock.withLock({ states[name] != nil }) else { return 0 }
         var applied = 0
         while !isStopped {
             let after = try host.withEngine { try $0.lastSequence(table: name) }
@@ -167,14 +165,59 @@ public final class Follower: @unchecked Sendable {
         return applied
     }
 
-    /// Copies the primary's stored rows of `name` (after a Flush there, so they hold every update through
-    /// the log's start), keeping each row's sequence; then numbering continues at the log's start.
+    /// Copies the primary's table `name` into an empty local table: its stored rows (after a Flush there, so
+    /// they hold every update through the log's start; each keeps its sequence), its items and its DNIS state;
+    /// then numbering continues after max(log start, last rewrite) with the sparsity schedule of the head.
+    /// A whole-table rewrite on the primary during the copy (rewrite_sequence moved) makes it start over.
     private func bootstrap(_ name: String) throws {
         let started = Date()
-        _ = try call(ShardRPC.flush, Wire.FlushRequest(table: name))
-        // The rows generation is read before the copy: an import during it makes the next page copy again.
-        let head = try call(ShardRPC.readLog, Wire.ReadLogRequest(table: name, afterSequence: UInt64.max, maxBytes: 1))
-        let addressing = RowAddressing(spec: try host.withEngine { try $0.snapshot(of: name).spec })
+        let spec = try host.withEngine { try $0.snapshot(of: name).spec }
+        for attempt in 1...Self.copyAttempts where !isStopped {
+            try host.withEngine { engine in
+                _ = try engine.dropTable(name); _ = try engine.createTable(spec)
+            }
+            _ = try call(ShardRPC.flush, Wire.FlushRequest(table: name))
+            // The head (and its rows generation) is read before the copy: an import during it makes the next
+            // page copy again.
+            let head = try readHead(name)
+            let rows = try copyStoredRows(name, spec)
+            if spec.semantic != nil { try copyItems(name) }
+            let dnis: DnisStateFields? = spec.dnis == nil ? nil : try {
+                let w = try call(ShardRPC.getDnisState, Wire.DnisReportRequest(table: name))
+                return (w.pruned, w.alphaVersion, w.alpha, w.threshold, w.assignmentRound)
+            }()
+            let end = try readHead(name)
+            guard end.rewriteSequence == head.rewriteSequence, end.incarnation == head.incarnation else {
+                log("follower: '\(name)' was rewritten on the primary while it was copied (attempt \(attempt)); copying again")
+                continue
+            }
+            let page = ReplicationPage(sequences: [], payloads: [], durableSequence: head.durableSequence, logStart: head.logStart,
+                                       incarnation: head.incarnation, rowsGeneration: head.rowsGeneration, rewriteSequence: head.rewriteSequence,
+                                       sparsityRound: head.sparsityRound, sparsityStepSequence: head.sparsityStepSequence)
+            try host.withEngine { engine in
+                try engine.finishReplicaBootstrap(table: name, head: page, dnis: dnis)
+                try engine.setRowsGeneration(table: name, head.rowsGeneration)
+            }
+            lock.withLock {
+                states[name]?.incarnation = head.incarnation
+                states[name]?.bootstraps += 1
+            }
+            log(String(format: "follower: copied %d stored rows of '%@' from %@ (log from sequence %llu) in %.1f s", rows, name, primary,
+                       max(head.logStart, head.rewriteSequence), Date().timeIntervalSince(started)))
+            return
+        }
+        throw RPCStatus(.unavailable, "table '\(name)' was rewritten on the primary during each of \(Self.copyAttempts) copies; trying again")
+    }
+
+    static let copyAttempts = 5
+
+    private func readHead(_ name: String) throws -> Wire.ReadLogResponse {
+        try call(ShardRPC.readLog, Wire.ReadLogRequest(table: name, afterSequence: UInt64.max, maxBytes: 1))
+    }
+
+    /// Copies every stored row of `name` (pages of ReadStoredRows); returns the rows copied.
+    private func copyStoredRows(_ name: String, _ spec: TableSpec) throws -> Int {
+        let addressing = RowAddressing(spec: spec)
         var rows = 0
         var cursor: (slot: UInt16, key: UInt64)? = nil
         while true {
@@ -188,17 +231,20 @@ public final class Follower: @unchecked Sendable {
                 rows += batch.count
                 cursor = (addressing.slot(ofRowKey: last), last)
             }
-            if page.done || page.keys.isEmpty { break }
+            if page.done || page.keys.isEmpty { return rows }
         }
-        try host.withEngine { engine in
-            try engine.finishReplicaBootstrap(table: name, base: head.logStart)
-            try engine.setRowsGeneration(table: name, head.rowsGeneration)
+    }
+
+    /// Copies every registered item of a semantic table (pages of ExportItems).
+    private func copyItems(_ name: String) throws {
+        var after: UInt64? = nil
+        while true {
+            var req = Wire.SlotRowsRequest(table: name, limit: 10_000)
+            if let after { req.hasAfter = true; req.after = after }
+            let page = try call(ShardRPC.exportItems, req)
+            guard let last = page.items.last else { return }
+            try host.withEngine { try $0.installReplicaItems(table: name, items: page.items, codes: page.codes) }
+            after = last
         }
-        lock.withLock {
-            states[name]?.incarnation = head.incarnation
-            states[name]?.bootstraps += 1
-        }
-        log(String(format: "follower: copied %d stored rows of '%@' from %@ (log from sequence %llu) in %.1f s", rows, name, primary, head.logStart,
-                   Date().timeIntervalSince(started)))
     }
 }

@@ -71,6 +71,7 @@ public final class ShardService: Sendable {
     public func register(on server: Server) {
         let host = self.host, meter = self.meter, maxBytes = maxMessageBytes, acks = self.acks
         let r = Registrar(server: server, policy: policy, gate: host.gate)
+        let replicated = ReplicatedWrites(registrar: r, host: host, acks: acks), replies = replicated.replies
 
         // Rows.
         r.handleRaw(ShardRPC.pull) { _, message in
@@ -82,22 +83,15 @@ public final class ShardService: Sendable {
         }
         r.handleRawDeferred(ShardRPC.push) { context, message, reply in
             let requestID = try Self.requestID(context)
-            var point: ReplicationPoint? = nil
+            var table = ""
             let answer = try host.withEngine { engine in
-                try Self.applyRows(message, meter: meter) { table, ids, gradients in
-                    let rows = try engine.push(table: table, ids: ids, gradientBytes: gradients, requestID: requestID)
-                    // A retried push (same request id) waits for the table's current point, at or after its own.
-                    if acks.required > 0 { point = try engine.replicationPoint(table: table) }
-                    return rows
+                try Self.applyRows(message, meter: meter) { t, ids, gradients in
+                    table = t
+                    return try engine.push(table: t, ids: ids, gradientBytes: gradients, requestID: requestID)
                 }
             }
-            guard let point else { return reply(.success(answer)) }
-            let timeout = acks.timeoutSeconds
-            acks.wait(for: point) { confirmed in
-                reply(confirmed ? .success(answer) : .failure(RPCStatus(
-                    .unavailable, "push applied on the primary but no follower confirmed it within \(timeout) s (--ack-replicas 1): resend it with the same request id",
-                    detail: Wire.ErrorDetail(reason: .notReplicated, table: point.table))))
-            }
+            // A retried push (same request id) waits for the table's current point, at or after its own.
+            try replies.answer(answer, table: table, reply)
         }
         r.handleRaw(ShardRPC.pullPooled) { _, message in
             try host.withEngine { engine in
@@ -106,18 +100,23 @@ public final class ShardService: Sendable {
                 }
             }
         }
-        r.handleRaw(ShardRPC.pushPooled) { context, message in
+        r.handleRawDeferred(ShardRPC.pushPooled) { context, message, reply in
             let requestID = try Self.requestID(context)
-            return try host.withEngine { engine in
-                try Self.applyRows(message, meter: meter) { table, items, gradients in
-                    try engine.pushPooled(table: table, items: items, gradientBytes: gradients, requestID: requestID)
+            var table = ""
+            let answer = try host.withEngine { engine in
+                try Self.applyRows(message, meter: meter) { t, items, gradients in
+                    table = t
+                    return try engine.pushPooled(table: t, items: items, gradientBytes: gradients, requestID: requestID)
                 }
             }
+            try replies.answer(answer, table: table, reply)
         }
-        r.handleRaw(ShardRPC.importRows) { _, message in
-            try host.withEngine { engine in
-                try Self.applyRows(message, meter: meter) { table, keys, values in try engine.importRows(table: table, keys: keys, valueBytes: values) }
+        r.handleRawDeferred(ShardRPC.importRows) { _, message, reply in
+            var table = ""
+            let answer = try host.withEngine { engine in
+                try Self.applyRows(message, meter: meter) { t, keys, values in table = t; return try engine.importRows(table: t, keys: keys, valueBytes: values) }
             }
+            try replies.answer(answer, table: table, reply)
         }
         r.handleRaw(ShardRPC.pullCompact) { _, message in
             let compact = try host.withEngine { engine in
@@ -163,7 +162,7 @@ public final class ShardService: Sendable {
         }
 
         // Semantic tables.
-        r.handle(ShardRPC.registerItems) { _, req in
+        replicated.handle(ShardRPC.registerItems, table: \.table) { _, req in
             let (registered, total) = try host.withEngine { try $0.registerItems(table: req.table, items: req.items, codes: req.codes) }
             return Wire.RegisterItemsResponse(registered: UInt64(registered), items: UInt64(total))
         }
@@ -179,7 +178,7 @@ public final class ShardService: Sendable {
                                                growthHistogram: x.growthHistogram, round: x.round, pushesSinceStep: x.pushesSinceStep,
                                                storedBytes: x.storedBytes, denseBytes: x.denseBytes, activePerNewRow: x.activePerNewRow)
         }
-        r.handle(ShardRPC.sparsityStep) { _, req in
+        replicated.handle(ShardRPC.sparsityStep, table: \.table) { _, req in
             let x = try host.withEngine { try $0.sparsityStep(table: req.table, prune: req.prune, grow: req.grow, round: req.round) }
             return Wire.SparsityStepResponse(pruned: x.pruned, grown: x.grown, active: x.active, round: x.round, rows: x.rows)
         }
@@ -191,10 +190,10 @@ public final class ShardService: Sendable {
                                            blocks: x.blocks.map { Wire.DnisBlockStats(rows: $0.rows, active: $0.active, storedBytes: $0.storedBytes, denseBytes: $0.denseBytes) },
                                            frequencyHistogram: x.frequencyHistogram, magnitudeHistogram: x.magnitudeHistogram, assignmentRound: x.assignmentRound)
         }
-        r.handle(ShardRPC.dnisAssignBlocks) { _, req in
+        replicated.handle(ShardRPC.dnisAssignBlocks, table: \.table) { _, req in
             Wire.DnisAssignResponse(rowsPerBlock: try host.withEngine { try $0.dnisAssign(table: req.table, take: req.take) })
         }
-        r.handle(ShardRPC.dnisAlpha) { _, req in
+        replicated.handle(ShardRPC.dnisAlpha, table: \.table) { _, req in
             let (version, alpha, pruned) = try host.withEngine {
                 try $0.dnisAlpha(table: req.table, gradient: req.gradient, setVersion: req.setVersion, setAlpha: req.setAlpha)
             }
@@ -210,7 +209,7 @@ public final class ShardService: Sendable {
             }
             return OutgoingMessage(bytes: Wire.DnisAlphaGradientResponse(partial: partial, rows: UInt64(rows)).encoded())
         }
-        r.handle(ShardRPC.dnisPrune) { _, req in
+        replicated.handle(ShardRPC.dnisPrune, table: \.table) { _, req in
             let x = try host.withEngine { try $0.dnisPrune(table: req.table, prune: req.prune, threshold: req.threshold) }
             return Wire.DnisPruneResponse(pruned: x.pruned, active: x.active, rows: x.rows)
         }
@@ -218,7 +217,7 @@ public final class ShardService: Sendable {
             let st = try host.withEngine { try $0.dnisState(table: req.table) }
             return Wire.DnisState(table: req.table, pruned: st.pruned, alphaVersion: st.version, alpha: st.alpha, threshold: st.threshold, assignmentRound: st.assignmentRound)
         }
-        r.handle(ShardRPC.setDnisState) { _, req in
+        replicated.handle(ShardRPC.setDnisState, table: \.table) { _, req in
             let adopted = try host.withEngine {
                 try $0.adoptDnisState(table: req.table, pruned: req.pruned, version: req.alphaVersion, alpha: req.alpha,
                                       threshold: req.threshold, assignmentRound: req.assignmentRound)
@@ -289,7 +288,7 @@ public final class ShardService: Sendable {
         r.handle(ShardRPC.exportSlotRows) { _, req in
             try Self.slotRowsPage(req) { slot, after, limit in try host.withEngine { try $0.encodedSlotRows(table: req.table, slot: slot, after: after, limit: limit) } }
         }
-        r.handle(ShardRPC.importSlotRows) { _, req in
+        replicated.handle(ShardRPC.importSlotRows, table: \.table) { _, req in
             guard req.keys.count == req.rows.count else {
                 throw RPCStatus(.invalidArgument, .malformed, "ImportSlotRows: \(req.keys.count) keys but \(req.rows.count) rows")
             }
@@ -432,4 +431,44 @@ final class LockedLease: @unchecked Sendable {
     private let lock = NSLock()
     private var value: LeaseKeeper? = nil
     func withLock<R>(_ body: (inout LeaseKeeper?) -> R) -> R { lock.withLock { body(&value) } }
+}
+
+/// Writes that a primary started with --ack-replicas 1 answers only once a follower confirmed the table's
+/// update-log point after them (see ACKNOWLEDGED BY A REPLICA in the proto): pushes, imports and every RPC
+/// that logs a table operation. With 0, they are answered at once.
+struct ReplicatedWrites {
+    let registrar: Registrar
+    let replies: ReplicaReplies
+
+    init(registrar: Registrar, host: ShardHost, acks: ReplicaAcks) {
+        self.registrar = registrar; replies = ReplicaReplies(host: host, acks: acks)
+    }
+
+    /// A handler of decoded requests that write to the table `table(request)`, answered as `answer` says.
+    func handle<Q, A>(_ method: RPCMethod<Q, A>, table: @escaping @Sendable (Q) -> String, _ body: @escaping @Sendable (ServerCallContext, Q) throws -> A) {
+        let replies = self.replies
+        registrar.handleRawDeferred(method) { context, message, reply in
+            let request = try message.withUnsafeBytes { (b: UnsafeRawBufferPointer) throws(WireError) in try Q(decoding: b) }
+            try replies.answer(OutgoingMessage(bytes: try body(context, request).encoded()), table: table(request), reply)
+        }
+    }
+}
+
+/// The answer to a replicated write (see `ReplicatedWrites`).
+struct ReplicaReplies: Sendable {
+    let host: ShardHost
+    let acks: ReplicaAcks
+
+    /// Answers `answer` for a write to `table` that was applied: at once, or once a follower confirmed the
+    /// table's current point (UNAVAILABLE, reason NOT_REPLICATED, when none did in time).
+    func answer(_ answer: OutgoingMessage, table: String, _ reply: ServerReply) throws {
+        guard acks.required > 0, !table.isEmpty else { return reply(.success(answer)) }
+        let point = try host.withEngine { try $0.replicationPoint(table: table) }
+        let timeout = acks.timeoutSeconds
+        acks.wait(for: point) { confirmed in
+            reply(confirmed ? .success(answer) : .failure(RPCStatus(
+                .unavailable, "applied on the primary but no follower confirmed it within \(timeout) s (--ack-replicas 1): resend it (a push with the same request id)",
+                detail: Wire.ErrorDetail(reason: .notReplicated, table: point.table))))
+        }
+    }
 }

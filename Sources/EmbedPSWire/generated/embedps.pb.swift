@@ -1320,8 +1320,9 @@ extension Wire {
 
     /// Replication: a page of a table's update log. Records are those with sequence > after_sequence that are
     /// durable on this shard, in sequence order, at most about max_bytes of payload (at least one record when
-    /// one exists; default 4 MiB). A record's payload is: row count n (u32 LE), n row keys (u64 LE), n * dim
-    /// gradients (f32 LE, already through the DNIS chain rule), then optionally a 16-byte request id.
+    /// one exists; default 4 MiB). A push record's payload is: row count n (u32 LE), n row keys (u64 LE), n * dim
+    /// gradients (f32 LE, already through the DNIS chain rule), then optionally a 16-byte request id; an
+    /// operation record's is described under REPLICATION.
     /// Generated: decodes strictly (`WireError` on any malformed input), encodes canonically.
     public struct ReadLogRequest: WireMessage, Codable {
         public static let protoName = "embedps.v1.ReadLogRequest"
@@ -1377,14 +1378,25 @@ extension Wire {
         /// Moves when rows were written outside the log (ImportRows): a follower that saw another value copies the
         /// stored rows again (ReadStoredRows after a Flush) before applying more records.
         public var rowsGeneration: UInt64 = 0
+        /// The sequence of the table's last whole-table rewrite operation (sparsity step, DNIS assignment or prune;
+        /// 0: none). A copy of stored rows is consistent only if this did not move while it was read; the copy then
+        /// holds the rewrite, and the follower continues after max(log_start, rewrite_sequence).
+        public var rewriteSequence: UInt64 = 0
+        /// Dynamic-sparsity tables: the last prune-and-regrow round and its sequence (a follower's copy
+        /// takes them over with the rows).
+        public var sparsityRound: UInt32 = 0
+        public var sparsityStepSequence: UInt64 = 0
         public init() {}
-        public init(sequences: [UInt64] = [], payloads: [[UInt8]] = [], durableSequence: UInt64 = 0, logStart: UInt64 = 0, incarnation: UInt64 = 0, rowsGeneration: UInt64 = 0) {
+        public init(sequences: [UInt64] = [], payloads: [[UInt8]] = [], durableSequence: UInt64 = 0, logStart: UInt64 = 0, incarnation: UInt64 = 0, rowsGeneration: UInt64 = 0, rewriteSequence: UInt64 = 0, sparsityRound: UInt32 = 0, sparsityStepSequence: UInt64 = 0) {
             self.sequences = sequences
             self.payloads = payloads
             self.durableSequence = durableSequence
             self.logStart = logStart
             self.incarnation = incarnation
             self.rowsGeneration = rowsGeneration
+            self.rewriteSequence = rewriteSequence
+            self.sparsityRound = sparsityRound
+            self.sparsityStepSequence = sparsityStepSequence
         }
         public mutating func decodeField(number: UInt32, wireType: ProtoWireType, from reader: inout ProtoReader) throws(WireError) -> Bool {
             switch number {
@@ -1394,6 +1406,9 @@ extension Wire {
             case 4: try reader.readUInt64(&logStart, wireType, field: "ReadLogResponse.log_start")
             case 5: try reader.readUInt64(&incarnation, wireType, field: "ReadLogResponse.incarnation")
             case 6: try reader.readUInt64(&rowsGeneration, wireType, field: "ReadLogResponse.rows_generation")
+            case 7: try reader.readUInt64(&rewriteSequence, wireType, field: "ReadLogResponse.rewrite_sequence")
+            case 8: try reader.readUInt32(&sparsityRound, wireType, field: "ReadLogResponse.sparsity_round")
+            case 9: try reader.readUInt64(&sparsityStepSequence, wireType, field: "ReadLogResponse.sparsity_step_sequence")
             default: return false
             }
             return true
@@ -1405,6 +1420,9 @@ extension Wire {
             writer.writeUInt64(4, logStart)
             writer.writeUInt64(5, incarnation)
             writer.writeUInt64(6, rowsGeneration)
+            writer.writeUInt64(7, rewriteSequence)
+            writer.writeUInt32(8, sparsityRound)
+            writer.writeUInt64(9, sparsityStepSequence)
         }
     }
 
