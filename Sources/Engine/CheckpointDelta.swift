@@ -14,13 +14,11 @@ public struct TableCut: Sendable, Codable, Equatable {
 /// Incremental checkpoints (see CheckpointRequest.base in the proto). A delta part holds, per table, the
 /// stored rows whose last update came after the base's cut (their stored bytes: weights, optimizer state,
 /// sequence) in `delta/<n>.rows`, and the keys removed since in `delta/<n>.removed`; a table created again
-/// or new since the base is there whole, a table dropped since is absent from `cuts`. Restoring one
-/// installs its full base and applies every delta of the chain in order.
+/// or new since the base, or rewritten since (a sparsity step, DNIS assignment or prune changes rows without
+/// moving their sequences), is there whole; a table with state beside its rows has it in `delta/<n>.side`
+/// (JSON `TableSideState`); a table dropped since is absent from `cuts`. Restoring one installs its full
+/// base and applies every delta of the chain in order.
 extension ShardEngine {
-    /// Whether a table's whole state is its rows (no item codes, DNIS alpha or sparsity schedule beside
-    /// them), which is what a delta carries.
-    static func deltaCovers(_ spec: TableSpec) -> Bool { spec.semantic == nil && spec.dnis == nil && spec.sparsity == nil }
-
     /// The cut of every table now (after `checkpointAll`).
     func tableCuts() throws(EngineError) -> [String: TableCut] {
         var cuts: [String: TableCut] = [:]
@@ -45,10 +43,13 @@ extension ShardEngine {
             let cut = cuts[name]!
             let since = baseCuts[name].map { $0.incarnation == cut.incarnation ? $0.sequence : 0 } ?? 0
             try withTable(name) { (t) throws(EngineError) in
-                guard Self.deltaCovers(t.spec) else {
-                    throw .wrongState("table '\(name)' keeps state beside its rows (semantic items, DNIS or sparsity): incremental checkpoints do not cover it; take a full checkpoint")
+                let whole = since == 0 || t.lastRewriteSequence > since
+                try t.writeChangedRows(since: whole ? 0 : since, rows: "\(dir)/delta/\(n).rows",
+                                       removed: since > 0 ? (path: "\(dir)/delta/\(n).removed", since: since) : nil)
+                guard t.hasSideState else { return }
+                do { try JSONEncoder().encode(t.sideState()).write(to: URL(fileURLWithPath: "\(dir)/delta/\(n).side")) } catch {
+                    throw .storage("\(dir)/delta/\(n).side: \(error)")
                 }
-                try t.writeChangedRows(since: since, rows: "\(dir)/delta/\(n).rows", removed: since > 0 ? "\(dir)/delta/\(n).removed" : nil)
             }
         }
         return cuts
@@ -73,6 +74,10 @@ extension ShardEngine {
             }
             try withTable(name) { (t) throws(EngineError) in
                 try t.applyChangedRows(rows: "\(dir)/delta/\(n).rows", removed: "\(dir)/delta/\(n).removed")
+                if let data = FileManager.default.contents(atPath: "\(dir)/delta/\(n).side") {
+                    guard let side = try? JSONDecoder().decode(TableSideState.self, from: data) else { throw .storage("\(dir)/delta/\(n).side does not decode") }
+                    try t.adoptSideState(side)
+                }
                 try t.continueAfter(cut.sequence)
             }
         }
@@ -95,8 +100,9 @@ extension ShardEngine {
 
 extension EmbeddingTable {
     /// Writes (key u64 LE, length u32 LE, stored bytes) for every stored row whose sequence is after
-    /// `since` (all rows when 0) to `rows`, and the keys removed after `since` (u64 LE each) to `removed`.
-    func writeChangedRows(since: UInt64, rows: String, removed: String?) throws(EngineError) {
+    /// `since` (all rows when 0) to `rows`, and the keys removed after `removed.since` (u64 LE each) to
+    /// `removed.path`.
+    func writeChangedRows(since: UInt64, rows: String, removed: (path: String, since: UInt64)?) throws(EngineError) {
         var out = Data()
         do {
             try db.scan(family) { k, v in
@@ -115,12 +121,12 @@ extension EmbeddingTable {
                 var keys = Data()
                 var cursor: (slot: UInt16, key: UInt64)? = nil
                 while true {
-                    let page = try removedRows(after: cursor, limit: 65536, since: since)
+                    let page = try removedRows(after: cursor, limit: 65536, since: removed.since)
                     for k in page.keys { withUnsafeBytes(of: k.littleEndian) { keys.append(contentsOf: $0) } }
                     guard let next = page.next else { break }
                     cursor = next
                 }
-                try keys.write(to: URL(fileURLWithPath: removed))
+                try keys.write(to: URL(fileURLWithPath: removed.path))
             }
         } catch let e as EngineError { throw e } catch { throw .storage("table '\(spec.name)' delta: \(error)") }
     }
@@ -142,19 +148,7 @@ extension EmbeddingTable {
         if !batch.isEmpty { try installReplicaRows(batch) }
         if let gone = FileManager.default.contents(atPath: removed), !gone.isEmpty {
             let keys = gone.withUnsafeBytes { b in (0..<(b.count / 8)).map { UInt64(littleEndian: b.loadUnaligned(fromByteOffset: $0 * 8, as: UInt64.self)) } }
-            try removeRows(keys)
-        }
-    }
-
-    /// Deletes `keys` (stored and cached copies) with removal records, in one synced batch.
-    func removeRows(_ keys: [UInt64]) throws(EngineError) {
-        try withExclusive { (state, stripes) throws(EngineError) in
-            try flushAllExclusive(stripes, lastSeq: state.lastSeq)
-            let scratch = RowScratch(rowFloats: spec.rowFloats, count: keys.count)
-            try readStored(keys, into: scratch)
-            let victims = keys.indices.filter { scratch.exists[$0] }.map { keys[$0] }
-            guard !victims.isEmpty else { return }
-            try deleteStoredRows(victims, removedAt: state.lastSeq, stripes, what: "restoring removals")
+            try removeRows(keys, origin: nil)
         }
     }
 }

@@ -85,12 +85,14 @@ extension EmbeddingTable {
         }
     }
 
-    /// A primary's removal of rows (an eviction batch) applied here: every row of `keys` still stored is
-    /// deleted with a removal record stamped with the operation's sequence.
-    func removeRows(_ keys: [UInt64], origin: OperationOrigin) throws(EngineError) {
+    /// Deletes every row of `keys` still stored (stored and cached copies) with a removal record each, in
+    /// one synced batch: a primary's eviction batch applied here (`origin`: logged as an operation, stamped
+    /// with its sequence), or the removals of a delta checkpoint being restored (nil: not logged).
+    func removeRows(_ keys: [UInt64], origin: OperationOrigin?) throws(EngineError) {
         try withExclusive { (state, stripes) throws(EngineError) in
             try flushAllExclusive(stripes, lastSeq: state.lastSeq)
-            let seq = try commitOperation(.removeRows(keys), origin, &state)
+            var seq = state.lastSeq
+            if let origin { seq = try commitOperation(.removeRows(keys), origin, &state) }
             try afterLogging { () throws(EngineError) in
                 let scratch = RowScratch(rowFloats: spec.rowFloats, count: keys.count)
                 try readStored(keys, into: scratch)

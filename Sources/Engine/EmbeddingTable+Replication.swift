@@ -142,12 +142,11 @@ extension EmbeddingTable {
         }
     }
 
-    /// Replication bootstrap done: the table takes over the primary's side state (DNIS state, sparsity
-    /// schedule, last rewrite) and numbering continues after max(log start, last rewrite) (a copy read after a
-    /// rewrite holds it); a checkpoint records it.
+    /// Replication bootstrap done: the table takes over the primary's side state (sparsity schedule and last
+    /// rewrite from `head`, the DNIS state `fields`; items were copied already) and numbering continues after
+    /// max(log start, last rewrite) (a copy read after a rewrite holds it); a checkpoint records it.
     func finishReplicaBootstrap(head: ReplicationPage, dnis fields: DnisStateFields?) throws(EngineError) {
-        let base = max(head.logStart, head.rewriteSequence)
-        let b = WriteBatch()
+        var side = TableSideState(sparsityRound: head.sparsityRound, sparsityStepSequence: head.sparsityStepSequence, rewriteSequence: head.rewriteSequence)
         if let fields, let d = dnis {
             guard fields.alpha.count == d.config.blocks * spec.dim else {
                 throw .malformed("the primary's DNIS state of '\(spec.name)' has \(fields.alpha.count) alpha values, expected \(d.config.blocks * spec.dim)")
@@ -155,19 +154,10 @@ extension EmbeddingTable {
             var next = DnisState(blocks: d.config.blocks, dim: spec.dim)
             next.pruned = fields.pruned; next.version = fields.version; next.alpha = fields.alpha
             next.threshold = fields.threshold; next.assignmentRound = fields.assignmentRound
-            b.put(db.defaultFamily, key: dnisKey, value: next.encoded)
-            dnisBox.withLock { $0 = next }
+            side.dnis = Data(next.encoded)
         }
-        var sparsity = [UInt8](repeating: 0, count: 12)
-        sparsity.withUnsafeMutableBytes { $0.storeBytes(of: head.sparsityRound, as: UInt32.self); $0.storeBytes(of: head.sparsityStepSequence, toByteOffset: 4, as: UInt64.self) }
-        b.put(db.defaultFamily, key: identity.sparsityKey, value: sparsity)
-        b.put(db.defaultFamily, key: identity.rewriteKey, value: withUnsafeBytes(of: head.rewriteSequence) { Array($0) })
-        do { try db.write(b, sync: true) } catch { throw .storage("table '\(spec.name)' bootstrap: \(error)") }
-        commit.withLock { state in
-            state.rewriteSeq = head.rewriteSequence
-            state.sparsityRound = head.sparsityRound; state.sparsityStepSeq = head.sparsityStepSequence
-        }
-        try continueAfter(base)
+        try adoptSideState(side)
+        try continueAfter(max(head.logStart, head.rewriteSequence))
     }
 
     /// Numbering continues after `base` (copied rows hold every update through it); a checkpoint records it.

@@ -65,4 +65,57 @@ import Client
         // A delta needs an existing base.
         await #expect(throws: (any Error).self) { _ = try await client.admin.createCheckpoint(name: "d3", base: "nope") }
     }
+
+    /// Tables with state beside their rows (sparsity schedule, DNIS state, semantic items) in a delta: a
+    /// sparsity step and a DNIS prune since the base (rows rewritten without moving their sequences) put the
+    /// table in the delta whole; restoring the delta gives back every stored row and the side state bitwise.
+    @Test func deltasCoverSparsityDnisAndSemanticTables() async throws {
+        let cluster = try LocalCluster(shards: 1)
+        defer { cluster.stop() }
+        let client = try cluster.client()
+        var opt = OptimizerConfig(kind: .adagrad, learningRate: 0.1); opt.initialAccumulator = 0.1
+        var dsl = TableSpec(name: "dsl", dim: 16, optimizer: opt, initializer: .normal(mean: 0, stddev: 0.1, seed: 2))
+        dsl.sparsity = SparsityConfig(density: 0.25)
+        var mixed = TableSpec(name: "mixed", dim: 8, optimizer: opt, initializer: .uniform(-1, 1, seed: 7))
+        mixed.dnis = DnisConfig(blocks: 4)
+        var sem = TableSpec(name: "sem", dim: 8, optimizer: opt, initializer: .uniform(-0.1, 0.1, seed: 4))
+        sem.semantic = SemanticConfig(tokenizer: .prefix(3), levels: 3, codebookSize: 16, budget: 2000)
+        for spec in [dsl, mixed, sem] { try await client.admin.createTable(spec) }
+        var rng = SplitMix64(seed: 5)
+        var nextItem: UInt64 = 0
+        var pruned = false
+        func changes(prune: Bool) async throws {
+            let ids = Array(Set((0..<400).map { _ in rng.next() % 2000 }))
+            try await client.push(table: "dsl", ids: ids, gradients: (0..<(ids.count * 16)).map { _ in Float(Int(rng.next() % 2001) - 1000) / 10_000 })
+            try await client.push(table: "mixed", ids: ids, gradients: (0..<(ids.count * 8)).map { _ in Float(Int(rng.next() % 2001) - 1000) / 10_000 })
+            _ = try await client.admin.sparsityStep(table: "dsl")
+            if prune && !pruned { _ = try await client.admin.dnisPrune(table: "mixed", ratio: 0.3); pruned = true } else if !pruned {
+                _ = try await client.admin.dnisAssignBlocks(table: "mixed")
+                _ = try await client.dnisPushAlphaGradient(table: "mixed", ids: Array(ids.prefix(50)), gradients: FloatBuffer((0..<400).map { Float(($0 % 8) - 2) * 0.1 }))
+            }
+            let items = (0..<40).map { _ in nextItem += 1; return nextItem }
+            try await client.admin.registerItems(table: "sem", items: items, codes: items.map { _ in (0..<3).map { _ in Int(rng.next() % 16) } })
+            _ = try await client.pushPooled(table: "sem", items: items, gradients: (0..<(items.count * 8)).map { _ in Float(Int(rng.next() % 2001) - 1000) / 10_000 })
+        }
+        func snapshot() async throws -> ([String: [UInt64: [UInt8]]], [UInt8], [UInt8]) {
+            var rows: [String: [UInt64: [UInt8]]] = [:]
+            for t in ["dsl", "mixed", "sem"] { rows[t] = try await ReplicatedOperationsTests.storedRows(cluster.ports[0], t) }
+            let side = try await ReplicatedOperationsTests.sideState(cluster.ports[0])
+            return (rows, side.dnis, side.items)
+        }
+        try await changes(prune: false)
+        _ = try await client.admin.createCheckpoint(name: "base")
+        try await changes(prune: false)
+        try await changes(prune: true)
+        _ = try await client.admin.createCheckpoint(name: "d1", base: "base")
+        let atD1 = try await snapshot()
+        try await changes(prune: true)   // everything changes again
+        _ = try await client.admin.restoreCheckpoint(name: "d1")
+        let restored = try await snapshot()
+        for t in ["dsl", "mixed", "sem"] {
+            #expect(restored.0[t] == atD1.0[t] && !(atD1.0[t] ?? [:]).isEmpty, "stored rows of '\(t)' differ after restoring the delta")
+        }
+        #expect(restored.1 == atD1.1, "DNIS state differs after restoring the delta")
+        #expect(restored.2 == atD1.2, "item codes differ after restoring the delta")
+    }
 }
