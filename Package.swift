@@ -66,9 +66,9 @@ let package = Package(
         .testTarget(name: "WireTests", dependencies: ["EmbedPSWire"]),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Storage", "Vocabulary", "SemanticTokenizers", "EmbedPSWire"]),
         .testTarget(name: "RPCTests", dependencies: ["RPC"]),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "Vocabulary"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Vocabulary", "Client"]),
         .testTarget(name: "SemanticIDTests", dependencies: ["SemanticID", "Engine", "Vocabulary", "SemanticTokenizers"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["Client", "Engine", "Vocabulary", "SemanticTokenizers", "RPC", "EmbedPSWire", "CLI", "embedps-server", "embedps-train", "embedps-admin", "embedps-lookup", "SemanticID", "Coordination"], exclude: ["python"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["Client", "Engine", "Vocabulary", "SemanticTokenizers", "RPC", "EmbedPSWire", "CLI", "embedps-server", "embedps-train", "embedps-admin", "embedps-lookup", "SemanticID", "Coordination", "Training"], exclude: ["python"]),
     ],
     swiftLanguageModes: [.v6],
     cxxLanguageStandard: .cxx17

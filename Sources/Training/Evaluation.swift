@@ -21,11 +21,11 @@ public struct RankingMetrics: Sendable, Codable {
 /// sgemm, users in blocks), the user's train items (and, for test, the validation item) are excluded, and
 /// the held-out item's rank decides Recall@20 and NDCG@20 (one held-out item per user).
 public struct RankingEvaluator: Sendable {
-    public let split: LeaveLastOutSplit
+    public let split: InteractionSplit
     public let tailItems: Set<Int>
     public static let k = 20
 
-    public init(split: LeaveLastOutSplit) {
+    public init(split: InteractionSplit) {
         self.split = split
         let byPopularity = split.itemPopularity.indices.sorted { split.itemPopularity[$0] > split.itemPopularity[$1] }
         let head = byPopularity.prefix(max(1, byPopularity.count / 5))
@@ -68,6 +68,66 @@ public struct RankingEvaluator: Sendable {
             }
         }
         return acc.metrics(model: "popularity", split: "")
+    }
+
+    /// Candidate-restricted evaluation (the item-cold split): each user of `heldOut` ranks only `candidates`
+    /// (none of which is in train, so nothing is masked); Recall@20 = held-out items in the top 20 /
+    /// min(20, held-out items of the user), NDCG@20 against the ideal ordering; ties count against the
+    /// held-out items. Every held-out item is new, so the new-item columns repeat the totals and tail is 0.
+    public func evaluate(model: String, heldOut: [(user: Int, item: Int)], candidates: [Int],
+                         userVectors: UnsafePointer<Float>, itemVectors: UnsafePointer<Float>, dim: Int) -> RankingMetrics {
+        let matrix = UnsafeMutablePointer<Float>.allocate(capacity: max(1, candidates.count * dim))
+        defer { matrix.deallocate() }
+        for (c, i) in candidates.enumerated() { (matrix + c * dim).update(from: itemVectors + i * dim, count: dim) }
+        var scores = [Float](repeating: 0, count: candidates.count)
+        return Self.rankRestricted(model: model, heldOut: heldOut, candidates: candidates) { user in
+            scores.withUnsafeMutableBufferPointer { s in
+                cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(candidates.count), Int32(dim), 1, matrix, Int32(dim),
+                            userVectors + user * dim, 1, 0, s.baseAddress, 1)
+            }
+            return scores
+        }
+    }
+
+    /// Popularity among the held-out items: a candidate's score for a user is the number of other held-out
+    /// users who interacted with it (the user's own interactions are not counted). Only meaningful with
+    /// `candidates`, the items of the item-cold split, which have no train popularity.
+    public func evaluatePopularity(heldOut: [(user: Int, item: Int)], candidates: [Int]) -> RankingMetrics {
+        let position = Dictionary(uniqueKeysWithValues: candidates.enumerated().map { ($1, $0) })
+        var counts = [Float](repeating: 0, count: candidates.count)
+        for h in heldOut { if let c = position[h.item] { counts[c] += 1 } }
+        let byUser = Self.byUser(heldOut)
+        return Self.rankRestricted(model: "popularity among held-out items", heldOut: heldOut, candidates: candidates) { user in
+            var s = counts
+            for i in byUser[user] ?? [] { if let c = position[i] { s[c] -= 1 } }
+            return s
+        }
+    }
+
+    /// Ranks `candidates` by `scores(user)` (one score per candidate) for every user of `heldOut`.
+    static func rankRestricted(model: String, heldOut: [(user: Int, item: Int)], candidates: [Int],
+                               scores: (Int) -> [Float]) -> RankingMetrics {
+        let relevant = byUser(heldOut)
+        var n = 0, recall = 0.0, ndcg = 0.0
+        for user in relevant.keys.sorted() {
+            let items = Set(relevant[user] ?? [])
+            let s = scores(user)
+            // Score descending; among equal scores a held-out item comes last (ties count against it).
+            let order = candidates.indices.sorted { a, b in
+                s[a] != s[b] ? s[a] > s[b] : (!items.contains(candidates[a]) && items.contains(candidates[b]))
+            }
+            var hits = 0, dcg = 0.0
+            for (r, c) in order.prefix(k).enumerated() where items.contains(candidates[c]) {
+                hits += 1; dcg += 1 / log2(Double(r) + 2)
+            }
+            let ideal = (0..<min(k, items.count)).reduce(0.0) { $0 + 1 / log2(Double($1) + 2) }
+            n += 1
+            recall += Double(hits) / Double(max(1, min(k, items.count)))
+            ndcg += ideal == 0 ? 0 : dcg / ideal
+        }
+        let r = n == 0 ? 0 : recall / Double(n), g = n == 0 ? 0 : ndcg / Double(n)
+        return RankingMetrics(model: model, split: "", users: n, recallAt20: r, ndcgAt20: g, tailUsers: 0, tailRecallAt20: 0, tailNdcgAt20: 0,
+                              newItemUsers: n, newItemRecallAt20: r)
     }
 
     /// Extra items to exclude per user.

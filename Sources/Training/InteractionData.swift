@@ -1,5 +1,6 @@
 import Foundation
 import CZlib
+import Vocabulary
 
 /// Why interaction data could not be loaded; names the file and line.
 public struct DataError: Error, CustomStringConvertible, Sendable {
@@ -80,10 +81,21 @@ public struct InteractionData: Sendable {
     }
 }
 
-/// A reproducible leave-last-out split: per user, in file order (chronological upstream), the last
-/// interaction is the test item, the one before it the validation item, the rest train. Users with fewer
-/// than 3 interactions keep everything in train.
-public struct LeaveLastOutSplit: Sendable {
+/// How held-out interactions are chosen.
+public enum SplitKind: String, Sendable, Codable, CaseIterable {
+    /// Per user, in file order, the last interaction is the test item and the one before it the validation
+    /// item; every item is ranked.
+    case leaveLastOut = "leave-last-out"
+    /// A seeded random fraction of the items is held out with every interaction on it (half for validation,
+    /// half for test); each held-out user ranks only that half's items, none of which occurs in train.
+    case itemCold = "item-cold"
+}
+
+/// A reproducible split of interactions into train, validation and test (dense user and item indices).
+/// Invariants: no (user, item) pair of validation or test is in train; with `.itemCold`, no interaction of a
+/// validation or test candidate item is in train and the two candidate sets are disjoint.
+public struct InteractionSplit: Sendable {
+    public let kind: SplitKind
     /// (user index, item index) pairs.
     public let train: [(user: Int, item: Int)]
     public let validation: [(user: Int, item: Int)]
@@ -94,7 +106,17 @@ public struct LeaveLastOutSplit: Sendable {
     public let itemPopularity: [Int]
     /// The train pairs in the order of the data file (upstream time order for goodbooks), for streaming runs.
     public let trainInFileOrder: [(user: Int, item: Int)]
+    /// Items a model may train on (negatives are drawn from these): every item with leave-last-out, the items
+    /// not held out with item-cold.
+    public let trainableItems: [Int]
+    /// Items ranked for a validation / test user: empty = every item (leave-last-out); the held-out items of
+    /// that half (item-cold).
+    public let validationCandidates: [Int]
+    public let testCandidates: [Int]
 
+    /// The leave-last-out split: per user, in file order (chronological upstream), the last interaction is
+    /// the test item, the one before it the validation item, the rest train. Users with fewer than 3
+    /// interactions keep everything in train.
     public init(_ data: InteractionData) {
         var byUser = [[Int]](repeating: [], count: data.userIds.count)
         for x in data.interactions { byUser[data.userIndex[x.user]!].append(data.itemIndex[x.item]!) }
@@ -110,6 +132,7 @@ public struct LeaveLastOutSplit: Sendable {
             }
             for i in trainPart { train.append((u, i)); sets[u].insert(i); popularity[i] += 1 }
         }
+        kind = .leaveLastOut
         self.train = train; self.validation = validation; self.test = test
         trainItemsByUser = sets; itemPopularity = popularity
         // A user's k-th interaction in file order is train unless it is one of the last two (held out).
@@ -122,5 +145,37 @@ public struct LeaveLastOutSplit: Sendable {
             if byUser[u].count < 3 || k < byUser[u].count - 2 { inOrder.append((u, data.itemIndex[x.item]!)) }
         }
         trainInFileOrder = inOrder
+        trainableItems = Array(0..<data.itemIds.count)
+        validationCandidates = []; testCandidates = []
+    }
+
+    /// The item-cold split: `fraction` of the items (at least 2), chosen by a seeded shuffle, are held out with
+    /// all their interactions; the first half of them is the validation set, the rest the test set. Every
+    /// other interaction is train, in file order. A (user, item) pair rated twice is held out once.
+    public init(itemColdFrom data: InteractionData, fraction: Double, seed: UInt64) {
+        let nItems = data.itemIds.count
+        var order = Array(0..<nItems)
+        var rng = SplitMix64(seed: seed &* 0x9E37_79B9 &+ 0xC01D)
+        for i in stride(from: nItems - 1, to: 0, by: -1) { order.swapAt(i, Int(rng.next() % UInt64(i + 1))) }
+        let cold = min(nItems, max(2, Int((Double(nItems) * fraction).rounded())))
+        let validationItems = Set(order[0..<cold / 2]), testItems = Set(order[cold / 2..<cold])
+        var train: [(user: Int, item: Int)] = [], validation: [(user: Int, item: Int)] = [], test: [(user: Int, item: Int)] = []
+        var sets = [Set<Int>](repeating: [], count: data.userIds.count)
+        var heldOut = Set<Int>()  // user * nItems + item, held out once
+        var popularity = [Int](repeating: 0, count: nItems)
+        for x in data.interactions {
+            let u = data.userIndex[x.user]!, i = data.itemIndex[x.item]!
+            if validationItems.contains(i) || testItems.contains(i) {
+                guard heldOut.insert(u * nItems + i).inserted else { continue }
+                if validationItems.contains(i) { validation.append((u, i)) } else { test.append((u, i)) }
+            } else {
+                train.append((u, i)); sets[u].insert(i); popularity[i] += 1
+            }
+        }
+        kind = .itemCold
+        self.train = train; self.validation = validation; self.test = test
+        trainItemsByUser = sets; itemPopularity = popularity; trainInFileOrder = train
+        trainableItems = (0..<nItems).filter { !validationItems.contains($0) && !testItems.contains($0) }
+        validationCandidates = validationItems.sorted(); testCandidates = testItems.sorted()
     }
 }

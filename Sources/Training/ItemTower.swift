@@ -3,21 +3,28 @@ import Client
 import Vocabulary
 import SemanticTokenizers
 import SemanticID
+import COpenBLAS
 
 /// How a model represents items on EmbedPS: a hashed-id table, a semantic-ID table (an item is the sum of
-/// its sub-piece rows; codes from RQ-k-means over content embeddings), or an id table plus a SentencePiece
-/// semantic table, summed (Singh et al.: ids and semantic pieces together).
+/// its sub-piece rows; codes from RQ-k-means over content embeddings), an id table plus a SentencePiece
+/// semantic table, summed (Singh et al.: ids and semantic pieces together), or a projection of the content
+/// embedding (a table with one row per content dimension: item = sum_k content_k * row_k), alone or plus
+/// an id table.
 public struct ItemTowerConfiguration: Sendable {
     public enum Kind: String, CaseIterable, Sendable {
         case id, unigram, prefix, spm
         case idSpm = "id+spm"
-        var usesIds: Bool { self == .id || self == .idSpm }
-        var usesSemantic: Bool { self != .id }
+        case content
+        case idContent = "id+content"
+        var usesIds: Bool { self == .id || self == .idSpm || self == .idContent }
+        var usesSemantic: Bool { self == .unigram || self == .prefix || self == .spm || self == .idSpm }
+        var usesContent: Bool { self == .content || self == .idContent }
     }
     public var kind: Kind = .id
-    /// Rows of the item side; 0 = a collision-free id table (one row per item). With id+spm, half each.
+    /// Rows of the item side; 0 = a collision-free id table (one row per item). With id+spm, half each;
+    /// with id+content, the id table gets what the projection (one row per content dimension) leaves.
     public var rowBudget = 0
-    /// Content embeddings (float32 file + ids file) for semantic towers.
+    /// Content embeddings (float32 file + ids file) for semantic and content towers.
     public var embeddingsPath: String? = nil
     public var embeddingIdsPath: String? = nil
     public var levels = 3
@@ -32,16 +39,23 @@ final class ItemTower: @unchecked Sendable {
     let dim: Int
     let idTable: String?
     let semanticTable: String?
+    /// The content projection table (one row per content dimension) and the content vectors it projects.
+    let contentTable: String?
+    let content: ContentEmbeddings?
+    let contentRow: [UInt64: Int]
     /// Rows the item side may use (reported).
     let rows: Int
 
-    private init(config: ItemTowerConfiguration, client: EmbedPSClient, dim: Int, idTable: String?, semanticTable: String?, rows: Int) {
+    private init(config: ItemTowerConfiguration, client: EmbedPSClient, dim: Int, idTable: String?, semanticTable: String?,
+                 contentTable: String?, content: ContentEmbeddings?, rows: Int) {
         self.config = config; self.client = client; self.dim = dim; self.idTable = idTable; self.semanticTable = semanticTable; self.rows = rows
+        self.contentTable = contentTable; self.content = content
+        contentRow = content.map { c in Dictionary(c.ids.enumerated().map { ($1, $0) }, uniquingKeysWith: { a, _ in a }) } ?? [:]
     }
 
     /// Creates the tables (and, for semantic towers, builds codes, trains SentencePiece and registers items).
     static func setUp(_ config: ItemTowerConfiguration, trainer t: TrainerConfiguration, client: EmbedPSClient, data: InteractionData,
-                      split: LeaveLastOutSplit, log: (String) -> Void) async throws -> ItemTower {
+                      split: InteractionSplit, log: (String) -> Void) async throws -> ItemTower {
         var opt = OptimizerConfig(kind: .adagrad, learningRate: t.learningRate)
         opt.initialAccumulator = 0.1
         let initializer = InitializerConfig.normal(mean: 0, stddev: 0.1, seed: t.seed &+ 1)
@@ -49,11 +63,23 @@ final class ItemTower: @unchecked Sendable {
         let budget = config.rowBudget
         var idTable: String? = nil, semanticTable: String? = nil
         var rows = 0
+        var content: ContentEmbeddings? = nil
+        if kind.usesContent {
+            guard let ep = config.embeddingsPath, let ip = config.embeddingIdsPath else {
+                throw DataError("item tower \(kind.rawValue) needs --embeddings F32 and --item-ids TXT (content embeddings of the items)")
+            }
+            let embeddings = try ContentEmbeddings.load(embeddingsPath: ep, idsPath: ip)
+            let known = Set(embeddings.ids)
+            if let missing = data.itemIds.first(where: { !known.contains($0) }) {
+                throw DataError("item \(missing) of the interactions has no content embedding in \(ip)")
+            }
+            content = embeddings
+        }
         if kind.usesIds {
             var spec = TableSpec(name: "\(t.run).item", dim: t.dim, optimizer: opt, initializer: initializer)
             spec.sparsity = t.sparsity
             spec.dnis = t.dnisTableConfig
-            let idRows = kind == .idSpm ? budget / 2 : budget
+            let idRows = kind == .idSpm ? budget / 2 : (kind == .idContent && budget > 0 ? max(1, budget - (content?.dim ?? 0)) : budget)
             if idRows > 0 { spec.hashMode = .fixedBudget; spec.rowBudget = UInt64(idRows); spec.hashSeed = 17; rows += idRows }
             else { rows += data.itemIds.count }
             if let l = t.lifecycle {
@@ -98,7 +124,16 @@ final class ItemTower: @unchecked Sendable {
             semanticTable = spec.name
             rows += semRows
         }
-        return ItemTower(config: config, client: client, dim: t.dim, idTable: idTable, semanticTable: semanticTable, rows: rows)
+        var contentTable: String? = nil
+        if let embeddings = content {
+            let spec = TableSpec(name: "\(t.run).items_content", dim: t.dim, optimizer: opt, initializer: initializer)
+            try await client.admin.createTable(spec)
+            log("item tower \(kind.rawValue): content projection of \(embeddings.dim) rows (one per content dimension) over \(embeddings.ids.count) items")
+            contentTable = spec.name
+            rows += embeddings.dim
+        }
+        return ItemTower(config: config, client: client, dim: t.dim, idTable: idTable, semanticTable: semanticTable,
+                         contentTable: contentTable, content: content, rows: rows)
     }
 
     /// Item vectors of `ids` into `out` (ids.count * dim).
@@ -109,11 +144,56 @@ final class ItemTower: @unchecked Sendable {
             let pooled = try await client.pullPooled(table: semanticTable, items: ids)
             for i in 0..<pooled.count { out.base[i] += pooled[i] }
         }
+        if let contentTable, let content {
+            let w = FloatBuffer(count: content.dim * dim)
+            try await client.pull(table: contentTable, ids: (0..<content.dim).map { UInt64($0) }, into: w)
+            // The matrix is kept alive across the call: a temporary's buffer would be freed before BLAS reads it.
+            let c = contentMatrix(ids)
+            withExtendedLifetime((c, w)) {
+                Self.addProjection(content: c.base, items: ids.count, contentDim: content.dim, weights: w.base, dim: dim, into: out.base)
+            }
+        }
+    }
+
+    /// out (items x dim) += C (items x contentDim) * W (contentDim x dim): item vectors of the content tower.
+    static func addProjection(content c: UnsafePointer<Float>, items: Int, contentDim: Int, weights w: UnsafePointer<Float>, dim: Int,
+                              into out: UnsafeMutablePointer<Float>) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(items), Int32(dim), Int32(contentDim),
+                    1, c, Int32(contentDim), w, Int32(dim), 1, out, Int32(dim))
+    }
+
+    /// gw (contentDim x dim) = C^T G: the projection rows' gradient given the item vectors' gradients G
+    /// (items x dim), since d item / d row_k = content_k.
+    static func projectionGradient(content c: UnsafePointer<Float>, items: Int, contentDim: Int, itemGradients g: UnsafePointer<Float>, dim: Int,
+                                   into gw: UnsafeMutablePointer<Float>) {
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(contentDim), Int32(dim), Int32(items),
+                    1, c, Int32(contentDim), g, Int32(dim), 0, gw, Int32(dim))
+    }
+
+    /// Content vectors of `ids` (ids.count * content dim; zeros for an id without one).
+    func contentMatrix(_ ids: [UInt64]) -> FloatBuffer {
+        guard let content else { return FloatBuffer(count: 0) }
+        let d = content.dim
+        let c = FloatBuffer(count: ids.count * d)
+        content.vectors.withUnsafeBufferPointer { v in
+            for (n, id) in ids.enumerated() {
+                if let r = contentRow[id] { (c.base + n * d).update(from: v.baseAddress! + r * d, count: d) }
+            }
+        }
+        return c
     }
 
     /// Pushes item gradients (ids.count * dim) to every table of the tower.
     func push(_ ids: [UInt64], _ gradients: FloatBuffer) async throws {
         if let idTable { try await client.push(table: idTable, ids: ids, gradients: gradients) }
         if let semanticTable { try await client.pushPooled(table: semanticTable, items: ids, gradients: gradients.array) }
+        if let contentTable, let content {
+            let gw = FloatBuffer(count: content.dim * dim)
+            let c = contentMatrix(ids)
+            withExtendedLifetime((c, gradients)) {
+                Self.projectionGradient(content: c.base, items: ids.count, contentDim: content.dim, itemGradients: gradients.base, dim: dim, into: gw.base)
+            }
+            try await client.push(table: contentTable, ids: (0..<content.dim).map { UInt64($0) }, gradients: gw)
+        }
     }
 }

@@ -13,18 +13,25 @@ public func renderReport(_ r: TrainingReport) -> String {
                                          "new-item users", "new-item Recall@20"], rows)
 }
 
-/// One row per item tower (test split), plus the popularity baseline of the first run.
-public func renderComparison(_ reports: [TrainingReport]) -> String {
+/// One row per item tower (test split), each the mean over its seeds with the spread (max - min over
+/// seeds), plus the popularity baseline (on the item-cold split: popularity among the held-out items).
+public func renderComparison(_ towers: [[TrainingReport]]) -> String {
     func f(_ x: Double) -> String { String(format: "%.4f", x) }
-    var rows = reports.map { r -> [String] in
-        let m = r.test[0]
-        return [r.itemTower, "\(r.itemRows)", f(m.recallAt20), f(m.ndcgAt20), f(m.tailRecallAt20), f(m.newItemRecallAt20)]
+    func mean(_ xs: [Double]) -> Double { xs.isEmpty ? 0 : xs.reduce(0, +) / Double(xs.count) }
+    func spread(_ xs: [Double]) -> Double { (xs.max() ?? 0) - (xs.min() ?? 0) }
+    var rows = towers.compactMap { runs -> [String]? in
+        guard let r = runs.first else { return nil }
+        let recall = runs.map { $0.test[0].recallAt20 }
+        return [r.itemTower, "\(r.itemRows)", "\(runs.count)", f(mean(recall)), f(spread(recall)), f(mean(runs.map { $0.test[0].ndcgAt20 })),
+                f(mean(runs.map { $0.test[0].tailRecallAt20 })), f(mean(runs.map { $0.test[0].newItemRecallAt20 })),
+                String(format: "%.1f", mean(runs.map(\.seconds)))]
     }
-    if let pop = reports.first?.test[1] {
-        rows.append(["popularity", "-", f(pop.recallAt20), f(pop.ndcgAt20), f(pop.tailRecallAt20), f(pop.newItemRecallAt20)])
-    }
-    let users = reports.first.map { "test users \($0.test[0].users), tail \($0.test[0].tailUsers), new-item \($0.test[0].newItemUsers)" } ?? ""
-    return users + "\n" + renderTable(["item tower", "item rows", "Recall@20", "NDCG@20", "tail Recall@20", "new-item Recall@20"], rows)
+    guard let first = towers.first?.first else { return "" }
+    let pop = first.test[1]
+    rows.append([pop.model, "-", "-", f(pop.recallAt20), "-", f(pop.ndcgAt20), f(pop.tailRecallAt20), f(pop.newItemRecallAt20), "-"])
+    let m = first.test[0]
+    let header = "split \(first.split?.rawValue ?? SplitKind.leaveLastOut.rawValue): test users \(m.users), tail \(m.tailUsers), new-item \(m.newItemUsers)"
+    return header + "\n" + renderTable(["item tower", "item rows", "seeds", "Recall@20", "spread", "NDCG@20", "tail Recall@20", "new-item Recall@20", "seconds/run"], rows)
 }
 
 /// One row per embedding density (test split): quality, parameters and stored bytes of the user and item

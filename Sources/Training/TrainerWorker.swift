@@ -32,6 +32,19 @@ public struct TrainerConfiguration: Sendable {
     /// Where BPR negatives come from: uniform over all items, or the positives of the same batch (only
     /// items seen in the stream recently get gradients, so a TTL can find stale item rows).
     public var negatives: NegativeSampling = .uniform
+    /// The loss the model trains with.
+    public var model: TrainingModel = .bpr
+    /// Softmax model: uniform negatives drawn per batch and shared by its examples (with the batch's own
+    /// positives); 0 or at least the item count = every item (the full softmax).
+    public var sampledNegatives = 2048
+    /// How validation and test interactions are held out.
+    public var split: SplitKind = .leaveLastOut
+    /// Item-cold split: the fraction of items held out (half validation, half test) and the seed choosing them.
+    public var coldFraction = 0.1
+    public var splitSeed: UInt64 = 1
+    /// Softmax model: the user vector is the user's id row plus the mean of a history table's rows over the
+    /// user's train items (the target item left out while training on it, FISM-style); false = the id row alone.
+    public var userHistory = false
     public init(dataPath: String) { self.dataPath = dataPath }
     /// Epochs of the whole run (DNIS adds search and retrain epochs after the warm start).
     public var totalEpochs: Int { epochs + (dnis.map { $0.searchEpochs + $0.retrainEpochs } ?? 0) }
@@ -48,6 +61,18 @@ public struct DnisTraining: Sendable {
     public var retrainEpochs = 5
     public var alphaLearningRate: Float = 0.01
     public init() {}
+}
+
+/// The loss a run trains the user and item towers with. Both score a (user, item) pair by the dot product of
+/// their vectors, so evaluation and serving are the same for both.
+public enum TrainingModel: String, Sendable, Codable, CaseIterable {
+    /// Matrix factorisation with the pairwise BPR loss, one negative per example (`BPRModel`).
+    case bpr
+    /// A two-tower model with a sampled-softmax loss over negatives shared by the batch (`SoftmaxModel`).
+    case softmax
+
+    /// Name in reports.
+    public var label: String { self == .bpr ? "mf-bpr" : "two-tower softmax" }
 }
 
 /// Source of the negative item of each BPR example.
@@ -127,6 +152,8 @@ public struct TrainingReport: Sendable, Codable {
     /// Runs with admission or eviction: rows and counters of the id tables.
     public var lifecycle: LifecycleSummary? = nil
     public var seed: UInt64? = nil
+    /// How validation and test were held out (nil in reports written before the item-cold split existed).
+    public var split: SplitKind? = nil
 }
 
 /// A trainer worker: trains MF-BPR whose user and item tables live on EmbedPS, on the users assigned to its
@@ -139,9 +166,13 @@ public final class TrainerWorker: @unchecked Sendable {
     let client: EmbedPSClient
     let log: @Sendable (String) -> Void
     var userTable: String { "\(config.run).user" }
+    /// Item rows of the user-history part of the user tower (`config.userHistory`).
+    var historyTable: String { "\(config.run).history" }
     var progressTable: String { "\(config.run).progress" }
     /// Set by `run()` before training.
     var tower: ItemTower!
+    /// The softmax model's candidate sampler (made at the first batch).
+    var softmaxSampler: SoftmaxCandidates?
     /// Live progress for the worker's /metrics endpoint.
     public let metrics: TrainerMetrics
 
@@ -160,6 +191,10 @@ public final class TrainerWorker: @unchecked Sendable {
         spec.admission = config.lifecycle?.admission
         spec.eviction = LifecycleTraining.eviction(ttl: config.lifecycle?.userTTLUpdates ?? 0)
         try await client.admin.createTable(spec)
+        if config.userHistory {
+            try await client.admin.createTable(TableSpec(name: historyTable, dim: config.dim, optimizer: opt,
+                                                         initializer: .normal(mean: 0, stddev: 0.1, seed: config.seed &+ 2)))
+        }
         try await client.admin.createTable(TableSpec(name: progressTable, dim: 1, optimizer: OptimizerConfig(kind: .sgd, learningRate: 1)))
     }
 
@@ -185,7 +220,8 @@ public final class TrainerWorker: @unchecked Sendable {
     public func run() async throws -> TrainingReport? {
         let started = Date()
         let data = try InteractionData.load(path: config.dataPath, minRating: config.minRating)
-        let split = LeaveLastOutSplit(data)
+        let split = config.split == .itemCold ? InteractionSplit(itemColdFrom: data, fraction: config.coldFraction, seed: config.splitSeed)
+                                              : InteractionSplit(data)
         let nItems = data.itemIds.count
         try await client.waitUntilHealthy(timeoutSeconds: 60)
         if var sp = config.sparsity, sp.rounds == 0 {
@@ -205,7 +241,8 @@ public final class TrainerWorker: @unchecked Sendable {
         let mine = (config.timeOrdered ? split.trainInFileOrder : split.train).filter { $0.user % config.worldSize == config.rank }
         let startEpoch = try await progress()[config.rank]
         if config.rank == 0 && startEpoch == 0 {
-            log("data: \(data.interactions.count) interactions, \(data.userIds.count) users, \(nItems) items; split leave-last-out per user " +
+            log("data: \(data.interactions.count) interactions, \(data.userIds.count) users, \(nItems) items; split \(config.split.rawValue)" +
+                (config.split == .itemCold ? " (\(split.validationCandidates.count) validation and \(split.testCandidates.count) test items held out with their interactions) " : " per user ") +
                 "(train \(split.train.count), validation \(split.validation.count), test \(split.test.count))")
         }
         if startEpoch > 0 { log("rank \(config.rank): resuming after epoch \(startEpoch) (from the cluster's progress table)") }
@@ -220,7 +257,7 @@ public final class TrainerWorker: @unchecked Sendable {
             try await client.push(table: progressTable, ids: [UInt64(config.rank)], gradients: [-1])
             try await barrier(epoch + 1)
             if config.rank == 0 && (config.evaluateEveryEpoch || epoch + 1 == config.totalEpochs) {
-                var m = try await evaluate(evaluator, data: data, heldOut: split.validation, exclude: [])
+                var m = try await evaluate(evaluator, data: data, heldOut: split.validation, exclude: [], candidates: split.validationCandidates)
                 m.split = "validation"
                 validation.append(m)
                 metrics.recallBits.store(m.recallAt20.bitPattern, ordering: .relaxed)
@@ -234,15 +271,16 @@ public final class TrainerWorker: @unchecked Sendable {
             dnisSummaries = []
             for table in sparseTables { dnisSummaries?.append(try await client.admin.dnisSummary(table: table)) }
         }
-        var test = try await evaluate(evaluator, data: data, heldOut: split.test, exclude: split.validation)
+        var test = try await evaluate(evaluator, data: data, heldOut: split.test, exclude: split.validation, candidates: split.testCandidates)
         test.split = "test"
-        var pop = evaluator.evaluatePopularity(heldOut: split.test, exclude: split.validation, items: nItems)
+        var pop = split.kind == .itemCold ? evaluator.evaluatePopularity(heldOut: split.test, candidates: split.testCandidates)
+                                          : evaluator.evaluatePopularity(heldOut: split.test, exclude: split.validation, items: nItems)
         pop.split = "test"
         return TrainingReport(run: config.run, workers: config.worldSize, shards: client.shardCount, epochs: config.epochs, dim: config.dim,
                               trainInteractions: split.train.count, users: data.userIds.count, items: nItems,
                               seconds: Date().timeIntervalSince(started), finalLoss: lastLoss, itemTower: config.itemTower.kind.rawValue,
                               itemRows: tower.rows, test: [test, pop], validation: validation, footprint: footprint, dnis: dnisSummaries,
-                              lifecycle: try await lifecycleSummary(), seed: config.seed)
+                              lifecycle: try await lifecycleSummary(), seed: config.seed, split: config.split)
     }
 
     /// Rows and lifecycle counters of the user and item id tables (nil without a lifecycle).
@@ -330,16 +368,44 @@ public final class TrainerWorker: @unchecked Sendable {
         return epoch >= config.epochs && epoch < config.epochs + d.searchEpochs
     }
 
-    /// The rows and exact BPR gradients of one batch of (user, positive item) with its negatives.
+    /// The rows and exact gradients of one batch of (user, positive item) with its negatives.
     struct BatchGradients {
         let userIds: [UInt64], itemIds: [UInt64]
         let gu: FloatBuffer, gi: FloatBuffer
         let loss: Float
+        /// Rows of the history table and their gradients (runs with `userHistory`).
+        var historyIds: [UInt64] = [], gh: FloatBuffer? = nil
+    }
+
+    /// Draws the batch's negatives and computes the configured model's loss and gradients with respect to
+    /// the pulled rows.
+    func gradients(_ batch: [(user: Int, item: Int)], rng: inout SplitMix64, data: InteractionData, split: InteractionSplit, l2: Float) async throws -> BatchGradients {
+        let nItems = data.itemIds.count
+        switch config.model {
+        case .bpr:
+            // Negatives: trainable items the user has not interacted with in train, uniform or from the batch's positives.
+            let pool = split.trainableItems
+            let draw: (inout SplitMix64) -> Int = config.negatives == .uniform
+                ? { pool[Int($0.next() % UInt64(pool.count))] } : { batch[Int($0.next() % UInt64(batch.count))].item }
+            let negatives = batch.map { ex -> Int in
+                var j = draw(&rng)
+                var tries = 0
+                while split.trainItemsByUser[ex.user].contains(j) && tries < 10 { j = draw(&rng); tries += 1 }
+                return j
+            }
+            return try await bprGradients(batch, negatives: negatives, data: data, l2: l2)
+        case .softmax:
+            let sampler = softmaxSampler ?? SoftmaxCandidates(items: nItems, negatives: config.sampledNegatives, popularity: split.itemPopularity, batchSize: config.batchSize,
+                                                                 eligible: split.trainableItems)
+            softmaxSampler = sampler
+            let (candidates, logQ) = sampler.draw(positives: batch.map(\.item), rng: &rng)
+            return try await softmaxGradients(batch, candidates: candidates, logQ: logQ, data: data, split: split, l2: l2)
+        }
     }
 
     /// Pulls the user and item rows a batch touches and computes the BPR loss and its gradients with respect
     /// to those (pulled) rows.
-    func gradients(_ batch: [(user: Int, item: Int)], negatives: [Int], data: InteractionData, l2: Float) async throws -> BatchGradients {
+    func bprGradients(_ batch: [(user: Int, item: Int)], negatives: [Int], data: InteractionData, l2: Float) async throws -> BatchGradients {
         let dim = config.dim
         let users = Array(Set(batch.map(\.user))).sorted()
         let items = Array(Set(batch.map(\.item) + negatives)).sorted()
@@ -360,13 +426,60 @@ public final class TrainerWorker: @unchecked Sendable {
         return BatchGradients(userIds: userIds, itemIds: itemIds, gu: gu, gi: gi, loss: loss)
     }
 
+    /// Pulls the rows of the batch's users and of its candidate items (sorted item indices) and computes the
+    /// sampled-softmax loss; a user's gradient is the sum over its examples.
+    func softmaxGradients(_ batch: [(user: Int, item: Int)], candidates: [Int], logQ: [Float], data: InteractionData, split: InteractionSplit,
+                          l2: Float) async throws -> BatchGradients {
+        let dim = config.dim
+        let users = Array(Set(batch.map(\.user))).sorted()
+        let userPos = Dictionary(uniqueKeysWithValues: users.enumerated().map { ($1, $0) })
+        let itemPos = Dictionary(uniqueKeysWithValues: candidates.enumerated().map { ($1, $0) })
+        let userIds = users.map { data.userIds[$0] }, itemIds = candidates.map { data.itemIds[$0] }
+        let userRows = FloatBuffer(count: users.count * dim), itemRows = FloatBuffer(count: candidates.count * dim)
+        async let pu: Void = client.pull(table: userTable, ids: userIds, into: userRows)
+        async let pi: Void = tower.pull(itemIds, into: itemRows)
+        _ = try await (pu, pi)
+        let history = config.userHistory ? try await UserHistory.pull(users: users, split: split, data: data, dim: dim, client: client, table: historyTable) : nil
+        let exampleUsers = FloatBuffer(count: batch.count * dim), exampleGradients = FloatBuffer(count: batch.count * dim)
+        var positives = [Int](repeating: 0, count: batch.count), exampleUser = positives
+        for (b, ex) in batch.enumerated() {
+            guard let u = userPos[ex.user], let i = itemPos[ex.item] else { throw DataError("internal: example (\(ex.user), \(ex.item)) missing from its batch's rows") }
+            (exampleUsers.base + b * dim).update(from: userRows.base + u * dim, count: dim)
+            history?.addLeavingOut(item: ex.item, user: u, into: exampleUsers.base + b * dim)
+            positives[b] = i
+            exampleUser[b] = u
+        }
+        let gu = FloatBuffer(count: users.count * dim), gi = FloatBuffer(count: candidates.count * dim)
+        let logits = UnsafeMutablePointer<Float>.allocate(capacity: batch.count * candidates.count)
+        defer { logits.deallocate() }
+        let loss = logQ.withUnsafeBufferPointer { q in
+            SoftmaxModel.lossAndGradients(users: exampleUsers.base, batch: batch.count, candidates: itemRows.base, count: candidates.count, dim: dim,
+                                          positives: positives, logQ: q.baseAddress!, l2: l2, gu: exampleGradients.base, gc: gi.base, logits: logits)
+        }
+        for b in 0..<batch.count {
+            let g = gu.base + exampleUser[b] * dim, e = exampleGradients.base + b * dim
+            for k in 0..<dim { g[k] += e[k] }
+        }
+        var out = BatchGradients(userIds: userIds, itemIds: itemIds, gu: gu, gi: gi, loss: loss)
+        if let history {
+            out.gh = history.gradients(examples: batch.map(\.item), exampleUser: exampleUser, exampleGradients: exampleGradients.base, l2: l2)
+            out.historyIds = history.itemIds
+        }
+        return out
+    }
+
     /// One validation batch of the DNIS bi-level loop: BPR gradients of the validation loss with respect to the
     /// pulled (alpha-scaled) rows go to the shards as alpha gradients.
-    func alphaStep(_ split: LeaveLastOutSplit, data: InteractionData, rng: inout SplitMix64) async throws {
-        let nItems = data.itemIds.count
+    func alphaStep(_ split: InteractionSplit, data: InteractionData, rng: inout SplitMix64) async throws {
         let batch = (0..<min(config.batchSize, split.validation.count)).map { _ in split.validation[Int(rng.next() % UInt64(split.validation.count))] }
-        let negatives = batch.map { _ in Int(rng.next() % UInt64(nItems)) }
-        let g = try await gradients(batch, negatives: negatives, data: data, l2: 0)
+        let g: BatchGradients
+        if config.model == .bpr {
+            let pool = split.trainableItems
+            let negatives = batch.map { _ in pool[Int(rng.next() % UInt64(pool.count))] }
+            g = try await bprGradients(batch, negatives: negatives, data: data, l2: 0)
+        } else {
+            g = try await gradients(batch, rng: &rng, data: data, split: split, l2: 0)
+        }
         guard let itemTable = tower.idTable else { return }
         async let a = client.dnisPushAlphaGradient(table: userTable, ids: g.userIds, gradients: g.gu)
         async let b = client.dnisPushAlphaGradient(table: itemTable, ids: g.itemIds, gradients: g.gi)
@@ -375,13 +488,12 @@ public final class TrainerWorker: @unchecked Sendable {
 
     /// One pass over this worker's examples in a seeded shuffle (in file order with `timeOrdered`); returns the mean loss. With `searching`, every
     /// train batch is followed by a DNIS validation batch.
-    func trainEpoch(_ epoch: Int, examples: [(user: Int, item: Int)], data: InteractionData, split: LeaveLastOutSplit, searching: Bool = false) async throws -> Double {
+    func trainEpoch(_ epoch: Int, examples: [(user: Int, item: Int)], data: InteractionData, split: InteractionSplit, searching: Bool = false) async throws -> Double {
         var rng = SplitMix64(seed: config.seed &* 1_000_003 &+ UInt64(config.rank) &* 7919 &+ UInt64(epoch))
         var order = Array(examples.indices)
         if !config.timeOrdered {
             for i in stride(from: order.count - 1, to: 0, by: -1) { order.swapAt(i, Int(rng.next() % UInt64(i + 1))) }
         }
-        let nItems = data.itemIds.count
         var totalLoss = 0.0
         var rowsMoved = 0
         let started = Date()
@@ -391,27 +503,19 @@ public final class TrainerWorker: @unchecked Sendable {
         var done = 0
         while done < order.count {
             let batch = order[done..<min(order.count, done + config.batchSize)].map { examples[$0] }
-            // Negatives: items the user has not interacted with in train, uniform or from the batch's positives.
-            let draw: (inout SplitMix64) -> Int = config.negatives == .uniform
-                ? { Int($0.next() % UInt64(nItems)) } : { batch[Int($0.next() % UInt64(batch.count))].item }
-            let negatives = batch.map { ex -> Int in
-                var j = draw(&rng)
-                var tries = 0
-                while split.trainItemsByUser[ex.user].contains(j) && tries < 10 { j = draw(&rng); tries += 1 }
-                return j
-            }
-            let g = try await gradients(batch, negatives: negatives, data: data, l2: config.l2)
-            let loss = g.loss, userIds = g.userIds, itemIds = g.itemIds, gu = g.gu, gi = g.gi
+            let g = try await gradients(batch, rng: &rng, data: data, split: split, l2: config.l2)
+            let loss = g.loss, userIds = g.userIds, itemIds = g.itemIds, gu = g.gu, gi = g.gi, historyIds = g.historyIds, gh = g.gh
             totalLoss += Double(loss)
             // Asynchronous push, bounded: wait for the oldest when too many are in flight.
-            let client = self.client, ut = userTable, tower = self.tower!
+            let client = self.client, ut = userTable, ht = historyTable, tower = self.tower!
             pending.append(Task {
                 async let a = client.push(table: ut, ids: userIds, gradients: gu)
                 async let b: Void = tower.push(itemIds, gi)
+                if let gh, !historyIds.isEmpty { _ = try await client.push(table: ht, ids: historyIds, gradients: gh) }
                 _ = try await (a, b)
             })
             while pending.count > config.maxInflightPushes { try await pending.removeFirst().value }
-            rowsMoved += 2 * (userIds.count + itemIds.count)
+            rowsMoved += 2 * (userIds.count + itemIds.count + historyIds.count)
             done += batch.count
             if searching { try await alphaStep(split, data: data, rng: &rng) }
             try await maybeRegrow(step: epoch * ((examples.count + config.batchSize - 1) / config.batchSize) + (done + config.batchSize - 1) / config.batchSize)
@@ -426,14 +530,27 @@ public final class TrainerWorker: @unchecked Sendable {
         return totalLoss / Double(max(1, done))
     }
 
-    /// Pulls every user and item vector and ranks all items for the held-out users.
-    func evaluate(_ evaluator: RankingEvaluator, data: InteractionData, heldOut: [(user: Int, item: Int)], exclude: [(user: Int, item: Int)]) async throws -> RankingMetrics {
+    /// Pulls every user and item vector and ranks all items (or only `candidates`, when not empty) for the
+    /// held-out users.
+    func evaluate(_ evaluator: RankingEvaluator, data: InteractionData, heldOut: [(user: Int, item: Int)], exclude: [(user: Int, item: Int)],
+                  candidates: [Int] = []) async throws -> RankingMetrics {
         let dim = config.dim
         let users = FloatBuffer(count: data.userIds.count * dim), items = FloatBuffer(count: data.itemIds.count * dim)
         let client = self.client, userTable = self.userTable, tower = self.tower!
         try await pullChunked(data.userIds, into: users) { try await client.pull(table: userTable, ids: $0, into: $1) }
         try await pullChunked(data.itemIds, into: items) { try await tower.pull($0, into: $1) }
-        return evaluator.evaluate(model: "mf-bpr (EmbedPS, items: \(config.itemTower.kind.rawValue))", heldOut: heldOut, exclude: exclude, userVectors: users.base, itemVectors: items.base,
+        if config.userHistory {
+            // The user tower at serving time: the id row plus the mean history row over all the user's train items.
+            let rows = FloatBuffer(count: data.itemIds.count * dim), ht = historyTable
+            try await pullChunked(data.itemIds, into: rows) { try await client.pull(table: ht, ids: $0, into: $1) }
+            let all = UserHistory(users: Array(0..<data.userIds.count), split: evaluator.split, dim: dim, itemIds: data.itemIds, rows: rows)
+            for u in 0..<data.userIds.count { all.addMean(user: u, into: users.base + u * dim) }
+        }
+        let model = "\(config.model.label) (EmbedPS, items: \(config.itemTower.kind.rawValue)\(config.userHistory ? ", users: id+history" : ""))"
+        if !candidates.isEmpty {
+            return evaluator.evaluate(model: model, heldOut: heldOut, candidates: candidates, userVectors: users.base, itemVectors: items.base, dim: dim)
+        }
+        return evaluator.evaluate(model: model, heldOut: heldOut, exclude: exclude, userVectors: users.base, itemVectors: items.base,
                                   dim: dim, items: data.itemIds.count)
     }
 

@@ -1,6 +1,8 @@
 import Testing
 import Foundation
 @testable import Training
+import Vocabulary
+import Client
 
 @Suite struct BPRGradientTests {
     @Test func analyticGradientsMatchFiniteDifferences() {
@@ -37,7 +39,7 @@ import Foundation
     ])
 
     @Test func leaveLastOutUsesFileOrderPerUser() {
-        let s = LeaveLastOutSplit(Self.data)
+        let s = InteractionSplit(Self.data)
         // user 7 (index 0): train items 1,2; validation 3; test 4. user 9: train 2; validation 3; test 1. user 11: train only.
         #expect(s.test.map { [$0.user, $0.item] } == [[0, 3], [1, 0]])
         #expect(s.validation.map { [$0.user, $0.item] } == [[0, 2], [1, 2]])
@@ -52,7 +54,7 @@ import Foundation
             .init(user: 7, item: 1, rating: 5), .init(user: 9, item: 2, rating: 5), .init(user: 7, item: 2, rating: 4), .init(user: 11, item: 4, rating: 5),
             .init(user: 9, item: 3, rating: 1), .init(user: 7, item: 3, rating: 3), .init(user: 9, item: 1, rating: 2), .init(user: 7, item: 4, rating: 5),
         ])
-        let s = LeaveLastOutSplit(data)
+        let s = InteractionSplit(data)
         // Dense indices: users 7, 9, 11 -> 0, 1, 2; items 1..4 -> 0..3.
         #expect(s.trainInFileOrder.map { [$0.user, $0.item] } == [[0, 0], [1, 1], [0, 1], [2, 3]])
         #expect(s.trainInFileOrder.map { [$0.user, $0.item] }.sorted { $0.lexicographicallyPrecedes($1) }
@@ -61,7 +63,7 @@ import Foundation
     }
 
     @Test func recallAndNdcgFollowTheHeldOutRank() {
-        let s = LeaveLastOutSplit(Self.data)
+        let s = InteractionSplit(Self.data)
         let e = RankingEvaluator(split: s)
         // One user, dim 1: item scores = item vector values; user 0's train items (0, 1) are masked.
         let users: [Float] = [1, 1, 1]
@@ -73,6 +75,125 @@ import Foundation
         #expect(m2.recallAt20 == 1 && abs(m2.ndcgAt20 - 1 / log2(3.0)) < 1e-12)
         // Item 2 (dense index 2) never occurs in train: it is a new item.
         #expect(m2.newItemUsers == 1 && m2.newItemRecallAt20 == 1 && m.newItemUsers == 0)
+    }
+
+    @Test func itemColdSplitHoldsOutWholeItemsInTwoDisjointHalves() {
+        // 40 items, 12 users; user u rates items u, u+3, u+6, ... (every item has several users).
+        var interactions: [Interaction] = []
+        for u in 0..<12 { for i in stride(from: u % 40, to: 40, by: 3) { interactions.append(.init(user: UInt64(100 + u), item: UInt64(1000 + i), rating: 4)) } }
+        interactions.append(interactions[0])  // a pair rated twice is held out once
+        let data = InteractionData(interactions: interactions)
+        let s = InteractionSplit(itemColdFrom: data, fraction: 0.2, seed: 3)
+        #expect(s.kind == .itemCold)
+        #expect(s.validationCandidates.count == 4 && s.testCandidates.count == 4)
+        let held = Set(s.validationCandidates + s.testCandidates)
+        #expect(Set(s.validationCandidates).isDisjoint(with: s.testCandidates))
+        #expect(s.train.allSatisfy { !held.contains($0.item) })
+        #expect(s.trainableItems == (0..<40).filter { !held.contains($0) })
+        #expect(s.validation.allSatisfy { s.validationCandidates.contains($0.item) })
+        #expect(s.test.allSatisfy { s.testCandidates.contains($0.item) })
+        // Every interaction is in exactly one part, the duplicate pair counted once.
+        let duplicateHeld = held.contains(data.itemIndex[1000]!)
+        #expect(s.train.count + s.validation.count + s.test.count == interactions.count - (duplicateHeld ? 1 : 0))
+        let heldPairs = s.validation.map { [$0.user, $0.item] } + s.test.map { [$0.user, $0.item] }
+        #expect(Set(heldPairs).count == heldPairs.count)
+        #expect(s.itemPopularity.enumerated().allSatisfy { held.contains($0.offset) ? $0.element == 0 : $0.element > 0 })
+        // The same seed chooses the same items; another seed other items.
+        #expect(InteractionSplit(itemColdFrom: data, fraction: 0.2, seed: 3).testCandidates == s.testCandidates)
+        #expect(InteractionSplit(itemColdFrom: data, fraction: 0.2, seed: 4).testCandidates != s.testCandidates)
+    }
+
+    @Test func candidateRestrictedRecallCountsEveryHeldOutItemOfAUser() {
+        let s = InteractionSplit(Self.data)
+        let e = RankingEvaluator(split: s)
+        // dim 1, user vector 1: a candidate's score is its item value. 25 candidates (items 0..<25), scores 25 - i.
+        let items = (0..<30).map { Float(25 - $0) }
+        let users: [Float] = [1, 1]
+        let candidates = Array(0..<25)
+        // User 0 holds out items 2 (rank 2) and 22 (rank 22, outside the top 20): recall 1/2.
+        // User 1 holds out item 0 (rank 0): recall 1.
+        let m = e.evaluate(model: "t", heldOut: [(0, 2), (0, 22), (1, 0)], candidates: candidates, userVectors: users, itemVectors: items, dim: 1)
+        #expect(m.users == 2 && abs(m.recallAt20 - 0.75) < 1e-12)
+        let ndcg0 = (1 / log2(4.0)) / (1 + 1 / log2(3.0))
+        #expect(abs(m.ndcgAt20 - (ndcg0 + 1) / 2) < 1e-12)
+        #expect(m.newItemUsers == 2 && m.tailUsers == 0)
+        // Ties count against the held-out item: every score equal puts user 1's item last among 25.
+        let flat = [Float](repeating: 0, count: 30)
+        let tied = e.evaluate(model: "t", heldOut: [(1, 0)], candidates: candidates, userVectors: users, itemVectors: flat, dim: 1)
+        #expect(tied.recallAt20 == 0)
+    }
+
+    @Test func popularityAmongHeldOutItemsLeavesTheUserOut() {
+        let e = RankingEvaluator(split: InteractionSplit(Self.data))
+        // Item 5 is held out by users 0, 1, 2; item 6 by users 3, 4; item 7 by user 0 only.
+        let heldOut = [(0, 5), (1, 5), (2, 5), (3, 6), (4, 6), (0, 7)]
+        let m = e.evaluatePopularity(heldOut: heldOut, candidates: [5, 6, 7])
+        #expect(m.users == 5 && m.recallAt20 == 1)  // 3 candidates: everything is in the top 20
+        // Users 1 and 2: item 5 scores 2 (the other two), tied with item 6 (2): ties count against it, rank 1.
+        // Users 3 and 4: item 6 scores 1, below item 5 (3) and tied with item 7 (1): rank 2.
+        // User 0: items 5 (2) and 7 (0) against 6 (2): the tie puts 5 after 6, so ranks 1 and 2.
+        let user0 = (1 / log2(3.0) + 1 / log2(4.0)) / (1 + 1 / log2(3.0))
+        let expected = (user0 + 2 / log2(3.0) + 2 / log2(4.0)) / 5
+        #expect(abs(m.ndcgAt20 - expected) < 1e-12, "ndcg \(m.ndcgAt20) expected \(expected)")
+    }
+
+    @Test func userHistoryLeavesTheTargetOutAndItsGradientsMatchFiniteDifferences() {
+        // Train items: user 0 -> {0, 1}, user 1 -> {1}, user 2 -> {3}. Rows of items 0, 1, 3 (dim 2).
+        let s = InteractionSplit(Self.data)
+        let dim = 2
+        let rows = FloatBuffer([0.5, -1, 2, 0.25, -0.5, 3])
+        func history() -> UserHistory { UserHistory(users: [0, 1, 2], split: s, dim: dim, items: [0, 1, 3], itemIds: [1, 2, 4], rows: rows) }
+        // User 0 training on item 0: the mean of the other history rows = row of item 1.
+        var v: [Float] = [0, 0]
+        history().addLeavingOut(item: 0, user: 0, into: &v)
+        #expect(v == [2, 0.25])
+        // User 1 has one history item: training on it leaves the history as it is (nothing else to average).
+        v = [0, 0]; history().addLeavingOut(item: 1, user: 1, into: &v)
+        #expect(v == [2, 0.25])
+        v = [0, 0]; history().addMean(user: 0, into: &v)
+        #expect(v == [1.25, -0.375])
+        // L = sum_b <w_b, userVector_b> is linear in the rows: the analytic gradient is exact.
+        let examples = [0, 1, 1, 3], users = [0, 0, 1, 2]
+        let w: [Float] = [1, 2, -1, 0.5, 0.25, -2, 3, 1]
+        func loss() -> Float {
+            let h = history()
+            var total: Float = 0
+            for b in 0..<examples.count {
+                var u: [Float] = [0, 0]
+                h.addLeavingOut(item: examples[b], user: users[b], into: &u)
+                total += u[0] * w[2 * b] + u[1] * w[2 * b + 1]
+            }
+            return total
+        }
+        let g = w.withUnsafeBufferPointer { history().gradients(examples: examples, exampleUser: users, exampleGradients: $0.baseAddress!, l2: 0) }
+        for x in 0..<6 {
+            let before = loss()
+            rows.base[x] += 1
+            let numeric = loss() - before
+            rows.base[x] -= 1
+            #expect(abs(numeric - g.base[x]) < 1e-5, "row entry \(x): numeric \(numeric) analytic \(g.base[x])")
+        }
+    }
+
+    @Test func contentProjectionGradientMatchesFiniteDifferences() {
+        // 3 items with 4-d content, dim 2. L = sum of <G_i, item_i> with item = C W: dL/dW = C^T G exactly.
+        let c: [Float] = [0.1, -0.2, 0.3, 0.4, 0.5, 0.0, -0.1, 0.2, -0.3, 0.6, 0.2, -0.5]
+        var w: [Float] = [0.3, -0.1, 0.2, 0.5, -0.4, 0.1, 0.05, -0.2]
+        let g: [Float] = [1, -2, 0.5, 0.25, -1, 3]
+        func loss() -> Float {
+            var items = [Float](repeating: 0.7, count: 6)  // the projection adds to what is there
+            ItemTower.addProjection(content: c, items: 3, contentDim: 4, weights: w, dim: 2, into: &items)
+            return zip(items, g).reduce(0) { $0 + ($1.0 - 0.7) * $1.1 }
+        }
+        var gw = [Float](repeating: 9, count: 8)
+        ItemTower.projectionGradient(content: c, items: 3, contentDim: 4, itemGradients: g, dim: 2, into: &gw)
+        for x in 0..<8 {
+            let before = loss()
+            w[x] += 0.5
+            let numeric = (loss() - before) / 0.5
+            w[x] -= 0.5
+            #expect(abs(numeric - gw[x]) < 1e-4, "weight \(x): numeric \(numeric) analytic \(gw[x])")
+        }
     }
 
     @Test func gzipRatingsFileLoads() throws {
@@ -101,5 +222,103 @@ import Foundation
         #expect(text.contains("embedps_trainer_rows_moved_total{rank=\"3\"} 4000\n"))
         #expect(text.contains("embedps_trainer_epoch_mean_loss{rank=\"3\"} 0.25\n"))
         #expect(text.contains("# TYPE embedps_trainer_batches_total counter"))
+    }
+}
+
+@Suite struct SoftmaxModelTests {
+    /// Deterministic small values in [-0.5, 0.5).
+    static func values(_ n: Int, seed: UInt64) -> [Float] {
+        var rng = SplitMix64(seed: seed)
+        return (0..<n).map { _ in Float(rng.next() % 1000) / 1000 - 0.5 }
+    }
+
+    static func loss(_ users: [Float], _ cands: [Float], batch: Int, count: Int, dim: Int, positives: [Int], logQ: [Float], l2: Float) -> Double {
+        var gu = [Float](repeating: 0, count: batch * dim), gc = [Float](repeating: 0, count: count * dim)
+        var logits = [Float](repeating: 0, count: batch * count)
+        return Double(SoftmaxModel.lossAndGradients(users: users, batch: batch, candidates: cands, count: count, dim: dim,
+                                                    positives: positives, logQ: logQ, l2: l2, gu: &gu, gc: &gc, logits: &logits))
+    }
+
+    @Test func analyticGradientsMatchFiniteDifferences() {
+        let batch = 3, count = 5, dim = 4, l2: Float = 0.02
+        var users = Self.values(batch * dim, seed: 1), cands = Self.values(count * dim, seed: 2)
+        let positives = [0, 3, 3], logQ: [Float] = [-1.2, -0.3, -2.0, -0.7, -1.5]
+        var gu = [Float](repeating: 0, count: batch * dim), gc = [Float](repeating: 0, count: count * dim)
+        var logits = [Float](repeating: 0, count: batch * count)
+        SoftmaxModel.lossAndGradients(users: users, batch: batch, candidates: cands, count: count, dim: dim,
+                                      positives: positives, logQ: logQ, l2: l2, gu: &gu, gc: &gc, logits: &logits)
+        let h: Float = 1e-2
+        func numeric(_ bump: (Float) -> Void) -> Double {
+            bump(h); let up = Self.loss(users, cands, batch: batch, count: count, dim: dim, positives: positives, logQ: logQ, l2: l2)
+            bump(-2 * h); let down = Self.loss(users, cands, batch: batch, count: count, dim: dim, positives: positives, logQ: logQ, l2: l2)
+            bump(h)
+            return (up - down) / Double(2 * h)
+        }
+        for k in 0..<(batch * dim) {
+            let n = numeric { users[k] += $0 }
+            #expect(abs(n - Double(gu[k])) < 2e-3, "user coordinate \(k): numeric \(n) analytic \(gu[k])")
+        }
+        for k in 0..<(count * dim) {
+            let n = numeric { cands[k] += $0 }
+            #expect(abs(n - Double(gc[k])) < 2e-3, "candidate coordinate \(k): numeric \(n) analytic \(gc[k])")
+        }
+    }
+
+    @Test func lossIsLogOfCountForEqualScoresAndStableForLargeOnes() {
+        // All-zero vectors: every logit is 0, each example's loss is log(count).
+        let zeros = [Float](repeating: 0, count: 8)
+        let l = Self.loss(zeros, zeros, batch: 2, count: 4, dim: 2, positives: [1, 2], logQ: [0, 0, 0, 0], l2: 0)
+        #expect(abs(l - 2 * log(4.0)) < 1e-5)
+        // A positive far ahead of the rest: loss near 0 and finite; far behind: loss near the margin.
+        let u: [Float] = [50, 0], v: [Float] = [50, 0, -50, 0]
+        let good = Self.loss(u, v, batch: 1, count: 2, dim: 2, positives: [0], logQ: [0, 0], l2: 0)
+        let bad = Self.loss(u, v, batch: 1, count: 2, dim: 2, positives: [1], logQ: [0, 0], l2: 0)
+        #expect(good.isFinite && good >= 0 && good < 1e-6)
+        #expect(abs(bad - 5000) < 1)
+    }
+
+    @Test func candidatesAreSortedUniqueAndHoldEveryPositive() {
+        let items = 200
+        let popularity = (0..<items).map { ($0 % 7) + 1 }
+        let sampler = SoftmaxCandidates(items: items, negatives: 30, popularity: popularity, batchSize: 16)
+        #expect(!sampler.isFull)
+        var rng = SplitMix64(seed: 42)
+        var seen = Set<Int>()
+        for round in 0..<50 {
+            let positives = (0..<16).map { ($0 * 37 + round * 11) % items }
+            let (candidates, logQ) = sampler.draw(positives: positives, rng: &rng)
+            #expect(candidates == candidates.sorted() && Set(candidates).count == candidates.count)
+            #expect(Set(positives).isSubset(of: Set(candidates)))
+            // 30 distinct negatives, some possibly among the positives.
+            #expect(candidates.count >= 30 && candidates.count <= 30 + Set(positives).count)
+            #expect(logQ.count == candidates.count && logQ.allSatisfy { $0.isFinite && $0 < log(Float(items)) })
+            seen.formUnion(candidates)
+        }
+        // Uniform negatives reach most of the catalogue over 50 rounds (expected coverage > 99%).
+        #expect(seen.count > items * 9 / 10)
+    }
+
+    @Test func negativesComeOnlyFromEligibleItems() {
+        let items = 50
+        let eligible = (0..<items).filter { $0 % 5 != 0 }
+        let sampler = SoftmaxCandidates(items: items, negatives: 20, popularity: (0..<items).map { $0 % 5 == 0 ? 0 : 2 }, batchSize: 4, eligible: eligible)
+        var rng = SplitMix64(seed: 11)
+        for _ in 0..<30 {
+            let (candidates, _) = sampler.draw(positives: [1, 2], rng: &rng)
+            #expect(candidates.allSatisfy { $0 % 5 != 0 })
+        }
+        let full = SoftmaxCandidates(items: items, negatives: 0, popularity: [Int](repeating: 1, count: items), batchSize: 4, eligible: eligible)
+        #expect(full.isFull && full.draw(positives: [1], rng: &rng).candidates == eligible)
+    }
+
+    @Test func zeroOrTooManyNegativesMeanTheFullSoftmax() {
+        let popularity = [3, 1, 4, 1, 5]
+        var rng = SplitMix64(seed: 7)
+        for negatives in [0, 5, 99] {
+            let sampler = SoftmaxCandidates(items: 5, negatives: negatives, popularity: popularity, batchSize: 2)
+            #expect(sampler.isFull)
+            let (candidates, logQ) = sampler.draw(positives: [4, 1], rng: &rng)
+            #expect(candidates == [0, 1, 2, 3, 4] && logQ == [0, 0, 0, 0, 0])
+        }
     }
 }

@@ -8,8 +8,9 @@ import HTTP
 let usage = """
 usage: embedps-train --cluster SPEC.json --data RATINGS.csv[.gz] [options]
 
-A trainer worker: trains matrix factorisation with the BPR loss on goodbooks-format interactions
-(user_id,book_id,rating), with the user and item embedding tables on the EmbedPS cluster. Start one process
+A trainer worker: trains a user tower and an item tower (matrix factorisation with the BPR loss, or a
+two-tower model with a sampled-softmax loss) on goodbooks-format interactions (user_id,book_id,rating),
+with the user and item embedding tables on the EmbedPS cluster. Start one process
 per worker with --rank r --world-size w; each trains the users with index % w == r. Rank 0 evaluates
 (full ranking, Recall@20 / NDCG@20, overall and long tail, vs. a popularity baseline) and prints the report.
 
@@ -18,6 +19,17 @@ options:
   --data PATH              ratings file, gzip or plain CSV (required)
   --rank N / --world-size N   this worker and the number of workers (default 0 / 1)
   --run NAME               run name; tables are NAME.user, NAME.item, NAME.progress (default goodbooks)
+  --model KIND             bpr (default): pairwise BPR, one negative per example; softmax: sampled softmax
+                           over negatives shared by the batch (plus its positives), log-Q corrected
+  --sampled-negatives N    softmax: uniform negatives per batch (default 2048; 0 = every item, the full softmax)
+  --user-tower KIND        softmax: id (default) = a row per user; id+history = that row plus the mean of a
+                           history table's rows over the user's train items (the target left out in training)
+  --split KIND             leave-last-out (default): per user the last interaction is test, the one before
+                           validation, all items ranked; item-cold: --cold-fraction of the items (chosen by
+                           --split-seed) held out with all their interactions, half validation, half test,
+                           and each held-out user ranks only that half's items (none seen in training)
+  --cold-fraction X        item-cold: share of items held out (default 0.1)
+  --split-seed N           item-cold: seed choosing the held-out items (default 1; --seed does not change it)
   --dim N                  embedding dimension (default 32)
   --epochs N               epochs (default 20)
   --batch N                interactions per batch (default 1024)
@@ -25,15 +37,18 @@ options:
   --l2 X                   L2 regularisation (default 1e-4)
   --max-inflight-pushes N  asynchronous pushes in flight; bounds staleness (default 2; 0 = synchronous)
   --seed N                 seed of initialisation, shuffles and negatives (default 1)
-  --item-tower KIND        id (default) | unigram | prefix | spm | id+spm: how items are represented
-                           (semantic kinds: an item is the sum of its semantic-ID sub-piece rows)
+  --item-tower KIND        id (default) | unigram | prefix | spm | id+spm | content | id+content: how items
+                           are represented (semantic kinds: an item is the sum of its semantic-ID sub-piece
+                           rows; content: a learned projection of the item's content embedding, one row per
+                           content dimension)
   --item-rows N            row budget of the item side (id: hashed into N rows; 0 = one row per item;
                            id+spm: N/2 each)
-  --embeddings PATH        item content embeddings (float32) for semantic towers
+  --embeddings PATH        item content embeddings (float32) for semantic and content towers
   --item-ids PATH          ids of the embedding rows, one per line
   --levels N / --codes K   semantic-ID levels and codebook size (default 3 / 64)
   --compare-item-towers LIST   train once per item tower in LIST (e.g. id,unigram,prefix,spm,id+spm) at the
-                           same --item-rows and print one comparison table (one worker)
+                           same --item-rows for each seed of --seeds and print one comparison table of
+                           means and spreads (one worker)
   --density D              dynamic sparsity (DSL) of the user and item id tables: D of each row's entries
                            active, moved by prune-and-regrow steps (default: dense)
   --regrow-interval N      global training steps between prune-and-regrow steps (default 100)
@@ -60,7 +75,7 @@ options:
                            0:0:0 = unbounded, first = baseline) for each seed of --seeds (default: --seed) and
                            print mean quality, rows, evicted and refused counts and bytes saved against the
                            first (one worker)
-  --seeds LIST             seeds for --compare-lifecycle (e.g. 1,2,3)
+  --seeds LIST             seeds for --compare-lifecycle and --compare-item-towers (e.g. 1,2,3)
   --metrics-port N         serve Prometheus /metrics (epoch, batches, rows moved, loss, validation recall)
                            and /healthz on port N (0 = any free port)
   --auth-token-file PATH   send the shared-secret token on its first line (shards started with one)
@@ -72,7 +87,7 @@ let o = Options(Array(CommandLine.arguments.dropFirst()), usage: usage, flagName
                          "item-tower", "item-rows", "embeddings", "item-ids", "levels", "codes", "compare-item-towers",
                          "density", "regrow-interval", "compare-densities", "dnis-blocks", "dnis-search-epochs", "dnis-prune",
                          "dnis-retrain-epochs", "dnis-alpha-lr", "compare-dnis",
-                         "admit-min-count", "item-ttl-updates", "user-ttl-updates", "evict-every", "negatives", "compare-lifecycle", "seeds", "auth-token-file", "tls-ca", "metrics-port"])
+                         "admit-min-count", "item-ttl-updates", "user-ttl-updates", "evict-every", "negatives", "model", "sampled-negatives", "compare-lifecycle", "seeds", "split", "cold-fraction", "split-seed", "user-tower", "auth-token-file", "tls-ca", "metrics-port"])
 var config = TrainerConfiguration(dataPath: o.required("data"))
 config.rank = o.int("rank", default: 0); config.worldSize = o.int("world-size", default: 1)
 guard config.worldSize >= 1, config.rank >= 0, config.rank < config.worldSize else { o.fail("need 0 <= --rank < --world-size") }
@@ -84,7 +99,7 @@ config.itemTower.rowBudget = o.int("item-rows", default: 0)
 config.itemTower.embeddingsPath = o.string("embeddings"); config.itemTower.embeddingIdsPath = o.string("item-ids")
 config.itemTower.levels = o.int("levels", default: 3); config.itemTower.codebookSize = o.int("codes", default: 64)
 @MainActor func towerKind(_ name: String) -> ItemTowerConfiguration.Kind {
-    guard let k = ItemTowerConfiguration.Kind(rawValue: name) else { o.fail("unknown item tower '\(name)': use id, unigram, prefix, spm or id+spm") }
+    guard let k = ItemTowerConfiguration.Kind(rawValue: name) else { o.fail("unknown item tower '\(name)': use id, unigram, prefix, spm, id+spm, content or id+content") }
     return k
 }
 config.itemTower.kind = towerKind(o.string("item-tower", default: "id"))
@@ -92,6 +107,28 @@ let json = o.flag("json")
 config.timeOrdered = o.flag("time-ordered")
 guard let negatives = NegativeSampling(rawValue: o.string("negatives", default: "uniform")) else { o.fail("--negatives takes uniform or in-batch") }
 config.negatives = negatives
+guard let model = TrainingModel(rawValue: o.string("model", default: "bpr")) else { o.fail("--model takes bpr or softmax") }
+config.model = model
+config.sampledNegatives = o.int("sampled-negatives", default: 2048)
+guard let split = SplitKind(rawValue: o.string("split", default: "leave-last-out")) else { o.fail("--split takes leave-last-out or item-cold") }
+config.split = split
+config.coldFraction = o.double("cold-fraction", default: 0.1)
+guard config.coldFraction > 0, config.coldFraction < 1 else { o.fail("--cold-fraction must be in (0, 1), e.g. 0.1") }
+config.splitSeed = UInt64(o.int("split-seed", default: 1))
+switch o.string("user-tower", default: "id") {
+case "id": config.userHistory = false
+case "id+history":
+    guard config.model == .softmax else { o.fail("--user-tower id+history needs --model softmax") }
+    config.userHistory = true
+default: o.fail("--user-tower takes id or id+history")
+}
+@MainActor func seedList() -> [UInt64] {
+    (o.string("seeds") ?? "\(config.seed)").split(separator: ",").map { s -> UInt64 in
+        guard let v = UInt64(s) else { o.fail("--seeds takes integers, e.g. 1,2,3") }
+        return v
+    }
+}
+guard config.sampledNegatives >= 0 else { o.fail("--sampled-negatives must be >= 0 (0 = every item)") }
 @MainActor func lifecycle(admit: Int, userTTL: Int, itemTTL: Int) -> LifecycleTraining? {
     guard admit >= 0, admit <= 65535, userTTL >= 0, itemTTL >= 0 else { o.fail("--admit-min-count must be in 0...65535 and TTLs >= 0") }
     guard admit > 1 || userTTL > 0 || itemTTL > 0 else { return nil }
@@ -147,10 +184,7 @@ do {
             }
             return (a, u, i)
         }
-        let seeds = (o.string("seeds") ?? "\(config.seed)").split(separator: ",").map { s -> UInt64 in
-            guard let v = UInt64(s) else { o.fail("--seeds takes integers, e.g. 1,2,3") }
-            return v
-        }
+        let seeds = seedList()
         var reports: [[TrainingReport]] = []
         for (admit, userTTL, itemTTL) in settings {
             var runs: [TrainingReport] = []
@@ -177,14 +211,20 @@ do {
         }
         if json { print(jsonText(reports)) } else { print(renderDensityComparison(reports)) }
     } else if let list = o.string("compare-item-towers") {
-        var reports: [TrainingReport] = []
+        let seeds = seedList()
+        var reports: [[TrainingReport]] = []
         for name in list.split(separator: ",").map(String.init) {
-            var c = config
-            c.itemTower.kind = towerKind(name)
-            c.run = "\(config.run)-\(name.replacingOccurrences(of: "+", with: "_"))"
-            c.rank = 0; c.worldSize = 1
-            printFlush("== item tower \(name) ==")
-            if let r = try await TrainerWorker(config: c, client: client, log: { printFlush($0) }).run() { reports.append(r) }
+            var runs: [TrainingReport] = []
+            for seed in seeds {
+                var c = config
+                c.itemTower.kind = towerKind(name)
+                c.seed = seed
+                c.run = "\(config.run)-\(name.replacingOccurrences(of: "+", with: "_"))" + (seeds.count > 1 ? "-seed\(seed)" : "")
+                c.rank = 0; c.worldSize = 1
+                printFlush("== item tower \(name)\(seeds.count > 1 ? ", seed \(seed)" : "") ==")
+                if let r = try await TrainerWorker(config: c, client: client, log: { printFlush($0) }).run() { runs.append(r) }
+            }
+            reports.append(runs)
         }
         if json { print(jsonText(reports)) } else { print(renderComparison(reports)) }
     } else {
