@@ -387,12 +387,7 @@ public final class TrainerWorker: @unchecked Sendable {
             let pool = split.trainableItems
             let draw: (inout SplitMix64) -> Int = config.negatives == .uniform
                 ? { pool[Int($0.next() % UInt64(pool.count))] } : { batch[Int($0.next() % UInt64(batch.count))].item }
-            let negatives = batch.map { ex -> Int in
-                var j = draw(&rng)
-                var tries = 0
-                while split.trainItemsByUser[ex.user].contains(j) && tries < 10 { j = draw(&rng); tries += 1 }
-                return j
-            }
+            let negatives = TrainingSampling.negatives(for: batch, trainItemsByUser: split.trainItemsByUser, rng: &rng, draw: draw)
             return try await bprGradients(batch, negatives: negatives, data: data, l2: l2)
         case .softmax:
             let sampler = softmaxSampler ?? SoftmaxCandidates(items: nItems, negatives: config.sampledNegatives, popularity: split.itemPopularity, batchSize: config.batchSize,
@@ -407,23 +402,44 @@ public final class TrainerWorker: @unchecked Sendable {
     /// to those (pulled) rows.
     func bprGradients(_ batch: [(user: Int, item: Int)], negatives: [Int], data: InteractionData, l2: Float) async throws -> BatchGradients {
         let dim = config.dim
-        let users = Array(Set(batch.map(\.user))).sorted()
-        let items = Array(Set(batch.map(\.item) + negatives)).sorted()
-        let userPos = Dictionary(uniqueKeysWithValues: users.enumerated().map { ($1, $0) })
-        let itemPos = Dictionary(uniqueKeysWithValues: items.enumerated().map { ($1, $0) })
+        let r = try await pullRows(users: batch.map(\.user), items: batch.map(\.item) + negatives, data: data)
+        let gu = FloatBuffer(count: r.users.count * dim), gi = FloatBuffer(count: r.items.count * dim)
+        var loss: Float = 0
+        for (n, ex) in batch.enumerated() {
+            let u = r.userPos[ex.user]!, i = r.itemPos[ex.item]!, j = r.itemPos[negatives[n]]!
+            loss += BPRModel.accumulateGradients(user: r.userRows.base + u * dim, positive: r.itemRows.base + i * dim, negative: r.itemRows.base + j * dim,
+                                                 dim: dim, l2: l2, gu: gu.base + u * dim, gi: gi.base + i * dim, gj: gi.base + j * dim)
+        }
+        return BatchGradients(userIds: r.userIds, itemIds: r.itemIds, gu: gu, gi: gi, loss: loss)
+    }
+
+    /// The rows one batch touches: sorted distinct user and item indices, their ids, positions and pulled rows.
+    struct BatchRows {
+        let users: [Int], items: [Int]
+        let userIds: [UInt64], itemIds: [UInt64]
+        let userPos: [Int: Int], itemPos: [Int: Int]
+        let userRows: FloatBuffer, itemRows: FloatBuffer
+    }
+
+    /// Pulls the rows of the distinct `users` (user table) and `items` (item tower) concurrently.
+    func pullRows(users batchUsers: [Int], items batchItems: [Int], data: InteractionData) async throws -> BatchRows {
+        let dim = config.dim
+        let users = Array(Set(batchUsers)).sorted(), items = Array(Set(batchItems)).sorted()
         let userIds = users.map { data.userIds[$0] }, itemIds = items.map { data.itemIds[$0] }
         let userRows = FloatBuffer(count: users.count * dim), itemRows = FloatBuffer(count: items.count * dim)
         async let pu: Void = client.pull(table: userTable, ids: userIds, into: userRows)
         async let pi: Void = tower.pull(itemIds, into: itemRows)
         _ = try await (pu, pi)
-        let gu = FloatBuffer(count: users.count * dim), gi = FloatBuffer(count: items.count * dim)
-        var loss: Float = 0
-        for (n, ex) in batch.enumerated() {
-            let u = userPos[ex.user]!, i = itemPos[ex.item]!, j = itemPos[negatives[n]]!
-            loss += BPRModel.accumulateGradients(user: userRows.base + u * dim, positive: itemRows.base + i * dim, negative: itemRows.base + j * dim,
-                                                 dim: dim, l2: l2, gu: gu.base + u * dim, gi: gi.base + i * dim, gj: gi.base + j * dim)
-        }
-        return BatchGradients(userIds: userIds, itemIds: itemIds, gu: gu, gi: gi, loss: loss)
+        return BatchRows(users: users, items: items, userIds: userIds, itemIds: itemIds,
+                         userPos: Dictionary(uniqueKeysWithValues: users.enumerated().map { ($1, $0) }),
+                         itemPos: Dictionary(uniqueKeysWithValues: items.enumerated().map { ($1, $0) }),
+                         userRows: userRows, itemRows: itemRows)
+    }
+
+    /// The history rows of `users` when the user tower has a history part (nil otherwise).
+    func pullHistory(users: [Int], split: InteractionSplit, data: InteractionData) async throws -> UserHistory? {
+        guard config.userHistory else { return nil }
+        return try await UserHistory.pull(users: users, split: split, data: data, dim: config.dim, client: client, table: historyTable)
     }
 
     /// Pulls the rows of the batch's users and of its candidate items (sorted item indices) and computes the
@@ -432,14 +448,10 @@ public final class TrainerWorker: @unchecked Sendable {
                           l2: Float) async throws -> BatchGradients {
         let dim = config.dim
         let users = Array(Set(batch.map(\.user))).sorted()
-        let userPos = Dictionary(uniqueKeysWithValues: users.enumerated().map { ($1, $0) })
-        let itemPos = Dictionary(uniqueKeysWithValues: candidates.enumerated().map { ($1, $0) })
-        let userIds = users.map { data.userIds[$0] }, itemIds = candidates.map { data.itemIds[$0] }
-        let userRows = FloatBuffer(count: users.count * dim), itemRows = FloatBuffer(count: candidates.count * dim)
-        async let pu: Void = client.pull(table: userTable, ids: userIds, into: userRows)
-        async let pi: Void = tower.pull(itemIds, into: itemRows)
-        _ = try await (pu, pi)
-        let history = config.userHistory ? try await UserHistory.pull(users: users, split: split, data: data, dim: dim, client: client, table: historyTable) : nil
+        async let pulledHistory = pullHistory(users: users, split: split, data: data)
+        let r = try await pullRows(users: users, items: candidates, data: data)
+        let history = try await pulledHistory
+        let userPos = r.userPos, itemPos = r.itemPos, userRows = r.userRows, itemRows = r.itemRows
         let exampleUsers = FloatBuffer(count: batch.count * dim), exampleGradients = FloatBuffer(count: batch.count * dim)
         var positives = [Int](repeating: 0, count: batch.count), exampleUser = positives
         for (b, ex) in batch.enumerated() {
@@ -460,7 +472,7 @@ public final class TrainerWorker: @unchecked Sendable {
             let g = gu.base + exampleUser[b] * dim, e = exampleGradients.base + b * dim
             for k in 0..<dim { g[k] += e[k] }
         }
-        var out = BatchGradients(userIds: userIds, itemIds: itemIds, gu: gu, gi: gi, loss: loss)
+        var out = BatchGradients(userIds: r.userIds, itemIds: r.itemIds, gu: gu, gi: gi, loss: loss)
         if let history {
             out.gh = history.gradients(examples: batch.map(\.item), exampleUser: exampleUser, exampleGradients: exampleGradients.base, l2: l2)
             out.historyIds = history.itemIds
@@ -489,11 +501,8 @@ public final class TrainerWorker: @unchecked Sendable {
     /// One pass over this worker's examples in a seeded shuffle (in file order with `timeOrdered`); returns the mean loss. With `searching`, every
     /// train batch is followed by a DNIS validation batch.
     func trainEpoch(_ epoch: Int, examples: [(user: Int, item: Int)], data: InteractionData, split: InteractionSplit, searching: Bool = false) async throws -> Double {
-        var rng = SplitMix64(seed: config.seed &* 1_000_003 &+ UInt64(config.rank) &* 7919 &+ UInt64(epoch))
-        var order = Array(examples.indices)
-        if !config.timeOrdered {
-            for i in stride(from: order.count - 1, to: 0, by: -1) { order.swapAt(i, Int(rng.next() % UInt64(i + 1))) }
-        }
+        var rng = TrainingSampling.epochGenerator(seed: config.seed, rank: config.rank, epoch: epoch)
+        let order = config.timeOrdered ? Array(examples.indices) : TrainingSampling.shuffledIndices(examples.count, rng: &rng)
         var totalLoss = 0.0
         var rowsMoved = 0
         let started = Date()
@@ -603,5 +612,32 @@ extension TrainerConfiguration {
     /// The DnisConfig of the user and item id tables of a DNIS run.
     var dnisTableConfig: DnisConfig? {
         dnis.map { d in var c = DnisConfig(blocks: d.blocks); c.alphaLearningRate = d.alphaLearningRate; return c }
+    }
+}
+
+/// The trainer's seeded draws, shared with anything that must reproduce its batches (the single-process
+/// twin of the tests): one generator per (seed, rank, epoch), the epoch's shuffle, then each batch's negatives
+/// from the same generator.
+public enum TrainingSampling {
+    public static func epochGenerator(seed: UInt64, rank: Int, epoch: Int) -> SplitMix64 {
+        SplitMix64(seed: seed &* 1_000_003 &+ UInt64(rank) &* 7919 &+ UInt64(epoch))
+    }
+
+    /// 0..<count in a Fisher-Yates shuffle.
+    public static func shuffledIndices(_ count: Int, rng: inout SplitMix64) -> [Int] {
+        var order = Array(0..<count)
+        for i in stride(from: count - 1, to: 0, by: -1) { order.swapAt(i, Int(rng.next() % UInt64(i + 1))) }
+        return order
+    }
+
+    /// One negative per example from `draw`, redrawn (at most 10 times) while it is one of the user's train items.
+    public static func negatives(for batch: [(user: Int, item: Int)], trainItemsByUser: [Set<Int>], rng: inout SplitMix64,
+                                 draw: (inout SplitMix64) -> Int) -> [Int] {
+        batch.map { ex -> Int in
+            var j = draw(&rng)
+            var tries = 0
+            while trainItemsByUser[ex.user].contains(j) && tries < 10 { j = draw(&rng); tries += 1 }
+            return j
+        }
     }
 }

@@ -4,7 +4,7 @@ import Vocabulary
 import Training
 
 /// The trainer's MF-BPR run in one process without shards: the same split, batch order, negatives
-/// (`TrainerWorker`'s seeding), BPR gradients, row initializer and the shard's Adagrad code
+/// (`TrainingSampling`, the trainer's own draws), BPR gradients, row initializer and the shard's Adagrad code
 /// (`SparseOptimizer`), applied synchronously to in-memory rows. What it leaves out is exactly what the PS
 /// adds: the wire, sharding, the cache and storage tier. Used to check that training through EmbedPS does
 /// not cost model quality.
@@ -39,16 +39,13 @@ struct SingleProcessTwin {
         gu.initialize(repeating: 0, count: data.userIds.count * dim); gi.initialize(repeating: 0, count: data.itemIds.count * dim)
         defer { gu.deallocate(); gi.deallocate() }
         for epoch in 0..<epochs {
-            var rng = SplitMix64(seed: seed &* 1_000_003 &+ UInt64(epoch))
-            var order = Array(examples.indices)
-            for i in Swift.stride(from: order.count - 1, to: 0, by: -1) { order.swapAt(i, Int(rng.next() % UInt64(i + 1))) }
+            var rng = TrainingSampling.epochGenerator(seed: seed, rank: 0, epoch: epoch)
+            let order = TrainingSampling.shuffledIndices(examples.count, rng: &rng)
             var done = 0
             while done < order.count {
                 let batch = order[done..<min(order.count, done + batchSize)].map { examples[$0] }
-                let negatives = batch.map { ex -> Int in
-                    var j = pool[Int(rng.next() % UInt64(pool.count))], tries = 0
-                    while split.trainItemsByUser[ex.user].contains(j) && tries < 10 { j = pool[Int(rng.next() % UInt64(pool.count))]; tries += 1 }
-                    return j
+                let negatives = TrainingSampling.negatives(for: batch, trainItemsByUser: split.trainItemsByUser, rng: &rng) {
+                    pool[Int($0.next() % UInt64(pool.count))]
                 }
                 // Gradients against the rows as they were before the batch (what a pull returns), summed per row;
                 // a negative equal to the positive accumulates into the same row, as in the trainer.
