@@ -53,9 +53,11 @@ extension EmbedPSAdmin {
         progress("\(table): \(copied) item codes copied to shards \(targets)")
     }
 
-    /// After a coordinator died mid-move: every shard gets the newest map, and slots a shard was migrating
-    /// away that the newest map gives to another shard are finished there (rows deleted, writes no longer
-    /// refused). Slots still owned by their source are redone by the resharding that follows.
+    /// After a coordinator died or failed mid-move: every shard gets the newest map; slots a shard was
+    /// migrating away that the newest map gives to another shard are finished there (rows deleted, writes no
+    /// longer refused), and slots it still owns (the move never switched) are cancelled there (writes
+    /// accepted again), so they do not stay refused when the resharding that follows keeps them where they
+    /// are. Assumes one coordinator at a time, as the whole resharding does.
     func repairInterruptedMoves(progress: (String) -> Void) async throws {
         let answers = try await callAll(ShardRPC.getShardMap, Wire.ListTablesRequest())
         let newest = try JSONEncoder().encode(spec)
@@ -66,10 +68,11 @@ extension EmbedPSAdmin {
                 _ = try await call(shard: s, ShardRPC.setShardMap, mapRequest)
                 progress("shard \(s): map version \(a.version) -> \(slotMap.version)")
             }
-            let finished = a.movingSlots.filter { Int(owners[Int($0)]) != s }
-            if !finished.isEmpty {
-                _ = try await call(shard: s, ShardRPC.endMigration, Wire.SlotsRequest(slots: finished))
-                progress("shard \(s): finished \(finished.count) slots an interrupted resharding had moved")
+            if !a.movingSlots.isEmpty {
+                _ = try await call(shard: s, ShardRPC.endMigration, Wire.SlotsRequest(slots: a.movingSlots))
+                let finished = a.movingSlots.filter { Int(owners[Int($0)]) != s }.count
+                progress("shard \(s): an interrupted resharding left \(a.movingSlots.count) slots moving: \(finished) finished, " +
+                         "\(a.movingSlots.count - finished) cancelled")
             }
         }
     }

@@ -96,18 +96,19 @@ extension ShardEngine {
         try withTable(name) { (t) throws(EngineError) in try t.installEncodedRows(rows) }
     }
 
-    /// Finishes moving `slots` away once the map in force gives them to another shard: deletes their rows
-    /// in every table and stops refusing writes (the map refuses them now). Returns rows deleted.
+    /// Ends the migration of `slots`. Slots the map in force gives to another shard are finished: their rows
+    /// are deleted in every table and writes to them are no longer refused here (the map refuses them now).
+    /// Slots this shard still owns belong to a move that never switched (its coordinator stopped before the
+    /// new map): the move is cancelled, the rows stay and writes are accepted again. Only the resharding
+    /// coordinator calls this, and only for moves it does not have in flight. Returns rows deleted.
     public func endMigration(slots: [UInt16]) throws(EngineError) -> Int {
         let (m, moving) = currentMap()
         for s in slots {
             guard moving.contains(s) else { throw .wrongState("slot \(s) is not being migrated from shard \(configuration.shardIndex)") }
-            guard m.owner(ofSlot: s) != configuration.shardIndex else {
-                throw .wrongState("slot \(s) still belongs to shard \(configuration.shardIndex) in map version \(m.version): adopt the new map first")
-            }
         }
+        let moved = slots.filter { m.owner(ofSlot: $0) != configuration.shardIndex }
         var deleted = 0
-        try forEachTable { (t) throws(EngineError) in deleted += try t.dropSlots(slots) }
+        if !moved.isEmpty { try forEachTable { (t) throws(EngineError) in deleted += try t.dropSlots(moved) } }
         mapLock.lock(); defer { mapLock.unlock() }
         movingSlots.subtract(slots)
         try persistMoving()

@@ -147,6 +147,36 @@ final class LockedFlag: @unchecked Sendable {
         #expect(try await oldClient.pull(table: "r", ids: moved) == [Float](repeating: -2, count: moved.count * 2))
         #expect(try await client.admin.describeTable("r").map(\.rows).reduce(0, +) == 3000, "moved rows deleted from the old owner")
     }
+
+    /// A coordinator that stopped after the source began refusing writes but before any map switched: a
+    /// resharding whose target keeps those slots where they are cancels the move, so writes are accepted
+    /// again at once (they were refused until some later resharding moved the slots away), and the rows stay.
+    @Test func rerunCancelsAMoveThatNeverSwitchedWhenTheTargetKeepsTheSlots() async throws {
+        let cluster = try LocalCluster(shards: 2)
+        defer { cluster.stop() }
+        let client = try cluster.client(ClientOptions())
+        try await client.admin.createTable(TableSpec(name: "c", dim: 2, optimizer: OptimizerConfig(kind: .sgd, learningRate: 1)))
+        let spec = try await client.fetchSpec("c")
+        let addressing = RowAddressing(spec: spec)
+        let ids = (0..<3000).map { UInt64($0) }
+        try await client.push(table: "c", ids: ids, gradients: [Float](repeating: 1, count: 6000))
+        let slots = (4000..<4096).map { UInt32($0) }
+        let stuck = ids.filter { addressing.slot(ofRowKey: $0) >= 4000 }
+        try #require(!stuck.isEmpty)
+        _ = try await client.call(shard: 1, ShardRPC.beginMigration, Wire.SlotsRequest(slots: slots))
+        // -- coordinator gone before copying. Writes to the slots are refused (UNAVAILABLE / SLOT_MOVING).
+        var impatient = ClientOptions(); impatient.retrySeconds = 0.2
+        let probe = try EmbedPSClient(spec: cluster.clientSpec, options: impatient)
+        await #expect(throws: (any Error).self) {
+            try await probe.push(table: "c", ids: stuck, gradients: [Float](repeating: 1, count: stuck.count * 2))
+        }
+        // A resharding to the current owners moves nothing and cancels the move.
+        let rerun = try await client.admin.reshard(to: client.slotMap.owners)
+        #expect(rerun.slotsMoved == 0)
+        try await probe.push(table: "c", ids: stuck, gradients: [Float](repeating: 1, count: stuck.count * 2))
+        #expect(try await client.pull(table: "c", ids: stuck) == [Float](repeating: -2, count: stuck.count * 2))
+        #expect(try await client.admin.describeTable("c").map(\.rows).reduce(0, +) == 3000, "no row deleted by the cancel")
+    }
 }
 
 extension EmbedPSClient {

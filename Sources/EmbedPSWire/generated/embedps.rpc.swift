@@ -111,7 +111,11 @@ public enum ShardRPC {
     /// Installs rows migrated from another shard verbatim.
     public static let importSlotRows = RPCMethod<Wire.SlotRows, Wire.MigrationResponse>(
         path: "/embedps.v1.Shard/ImportSlotRows", access: .admin, whileFrozen: .refuses, retry: .safe)
-    /// After the new map gives the slots away: deletes their rows here.
+    /// Ends the migration of slots this shard is moving away (FAILED_PRECONDITION if one is not moving).
+    /// Slots the map in force gives to another shard: their rows are deleted here. Slots this shard still
+    /// owns (a move whose coordinator stopped before switching the map): the move is cancelled, rows kept,
+    /// writes accepted again. Sent only by the resharding coordinator (one at a time), never for a chunk
+    /// it still has in flight.
     public static let endMigration = RPCMethod<Wire.SlotsRequest, Wire.MigrationResponse>(
         path: "/embedps.v1.Shard/EndMigration", access: .admin, whileFrozen: .refuses, retry: .never)
     /// A page of a semantic table's registered items (slot ignored).

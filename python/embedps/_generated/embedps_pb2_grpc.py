@@ -463,7 +463,11 @@ class ShardServicer(object):
     raise NotImplementedError('Method not implemented!')
 
   def EndMigration(self, request, context):
-    """After the new map gives the slots away: deletes their rows here.
+    """Ends the migration of slots this shard is moving away (FAILED_PRECONDITION if one is not moving).
+    Slots the map in force gives to another shard: their rows are deleted here. Slots this shard still
+    owns (a move whose coordinator stopped before switching the map): the move is cancelled, rows kept,
+    writes accepted again. Sent only by the resharding coordinator (one at a time), never for a chunk
+    it still has in flight.
     """
     context.set_code(grpc.StatusCode.UNIMPLEMENTED)
     context.set_details('Method not implemented!')
