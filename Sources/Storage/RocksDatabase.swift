@@ -54,11 +54,6 @@ public final class RocksDatabase: @unchecked Sendable {
         rocksdb_options_set_max_background_jobs(options, 2)
         rocksdb_options_set_compression(options, 0)  // float rows do not compress; save the CPU
         rocksdb_options_set_write_buffer_size(options, tuning.writeBufferBytes)
-        // Point reads of keys a memtable does not hold (most misses: flushed rows fill memtables with other
-        // keys) skip it through a whole-key bloom filter (10% of the memtable's size) instead of a skip-list
-        // search of memcmp's (15-20% of a shard's time in uniform pulls after a push phase, by perf).
-        rocksdb_options_set_memtable_prefix_bloom_size_ratio(options, 0.1)
-        rocksdb_options_set_memtable_whole_key_filtering(options, 1)
         // The flusher writes rows in bursts: keep accepting writes while memtables flush, and let L0 grow
         // further before throttling.
         rocksdb_options_set_max_write_buffer_number(options, 4)
