@@ -24,7 +24,7 @@ public struct EmbedPSAdmin: Sendable {
     public func health() async -> [Bool] { await client.health() }
     public func waitUntilHealthy(timeoutSeconds: Double) async throws { try await client.waitUntilHealthy(timeoutSeconds: timeoutSeconds) }
     /// The spec of a table as shard 0 describes it.
-    public func tableSpec(_ table: String) async throws -> TableSpec { try await client.tableSpec(table) }
+    public func tableSpec(_ table: String, shard: Int = 0) async throws -> TableSpec { try await client.tableSpec(table, shard: shard) }
     /// Learns the newest shard map from the shards; returns its version.
     @discardableResult
     public func refreshShardMap() async throws -> UInt64 { try await client.refreshShardMap() }

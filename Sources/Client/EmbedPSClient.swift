@@ -180,11 +180,11 @@ public final class EmbedPSClient: @unchecked Sendable {
         return r
     }
 
-    /// The spec of a table as shard 0 describes it.
-    public func tableSpec(_ table: String) async throws -> TableSpec {
-        let stats = try await call(shard: 0, ShardRPC.describeTable, Wire.DescribeTableRequest(table: table)).stats ?? Wire.TableStats()
+    /// The spec of a table as shard `shard` (0 by default) describes it.
+    public func tableSpec(_ table: String, shard: Int = 0) async throws -> TableSpec {
+        let stats = try await call(shard: shard, ShardRPC.describeTable, Wire.DescribeTableRequest(table: table)).stats ?? Wire.TableStats()
         do { return try TableSpec(wire: stats.spec ?? Wire.TableSpec()) } catch {
-            throw ClientError.inconsistentCluster("shard 0 describes table '\(table)' with an invalid spec: \(error)")
+            throw ClientError.inconsistentCluster("shard \(shard) describes table '\(table)' with an invalid spec: \(error)")
         }
     }
 

@@ -131,21 +131,24 @@ extension EmbedPSAdmin {
             var rows: UInt64 = 0
             // A table the target lacks is being dropped (its drop reached the target, and waits at the source
             // until this chunk ends): its rows are not copied. A table created meanwhile has no rows yet.
+            // Pages run through the whole chunk (one export and one import per 4096 rows, not per slot).
+            let chunkSlots = chunk.slots.sorted().map { UInt32($0) }
             tables: for name in try await call(shard: chunk.from, ShardRPC.listTables, Wire.ListTablesRequest()).tables {
-                for slot in chunk.slots {
-                    var after: UInt64? = nil
-                    while true {
-                        let request = Wire.SlotRowsRequest(table: name, slot: UInt32(slot), hasAfter: after != nil, after: after ?? 0, limit: 4096)
-                        let page = try await call(shard: chunk.from, ShardRPC.exportSlotRows, request)
-                        if !page.keys.isEmpty {
-                            do { _ = try await call(shard: chunk.to, ShardRPC.importSlotRows, page) } catch let e as ClientError where e.detail?.reason == .unknownTable {
-                                continue tables
-                            }
-                            rows += UInt64(page.keys.count)
-                        }
-                        if page.done || page.keys.isEmpty { break }
-                        after = page.keys.last
+                let addressing = RowAddressing(spec: try await tableSpec(name, shard: chunk.from))
+                var request = Wire.SlotRowsRequest(table: name, slot: chunkSlots[0], limit: 4096)
+                request.slots = chunkSlots
+                while true {
+                    let page = try await call(shard: chunk.from, ShardRPC.exportSlotRows, request)
+                    guard page.keys.count == page.rows.count else {
+                        throw ClientError.inconsistentCluster("shard \(chunk.from) exported \(page.keys.count) keys and \(page.rows.count) rows of '\(name)'")
                     }
+                    guard let last = page.keys.last else { break }
+                    do { _ = try await call(shard: chunk.to, ShardRPC.importSlotRows, page) } catch let e as ClientError where e.detail?.reason == .unknownTable {
+                        continue tables
+                    }
+                    rows += UInt64(page.keys.count)
+                    if page.done { break }
+                    request.slot = UInt32(addressing.slot(ofRowKey: last)); request.hasAfter = true; request.after = last
                 }
             }
             // Switch: the target first (it has the rows), then the source (which refuses from then on), then the rest.

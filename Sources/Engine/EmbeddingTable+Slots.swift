@@ -23,6 +23,32 @@ extension EmbeddingTable {
         return out
     }
 
+    /// Up to `limit` encoded rows of `slots` (strictly ascending) in (slot, key) order, starting in `start`
+    /// (one of them) after `after`: one RocksDB scan per run of consecutive slots.
+    func encodedRows(slots: [UInt16], start: UInt16, after: UInt64?, limit: Int) throws(EngineError) -> [(key: UInt64, row: [UInt8])] {
+        try checkHealthy()
+        guard let first = slots.firstIndex(of: start) else { return [] }
+        var out: [(key: UInt64, row: [UInt8])] = []
+        var i = first
+        do {
+            while i < slots.count, out.count < limit {
+                var j = i
+                while j + 1 < slots.count, slots[j + 1] == slots[j] &+ 1 { j += 1 }
+                let runStart = slots[i], runEnd = slots[j]
+                let resume = i == first ? after : nil
+                try db.scan(family, from: RowKey.encode(slot: runStart, key: resume ?? 0)) { k, v in
+                    guard let (s, key) = RowKey.decode(k), s <= runEnd else { return false }
+                    if let resume, s == runStart, key <= resume { return true }
+                    if out.count == limit { return false }
+                    out.append((key, Array(v)))
+                    return true
+                }
+                i = j + 1
+            }
+        } catch { throw .storage("table '\(spec.name)' slots \(start)...: \(error)") }
+        return out
+    }
+
     /// Installs rows migrated from another shard verbatim (weights, optimizer state, masks), re-stamped with
     /// the sequence of their operation record (logged first, so followers and a replay install them too) so no
     /// earlier local log record is replayed onto them. Durable on return; replaces any stored or cached copy.

@@ -91,6 +91,16 @@ extension ShardEngine {
         return try withTable(name) { (t) throws(EngineError) in try t.encodedRows(slot: slot, after: after, limit: max(1, min(limit, 65536))) }
     }
 
+    /// A page of the encoded rows of a chunk of migrating slots (strictly ascending), from `start` after
+    /// `after` (see `EmbeddingTable.encodedRows(slots:start:after:limit:)`).
+    public func encodedSlotRows(table name: String, slots: [UInt16], start: UInt16, after: UInt64?, limit: Int) throws(EngineError) -> [(key: UInt64, row: [UInt8])] {
+        let moving = currentMap().moving
+        if let s = slots.first(where: { !moving.contains($0) }) {
+            throw .wrongState("slot \(s) is not being migrated from shard \(configuration.shardIndex): begin the migration first")
+        }
+        return try withTable(name) { (t) throws(EngineError) in try t.encodedRows(slots: slots, start: start, after: after, limit: max(1, min(limit, 65536))) }
+    }
+
     /// Installs rows migrated to this shard (see `EmbeddingTable.installEncodedRows`).
     public func installMigratedRows(table name: String, rows: [(key: UInt64, row: [UInt8])]) throws(EngineError) {
         try withTable(name) { (t) throws(EngineError) in try t.installEncodedRows(rows) }

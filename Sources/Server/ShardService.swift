@@ -286,7 +286,19 @@ public final class ShardService: Sendable {
             return Wire.MigrationResponse(rows: 0)
         }
         r.handle(ShardRPC.exportSlotRows) { _, req in
-            try Self.slotRowsPage(req) { slot, after, limit in try host.withEngine { try $0.encodedSlotRows(table: req.table, slot: slot, after: after, limit: limit) } }
+            if req.slots.isEmpty {
+                return try Self.slotRowsPage(req) { slot, after, limit in try host.withEngine { try $0.encodedSlotRows(table: req.table, slot: slot, after: after, limit: limit) } }
+            }
+            let chunk = try Self.slots(req.slots)
+            guard chunk.count <= RowAddressing.slotCount, zip(chunk, chunk.dropFirst()).allSatisfy({ $0 < $1 }) else {
+                throw RPCStatus(.invalidArgument, .malformed, "ExportSlotRows: slots must be strictly ascending (\(chunk.count) given)")
+            }
+            guard chunk.contains(where: { UInt32($0) == req.slot }) else {
+                throw RPCStatus(.invalidArgument, .malformed, "ExportSlotRows: slot \(req.slot) (where the page starts) is not one of the \(chunk.count) slots")
+            }
+            return try Self.slotRowsPage(req) { slot, after, limit in
+                try host.withEngine { try $0.encodedSlotRows(table: req.table, slots: chunk, start: slot, after: after, limit: limit) }
+            }
         }
         replicated.handle(ShardRPC.importSlotRows, table: \.table) { _, req in
             guard req.keys.count == req.rows.count else {

@@ -72,6 +72,7 @@ import EmbedPSWire
         let summary = try await coordinator.admin.reshard(to: target, chunkSlots: 128)
         stop.set()
         let pushed = try await pusher.value
+        print(String(format: "resharding under push load: %d slots, %llu rows moved in %.2f s", summary.slotsMoved, summary.rowsMoved, summary.seconds))
         #expect(summary.slotsMoved == 1365 && summary.rowsMoved > 0 && summary.toVersion > summary.fromVersion, "only the new shard's share moves")
 
         // Every row equals minus everything pushed to it, read through the old-spec client (it followed).
@@ -176,6 +177,52 @@ final class LockedFlag: @unchecked Sendable {
         try await probe.push(table: "c", ids: stuck, gradients: [Float](repeating: 1, count: stuck.count * 2))
         #expect(try await client.pull(table: "c", ids: stuck) == [Float](repeating: -2, count: stuck.count * 2))
         #expect(try await client.admin.describeTable("c").map(\.rows).reduce(0, +) == 3000, "no row deleted by the cancel")
+    }
+
+    /// ExportSlotRows over a chunk of slots (SlotRowsRequest.slots): pages run across runs of consecutive
+    /// slots and resume inside a slot; exactly the rows of those slots come back once each; a list out of
+    /// order, a start outside it, or a slot not migrating is refused and nothing changes.
+    @Test func chunkExportPagesAcrossSlotRunsAndRefusesBadLists() async throws {
+        let cluster = try LocalCluster(shards: 1)
+        defer { cluster.stop() }
+        let client = try cluster.client(ClientOptions())
+        try await client.admin.createTable(TableSpec(name: "x", dim: 2, optimizer: OptimizerConfig(kind: .sgd, learningRate: 1)))
+        let addressing = RowAddressing(spec: try await client.fetchSpec("x"))
+        let ids = (0..<20_000).map { UInt64($0) }
+        try await client.push(table: "x", ids: ids, gradients: [Float](repeating: 1, count: ids.count * 2))
+        // Two runs of consecutive slots with a gap between them; the gap's rows must not come back.
+        let chunk = Array(100..<140).map { UInt32($0) } + Array(600..<610).map { UInt32($0) }
+        let wanted = Set(ids.filter { chunk.contains(UInt32(addressing.slot(ofRowKey: $0))) })
+        try #require(wanted.count > 100)
+        let channel = Channel(ChannelConfiguration(target: "127.0.0.1:\(cluster.ports[0])"))
+        defer { channel.close() }
+        func page(_ req: Wire.SlotRowsRequest) async throws -> (StatusCode, Wire.ErrorDetail?, Wire.SlotRows?) {
+            let (code, detail, reply) = await HardeningTests.send(channel, ShardRPC.exportSlotRows.path, req.encoded())
+            return (code, detail, try reply.map { m in try m.withUnsafeBytes { (b: UnsafeRawBufferPointer) throws(WireError) in try Wire.SlotRows(decoding: b) } })
+        }
+        var notMoving = Wire.SlotRowsRequest(table: "x", slot: 100, limit: 10); notMoving.slots = chunk
+        #expect(try await page(notMoving).1?.reason == .wrongState, "slots not migrating are refused")
+        _ = try await client.call(shard: 0, ShardRPC.beginMigration, Wire.SlotsRequest(slots: chunk))
+        var unordered = notMoving; unordered.slots = chunk.reversed()
+        var outside = notMoving; outside.slot = 99
+        var partlyMoving = notMoving; partlyMoving.slots = chunk + [700]
+        #expect(try await page(unordered).1?.reason == .malformed)
+        #expect(try await page(outside).1?.reason == .malformed)
+        #expect(try await page(partlyMoving).1?.reason == .wrongState)
+        var seen: [UInt64] = [], pages = 0
+        var req = Wire.SlotRowsRequest(table: "x", slot: chunk[0], limit: 37); req.slots = chunk
+        while pages < 1000 {
+            let (code, _, reply) = try await page(req)
+            let rows = try #require(reply, "ExportSlotRows failed: \(code)")
+            pages += 1
+            seen += rows.keys
+            guard let last = rows.keys.last, !rows.done else { break }
+            req.slot = UInt32(addressing.slot(ofRowKey: last)); req.hasAfter = true; req.after = last
+        }
+        #expect(seen.count == wanted.count && Set(seen) == wanted, "\(seen.count) rows exported, \(wanted.count) stored in the chunk")
+        #expect(pages == (wanted.count + 36) / 37 || pages == (wanted.count + 36) / 37 + 1)
+        _ = try await client.call(shard: 0, ShardRPC.endMigration, Wire.SlotsRequest(slots: chunk))
+        #expect(try await client.admin.describeTable("x").map(\.rows) == [20_000], "the shard still owns the slots: the move was cancelled, rows kept")
     }
 }
 

@@ -2384,13 +2384,21 @@ extension Wire {
         public var after: UInt64 = 0
         /// rows per page (default 4096, at most 65536)
         public var limit: UInt32 = 0
+        /// ExportSlotRows only. Non-empty: the page runs through the rows of all these slots (each migrating away
+        /// from this shard; strictly ascending, at most 4096) in (slot, row key) order, starting in `slot` (one of
+        /// them) after `after`; resume with `slot` = the slot of the last key returned (see RowAddressing) and
+        /// `after` = that key. Empty: the rows of `slot` alone. One call per page instead of one per slot keeps a
+        /// chunk's write refusal short. Anything else is INVALID_ARGUMENT / MALFORMED, or WRONG_STATE for a slot
+        /// not migrating.
+        public var slots: [UInt32] = []
         public init() {}
-        public init(table: String = "", slot: UInt32 = 0, hasAfter: Bool = false, after: UInt64 = 0, limit: UInt32 = 0) {
+        public init(table: String = "", slot: UInt32 = 0, hasAfter: Bool = false, after: UInt64 = 0, limit: UInt32 = 0, slots: [UInt32] = []) {
             self.table = table
             self.slot = slot
             self.hasAfter = hasAfter
             self.after = after
             self.limit = limit
+            self.slots = slots
         }
         public mutating func decodeField(number: UInt32, wireType: ProtoWireType, from reader: inout ProtoReader) throws(WireError) -> Bool {
             switch number {
@@ -2399,6 +2407,7 @@ extension Wire {
             case 3: try reader.readBool(&hasAfter, wireType, field: "SlotRowsRequest.has_after")
             case 4: try reader.readFixed64(&after, wireType, field: "SlotRowsRequest.after")
             case 5: try reader.readUInt32(&limit, wireType, field: "SlotRowsRequest.limit")
+            case 6: try reader.readRepeatedUInt32(&slots, wireType, field: "SlotRowsRequest.slots")
             default: return false
             }
             return true
@@ -2409,6 +2418,7 @@ extension Wire {
             writer.writeBool(3, hasAfter)
             writer.writeFixed64(4, after)
             writer.writeUInt32(5, limit)
+            writer.writeRepeatedUInt32(6, slots)
         }
     }
 

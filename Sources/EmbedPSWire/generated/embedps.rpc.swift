@@ -105,7 +105,7 @@ public enum ShardRPC {
     /// short freeze of its own: while frozen for a checkpoint it answers UNAVAILABLE / FROZEN.
     public static let beginMigration = RPCMethod<Wire.SlotsRequest, Wire.MigrationResponse>(
         path: "/embedps.v1.Shard/BeginMigration", access: .admin, whileFrozen: .serves, retry: .safe)
-    /// A page of the stored rows of a migrating slot.
+    /// A page of the stored rows of a migrating slot, or of a chunk of migrating slots (SlotRowsRequest.slots).
     public static let exportSlotRows = RPCMethod<Wire.SlotRowsRequest, Wire.SlotRows>(
         path: "/embedps.v1.Shard/ExportSlotRows", access: .admin, whileFrozen: .serves, retry: .safe)
     /// Installs rows migrated from another shard verbatim.

@@ -449,7 +449,7 @@ class ShardServicer(object):
     raise NotImplementedError('Method not implemented!')
 
   def ExportSlotRows(self, request, context):
-    """A page of the stored rows of a migrating slot.
+    """A page of the stored rows of a migrating slot, or of a chunk of migrating slots (SlotRowsRequest.slots).
     """
     context.set_code(grpc.StatusCode.UNIMPLEMENTED)
     context.set_details('Method not implemented!')
