@@ -88,19 +88,25 @@ extension EmbedPSClient {
     /// Sends prepared per-shard requests in parallel and waits for all of them (no call is cancelled because
     /// another failed: a cancelled push might still have been applied). Results in request order.
     /// With `idempotent`, each request carries its own fresh request id (kept across its retries).
-    func fanOutAll(_ requests: [(Int, OutgoingMessage)], _ method: any RPCMethodDescription) async -> [(shard: Int, result: Result<ReceivedMessage, any Error>)] {
+    /// `requestIDs` (one per request) replaces the fresh ones.
+    func fanOutAll(_ requests: [(Int, OutgoingMessage)], _ method: any RPCMethodDescription,
+                   requestIDs: [String]? = nil) async -> [(shard: Int, result: Result<ReceivedMessage, any Error>)] {
         let idempotent = method.retry == .withRequestID
+        func metadataFor(_ position: Int) -> Metadata {
+            guard idempotent else { return [] }
+            return [(key: ShardMetadata.requestID, value: requestIDs?[position] ?? nextRequestID())]
+        }
         if requests.count == 1 {
             // One shard: no task group.
             let (shard, req) = requests[0]
-            let metadata: Metadata = idempotent ? [(key: ShardMetadata.requestID, value: nextRequestID())] : []
+            let metadata = metadataFor(0)
             do { return [(shard: shard, result: .success(try await callRaw(shard: shard, method, metadata: metadata) { req }))] }
             catch { return [(shard: shard, result: .failure(error))] }
         }
         let slots = ResultSlots(count: requests.count)
         await withTaskGroup(of: Void.self) { group in
             for (position, (shard, req)) in requests.enumerated() {
-                let metadata: Metadata = idempotent ? [(key: ShardMetadata.requestID, value: nextRequestID())] : []
+                let metadata = metadataFor(position)
                 group.addTask {
                     do { slots.set(position, .success(try await self.callRaw(shard: shard, method, metadata: metadata) { req })) }
                     catch { slots.set(position, .failure(error)) }

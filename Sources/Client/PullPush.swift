@@ -115,39 +115,134 @@ extension EmbedPSClient {
 
     /// Sends one row per distinct id (`rows[j*dim...]` for `ids[j]`) to the owners. A part refused by a shard
     /// that no longer owns its slots (nothing was applied there) is sent again, to the new owner, after a
-    /// shard-map refresh; parts that succeeded are never resent. Waits for every part before reporting a failure.
+    /// shard-map refresh; parts that succeeded are never resent. Waits for every part before reporting a
+    /// failure: `ClientError.partialPush` when other parts were acknowledged, else the first part's error.
     func sendDistinctRows<A>(_ table: String, _ ids: [UInt64], rows: FloatBuffer, dim: Int, route: TableRoute, method: RPCMethod<Wire.PushRequest, A>, attempt: Int,
                              plan known: BatchPlan? = nil) async throws -> [(Int, ReceivedMessage)] {
         let plan = known ?? ids.withUnsafeBufferPointer { BatchPlan(ids: $0, route: route, slotMap: slotMap) }
         var requests: [(Int, OutgoingMessage)] = []
+        var parts: [[Int32]] = []
         let source = UnsafePointer(rows.base)
         for (shard, members) in plan.byShard.enumerated() where !members.isEmpty {
-            let size = RowMessageEncoder.pushRequestSize(table: table, count: members.count, dim: dim)
-            guard size <= Int(options.maxMessageBytes) else {
-                throw ClientError.invalidArgument("push to shard \(shard) would be \(size) bytes, over the \(options.maxMessageBytes)-byte limit: split the batch")
-            }
-            requests.append((shard, OutgoingMessage(length: size) { buf in
-                RowMessageEncoder.writePushRequest(into: buf, table: table, count: members.count, dim: dim,
-                                                   ids: { plan.unique[Int(members[$0])] },
-                                                   row: { k, dst in dst.update(from: source + Int(members[k]) * dim, count: dim) })
-            }))
+            requests.append((shard, try pushPart(table, count: members.count, dim: dim, shard: shard,
+                                                 id: { plan.unique[Int(members[$0])] }, row: { source + Int(members[$0]) * dim })))
+            parts.append(members)
         }
+        let requestIDs: [String]? = method.retry == .withRequestID ? requests.map { _ in nextRequestID() } : nil
         var answers: [(Int, ReceivedMessage)] = []
-        var misrouted: [Int32] = []
-        var failure: (any Error)? = nil
-        for (shard, result) in await fanOutAll(requests, method) {
+        var misrouted: [Int32] = [], misroutedShard = 0
+        var failed: [PartialPush.Part] = []
+        var acknowledged = 0
+        for (position, (shard, result)) in await fanOutAll(requests, method, requestIDs: requestIDs).enumerated() {
             switch result {
-            case .success(let m): answers.append((shard, m))
+            case .success(let m): answers.append((shard, m)); acknowledged += parts[position].count
             case .failure(let e):
-                if let ce = e as? ClientError, ce.isWrongOwner, attempt < Self.maxMapRefreshes { misrouted += plan.byShard[shard] } else if failure == nil { failure = e }
+                if let ce = e as? ClientError, ce.isWrongOwner, attempt < Self.maxMapRefreshes {
+                    if misrouted.isEmpty { misroutedShard = shard }
+                    misrouted += parts[position]; continue
+                }
+                let members = parts[position]
+                var gradients = [Float](repeating: 0, count: members.count * dim)
+                for (j, u) in members.enumerated() { for c in 0..<dim { gradients[j * dim + c] = source[Int(u) * dim + c] } }
+                failed.append(PartialPush.Part(shard: shard, ids: members.map { plan.unique[Int($0)] }, gradients: gradients,
+                                               requestID: requestIDs?[position], error: ClientError.wrap(e, shard: shard, address: spec.shards[shard].address),
+                                               knownNotApplied: PartialPush.provesNothingApplied(e)))
             }
         }
-        if let failure { throw failure }
+        if !failed.isEmpty {
+            guard acknowledged > 0 || failed.count > 1 || !misrouted.isEmpty else { throw failed[0].error }
+            // The misrouted ids were refused (nothing applied): they join the failed parts unsent.
+            if !misrouted.isEmpty { failed.append(misroutedPart(misrouted, shard: misroutedShard, plan: plan, source: source, dim: dim)) }
+            throw ClientError.partialPush(PartialPush(table: table, method: method, idsAcknowledged: acknowledged, failed: failed))
+        }
         guard !misrouted.isEmpty else { return answers }
         try await refreshShardMap()
         let again = FloatBuffer(count: misrouted.count * dim)
         for (j, u) in misrouted.enumerated() { (again.base + j * dim).update(from: source + Int(u) * dim, count: dim) }
-        return answers + (try await sendDistinctRows(table, misrouted.map { plan.unique[Int($0)] }, rows: again, dim: dim, route: route, method: method, attempt: attempt + 1))
+        do {
+            return answers + (try await sendDistinctRows(table, misrouted.map { plan.unique[Int($0)] }, rows: again, dim: dim, route: route, method: method, attempt: attempt + 1))
+        } catch let ClientError.partialPush(p) where acknowledged > 0 {
+            throw ClientError.partialPush(PartialPush(table: table, method: method, idsAcknowledged: acknowledged + p.idsAcknowledged, failed: p.failed))
+        } catch let e as ClientError where acknowledged > 0 {
+            // The resent ids all failed, as one part (its shard is the first failure's).
+            var part = misroutedPart(misrouted, shard: misroutedShard, plan: plan, source: source, dim: dim)
+            part.error = e; part.knownNotApplied = PartialPush.provesNothingApplied(e)
+            throw ClientError.partialPush(PartialPush(table: table, method: method, idsAcknowledged: acknowledged, failed: [part]))
+        }
+    }
+
+    /// Ids refused as misrouted, as a part not sent anywhere yet (nothing applied; no request id).
+    private func misroutedPart(_ members: [Int32], shard: Int, plan: BatchPlan, source: UnsafePointer<Float>, dim: Int) -> PartialPush.Part {
+        var gradients = [Float](repeating: 0, count: members.count * dim)
+        for (j, u) in members.enumerated() { for c in 0..<dim { gradients[j * dim + c] = source[Int(u) * dim + c] } }
+        return PartialPush.Part(shard: shard, ids: members.map { plan.unique[Int($0)] }, gradients: gradients, requestID: nil,
+                                error: .inconsistentCluster("the shard map changed under the push: these ids were refused by their old owner and not sent again"),
+                                knownNotApplied: true)
+    }
+
+    /// One shard's PushRequest of `count` rows: `id(k)` and `row(k)` (dim floats) for k < count.
+    func pushPart(_ table: String, count: Int, dim: Int, shard: Int, id: (Int) -> UInt64, row: (Int) -> UnsafePointer<Float>) throws -> OutgoingMessage {
+        let size = RowMessageEncoder.pushRequestSize(table: table, count: count, dim: dim)
+        guard size <= Int(options.maxMessageBytes) else {
+            throw ClientError.invalidArgument("push to shard \(shard) would be \(size) bytes, over the \(options.maxMessageBytes)-byte limit: split the batch")
+        }
+        return OutgoingMessage(length: size) { buf in
+            RowMessageEncoder.writePushRequest(into: buf, table: table, count: count, dim: dim, ids: id,
+                                               row: { k, dst in dst.update(from: row(k), count: dim) })
+        }
+    }
+
+    /// Sends the failed parts of a partial push again, each to its shard under the request id it was first
+    /// sent with (a shard that applied a part whose answer was lost answers it again without applying it
+    /// twice). A part its shard now refuses as misrouted (the map moved; nothing was applied there) goes to
+    /// the new owner as a fresh push. Returns the ids acknowledged; throws `.partialPush` with what still
+    /// failed. One caveat: a part whose outcome was unknown and whose slots have since moved to another shard
+    /// may be applied twice (the new owner cannot know the old owner's request ids).
+    @discardableResult
+    public func resend(_ partial: PartialPush) async throws -> Int {
+        let route = try await route(partial.table)
+        let dim = route.dim
+        var acknowledged = 0
+        var failed: [PartialPush.Part] = []
+        for part in partial.failed {
+            guard part.gradients.count == part.ids.count * dim else {
+                throw ClientError.invalidArgument("resend of \(part.ids.count) ids to '\(partial.table)' (dim \(dim)) carries \(part.gradients.count) floats")
+            }
+            let rows = FloatBuffer(part.gradients)
+            do {
+                if let requestID = part.requestID, part.shard < shardCount {
+                    // The message holds a copy of the rows (filled at once).
+                    let message = try withExtendedLifetime(rows) {
+                        try pushPart(partial.table, count: part.ids.count, dim: dim, shard: part.shard,
+                                     id: { part.ids[$0] }, row: { UnsafePointer(rows.base) + $0 * dim })
+                    }
+                    do {
+                        _ = try await callRaw(shard: part.shard, partial.method, metadata: [(key: ShardMetadata.requestID, value: requestID)]) { message }
+                        acknowledged += part.ids.count
+                        continue
+                    } catch let e as ClientError where e.isWrongOwner {
+                        // Refused as misrouted: nothing applied there; route it afresh below.
+                    }
+                }
+                guard let method = partial.method as? RPCMethod<Wire.PushRequest, Wire.PushResponse> else {
+                    throw ClientError.invalidArgument("resend: \(partial.method.path) parts can only be resent to their shard")
+                }
+                try await refreshShardMap()
+                _ = try await sendDistinctRows(partial.table, part.ids, rows: rows, dim: dim, route: route, method: method, attempt: 0)
+                acknowledged += part.ids.count
+            } catch let ClientError.partialPush(p) {
+                acknowledged += p.idsAcknowledged; failed += p.failed
+            } catch {
+                var again = part
+                again.error = ClientError.wrap(error, shard: part.shard, address: part.shard < shardCount ? spec.shards[part.shard].address : "?")
+                again.knownNotApplied = part.knownNotApplied && PartialPush.provesNothingApplied(error)
+                failed.append(again)
+            }
+        }
+        if !failed.isEmpty {
+            throw ClientError.partialPush(PartialPush(table: partial.table, method: partial.method, idsAcknowledged: acknowledged, failed: failed))
+        }
+        return acknowledged
     }
 
     /// Pushes from arrays.

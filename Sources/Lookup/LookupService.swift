@@ -32,6 +32,7 @@ extension ClientError: RPCStatusConvertible {
         case .shard(_, _, let s): s.trailer(ShardMetadata.errorDetail) == nil ? RPCStatus(s.code, s.message, detail: Wire.ErrorDetail(reason: .upstream)) : s
         case .invalidArgument(let m): RPCStatus(.invalidArgument, .malformed, m)
         case .inconsistentCluster(let m): RPCStatus(.unavailable, .upstream, m)
+        case .partialPush(let p): RPCStatus(.unavailable, .upstream, p.description)   // the lookup service never pushes
         }
     }
 }

@@ -100,6 +100,9 @@ public final class Server: @unchecked Sendable {
     /// shutting the queue down, since starting a batch on a shut-down queue aborts the process.
     fileprivate let activeEvents = NSCondition()
     fileprivate var activeEventCount = 0
+    /// Calls that arrived and whose answer has not finished sending (behind `activeEvents`).
+    fileprivate var liveCallCount = 0
+    fileprivate func callEnded() { activeEvents.withLock { liveCallCount -= 1 } }
     private var threads: [Thread] = []
     private let threadsDone = DispatchGroup()
     private let args: ChannelArgs
@@ -189,7 +192,16 @@ public final class Server: @unchecked Sendable {
         let done = ShutdownTag()
         embedps_tsan_release(Unmanaged.passUnretained(done).toOpaque())
         grpc_server_shutdown_and_notify(server, cq, done.retainedTag)
-        if done.semaphore.wait(timeout: .now() + graceSeconds) == .timedOut {
+        // The core notifies once every call finished and every client closed its connection; an idle client
+        // that keeps its connection open would hold that for the whole grace period. Once every call that
+        // arrived has been answered, what is left is such connections: close them.
+        let deadline = Date().addingTimeInterval(graceSeconds)
+        var notified = false
+        while !notified && Date() < deadline {
+            notified = done.semaphore.wait(timeout: .now() + 0.02) == .success
+            if !notified && activeEvents.withLock({ liveCallCount == 0 && activeEventCount == 0 }) { break }
+        }
+        if !notified {
             grpc_server_cancel_all_calls(server)
             done.semaphore.wait()
         }
@@ -259,11 +271,13 @@ final class PendingServerCall: CompletionTag, @unchecked Sendable {
         switch phase {
         case .awaitingCall:
             guard success, let call else { return }  // server shutting down: drop
+            owner.activeEvents.withLock { owner.liveCallCount += 1 }
             if !owner.isShuttingDown { owner.requestCall() }
             phase = .receivingMessage
             embedps_op_recv_message(ops, received)
             embedps_tsan_release(Unmanaged.passUnretained(self).toOpaque())
             if grpc_call_start_batch(call, ops, 1, retainedTag, nil) != GRPC_CALL_OK {
+                owner.callEnded()
                 Unmanaged.passUnretained(self).release()
             }
         case .receivingMessage:
@@ -275,6 +289,7 @@ final class PendingServerCall: CompletionTag, @unchecked Sendable {
             received.pointee = nil
             dispatch(ReceivedMessage(consuming: buffer), call: call)
         case .sendingResponse:
+            owner.callEnded()
             return  // deinit releases everything once the last retain goes
         }
     }
@@ -320,6 +335,7 @@ final class PendingServerCall: CompletionTag, @unchecked Sendable {
         embedps_op_recv_close_on_server(ops + n, cancelled); n += 1
         embedps_tsan_release(Unmanaged.passUnretained(self).toOpaque())
         if grpc_call_start_batch(call, ops, n, retainedTag, nil) != GRPC_CALL_OK {
+            owner.callEnded()
             Unmanaged.passUnretained(self).release()
         }
     }

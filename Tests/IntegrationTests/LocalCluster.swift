@@ -88,6 +88,12 @@ final class LocalCluster: @unchecked Sendable {
         processes[i] = nil
     }
 
+    /// Sends `sig` to shard i's process (e.g. SIGSTOP / SIGCONT to make it stop answering for a while).
+    func signal(_ i: Int, _ sig: Int32) {
+        guard let p = processes[i] else { return }
+        kill(p.processIdentifier, sig)
+    }
+
     /// Graceful stop (SIGTERM) of shard i.
     func terminate(_ i: Int) {
         guard let p = processes[i] else { return }

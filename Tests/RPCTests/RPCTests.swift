@@ -1,5 +1,6 @@
 import Testing
 import Foundation
+import Glibc
 @testable import RPC
 
 @Suite struct RPCBridgeTests {
@@ -116,6 +117,32 @@ import Foundation
         server.shutdown(graceSeconds: 5)
         let reply = try await slow
         #expect(reply.bytes == [4, 2])
+    }
+
+    /// A client that keeps its connection open without reading (here a raw HTTP/2 connection that sent
+    /// its preface and then sits idle, as a client process whose channel nobody polls does) does not hold
+    /// a graceful shutdown for the grace period: once every call that arrived was answered, the server
+    /// closes such connections (before this, shutdown waited 20 s here, until the core gave up on the
+    /// connection). The margin is wide: a 60 s grace, a 10 s bound.
+    @Test func gracefulShutdownDoesNotWaitForIdleConnections() async throws {
+        let server = try Self.echoServer()
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        try #require(fd >= 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(server.port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        try #require(connected == 0)
+        let preface = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8) + [0, 0, 0, 4, 0, 0, 0, 0, 0]   // + an empty SETTINGS frame
+        try #require(write(fd, preface, preface.count) == preface.count)
+        let channel = Channel(ChannelConfiguration(target: "127.0.0.1:\(server.port)"))
+        defer { channel.close() }
+        #expect(try await channel.unary("/test.Echo/Echo", OutgoingMessage(bytes: [7])).bytes == [7])
+        let started = Date()
+        server.shutdown(graceSeconds: 60)
+        #expect(Date().timeIntervalSince(started) < 10, "shutdown waited \(Date().timeIntervalSince(started)) s for an idle connection")
     }
 
     /// Deferred handlers answer from another thread after they returned, while the completion-queue threads
