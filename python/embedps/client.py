@@ -190,30 +190,41 @@ class Client:
 
     # ---- rows
 
-    def _send_routed(self, route, keys, method, make_request, on_answer, with_request_id=False):
+    def _send_routed(self, route, keys, method, make_request, on_answer, with_request_id=False, part_rows=None):
         """Sends distinct `keys` to their owning shards in parallel, one part per shard (make_request(idx)),
         with a fresh request id per part when asked (kept across the part's retries). A part refused as
         WRONG_SHARD (nothing applied there) is resent to the new owner after a map refresh; any other failure
-        is raised once every part finished. on_answer(idx, response) for each part answered."""
+        is raised once every part finished: as `errors.PartialPush` when `part_rows(idx)` gives a part's
+        gradient rows and other parts were acknowledged. on_answer(idx, response) for each part answered."""
         pending = np.arange(len(keys))
+        acknowledged = 0
         for _ in range(_MAX_MAP_REFRESHES):
             if pending.size == 0:
                 return
             owners = self.shard_map.owners[route.slots(keys[pending])]
             groups = [(int(s), pending[owners == s]) for s in np.unique(owners)]
-            answers = self._fan_out([(s, method, make_request(idx), self.next_request_id() if with_request_id else None) for s, idx in groups])
-            misrouted, failure = [], None
-            for (_, idx), (_, res) in zip(groups, answers):
+            rids = [self.next_request_id() if with_request_id else None for _ in groups]
+            answers = self._fan_out([(s, method, make_request(idx), rid) for (s, idx), rid in zip(groups, rids)])
+            misrouted, failures = [], []
+            for (shard, idx), rid, (_, res) in zip(groups, rids, answers):
                 if isinstance(res, errors.EmbedPSError):
                     if res.reason == "WRONG_SHARD":
                         misrouted.append(idx)
                         self.misrouted_parts += 1
-                    elif failure is None:
-                        failure = res
+                    else:
+                        failures.append((shard, idx, rid, res))
                     continue
                 on_answer(idx, res)
-            if failure is not None:
-                raise failure
+                acknowledged += len(idx)
+            if failures:
+                if part_rows is None or (acknowledged == 0 and len(failures) == 1 and not misrouted):
+                    raise failures[0][3]
+                failed = [errors.PushPart(shard, keys[idx], part_rows(idx), rid, res, errors.proves_nothing_applied(res))
+                          for shard, idx, rid, res in failures]
+                for idx in misrouted:   # refused as misrouted: nothing applied, not sent again
+                    failed.append(errors.PushPart(-1, keys[idx], part_rows(idx), None,
+                                                  errors.FailedPrecondition(grpc.StatusCode.FAILED_PRECONDITION, "refused by the old owner after a shard-map change; not sent again"), True))
+                raise errors.PartialPush(route.name, acknowledged, failed)
             if not misrouted:
                 return
             self.refresh_shard_map()
@@ -250,8 +261,41 @@ class Client:
 
         def request(idx):
             return pb.PushRequest(table=table, ids=uniq[idx].tolist(), gradients=np.ascontiguousarray(summed[idx], dtype="<f4").tobytes())
-        self._send_routed(route, uniq, "Push", request, lambda idx, res: updated.append(res.rows_updated), with_request_id=True)
+        self._send_routed(route, uniq, "Push", request, lambda idx, res: updated.append(res.rows_updated), with_request_id=True,
+                          part_rows=lambda idx: np.array(summed[idx], dtype=np.float32))
         return sum(updated)
+
+    def resend(self, partial):
+        """Sends the failed parts of an `errors.PartialPush` again, each to its shard under the request id it
+        was first sent with (a shard that applied a part whose answer was lost answers without applying it
+        twice); a part its shard now refuses as WRONG_SHARD, or that was never sent, goes to the current
+        owners as a fresh push. Returns the ids acknowledged; raises `errors.PartialPush` with what still
+        failed. A part of unknown outcome whose slots moved to another shard since may apply twice."""
+        acknowledged, failed = 0, []
+        for part in partial.failed:
+            try:
+                if part.request_id is not None and 0 <= part.shard < len(self.shard_map.shards):
+                    req = pb.PushRequest(table=partial.table, ids=[int(i) for i in part.ids],
+                                         gradients=np.ascontiguousarray(part.grads, dtype="<f4").tobytes())
+                    try:
+                        self._call(part.shard, "Push", req, request_id=part.request_id)
+                        acknowledged += len(part.ids)
+                        continue
+                    except errors.EmbedPSError as e:
+                        if e.reason != "WRONG_SHARD":
+                            raise
+                        self.refresh_shard_map()
+                self.push(partial.table, part.ids, part.grads)
+                acknowledged += len(part.ids)
+            except errors.PartialPush as e:
+                acknowledged += e.ids_acknowledged
+                failed += e.failed
+            except errors.EmbedPSError as e:
+                failed.append(errors.PushPart(part.shard, part.ids, part.grads, part.request_id, e,
+                                              part.known_not_applied and errors.proves_nothing_applied(e)))
+        if failed:
+            raise errors.PartialPush(partial.table, acknowledged, failed)
+        return acknowledged
 
     def register_items(self, table, items, codes):
         """Semantic tables: registers items' codes ((len(items), levels) ints) on every shard."""

@@ -113,3 +113,26 @@ def test_pooled_rows_of_a_semantic_table(cluster):
         np.testing.assert_array_equal(pooled, [[-2, -4], [-1, -2]])
         with pytest.raises(errors.NotFound):
             c.pull_pooled("py_semantic", [3])
+
+
+def test_a_partly_applied_push_names_the_failed_part_and_resend_applies_it_once(cluster):
+    with Client(cluster.spec_path, retry_seconds=0.3) as c:
+        c.create_table(sgd_table("py_partial", 2))
+        ids = np.arange(1, 3001, dtype=np.uint64) * np.uint64(2654435761)
+        owners = c.shard_map.owners[c._route("py_partial").slots(ids)]
+        on1 = set(int(i) for i in ids[owners == 1])
+        assert 0 < len(on1) < len(ids)
+        shard1 = c._stub(c.shard_map.shards[1])[1]
+        shard1.Freeze(pb.CheckpointRequest(name="hold", freeze_seconds=60))
+        try:
+            with pytest.raises(errors.PartialPush) as caught:
+                c.push("py_partial", ids, np.ones((len(ids), 2), np.float32))
+        finally:
+            shard1.Thaw(pb.CheckpointRequest(name="hold"))
+        e = caught.value
+        assert e.ids_acknowledged == len(ids) - len(on1) and e.reason == "FROZEN"
+        assert [p.shard for p in e.failed] == [1] and e.failed[0].known_not_applied and e.failed[0].request_id
+        assert set(int(i) for i in e.failed[0].ids) == on1
+        assert c.resend(e) == len(on1)
+        assert c.resend(e) == len(on1)   # again under the same request id: answered, not applied twice
+        np.testing.assert_array_equal(c.pull("py_partial", ids), -np.ones((len(ids), 2), np.float32))
