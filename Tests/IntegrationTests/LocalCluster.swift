@@ -2,6 +2,8 @@ import Foundation
 import Engine
 import Vocabulary
 import Client
+import RPC
+import EmbedPSWire
 
 /// Starts real `embedps-server` processes on 127.0.0.1 (port 0, temp data dirs) for a test, and stops them.
 final class LocalCluster: @unchecked Sendable {
@@ -89,9 +91,23 @@ final class LocalCluster: @unchecked Sendable {
     }
 
     /// Sends `sig` to shard i's process (e.g. SIGSTOP / SIGCONT to make it stop answering for a while).
+    /// SIGSTOP returns once every thread of the process is stopped (state T in /proc; at most 10 s): the
+    /// signal alone does not stop them all at once on a loaded machine.
     func signal(_ i: Int, _ sig: Int32) {
         guard let p = processes[i] else { return }
         kill(p.processIdentifier, sig)
+        guard sig == SIGSTOP else { return }
+        let tasks = "/proc/\(p.processIdentifier)/task"
+        func stopped(_ tid: String) -> Bool {
+            // .../stat: "TID (COMM) STATE ..."; COMM may hold spaces, so read after the last ')'.
+            guard let stat = try? String(contentsOfFile: "\(tasks)/\(tid)/stat", encoding: .utf8), let close = stat.lastIndex(of: ")") else { return true }
+            return stat[stat.index(after: close)...].trimmingCharacters(in: .whitespaces).hasPrefix("T")
+        }
+        let deadline = Date().addingTimeInterval(10)
+        while Date() < deadline {
+            if let tids = try? FileManager.default.contentsOfDirectory(atPath: tasks), tids.allSatisfy(stopped) { return }
+            Thread.sleep(forTimeInterval: 0.01)
+        }
     }
 
     /// Graceful stop (SIGTERM) of shard i.
@@ -171,12 +187,31 @@ final class LocalCluster: @unchecked Sendable {
         while Date() < deadline {
             if let s = try? String(contentsOfFile: portFile, encoding: .utf8) {
                 let parts = s.split(whereSeparator: { $0 == " " || $0 == "\n" }).compactMap { Int($0) }
-                if parts.count == 2 { return (p, parts[0], parts[1]) }
+                if parts.count == 2 {
+                    try Self.waitUntilServing(port: parts[0], what: "embedps-lookup")
+                    return (p, parts[0], parts[1])
+                }
             }
             Thread.sleep(forTimeInterval: 0.05)
         }
         p.terminate()
         throw ClusterSpecError("embedps-lookup did not start within 30 s")
+    }
+
+    /// Waits (at most 60 s) until a gRPC health check on 127.0.0.1:`port` answers: on a machine loaded by
+    /// the whole suite a just-started process can take many seconds to accept its first connection.
+    static func waitUntilServing(port: Int, what: String) throws {
+        let channel = Channel(ChannelConfiguration(target: "127.0.0.1:\(port)"))
+        defer { channel.close() }
+        let deadline = Date().addingTimeInterval(60)
+        var last: (any Error)? = nil
+        while Date() < deadline {
+            do {
+                _ = try channel.unarySync(HealthRPC.check.path, OutgoingMessage(bytes: Wire.HealthCheckRequest(service: "").encoded()), timeoutMs: 10_000)
+                return
+            } catch { last = error; Thread.sleep(forTimeInterval: 0.1) }
+        }
+        throw ClusterSpecError("\(what) on port \(port) did not answer a health check within 60 s: \(last.map { "\($0)" } ?? "")")
     }
 
     deinit { stop() }
