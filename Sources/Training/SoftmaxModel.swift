@@ -55,6 +55,56 @@ public enum SoftmaxModel {
         }
         return Float(loss)
     }
+
+    /// The same loss on cosine scores: score(u, i) = <u/|u|, v_i/|v_i|> / temperature (temperature > 0), so
+    /// item popularity cannot grow a vector's length to win every user. Gradients go through the
+    /// normalisation (for x^ = x/|x| and upstream g: dL/dx = (g - <g, x^> x^) / |x|); `l2` applies to the raw
+    /// rows. Same buffers and contract as `lossAndGradients`.
+    @discardableResult
+    public static func cosineLossAndGradients(users: UnsafePointer<Float>, batch: Int, candidates: UnsafePointer<Float>, count: Int, dim: Int,
+                                              positives: [Int], logQ: UnsafePointer<Float>, l2: Float, temperature: Float,
+                                              gu: UnsafeMutablePointer<Float>, gc: UnsafeMutablePointer<Float>,
+                                              logits: UnsafeMutablePointer<Float>) -> Float {
+        precondition(temperature > 0, "temperature must be positive")
+        guard batch > 0, count > 0 else { return 0 }
+        let nu = UnsafeMutablePointer<Float>.allocate(capacity: batch * dim), nc = UnsafeMutablePointer<Float>.allocate(capacity: count * dim)
+        var lu = [Float](repeating: 0, count: batch), lc = [Float](repeating: 0, count: count)
+        defer { nu.deallocate(); nc.deallocate() }
+        func normalise(_ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, rows: Int, _ lengths: inout [Float]) {
+            for r in 0..<rows {
+                var sq: Float = 0
+                for k in 0..<dim { sq += x[r * dim + k] * x[r * dim + k] }
+                let n = max(sqrtf(sq), 1e-12)
+                lengths[r] = n
+                for k in 0..<dim { out[r * dim + k] = x[r * dim + k] / n }
+            }
+        }
+        normalise(users, nu, rows: batch, &lu)
+        normalise(candidates, nc, rows: count, &lc)
+        // Users scaled by 1/temperature: z = <u^/t, v^>.
+        let scaled = UnsafeMutablePointer<Float>.allocate(capacity: batch * dim)
+        defer { scaled.deallocate() }
+        for k in 0..<(batch * dim) { scaled[k] = nu[k] / temperature }
+        var loss = lossAndGradients(users: scaled, batch: batch, candidates: nc, count: count, dim: dim, positives: positives,
+                                    logQ: logQ, l2: 0, gu: gu, gc: gc, logits: logits)
+        // Back through u~ = u^/t and the two normalisations.
+        func backThrough(_ g: UnsafeMutablePointer<Float>, _ unit: UnsafePointer<Float>, rows: Int, _ lengths: [Float], scale: Float) {
+            for r in 0..<rows {
+                var dot: Float = 0
+                for k in 0..<dim { dot += g[r * dim + k] * scale * unit[r * dim + k] }
+                for k in 0..<dim { g[r * dim + k] = (g[r * dim + k] * scale - dot * unit[r * dim + k]) / lengths[r] }
+            }
+        }
+        backThrough(gu, nu, rows: batch, lu, scale: 1 / temperature)
+        backThrough(gc, nc, rows: count, lc, scale: 1)
+        if l2 != 0 {
+            var reg: Double = 0
+            for k in 0..<(batch * dim) { gu[k] += l2 * users[k]; reg += Double(users[k] * users[k]) }
+            for k in 0..<(count * dim) { gc[k] += l2 * candidates[k]; reg += Double(candidates[k] * candidates[k]) }
+            loss += Float(Double(l2 / 2) * reg)
+        }
+        return loss
+    }
 }
 
 /// The candidate items of one softmax batch and their log-Q corrections. Candidates are the batch's

@@ -37,6 +37,9 @@ public struct TrainerConfiguration: Sendable {
     /// Softmax model: uniform negatives drawn per batch and shared by its examples (with the batch's own
     /// positives); 0 or at least the item count = every item (the full softmax).
     public var sampledNegatives = 2048
+    /// Softmax model: 0 = dot-product scores; > 0 = cosine scores divided by this temperature (training and
+    /// evaluation both rank by cosine then).
+    public var temperature: Float = 0
     /// How validation and test interactions are held out.
     public var split: SplitKind = .leaveLastOut
     /// Item-cold split: the fraction of items held out (half validation, half test) and the seed choosing them.
@@ -464,9 +467,14 @@ public final class TrainerWorker: @unchecked Sendable {
         let gu = FloatBuffer(count: users.count * dim), gi = FloatBuffer(count: candidates.count * dim)
         let logits = UnsafeMutablePointer<Float>.allocate(capacity: batch.count * candidates.count)
         defer { logits.deallocate() }
+        let temperature = config.temperature
         let loss = logQ.withUnsafeBufferPointer { q in
-            SoftmaxModel.lossAndGradients(users: exampleUsers.base, batch: batch.count, candidates: itemRows.base, count: candidates.count, dim: dim,
-                                          positives: positives, logQ: q.baseAddress!, l2: l2, gu: exampleGradients.base, gc: gi.base, logits: logits)
+            temperature > 0
+                ? SoftmaxModel.cosineLossAndGradients(users: exampleUsers.base, batch: batch.count, candidates: itemRows.base, count: candidates.count, dim: dim,
+                                                      positives: positives, logQ: q.baseAddress!, l2: l2, temperature: temperature,
+                                                      gu: exampleGradients.base, gc: gi.base, logits: logits)
+                : SoftmaxModel.lossAndGradients(users: exampleUsers.base, batch: batch.count, candidates: itemRows.base, count: candidates.count, dim: dim,
+                                                positives: positives, logQ: q.baseAddress!, l2: l2, gu: exampleGradients.base, gc: gi.base, logits: logits)
         }
         for b in 0..<batch.count {
             let g = gu.base + exampleUser[b] * dim, e = exampleGradients.base + b * dim
@@ -555,7 +563,19 @@ public final class TrainerWorker: @unchecked Sendable {
             let all = UserHistory(users: Array(0..<data.userIds.count), split: evaluator.split, dim: dim, itemIds: data.itemIds, rows: rows)
             for u in 0..<data.userIds.count { all.addMean(user: u, into: users.base + u * dim) }
         }
-        let model = "\(config.model.label) (EmbedPS, items: \(config.itemTower.kind.rawValue)\(config.userHistory ? ", users: id+history" : ""))"
+        if config.model == .softmax && config.temperature > 0 {
+            // Cosine scores: rank by unit vectors (a user's length does not change its ranking; an item's does).
+            for (buffer, rows) in [(users, data.userIds.count), (items, data.itemIds.count)] {
+                for r in 0..<rows {
+                    let v = buffer.base + r * dim
+                    var sq: Float = 0
+                    for k in 0..<dim { sq += v[k] * v[k] }
+                    let n = max(sqrtf(sq), 1e-12)
+                    for k in 0..<dim { v[k] /= n }
+                }
+            }
+        }
+        let model = "\(config.model.label)\(config.model == .softmax && config.temperature > 0 ? " cos/\(config.temperature)" : "") (EmbedPS, items: \(config.itemTower.kind.rawValue)\(config.userHistory ? ", users: id+history" : ""))"
         if !candidates.isEmpty {
             return evaluator.evaluate(model: model, heldOut: heldOut, candidates: candidates, userVectors: users.base, itemVectors: items.base, dim: dim)
         }

@@ -239,6 +239,44 @@ import Client
                                                     positives: positives, logQ: logQ, l2: l2, gu: &gu, gc: &gc, logits: &logits))
     }
 
+    static func cosineLoss(_ users: [Float], _ cands: [Float], batch: Int, count: Int, dim: Int, positives: [Int], logQ: [Float], l2: Float, t: Float) -> Double {
+        var gu = [Float](repeating: 0, count: batch * dim), gc = [Float](repeating: 0, count: count * dim)
+        var logits = [Float](repeating: 0, count: batch * count)
+        return Double(SoftmaxModel.cosineLossAndGradients(users: users, batch: batch, candidates: cands, count: count, dim: dim, positives: positives,
+                                                          logQ: logQ, l2: l2, temperature: t, gu: &gu, gc: &gc, logits: &logits))
+    }
+
+    /// Cosine scores with a temperature: gradients through the normalisation match finite differences (in
+    /// double-checked float: a coarse step and tolerance, the loss is steep at t = 0.2), and scaling a row
+    /// changes no score (only the l2 term).
+    @Test func cosineGradientsMatchFiniteDifferencesAndIgnoreRowLengths() {
+        let batch = 3, count = 5, dim = 4, l2: Float = 0.02, t: Float = 0.2
+        var users = Self.values(batch * dim, seed: 5), cands = Self.values(count * dim, seed: 6)
+        let positives = [1, 4, 0], logQ: [Float] = [-1.2, -0.3, -2.0, -0.7, -1.5]
+        var gu = [Float](repeating: 0, count: batch * dim), gc = [Float](repeating: 0, count: count * dim)
+        var logits = [Float](repeating: 0, count: batch * count)
+        SoftmaxModel.cosineLossAndGradients(users: users, batch: batch, candidates: cands, count: count, dim: dim, positives: positives,
+                                            logQ: logQ, l2: l2, temperature: t, gu: &gu, gc: &gc, logits: &logits)
+        let h: Float = 2e-3
+        func numeric(_ bump: (Float) -> Void) -> Double {
+            bump(h); let up = Self.cosineLoss(users, cands, batch: batch, count: count, dim: dim, positives: positives, logQ: logQ, l2: l2, t: t)
+            bump(-2 * h); let down = Self.cosineLoss(users, cands, batch: batch, count: count, dim: dim, positives: positives, logQ: logQ, l2: l2, t: t)
+            bump(h)
+            return (up - down) / Double(2 * h)
+        }
+        for k in 0..<(batch * dim) {
+            let n = numeric { users[k] += $0 }
+            #expect(abs(n - Double(gu[k])) < 2e-2 * max(1, abs(n)), "user coordinate \(k): numeric \(n) analytic \(gu[k])")
+        }
+        for k in 0..<(count * dim) {
+            let n = numeric { cands[k] += $0 }
+            #expect(abs(n - Double(gc[k])) < 2e-2 * max(1, abs(n)), "candidate coordinate \(k): numeric \(n) analytic \(gc[k])")
+        }
+        let base = Self.cosineLoss(users, cands, batch: batch, count: count, dim: dim, positives: positives, logQ: logQ, l2: 0, t: t)
+        let longer = Self.cosineLoss(users.map { $0 * 3 }, cands.map { $0 * 0.5 }, batch: batch, count: count, dim: dim, positives: positives, logQ: logQ, l2: 0, t: t)
+        #expect(abs(base - longer) < 1e-4, "row lengths changed the loss: \(base) vs \(longer)")
+    }
+
     @Test func analyticGradientsMatchFiniteDifferences() {
         let batch = 3, count = 5, dim = 4, l2: Float = 0.02
         var users = Self.values(batch * dim, seed: 1), cands = Self.values(count * dim, seed: 2)

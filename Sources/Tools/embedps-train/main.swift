@@ -22,6 +22,7 @@ options:
   --model KIND             bpr (default): pairwise BPR, one negative per example; softmax: sampled softmax
                            over negatives shared by the batch (plus its positives), log-Q corrected
   --sampled-negatives N    softmax: uniform negatives per batch (default 2048; 0 = every item, the full softmax)
+  --temperature T          softmax: 0 (default) = dot-product scores; > 0 = cosine scores / T (e.g. 0.1)
   --user-tower KIND        softmax: id (default) = a row per user; id+history = that row plus the mean of a
                            history table's rows over the user's train items (the target left out in training)
   --split KIND             leave-last-out (default): per user the last interaction is test, the one before
@@ -87,7 +88,7 @@ let o = Options(Array(CommandLine.arguments.dropFirst()), usage: usage, flagName
                          "item-tower", "item-rows", "embeddings", "item-ids", "levels", "codes", "compare-item-towers",
                          "density", "regrow-interval", "compare-densities", "dnis-blocks", "dnis-search-epochs", "dnis-prune",
                          "dnis-retrain-epochs", "dnis-alpha-lr", "compare-dnis",
-                         "admit-min-count", "item-ttl-updates", "user-ttl-updates", "evict-every", "negatives", "model", "sampled-negatives", "compare-lifecycle", "seeds", "split", "cold-fraction", "split-seed", "user-tower", "auth-token-file", "tls-ca", "metrics-port"])
+                         "admit-min-count", "item-ttl-updates", "user-ttl-updates", "evict-every", "negatives", "model", "sampled-negatives", "temperature", "compare-lifecycle", "seeds", "split", "cold-fraction", "split-seed", "user-tower", "auth-token-file", "tls-ca", "metrics-port"])
 var config = TrainerConfiguration(dataPath: o.required("data"))
 config.rank = o.int("rank", default: 0); config.worldSize = o.int("world-size", default: 1)
 guard config.worldSize >= 1, config.rank >= 0, config.rank < config.worldSize else { o.fail("need 0 <= --rank < --world-size") }
@@ -110,6 +111,9 @@ config.negatives = negatives
 guard let model = TrainingModel(rawValue: o.string("model", default: "bpr")) else { o.fail("--model takes bpr or softmax") }
 config.model = model
 config.sampledNegatives = o.int("sampled-negatives", default: 2048)
+config.temperature = Float(o.double("temperature", default: 0))
+guard config.temperature >= 0, config.temperature.isFinite else { o.fail("--temperature must be >= 0 (0 = dot products), e.g. 0.1") }
+guard config.temperature == 0 || config.model == .softmax else { o.fail("--temperature needs --model softmax") }
 guard let split = SplitKind(rawValue: o.string("split", default: "leave-last-out")) else { o.fail("--split takes leave-last-out or item-cold") }
 config.split = split
 config.coldFraction = o.double("cold-fraction", default: 0.1)
