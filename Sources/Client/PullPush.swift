@@ -141,12 +141,9 @@ extension EmbedPSClient {
                     if misrouted.isEmpty { misroutedShard = shard }
                     misrouted += parts[position]; continue
                 }
-                let members = parts[position]
-                var gradients = [Float](repeating: 0, count: members.count * dim)
-                for (j, u) in members.enumerated() { for c in 0..<dim { gradients[j * dim + c] = source[Int(u) * dim + c] } }
-                failed.append(PartialPush.Part(shard: shard, ids: members.map { plan.unique[Int($0)] }, gradients: gradients,
-                                               requestID: requestIDs?[position], error: ClientError.wrap(e, shard: shard, address: spec.shards[shard].address),
-                                               knownNotApplied: PartialPush.provesNothingApplied(e)))
+                failed.append(failedPart(parts[position], shard: shard, requestID: requestIDs?[position],
+                                         error: ClientError.wrap(e, shard: shard, address: spec.shards[shard].address),
+                                         knownNotApplied: PartialPush.provesNothingApplied(e), plan: plan, source: source, dim: dim))
             }
         }
         if !failed.isEmpty {
@@ -171,13 +168,22 @@ extension EmbedPSClient {
         }
     }
 
+    /// The unacknowledged part of `members` (indices into `plan.unique`, rows in `source`).
+    private func failedPart(_ members: [Int32], shard: Int, requestID: String?, error: ClientError, knownNotApplied: Bool,
+                            plan: BatchPlan, source: UnsafePointer<Float>, dim: Int) -> PartialPush.Part {
+        var gradients = [Float](repeating: 0, count: members.count * dim)
+        gradients.withUnsafeMutableBufferPointer { g in
+            for (j, u) in members.enumerated() { (g.baseAddress! + j * dim).update(from: source + Int(u) * dim, count: dim) }
+        }
+        return PartialPush.Part(shard: shard, ids: members.map { plan.unique[Int($0)] }, gradients: gradients, requestID: requestID,
+                                error: error, knownNotApplied: knownNotApplied)
+    }
+
     /// Ids refused as misrouted, as a part not sent anywhere yet (nothing applied; no request id).
     private func misroutedPart(_ members: [Int32], shard: Int, plan: BatchPlan, source: UnsafePointer<Float>, dim: Int) -> PartialPush.Part {
-        var gradients = [Float](repeating: 0, count: members.count * dim)
-        for (j, u) in members.enumerated() { for c in 0..<dim { gradients[j * dim + c] = source[Int(u) * dim + c] } }
-        return PartialPush.Part(shard: shard, ids: members.map { plan.unique[Int($0)] }, gradients: gradients, requestID: nil,
-                                error: .inconsistentCluster("the shard map changed under the push: these ids were refused by their old owner and not sent again"),
-                                knownNotApplied: true)
+        failedPart(members, shard: shard, requestID: nil,
+                   error: .inconsistentCluster("the shard map changed under the push: these ids were refused by their old owner and not sent again"),
+                   knownNotApplied: true, plan: plan, source: source, dim: dim)
     }
 
     /// One shard's PushRequest of `count` rows: `id(k)` and `row(k)` (dim floats) for k < count.

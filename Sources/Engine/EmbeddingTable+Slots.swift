@@ -3,28 +3,10 @@ import Vocabulary
 import Storage
 
 extension EmbeddingTable {
-    /// Stored rows from (`slot`, after row key `after`; all of the slot when nil) in (slot, row key) order,
-    /// at most `limit`, in their encoded form: of `slot` only (a migration: the caller checkpointed the table
-    /// and keeps writes to the slot out), or continuing into later slots with `acrossSlots` (a follower's
-    /// bootstrap copy).
-    func encodedRows(slot: UInt16, after: UInt64?, limit: Int, acrossSlots: Bool = false) throws(EngineError) -> [(key: UInt64, row: [UInt8])] {
-        try checkHealthy()
-        var out: [(key: UInt64, row: [UInt8])] = []
-        do {
-            try db.scan(family, from: RowKey.encode(slot: slot, key: after ?? 0)) { k, v in
-                // Past the rows (the stored-row counter), or past the slot.
-                guard let (s, key) = RowKey.decode(k), acrossSlots || s == slot else { return false }
-                if let after, s == slot, key <= after { return true }
-                if out.count == limit { return false }
-                out.append((key, Array(v)))
-                return true
-            }
-        } catch { throw .storage("table '\(spec.name)' slot \(slot): \(error)") }
-        return out
-    }
-
-    /// Up to `limit` encoded rows of `slots` (strictly ascending) in (slot, key) order, starting in `start`
-    /// (one of them) after `after`: one RocksDB scan per run of consecutive slots.
+    /// Up to `limit` stored rows of `slots` (strictly ascending) in (slot, key) order and their encoded form,
+    /// starting in `start` (one of them) after `after` (all of it when nil): one RocksDB scan per run of
+    /// consecutive slots. For a migration the caller checkpointed the table and keeps writes to the slots
+    /// out; a follower's bootstrap copy passes every slot from where it resumes.
     func encodedRows(slots: [UInt16], start: UInt16, after: UInt64?, limit: Int) throws(EngineError) -> [(key: UInt64, row: [UInt8])] {
         try checkHealthy()
         guard let first = slots.firstIndex(of: start) else { return [] }

@@ -83,16 +83,8 @@ extension ShardEngine {
         try checkpointAll()
     }
 
-    /// A page of the encoded rows of a migrating slot.
-    public func encodedSlotRows(table name: String, slot: UInt16, after: UInt64?, limit: Int) throws(EngineError) -> [(key: UInt64, row: [UInt8])] {
-        guard currentMap().moving.contains(slot) else {
-            throw .wrongState("slot \(slot) is not being migrated from shard \(configuration.shardIndex): begin the migration first")
-        }
-        return try withTable(name) { (t) throws(EngineError) in try t.encodedRows(slot: slot, after: after, limit: max(1, min(limit, 65536))) }
-    }
-
-    /// A page of the encoded rows of a chunk of migrating slots (strictly ascending), from `start` after
-    /// `after` (see `EmbeddingTable.encodedRows(slots:start:after:limit:)`).
+    /// A page of the encoded rows of migrating slots (strictly ascending; one slot, or a migration chunk),
+    /// from `start` after `after` (see `EmbeddingTable.encodedRows(slots:start:after:limit:)`).
     public func encodedSlotRows(table name: String, slots: [UInt16], start: UInt16, after: UInt64?, limit: Int) throws(EngineError) -> [(key: UInt64, row: [UInt8])] {
         let moving = currentMap().moving
         if let s = slots.first(where: { !moving.contains($0) }) {
@@ -145,7 +137,9 @@ extension ShardEngine {
     /// A page of stored rows in their encoding from (`slot`, after `after`) on, across later slots, for a
     /// follower's bootstrap (the caller flushed the table first; rows carry the sequence they cover).
     public func storedSlotRows(table name: String, slot: UInt16, after: UInt64?, limit: Int) throws(EngineError) -> [(key: UInt64, row: [UInt8])] {
-        try withTable(name) { (t) throws(EngineError) in try t.encodedRows(slot: slot, after: after, limit: max(1, min(limit, 65536)), acrossSlots: true) }
+        try withTable(name) { (t) throws(EngineError) in
+            try t.encodedRows(slots: Array(slot..<UInt16(RowAddressing.slotCount)), start: slot, after: after, limit: max(1, min(limit, 65536)))
+        }
     }
 
     /// Follower: applies a primary's log records (ascending) to `table`; durable on return.

@@ -286,10 +286,8 @@ public final class ShardService: Sendable {
             return Wire.MigrationResponse(rows: 0)
         }
         r.handle(ShardRPC.exportSlotRows) { _, req in
-            if req.slots.isEmpty {
-                return try Self.slotRowsPage(req) { slot, after, limit in try host.withEngine { try $0.encodedSlotRows(table: req.table, slot: slot, after: after, limit: limit) } }
-            }
-            let chunk = try Self.slots(req.slots)
+            // One slot (`slot`), or a chunk of them (`slots`, which must hold `slot`).
+            let chunk = try Self.slots(req.slots.isEmpty ? [req.slot] : req.slots)
             guard chunk.count <= RowAddressing.slotCount, zip(chunk, chunk.dropFirst()).allSatisfy({ $0 < $1 }) else {
                 throw RPCStatus(.invalidArgument, .malformed, "ExportSlotRows: slots must be strictly ascending (\(chunk.count) given)")
             }

@@ -56,6 +56,22 @@ public enum SoftmaxModel {
         return Float(loss)
     }
 
+    /// Scales each of `rows` rows of `dim` floats to unit length in place (an all-zero row stays zero);
+    /// returns the lengths they had (at least 1e-12).
+    @discardableResult
+    public static func normalise(_ x: UnsafeMutablePointer<Float>, rows: Int, dim: Int) -> [Float] {
+        var lengths = [Float](repeating: 0, count: rows)
+        for r in 0..<rows {
+            let v = x + r * dim
+            var sq: Float = 0
+            for k in 0..<dim { sq += v[k] * v[k] }
+            let n = max(sqrtf(sq), 1e-12)
+            lengths[r] = n
+            for k in 0..<dim { v[k] /= n }
+        }
+        return lengths
+    }
+
     /// The same loss on cosine scores: score(u, i) = <u/|u|, v_i/|v_i|> / temperature (temperature > 0), so
     /// item popularity cannot grow a vector's length to win every user. Gradients go through the
     /// normalisation (for x^ = x/|x| and upstream g: dL/dx = (g - <g, x^> x^) / |x|); `l2` applies to the raw
@@ -68,19 +84,9 @@ public enum SoftmaxModel {
         precondition(temperature > 0, "temperature must be positive")
         guard batch > 0, count > 0 else { return 0 }
         let nu = UnsafeMutablePointer<Float>.allocate(capacity: batch * dim), nc = UnsafeMutablePointer<Float>.allocate(capacity: count * dim)
-        var lu = [Float](repeating: 0, count: batch), lc = [Float](repeating: 0, count: count)
         defer { nu.deallocate(); nc.deallocate() }
-        func normalise(_ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, rows: Int, _ lengths: inout [Float]) {
-            for r in 0..<rows {
-                var sq: Float = 0
-                for k in 0..<dim { sq += x[r * dim + k] * x[r * dim + k] }
-                let n = max(sqrtf(sq), 1e-12)
-                lengths[r] = n
-                for k in 0..<dim { out[r * dim + k] = x[r * dim + k] / n }
-            }
-        }
-        normalise(users, nu, rows: batch, &lu)
-        normalise(candidates, nc, rows: count, &lc)
+        nu.update(from: users, count: batch * dim); nc.update(from: candidates, count: count * dim)
+        let lu = normalise(nu, rows: batch, dim: dim), lc = normalise(nc, rows: count, dim: dim)
         // Users scaled by 1/temperature: z = <u^/t, v^>.
         let scaled = UnsafeMutablePointer<Float>.allocate(capacity: batch * dim)
         defer { scaled.deallocate() }

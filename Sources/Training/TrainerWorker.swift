@@ -565,15 +565,8 @@ public final class TrainerWorker: @unchecked Sendable {
         }
         if config.model == .softmax && config.temperature > 0 {
             // Cosine scores: rank by unit vectors (a user's length does not change its ranking; an item's does).
-            for (buffer, rows) in [(users, data.userIds.count), (items, data.itemIds.count)] {
-                for r in 0..<rows {
-                    let v = buffer.base + r * dim
-                    var sq: Float = 0
-                    for k in 0..<dim { sq += v[k] * v[k] }
-                    let n = max(sqrtf(sq), 1e-12)
-                    for k in 0..<dim { v[k] /= n }
-                }
-            }
+            SoftmaxModel.normalise(users.base, rows: data.userIds.count, dim: dim)
+            SoftmaxModel.normalise(items.base, rows: data.itemIds.count, dim: dim)
         }
         let model = "\(config.model.label)\(config.model == .softmax && config.temperature > 0 ? " cos/\(config.temperature)" : "") (EmbedPS, items: \(config.itemTower.kind.rawValue)\(config.userHistory ? ", users: id+history" : ""))"
         if !candidates.isEmpty {

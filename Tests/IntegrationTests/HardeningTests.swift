@@ -19,6 +19,11 @@ import EmbedPSWire
             return (.unknown, nil, nil)
         }
     }
+    /// Sends a SlotRowsRequest to `method` (ExportSlotRows or ReadStoredRows); the status and the decoded page.
+    static func slotRows(_ channel: Channel, _ method: RPCMethod<Wire.SlotRowsRequest, Wire.SlotRows>, _ req: Wire.SlotRowsRequest) async throws -> (StatusCode, Wire.ErrorDetail?, Wire.SlotRows?) {
+        let (code, detail, reply) = await send(channel, method.path, req.encoded())
+        return (code, detail, try reply.map { m in try m.withUnsafeBytes { (b: UnsafeRawBufferPointer) throws(WireError) in try Wire.SlotRows(decoding: b) } })
+    }
     static func pushBytes(_ table: String, _ ids: [UInt64], dim: Int, value: Float) -> [UInt8] {
         Wire.PushRequest(table: table, ids: ids, gradients: [Float](repeating: value, count: ids.count * dim).withUnsafeBytes { Array($0) }).encoded()
     }

@@ -226,8 +226,7 @@ final class FollowerProcess: @unchecked Sendable {
         let channel = Channel(ChannelConfiguration(target: "127.0.0.1:\(cluster.ports[0])"))
         defer { channel.close() }
         func page(_ req: Wire.SlotRowsRequest) async throws -> (StatusCode, Wire.ErrorDetail?, Wire.SlotRows?) {
-            let (code, detail, reply) = await HardeningTests.send(channel, ShardRPC.readStoredRows.path, req.encoded())
-            return (code, detail, try reply.map { m in try m.withUnsafeBytes { (b: UnsafeRawBufferPointer) throws(WireError) in try Wire.SlotRows(decoding: b) } })
+            try await HardeningTests.slotRows(channel, ShardRPC.readStoredRows, req)
         }
         let (badCode, badDetail, _) = try await page(Wire.SlotRowsRequest(table: "wide", slot: 4096, limit: 10))
         #expect(badCode == .invalidArgument && badDetail?.reason == .malformed)

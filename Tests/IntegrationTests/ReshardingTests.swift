@@ -117,20 +117,28 @@ final class LockedFlag: @unchecked Sendable {
 /// A coordinator that died after giving slots to their new owner but before telling the old one: the next
 /// resharding run finishes the move, and nothing is lost.
 @Suite(.serialized) struct InterruptedReshardingTests {
+    /// Table `table` (dim 2, SGD lr 1) with ids 0..<3000 pushed once (rows = -1), then shard 1 begins moving
+    /// slots 4000...4095 away, as a coordinator would. Returns the client, the ids, those slots and the ids
+    /// in them (at least one).
+    static func beginMovingSlots4000To4095(_ cluster: LocalCluster, table: String) async throws
+        -> (client: EmbedPSClient, ids: [UInt64], slots: [UInt32], inSlots: [UInt64]) {
+        let client = try cluster.client(ClientOptions())
+        try await client.admin.createTable(TableSpec(name: table, dim: 2, optimizer: OptimizerConfig(kind: .sgd, learningRate: 1)))
+        let addressing = RowAddressing(spec: try await client.fetchSpec(table))
+        let ids = (0..<3000).map { UInt64($0) }
+        try await client.push(table: table, ids: ids, gradients: [Float](repeating: 1, count: 6000))
+        let slots = (4000..<4096).map { UInt32($0) }
+        let inSlots = ids.filter { addressing.slot(ofRowKey: $0) >= 4000 }
+        try #require(!inSlots.isEmpty)
+        _ = try await client.call(shard: 1, ShardRPC.beginMigration, Wire.SlotsRequest(slots: slots))
+        return (client, ids, slots, inSlots)
+    }
+
     @Test func rerunFinishesAMoveInterruptedAfterTheTargetSwitched() async throws {
         let cluster = try LocalCluster(shards: 2)
         defer { cluster.stop() }
-        let client = try cluster.client(ClientOptions())
-        try await client.admin.createTable(TableSpec(name: "r", dim: 2, optimizer: OptimizerConfig(kind: .sgd, learningRate: 1)))
-        let spec = try await client.fetchSpec("r")
-        let addressing = RowAddressing(spec: spec)
-        let ids = (0..<3000).map { UInt64($0) }
-        try await client.push(table: "r", ids: ids, gradients: [Float](repeating: 1, count: 6000))
         // Move slots 4000...4095 from shard 1 to shard 0 by hand and stop after the target's switch.
-        let slots = (4000..<4096).map { UInt32($0) }
-        let moved = ids.filter { addressing.slot(ofRowKey: $0) >= 4000 }
-        try #require(!moved.isEmpty)
-        _ = try await client.call(shard: 1, ShardRPC.beginMigration, Wire.SlotsRequest(slots: slots))
+        let (client, _, slots, moved) = try await Self.beginMovingSlots4000To4095(cluster, table: "r")
         for slot in slots {
             let page = try await client.call(shard: 1, ShardRPC.exportSlotRows, Wire.SlotRowsRequest(table: "r", slot: slot, limit: 4096))
             if !page.keys.isEmpty { _ = try await client.call(shard: 0, ShardRPC.importSlotRows, page) }
@@ -155,16 +163,7 @@ final class LockedFlag: @unchecked Sendable {
     @Test func rerunCancelsAMoveThatNeverSwitchedWhenTheTargetKeepsTheSlots() async throws {
         let cluster = try LocalCluster(shards: 2)
         defer { cluster.stop() }
-        let client = try cluster.client(ClientOptions())
-        try await client.admin.createTable(TableSpec(name: "c", dim: 2, optimizer: OptimizerConfig(kind: .sgd, learningRate: 1)))
-        let spec = try await client.fetchSpec("c")
-        let addressing = RowAddressing(spec: spec)
-        let ids = (0..<3000).map { UInt64($0) }
-        try await client.push(table: "c", ids: ids, gradients: [Float](repeating: 1, count: 6000))
-        let slots = (4000..<4096).map { UInt32($0) }
-        let stuck = ids.filter { addressing.slot(ofRowKey: $0) >= 4000 }
-        try #require(!stuck.isEmpty)
-        _ = try await client.call(shard: 1, ShardRPC.beginMigration, Wire.SlotsRequest(slots: slots))
+        let (client, _, _, stuck) = try await Self.beginMovingSlots4000To4095(cluster, table: "c")
         // -- coordinator gone before copying. Writes to the slots are refused (UNAVAILABLE / SLOT_MOVING).
         var impatient = ClientOptions(); impatient.retrySeconds = 0.2
         let probe = try EmbedPSClient(spec: cluster.clientSpec, options: impatient)
@@ -197,8 +196,7 @@ final class LockedFlag: @unchecked Sendable {
         let channel = Channel(ChannelConfiguration(target: "127.0.0.1:\(cluster.ports[0])"))
         defer { channel.close() }
         func page(_ req: Wire.SlotRowsRequest) async throws -> (StatusCode, Wire.ErrorDetail?, Wire.SlotRows?) {
-            let (code, detail, reply) = await HardeningTests.send(channel, ShardRPC.exportSlotRows.path, req.encoded())
-            return (code, detail, try reply.map { m in try m.withUnsafeBytes { (b: UnsafeRawBufferPointer) throws(WireError) in try Wire.SlotRows(decoding: b) } })
+            try await HardeningTests.slotRows(channel, ShardRPC.exportSlotRows, req)
         }
         var notMoving = Wire.SlotRowsRequest(table: "x", slot: 100, limit: 10); notMoving.slots = chunk
         #expect(try await page(notMoving).1?.reason == .wrongState, "slots not migrating are refused")
