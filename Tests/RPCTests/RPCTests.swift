@@ -167,8 +167,11 @@ import Glibc
         try server.start()
         let channel = Channel(ChannelConfiguration(target: "127.0.0.1:\(server.port)"))
         defer { channel.close() }
-        async let a = channel.unary("/test.Echo/Park", OutgoingMessage(bytes: [1]))
-        async let b = channel.unary("/test.Echo/Park", OutgoingMessage(bytes: [2]))
+        // The two parked calls are sent from Dispatch threads, not from child tasks: while the whole suite
+        // starts, other tests block the two cooperative threads (shard start-up polls) for many seconds, and
+        // child tasks would not even send their calls before the wait below ran out (seen once in CI).
+        async let a = Self.unaryOffThePool(channel, "/test.Echo/Park", [1])
+        async let b = Self.unaryOffThePool(channel, "/test.Echo/Park", [2])
         let deadline = Date().addingTimeInterval(20)
         while parked.count < 2 && Date() < deadline { try await Task.sleep(nanoseconds: 5_000_000) }
         let released = try await channel.unary("/test.Echo/Release", OutgoingMessage(bytes: []))
@@ -186,6 +189,14 @@ import Glibc
         }
         server.shutdown(graceSeconds: 5)
         #expect(try await later.bytes == [9])
+    }
+
+    /// A unary call made with the blocking API on a Dispatch thread: it is sent at once, whatever holds the
+    /// cooperative thread pool.
+    static func unaryOffThePool(_ channel: Channel, _ path: String, _ bytes: [UInt8]) async throws -> ReceivedMessage {
+        try await withCheckedThrowingContinuation { (c: CheckedContinuation<ReceivedMessage, any Error>) in
+            DispatchQueue.global().async { c.resume(with: Result { try channel.unarySync(path, OutgoingMessage(bytes: bytes)) }) }
+        }
     }
 
     @Test func manyConcurrentCallsAllComplete() async throws {
