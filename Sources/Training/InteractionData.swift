@@ -104,6 +104,9 @@ public struct InteractionSplit: Sendable {
     public let trainItemsByUser: [Set<Int>]
     /// Train interaction count per item.
     public let itemPopularity: [Int]
+    /// Per user, its train items in the data file's order (upstream time order for goodbooks), repeats kept:
+    /// the sequence a recency-aware user tower reads.
+    public let trainSequences: [[Int]]
     /// The train pairs in the order of the data file (upstream time order for goodbooks), for streaming runs.
     public let trainInFileOrder: [(user: Int, item: Int)]
     /// Items a model may train on (negatives are drawn from these): every item with leave-last-out, the items
@@ -132,6 +135,7 @@ public struct InteractionSplit: Sendable {
             }
             for i in trainPart { train.append((u, i)); sets[u].insert(i); popularity[i] += 1 }
         }
+        trainSequences = byUser.map { $0.count >= 3 ? Array($0.dropLast(2)) : $0 }
         kind = .leaveLastOut
         self.train = train; self.validation = validation; self.test = test
         trainItemsByUser = sets; itemPopularity = popularity
@@ -163,15 +167,17 @@ public struct InteractionSplit: Sendable {
         var sets = [Set<Int>](repeating: [], count: data.userIds.count)
         var heldOut = Set<Int>()  // user * nItems + item, held out once
         var popularity = [Int](repeating: 0, count: nItems)
+        var sequences = [[Int]](repeating: [], count: data.userIds.count)
         for x in data.interactions {
             let u = data.userIndex[x.user]!, i = data.itemIndex[x.item]!
             if validationItems.contains(i) || testItems.contains(i) {
                 guard heldOut.insert(u * nItems + i).inserted else { continue }
                 if validationItems.contains(i) { validation.append((u, i)) } else { test.append((u, i)) }
             } else {
-                train.append((u, i)); sets[u].insert(i); popularity[i] += 1
+                train.append((u, i)); sets[u].insert(i); popularity[i] += 1; sequences[u].append(i)
             }
         }
+        trainSequences = sequences
         kind = .itemCold
         self.train = train; self.validation = validation; self.test = test
         trainItemsByUser = sets; itemPopularity = popularity; trainInFileOrder = train

@@ -45,12 +45,26 @@ public struct TrainerConfiguration: Sendable {
     /// Item-cold split: the fraction of items held out (half validation, half test) and the seed choosing them.
     public var coldFraction = 0.1
     public var splitSeed: UInt64 = 1
-    /// Softmax model: the user vector is the user's id row plus the mean of a history table's rows over the
-    /// user's train items (the target item left out while training on it, FISM-style); false = the id row alone.
-    public var userHistory = false
+    /// Softmax model: how a user is represented (its id row alone, or that row plus a history part).
+    public var userTower: UserTowerKind = .id
+    /// `.idRecent`: which items before a position the user tower reads, and their weights.
+    public var recency = RecencyWeights(decay: 0.8, window: 20)
     public init(dataPath: String) { self.dataPath = dataPath }
     /// Epochs of the whole run (DNIS adds search and retrain epochs after the warm start).
     public var totalEpochs: Int { epochs + (dnis.map { $0.searchEpochs + $0.retrainEpochs } ?? 0) }
+}
+
+/// How the softmax model represents a user. Every kind has the user's id row; the history kinds add rows of a
+/// history table (one row per item, dim as the id tables).
+public enum UserTowerKind: String, Sendable, Codable {
+    /// The id row alone.
+    case id
+    /// Plus the mean history row over all the user's train items, the example's target left out while
+    /// training on it (FISM-style, order-blind).
+    case idHistory = "id+history"
+    /// Plus the recency-weighted mean history row over the items just before the example in the user's train
+    /// sequence (`RecencyWeights`); evaluation and serving read the end of the whole train sequence.
+    case idRecent = "id+recent"
 }
 
 /// The DNIS schedule of a run: `epochs` of warm start (alpha fixed at 1), frequency blocks assigned, then
@@ -169,13 +183,15 @@ public final class TrainerWorker: @unchecked Sendable {
     let client: EmbedPSClient
     let log: @Sendable (String) -> Void
     var userTable: String { "\(config.run).user" }
-    /// Item rows of the user-history part of the user tower (`config.userHistory`).
+    /// Item rows of the history part of the user tower (`config.userTower` other than `.id`).
     var historyTable: String { "\(config.run).history" }
     var progressTable: String { "\(config.run).progress" }
     /// Set by `run()` before training.
     var tower: ItemTower!
     /// The softmax model's candidate sampler (made at the first batch).
     var softmaxSampler: SoftmaxCandidates?
+    /// Train examples' positions in their users' sequences (`.idRecent`, made at the first batch).
+    var sequencePositions: SequencePositions?
     /// Live progress for the worker's /metrics endpoint.
     public let metrics: TrainerMetrics
 
@@ -194,7 +210,7 @@ public final class TrainerWorker: @unchecked Sendable {
         spec.admission = config.lifecycle?.admission
         spec.eviction = LifecycleTraining.eviction(ttl: config.lifecycle?.userTTLUpdates ?? 0)
         try await client.admin.createTable(spec)
-        if config.userHistory {
+        if config.userTower != .id {
             try await client.admin.createTable(TableSpec(name: historyTable, dim: config.dim, optimizer: opt,
                                                          initializer: .normal(mean: 0, stddev: 0.1, seed: config.seed &+ 2)))
         }
@@ -376,7 +392,7 @@ public final class TrainerWorker: @unchecked Sendable {
         let userIds: [UInt64], itemIds: [UInt64]
         let gu: FloatBuffer, gi: FloatBuffer
         let loss: Float
-        /// Rows of the history table and their gradients (runs with `userHistory`).
+        /// Rows of the history table and their gradients (user towers with a history part).
         var historyIds: [UInt64] = [], gh: FloatBuffer? = nil
     }
 
@@ -441,8 +457,23 @@ public final class TrainerWorker: @unchecked Sendable {
 
     /// The history rows of `users` when the user tower has a history part (nil otherwise).
     func pullHistory(users: [Int], split: InteractionSplit, data: InteractionData) async throws -> UserHistory? {
-        guard config.userHistory else { return nil }
+        guard config.userTower == .idHistory else { return nil }
         return try await UserHistory.pull(users: users, split: split, data: data, dim: config.dim, client: client, table: historyTable)
+    }
+
+    /// The recency contexts of a batch's examples (`.idRecent`; nil otherwise), their history rows pulled.
+    func pullRecent(_ batch: [(user: Int, item: Int)], split: InteractionSplit, data: InteractionData) async throws -> RecentHistory? {
+        guard config.userTower == .idRecent else { return nil }
+        let positions = sequencePositions ?? SequencePositions(split: split, items: data.itemIds.count)
+        sequencePositions = positions
+        let recency = config.recency
+        let contexts = try batch.map { ex -> [(item: Int, weight: Float)] in
+            guard let k = positions.position(user: ex.user, item: ex.item) else {
+                throw DataError("internal: example (\(ex.user), \(ex.item)) is not in its user's train sequence")
+            }
+            return recency.context(of: split.trainSequences[ex.user], before: k)
+        }
+        return try await RecentHistory.pull(contexts: contexts, data: data, dim: config.dim, client: client, table: historyTable)
     }
 
     /// Pulls the rows of the batch's users and of its candidate items (sorted item indices) and computes the
@@ -452,8 +483,9 @@ public final class TrainerWorker: @unchecked Sendable {
         let dim = config.dim
         let users = Array(Set(batch.map(\.user))).sorted()
         async let pulledHistory = pullHistory(users: users, split: split, data: data)
+        async let pulledRecent = pullRecent(batch, split: split, data: data)
         let r = try await pullRows(users: users, items: candidates, data: data)
-        let history = try await pulledHistory
+        let history = try await pulledHistory, recent = try await pulledRecent
         let userPos = r.userPos, itemPos = r.itemPos, userRows = r.userRows, itemRows = r.itemRows
         let exampleUsers = FloatBuffer(count: batch.count * dim), exampleGradients = FloatBuffer(count: batch.count * dim)
         var positives = [Int](repeating: 0, count: batch.count), exampleUser = positives
@@ -461,6 +493,7 @@ public final class TrainerWorker: @unchecked Sendable {
             guard let u = userPos[ex.user], let i = itemPos[ex.item] else { throw DataError("internal: example (\(ex.user), \(ex.item)) missing from its batch's rows") }
             (exampleUsers.base + b * dim).update(from: userRows.base + u * dim, count: dim)
             history?.addLeavingOut(item: ex.item, user: u, into: exampleUsers.base + b * dim)
+            recent?.add(context: b, into: exampleUsers.base + b * dim)
             positives[b] = i
             exampleUser[b] = u
         }
@@ -484,6 +517,10 @@ public final class TrainerWorker: @unchecked Sendable {
         if let history {
             out.gh = history.gradients(examples: batch.map(\.item), exampleUser: exampleUser, exampleGradients: exampleGradients.base, l2: l2)
             out.historyIds = history.itemIds
+        }
+        if let recent {
+            out.gh = recent.gradients(contextGradients: exampleGradients.base, l2: l2)
+            out.historyIds = recent.itemIds
         }
         return out
     }
@@ -556,19 +593,28 @@ public final class TrainerWorker: @unchecked Sendable {
         let client = self.client, userTable = self.userTable, tower = self.tower!
         try await pullChunked(data.userIds, into: users) { try await client.pull(table: userTable, ids: $0, into: $1) }
         try await pullChunked(data.itemIds, into: items) { try await tower.pull($0, into: $1) }
-        if config.userHistory {
-            // The user tower at serving time: the id row plus the mean history row over all the user's train items.
+        if config.userTower != .id {
+            // The user tower at serving time: the id row plus the history part over the user's train items
+            // (the mean of all of them, or the recency-weighted mean of the end of the sequence).
             let rows = FloatBuffer(count: data.itemIds.count * dim), ht = historyTable
             try await pullChunked(data.itemIds, into: rows) { try await client.pull(table: ht, ids: $0, into: $1) }
-            let all = UserHistory(users: Array(0..<data.userIds.count), split: evaluator.split, dim: dim, itemIds: data.itemIds, rows: rows)
-            for u in 0..<data.userIds.count { all.addMean(user: u, into: users.base + u * dim) }
+            let everyUser = Array(0..<data.userIds.count), every = Array(data.itemIds.indices)
+            if config.userTower == .idRecent {
+                let recency = config.recency, sequences = evaluator.split.trainSequences
+                let contexts = everyUser.map { recency.context(of: sequences[$0], before: sequences[$0].count) }
+                let all = RecentHistory(contexts: contexts, dim: dim, items: every, itemIds: data.itemIds, rows: rows)
+                for u in everyUser { all.add(context: u, into: users.base + u * dim) }
+            } else {
+                let all = UserHistory(users: everyUser, split: evaluator.split, dim: dim, itemIds: data.itemIds, rows: rows)
+                for u in everyUser { all.addMean(user: u, into: users.base + u * dim) }
+            }
         }
         if config.model == .softmax && config.temperature > 0 {
             // Cosine scores: rank by unit vectors (a user's length does not change its ranking; an item's does).
             SoftmaxModel.normalise(users.base, rows: data.userIds.count, dim: dim)
             SoftmaxModel.normalise(items.base, rows: data.itemIds.count, dim: dim)
         }
-        let model = "\(config.model.label)\(config.model == .softmax && config.temperature > 0 ? " cos/\(config.temperature)" : "") (EmbedPS, items: \(config.itemTower.kind.rawValue)\(config.userHistory ? ", users: id+history" : ""))"
+        let model = "\(config.model.label)\(config.model == .softmax && config.temperature > 0 ? " cos/\(config.temperature)" : "") (EmbedPS, items: \(config.itemTower.kind.rawValue)\(config.userTower == .id ? "" : ", users: \(config.userTower.rawValue)"))"
         if !candidates.isEmpty {
             return evaluator.evaluate(model: model, heldOut: heldOut, candidates: candidates, userVectors: users.base, itemVectors: items.base, dim: dim)
         }

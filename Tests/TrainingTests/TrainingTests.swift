@@ -175,6 +175,60 @@ import Client
         }
     }
 
+    @Test func recencyContextsReadOnlyEarlierItemsAndTheirGradientsMatchFiniteDifferences() {
+        // Train sequences (dense items): user 0 -> [0, 1] (items 3 and 4 held out), user 1 -> [1], user 2 -> [3].
+        let s = InteractionSplit(Self.data)
+        #expect(s.trainSequences == [[0, 1], [1], [3]])
+        let r = RecencyWeights(decay: 0.5, window: 2)
+        // Weights 1, 0.5, 0.25 ... from the latest item back, normalised; the window keeps the last 2.
+        let five = [7, 8, 9, 10, 11]
+        let c = r.context(of: five, before: 5)
+        #expect(c.map(\.item) == [11, 10] && abs(c[0].weight - 2 / 3) < 1e-6 && abs(c[1].weight - 1 / 3) < 1e-6)
+        #expect(r.context(of: five, before: 0).isEmpty)
+        #expect(r.context(of: five, before: 1).map(\.item) == [7])
+        #expect(RecencyWeights(decay: 1, window: 20).context(of: five, before: 4).map(\.weight) == [0.25, 0.25, 0.25, 0.25])
+        // Positions: a pair's first position in its user's sequence, so its context holds only earlier items.
+        let positions = SequencePositions(split: s, items: 4)
+        #expect(positions.position(user: 0, item: 1) == 1 && positions.position(user: 0, item: 0) == 0)
+        #expect(positions.position(user: 0, item: 2) == nil)
+        let repeated = InteractionSplit(InteractionData(interactions: [
+            .init(user: 1, item: 5, rating: 1), .init(user: 1, item: 6, rating: 1), .init(user: 1, item: 5, rating: 1),
+            .init(user: 1, item: 7, rating: 1), .init(user: 1, item: 8, rating: 1), .init(user: 1, item: 9, rating: 1)]))
+        #expect(repeated.trainSequences == [[0, 1, 0, 2]])
+        #expect(SequencePositions(split: repeated, items: 5).position(user: 0, item: 0) == 0)
+        // L = sum_c <w_c, context vector c> is linear in the rows: the analytic gradient is exact.
+        let dim = 2
+        let rows = FloatBuffer([0.5, -1, 2, 0.25, -0.5, 3])  // items 0, 1, 3
+        let contexts = [r.context(of: [0, 1, 3], before: 3), r.context(of: [3, 0], before: 1), [], r.context(of: [1, 1], before: 2)]
+        func history() -> RecentHistory { RecentHistory(contexts: contexts, dim: dim, items: [0, 1, 3], itemIds: [1, 2, 4], rows: rows) }
+        var v: [Float] = [1, 1]
+        history().add(context: 0, into: &v)  // 2/3 row(3) + 1/3 row(1)
+        #expect(abs(v[0] - (1 + 2.0 / 3 * -0.5 + 1.0 / 3 * 2)) < 1e-6 && abs(v[1] - (1 + 2.0 / 3 * 3 + 1.0 / 3 * 0.25)) < 1e-6)
+        v = [1, 1]; history().add(context: 2, into: &v)
+        #expect(v == [1, 1])  // an empty context (a sequence's first item) adds nothing
+        let w: [Float] = [1, 2, -1, 0.5, 0.25, -2, 3, 1]
+        func loss() -> Float {
+            let h = history()
+            var total: Float = 0
+            for c in 0..<contexts.count {
+                var u: [Float] = [0, 0]
+                h.add(context: c, into: &u)
+                total += u[0] * w[2 * c] + u[1] * w[2 * c + 1]
+            }
+            return total
+        }
+        let g = w.withUnsafeBufferPointer { history().gradients(contextGradients: $0.baseAddress!, l2: 0) }
+        for x in 0..<6 {
+            let before = loss()
+            rows.base[x] += 1
+            let numeric = loss() - before
+            rows.base[x] -= 1
+            #expect(abs(numeric - g.base[x]) < 1e-5, "row entry \(x): numeric \(numeric) analytic \(g.base[x])")
+        }
+        let withL2 = w.withUnsafeBufferPointer { history().gradients(contextGradients: $0.baseAddress!, l2: 0.5) }
+        for x in 0..<6 { #expect(abs(withL2.base[x] - g.base[x] - rows.base[x]) < 1e-6) }
+    }
+
     @Test func contentProjectionGradientMatchesFiniteDifferences() {
         // 3 items with 4-d content, dim 2. L = sum of <G_i, item_i> with item = C W: dL/dW = C^T G exactly.
         let c: [Float] = [0.1, -0.2, 0.3, 0.4, 0.5, 0.0, -0.1, 0.2, -0.3, 0.6, 0.2, -0.5]

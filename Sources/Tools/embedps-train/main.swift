@@ -24,7 +24,11 @@ options:
   --sampled-negatives N    softmax: uniform negatives per batch (default 2048; 0 = every item, the full softmax)
   --temperature T          softmax: 0 (default) = dot-product scores; > 0 = cosine scores / T (e.g. 0.1)
   --user-tower KIND        softmax: id (default) = a row per user; id+history = that row plus the mean of a
-                           history table's rows over the user's train items (the target left out in training)
+                           history table's rows over the user's train items (the target left out in training);
+                           id+recent = that row plus the recency-weighted mean of the history rows of the
+                           items just before each example in the user's train sequence (file = time order)
+  --recent-decay D         id+recent: weight per step back (default 0.8; 1 = equal weights)
+  --recent-window N        id+recent: items read before each position (default 20)
   --split KIND             leave-last-out (default): per user the last interaction is test, the one before
                            validation, all items ranked; item-cold: --cold-fraction of the items (chosen by
                            --split-seed) held out with all their interactions, half validation, half test,
@@ -88,7 +92,7 @@ let o = Options(Array(CommandLine.arguments.dropFirst()), usage: usage, flagName
                          "item-tower", "item-rows", "embeddings", "item-ids", "levels", "codes", "compare-item-towers",
                          "density", "regrow-interval", "compare-densities", "dnis-blocks", "dnis-search-epochs", "dnis-prune",
                          "dnis-retrain-epochs", "dnis-alpha-lr", "compare-dnis",
-                         "admit-min-count", "item-ttl-updates", "user-ttl-updates", "evict-every", "negatives", "model", "sampled-negatives", "temperature", "compare-lifecycle", "seeds", "split", "cold-fraction", "split-seed", "user-tower", "auth-token-file", "tls-ca", "metrics-port"])
+                         "admit-min-count", "item-ttl-updates", "user-ttl-updates", "evict-every", "negatives", "model", "sampled-negatives", "temperature", "compare-lifecycle", "seeds", "split", "cold-fraction", "split-seed", "user-tower", "recent-decay", "recent-window", "auth-token-file", "tls-ca", "metrics-port"])
 var config = TrainerConfiguration(dataPath: o.required("data"))
 config.rank = o.int("rank", default: 0); config.worldSize = o.int("world-size", default: 1)
 guard config.worldSize >= 1, config.rank >= 0, config.rank < config.worldSize else { o.fail("need 0 <= --rank < --world-size") }
@@ -119,13 +123,12 @@ config.split = split
 config.coldFraction = o.double("cold-fraction", default: 0.1)
 guard config.coldFraction > 0, config.coldFraction < 1 else { o.fail("--cold-fraction must be in (0, 1), e.g. 0.1") }
 config.splitSeed = UInt64(o.int("split-seed", default: 1))
-switch o.string("user-tower", default: "id") {
-case "id": config.userHistory = false
-case "id+history":
-    guard config.model == .softmax else { o.fail("--user-tower id+history needs --model softmax") }
-    config.userHistory = true
-default: o.fail("--user-tower takes id or id+history")
-}
+guard let userTower = UserTowerKind(rawValue: o.string("user-tower", default: "id")) else { o.fail("--user-tower takes id, id+history or id+recent") }
+guard userTower == .id || config.model == .softmax else { o.fail("--user-tower \(userTower.rawValue) needs --model softmax") }
+config.userTower = userTower
+config.recency = RecencyWeights(decay: Float(o.double("recent-decay", default: 0.8)), window: o.int("recent-window", default: 20))
+guard config.recency.decay > 0, config.recency.decay <= 1 else { o.fail("--recent-decay must be in (0, 1], e.g. 0.8 (1 = equal weights)") }
+guard config.recency.window >= 1 else { o.fail("--recent-window must be >= 1 (items read before each position), e.g. 20") }
 @MainActor func seedList() -> [UInt64] {
     (o.string("seeds") ?? "\(config.seed)").split(separator: ",").map { s -> UInt64 in
         guard let v = UInt64(s) else { o.fail("--seeds takes integers, e.g. 1,2,3") }
