@@ -48,7 +48,7 @@ public struct TrainerConfiguration: Sendable {
     /// Softmax model: how a user is represented (its id row alone, or that row plus a history part).
     public var userTower: UserTowerKind = .id
     /// `.idRecent`: which items before a position the user tower reads, and their weights.
-    public var recency = RecencyWeights(decay: 0.8, window: 20)
+    public var recency = RecencyWeights(decay: 0.5, window: 20)
     public init(dataPath: String) { self.dataPath = dataPath }
     /// Epochs of the whole run (DNIS adds search and retrain epochs after the warm start).
     public var totalEpochs: Int { epochs + (dnis.map { $0.searchEpochs + $0.retrainEpochs } ?? 0) }
@@ -397,8 +397,10 @@ public final class TrainerWorker: @unchecked Sendable {
     }
 
     /// Draws the batch's negatives and computes the configured model's loss and gradients with respect to
-    /// the pulled rows.
-    func gradients(_ batch: [(user: Int, item: Int)], rng: inout SplitMix64, data: InteractionData, split: InteractionSplit, l2: Float) async throws -> BatchGradients {
+    /// the pulled rows. `heldOut`: the batch is validation pairs (a recency tower then reads the end of each
+    /// user's train sequence, as at evaluation).
+    func gradients(_ batch: [(user: Int, item: Int)], rng: inout SplitMix64, data: InteractionData, split: InteractionSplit, l2: Float,
+                   heldOut: Bool = false) async throws -> BatchGradients {
         let nItems = data.itemIds.count
         switch config.model {
         case .bpr:
@@ -413,7 +415,7 @@ public final class TrainerWorker: @unchecked Sendable {
                                                                  eligible: split.trainableItems)
             softmaxSampler = sampler
             let (candidates, logQ) = sampler.draw(positives: batch.map(\.item), rng: &rng)
-            return try await softmaxGradients(batch, candidates: candidates, logQ: logQ, data: data, split: split, l2: l2)
+            return try await softmaxGradients(batch, candidates: candidates, logQ: logQ, data: data, split: split, l2: l2, heldOut: heldOut)
         }
     }
 
@@ -461,17 +463,20 @@ public final class TrainerWorker: @unchecked Sendable {
         return try await UserHistory.pull(users: users, split: split, data: data, dim: config.dim, client: client, table: historyTable)
     }
 
-    /// The recency contexts of a batch's examples (`.idRecent`; nil otherwise), their history rows pulled.
-    func pullRecent(_ batch: [(user: Int, item: Int)], split: InteractionSplit, data: InteractionData) async throws -> RecentHistory? {
+    /// The recency contexts of a batch's examples (`.idRecent`; nil otherwise), their history rows pulled: the
+    /// items before each train example, or for `heldOut` pairs the end of the user's train sequence.
+    func pullRecent(_ batch: [(user: Int, item: Int)], split: InteractionSplit, data: InteractionData, heldOut: Bool) async throws -> RecentHistory? {
         guard config.userTower == .idRecent else { return nil }
         let positions = sequencePositions ?? SequencePositions(split: split, items: data.itemIds.count)
         sequencePositions = positions
         let recency = config.recency
         let contexts = try batch.map { ex -> [(item: Int, weight: Float)] in
+            let sequence = split.trainSequences[ex.user]
+            if heldOut { return recency.context(of: sequence, before: sequence.count) }
             guard let k = positions.position(user: ex.user, item: ex.item) else {
                 throw DataError("internal: example (\(ex.user), \(ex.item)) is not in its user's train sequence")
             }
-            return recency.context(of: split.trainSequences[ex.user], before: k)
+            return recency.context(of: sequence, before: k)
         }
         return try await RecentHistory.pull(contexts: contexts, data: data, dim: config.dim, client: client, table: historyTable)
     }
@@ -479,11 +484,11 @@ public final class TrainerWorker: @unchecked Sendable {
     /// Pulls the rows of the batch's users and of its candidate items (sorted item indices) and computes the
     /// sampled-softmax loss; a user's gradient is the sum over its examples.
     func softmaxGradients(_ batch: [(user: Int, item: Int)], candidates: [Int], logQ: [Float], data: InteractionData, split: InteractionSplit,
-                          l2: Float) async throws -> BatchGradients {
+                          l2: Float, heldOut: Bool = false) async throws -> BatchGradients {
         let dim = config.dim
         let users = Array(Set(batch.map(\.user))).sorted()
         async let pulledHistory = pullHistory(users: users, split: split, data: data)
-        async let pulledRecent = pullRecent(batch, split: split, data: data)
+        async let pulledRecent = pullRecent(batch, split: split, data: data, heldOut: heldOut)
         let r = try await pullRows(users: users, items: candidates, data: data)
         let history = try await pulledHistory, recent = try await pulledRecent
         let userPos = r.userPos, itemPos = r.itemPos, userRows = r.userRows, itemRows = r.itemRows
@@ -535,7 +540,7 @@ public final class TrainerWorker: @unchecked Sendable {
             let negatives = batch.map { _ in pool[Int(rng.next() % UInt64(pool.count))] }
             g = try await bprGradients(batch, negatives: negatives, data: data, l2: 0)
         } else {
-            g = try await gradients(batch, rng: &rng, data: data, split: split, l2: 0)
+            g = try await gradients(batch, rng: &rng, data: data, split: split, l2: 0, heldOut: true)
         }
         guard let itemTable = tower.idTable else { return }
         async let a = client.dnisPushAlphaGradient(table: userTable, ids: g.userIds, gradients: g.gu)

@@ -27,7 +27,7 @@ options:
                            history table's rows over the user's train items (the target left out in training);
                            id+recent = that row plus the recency-weighted mean of the history rows of the
                            items just before each example in the user's train sequence (file = time order)
-  --recent-decay D         id+recent: weight per step back (default 0.8; 1 = equal weights)
+  --recent-decay D         id+recent: weight per step back (default 0.5; 1 = equal weights)
   --recent-window N        id+recent: items read before each position (default 20)
   --split KIND             leave-last-out (default): per user the last interaction is test, the one before
                            validation, all items ranked; item-cold: --cold-fraction of the items (chosen by
@@ -126,8 +126,8 @@ config.splitSeed = UInt64(o.int("split-seed", default: 1))
 guard let userTower = UserTowerKind(rawValue: o.string("user-tower", default: "id")) else { o.fail("--user-tower takes id, id+history or id+recent") }
 guard userTower == .id || config.model == .softmax else { o.fail("--user-tower \(userTower.rawValue) needs --model softmax") }
 config.userTower = userTower
-config.recency = RecencyWeights(decay: Float(o.double("recent-decay", default: 0.8)), window: o.int("recent-window", default: 20))
-guard config.recency.decay > 0, config.recency.decay <= 1 else { o.fail("--recent-decay must be in (0, 1], e.g. 0.8 (1 = equal weights)") }
+config.recency = RecencyWeights(decay: Float(o.double("recent-decay", default: 0.5)), window: o.int("recent-window", default: 20))
+guard config.recency.decay > 0, config.recency.decay <= 1 else { o.fail("--recent-decay must be in (0, 1], e.g. 0.5 (1 = equal weights)") }
 guard config.recency.window >= 1 else { o.fail("--recent-window must be >= 1 (items read before each position), e.g. 20") }
 @MainActor func seedList() -> [UInt64] {
     (o.string("seeds") ?? "\(config.seed)").split(separator: ",").map { s -> UInt64 in
