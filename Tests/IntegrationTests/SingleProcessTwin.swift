@@ -38,36 +38,29 @@ struct SingleProcessTwin {
         let gu = UnsafeMutablePointer<Float>.allocate(capacity: data.userIds.count * dim), gi = UnsafeMutablePointer<Float>.allocate(capacity: data.itemIds.count * dim)
         gu.initialize(repeating: 0, count: data.userIds.count * dim); gi.initialize(repeating: 0, count: data.itemIds.count * dim)
         defer { gu.deallocate(); gi.deallocate() }
-        for epoch in 0..<epochs {
-            var rng = TrainingSampling.epochGenerator(seed: seed, rank: 0, epoch: epoch)
-            let order = TrainingSampling.shuffledIndices(examples.count, rng: &rng)
-            var done = 0
-            while done < order.count {
-                let batch = order[done..<min(order.count, done + batchSize)].map { examples[$0] }
-                let negatives = TrainingSampling.negatives(for: batch, trainItemsByUser: split.trainItemsByUser, rng: &rng) {
-                    pool[Int($0.next() % UInt64(pool.count))]
-                }
-                // Gradients against the rows as they were before the batch (what a pull returns), summed per row;
-                // a negative equal to the positive accumulates into the same row, as in the trainer.
-                var touchedUsers = Set<Int>(), touchedItems = Set<Int>()
-                users.withUnsafeBufferPointer { u in
-                    items.withUnsafeBufferPointer { q in
-                        for (n, ex) in batch.enumerated() {
-                            let j = negatives[n]
-                            touchedUsers.insert(ex.user); touchedItems.insert(ex.item); touchedItems.insert(j)
-                            BPRModel.accumulateGradients(user: u.baseAddress! + ex.user * stride, positive: q.baseAddress! + ex.item * stride,
-                                                         negative: q.baseAddress! + j * stride, dim: dim, l2: l2,
-                                                         gu: gu + ex.user * dim, gi: gi + ex.item * dim, gj: gi + j * dim)
-                        }
+        forEachTrainerBatch(examples, seed: seed, epochs: epochs, batchSize: batchSize) { batch, rng in
+            let negatives = TrainingSampling.negatives(for: batch, trainItemsByUser: split.trainItemsByUser, rng: &rng) {
+                pool[Int($0.next() % UInt64(pool.count))]
+            }
+            // Gradients against the rows as they were before the batch (what a pull returns), summed per row;
+            // a negative equal to the positive accumulates into the same row, as in the trainer.
+            var touchedUsers = Set<Int>(), touchedItems = Set<Int>()
+            users.withUnsafeBufferPointer { u in
+                items.withUnsafeBufferPointer { q in
+                    for (n, ex) in batch.enumerated() {
+                        let j = negatives[n]
+                        touchedUsers.insert(ex.user); touchedItems.insert(ex.item); touchedItems.insert(j)
+                        BPRModel.accumulateGradients(user: u.baseAddress! + ex.user * stride, positive: q.baseAddress! + ex.item * stride,
+                                                     negative: q.baseAddress! + j * stride, dim: dim, l2: l2,
+                                                     gu: gu + ex.user * dim, gi: gi + ex.item * dim, gj: gi + j * dim)
                     }
                 }
-                users.withUnsafeMutableBufferPointer { u in
-                    for row in touchedUsers { optimizer.apply(u.baseAddress! + row * stride, gradient: gu + row * dim, step: &step); (gu + row * dim).update(repeating: 0, count: dim) }
-                }
-                items.withUnsafeMutableBufferPointer { q in
-                    for row in touchedItems { optimizer.apply(q.baseAddress! + row * stride, gradient: gi + row * dim, step: &step); (gi + row * dim).update(repeating: 0, count: dim) }
-                }
-                done += batch.count
+            }
+            users.withUnsafeMutableBufferPointer { u in
+                for row in touchedUsers { optimizer.apply(u.baseAddress! + row * stride, gradient: gu + row * dim, step: &step); (gu + row * dim).update(repeating: 0, count: dim) }
+            }
+            items.withUnsafeMutableBufferPointer { q in
+                for row in touchedItems { optimizer.apply(q.baseAddress! + row * stride, gradient: gi + row * dim, step: &step); (gi + row * dim).update(repeating: 0, count: dim) }
             }
         }
         // Evaluate on the weights (the first `dim` floats of each row).
@@ -79,5 +72,21 @@ struct SingleProcessTwin {
         let validation = evaluator.evaluate(model: "twin", heldOut: split.validation, userVectors: u, itemVectors: q, dim: dim, items: data.itemIds.count)
         let test = evaluator.evaluate(model: "twin", heldOut: split.test, exclude: split.validation, userVectors: u, itemVectors: q, dim: dim, items: data.itemIds.count)
         return (test.recallAt20, validation.recallAt20)
+    }
+}
+
+/// The trainer's batches for one worker of one (rank 0 of 1): per epoch the seeded shuffle of `examples`, then
+/// batches of `batchSize` in that order; `body` gets each batch and the epoch's generator, for the draws the
+/// trainer makes after the shuffle.
+func forEachTrainerBatch(_ examples: [(user: Int, item: Int)], seed: UInt64, epochs: Int, batchSize: Int,
+                         _ body: ([(user: Int, item: Int)], inout SplitMix64) -> Void) {
+    for epoch in 0..<epochs {
+        var rng = TrainingSampling.epochGenerator(seed: seed, rank: 0, epoch: epoch)
+        let order = TrainingSampling.shuffledIndices(examples.count, rng: &rng)
+        var done = 0
+        while done < order.count {
+            body(order[done..<min(order.count, done + batchSize)].map { examples[$0] }, &rng)
+            done += batchSize
+        }
     }
 }

@@ -99,6 +99,25 @@ func parseReport(_ text: String) throws -> Report {
         #expect(id.recall > id.test[1].recallAt20, "the id tower \(id.recall) beats popularity \(id.test[1].recallAt20)")
     }
 
+    /// The best model (softmax, recency user tower) trained through a shard matches its single-process twin
+    /// (`SoftmaxTwin`: same split, batches, candidates, contexts, initial rows and Adagrad code, no shards)
+    /// within seed noise, taken as in the MF-BPR twin test; pushes are synchronous so both see the same rows.
+    @Test func theRecencyModelThroughAShardMatchesItsSingleProcessTwin() throws {
+        let seeds = [1, 2, 3]
+        let args = ["--model", "softmax", "--user-tower", "id+recent", "--recent-window", "5", "--dim", "32", "--lr", "0.1", "--epochs", "5",
+                    "--max-inflight-pushes", "0"]
+        let ps = try seeds.map { try train(shards: 1, workers: 1, seed: $0, args: args) }
+        let data = try InteractionData.load(path: Self.sample)
+        let twin = seeds.map { SoftmaxTwin(seed: UInt64($0)).run(data) }.map { ($0.test + $0.validation) / 2 }
+        func mean(_ xs: [Double]) -> Double { xs.reduce(0, +) / Double(xs.count) }
+        func spread(_ xs: [Double]) -> Double { (xs.max() ?? 0) - (xs.min() ?? 0) }
+        let rp = mean(ps.map(\.recall)), rt = mean(twin)
+        let noise = max(spread(ps.map(\.recall)), spread(twin), 0.12 * rt)
+        #expect(ps.allSatisfy { $0.test[0].model.contains("users: id+recent") })
+        #expect(abs(rp - rt) <= noise, "PS mean Recall@20 \(rp) vs single-process twin \(rt): more than the seed noise \(noise)")
+        #expect(rt >= 2 * ps[0].test[1].recallAt20, "twin \(rt) vs popularity \(ps[0].test[1].recallAt20)")
+    }
+
     /// A streaming run (file order, one pass) with admission 2 and an item TTL: the trainer's own eviction
     /// passes delete stale item rows, the first push of every id is refused, and the model still beats
     /// popularity; the report's counters are the shards' (rows at the end below users + items).
