@@ -50,10 +50,8 @@ struct RecentHistory {
     static func pull(contexts: [[(item: Int, weight: Float)]], data: InteractionData, dim: Int, client: EmbedPSClient, table: String) async throws -> RecentHistory {
         var union = Set<Int>()
         for c in contexts { for x in c { union.insert(x.item) } }
-        let items = union.sorted(), ids = items.map { data.itemIds[$0] }
-        let rows = FloatBuffer(count: items.count * dim)
-        if !items.isEmpty { try await client.pull(table: table, ids: ids, into: rows) }
-        return RecentHistory(contexts: contexts, dim: dim, items: items, itemIds: ids, rows: rows)
+        let p = try await HistoryRows.pull(union, data: data, dim: dim, client: client, table: table)
+        return RecentHistory(contexts: contexts, dim: dim, items: p.items, itemIds: p.itemIds, rows: p.rows)
     }
 
     /// Adds context `c`'s weighted mean row to `v`.

@@ -37,10 +37,8 @@ struct UserHistory {
     static func pull(users: [Int], split: InteractionSplit, data: InteractionData, dim: Int, client: EmbedPSClient, table: String) async throws -> UserHistory {
         var union = Set<Int>()
         for u in users { union.formUnion(split.trainItemsByUser[u]) }
-        let items = union.sorted(), ids = items.map { data.itemIds[$0] }
-        let rows = FloatBuffer(count: items.count * dim)
-        if !items.isEmpty { try await client.pull(table: table, ids: ids, into: rows) }
-        return UserHistory(users: users, split: split, dim: dim, items: items, itemIds: ids, rows: rows)
+        let p = try await HistoryRows.pull(union, data: data, dim: dim, client: client, table: table)
+        return UserHistory(users: users, split: split, dim: dim, items: p.items, itemIds: p.itemIds, rows: p.rows)
     }
 
     /// Adds the mean history row of user `u` (a position in `users`) to `v`.
@@ -91,5 +89,21 @@ struct UserHistory {
         }
         if l2 > 0 { for x in 0..<(items.count * dim) { g.base[x] += 2 * l2 * rows.base[x] } }
         return g
+    }
+}
+
+/// The history-table rows of a set of items, pulled once for a batch (both history towers read them).
+/// Invariant: `rows` holds `items.count * dim` floats, the row of `items[n]` (id `itemIds[n]`) at n * dim.
+struct HistoryRows {
+    /// Dense item indices, sorted, and their ids on the history table.
+    let items: [Int]
+    let itemIds: [UInt64]
+    let rows: FloatBuffer
+
+    static func pull(_ items: Set<Int>, data: InteractionData, dim: Int, client: EmbedPSClient, table: String) async throws -> HistoryRows {
+        let sorted = items.sorted(), ids = sorted.map { data.itemIds[$0] }
+        let rows = FloatBuffer(count: sorted.count * dim)
+        if !sorted.isEmpty { try await client.pull(table: table, ids: ids, into: rows) }
+        return HistoryRows(items: sorted, itemIds: ids, rows: rows)
     }
 }

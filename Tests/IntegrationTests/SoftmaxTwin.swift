@@ -43,9 +43,6 @@ struct SoftmaxTwin {
         }
     }
 
-    /// The weighted history items of position `k` of `sequence` (items before it).
-    func context(_ sequence: [Int], before k: Int) -> [(item: Int, weight: Float)] { recency.context(of: sequence, before: k) }
-
     /// Trains on `data` and returns test Recall@20 and the final validation Recall@20.
     func run(_ data: InteractionData) -> (test: Double, validation: Double) {
         let split = InteractionSplit(data)
@@ -74,7 +71,7 @@ struct SoftmaxTwin {
             let gu = UnsafeMutablePointer<Float>.allocate(capacity: batch.count * dim), gc = UnsafeMutablePointer<Float>.allocate(capacity: candidates.count * dim)
             let logits = UnsafeMutablePointer<Float>.allocate(capacity: batch.count * candidates.count)
             defer { exampleUsers.deallocate(); candidateRows.deallocate(); gu.deallocate(); gc.deallocate(); logits.deallocate() }
-            let contexts = batch.map { ex in context(split.trainSequences[ex.user], before: position[ex.user * nItems + ex.item]!) }
+            let contexts = batch.map { ex in recency.context(of: split.trainSequences[ex.user], before: position[ex.user * nItems + ex.item]!) }
             for (b, ex) in batch.enumerated() {
                 let v = exampleUsers + b * dim
                 v.update(from: users.weights(ex.user), count: dim)
@@ -118,7 +115,7 @@ struct SoftmaxTwin {
             let w = users.weights(user)
             for k in 0..<dim { u[user * dim + k] = w[k] }
             let s = split.trainSequences[user]
-            for x in context(s, before: s.count) {
+            for x in recency.context(of: s, before: s.count) {
                 let h = history.weights(x.item)
                 for k in 0..<dim { u[user * dim + k] += x.weight * h[k] }
             }

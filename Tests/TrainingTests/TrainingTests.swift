@@ -155,18 +155,26 @@ import Client
         // L = sum_b <w_b, userVector_b> is linear in the rows: the analytic gradient is exact.
         let examples = [0, 1, 1, 3], users = [0, 0, 1, 2]
         let w: [Float] = [1, 2, -1, 0.5, 0.25, -2, 3, 1]
+        let g = w.withUnsafeBufferPointer { history().gradients(examples: examples, exampleUser: users, exampleGradients: $0.baseAddress!, l2: 0) }
+        Self.expectExactLinearGradient(rows: rows, analytic: g, weights: w, vectors: examples.count, dim: dim) { b, u in
+            history().addLeavingOut(item: examples[b], user: users[b], into: u)
+        }
+    }
+
+    /// For L = sum_b <w_b, vector_b>, where `add(b, v)` adds vector b (linear in `rows`) to v: every entry of
+    /// `analytic` equals L's change when that entry of `rows` grows by 1 (exact for a linear map).
+    static func expectExactLinearGradient(rows: FloatBuffer, analytic g: FloatBuffer, weights w: [Float], vectors: Int, dim: Int,
+                                          add: (Int, UnsafeMutablePointer<Float>) -> Void) {
         func loss() -> Float {
-            let h = history()
             var total: Float = 0
-            for b in 0..<examples.count {
-                var u: [Float] = [0, 0]
-                h.addLeavingOut(item: examples[b], user: users[b], into: &u)
-                total += u[0] * w[2 * b] + u[1] * w[2 * b + 1]
+            for b in 0..<vectors {
+                var u = [Float](repeating: 0, count: dim)
+                add(b, &u)
+                for k in 0..<dim { total += u[k] * w[dim * b + k] }
             }
             return total
         }
-        let g = w.withUnsafeBufferPointer { history().gradients(examples: examples, exampleUser: users, exampleGradients: $0.baseAddress!, l2: 0) }
-        for x in 0..<6 {
+        for x in 0..<rows.count {
             let before = loss()
             rows.base[x] += 1
             let numeric = loss() - before
@@ -207,23 +215,9 @@ import Client
         v = [1, 1]; history().add(context: 2, into: &v)
         #expect(v == [1, 1])  // an empty context (a sequence's first item) adds nothing
         let w: [Float] = [1, 2, -1, 0.5, 0.25, -2, 3, 1]
-        func loss() -> Float {
-            let h = history()
-            var total: Float = 0
-            for c in 0..<contexts.count {
-                var u: [Float] = [0, 0]
-                h.add(context: c, into: &u)
-                total += u[0] * w[2 * c] + u[1] * w[2 * c + 1]
-            }
-            return total
-        }
         let g = w.withUnsafeBufferPointer { history().gradients(contextGradients: $0.baseAddress!, l2: 0) }
-        for x in 0..<6 {
-            let before = loss()
-            rows.base[x] += 1
-            let numeric = loss() - before
-            rows.base[x] -= 1
-            #expect(abs(numeric - g.base[x]) < 1e-5, "row entry \(x): numeric \(numeric) analytic \(g.base[x])")
+        Self.expectExactLinearGradient(rows: rows, analytic: g, weights: w, vectors: contexts.count, dim: dim) { c, u in
+            history().add(context: c, into: u)
         }
         let withL2 = w.withUnsafeBufferPointer { history().gradients(contextGradients: $0.baseAddress!, l2: 0.5) }
         for x in 0..<6 { #expect(abs(withL2.base[x] - g.base[x] - rows.base[x]) < 1e-6) }
