@@ -278,6 +278,102 @@ import Vocabulary
     }
 }
 
+@Suite struct UpdateLogRecyclingTests {
+    /// Writes records `range` of `size` bytes each (byte value = sequence) and waits until they are durable.
+    static func write(_ log: UpdateLog, _ range: ClosedRange<UInt64>, size: Int) throws {
+        for seq in range {
+            let m = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 1)
+            defer { m.deallocate() }
+            m.initializeMemory(as: UInt8.self, repeating: UInt8(truncatingIfNeeded: seq), count: size)
+            log.enqueue(UpdateLog.Record(parts: [UnsafeRawBufferPointer(start: m, count: size)]), seq: seq)
+            try log.waitDurable(seq)
+        }
+    }
+
+    static func names(_ dir: String) -> [String] { ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).sorted() }
+
+    /// Segments a checkpoint retired are reused by later segments (async mode); the recycled files' old,
+    /// longer contents are never replayed or served to a follower, before or after a restart, and a
+    /// segment is reused with nothing written to it yet (a crash right after the reuse) replays nothing.
+    @Test func retiredSegmentsAreReusedAndTheirOldBytesAreNeverRead() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("log-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let log = try UpdateLog(directory: dir, sync: false, segmentLimit: 64 << 10, recycleLimit: 2)
+        // 1...30 in large records: several segments, long files.
+        try Self.write(log, 1...30, size: 20_000)
+        log.rotate()
+        let before = log.segments()
+        #expect(before.count >= 4)
+        log.deleteSegments(through: 30)
+        // Two files went to the pool (its limit), the rest were deleted.
+        #expect(log.segments().isEmpty)
+        #expect(Self.names(dir).filter { $0.hasPrefix("recycle-") }.count == 2)
+        #expect(log.recycledBytes > 0)
+        // A short record into a reused (longer) file: only it replays.
+        try Self.write(log, 31...31, size: 100)
+        log.close()
+        #expect(Self.names(dir).filter { $0.hasPrefix("recycle-") }.count == 1)
+        // A crash right after the next reuse, before anything was written: the renamed file holds only old
+        // bytes (sequences below its name's), so it replays nothing.
+        let pooled = try #require(Self.names(dir).first { $0.hasPrefix("recycle-") })
+        #expect(rename(dir + "/" + pooled, dir + "/" + String(format: "seg-%020llu.log", UInt64(32))) == 0)
+        var seen: [UInt64] = []
+        var last = try UpdateLog(directory: dir, sync: false).replay(after: 0) { seq, p in
+            #expect(p.allSatisfy { $0 == UInt8(truncatingIfNeeded: seq) }); seen.append(seq)
+        }
+        #expect(seen == [31] && last == 31)
+        // Small records into the reused (longer) files: replay and follower pages see exactly the new ones.
+        let reopened = try UpdateLog(directory: dir, sync: false, segmentLimit: 64 << 10, recycleLimit: 2)
+        reopened.resume(after: 31)
+        try Self.write(reopened, 32...60, size: 300)
+        seen = []
+        last = try reopened.replay(after: 31) { seq, p in
+            #expect(p.count == 300 && p.allSatisfy { $0 == UInt8(truncatingIfNeeded: seq) }); seen.append(seq)
+        }
+        #expect(seen == Array(32...60) && last == 60)
+        let page = try #require(reopened.read(after: 31, maxBytes: 1 << 20))
+        #expect(page.sequences == Array(32...60))
+        reopened.close()
+    }
+
+    /// A pool file that may hold sequences at or above a new segment's first (a table whose numbering went
+    /// back) is deleted rather than reused; sync logs keep no pool.
+    @Test func aPoolFileThatCouldHoldNewerSequencesIsNeverReused() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("log-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let log = try UpdateLog(directory: dir, sync: false, segmentLimit: 1 << 20, recycleLimit: 4)
+        try Self.write(log, 1...50, size: 1000)
+        log.rotate()
+        try Self.write(log, 51...51, size: 10)
+        log.deleteSegments(through: 50)
+        #expect(Self.names(dir).contains(String(format: "recycle-%020llu.log", UInt64(50))))
+        log.close()
+        // Numbering restarts at 10: the pool file (sequences up to 50) must not become segment 11.
+        try FileManager.default.removeItem(atPath: dir + "/" + String(format: "seg-%020llu.log", UInt64(51)))
+        let restarted = try UpdateLog(directory: dir, sync: false, segmentLimit: 1 << 20, recycleLimit: 4)
+        restarted.resume(after: 10)
+        try Self.write(restarted, 11...12, size: 10)
+        #expect(!Self.names(dir).contains { $0.hasPrefix("recycle-") })
+        // Segment 11 is a new file (one block), not the 50-record pool file renamed.
+        let size = try FileManager.default.attributesOfItem(atPath: dir + "/" + String(format: "seg-%020llu.log", UInt64(11)))[.size] as? Int
+        #expect(size == 4096)
+        var seen: [UInt64] = []
+        _ = try restarted.replay(after: 0) { seq, _ in seen.append(seq) }
+        #expect(seen == [11, 12])
+        restarted.close()
+
+        let syncDir = dir + "-sync"
+        defer { try? FileManager.default.removeItem(atPath: syncDir) }
+        let syncLog = try UpdateLog(directory: syncDir, sync: true, segmentLimit: 1 << 20)
+        try Self.write(syncLog, 1...3, size: 10)
+        syncLog.rotate()
+        try Self.write(syncLog, 4...4, size: 10)
+        syncLog.deleteSegments(through: 3)
+        #expect(!Self.names(syncDir).contains { $0.hasPrefix("recycle-") })
+        syncLog.close()
+    }
+}
+
 @Suite struct HotPathPrimitiveTests {
     @Test func inlineXXH64MatchesLibxxhash() {
         var rng = SplitMix64(seed: 11)
