@@ -145,7 +145,7 @@ final class EmbeddingTable: @unchecked Sendable {
     static let storedRowsKey: [UInt8] = [0xff, 0xff]
 
     init(spec: TableSpec, identity: TableIdentity, family: ColumnFamily, db: RocksDatabase, logDirectory: String,
-         tuning: TableTuning, sync: Bool, logRecycleSegments: Int = 0, semantic: (items: ItemCodeStore, tokenizer: PieceTokenizer)?) throws {
+         tuning: TableTuning, sync: Bool, semantic: (items: ItemCodeStore, tokenizer: PieceTokenizer)?) throws {
         self.spec = spec; self.identity = identity; self.family = family; self.db = db; self.semantic = semantic; self.tuning = tuning
         addressing = RowAddressing(spec: spec)
         if let format = spec.sparseFormat {
@@ -159,7 +159,7 @@ final class EmbeddingTable: @unchecked Sendable {
         optimizer = SparseOptimizer(config: spec.optimizer, dim: spec.dim)
         initializer = RowInitializer(config: spec.initializer, dim: spec.dim)
         store = RowStore(rowFloats: spec.rowFloats, capacity: tuning.cacheRows, stripes: tuning.stripes)
-        log = try UpdateLog(directory: logDirectory, sync: sync, recycleLimit: logRecycleSegments)
+        log = try UpdateLog(directory: logDirectory, sync: sync)
         var state = CommitState()
         var dnisState = DnisState(blocks: spec.dnis?.blocks ?? 0, dim: spec.dim)
         if let m = try db.get(db.defaultFamily, key: identity.markerKey), m.count == 8 {

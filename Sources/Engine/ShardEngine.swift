@@ -31,9 +31,6 @@ public struct ShardEngineConfiguration: Sendable {
     /// quarter of the cache (pushes wait above 90%).
     public var checkpointLogBytes: Int = 1 << 30
     public var checkpointIntervalSeconds: Double = 60
-    /// Async mode: retired update-log segments each table keeps for reuse, writing its log through the page
-    /// cache into them (`UpdateLog.recycleLimit`); 0 writes the log with direct I/O.
-    public var logRecycleSegments: Int = 0
     /// Shard entries (addresses, followers, epochs) of the spec the shard started with (answered by
     /// GetShardMap with the current slots until a newer map is adopted).
     public var shardMembers: [ClusterSpec.Shard] = []
@@ -131,8 +128,7 @@ public final class ShardEngine: @unchecked Sendable {
         return try EmbeddingTable(spec: spec, identity: identity, family: family, db: db,
                                   logDirectory: configuration.dataDirectory + "/updatelog/" + identity.logDirectoryName,
                                   tuning: TableTuning(cacheRows: configuration.cacheRowsPerTable, stripes: configuration.stripesPerTable),
-                                  sync: configuration.durability == .sync,
-                                  logRecycleSegments: configuration.logRecycleSegments, semantic: semantic)
+                                  sync: configuration.durability == .sync, semantic: semantic)
     }
 
     // MARK: table access (the lifecycle rule, TableLifecycle.swift)

@@ -43,23 +43,12 @@ public struct LogPage: Sendable {
 ///
 /// Writing: the log's writer thread takes every queued record as one group, copies them (computing their
 /// checks from the copy) into a 4 KiB-aligned staging buffer after the segment's partial last block, and
-/// writes whole blocks, while the pushers that queued them apply their rows.
-/// - By default (and always in sync mode) it writes with `O_DIRECT` (buffered where the file system refuses
-///   it), and sync mode fdatasyncs each group. A direct write is handed to the device before `waitDurable`
-///   returns, so neither a killed process nor (in sync mode) a power loss loses anything acknowledged; the
-///   log stays out of the page cache. The cost is the disk's: ~0.6 ms for a 1 MB push on this VM (1.6 GB/s).
-/// - With `recycleLimit` > 0 (async mode only) it writes through the page cache into **recycled segment
-///   files**: a segment that a checkpoint made obsolete is renamed into a pool (`recycle-<highest sequence
-///   it may hold>.log`, at most `recycleLimit` files) instead of deleted, and the next segment reuses it.
-///   Overwriting page-cache pages that already exist runs at memory speed (measured on this VM: 6.8 GB/s),
-///   where fresh pages cost ~15x that (0.43 GB/s: the host reclaims freed guest pages), so pushes get
-///   faster once the pool has filled (after the first checkpoints) and slower before. A write that
-///   returned is in the kernel, so a killed process loses nothing acknowledged; a power loss may lose the
-///   last records, as async mode always allowed.
-/// A recycled file keeps its old bytes past the new records. They can never be read as records: a pool
-/// file is reused only for a segment whose first sequence is above the highest sequence the file may hold
-/// (its name; otherwise it is deleted), and replay stops at the first record whose sequence is not above
-/// the previous one's and the segment's first.
+/// writes whole blocks with `O_DIRECT` (buffered where the file system refuses it), while the pushers that
+/// queued them apply their rows. Direct I/O keeps the log out of the page cache: a buffered log
+/// writes ~300 MB/s of fresh page-cache pages under push load, and on a VM whose host reclaims freed guest
+/// pages each fresh page costs ~8x a reused one (measured: 0.4-0.9 vs 6.8 GB/s), which made the log copy a
+/// third of a push. A direct write is handed to the device before `waitDurable` returns, so a killed
+/// process loses nothing acknowledged; sync mode adds fdatasync (the device's cache) for power loss.
 ///
 /// Invariants: records reach the file in sequence order (`enqueue` is called in sequence order by the
 /// owner, under its commit lock); a record counts as durable once `durableSequence` covers it (written;
@@ -105,13 +94,9 @@ public final class UpdateLog: @unchecked Sendable {
     private var readHint: (segment: UInt64, sequence: UInt64, offset: Int)? = nil
     /// A segment is closed once it holds this many bytes (the next write opens a new one).
     public let segmentLimit: Int
-    /// Obsolete segments kept for reuse, written through the page cache (async mode; 0: direct I/O, no
-    /// pool; see "Writing" above). 64 x 64 MiB covers the default 4 GiB of log between checkpoints.
-    public let recycleLimit: Int
 
-    public init(directory: String, sync: Bool, segmentLimit: Int = 64 << 20, recycleLimit: Int = 0) throws {
+    public init(directory: String, sync: Bool, segmentLimit: Int = 64 << 20) throws {
         self.directory = directory; self.sync = sync; self.segmentLimit = segmentLimit
-        self.recycleLimit = sync ? 0 : recycleLimit
         stageCapacity = 1 << 20
         stage = .allocate(byteCount: stageCapacity, alignment: Self.blockSize)
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -294,54 +279,16 @@ public final class UpdateLog: @unchecked Sendable {
         stage = bigger; stageCapacity = bytes
     }
 
-    /// Opens segment `first`: a recycled file when the pool has one that may hold only sequences below
-    /// `first`, else a new file (direct I/O when there is no pool and the file system allows it).
-    /// Caller holds the lock and no write is in progress.
+    /// Opens segment `first` (a new file; direct I/O when the file system allows it). Caller holds the lock
+    /// and no write is in progress.
     private func openSegment(first: UInt64) -> String? {
         let p = path(first)
-        var f: Int32 = -1
-        if let recycled = takeRecycled(below: first), rename(recycled, p) == 0 {
-            f = open(p, O_WRONLY | O_CLOEXEC)
-        }
-        if f < 0 {
-            let direct = recycleLimit == 0 ? embedps_o_direct : 0
-            f = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | direct, 0o644)
-            if f < 0 && errno == EINVAL && direct != 0 { f = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644) }
-        }
+        var f = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | embedps_o_direct, 0o644)
+        if f < 0 && errno == EINVAL { f = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644) }
         guard f >= 0 else { return "cannot open update log \(p): \(String(cString: strerror(errno)))" }
         fd = f; segmentStart = first; segmentBytes = 0
         tailOffset = 0; tailLength = 0
         return nil
-    }
-
-    /// Pool files (`recycle-<highest sequence>.log`), highest sequence ascending.
-    private func recycledFiles() -> [(highest: UInt64, path: String)] {
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
-        return names.compactMap { n -> (UInt64, String)? in
-            guard n.hasPrefix("recycle-"), n.hasSuffix(".log"), let h = UInt64(n.dropFirst(8).dropLast(4)) else { return nil }
-            return (h, directory + "/" + n)
-        }.sorted { $0.0 < $1.0 }
-    }
-
-    /// A pool file that may hold only sequences below `first`; pool files that may hold more (a table whose
-    /// numbering went back) are deleted.
-    private func takeRecycled(below first: UInt64) -> String? {
-        guard recycleLimit > 0 else { return nil }
-        var usable: String? = nil
-        for r in recycledFiles() {
-            if r.highest < first { if usable == nil { usable = r.path } } else { unlink(r.path) }
-        }
-        return usable
-    }
-
-    /// Moves an obsolete segment into the pool (when it has room), else deletes it. `highest` bounds
-    /// every sequence the file may hold.
-    private func retire(_ segmentPath: String, highest: UInt64, pool: inout Int) {
-        if pool < recycleLimit, rename(segmentPath, directory + "/" + String(format: "recycle-%020llu.log", highest)) == 0 {
-            pool += 1
-        } else {
-            unlink(segmentPath)
-        }
     }
 
     /// Closes the open segment. Caller holds the lock and no write is in progress.
@@ -488,25 +435,16 @@ public final class UpdateLog: @unchecked Sendable {
         return page
     }
 
-    /// Retires segments all of whose records have sequence <= `seq` (never the open segment): into the
-    /// recycling pool while it has room, else deleted. A closed last segment holds nothing past the durable
-    /// sequence.
+    /// Deletes segments all of whose records have sequence <= `seq` (never the open segment). A closed last segment holds nothing past the durable sequence.
     public func deleteSegments(through seq: UInt64) {
         condition.lock(); defer { condition.unlock() }
         let open = fd >= 0 ? segmentStart : UInt64.max
         let segs = segments()
-        var pool = recycleLimit > 0 ? recycledFiles().count : 0
         for (i, s) in segs.enumerated() where s != open {
             let nextFirst = i + 1 < segs.count ? segs[i + 1] : durable + 1
             guard nextFirst <= seq + 1 else { continue }
-            // The file may also hold older bytes from an earlier use: all below `s` (the reuse rule).
-            retire(path(s), highest: nextFirst - 1, pool: &pool)
+            unlink(path(s))
         }
-    }
-
-    /// Bytes of the recycling pool's files (disk the log keeps for reuse).
-    public var recycledBytes: UInt64 {
-        recycledFiles().reduce(0) { acc, r in acc + ((try? FileManager.default.attributesOfItem(atPath: r.path)[.size] as? UInt64) ?? 0) }
     }
 
     /// Deletes every segment (the table was dropped).

@@ -132,8 +132,7 @@ func runBenchmark(_ o: Options) async throws {
             children.append(try ChildProcess(serverBin, ["--cluster", serverSpec, "--shard-index", "\(i)", "--listen", "127.0.0.1:0",
                                                          "--data-dir", work.appendingPathComponent("shard-\(i)").path, "--durability", durability,
                                                          "--cache-rows", "\(Int(Double(rows) * cacheFraction / Double(shards)) + 1)",
-                                                         "--port-file", portFile, "--log-recycle-segments", "\(o.int("log-recycle-segments", default: 0))"],
-                                           log: work.appendingPathComponent("shard-\(i).log").path))
+                                                         "--port-file", portFile], log: work.appendingPathComponent("shard-\(i).log").path))
             try waitForFile(portFile, seconds: 30)
             try await Task.sleep(nanoseconds: 50_000_000)
             let port = try String(contentsOfFile: portFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)

@@ -23,9 +23,6 @@ options:
   --ops LIST            pull,push (default both)
   --optimizer NAME      adagrad | sgd (default adagrad)
   --durability MODE     async | sync (default async)
-  --log-recycle-segments N
-                        started shards (and --engine) write the update log into N recycled segments
-                        through the page cache (embedps-server's flag; async only; default 0: direct I/O)
   --cache-fraction F    hot-row cache size as a fraction of rows (default 1.0)
   --shards N            shards to start (default 1)
   --cluster PATH        benchmark this running cluster instead of starting shards
@@ -60,7 +57,7 @@ options:
 """
 let options = Options(Array(CommandLine.arguments.dropFirst()), usage: usage, flagNames: ["no-redis", "quick", "json", "lookup", "transport", "engine", "lifecycle", "ceiling", "stream", "stream-policies-only", "replication"],
                       known: ["rows", "dim", "batch", "seconds", "reps", "warmup", "clients", "pipeline", "dists", "ops",
-                              "optimizer", "durability", "log-recycle-segments", "cache-fraction", "shards", "cluster", "grpc-arg", "peer", "log-seconds", "stream-ids", "stream-distinct", "stream-max-rows", "stream-admit", "stream-cache-rows"])
+                              "optimizer", "durability", "cache-fraction", "shards", "cluster", "grpc-arg", "peer", "log-seconds", "stream-ids", "stream-distinct", "stream-max-rows", "stream-admit", "stream-cache-rows"])
 do {
     if options.flag("transport") {
         var arguments: [(String, Int32)] = []
@@ -98,7 +95,7 @@ do {
               let durability = Durability(rawValue: options.string("durability", default: "async")) else { options.fail("bad --optimizer or --durability") }
         let rows = options.int("rows", default: 1_000_000)
         let w = WorkloadW(rows: rows, dim: options.int("dim", default: 64), batchSize: options.int("batch", default: 4096), batchCount: 1024)
-        try runEngineBenchmark(w, optimizer: optimizer, durability: durability, logRecycleSegments: options.int("log-recycle-segments", default: 0), cacheRows: Int(Double(rows) * options.double("cache-fraction", default: 1.0)) + 1,
+        try runEngineBenchmark(w, optimizer: optimizer, durability: durability, cacheRows: Int(Double(rows) * options.double("cache-fraction", default: 1.0)) + 1,
                                seconds: options.double("seconds", default: 3),
                                ops: options.string("ops", default: "pull,push").split(separator: ",").map(String.init),
                                dists: options.string("dists", default: "uniform,zipf").split(separator: ",").compactMap { WorkloadW.Distribution(rawValue: String($0)) },

@@ -29,11 +29,6 @@ nonisolated func runShardServer(_ options: Options) {
     engineConfig.cacheRowsPerTable = options.int("cache-rows", default: 1 << 20)
     engineConfig.checkpointLogBytes = options.int("checkpoint-log-mb", default: 4096) << 20
     engineConfig.checkpointIntervalSeconds = options.double("checkpoint-seconds", default: 60)
-    engineConfig.logRecycleSegments = options.int("log-recycle-segments", default: 0)
-    guard (0...4096).contains(engineConfig.logRecycleSegments) else { options.fail("--log-recycle-segments must be 0...4096") }
-    if durability == .sync && engineConfig.logRecycleSegments > 0 {
-        options.fail("--log-recycle-segments applies to --durability async only (sync writes the log with direct I/O)")
-    }
     let maxBytes = options.int("max-message-mb", default: 64) << 20
 
     if let restore = options.string("restore-checkpoint") {

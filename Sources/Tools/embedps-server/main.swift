@@ -20,10 +20,6 @@ options:
                          in it (write-back) until a checkpoint writes them to RocksDB
   --checkpoint-log-mb N  checkpoint a table when its update log grew by N MiB (default 4096)
   --checkpoint-seconds S checkpoint a table with dirty rows at least every S seconds (default 60)
-  --log-recycle-segments N
-                         async only: keep up to N retired 64 MiB update-log segments per table and write
-                         the log through the page cache into them (faster pushes once they exist, slower
-                         while the first ones are written; README "Performance"); 0 (default): direct I/O
   --threads N            completion-queue threads (default 2)
   --max-message-mb N     largest request/response in MiB (default 64)
   --port-file PATH       write the bound port to PATH once serving
@@ -52,6 +48,6 @@ options:
   --advertise HOST:PORT  this server's address as clients reach it (default the listen address and bound port)
 """
 
-let known: Set<String> = ["cluster", "shard-index", "listen", "data-dir", "durability", "cache-rows", "threads", "max-message-mb", "port-file", "checkpoint-log-mb", "checkpoint-seconds", "log-recycle-segments", "metrics-port", "metrics-port-file", "auth-token-file", "auth-scope", "tls-cert", "tls-key", "restore-checkpoint", "follow", "ack-replicas", "ack-timeout-ms", "etcd", "etcd-prefix", "lease-ttl-seconds", "advertise"]
+let known: Set<String> = ["cluster", "shard-index", "listen", "data-dir", "durability", "cache-rows", "threads", "max-message-mb", "port-file", "checkpoint-log-mb", "checkpoint-seconds", "metrics-port", "metrics-port-file", "auth-token-file", "auth-scope", "tls-cert", "tls-key", "restore-checkpoint", "follow", "ack-replicas", "ack-timeout-ms", "etcd", "etcd-prefix", "lease-ttl-seconds", "advertise"]
 let options = Options(Array(CommandLine.arguments.dropFirst()), usage: usage, known: known)
 runShardServer(options)
