@@ -62,6 +62,12 @@ struct FlushState {
     var roomDemandsSeen: UInt64 = 0
     /// Where `flushDirty`'s next sweep starts.
     var cursor = (stripe: 0, slot: 0)
+    /// The table's last sequence at the flusher's last pass, and when (monotonic seconds) it last changed:
+    /// how long the table has gone without a push or operation.
+    var lastSeqSeen: UInt64 = 0
+    var lastSeqChanged: Double = 0
+    /// Rows were written to the family's memtable since it was last flushed to SST files.
+    var memtableHoldsRows = false
 }
 
 /// One table's rows on one shard: an in-memory row store (striped, write-back) over a RocksDB column family,
@@ -663,6 +669,7 @@ final class EmbeddingTable: @unchecked Sendable {
                 }
             }
             if pickedCount == 0 { return total }
+            fs.memtableHoldsRows = true
             var written = true
             var failure: EngineError? = nil
             do { try writeRows(buffer, newRows: newRows) } catch { written = false; failure = .storage("table '\(spec.name)' flush: \(error)") }
@@ -706,10 +713,16 @@ final class EmbeddingTable: @unchecked Sendable {
         return log.bytesSinceCheckpoint >= UInt64(logBytesLimit) || Date().timeIntervalSince(lastCheckpoint) >= maxInterval
     }
 
-    /// One pass of the background flusher: a checkpoint when due; otherwise, when dirty rows are over the low
-    /// watermark and rows need room (some stripe was full when a row arrived since the last pass), dirty rows
-    /// are written down to half the watermark so CLOCK has clean rows to evict. A table whose rows all fit is
-    /// left alone between checkpoints.
+    /// One pass of the background flusher: a checkpoint when due; otherwise
+    /// - a table without a push for `tuning.idleFlushSeconds` (training paused or over, reads go on) has, when
+    ///   rows need room (some stripe was full when a row arrived since the last pass), every dirty row
+    ///   written, so CLOCK may evict any cold row for the rows reads bring in: a push burst's leftovers do not
+    ///   hold a quarter of the cache against the readers' hot set (the next checkpoint would write them
+    ///   anyway); and its memtable, once rows were written to it, is flushed to SST files, so the reads that
+    ///   miss the cache stop searching a skip list for rows that are almost never in it;
+    /// - a table being pushed to has, when rows need room and dirty rows are over the low watermark, dirty
+    ///   rows written down to half of it.
+    /// A table whose rows all fit is left alone between checkpoints.
     func flusherPass(logBytesLimit: Int, maxInterval: Double, evictionAllowed: Bool = true) throws(EngineError) {
         if spec.eviction != nil {
             let rows = rowCount
@@ -720,13 +733,30 @@ final class EmbeddingTable: @unchecked Sendable {
             if evictionAllowed && evictionDue(now: now, rows: rows) { _ = try evict(onDemand: false); return }
         }
         if checkpointDue(logBytesLimit: logBytesLimit, maxInterval: maxInterval) { try checkpoint(); return }
-        guard dirtyApprox.load(ordering: .relaxed) > tuning.dirtyLowWatermark else { return }
-        let target = tuning.dirtyLowWatermark / 2
+        let dirty = dirtyApprox.load(ordering: .relaxed)
+        let lastSeq = commit.withLock { $0.lastSeq }
+        let now = Double(DispatchTime.now().uptimeNanoseconds) / 1e9
         try flushing.withLock { (fs) throws(EngineError) in
             guard !fs.dropped else { return }
+            if lastSeq != fs.lastSeqSeen { fs.lastSeqSeen = lastSeq; fs.lastSeqChanged = now }
+            let idle = now - fs.lastSeqChanged >= tuning.idleFlushSeconds
             let demands = store.counts.roomDemands
-            guard demands != fs.roomDemandsSeen else { return }
+            if idle {
+                if dirty > 0 && demands != fs.roomDemandsSeen {
+                    fs.roomDemandsSeen = demands
+                    try flushDirty(&fs)
+                }
+                if fs.memtableHoldsRows {
+                    // Reads of rows the cache misses would search the memtable's skip list for rows that are
+                    // almost never there: write it to SST files once the writes have stopped.
+                    do { try db.flush(family) } catch { throw .storage("table '\(spec.name)' memtable flush: \(error)") }
+                    fs.memtableHoldsRows = false
+                }
+                return
+            }
+            guard dirty > tuning.dirtyLowWatermark, demands != fs.roomDemandsSeen else { return }
             fs.roomDemandsSeen = demands
+            let target = tuning.dirtyLowWatermark / 2
             try flushDirty(&fs, enough: { $0 <= target })
         }
     }
@@ -750,6 +780,7 @@ final class EmbeddingTable: @unchecked Sendable {
             }
             let target = try checkpointTarget()
             do { try db.flush(family) } catch { throw .storage("table '\(spec.name)' checkpoint: \(error)") }
+            fs.memtableHoldsRows = false
             do {
                 let b = WriteBatch()
                 putCheckpointMarker(b, through: target, ledger: commit.withLock { $0.ledger.encoded })
@@ -944,6 +975,8 @@ public struct TableTuning: Sendable {
     public var dirtyLowWatermark: Int = 1 << 18
     /// Pushes write rows themselves above this many dirty rows (0: never).
     public var dirtyHardLimit: Int = 1 << 20
+    /// A table without a push for this long has all its dirty rows written when rows need room.
+    public var idleFlushSeconds: Double = 0.5
     public init() {}
     /// Watermarks derived from the cache size: flush above a quarter of it, make pushes help above 90%.
     public init(cacheRows: Int, stripes: Int = 64) {

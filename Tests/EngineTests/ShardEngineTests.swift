@@ -108,6 +108,43 @@ import Vocabulary
         #expect(try again.snapshot(of: "t").rows == 50)
     }
 
+    /// Dirty rows under the low watermark are left in the cache while pushes go on; once the table has had no
+    /// push for `idleFlushSeconds` and reads need room, the flusher writes them all and then flushes the
+    /// memtable to SST files (no checkpoint is due), so reads can evict them and cache misses stop searching
+    /// the memtable; the rows read back exactly.
+    @Test func anIdleTableWritesItsDirtyRowsAndItsMemtableWhenReadsNeedRoom() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("engine-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var c = ShardEngineConfiguration(dataDirectory: dir, shardIndex: 0, slotMap: try .evenSplit(shards: 1))
+        c.cacheRowsPerTable = 400
+        c.checkpointLogBytes = 1 << 40
+        c.checkpointIntervalSeconds = 1e6
+        let e = try ShardEngine(c)
+        defer { e.close() }
+        _ = try e.createTable(TableSpec(name: "t", dim: 1, optimizer: OptimizerConfig(kind: .sgd, learningRate: 1)))
+        let expected = try pushRounds(e, n: 80, rounds: 0..<2)   // 80 dirty rows: under the watermark (100)
+        #expect(try e.snapshot(of: "t").dirtyRows == 80)
+        let checkpointsBefore = try e.snapshot(of: "t").checkpoints
+        let memtableEntries = { () throws -> UInt64 in
+            try e.withTable("t") { t in t.db.integerProperty(t.family, "rocksdb.num-entries-active-mem-table") }
+        }
+        e.startCheckpointer()
+        Thread.sleep(forTimeInterval: TableTuning().idleFlushSeconds + 0.2)
+        let deadline = Date().addingTimeInterval(20)
+        var round: UInt64 = 0
+        while try (e.snapshot(of: "t").dirtyRows > 0 || memtableEntries() > 0) && Date() < deadline {
+            // Reads of rows not cached fill the cache, so rows need room.
+            _ = try pull(e, "t", (0..<400).map { 1000 + round * 400 + $0 })
+            round += 1
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        #expect(try e.snapshot(of: "t").dirtyRows == 0)
+        #expect(try memtableEntries() == 0)
+        #expect(try e.snapshot(of: "t").rowsFlushed >= 80)
+        #expect(try e.snapshot(of: "t").checkpoints == checkpointsBefore)
+        #expect(try pull(e, "t", (0..<80).map { UInt64($0) }) == expected)
+    }
+
     @Test func replayIsIdempotentForRowsAlreadyFlushedBeforeTheCrash() throws {
         // A 4-row cache forces dirty rows to RocksDB on almost every push, without a checkpoint marker:
         // replay then meets rows that already contain some logged updates and must not apply them twice.
