@@ -724,17 +724,16 @@ final class EmbeddingTable: @unchecked Sendable {
     ///   rows written down to half of it.
     /// A table whose rows all fit is left alone between checkpoints.
     func flusherPass(logBytesLimit: Int, maxInterval: Double, evictionAllowed: Bool = true) throws(EngineError) {
+        let lastSeq = commit.withLock { $0.lastSeq }
         if spec.eviction != nil {
             let rows = rowCount
             if rowCap > 0 { rowsApprox.store(Int(clamping: rows), ordering: .relaxed) }
             let now = Date().timeIntervalSince1970
-            let seq = commit.withLock { $0.lastSeq }
-            clock.withLock { $0.note(seq: seq, at: now) }
+            clock.withLock { $0.note(seq: lastSeq, at: now) }
             if evictionAllowed && evictionDue(now: now, rows: rows) { _ = try evict(onDemand: false); return }
         }
         if checkpointDue(logBytesLimit: logBytesLimit, maxInterval: maxInterval) { try checkpoint(); return }
         let dirty = dirtyApprox.load(ordering: .relaxed)
-        let lastSeq = commit.withLock { $0.lastSeq }
         let now = Double(DispatchTime.now().uptimeNanoseconds) / 1e9
         try flushing.withLock { (fs) throws(EngineError) in
             guard !fs.dropped else { return }
@@ -975,7 +974,8 @@ public struct TableTuning: Sendable {
     public var dirtyLowWatermark: Int = 1 << 18
     /// Pushes write rows themselves above this many dirty rows (0: never).
     public var dirtyHardLimit: Int = 1 << 20
-    /// A table without a push for this long has all its dirty rows written when rows need room.
+    /// A table without a push for this long has all its dirty rows written when rows need room, then its
+    /// memtable flushed to SST files (see `EmbeddingTable.flusherPass`).
     public var idleFlushSeconds: Double = 0.5
     public init() {}
     /// Watermarks derived from the cache size: flush above a quarter of it, make pushes help above 90%.

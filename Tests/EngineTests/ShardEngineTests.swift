@@ -4,10 +4,12 @@ import Foundation
 import Vocabulary
 
 @Suite struct ShardEngineTests {
-    func makeEngine(shards: Int = 1, index: Int = 0, cacheRows: Int = 1 << 16, dir existing: String? = nil) throws -> (ShardEngine, String) {
+    func makeEngine(shards: Int = 1, index: Int = 0, cacheRows: Int = 1 << 16, dir existing: String? = nil,
+                    configure: (inout ShardEngineConfiguration) -> Void = { _ in }) throws -> (ShardEngine, String) {
         let dir = existing ?? FileManager.default.temporaryDirectory.appendingPathComponent("engine-\(UUID().uuidString)").path
         var c = ShardEngineConfiguration(dataDirectory: dir, shardIndex: index, slotMap: try .evenSplit(shards: shards))
         c.cacheRowsPerTable = cacheRows
+        configure(&c)
         return (try ShardEngine(c), dir)
     }
 
@@ -113,14 +115,9 @@ import Vocabulary
     /// memtable to SST files (no checkpoint is due), so reads can evict them and cache misses stop searching
     /// the memtable; the rows read back exactly.
     @Test func anIdleTableWritesItsDirtyRowsAndItsMemtableWhenReadsNeedRoom() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("engine-\(UUID().uuidString)").path
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        var c = ShardEngineConfiguration(dataDirectory: dir, shardIndex: 0, slotMap: try .evenSplit(shards: 1))
-        c.cacheRowsPerTable = 400
-        c.checkpointLogBytes = 1 << 40
-        c.checkpointIntervalSeconds = 1e6
-        let e = try ShardEngine(c)
-        defer { e.close() }
+        // No checkpoint comes due during the test.
+        let (e, dir) = try makeEngine(cacheRows: 400) { c in c.checkpointLogBytes = 1 << 40; c.checkpointIntervalSeconds = 1e6 }
+        defer { e.close(); try? FileManager.default.removeItem(atPath: dir) }
         _ = try e.createTable(TableSpec(name: "t", dim: 1, optimizer: OptimizerConfig(kind: .sgd, learningRate: 1)))
         let expected = try pushRounds(e, n: 80, rounds: 0..<2)   // 80 dirty rows: under the watermark (100)
         #expect(try e.snapshot(of: "t").dirtyRows == 80)
