@@ -21,8 +21,6 @@ public struct ShardEngineConfiguration: Sendable {
     public var cacheRowsPerTable: Int = 1 << 20
     /// Independently locked stripes of each table's rows.
     public var stripesPerTable: Int = 8
-    /// RocksDB's block cache, shared by every table.
-    public var blockCacheBytes: Int = 512 << 20
     /// Largest number of ids in one request.
     public var maxIdsPerRequest: Int = 1 << 20
     /// A table is checkpointed (every dirty row written, the family flushed, old update-log segments
@@ -80,8 +78,7 @@ public final class ShardEngine: @unchecked Sendable {
 
     public init(_ configuration: ShardEngineConfiguration) throws {
         self.configuration = configuration
-        var rocks = RocksTuning(); rocks.blockCacheBytes = configuration.blockCacheBytes
-        do { db = try RocksDatabase(path: configuration.dataDirectory, tuning: rocks) } catch { throw EngineError.storage("\(error)") }
+        do { db = try RocksDatabase(path: configuration.dataDirectory) } catch { throw EngineError.storage("\(error)") }
         // A data directory belongs to one shard index: refuse to serve another shard's rows.
         let stored = try db.get(db.defaultFamily, key: Self.shardIndexKey)
         if let stored, let idx = Int(String(decoding: stored, as: UTF8.self)), idx != configuration.shardIndex {

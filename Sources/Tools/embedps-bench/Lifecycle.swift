@@ -10,6 +10,9 @@ import CLI
 struct LifecycleFigures: Codable {
     var rssAfterLoadMB: Double
     var rssAfterRunsMB: Double
+    /// Anonymous memory after the runs: the shard's own (rows, indexes, filters, buffers), without the SST
+    /// pages it maps, which the kernel may drop at any time.
+    var anonRSSAfterRunsMB: Double
     var peakRSSMB: Double
     var checkpointSeconds: Double
     var checkpointDirtyRows: UInt64
@@ -18,20 +21,21 @@ struct LifecycleFigures: Codable {
     var restartSeconds: Double
 }
 
-/// VmRSS and VmHWM of a process, in MiB.
-func processMemory(_ pid: Int32) -> (rss: Double, peak: Double) {
-    guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return (0, 0) }
+/// VmRSS, VmHWM and RssAnon of a process, in MiB. VmRSS and VmHWM count the SST pages a shard maps (clean
+/// page cache the kernel reclaims under pressure); RssAnon is the shard's own memory.
+func processMemory(_ pid: Int32) -> (rss: Double, peak: Double, anon: Double) {
+    guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return (0, 0, 0) }
     func field(_ name: String) -> Double {
         for line in text.split(separator: "\n") where line.hasPrefix(name + ":") {
             return Double(line.split(separator: " ").dropFirst().first ?? "0").map { $0 / 1024 } ?? 0
         }
         return 0
     }
-    return (field("VmRSS"), field("VmHWM"))
+    return (field("VmRSS"), field("VmHWM"), field("RssAnon"))
 }
 
-func measureLifecycle(shard: ChildProcess, port: String, specPath: String, table: String, w: WorkloadW, rssAfterLoad: Double, rssAfterRuns: (rss: Double, peak: Double), logSeconds: Double) async throws -> LifecycleFigures {
-    var f = LifecycleFigures(rssAfterLoadMB: rssAfterLoad, rssAfterRunsMB: rssAfterRuns.rss, peakRSSMB: rssAfterRuns.peak,
+func measureLifecycle(shard: ChildProcess, port: String, specPath: String, table: String, w: WorkloadW, rssAfterLoad: Double, rssAfterRuns: (rss: Double, peak: Double, anon: Double), logSeconds: Double) async throws -> LifecycleFigures {
+    var f = LifecycleFigures(rssAfterLoadMB: rssAfterLoad, rssAfterRunsMB: rssAfterRuns.rss, anonRSSAfterRunsMB: rssAfterRuns.anon, peakRSSMB: rssAfterRuns.peak,
                              checkpointSeconds: 0, checkpointDirtyRows: 0, logBytesReplayed: 0, recoverySeconds: 0, restartSeconds: 0)
     let client = try EmbedPSClient(specPath: specPath)
     let batches = w.batches[.uniform]!
@@ -80,8 +84,8 @@ func reportLifecycle(_ f: LifecycleFigures, loadRate: Double, rows: Int, json: B
     if json { print(jsonText(f)); return }
     func g(_ x: Double, _ d: Int = 1) -> String { String(format: "%.\(d)f", x) }
     print("")
-    print(renderTable(["rows", "bulk load rows/s", "RSS after load MB", "RSS after runs MB", "peak RSS MB", "checkpoint s (dirty rows)",
+    print(renderTable(["rows", "bulk load rows/s", "RSS after load MB", "RSS after runs MB", "anon RSS after runs MB", "peak RSS MB", "checkpoint s (dirty rows)",
                        "log replayed MB", "recovery after kill -9 s", "graceful restart s"],
-                      [["\(rows)", g(loadRate, 0), g(f.rssAfterLoadMB, 0), g(f.rssAfterRunsMB, 0), g(f.peakRSSMB, 0),
+                      [["\(rows)", g(loadRate, 0), g(f.rssAfterLoadMB, 0), g(f.rssAfterRunsMB, 0), g(f.anonRSSAfterRunsMB, 0), g(f.peakRSSMB, 0),
                         "\(g(f.checkpointSeconds, 2)) (\(f.checkpointDirtyRows))", g(Double(f.logBytesReplayed) / 1e6, 0), g(f.recoverySeconds, 2), g(f.restartSeconds, 2)]]))
 }

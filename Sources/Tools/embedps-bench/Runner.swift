@@ -229,7 +229,7 @@ func runBenchmark(_ o: Options) async throws {
             for (_, v) in theirs.sorted(by: { $0.key < $1.key }) { results.append(median(v)) }
         }
     }
-    let rssAfterRuns = children.first.map { processMemory($0.pid) } ?? (0, 0)
+    let rssAfterRuns = children.first.map { processMemory($0.pid) } ?? (0, 0, 0)
     if o.flag("ceiling") {
         guard shardPorts.count == 1, let shard = children.first else { o.fail("--ceiling reads the data of one shard started by the benchmark") }
         if lifecycle { printError("  (--ceiling runs before --lifecycle)") }

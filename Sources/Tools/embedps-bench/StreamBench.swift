@@ -29,6 +29,8 @@ struct StreamFigures: Codable {
     var rowsMax: UInt64
     var rowsMinAfterFirstPass: UInt64
     var peakRSSMB: Double
+    /// The largest anonymous RSS sampled (the shard's own memory, without the SST pages it maps).
+    var peakAnonRSSMB: Double
     var diskBytesAtEnd: UInt64
     var diskBytesMax: UInt64
     var rowsEvicted: UInt64
@@ -78,7 +80,7 @@ func runStreamBenchmark(_ s: StreamSettings, work: URL, json: Bool) async throws
             return Array(set)
         }
         var f = StreamFigures(policies: policies, ids: 0, seconds: 0, idsPerSecond: 0, rowsAtEnd: 0, rowsMax: 0, rowsMinAfterFirstPass: .max,
-                              peakRSSMB: 0, diskBytesAtEnd: 0, diskBytesMax: 0, rowsEvicted: 0, pushesRefused: 0)
+                              peakRSSMB: 0, peakAnonRSSMB: 0, diskBytesAtEnd: 0, diskBytesMax: 0, rowsEvicted: 0, pushesRefused: 0)
         let start = monotonicSeconds()
         var sent = 0, nextReport = s.ids / 20
         while sent < s.ids {
@@ -94,7 +96,7 @@ func runStreamBenchmark(_ s: StreamSettings, work: URL, json: Bool) async throws
                 let mem = processMemory(shard.pid)
                 f.rowsMax = max(f.rowsMax, st.rows)
                 if policies && st.rows >= s.maxRows / 2 { f.rowsMinAfterFirstPass = min(f.rowsMinAfterFirstPass, st.rows) }
-                f.peakRSSMB = max(f.peakRSSMB, mem.peak); f.diskBytesMax = max(f.diskBytesMax, st.bytesOnDisk)
+                f.peakRSSMB = max(f.peakRSSMB, mem.peak); f.peakAnonRSSMB = max(f.peakAnonRSSMB, mem.anon); f.diskBytesMax = max(f.diskBytesMax, st.bytesOnDisk)
                 f.rowsAtEnd = st.rows; f.diskBytesAtEnd = st.bytesOnDisk; f.rowsEvicted = st.rowsEvicted; f.pushesRefused = st.pushesRefused
                 let elapsed = monotonicSeconds() - start
                 printError(String(format: "    %5.1f%%  %.0f ids/s  rows %llu  RSS %.0f MB  disk %.0f MB  evicted %llu  refused %llu",
@@ -110,9 +112,9 @@ func runStreamBenchmark(_ s: StreamSettings, work: URL, json: Bool) async throws
     }
     if json { print(jsonText(figures)); return }
     func g(_ x: Double, _ d: Int = 0) -> String { String(format: "%.\(d)f", x) }
-    print(renderTable(["policies", "ids", "ids/s", "rows at end", "rows max", "peak RSS MB", "disk MB at end", "disk MB max", "evicted", "refused"],
+    print(renderTable(["policies", "ids", "ids/s", "rows at end", "rows max", "peak RSS MB", "peak anon RSS MB", "disk MB at end", "disk MB max", "evicted", "refused"],
                       figures.map { [$0.policies ? "max_rows + admission" : "none", "\($0.ids)", g($0.idsPerSecond), "\($0.rowsAtEnd)", "\($0.rowsMax)",
-                                     g($0.peakRSSMB), g(Double($0.diskBytesAtEnd) / 1e6), g(Double($0.diskBytesMax) / 1e6), "\($0.rowsEvicted)", "\($0.pushesRefused)"] }))
+                                     g($0.peakRSSMB), g($0.peakAnonRSSMB), g(Double($0.diskBytesAtEnd) / 1e6), g(Double($0.diskBytesMax) / 1e6), "\($0.rowsEvicted)", "\($0.pushesRefused)"] }))
     if figures.count == 2 { print(String(format: "\nthroughput with policies / without: %.2fx", figures[0].idsPerSecond / figures[1].idsPerSecond)) }
 }
 
