@@ -976,7 +976,7 @@ public struct TableTuning: Sendable {
     public var dirtyHardLimit: Int = 1 << 20
     /// A table without a push for this long has all its dirty rows written when rows need room, then its
     /// memtable flushed to SST files (see `EmbeddingTable.flusherPass`).
-    public var idleFlushSeconds: Double = 0.1
+    public var idleFlushSeconds: Double = 0.5
     public init() {}
     /// Watermarks derived from the cache size: flush above a quarter of it, make pushes help above 90%.
     public init(cacheRows: Int, stripes: Int = 64) {
