@@ -590,28 +590,52 @@ final class EmbeddingTable: @unchecked Sendable {
     }
 
     /// Reads `keys` from RocksDB into `scratch` rows 0..<keys.count (stored rows decoded, absent rows
-    /// initialised), in one sorted batched MultiGet. Touches no cached row.
+    /// initialised), in sorted batched MultiGets: the keys in storage order, cut into up to
+    /// `tuning.readThreads` contiguous parts of at least `tuning.rowsPerReadThread` keys read at once (the
+    /// caller's thread reads one). Each row is read by exactly one part, so parts share no state. Touches no
+    /// cached row.
     func readStored(_ keys: [UInt64], into scratch: RowScratch) throws(EngineError) {
-        guard !keys.isEmpty else { return }
+        let count = keys.count
+        guard count > 0 else { return }
         // RocksDB key order is (slot, key): positions counting-sorted by slot, then by key within a slot.
         let slots = keys.map { addressing.slot(ofRowKey: $0) }
         let order = Self.storageOrder(keys, slots: slots)
-        let keyBytes = UnsafeMutableRawBufferPointer.allocate(byteCount: keys.count * RowKey.length, alignment: 8)
-        defer { keyBytes.deallocate() }
-        for (n, j) in order.enumerated() { RowKey.write(slot: slots[j], key: keys[j], to: keyBytes.baseAddress! + n * RowKey.length) }
-        var found = [Bool](repeating: false, count: keys.count)
-        do {
-            try db.sortedMultiGet(family, keys: UnsafeRawBufferPointer(keyBytes), keyLength: RowKey.length, count: keys.count) { n, bytes in
-                let j = order[n]
-                do { (scratch.steps[j], scratch.seqs[j]) = try codec.decode(bytes, into: scratch.row(j)) } catch let e as RowCodecError {
-                    throw EngineError.storage("table '\(spec.name)' row \(keys[j]): \(e.description)")
+        let read = StoredRowsRead(count: count)
+        defer { read.deallocate() }
+        for (n, j) in order.enumerated() { RowKey.write(slot: slots[j], key: keys[j], to: read.keyBytes + n * RowKey.length) }
+        let parts = max(1, min(tuning.readThreads, count / max(1, tuning.rowsPerReadThread)))
+        let name = spec.name, codec = codec, db = db, family = family
+        let readPart = { (part: Int) -> EngineError? in
+            let lo = part * count / parts, hi = (part + 1) * count / parts
+            do {
+                try db.sortedMultiGet(family, keys: UnsafeRawBufferPointer(start: read.keyBytes + lo * RowKey.length, count: (hi - lo) * RowKey.length),
+                                      keyLength: RowKey.length, count: hi - lo) { n, bytes in
+                    let j = order[lo + n]
+                    do { (read.steps[j], read.seqs[j]) = try codec.decode(bytes, into: scratch.row(j)) } catch let e as RowCodecError {
+                        throw EngineError.storage("table '\(name)' row \(keys[j]): \(e.description)")
+                    }
+                    read.found[j] = true
                 }
-                scratch.exists[j] = true
-                found[j] = true
-            }
-        } catch let e as EngineError { throw e } catch { throw .storage("table '\(spec.name)': \(error)") }
+                return nil
+            } catch let e as EngineError { return e } catch { return .storage("table '\(name)': \(error)") }
+        }
+        if parts == 1 {
+            if let e = readPart(0) { throw e }
+        } else {
+            let failures = StoredRowsRead.Failures(parts)
+            // The parts write disjoint positions of `read` and `scratch`, and this thread waits for all of them.
+            let box = UncheckedSendable(readPart)
+            DispatchQueue.concurrentPerform(iterations: parts) { part in failures.set(part, box.value(part)) }
+            if let e = failures.first { throw e }
+        }
         let dnisState = dnis.map { _ in dnisBox.withLock { $0 } }
-        for j in 0..<keys.count where !found[j] { initialRow(scratch.row(j), key: keys[j], dnisState: dnisState); scratch.steps[j] = 0; scratch.seqs[j] = 0; scratch.exists[j] = false }
+        for j in 0..<count {
+            if read.found[j] {
+                scratch.steps[j] = read.steps[j]; scratch.seqs[j] = read.seqs[j]; scratch.exists[j] = true
+            } else {
+                initialRow(scratch.row(j), key: keys[j], dnisState: dnisState); scratch.steps[j] = 0; scratch.seqs[j] = 0; scratch.exists[j] = false
+            }
+        }
     }
 
     /// The in-memory form of a row never written: initial weights, fresh optimizer state, mask / block.
@@ -977,10 +1001,15 @@ public struct TableTuning: Sendable {
     /// A table without a push for this long has all its dirty rows written when rows need room, then its
     /// memtable flushed to SST files (see `EmbeddingTable.flusherPass`).
     public var idleFlushSeconds: Double = 0.5
+    /// Threads a read of many stored rows (one request's cache misses) is split across, by storage order
+    /// (see `EmbeddingTable.readStored`); 1: none.
+    public var readThreads: Int = 1
+    /// Fewest rows each of those threads gets: a smaller read stays on the caller's thread.
+    public var rowsPerReadThread: Int = 256
     public init() {}
     /// Watermarks derived from the cache size: flush above a quarter of it, make pushes help above 90%.
-    public init(cacheRows: Int, stripes: Int = 64) {
-        self.cacheRows = cacheRows; self.stripes = stripes
+    public init(cacheRows: Int, stripes: Int = 64, readThreads: Int = 1) {
+        self.cacheRows = cacheRows; self.stripes = stripes; self.readThreads = max(1, readThreads)
         dirtyLowWatermark = max(1, cacheRows / 4)
         dirtyHardLimit = max(1, cacheRows * 9 / 10)
     }
@@ -1096,4 +1125,36 @@ final class RowScratch {
     }
     deinit { floats.deallocate() }
     @inline(__always) func row(_ j: Int) -> UnsafeMutablePointer<Float> { floats + j * rowFloats }
+}
+
+/// The state of one `EmbeddingTable.readStored`: the keys in storage order and, per caller position, what
+/// the read found. Parts of a parallel read write disjoint positions; freed by `deallocate`.
+struct StoredRowsRead {
+    let keyBytes: UnsafeMutableRawPointer
+    let steps: UnsafeMutablePointer<UInt32>
+    let seqs: UnsafeMutablePointer<UInt64>
+    let found: UnsafeMutablePointer<Bool>
+    init(count: Int) {
+        keyBytes = .allocate(byteCount: count * RowKey.length, alignment: 8)
+        steps = .allocate(capacity: count); seqs = .allocate(capacity: count)
+        found = .allocate(capacity: count); found.initialize(repeating: false, count: count)
+    }
+    func deallocate() { keyBytes.deallocate(); steps.deallocate(); seqs.deallocate(); found.deallocate() }
+
+    /// The error of each part of a parallel read (nil: it succeeded). Thread-safe.
+    final class Failures: @unchecked Sendable {
+        private let lock = NSLock()
+        private var errors: [EngineError?]
+        init(_ parts: Int) { errors = Array(repeating: nil, count: parts) }
+        func set(_ part: Int, _ e: EngineError?) { guard let e else { return }; lock.withLock { errors[part] = e } }
+        var first: EngineError? { lock.withLock { errors.compactMap { $0 }.first } }
+    }
+}
+
+/// A value handed to threads in a way the type system cannot check (a closure run by
+/// `DispatchQueue.concurrentPerform` while its caller waits, writing disjoint memory through pointers). Only
+/// where the use says why that is safe.
+struct UncheckedSendable<T>: @unchecked Sendable {
+    let value: T
+    init(_ value: T) { self.value = value }
 }

@@ -21,6 +21,9 @@ public struct ShardEngineConfiguration: Sendable {
     public var cacheRowsPerTable: Int = 1 << 20
     /// Independently locked stripes of each table's rows.
     public var stripesPerTable: Int = 8
+    /// Threads one request's storage reads are split across (its cache misses, read in storage order: each
+    /// thread MultiGets a contiguous part; `TableTuning.readThreads`). 1: the request's thread only.
+    public var readThreads: Int = max(1, ProcessInfo.processInfo.activeProcessorCount)
     /// Largest number of ids in one request.
     public var maxIdsPerRequest: Int = 1 << 20
     /// A table is checkpointed (every dirty row written, the family flushed, old update-log segments
@@ -124,7 +127,8 @@ public final class ShardEngine: @unchecked Sendable {
         }
         return try EmbeddingTable(spec: spec, identity: identity, family: family, db: db,
                                   logDirectory: configuration.dataDirectory + "/updatelog/" + identity.logDirectoryName,
-                                  tuning: TableTuning(cacheRows: configuration.cacheRowsPerTable, stripes: configuration.stripesPerTable),
+                                  tuning: TableTuning(cacheRows: configuration.cacheRowsPerTable, stripes: configuration.stripesPerTable,
+                                                      readThreads: configuration.readThreads),
                                   sync: configuration.durability == .sync, semantic: semantic)
     }
 

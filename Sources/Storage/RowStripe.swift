@@ -245,6 +245,15 @@ public final class RowStripe {
     private var index = SlotIndex()
     private var freeSlots: [Int32] = []
     private var hand = 0
+    /// Counts moments a row may have become evictable (unpinned to 0 pins, or made clean, while neither
+    /// dirty, flushing, loading nor pinned). An eviction sweep that finds no victim remembers the count it
+    /// saw (`noVictimAt`), and later inserts skip the sweep until it moves: while every unpinned row is dirty
+    /// (a replay or a push burst through a small cache, with a batch's placeholders pinned) each insert
+    /// would otherwise sweep the whole stripe for nothing, quadratic in the rows held.
+    private var mayEvict: UInt64 = 0
+    /// Slots the eviction hand has passed in all (the cost of finding victims).
+    public private(set) var sweptSlots: UInt64 = 0
+    private var noVictimAt: UInt64 = .max
     /// Slots ever used (live + free).
     public private(set) var slotCount = 0
     public private(set) var live = 0
@@ -336,6 +345,7 @@ public final class RowStripe {
         arena.row(slot).update(from: row, count: rowFloats)
         m.pointee.step = step; m.pointee.seq = seq
         m.pointee.state = (exists ? RowState.exists : 0) | (stored ? RowState.stored : 0)
+        noteIfEvictable(m)
     }
 
     /// Removes a live row that is not dirty, flushing or pinned.
@@ -360,17 +370,27 @@ public final class RowStripe {
     /// of rows passed over drop by one. Nil after four revolutions without one.
     private func evictOne() -> Int? {
         guard slotCount > 0 else { return nil }
+        guard noVictimAt != mayEvict else { return nil }
         let busy = RowState.dirty | RowState.flushing | RowState.loading | RowState.free
-        for _ in 0..<(4 * slotCount) {
+        let steps = 4 * slotCount
+        for step in 0..<steps {
             let s = hand
             hand += 1; if hand == slotCount { hand = 0 }
             let m = meta(s)
             if m.pointee.state & busy != 0 || m.pointee.pins != 0 { continue }
             if m.pointee.clock > 0 { m.pointee.clock -= 1; continue }
             release(s)
+            sweptSlots &+= UInt64(step + 1)
             return s
         }
+        sweptSlots &+= UInt64(steps)
+        noVictimAt = mayEvict
         return nil
+    }
+
+    /// Counts a row that may now be evictable (see `mayEvict`).
+    @inline(__always) private func noteIfEvictable(_ m: UnsafeMutablePointer<SlotMeta>) {
+        if m.pointee.pins == 0 && m.pointee.state & (RowState.dirty | RowState.flushing | RowState.loading | RowState.free) == 0 { mayEvict &+= 1 }
     }
 
     /// Evicts clean rows of this stripe while the shared budget is over its capacity (after stripes grew
@@ -455,7 +475,7 @@ public final class RowStripe {
             let slot = Int(slots[Int(p)])
             let m = meta(slot)
             m.pointee.pins &-= 1
-            if m.pointee.pins == 0 && m.pointee.state & RowState.loading != 0 { remove(slot) }
+            if m.pointee.pins == 0 && m.pointee.state & RowState.loading != 0 { remove(slot) } else { noteIfEvictable(m) }
         }
         #if DEBUG
         checkInvariantsSometimes()
@@ -494,7 +514,7 @@ public final class RowStripe {
             }
             if unpin {
                 m.pointee.pins &-= 1
-                if m.pointee.pins == 0 && m.pointee.state & RowState.loading != 0 { remove(slot) }
+                if m.pointee.pins == 0 && m.pointee.state & RowState.loading != 0 { remove(slot) } else { noteIfEvictable(m) }
             }
         }
         if unpin && budget.isOver { trim() }
@@ -507,7 +527,7 @@ public final class RowStripe {
     // MARK: pins
 
     @inline(__always) public func pin(_ slot: Int) { meta(slot).pointee.pins &+= 1 }
-    @inline(__always) public func unpin(_ slot: Int) { meta(slot).pointee.pins &-= 1 }
+    @inline(__always) public func unpin(_ slot: Int) { let m = meta(slot); m.pointee.pins &-= 1; noteIfEvictable(m) }
 
     // MARK: updates and flushing
 
@@ -536,6 +556,7 @@ public final class RowStripe {
         var s: UInt8 = (exists ? RowState.exists : 0) | (stored ? RowState.stored : 0)
         if dirty { s |= RowState.dirty; m.pointee.firstDirty = seq; dirtyCount += 1; if !stored { unstoredCount += 1 } }
         m.pointee.state = s
+        noteIfEvictable(m)
     }
 
     /// Starts flushing a dirty row: its current image is being written (remember `seq(slot)`).
@@ -559,6 +580,7 @@ public final class RowStripe {
             }
         }
         m.pointee.state = s
+        noteIfEvictable(m)
     }
 
     /// Calls `body(slot)` for every live slot.

@@ -50,14 +50,16 @@ import Vocabulary
         }
     }
 
-    @Test func rowsBeyondTheCacheAreServedFromRocksDBCorrectly() throws {
-        let (e, dir) = try makeEngine(cacheRows: 8)
+    /// Misses are read in one part (1 thread) or split across threads in storage order (2000 misses: 2 or 3
+    /// parts of 666-1000 rows, uneven): every row lands in its caller position either way.
+    @Test(arguments: [1, 2, 3]) func rowsBeyondTheCacheAreServedFromRocksDBCorrectly(readThreads: Int) throws {
+        let (e, dir) = try makeEngine(cacheRows: 8) { $0.readThreads = readThreads }
         defer { e.close(); try? FileManager.default.removeItem(atPath: dir) }
         var o = OptimizerConfig(kind: .adam, learningRate: 0.01)
         o.beta1 = 0.5
         _ = try e.createTable(TableSpec(name: "t", dim: 3, optimizer: o, initializer: .uniform(-1, 1, seed: 1)))
-        let ids = (0..<200).map { UInt64($0 * 3) }
-        let g = (0..<600).map { Float($0 % 7) - 3 }
+        let ids = (0..<2000).map { UInt64($0 * 3) }
+        let g = (0..<6000).map { Float($0 % 7) - 3 }
         for _ in 0..<3 { _ = try push(e, "t", ids, g) }
         // Reference: the same optimizer applied three times from the initial row.
         let opt = SparseOptimizer(config: try e.spec(of: "t").optimizer, dim: 3)
@@ -77,8 +79,17 @@ import Vocabulary
         // the cache is back within its bound.
         try e.checkpointAll()
         let snap = try e.snapshot(of: "t")
-        #expect(snap.rows == 200 && snap.cachedRows <= 8 && snap.dirtyRows == 0)
+        #expect(snap.rows == 2000 && snap.cachedRows <= 8 && snap.dirtyRows == 0)
         #expect(try pull(e, "t", ids) == expected)
+        // Stored and never-written rows interleaved: the never-written ones read as their initial weights.
+        var mixed: [UInt64] = [], mixedExpected: [Float] = []
+        for (n, id) in ids.enumerated() {
+            mixed += [id, id + 1]
+            var fresh = [Float](repeating: 0, count: 9)
+            fresh.withUnsafeMutableBufferPointer { ini.fill($0.baseAddress!, rowKey: id + 1) }
+            mixedExpected += expected[n * 3 ..< n * 3 + 3] + fresh[0..<3]
+        }
+        #expect(try pull(e, "t", mixed) == mixedExpected)
     }
 
     @Test func aDataDirectoryBelongsToOneShardIndex() throws {

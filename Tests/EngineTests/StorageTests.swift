@@ -48,6 +48,34 @@ import Vocabulary
         s.checkInvariants()
     }
 
+    /// With every unpinned row dirty (a replay through a small cache), one sweep finds no victim and the
+    /// inserts after it skip sweeping until a row may have become evictable again; each way a row becomes
+    /// evictable (a flush, an unpin, a fill, a clean rewrite) lets the next insert evict it.
+    @Test func insertsSkipTheEvictionSweepUntilARowCanGo() {
+        let s = RowStripe(rowFloats: 1, capacity: 64)
+        let rows = (UInt64(0)..<64).map { Self.put(s, $0) }
+        for (n, r) in rows.enumerated() { s.markUpdated(r, step: 1, seq: UInt64(n + 1)) }
+        // 2,000 placeholders past the capacity, each pinned like a push's: the live rows are never all dirty.
+        var placeholders: [Int] = []
+        for k in UInt64(1000)..<3000 { let p = s.insert(k, clock: 0); s.pin(p); placeholders.append(p) }
+        #expect(s.live == 2064)
+        #expect(s.sweptSlots < 4 * 2064 * 2, "at most a couple of fruitless sweeps, not one per insert (\(s.sweptSlots) slots passed)")
+        // A flush makes row 0 clean: the next insert evicts it.
+        s.beginFlush(rows[0]); s.endFlush(rows[0], written: true)
+        _ = s.insert(5000, clock: 0)
+        #expect(s.find(0) == nil && s.live == 2064)
+        // A placeholder filled and unpinned can go next.
+        var v: Float = 1
+        s.fill(placeholders[0], from: &v, step: 0, seq: 0, exists: true, stored: true)
+        s.unpin(placeholders[0])
+        _ = s.insert(5001, clock: 0)
+        #expect(s.find(1000) == nil)
+        // A dirty row rewritten as clean (an import) can go next.
+        s.setState(rows[1], step: 1, seq: 2, exists: true, stored: true, dirty: false)
+        _ = s.insert(5002, clock: 0)
+        #expect(s.find(1) == nil && s.live == 2064)
+    }
+
     @Test func rowsSeenOnceCycleThroughProbationWithoutEvictingHotRows() {
         let s = RowStripe(rowFloats: 1, capacity: 8)
         for k in UInt64(0)..<8 { _ = Self.put(s, k) }

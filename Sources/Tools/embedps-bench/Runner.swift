@@ -126,13 +126,18 @@ func runBenchmark(_ o: Options) async throws {
         let serverBin = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent().appendingPathComponent("embedps-server").path
         let serverSpec = work.appendingPathComponent("server-spec.json").path
         try ClusterSpec(shards: (0..<shards).map { _ in .init(address: "127.0.0.1:0") }).encoded().write(to: URL(fileURLWithPath: serverSpec))
+        var extra: [String] = []
+        for a in o.all("server-arg") {
+            guard let eq = a.firstIndex(of: "="), eq != a.startIndex else { o.fail("--server-arg takes FLAG=VALUE (e.g. read-threads=1), got '\(a)'") }
+            extra += ["--" + a[..<eq], String(a[a.index(after: eq)...])]
+        }
         var addresses: [String] = []
         for i in 0..<shards {
             let portFile = work.appendingPathComponent("port-\(i)").path
             children.append(try ChildProcess(serverBin, ["--cluster", serverSpec, "--shard-index", "\(i)", "--listen", "127.0.0.1:0",
                                                          "--data-dir", work.appendingPathComponent("shard-\(i)").path, "--durability", durability,
                                                          "--cache-rows", "\(Int(Double(rows) * cacheFraction / Double(shards)) + 1)",
-                                                         "--port-file", portFile], log: work.appendingPathComponent("shard-\(i).log").path))
+                                                         "--port-file", portFile] + extra, log: work.appendingPathComponent("shard-\(i).log").path))
             try waitForFile(portFile, seconds: 30)
             try await Task.sleep(nanoseconds: 50_000_000)
             let port = try String(contentsOfFile: portFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)

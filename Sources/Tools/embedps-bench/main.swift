@@ -27,6 +27,8 @@ options:
   --shards N            shards to start (default 1)
   --cluster PATH        benchmark this running cluster instead of starting shards
   --no-redis            skip the Redis baseline
+  --server-arg FLAG=V   pass --FLAG V to every shard the benchmark starts (repeatable; e.g. read-threads=1 to
+                        compare a server setting in one pass; --engine takes read-threads from it)
   --peer KIND=PATH      also measure a peer in the same pass, in turns with EmbedPS, and print ratios
                         (repeatable): pslite=DIR (ps-lite built by Cluster/build-peers.sh; both systems then
                         read DIR/data's batch files), rocks=BIN (the in-process RocksDB MultiGet ceiling,
@@ -57,7 +59,7 @@ options:
 """
 let options = Options(Array(CommandLine.arguments.dropFirst()), usage: usage, flagNames: ["no-redis", "quick", "json", "lookup", "transport", "engine", "lifecycle", "ceiling", "stream", "stream-policies-only", "replication"],
                       known: ["rows", "dim", "batch", "seconds", "reps", "warmup", "clients", "pipeline", "dists", "ops",
-                              "optimizer", "durability", "cache-fraction", "shards", "cluster", "grpc-arg", "peer", "log-seconds", "stream-ids", "stream-distinct", "stream-max-rows", "stream-admit", "stream-cache-rows"])
+                              "optimizer", "durability", "cache-fraction", "shards", "cluster", "grpc-arg", "server-arg", "peer", "log-seconds", "stream-ids", "stream-distinct", "stream-max-rows", "stream-admit", "stream-cache-rows"])
 do {
     if options.flag("transport") {
         var arguments: [(String, Int32)] = []
@@ -96,6 +98,7 @@ do {
         let rows = options.int("rows", default: 1_000_000)
         let w = WorkloadW(rows: rows, dim: options.int("dim", default: 64), batchSize: options.int("batch", default: 4096), batchCount: 1024)
         try runEngineBenchmark(w, optimizer: optimizer, durability: durability, cacheRows: Int(Double(rows) * options.double("cache-fraction", default: 1.0)) + 1,
+                               readThreads: options.all("server-arg").last { $0.hasPrefix("read-threads=") }.flatMap { Int($0.dropFirst(13)) },
                                seconds: options.double("seconds", default: 3),
                                ops: options.string("ops", default: "pull,push").split(separator: ",").map(String.init),
                                dists: options.string("dists", default: "uniform,zipf").split(separator: ",").compactMap { WorkloadW.Distribution(rawValue: String($0)) },

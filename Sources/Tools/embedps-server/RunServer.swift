@@ -27,6 +27,9 @@ nonisolated func runShardServer(_ options: Options) {
     engineConfig.durability = durability
     engineConfig.shardMembers = spec.shards
     engineConfig.cacheRowsPerTable = options.int("cache-rows", default: 1 << 20)
+    let readThreads = options.int("read-threads", default: engineConfig.readThreads)
+    guard readThreads >= 1 else { options.fail("--read-threads must be at least 1") }
+    engineConfig.readThreads = readThreads
     engineConfig.checkpointLogBytes = options.int("checkpoint-log-mb", default: 4096) << 20
     engineConfig.checkpointIntervalSeconds = options.double("checkpoint-seconds", default: 60)
     let maxBytes = options.int("max-message-mb", default: 64) << 20
