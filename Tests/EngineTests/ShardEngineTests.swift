@@ -1,6 +1,7 @@
 import Testing
 import Foundation
 @testable import Engine
+import Storage
 import Vocabulary
 
 @Suite struct ShardEngineTests {
@@ -90,6 +91,33 @@ import Vocabulary
             mixedExpected += expected[n * 3 ..< n * 3 + 3] + fresh[0..<3]
         }
         #expect(try pull(e, "t", mixed) == mixedExpected)
+    }
+
+    /// A stored row that fails to decode fails the read whichever part of a parallel read holds it (the
+    /// helper thread's error reaches the caller), names the row, and leaves the other rows readable.
+    @Test(arguments: [1, 2]) func aCorruptStoredRowFailsItsReadInAnyPart(readThreads: Int) throws {
+        let (e, dir) = try makeEngine(cacheRows: 8) { $0.readThreads = readThreads }
+        defer { e.close(); try? FileManager.default.removeItem(atPath: dir) }
+        _ = try e.createTable(TableSpec(name: "t", dim: 2, optimizer: OptimizerConfig(kind: .sgd, learningRate: 0.1)))
+        let ids = (0..<1000).map { UInt64($0) }
+        _ = try push(e, "t", ids, [Float](repeating: 1, count: 2000))
+        try e.checkpointAll()
+        // The row that sorts last in storage order (the last part's) gets a value too short to decode.
+        let bad = try e.withTable("t") { t in ids.max { t.addressing.slot(ofRowKey: t.addressing.rowKey($0)) < t.addressing.slot(ofRowKey: t.addressing.rowKey($1)) }! }
+        try e.withTable("t") { (t) throws(EngineError) in
+            let key = t.addressing.rowKey(bad)
+            let b = WriteBatch()
+            b.put(t.family, key: RowKey.encode(slot: t.addressing.slot(ofRowKey: key), key: key), value: [1, 2, 3])
+            do { try t.db.write(b, sync: false) } catch { throw .storage("\(error)") }
+        }
+        #expect {
+            _ = try pull(e, "t", ids)
+        } throws: { error in
+            guard case EngineError.storage(let message) = error else { return false }
+            return message.contains("row \(bad)")
+        }
+        let others = ids.filter { $0 != bad }
+        #expect(try pull(e, "t", others) == [Float](repeating: -0.1, count: others.count * 2))
     }
 
     @Test func aDataDirectoryBelongsToOneShardIndex() throws {
