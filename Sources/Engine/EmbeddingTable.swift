@@ -622,11 +622,13 @@ final class EmbeddingTable: @unchecked Sendable {
         if parts == 1 {
             if let e = readPart(0) { throw e }
         } else {
-            let failures = StoredRowsRead.Failures(parts)
+            let failures = LockedBox([EngineError?](repeating: nil, count: parts))
             // The parts write disjoint positions of `read` and `scratch`, and this thread waits for all of them.
             let box = UncheckedSendable(readPart)
-            DispatchQueue.concurrentPerform(iterations: parts) { part in failures.set(part, box.value(part)) }
-            if let e = failures.first { throw e }
+            DispatchQueue.concurrentPerform(iterations: parts) { part in
+                if let e = box.value(part) { failures.withLock { $0[part] = e } }
+            }
+            if let e = failures.withLock({ $0.compactMap { $0 }.first }) { throw e }
         }
         let dnisState = dnis.map { _ in dnisBox.withLock { $0 } }
         for j in 0..<count {
@@ -1140,15 +1142,6 @@ struct StoredRowsRead {
         found = .allocate(capacity: count); found.initialize(repeating: false, count: count)
     }
     func deallocate() { keyBytes.deallocate(); steps.deallocate(); seqs.deallocate(); found.deallocate() }
-
-    /// The error of each part of a parallel read (nil: it succeeded). Thread-safe.
-    final class Failures: @unchecked Sendable {
-        private let lock = NSLock()
-        private var errors: [EngineError?]
-        init(_ parts: Int) { errors = Array(repeating: nil, count: parts) }
-        func set(_ part: Int, _ e: EngineError?) { guard let e else { return }; lock.withLock { errors[part] = e } }
-        var first: EngineError? { lock.withLock { errors.compactMap { $0 }.first } }
-    }
 }
 
 /// A value handed to threads in a way the type system cannot check (a closure run by

@@ -126,11 +126,7 @@ func runBenchmark(_ o: Options) async throws {
         let serverBin = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent().appendingPathComponent("embedps-server").path
         let serverSpec = work.appendingPathComponent("server-spec.json").path
         try ClusterSpec(shards: (0..<shards).map { _ in .init(address: "127.0.0.1:0") }).encoded().write(to: URL(fileURLWithPath: serverSpec))
-        var extra: [String] = []
-        for a in o.all("server-arg") {
-            guard let eq = a.firstIndex(of: "="), eq != a.startIndex else { o.fail("--server-arg takes FLAG=VALUE (e.g. read-threads=1), got '\(a)'") }
-            extra += ["--" + a[..<eq], String(a[a.index(after: eq)...])]
-        }
+        let extra = serverArguments(o).flatMap { ["--" + $0.flag, $0.value] }
         var addresses: [String] = []
         for i in 0..<shards {
             let portFile = work.appendingPathComponent("port-\(i)").path
@@ -279,5 +275,13 @@ func report(_ results: [Measurement], json: Bool) {
         print("")
         print(renderTable(["embedps op", "dist", "clients", "inflight", "versus", "ratio"],
                           ratios.map { [$0.op, $0.distribution, "\($0.clients)", "\($0.inflight)", $0.versus, f($0.ratio, 2) + "x"] }))
+    }
+}
+
+/// The `--server-arg FLAG=VALUE` options, in order (fails on one without a flag name or '=').
+func serverArguments(_ o: Options) -> [(flag: String, value: String)] {
+    o.all("server-arg").map { a in
+        guard let eq = a.firstIndex(of: "="), eq != a.startIndex else { o.fail("--server-arg takes FLAG=VALUE (e.g. read-threads=1), got '\(a)'") }
+        return (String(a[..<eq]), String(a[a.index(after: eq)...]))
     }
 }
