@@ -104,6 +104,13 @@ public struct RankingEvaluator: Sendable {
         }
     }
 
+    /// The catalogue baseline of the item-cold split: every user ranks `candidates` by `count` (the items'
+    /// Goodreads-wide ratings count from the catalogue, known without any of this data's interactions).
+    public func evaluateCatalogueCount(heldOut: [(user: Int, item: Int)], candidates: [Int], count: (Int) -> Double) -> RankingMetrics {
+        let scores = candidates.map { Float(count($0)) }
+        return Self.rankRestricted(model: "catalogue ratings count", heldOut: heldOut, candidates: candidates) { _ in scores }
+    }
+
     /// Ranks `candidates` by `scores(user)` (one score per candidate) for every user of `heldOut`.
     static func rankRestricted(model: String, heldOut: [(user: Int, item: Int)], candidates: [Int],
                                scores: (Int) -> [Float]) -> RankingMetrics {

@@ -16,9 +16,18 @@ public struct ItemTowerConfiguration: Sendable {
         case idSpm = "id+spm"
         case content
         case idContent = "id+content"
+        /// No item table of its own: the item is its catalogue features alone (needs `catalogueFeatures`).
+        case catalogue
         var usesIds: Bool { self == .id || self == .idSpm || self == .idContent }
         var usesSemantic: Bool { self == .unigram || self == .prefix || self == .spm || self == .idSpm }
         var usesContent: Bool { self == .content || self == .idContent }
+    }
+    /// A tower name of `--item-tower` / `--compare-item-towers`: a kind, or a kind + "+catalogue" for the kind
+    /// plus `features` (which "catalogue" alone uses too). Nil for an unknown name.
+    public static func parse(_ name: String, features: [CatalogueFeature]) -> (Kind, [CatalogueFeature])? {
+        if name == "catalogue" { return (.catalogue, features) }
+        if name.hasSuffix("+catalogue"), let k = Kind(rawValue: String(name.dropLast("+catalogue".count))), k != .catalogue { return (k, features) }
+        return Kind(rawValue: name).map { ($0, []) }
     }
     public var kind: Kind = .id
     /// Rows of the item side; 0 = a collision-free id table (one row per item). With id+spm, half each;
@@ -29,7 +38,19 @@ public struct ItemTowerConfiguration: Sendable {
     public var embeddingIdsPath: String? = nil
     public var levels = 3
     public var codebookSize = 64
+    /// Catalogue features added to every item's vector (`ItemCatalogue`, read from `cataloguePath`): a
+    /// table of one row per feature value, an item adding the weighted sum of its values' rows.
+    public var catalogueFeatures: [CatalogueFeature] = []
+    /// The goodbooks `books.csv` the catalogue features come from.
+    public var cataloguePath: String? = nil
     public init() {}
+
+    /// The tower's name in reports: the kind, plus the catalogue features.
+    public var label: String {
+        let features = catalogueFeatures.map(\.rawValue).joined(separator: "+")
+        if kind == .catalogue { return "catalogue \(features)" }
+        return catalogueFeatures.isEmpty ? kind.rawValue : "\(kind.rawValue) + catalogue \(features)"
+    }
 }
 
 /// The item side of a model: pulls item vectors and pushes item gradients through the configured tables.
@@ -43,13 +64,17 @@ final class ItemTower: @unchecked Sendable {
     let contentTable: String?
     let content: ContentEmbeddings?
     let contentRow: [UInt64: Int]
+    /// The catalogue feature table and the items' feature keys (nil without `catalogueFeatures`).
+    let catalogueTable: String?
+    let catalogue: ItemCatalogue?
     /// Rows the item side may use (reported).
     let rows: Int
 
     private init(config: ItemTowerConfiguration, client: EmbedPSClient, dim: Int, idTable: String?, semanticTable: String?,
-                 contentTable: String?, content: ContentEmbeddings?, rows: Int) {
+                 contentTable: String?, content: ContentEmbeddings?, catalogueTable: String?, catalogue: ItemCatalogue?, rows: Int) {
         self.config = config; self.client = client; self.dim = dim; self.idTable = idTable; self.semanticTable = semanticTable; self.rows = rows
         self.contentTable = contentTable; self.content = content
+        self.catalogueTable = catalogueTable; self.catalogue = catalogue
         contentRow = content.map { c in Dictionary(c.ids.enumerated().map { ($1, $0) }, uniquingKeysWith: { a, _ in a }) } ?? [:]
     }
 
@@ -132,8 +157,27 @@ final class ItemTower: @unchecked Sendable {
             contentTable = spec.name
             rows += embeddings.dim
         }
+        var catalogueTable: String? = nil, catalogue: ItemCatalogue? = nil
+        if kind == .catalogue && config.catalogueFeatures.isEmpty {
+            throw DataError("item tower catalogue needs --item-features LIST and --books PATH (it has no table besides the catalogue's)")
+        }
+        if !config.catalogueFeatures.isEmpty {
+            guard let path = config.cataloguePath else {
+                throw DataError("--item-features needs --books PATH (the goodbooks books.csv the features are read from)")
+            }
+            let c = try ItemCatalogue.load(path: path, features: config.catalogueFeatures)
+            if let missing = data.itemIds.first(where: { c.keys[$0] == nil }) {
+                throw DataError("item \(missing) of the interactions has no row in \(path)")
+            }
+            let spec = TableSpec(name: "\(t.run).items_catalogue", dim: t.dim, optimizer: opt, initializer: initializer)
+            try await client.admin.createTable(spec)
+            let distinct = c.distinctKeys
+            log("item tower \(config.label): catalogue table of \(distinct) rows (one per feature value)")
+            catalogueTable = spec.name; catalogue = c
+            rows += distinct
+        }
         return ItemTower(config: config, client: client, dim: t.dim, idTable: idTable, semanticTable: semanticTable,
-                         contentTable: contentTable, content: content, rows: rows)
+                         contentTable: contentTable, content: content, catalogueTable: catalogueTable, catalogue: catalogue, rows: rows)
     }
 
     /// Item vectors of `ids` into `out` (ids.count * dim).
@@ -153,6 +197,28 @@ final class ItemTower: @unchecked Sendable {
                 Self.addProjection(content: c.base, items: ids.count, contentDim: content.dim, weights: w.base, dim: dim, into: out.base)
             }
         }
+        if let catalogueTable, let catalogue {
+            let (keys, position) = Self.catalogueKeys(ids, catalogue)
+            let rows = try await client.pull(table: catalogueTable, ids: keys)
+            for (n, id) in ids.enumerated() {
+                let o = out.base + n * dim
+                for wk in catalogue.keys[id] ?? [] {
+                    guard let p = position[wk.key] else { continue }
+                    for d in 0..<dim { o[d] += wk.weight * rows[p * dim + d] }
+                }
+            }
+        }
+    }
+
+    /// The distinct catalogue keys of `ids` (in first-seen order) and each key's position among them.
+    static func catalogueKeys(_ ids: [UInt64], _ catalogue: ItemCatalogue) -> (keys: [UInt64], position: [UInt64: Int]) {
+        var keys: [UInt64] = [], position: [UInt64: Int] = [:]
+        for id in ids {
+            for wk in catalogue.keys[id] ?? [] where position[wk.key] == nil {
+                position[wk.key] = keys.count; keys.append(wk.key)
+            }
+        }
+        return (keys, position)
     }
 
     /// out (items x dim) += C (items x contentDim) * W (contentDim x dim): item vectors of the content tower.
@@ -194,6 +260,20 @@ final class ItemTower: @unchecked Sendable {
                 Self.projectionGradient(content: c.base, items: ids.count, contentDim: content.dim, itemGradients: gradients.base, dim: dim, into: gw.base)
             }
             try await client.push(table: contentTable, ids: (0..<content.dim).map { UInt64($0) }, gradients: gw)
+        }
+        if let catalogueTable, let catalogue {
+            // d item / d row_key = the key's weight: each key's gradient sums its items' gradients, weighted.
+            let (keys, position) = Self.catalogueKeys(ids, catalogue)
+            guard !keys.isEmpty else { return }
+            var g = [Float](repeating: 0, count: keys.count * dim)
+            for (n, id) in ids.enumerated() {
+                let src = gradients.base + n * dim
+                for wk in catalogue.keys[id] ?? [] {
+                    guard let p = position[wk.key] else { continue }
+                    for d in 0..<dim { g[p * dim + d] += wk.weight * src[d] }
+                }
+            }
+            try await client.push(table: catalogueTable, ids: keys, gradients: g)
         }
     }
 }

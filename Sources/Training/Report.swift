@@ -14,7 +14,8 @@ public func renderReport(_ r: TrainingReport) -> String {
 }
 
 /// One row per item tower (test split), each the mean over its seeds with the spread (max - min over
-/// seeds), plus the popularity baseline (on the item-cold split: popularity among the held-out items).
+/// seeds), plus each baseline once (popularity; on the item-cold split, popularity among the held-out items
+/// and, from runs with catalogue features, the catalogue's ratings count).
 public func renderComparison(_ towers: [[TrainingReport]]) -> String {
     func f(_ x: Double) -> String { String(format: "%.4f", x) }
     func mean(_ xs: [Double]) -> Double { xs.isEmpty ? 0 : xs.reduce(0, +) / Double(xs.count) }
@@ -27,8 +28,11 @@ public func renderComparison(_ towers: [[TrainingReport]]) -> String {
                 String(format: "%.1f", mean(runs.map(\.seconds)))]
     }
     guard let first = towers.first?.first else { return "" }
-    let pop = first.test[1]
-    rows.append([pop.model, "-", "-", f(pop.recallAt20), "-", f(pop.ndcgAt20), f(pop.tailRecallAt20), f(pop.newItemRecallAt20), "-"])
+    // Baselines do not depend on the tower; a run with catalogue features adds the catalogue's own.
+    var shown = Set<String>()
+    for pop in towers.flatMap({ $0.first?.test.dropFirst() ?? [] }) where shown.insert(pop.model).inserted {
+        rows.append([pop.model, "-", "-", f(pop.recallAt20), "-", f(pop.ndcgAt20), f(pop.tailRecallAt20), f(pop.newItemRecallAt20), "-"])
+    }
     let m = first.test[0]
     let header = "split \(first.split?.rawValue ?? SplitKind.leaveLastOut.rawValue): test users \(m.users), tail \(m.tailUsers), new-item \(m.newItemUsers)"
     return header + "\n" + renderTable(["item tower", "item rows", "seeds", "Recall@20", "spread", "NDCG@20", "tail Recall@20", "new-item Recall@20", "seconds/run"], rows)

@@ -295,10 +295,17 @@ public final class TrainerWorker: @unchecked Sendable {
         var pop = split.kind == .itemCold ? evaluator.evaluatePopularity(heldOut: split.test, candidates: split.testCandidates)
                                           : evaluator.evaluatePopularity(heldOut: split.test, exclude: split.validation, items: nItems)
         pop.split = "test"
+        var baselines = [test, pop]
+        if split.kind == .itemCold, let catalogue = tower.catalogue {
+            var c = evaluator.evaluateCatalogueCount(heldOut: split.test, candidates: split.testCandidates,
+                                                     count: { catalogue.ratingsCount[data.itemIds[$0]] ?? 0 })
+            c.split = "test"
+            baselines.append(c)
+        }
         return TrainingReport(run: config.run, workers: config.worldSize, shards: client.shardCount, epochs: config.epochs, dim: config.dim,
                               trainInteractions: split.train.count, users: data.userIds.count, items: nItems,
-                              seconds: Date().timeIntervalSince(started), finalLoss: lastLoss, itemTower: config.itemTower.kind.rawValue,
-                              itemRows: tower.rows, test: [test, pop], validation: validation, footprint: footprint, dnis: dnisSummaries,
+                              seconds: Date().timeIntervalSince(started), finalLoss: lastLoss, itemTower: config.itemTower.label,
+                              itemRows: tower.rows, test: baselines, validation: validation, footprint: footprint, dnis: dnisSummaries,
                               lifecycle: try await lifecycleSummary(), seed: config.seed, split: config.split)
     }
 
@@ -619,7 +626,7 @@ public final class TrainerWorker: @unchecked Sendable {
             SoftmaxModel.normalise(users.base, rows: data.userIds.count, dim: dim)
             SoftmaxModel.normalise(items.base, rows: data.itemIds.count, dim: dim)
         }
-        let model = "\(config.model.label)\(config.model == .softmax && config.temperature > 0 ? " cos/\(config.temperature)" : "") (EmbedPS, items: \(config.itemTower.kind.rawValue)\(config.userTower == .id ? "" : ", users: \(config.userTower.rawValue)"))"
+        let model = "\(config.model.label)\(config.model == .softmax && config.temperature > 0 ? " cos/\(config.temperature)" : "") (EmbedPS, items: \(config.itemTower.label)\(config.userTower == .id ? "" : ", users: \(config.userTower.rawValue)"))"
         if !candidates.isEmpty {
             return evaluator.evaluate(model: model, heldOut: heldOut, candidates: candidates, userVectors: users.base, itemVectors: items.base, dim: dim)
         }

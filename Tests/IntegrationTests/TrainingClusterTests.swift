@@ -118,6 +118,27 @@ func parseReport(_ text: String) throws -> Report {
         #expect(rt >= 2 * ps[0].test[1].recallAt20, "twin \(rt) vs popularity \(ps[0].test[1].recallAt20)")
     }
 
+    /// The item-cold split of the sample (301 test items never seen in training): a semantic-ID tower (unigram
+    /// pieces of RQ-k-means codes) plus the catalogue's popularity feature (Goodreads-wide ratings count in
+    /// half-octave buckets, from the bundled books.csv) beats popularity among the held-out items, a reference
+    /// told the other users' held-out interactions, and the catalogue feature alone: the semantic rows carry
+    /// what each user likes on top of how popular a book is. Measured 0.556 against 0.464 and 0.402 on test
+    /// (seed 1, 575 users); the 1.1x and 1.15x margins are above one run's seed noise of about 7%.
+    @Test func aSemanticTowerWithTheCatalogueBeatsPopularityOnColdItems() throws {
+        let dir = URL(fileURLWithPath: Self.sample).deletingLastPathComponent()
+        let args = ["--split", "item-cold", "--model", "softmax", "--dim", "32", "--lr", "0.1", "--epochs", "5", "--max-inflight-pushes", "0",
+                    "--item-rows", "1000", "--item-features", "popularity", "--books", dir.appendingPathComponent("books.csv").path,
+                    "--embeddings", dir.appendingPathComponent("item_embeddings.f32").path, "--item-ids", dir.appendingPathComponent("item_ids.txt").path]
+        let semantic = try train(shards: 1, workers: 1, seed: 1, args: args + ["--item-tower", "unigram+catalogue"])
+        let alone = try train(shards: 1, workers: 1, seed: 1, args: args + ["--item-tower", "catalogue"])
+        #expect(semantic.test.map(\.model) == ["two-tower softmax (EmbedPS, items: unigram + catalogue popularity)",
+                                               "popularity among held-out items", "catalogue ratings count"])
+        let reference = semantic.test[1].recallAt20, catalogueCount = semantic.test[2].recallAt20
+        #expect(semantic.test[0].recallAt20 >= 1.1 * reference, "unigram + catalogue \(semantic.test[0].recallAt20) vs popularity among held-out items \(reference)")
+        #expect(semantic.test[0].recallAt20 >= 1.1 * catalogueCount, "unigram + catalogue \(semantic.test[0].recallAt20) vs catalogue ratings count \(catalogueCount)")
+        #expect(semantic.recall >= 1.15 * alone.recall, "unigram + catalogue \(semantic.recall) vs the catalogue alone \(alone.recall)")
+    }
+
     /// A streaming run (file order, one pass) with admission 2 and an item TTL: the trainer's own eviction
     /// passes delete stale item rows, the first push of every id is refused, and the model still beats
     /// popularity; the report's counters are the shards' (rows at the end below users + items).

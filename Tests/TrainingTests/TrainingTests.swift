@@ -408,3 +408,84 @@ import Client
         }
     }
 }
+
+@Suite struct ItemCatalogueTests {
+    static let csv = [
+        "book_id,authors,original_publication_year,language_code,ratings_count,title",
+        #"1,Suzanne Collins,2008.0,eng,4780653,"The Hunger Games (The Hunger Games, #1)""#,
+        #"2,"J.K. Rowling, Mary GrandPré",1997.0,eng,4602479,"Harry Potter and the ""Stone""""#,
+        "3,Suzanne Collins,,,0,Plain",
+    ].joined(separator: "\n")
+
+    @Test func quotedFieldsAuthorsDecadesAndPopularityBucketsAreRead() throws {
+        let c = try ItemCatalogue.parse(Self.csv, source: "t.csv", features: [.author, .year, .language, .popularity])
+        let k = ItemCatalogue.featureKey
+        #expect(c.keys[1] == [.init(key: k("author", "Suzanne Collins"), weight: 1), .init(key: k("year", "2000"), weight: 1),
+                              .init(key: k("language", "eng"), weight: 1), .init(key: k("popularity", "44"), weight: 1)])
+        // Two authors share the author feature's weight; the quoted title with "" and commas keeps the columns aligned.
+        #expect(c.keys[2]?.prefix(2).map(\.weight) == [0.5, 0.5])
+        #expect(c.keys[2]?[1].key == k("author", "Mary GrandPré") && c.keys[2]?[2].key == k("year", "1990"))
+        // Empty year and language are one "unknown" value each; a zero count is bucket 0.
+        #expect(c.keys[3]?.suffix(3).map(\.key) == [k("year", "unknown"), k("language", "unknown"), k("popularity", "0")])
+        #expect(c.ratingsCount == [1: 4780653, 2: 4602479, 3: 0])
+        // Distinct keys: 3 authors (Collins shared), 3 years, 2 languages, 2 popularity buckets (4780653 and 4602479 share 44).
+        #expect(c.distinctKeys == 3 + 3 + 2 + 2)
+        // Keys are a stable hash (FNV-1a 64), the same in every process.
+        #expect(Self.fnv("a") == 0xaf63_dc4c_8601_ec8c && k("a", "b") == Self.fnv("a:b"))
+        let popularityOnly = try ItemCatalogue.parse(Self.csv, source: "t.csv", features: [.popularity])
+        #expect(popularityOnly.keys[2] == [.init(key: k("popularity", "44"), weight: 1)])
+    }
+
+    static func fnv(_ s: String) -> UInt64 {
+        s.utf8.reduce(0xcbf2_9ce4_8422_2325) { ($0 ^ UInt64($1)) &* 0x100_0000_01b3 }
+    }
+
+    @Test func malformedCataloguesNameTheLineAndTheFix() {
+        func message(_ text: String) -> String {
+            do { _ = try ItemCatalogue.parse(text, source: "b.csv", features: [.popularity]); return "" } catch { return "\(error)" }
+        }
+        let header = "book_id,authors,original_publication_year,language_code,ratings_count"
+        #expect(message("book_id,authors\n1,x").contains("no 'original_publication_year' column"))
+        #expect(message(header + "\n1,\"x,1,e,3").contains("b.csv:2: a quoted field is not closed"))
+        #expect(message(header + "\n1,x,1,e").contains("b.csv:2: 4 fields, the header has 5"))
+        #expect(message(header + "\nx,x,1,e,3").contains("book_id 'x' is not an id"))
+        #expect(message(header + "\n1,x,1,e,3\n1,y,1,e,3").contains("b.csv:3: book_id 1 appears twice"))
+        #expect(message(header + "\n1,x,1,e,-3").contains("ratings_count '-3' is not a count"))
+        #expect(message("").contains("is empty"))
+        #expect(throws: DataError.self) { try CatalogueFeature.list("popularity,colour") }
+        #expect(throws: DataError.self) { try CatalogueFeature.list("author,author") }
+        #expect(throws: DataError.self) { try CatalogueFeature.list(",") }
+        #expect((try? CatalogueFeature.list("author, popularity")) == [.author, .popularity])
+    }
+
+    @Test func towerNamesTakeTheCatalogueSuffix() {
+        let f: [CatalogueFeature] = [.popularity]
+        #expect(ItemTowerConfiguration.parse("content", features: f).map { [$0.0.rawValue] + $0.1.map(\.rawValue) } == ["content"])
+        #expect(ItemTowerConfiguration.parse("id+spm+catalogue", features: f).map { [$0.0.rawValue] + $0.1.map(\.rawValue) } == ["id+spm", "popularity"])
+        #expect(ItemTowerConfiguration.parse("catalogue", features: f).map { [$0.0.rawValue] + $0.1.map(\.rawValue) } == ["catalogue", "popularity"])
+        #expect(ItemTowerConfiguration.parse("catalogue+catalogue", features: f) == nil)
+        #expect(ItemTowerConfiguration.parse("ids+catalogue", features: f) == nil)
+        var c = ItemTowerConfiguration(); c.kind = .unigram; c.catalogueFeatures = [.author, .popularity]
+        #expect(c.label == "unigram + catalogue author+popularity")
+    }
+
+    /// A batch's catalogue rows: each key once, in the order its first item asks for it.
+    @Test func catalogueKeysAreDistinctInFirstSeenOrder() throws {
+        let c = try ItemCatalogue.parse(Self.csv, source: "t.csv", features: [.author, .popularity])
+        let (keys, position) = ItemTower.catalogueKeys([2, 1, 2, 3], c)
+        let k = ItemCatalogue.featureKey
+        #expect(keys == [k("author", "J.K. Rowling"), k("author", "Mary GrandPré"), k("popularity", "44"), k("author", "Suzanne Collins"),
+                         k("popularity", "0")])
+        #expect(keys.enumerated().allSatisfy { position[$0.element] == $0.offset })
+    }
+
+    @Test func theCatalogueBaselineRanksCandidatesByTheirCount() {
+        let e = RankingEvaluator(split: InteractionSplit(SplitAndMetricTests.data))
+        // Counts put candidate 7 first, then 5, then 6; with 25 candidates, user 0's item 6 ranks third.
+        let candidates = Array(5..<30)
+        let count: (Int) -> Double = { [7: 100, 5: 50, 6: 10][$0] ?? 0 }
+        let m = e.evaluateCatalogueCount(heldOut: [(0, 6), (1, 7)], candidates: candidates, count: count)
+        #expect(m.model == "catalogue ratings count" && m.users == 2 && m.recallAt20 == 1)
+        #expect(abs(m.ndcgAt20 - (1 / log2(4.0) + 1) / 2) < 1e-12, "ndcg \(m.ndcgAt20)")
+    }
+}

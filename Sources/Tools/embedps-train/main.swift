@@ -45,13 +45,18 @@ options:
   --item-tower KIND        id (default) | unigram | prefix | spm | id+spm | content | id+content: how items
                            are represented (semantic kinds: an item is the sum of its semantic-ID sub-piece
                            rows; content: a learned projection of the item's content embedding, one row per
-                           content dimension)
+                           content dimension); KIND+catalogue adds the --item-features rows, catalogue alone
+                           is those rows only
+  --item-features LIST     catalogue features for KIND+catalogue towers, from --books: author, year, language,
+                           popularity (Goodreads-wide ratings_count in half-octave buckets: popularity from
+                           outside the interactions); one row per feature value, summed into the item vector
+  --books PATH             goodbooks books.csv (the item catalogue the features are read from)
   --item-rows N            row budget of the item side (id: hashed into N rows; 0 = one row per item;
                            id+spm: N/2 each)
   --embeddings PATH        item content embeddings (float32) for semantic and content towers
   --item-ids PATH          ids of the embedding rows, one per line
   --levels N / --codes K   semantic-ID levels and codebook size (default 3 / 64)
-  --compare-item-towers LIST   train once per item tower in LIST (e.g. id,unigram,prefix,spm,id+spm) at the
+  --compare-item-towers LIST   train once per item tower in LIST (e.g. id,unigram,prefix,spm,id+spm,content+catalogue) at the
                            same --item-rows for each seed of --seeds and print one comparison table of
                            means and spreads (one worker)
   --density D              dynamic sparsity (DSL) of the user and item id tables: D of each row's entries
@@ -89,7 +94,7 @@ options:
 """
 let o = Options(Array(CommandLine.arguments.dropFirst()), usage: usage, flagNames: ["json", "time-ordered"],
                 known: ["cluster", "data", "rank", "world-size", "run", "dim", "epochs", "batch", "lr", "l2", "max-inflight-pushes", "seed",
-                         "item-tower", "item-rows", "embeddings", "item-ids", "levels", "codes", "compare-item-towers",
+                         "item-tower", "item-rows", "item-features", "books", "embeddings", "item-ids", "levels", "codes", "compare-item-towers",
                          "density", "regrow-interval", "compare-densities", "dnis-blocks", "dnis-search-epochs", "dnis-prune",
                          "dnis-retrain-epochs", "dnis-alpha-lr", "compare-dnis",
                          "admit-min-count", "item-ttl-updates", "user-ttl-updates", "evict-every", "negatives", "model", "sampled-negatives", "temperature", "compare-lifecycle", "seeds", "split", "cold-fraction", "split-seed", "user-tower", "recent-decay", "recent-window", "auth-token-file", "tls-ca", "metrics-port"])
@@ -103,11 +108,24 @@ config.seed = UInt64(o.int("seed", default: 1))
 config.itemTower.rowBudget = o.int("item-rows", default: 0)
 config.itemTower.embeddingsPath = o.string("embeddings"); config.itemTower.embeddingIdsPath = o.string("item-ids")
 config.itemTower.levels = o.int("levels", default: 3); config.itemTower.codebookSize = o.int("codes", default: 64)
-@MainActor func towerKind(_ name: String) -> ItemTowerConfiguration.Kind {
-    guard let k = ItemTowerConfiguration.Kind(rawValue: name) else { o.fail("unknown item tower '\(name)': use id, unigram, prefix, spm, id+spm, content or id+content") }
+let itemFeatures: [CatalogueFeature]
+do { itemFeatures = try o.string("item-features").map { try CatalogueFeature.list($0) } ?? [] } catch { o.fail("\(error)") }
+config.itemTower.cataloguePath = o.string("books")
+if !itemFeatures.isEmpty && config.itemTower.cataloguePath == nil { o.fail("--item-features needs --books PATH (goodbooks books.csv)") }
+/// The kind and catalogue features of a tower name (`ItemTowerConfiguration.parse`).
+@MainActor func towerKind(_ name: String) -> (ItemTowerConfiguration.Kind, [CatalogueFeature]) {
+    guard let k = ItemTowerConfiguration.parse(name, features: itemFeatures) else {
+        o.fail("unknown item tower '\(name)': use id, unigram, prefix, spm, id+spm, content, id+content, any of them +catalogue, or catalogue")
+    }
+    if k.0 == .catalogue || name.hasSuffix("+catalogue") {
+        guard !itemFeatures.isEmpty else { o.fail("item tower '\(name)' needs --item-features LIST and --books PATH") }
+    }
     return k
 }
-config.itemTower.kind = towerKind(o.string("item-tower", default: "id"))
+(config.itemTower.kind, config.itemTower.catalogueFeatures) = towerKind(o.string("item-tower", default: "id"))
+if !itemFeatures.isEmpty && o.string("compare-item-towers") == nil && config.itemTower.catalogueFeatures.isEmpty {
+    o.fail("--item-features is used by item towers named KIND+catalogue or catalogue: e.g. --item-tower content+catalogue")
+}
 let json = o.flag("json")
 config.timeOrdered = o.flag("time-ordered")
 guard let negatives = NegativeSampling(rawValue: o.string("negatives", default: "uniform")) else { o.fail("--negatives takes uniform or in-batch") }
@@ -224,7 +242,7 @@ do {
             var runs: [TrainingReport] = []
             for seed in seeds {
                 var c = config
-                c.itemTower.kind = towerKind(name)
+                (c.itemTower.kind, c.itemTower.catalogueFeatures) = towerKind(name)
                 c.seed = seed
                 c.run = "\(config.run)-\(name.replacingOccurrences(of: "+", with: "_"))" + (seeds.count > 1 ? "-seed\(seed)" : "")
                 c.rank = 0; c.worldSize = 1
