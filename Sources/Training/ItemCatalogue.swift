@@ -57,8 +57,10 @@ public struct ItemCatalogue: Sendable {
 
     /// Parses books.csv text (`source` names it in errors).
     public static func parse(_ text: String, source: String, features: [CatalogueFeature]) throws -> ItemCatalogue {
-        var lines = text.split(omittingEmptySubsequences: true, whereSeparator: { $0 == "\n" || $0 == "\r\n" }).makeIterator()
-        guard let headerLine = lines.next() else { throw DataError("\(source) is empty: expected a books.csv header line") }
+        // Blank lines are skipped but counted, so errors name the file's own line numbers.
+        var lines = text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" }).enumerated()
+            .filter { !$0.element.isEmpty }.makeIterator()
+        guard let (_, headerLine) = lines.next() else { throw DataError("\(source) is empty: expected a books.csv header line") }
         let header = try csvFields(headerLine, source: source, line: 1)
         func column(_ name: String) throws -> Int {
             guard let c = header.firstIndex(of: name) else { throw DataError("\(source) has no '\(name)' column (goodbooks books.csv expected)") }
@@ -67,9 +69,8 @@ public struct ItemCatalogue: Sendable {
         let idColumn = try column("book_id"), authorsColumn = try column("authors"), yearColumn = try column("original_publication_year")
         let languageColumn = try column("language_code"), countColumn = try column("ratings_count")
         var keys: [UInt64: [WeightedKey]] = [:], counts: [UInt64: Double] = [:]
-        var lineNumber = 1
-        while let line = lines.next() {
-            lineNumber += 1
+        while let (index, line) = lines.next() {
+            let lineNumber = index + 1
             let f = try csvFields(line, source: source, line: lineNumber)
             guard f.count == header.count else {
                 throw DataError("\(source):\(lineNumber): \(f.count) fields, the header has \(header.count)")

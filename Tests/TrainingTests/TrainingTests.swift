@@ -450,6 +450,8 @@ import Client
         #expect(message(header + "\n1,x,1,e").contains("b.csv:2: 4 fields, the header has 5"))
         #expect(message(header + "\nx,x,1,e,3").contains("book_id 'x' is not an id"))
         #expect(message(header + "\n1,x,1,e,3\n1,y,1,e,3").contains("b.csv:3: book_id 1 appears twice"))
+        // Blank lines are skipped and still counted.
+        #expect(message(header + "\n\n1,x,1,e,3\n\n1,y,1,e,3\n").contains("b.csv:5: book_id 1 appears twice"))
         #expect(message(header + "\n1,x,1,e,-3").contains("ratings_count '-3' is not a count"))
         #expect(message("").contains("is empty"))
         #expect(throws: DataError.self) { try CatalogueFeature.list("popularity,colour") }
