@@ -295,17 +295,18 @@ public final class TrainerWorker: @unchecked Sendable {
         var pop = split.kind == .itemCold ? evaluator.evaluatePopularity(heldOut: split.test, candidates: split.testCandidates)
                                           : evaluator.evaluatePopularity(heldOut: split.test, exclude: split.validation, items: nItems)
         pop.split = "test"
-        var baselines = [test, pop]
+        // The model's row first, then the baselines.
+        var testRows = [test, pop]
         if split.kind == .itemCold, let catalogue = tower.catalogue {
             var c = evaluator.evaluateCatalogueCount(heldOut: split.test, candidates: split.testCandidates,
                                                      count: { catalogue.ratingsCount[data.itemIds[$0]] ?? 0 })
             c.split = "test"
-            baselines.append(c)
+            testRows.append(c)
         }
         return TrainingReport(run: config.run, workers: config.worldSize, shards: client.shardCount, epochs: config.epochs, dim: config.dim,
                               trainInteractions: split.train.count, users: data.userIds.count, items: nItems,
                               seconds: Date().timeIntervalSince(started), finalLoss: lastLoss, itemTower: config.itemTower.label,
-                              itemRows: tower.rows, test: baselines, validation: validation, footprint: footprint, dnis: dnisSummaries,
+                              itemRows: tower.rows, test: testRows, validation: validation, footprint: footprint, dnis: dnisSummaries,
                               lifecycle: try await lifecycleSummary(), seed: config.seed, split: config.split)
     }
 
