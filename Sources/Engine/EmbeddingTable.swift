@@ -15,6 +15,8 @@ public final class TableCounters: Sendable {
     let backpressureFlushes = Atomic<UInt64>(0)
     /// Rows read from RocksDB for pushes (rows not cached when pushed).
     let rowsLoaded = Atomic<UInt64>(0)
+    /// Pushes that enqueued their log record before pinning their rows (`EmbeddingTable.pushLoggingFirst`).
+    let pushesLoggedFirst = Atomic<UInt64>(0)
     /// Admission tables: rows created by a push; pushed ids counted but not applied (not admitted yet).
     let rowsAdmitted = Atomic<UInt64>(0), pushesRefused = Atomic<UInt64>(0)
     /// Eviction tables: rows deleted by eviction passes, and the passes.
@@ -32,6 +34,8 @@ public struct TableSnapshot: Sendable {
     public let logBytes: UInt64
     public let pulls, pushes, rowsPulled, rowsPushed, cacheHits, cacheMisses, checkpoints, rowsFlushed: UInt64
     public let backpressureFlushes, rowsLoaded, evictions: UInt64
+    /// Pushes that handed their record to the update log before pinning their rows (rows all cached).
+    public let pushesLoggedFirst: UInt64
     /// Admission and eviction policies (zero without them); `evictions` above counts cache evictions.
     public let rowsAdmitted, pushesRefused, rowsEvicted, evictionPasses, admissionSketchBytes: UInt64
     /// The last applied update-log sequence.
@@ -87,14 +91,18 @@ struct FlushState {
 /// - A push pins its rows stripe by stripe (placeholders for misses, filled from RocksDB with no lock held),
 ///   then takes the commit lock: sequence number, log record queued, rows updated in place (each stripe
 ///   locked while written), ledger; releases it, waits for the group commit, unpins. Updates of one row are
-///   therefore applied in sequence order, exactly the log's order.
+///   therefore applied in sequence order, exactly the log's order. While a table's pushes find their rows
+///   cached (`logsBeforePinning`), a push takes the commit lock first and queues its record before it pins,
+///   so the log write overlaps the pin as well as the apply (`pushLoggingFirst`); a row it must read is then
+///   read under the commit lock.
 /// - The flusher locks one stripe at a time to copy dirty images and to mark them clean. The flush lock
 ///   serialises flushes, checkpoints and exclusive sections.
 /// - An exclusive section (`withExclusive`: table-kind operations, imports, migrations) holds the flush lock, the
 ///   commit lock and every stripe: nothing else reads or writes a row meanwhile.
 /// Atomicity: everything that can fail (validation, reads from RocksDB) happens before the commit; after the
-/// commit only the log write can fail, and then the table refuses every later call (`poisoned`) until the
-/// shard restarts and replays what was durable.
+/// commit only the log write can fail (or, for a push that logged before pinning, the read of a row the
+/// cache did not hold), and then the table refuses every later call (`poisoned`) and takes no checkpoint
+/// until the shard restarts and replays what was durable.
 final class EmbeddingTable: @unchecked Sendable {
     let spec: TableSpec
     let addressing: RowAddressing
@@ -144,6 +152,10 @@ final class EmbeddingTable: @unchecked Sendable {
     var storedRows: UInt64 { storedRowsCount.load(ordering: .relaxed) }
     /// Dirty rows, approximately (exact values are in the stripes); drives the flusher and back-pressure.
     let dirtyApprox = Atomic<Int>(0)
+    /// Pushes in a row whose rows were all cached (none read from storage); see `logsBeforePinning`.
+    let cachedPushStreak = Atomic<Int>(0)
+    /// Cached pushes in a row after which pushes log before they pin.
+    static let logFirstStreak = 8
     /// Set when a log write failed: the table refuses everything until the shard restarts.
     let poisoned = Mutex<String?>(nil)
 
@@ -364,8 +376,10 @@ final class EmbeddingTable: @unchecked Sendable {
         try checkHealthy()
         if let id = record.requestID, let n = commit.withLock({ $0.ledger.rowsUpdated(by: id) }) { return n }
         try waitForFlusherIfOverLimit()
+        if logsBeforePinning { return try pushLoggingFirst(record) }
         let keys = UnsafeBufferPointer(start: record.keys, count: record.count)
         let pins = try pinRows(keys)
+        noteCachedPush(loaded: pins.loaded)
         if admission != nil || rowCap > 0, let admitted = admit(record, pins) {
             // Some ids were refused: their rows are unpinned and the admitted ones pushed alone (or nothing).
             defer { admitted.record.deallocate() }
@@ -377,6 +391,53 @@ final class EmbeddingTable: @unchecked Sendable {
             return try commitPinned(admitted.record, pins: admitted.pins)
         }
         return try commitPinned(record, pins: pins)
+    }
+
+    /// Whether a push hands its record to the update log before it pins its rows (`pushLoggingFirst`): the
+    /// table logs what a push sends (no admission or row cap choosing rows after the pin, no DNIS chain rule
+    /// reading them), and its recent pushes found every row cached.
+    private var logsBeforePinning: Bool {
+        tuning.logBeforePin && admission == nil && rowCap == 0 && dnis == nil
+            && cachedPushStreak.load(ordering: .relaxed) >= Self.logFirstStreak
+    }
+
+    /// Counts a push whose pin read `loaded` rows from storage toward `cachedPushStreak`.
+    private func noteCachedPush(loaded: Int) {
+        if loaded > 0 { cachedPushStreak.store(0, ordering: .relaxed) }
+        else if cachedPushStreak.load(ordering: .relaxed) < Self.logFirstStreak { cachedPushStreak.add(1, ordering: .relaxed) }
+    }
+
+    /// A push that enqueues its record on the update log before pinning its rows, so the log's write runs
+    /// during the pin pass as well as the apply (the pin pass is most of a cached push's own work): under the
+    /// commit lock, the sequence, the enqueue, the pin and the apply, so rows are still updated in sequence
+    /// order. Used while recent pushes found every row cached; a row that is not is read from storage under
+    /// the lock, and the next pushes pin first again. A failed read after the record was enqueued poisons
+    /// the table (the record is in the log; a restart replays it). All or nothing; durable on return.
+    private func pushLoggingFirst(_ record: PushRecord) throws(EngineError) -> Int {
+        let logRecord = record.logRecord
+        let keys = UnsafeBufferPointer(start: record.keys, count: record.count)
+        let (seq, repeated, loaded, failure) = commit.withLock { state -> (UInt64, Int?, Int, EngineError?) in
+            if let id = record.requestID, let n = state.ledger.rowsUpdated(by: id) { return (0, n, 0, nil) }
+            let seq = state.lastSeq + 1
+            state.lastSeq = seq
+            log.enqueue(logRecord, seq: seq)
+            let pins: PinnedRows
+            do { pins = try pinRows(keys) } catch { return (seq, nil, 0, poison(error)) }
+            applyPinned(pins, gradients: record.gradients, seq: seq, replay: false, unpin: true)
+            if let id = record.requestID { state.ledger.record(id, rows: record.count) }
+            return (seq, nil, pins.loaded, nil)
+        }
+        if let repeated { return repeated }
+        // The record's memory (the caller's) must outlive its write, even when the push failed.
+        let written: EngineError?
+        do { try log.waitDurable(seq); written = nil } catch { written = poison(error) }
+        if let failure { throw failure }
+        if let written { throw written }
+        noteCachedPush(loaded: loaded)
+        counters.pushesLoggedFirst.add(1, ordering: .relaxed)
+        counters.pushes.add(1, ordering: .relaxed)
+        counters.rowsPushed.add(UInt64(record.count), ordering: .relaxed)
+        return record.count
     }
 
     /// Admission of a push's new rows (rows that do not exist): counts them in the sketch, then lets through
@@ -461,6 +522,8 @@ final class EmbeddingTable: @unchecked Sendable {
         let slots: UnsafeMutableBufferPointer<Int32>
         let plan: StripePlan
         unowned let store: RowStore
+        /// Rows the pin read from storage (or initialised): not cached when pinned.
+        var loaded = 0
         var count: Int { stripes.count }
         init(count: Int, plan: StripePlan, store: RowStore) {
             stripes = .allocate(capacity: count); slots = .allocate(capacity: count)
@@ -499,6 +562,7 @@ final class EmbeddingTable: @unchecked Sendable {
             throw error
         }
         counters.rowsLoaded.add(UInt64(toLoad.count), ordering: .relaxed)
+        pins.loaded = toLoad.count
         loadKeys.withUnsafeBufferPointer { lk in
             let loadPlan = store.plan(lk)
             store.withStripes(loadPlan) { stripe, _, positions in
@@ -750,6 +814,8 @@ final class EmbeddingTable: @unchecked Sendable {
     ///   rows written down to half of it.
     /// A table whose rows all fit is left alone between checkpoints.
     func flusherPass(logBytesLimit: Int, maxInterval: Double, evictionAllowed: Bool = true) throws(EngineError) {
+        // A poisoned table waits for the restart that replays its log (and refuses checkpoints meanwhile).
+        if poisoned.withLock({ $0 }) != nil { return }
         let lastSeq = commit.withLock { $0.lastSeq }
         if spec.eviction != nil {
             let rows = rowCount
@@ -790,6 +856,8 @@ final class EmbeddingTable: @unchecked Sendable {
     /// records the checkpoint sequence (synced, with the request ledger), rotates the log and deletes the
     /// segments the checkpoint covers.
     func checkpoint() throws(EngineError) {
+        // A poisoned table may have a durable record it did not apply: no checkpoint may cover it.
+        try checkHealthy()
         try flushing.withLock { (fs) throws(EngineError) in
             guard !fs.dropped else { return }
             // Updates committed so far must be durable before their rows can be written.
@@ -984,6 +1052,7 @@ final class EmbeddingTable: @unchecked Sendable {
                              checkpoints: cnt.checkpoints.load(ordering: .relaxed), rowsFlushed: cnt.rowsFlushed.load(ordering: .relaxed),
                              backpressureFlushes: cnt.backpressureFlushes.load(ordering: .relaxed),
                              rowsLoaded: cnt.rowsLoaded.load(ordering: .relaxed), evictions: c.evictions,
+                             pushesLoggedFirst: cnt.pushesLoggedFirst.load(ordering: .relaxed),
                              rowsAdmitted: cnt.rowsAdmitted.load(ordering: .relaxed), pushesRefused: cnt.pushesRefused.load(ordering: .relaxed),
                              rowsEvicted: cnt.rowsEvicted.load(ordering: .relaxed), evictionPasses: cnt.evictionPasses.load(ordering: .relaxed),
                              admissionSketchBytes: UInt64(admission?.sketchBytes ?? 0), lastSequence: lastSequence)
@@ -1008,10 +1077,13 @@ public struct TableTuning: Sendable {
     public var readThreads: Int = 1
     /// Fewest rows each of those threads gets: a smaller read stays on the caller's thread.
     public var rowsPerReadThread: Int = 256
+    /// Whether pushes of a table whose rows are cached enqueue their log record before pinning their rows
+    /// (`EmbeddingTable.pushLoggingFirst`); false: always after (to compare the two).
+    public var logBeforePin = true
     public init() {}
     /// Watermarks derived from the cache size: flush above a quarter of it, make pushes help above 90%.
-    public init(cacheRows: Int, stripes: Int = 64, readThreads: Int = 1) {
-        self.cacheRows = cacheRows; self.stripes = stripes; self.readThreads = max(1, readThreads)
+    public init(cacheRows: Int, stripes: Int = 64, readThreads: Int = 1, logBeforePin: Bool = true) {
+        self.cacheRows = cacheRows; self.stripes = stripes; self.readThreads = max(1, readThreads); self.logBeforePin = logBeforePin
         dirtyLowWatermark = max(1, cacheRows / 4)
         dirtyHardLimit = max(1, cacheRows * 9 / 10)
     }

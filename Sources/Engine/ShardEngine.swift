@@ -24,6 +24,8 @@ public struct ShardEngineConfiguration: Sendable {
     /// Threads one request's storage reads are split across (its cache misses, read in storage order: each
     /// thread MultiGets a contiguous part; `TableTuning.readThreads`). 1: the request's thread only.
     public var readThreads: Int = max(1, ProcessInfo.processInfo.activeProcessorCount)
+    /// Whether pushes to a cached table log before they pin their rows (`TableTuning.logBeforePin`).
+    public var logBeforePin = true
     /// Largest number of ids in one request.
     public var maxIdsPerRequest: Int = 1 << 20
     /// A table is checkpointed (every dirty row written, the family flushed, old update-log segments
@@ -128,7 +130,7 @@ public final class ShardEngine: @unchecked Sendable {
         return try EmbeddingTable(spec: spec, identity: identity, family: family, db: db,
                                   logDirectory: configuration.dataDirectory + "/updatelog/" + identity.logDirectoryName,
                                   tuning: TableTuning(cacheRows: configuration.cacheRowsPerTable, stripes: configuration.stripesPerTable,
-                                                      readThreads: configuration.readThreads),
+                                                      readThreads: configuration.readThreads, logBeforePin: configuration.logBeforePin),
                                   sync: configuration.durability == .sync, semantic: semantic)
     }
 
@@ -498,6 +500,15 @@ public final class ShardEngine: @unchecked Sendable {
             let keys = try ownedKeys(t, ids, write: true)
             // Every value finite before anything changes (sums of duplicates are checked again below).
             if let bad = GradientCheck.firstNonFinite(gradientBytes) { throw .nonFiniteGradient(table: name, id: ids[bad / dim], column: bad % dim) }
+            let source = gradientBytes.baseAddress!
+            let aligned = Int(bitPattern: source) % MemoryLayout<Float>.alignment == 0
+            // Strictly increasing keys (a client's usual sorted batch) are distinct without a map.
+            if t.dnis == nil && aligned && Self.strictlyIncreasing(keys) {
+                let record = EmbeddingTable.PushRecord.borrowing(source.assumingMemoryBound(to: Float.self), count: keys.count, dim: dim, requestID: requestID)
+                defer { record.deallocate() }
+                keys.withUnsafeBufferPointer { record.keys.update(from: $0.baseAddress!, count: keys.count) }
+                return try t.push(record)
+            }
             // Distinct row keys, in first-seen order.
             var position = UInt64Map(capacity: keys.count)
             var uniqueIndex = [Int32](repeating: 0, count: keys.count)
@@ -505,8 +516,7 @@ public final class ShardEngine: @unchecked Sendable {
             for i in 0..<keys.count {
                 if let p = position.getOrInsert(keys[i], unique) { uniqueIndex[i] = Int32(p) } else { uniqueIndex[i] = Int32(unique); unique += 1 }
             }
-            let source = gradientBytes.baseAddress!
-            if unique == keys.count && t.dnis == nil && Int(bitPattern: source) % MemoryLayout<Float>.alignment == 0 {
+            if unique == keys.count && t.dnis == nil && aligned {
                 // Distinct ids (the usual batch): log and apply straight from the request's floats (DNIS
                 // tables rewrite gradients by the chain rule, so they always copy).
                 let record = EmbeddingTable.PushRecord.borrowing(source.assumingMemoryBound(to: Float.self), count: unique, dim: dim, requestID: requestID)
@@ -539,6 +549,15 @@ public final class ShardEngine: @unchecked Sendable {
                 throw .nonFiniteGradient(table: name, id: id, column: bad % dim)
             }
             return try t.push(record)
+        }
+    }
+
+    /// Whether every key is greater than the one before (so no two are equal).
+    static func strictlyIncreasing(_ keys: [UInt64]) -> Bool {
+        keys.withUnsafeBufferPointer { k in
+            var i = 1
+            while i < k.count { if k[i] <= k[i - 1] { return false }; i += 1 }
+            return true
         }
     }
 

@@ -45,6 +45,10 @@ extension ShardService {
             m.add("embedps_table_cache_hits_total", "Cache hits of pulls", .counter, labels: l, Double(t.cacheHits))
             m.add("embedps_table_cache_misses_total", "Cache misses of pulls", .counter, labels: l, Double(t.cacheMisses))
             m.add("embedps_table_checkpoints_total", "Checkpoints (dirty rows written, log trimmed)", .counter, labels: l, Double(t.checkpoints))
+            m.add("embedps_table_rows_flushed_total", "Dirty rows written to RocksDB (flusher, checkpoints, back-pressure)", .counter, labels: l, Double(t.rowsFlushed))
+            m.add("embedps_table_backpressure_flushes_total", "Pushes that wrote dirty rows themselves because the flusher fell behind", .counter, labels: l, Double(t.backpressureFlushes))
+            m.add("embedps_table_rows_loaded_total", "Rows pushes read from RocksDB (not cached when pushed)", .counter, labels: l, Double(t.rowsLoaded))
+            m.add("embedps_table_pushes_logged_first_total", "Pushes whose update-log write started before their rows were pinned (rows cached)", .counter, labels: l, Double(t.pushesLoggedFirst))
             if t.spec.admission != nil {
                 m.add("embedps_table_rows_admitted_total", "Rows created by pushes once admitted", .counter, labels: l, Double(t.rowsAdmitted))
                 m.add("embedps_table_pushes_refused_total", "Pushed ids counted but not applied (not admitted yet)", .counter, labels: l, Double(t.pushesRefused))

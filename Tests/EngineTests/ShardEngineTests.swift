@@ -120,6 +120,23 @@ import Vocabulary
         #expect(try pull(e, "t", others) == [Float](repeating: -0.1, count: others.count * 2))
     }
 
+    /// A push's ids in ascending order (taken as distinct without a map), in any other order, or repeated
+    /// (summed), update the same rows by the same amounts.
+    @Test func pushedIdsInAnyOrderOrRepeatedUpdateTheSameRows() throws {
+        let (e, dir) = try makeEngine()
+        defer { e.close(); try? FileManager.default.removeItem(atPath: dir) }
+        #expect(ShardEngine.strictlyIncreasing([1, 2, 9]) && ShardEngine.strictlyIncreasing([7]) && ShardEngine.strictlyIncreasing([]))
+        #expect(!ShardEngine.strictlyIncreasing([1, 1, 2]) && !ShardEngine.strictlyIncreasing([2, 1]))
+        for name in ["asc", "desc", "dup"] {
+            _ = try e.createTable(TableSpec(name: name, dim: 2, optimizer: OptimizerConfig(kind: .sgd, learningRate: 1)))
+        }
+        #expect(try push(e, "asc", [3, 5, 8], [1, 2, 3, 4, 5, 6]) == 3)
+        #expect(try push(e, "desc", [8, 5, 3], [5, 6, 3, 4, 1, 2]) == 3)
+        #expect(try push(e, "dup", [5, 3, 8, 5], [1, 1, 1, 2, 5, 6, 2, 3]) == 3)
+        let expected: [Float] = [-1, -2, -3, -4, -5, -6]
+        for name in ["asc", "desc", "dup"] { #expect(try pull(e, name, [3, 5, 8]) == expected, "\(name)") }
+    }
+
     @Test func aDataDirectoryBelongsToOneShardIndex() throws {
         let (e, dir) = try makeEngine(shards: 2, index: 0)
         e.close()
@@ -230,6 +247,99 @@ import Vocabulary
         #expect(failures.messages.isEmpty, "\(failures.messages)")
         let ids = (0..<idSpace).map { $0 }
         #expect(try pull(e, "t", ids) == ids.map { -Float(failures.pushesPerId[$0, default: 0]) })
+    }
+
+    /// Pushes from three threads to overlapping rows, in phases whose rows are cached (pushes then log
+    /// before they pin) and phases that bring new rows in (pushes pin first again; the first such push may
+    /// read them under the commit lock), with Adagrad, whose result depends on the order of updates: after a
+    /// crash, replaying the log gives the very bits the live rows had, so rows were updated in log order on
+    /// both paths.
+    @Test(arguments: [true, false]) func pushesUpdateRowsInLogOrderWhetherTheyLogBeforeOrAfterPinning(logBeforePin: Bool) throws {
+        let (e, dir) = try makeEngine(cacheRows: 1 << 12) { $0.logBeforePin = logBeforePin }
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        _ = try e.createTable(TableSpec(name: "t", dim: 4, optimizer: OptimizerConfig(kind: .adagrad, learningRate: 0.1)))
+        let failures = Failures()
+        // Threads of their own (concurrentPerform may run the iterations one after the other).
+        let done = DispatchGroup()
+        for worker in 0..<3 {
+            done.enter()
+            Thread {
+                defer { done.leave() }
+                var rng = SplitMix64(seed: UInt64(worker) + 7)
+                do {
+                    for n in 0..<240 {
+                        // Phases of 40 pushes: even phases stay on rows 0..<64, odd ones add rows never seen.
+                        let phase = n / 40
+                        var ids = Set((0..<16).map { _ in rng.next() % 64 })
+                        if phase % 2 == 1 { ids.insert(1000 + UInt64(phase * 1000 + worker * 100 + n % 40)) }
+                        let sorted = ids.sorted()
+                        let g = (0..<(sorted.count * 4)).map { _ in Float(rng.next() % 1000) / 500 - 1 }
+                        _ = try push(e, "t", sorted, g)
+                    }
+                } catch { failures.record("\(error)") }
+            }.start()
+        }
+        done.wait()
+        #expect(failures.messages.isEmpty, "\(failures.messages)")
+        let snap = try e.snapshot(of: "t")
+        if logBeforePin { #expect(snap.pushesLoggedFirst > 0 && snap.pushesLoggedFirst < snap.pushes) } else { #expect(snap.pushesLoggedFirst == 0) }
+        var ids: [UInt64] = (0..<64).map { UInt64($0) }
+        for p in stride(from: 1, to: 6, by: 2) {
+            for w in 0..<3 { for n in 0..<40 { ids.append(UInt64(1000 + p * 1000 + w * 100 + n)) } }
+        }
+        let live: [Float] = try pull(e, "t", ids)
+        e.close(checkpoint: false)  // as after kill -9: every update only in the log
+        let (again, _) = try makeEngine(cacheRows: 1 << 12, dir: dir)
+        defer { again.close() }
+        let replayed: [Float] = try pull(again, "t", ids)
+        let differing = zip(replayed, live).filter { $0.0.bitPattern != $0.1.bitPattern }.count
+        #expect(replayed.count == live.count && differing == 0, "\(differing) of \(live.count) floats differ after the replay")
+    }
+
+    /// A push that logged before pinning and then failed to read a row it needs (here a stored row made
+    /// undecodable) is answered with the storage error and stops the table (its record is in the log); once
+    /// the row reads again, a restart replays the record: the push is applied whole, never in part.
+    @Test func aPushThatLoggedFirstAndFailedItsReadIsAppliedWholeAfterTheRestart() throws {
+        let (e, dir) = try makeEngine(cacheRows: 8)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        _ = try e.createTable(TableSpec(name: "t", dim: 2, optimizer: OptimizerConfig(kind: .sgd, learningRate: 1)))
+        let ids = (0..<100).map { UInt64($0) }
+        _ = try push(e, "t", ids, [Float](repeating: 1, count: 200))
+        try e.checkpointAll()
+        // Row 0 is cached by pushes to it alone; a row beyond the 8-row cache is stored only, then corrupted.
+        for _ in 0..<(EmbeddingTable.logFirstStreak + 2) { _ = try push(e, "t", [0], [1, 1]) }
+        let far: UInt64 = 50
+        let (key, good): ([UInt8], [UInt8]) = try e.withTable("t") { (t) throws(EngineError) in
+            let k = t.addressing.rowKey(far)
+            let key = RowKey.encode(slot: t.addressing.slot(ofRowKey: k), key: k)
+            #expect(t.cached(k, t.store.withAll { $0 }) == nil)
+            guard let value = try? t.db.get(t.family, key: key) else { throw .storage("row \(far) not stored") }
+            let b = WriteBatch()
+            b.put(t.family, key: key, value: [1, 2, 3])
+            do { try t.db.write(b, sync: false) } catch { throw .storage("\(error)") }
+            return (key, value)
+        }
+        #expect(try e.snapshot(of: "t").pushesLoggedFirst > 0)
+        #expect {
+            _ = try push(e, "t", [0, far], [1, 1, 1, 1])
+        } throws: { error in
+            guard case EngineError.storage(let message) = error else { return false }
+            return message.contains("row \(far)") && message.contains("refuses updates until the shard restarts")
+        }
+        #expect(throws: EngineError.self) { _ = try push(e, "t", [1], [1, 1]) }
+        // No checkpoint may cover the logged record the table did not apply.
+        #expect(throws: EngineError.self) { try e.checkpointAll() }
+        try e.withTable("t") { (t) throws(EngineError) in
+            let b = WriteBatch()
+            b.put(t.family, key: key, value: good)
+            do { try t.db.write(b, sync: false) } catch { throw .storage("\(error)") }
+        }
+        e.close(checkpoint: false)
+        let (again, _) = try makeEngine(cacheRows: 8, dir: dir)
+        defer { again.close() }
+        // Row 0: 1 + (streak + 2) + 1 pushes of 1; row 50: 1 + 1; row 1: the refused push is not applied.
+        let pushes0 = Float(EmbeddingTable.logFirstStreak + 4)
+        #expect(try pull(again, "t", [0, far, 1]) == [-pushes0, -pushes0, -2, -2, -1, -1])
     }
 
     @Test func pooledPullAndPushFollowTheItemsPieces() throws {

@@ -36,6 +36,9 @@ func httpGet(port: Int, path: String) throws -> (String, String) {
         try await client.admin.createTable(TableSpec(name: "m", dim: 4, optimizer: OptimizerConfig(kind: .sgd, learningRate: 1)))
         try await client.push(table: "m", ids: [1, 2, 3], gradients: [Float](repeating: 1, count: 12))
         _ = try await client.pull(table: "m", ids: [1, 2, 3, 4])
+        // The first push created its three rows (loaded); after eight pushes that found their rows cached,
+        // the next two hand their record to the log before pinning.
+        for _ in 0..<10 { try await client.push(table: "m", ids: [1, 2, 3], gradients: [Float](repeating: 1, count: 12)) }
 
         let (status, body) = try httpGet(port: port, path: "/metrics")
         #expect(status.contains("200"))
@@ -43,6 +46,10 @@ func httpGet(port: Int, path: String) throws -> (String, String) {
         #expect(body.contains("embedps_table_rows{shard=\"0\",table=\"m\"} 3"))
         #expect(body.contains("embedps_table_rows_pulled_total{shard=\"0\",table=\"m\"} 4"))
         #expect(body.contains("embedps_request_latency_p99_seconds{shard=\"0\"}"))
+        #expect(body.contains("embedps_table_pushes_total{shard=\"0\",table=\"m\"} 11"))
+        #expect(body.contains("embedps_table_rows_loaded_total{shard=\"0\",table=\"m\"} 3"))
+        #expect(body.contains("embedps_table_pushes_logged_first_total{shard=\"0\",table=\"m\"} 2"))
+        #expect(body.contains("embedps_table_backpressure_flushes_total{shard=\"0\",table=\"m\"} 0"))
         // Every non-comment line is `name{labels} value` in the text exposition format.
         let sample = try Regex(#"^[a-zA-Z_:][a-zA-Z0-9_:]*(\{[a-zA-Z_][a-zA-Z0-9_]*="[^"]*"(,[a-zA-Z_][a-zA-Z0-9_]*="[^"]*")*\})? [-+0-9.eEaInNf]+$"#)
         for line in body.split(separator: "\n") where !line.hasPrefix("#") {
