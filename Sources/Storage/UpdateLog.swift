@@ -350,23 +350,81 @@ public final class UpdateLog: @unchecked Sendable {
     @discardableResult
     public func replay(after: UInt64, _ body: (UInt64, UnsafeRawBufferPointer) throws -> Void) throws -> UInt64 {
         var last = after
-        for s in segments() {
-            guard let data = FileManager.default.contents(atPath: path(s)) else { continue }
-            try data.withUnsafeBytes { (bytes: UnsafeRawBufferPointer) in
-                var off = 0
-                var previous = s == 0 ? 0 : s - 1
-                while bytes.count - off >= Self.headerLength {
-                    let h = RecordHeader(bytes, at: off)
-                    guard h.known, bytes.count - off - Self.headerLength >= h.length else { return }
-                    let payload = UnsafeRawBufferPointer(rebasing: bytes[(off + Self.headerLength)..<(off + Self.headerLength + h.length)])
-                    guard h.matches(payload), h.seq > previous else { return }   // corrupt, or a recycled file's stale tail
-                    previous = h.seq
-                    if h.seq > last { try body(h.seq, payload); last = h.seq }
-                    off += Self.headerLength + h.length
-                }
+        let segs = segments()
+        // The next segment is read on another thread while this one's records are applied.
+        var ahead = segs.first.map { SegmentRead(path($0)) }
+        defer { ahead?.bytes()?.deallocate() }   // a replay that threw leaves a read in flight
+        for (i, s) in segs.enumerated() {
+            let current = ahead
+            ahead = i + 1 < segs.count ? SegmentRead(path(segs[i + 1])) : nil
+            guard let data = current?.bytes() else { continue }
+            defer { data.deallocate() }
+            let bytes = UnsafeRawBufferPointer(data)
+            var off = 0
+            var previous = s == 0 ? 0 : s - 1
+            while bytes.count - off >= Self.headerLength {
+                let h = RecordHeader(bytes, at: off)
+                guard h.known, bytes.count - off - Self.headerLength >= h.length else { break }
+                let payload = UnsafeRawBufferPointer(rebasing: bytes[(off + Self.headerLength)..<(off + Self.headerLength + h.length)])
+                guard h.matches(payload), h.seq > previous else { break }   // corrupt, or a recycled file's stale tail
+                previous = h.seq
+                if h.seq > last { try body(h.seq, payload); last = h.seq }
+                off += Self.headerLength + h.length
             }
         }
         return last
+    }
+
+    /// A segment file being read (`readSegment`) on a background thread; `bytes()` waits for it.
+    private final class SegmentRead: @unchecked Sendable {
+        private let done = DispatchSemaphore(value: 0)
+        // Written by the reading thread before `done` is signalled, read after waiting for it.
+        private var result: UnsafeMutableRawBufferPointer?
+        init(_ path: String) {
+            DispatchQueue.global().async { [self] in
+                result = UpdateLog.readSegment(path)
+                done.signal()
+            }
+        }
+        /// The segment's bytes (the caller deallocates them), or nil when it could not be read.
+        func bytes() -> UnsafeMutableRawBufferPointer? {
+            done.wait()
+            return result
+        }
+    }
+
+    /// A whole segment file in memory (4 KiB-aligned; the caller deallocates it), read with `O_DIRECT` in
+    /// 8 MiB parts where the file system allows it: segments are written with direct I/O, so the page cache
+    /// does not hold them, and a buffered read (the kernel's small read-ahead, then a copy of every page)
+    /// made replay read at ~0.2 GB/s, 85% of a crash recovery's time. Nil when the file cannot be read.
+    static func readSegment(_ path: String) -> UnsafeMutableRawBufferPointer? {
+        var fd = open(path, O_RDONLY | O_CLOEXEC | embedps_o_direct)
+        var direct = true
+        if fd < 0 && errno == EINVAL { fd = open(path, O_RDONLY | O_CLOEXEC); direct = false }
+        guard fd >= 0 else { return nil }
+        defer { Glibc.close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { return nil }
+        let size = Int(st.st_size)
+        let capacity = max(blockSize, (size + blockSize - 1) / blockSize * blockSize)
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: blockSize)
+        let part = 8 << 20
+        var filled = 0
+        while filled < capacity {
+            let n = pread(fd, buffer + filled, min(part, capacity - filled), off_t(filled))
+            if n < 0 && errno == EINTR { continue }
+            if n < 0 && direct && errno == EINVAL {
+                // The file system took O_DIRECT at open but refuses this read: read the rest buffered.
+                let again = open(path, O_RDONLY | O_CLOEXEC)
+                guard again >= 0 else { buffer.deallocate(); return nil }
+                Glibc.close(fd); fd = again; direct = false
+                continue
+            }
+            if n < 0 { buffer.deallocate(); return nil }
+            if n == 0 { break }
+            filled += n
+        }
+        return UnsafeMutableRawBufferPointer(start: buffer, count: min(filled, size))
     }
 
     /// The sequence after which the log still holds every durable record (older ones were trimmed by

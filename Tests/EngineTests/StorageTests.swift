@@ -269,6 +269,24 @@ import Vocabulary
 @Suite struct UpdateLogBlockTests {
     /// Records of sizes around the 4 KiB block boundaries, written in groups of varying size with rotations
     /// in between, replay byte for byte (the staged partial block is rewritten by each group).
+    /// Replay reads segments whole with direct I/O in 8 MiB parts: files of any size, aligned or not (a
+    /// segment cut short, or written where direct I/O was refused), come back byte for byte.
+    @Test func segmentsOfAnySizeAreReadWhole() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("seg-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var rng = SplitMix64(seed: 11)
+        for size in [0, 1, 4095, 4096, 4097, (8 << 20) + 5000] {
+            let bytes = (0..<size).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+            let file = dir + "/\(size).log"
+            #expect(FileManager.default.createFile(atPath: file, contents: Data(bytes)))
+            let read = try #require(UpdateLog.readSegment(file))
+            defer { read.deallocate() }
+            #expect(read.count == size && Array(UnsafeRawBufferPointer(read)) == bytes, "size \(size)")
+        }
+        #expect(UpdateLog.readSegment(dir + "/absent.log") == nil)
+    }
+
     @Test func recordsOfManySizesReplayExactly() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("log-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: dir) }
