@@ -14,8 +14,7 @@ struct BatchPlan {
     init(ids: UnsafeBufferPointer<UInt64>, route: TableRoute, slotMap: SlotMap) {
         var position = UInt64Map(capacity: ids.count)
         // Ascending input (the common case for trainers that sort their batch) is distinct without hashing.
-        var ascending = true
-        for i in 1..<max(1, ids.count) where ids[i] <= ids[i - 1] { ascending = false; break }
+        let ascending = isStrictlyIncreasing(ids)
         var uniqueIndex = [Int32](repeating: 0, count: ids.count)
         var unique: [UInt64] = []
         unique.reserveCapacity(ids.count)

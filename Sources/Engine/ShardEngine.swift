@@ -500,23 +500,21 @@ public final class ShardEngine: @unchecked Sendable {
             let keys = try ownedKeys(t, ids, write: true)
             // Every value finite before anything changes (sums of duplicates are checked again below).
             if let bad = GradientCheck.firstNonFinite(gradientBytes) { throw .nonFiniteGradient(table: name, id: ids[bad / dim], column: bad % dim) }
-            let source = gradientBytes.baseAddress!
-            let aligned = Int(bitPattern: source) % MemoryLayout<Float>.alignment == 0
-            // Strictly increasing keys (a client's usual sorted batch) are distinct without a map.
-            if t.dnis == nil && aligned && Self.strictlyIncreasing(keys) {
-                let record = EmbeddingTable.PushRecord.borrowing(source.assumingMemoryBound(to: Float.self), count: keys.count, dim: dim, requestID: requestID)
-                defer { record.deallocate() }
-                keys.withUnsafeBufferPointer { record.keys.update(from: $0.baseAddress!, count: keys.count) }
-                return try t.push(record)
-            }
-            // Distinct row keys, in first-seen order.
-            var position = UInt64Map(capacity: keys.count)
+            // Distinct row keys, in first-seen order; strictly increasing keys (a client's usual sorted batch)
+            // are distinct without the map.
             var uniqueIndex = [Int32](repeating: 0, count: keys.count)
             var unique = 0
-            for i in 0..<keys.count {
-                if let p = position.getOrInsert(keys[i], unique) { uniqueIndex[i] = Int32(p) } else { uniqueIndex[i] = Int32(unique); unique += 1 }
+            if keys.withUnsafeBufferPointer(isStrictlyIncreasing) {
+                for i in 0..<keys.count { uniqueIndex[i] = Int32(i) }
+                unique = keys.count
+            } else {
+                var position = UInt64Map(capacity: keys.count)
+                for i in 0..<keys.count {
+                    if let p = position.getOrInsert(keys[i], unique) { uniqueIndex[i] = Int32(p) } else { uniqueIndex[i] = Int32(unique); unique += 1 }
+                }
             }
-            if unique == keys.count && t.dnis == nil && aligned {
+            let source = gradientBytes.baseAddress!
+            if unique == keys.count && t.dnis == nil && Int(bitPattern: source) % MemoryLayout<Float>.alignment == 0 {
                 // Distinct ids (the usual batch): log and apply straight from the request's floats (DNIS
                 // tables rewrite gradients by the chain rule, so they always copy).
                 let record = EmbeddingTable.PushRecord.borrowing(source.assumingMemoryBound(to: Float.self), count: unique, dim: dim, requestID: requestID)
@@ -549,15 +547,6 @@ public final class ShardEngine: @unchecked Sendable {
                 throw .nonFiniteGradient(table: name, id: id, column: bad % dim)
             }
             return try t.push(record)
-        }
-    }
-
-    /// Whether every key is greater than the one before (so no two are equal).
-    static func strictlyIncreasing(_ keys: [UInt64]) -> Bool {
-        keys.withUnsafeBufferPointer { k in
-            var i = 1
-            while i < k.count { if k[i] <= k[i - 1] { return false }; i += 1 }
-            return true
         }
     }
 

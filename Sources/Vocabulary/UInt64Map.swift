@@ -81,3 +81,11 @@ public struct UInt64Map {
         for i in 0..<oldKeys.count where oldValues[i] >= 0 { set(oldKeys[i], Int(oldValues[i])) }
     }
 }
+
+/// Whether every key is greater than the one before (so no two are equal): a batch its sender sorted needs no
+/// `UInt64Map` to find duplicates.
+public func isStrictlyIncreasing(_ keys: UnsafeBufferPointer<UInt64>) -> Bool {
+    var i = 1
+    while i < keys.count { if keys[i] <= keys[i - 1] { return false }; i += 1 }
+    return true
+}
