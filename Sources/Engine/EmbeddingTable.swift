@@ -15,7 +15,7 @@ public final class TableCounters: Sendable {
     let backpressureFlushes = Atomic<UInt64>(0)
     /// Rows read from RocksDB for pushes (rows not cached when pushed).
     let rowsLoaded = Atomic<UInt64>(0)
-    /// Pushes that enqueued their log record before pinning their rows (`EmbeddingTable.pushLoggingFirst`).
+    /// Pushes that enqueued their log record before pinning their rows (`EmbeddingTable.commitPush`).
     let pushesLoggedFirst = Atomic<UInt64>(0)
     /// Admission tables: rows created by a push; pushed ids counted but not applied (not admitted yet).
     let rowsAdmitted = Atomic<UInt64>(0), pushesRefused = Atomic<UInt64>(0)
@@ -93,7 +93,7 @@ struct FlushState {
 ///   locked while written), ledger; releases it, waits for the group commit, unpins. Updates of one row are
 ///   therefore applied in sequence order, exactly the log's order. While a table's pushes find their rows
 ///   cached (`logsBeforePinning`), a push takes the commit lock first and queues its record before it pins,
-///   so the log write overlaps the pin as well as the apply (`pushLoggingFirst`); a row it must read is then
+///   so the log write overlaps the pin as well as the apply (`commitPush`); a row it must read is then
 ///   read under the commit lock.
 /// - The flusher locks one stripe at a time to copy dirty images and to mark them clean. The flush lock
 ///   serialises flushes, checkpoints and exclusive sections.
@@ -376,7 +376,7 @@ final class EmbeddingTable: @unchecked Sendable {
         try checkHealthy()
         if let id = record.requestID, let n = commit.withLock({ $0.ledger.rowsUpdated(by: id) }) { return n }
         try waitForFlusherIfOverLimit()
-        if logsBeforePinning { return try pushLoggingFirst(record) }
+        if logsBeforePinning { return try commitPush(record, pinned: nil) }
         let keys = UnsafeBufferPointer(start: record.keys, count: record.count)
         let pins = try pinRows(keys)
         noteCachedPush(loaded: pins.loaded)
@@ -388,12 +388,12 @@ final class EmbeddingTable: @unchecked Sendable {
                 if let id = record.requestID { commit.withLock { $0.ledger.record(id, rows: 0) } }
                 return 0
             }
-            return try commitPinned(admitted.record, pins: admitted.pins)
+            return try commitPush(admitted.record, pinned: admitted.pins)
         }
-        return try commitPinned(record, pins: pins)
+        return try commitPush(record, pinned: pins)
     }
 
-    /// Whether a push hands its record to the update log before it pins its rows (`pushLoggingFirst`): the
+    /// Whether a push hands its record to the update log before it pins its rows (`commitPush`): the
     /// table logs what a push sends (no admission or row cap choosing rows after the pin, no DNIS chain rule
     /// reading them), and its recent pushes found every row cached.
     private var logsBeforePinning: Bool {
@@ -405,39 +405,6 @@ final class EmbeddingTable: @unchecked Sendable {
     private func noteCachedPush(loaded: Int) {
         if loaded > 0 { cachedPushStreak.store(0, ordering: .relaxed) }
         else if cachedPushStreak.load(ordering: .relaxed) < Self.logFirstStreak { cachedPushStreak.add(1, ordering: .relaxed) }
-    }
-
-    /// A push that enqueues its record on the update log before pinning its rows, so the log's write runs
-    /// during the pin pass as well as the apply (the pin pass is most of a cached push's own work): under the
-    /// commit lock, the sequence, the enqueue, the pin and the apply, so rows are still updated in sequence
-    /// order. Used while recent pushes found every row cached; a row that is not is read from storage under
-    /// the lock, and the next pushes pin first again. A failed read after the record was enqueued poisons
-    /// the table (the record is in the log; a restart replays it). All or nothing; durable on return.
-    private func pushLoggingFirst(_ record: PushRecord) throws(EngineError) -> Int {
-        let logRecord = record.logRecord
-        let keys = UnsafeBufferPointer(start: record.keys, count: record.count)
-        let (seq, repeated, loaded, failure) = commit.withLock { state -> (UInt64, Int?, Int, EngineError?) in
-            if let id = record.requestID, let n = state.ledger.rowsUpdated(by: id) { return (0, n, 0, nil) }
-            let seq = state.lastSeq + 1
-            state.lastSeq = seq
-            log.enqueue(logRecord, seq: seq)
-            let pins: PinnedRows
-            do { pins = try pinRows(keys) } catch { return (seq, nil, 0, poison(error)) }
-            applyPinned(pins, gradients: record.gradients, seq: seq, replay: false, unpin: true)
-            if let id = record.requestID { state.ledger.record(id, rows: record.count) }
-            return (seq, nil, pins.loaded, nil)
-        }
-        if let repeated { return repeated }
-        // The record's memory (the caller's) must outlive its write, even when the push failed.
-        let written: EngineError?
-        do { try log.waitDurable(seq); written = nil } catch { written = poison(error) }
-        if let failure { throw failure }
-        if let written { throw written }
-        noteCachedPush(loaded: loaded)
-        counters.pushesLoggedFirst.add(1, ordering: .relaxed)
-        counters.pushes.add(1, ordering: .relaxed)
-        counters.rowsPushed.add(UInt64(record.count), ordering: .relaxed)
-        return record.count
     }
 
     /// Admission of a push's new rows (rows that do not exist): counts them in the sketch, then lets through
@@ -486,30 +453,48 @@ final class EmbeddingTable: @unchecked Sendable {
                 refusedKeys.withUnsafeBufferPointer { pins.subset(dropped, keys: $0) })
     }
 
-    /// The commit of a push whose rows are pinned (see `push`); unpins them.
-    private func commitPinned(_ record: PushRecord, pins: PinnedRows) throws(EngineError) -> Int {
+    /// The commit of a push: under the commit lock, its sequence, its record queued for the log writer, its
+    /// rows updated in place (so in sequence order), the ledger; then the wait for the record to be durable.
+    /// `pinned`: the rows, pinned before the commit (they are unpinned). Nil: the push logs before it pins
+    /// (`logsBeforePinning`): the rows are pinned after the enqueue, inside the lock, so the log's write
+    /// runs during the pin pass as well as the apply (the pin pass is most of a cached push's own work); a
+    /// row not cached is read from storage under the lock, and a failed read poisons the table (the record
+    /// is in the log; a restart replays it). All or nothing; durable on return.
+    private func commitPush(_ record: PushRecord, pinned: PinnedRows?) throws(EngineError) -> Int {
         var unpinned = false
-        defer { if !unpinned { unpin(pins) } }
+        defer { if !unpinned, let pinned { unpin(pinned) } }
         let logRecord = record.logRecord
-        let (seq, repeated): (UInt64, Int?) = commit.withLock { state in
-            if let id = record.requestID, let n = state.ledger.rowsUpdated(by: id) { return (0, n) }
+        let (seq, repeated, loaded, failure) = commit.withLock { state -> (UInt64, Int?, Int, EngineError?) in
+            if let id = record.requestID, let n = state.ledger.rowsUpdated(by: id) { return (0, n, 0, nil) }
             let seq = state.lastSeq + 1
             state.lastSeq = seq
-            if let dn = dnis {
+            if let dn = dnis, let pinned {
                 let dnisState = dnisBox.withLock { $0 }
                 if !dnisState.pruned {
                     // The chain rule before logging: what is logged no longer depends on alpha.
-                    for j in 0..<pins.count { dn.chainRule(pins.row(j), gradient: record.gradients + j * dim, state: dnisState) }
+                    for j in 0..<pinned.count { dn.chainRule(pinned.row(j), gradient: record.gradients + j * dim, state: dnisState) }
                 }
             }
             log.enqueue(logRecord, seq: seq)
+            let pins: PinnedRows
+            if let pinned { pins = pinned } else {
+                do { pins = try pinRows(UnsafeBufferPointer(start: record.keys, count: record.count)) } catch { return (seq, nil, 0, poison(error)) }
+            }
             applyPinned(pins, gradients: record.gradients, seq: seq, replay: false, unpin: true)
             unpinned = true
             if let id = record.requestID { state.ledger.record(id, rows: record.count) }
-            return (seq, nil)
+            return (seq, nil, pins.loaded, nil)
         }
         if let repeated { return repeated }
-        do { try log.waitDurable(seq) } catch { throw poison(error) }
+        // The record's memory (the caller's) must outlive its write, even when the push failed.
+        let written: EngineError?
+        do { try log.waitDurable(seq); written = nil } catch { written = poison(error) }
+        if let failure { throw failure }
+        if let written { throw written }
+        if pinned == nil {
+            noteCachedPush(loaded: loaded)
+            counters.pushesLoggedFirst.add(1, ordering: .relaxed)
+        }
         counters.pushes.add(1, ordering: .relaxed)
         counters.rowsPushed.add(UInt64(record.count), ordering: .relaxed)
         return record.count
@@ -1078,7 +1063,7 @@ public struct TableTuning: Sendable {
     /// Fewest rows each of those threads gets: a smaller read stays on the caller's thread.
     public var rowsPerReadThread: Int = 256
     /// Whether pushes of a table whose rows are cached enqueue their log record before pinning their rows
-    /// (`EmbeddingTable.pushLoggingFirst`); false: always after (to compare the two).
+    /// (`EmbeddingTable.commitPush`); false: always after (to compare the two).
     public var logBeforePin = true
     public init() {}
     /// Watermarks derived from the cache size: flush above a quarter of it, make pushes help above 90%.
