@@ -28,13 +28,30 @@ static inline grpc_byte_buffer *embedps_byte_buffer_alloc(size_t length, uint8_t
     return bb;
 }
 
-/// Copies a byte buffer into one contiguous slice (no copy when it already is one slice).
+/// A byte buffer's bytes as one contiguous slice: a new reference when the buffer is one uncompressed slice,
+/// else a copy (the reader decompresses a compressed buffer).
 static inline grpc_slice embedps_byte_buffer_flatten(grpc_byte_buffer *bb) {
+    if (bb->type == GRPC_BB_RAW && bb->data.raw.compression == GRPC_COMPRESS_NONE && bb->data.raw.slice_buffer.count == 1) {
+        return grpc_slice_ref(bb->data.raw.slice_buffer.slices[0]);
+    }
     grpc_byte_buffer_reader reader;
     if (!grpc_byte_buffer_reader_init(&reader, bb)) { return grpc_empty_slice(); }
     grpc_slice s = grpc_byte_buffer_reader_readall(&reader);
     grpc_byte_buffer_reader_destroy(&reader);
     return s;
+}
+
+/// Whether a byte buffer's slices are its bytes as sent (uncompressed), so they may be read in place.
+static inline int embedps_byte_buffer_is_plain(const grpc_byte_buffer *bb) {
+    return bb->type == GRPC_BB_RAW && bb->data.raw.compression == GRPC_COMPRESS_NONE;
+}
+/// Number of slices of a byte buffer.
+static inline size_t embedps_byte_buffer_slice_count(const grpc_byte_buffer *bb) { return bb->data.raw.slice_buffer.count; }
+/// Slice `i` of a byte buffer: its first byte (valid while the buffer lives), its length in `*length`.
+static inline const uint8_t *embedps_byte_buffer_slice(grpc_byte_buffer *bb, size_t i, size_t *length) {
+    grpc_slice *s = &bb->data.raw.slice_buffer.slices[i];
+    *length = GRPC_SLICE_LENGTH(*s);
+    return GRPC_SLICE_START_PTR(*s);
 }
 
 static inline void embedps_op_send_initial_metadata(grpc_op *op, size_t count, grpc_metadata *md) {

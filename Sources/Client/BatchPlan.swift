@@ -12,9 +12,15 @@ struct BatchPlan {
     let distinct: Bool
 
     init(ids: UnsafeBufferPointer<UInt64>, route: TableRoute, slotMap: SlotMap) {
-        var position = UInt64Map(capacity: ids.count)
         // Ascending input (the common case for trainers that sort their batch) is distinct without hashing.
         let ascending = isStrictlyIncreasing(ids)
+        if ascending && slotMap.shardCount == 1 {
+            // Every id distinct and owned by the one shard: the plan is the identity.
+            let all = (0..<Int32(ids.count)).map { $0 }
+            uniqueIndex = all; unique = Array(ids); byShard = [all]; distinct = true
+            return
+        }
+        var position = UInt64Map(capacity: ascending ? 0 : ids.count)
         var uniqueIndex = [Int32](repeating: 0, count: ids.count)
         var unique: [UInt64] = []
         unique.reserveCapacity(ids.count)

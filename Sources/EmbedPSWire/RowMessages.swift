@@ -159,6 +159,34 @@ public enum RowMessageDecoder {
         return try body(RowRequestView(table: table, ids: UnsafeBufferPointer(start: ids.baseAddress, count: total), gradientBytes: gradients))
     }
 
+    /// The layout of a PullResponse of `total` bytes that starts with `prefix` and has the shape our shards
+    /// write: field 1 (dim, non-zero), then field 2 (the values) ending the message. Returns the dim and where
+    /// the values start, or nil for any other shape (then decode it with `pullResponse`, which accepts every
+    /// valid encoding). Where this returns a layout, `pullResponse` of the whole message returns the same dim
+    /// and the bytes from `valuesOffset` to the end, so a reader may copy the rows from the slices the
+    /// message arrived in without making it contiguous first.
+    public static func pullResponseLayout(prefix: UnsafeRawBufferPointer, total: Int) -> (dim: Int, valuesOffset: Int)? {
+        var at = 0
+        func varint(maxBytes: Int) -> UInt64? {
+            var v: UInt64 = 0
+            for i in 0..<maxBytes {
+                guard at < prefix.count else { return nil }
+                let b = prefix[at]; at += 1
+                v |= UInt64(b & 0x7f) << (7 * UInt64(i))
+                if b & 0x80 == 0 { return v }
+            }
+            return nil
+        }
+        guard prefix.count >= 4, prefix[0] == 0x08 else { return nil }
+        at = 1
+        guard let dim = varint(maxBytes: 5), dim != 0, dim <= UInt64(UInt32.max) else { return nil }
+        guard at < prefix.count, prefix[at] == 0x12 else { return nil }
+        at += 1
+        guard let length = varint(maxBytes: 9), length > 0, length <= UInt64(Int.max / 2),
+              at + Int(length) == total, Int(length) % (Int(dim) * 4) == 0 else { return nil }
+        return (Int(dim), at)
+    }
+
     /// Reads a PullResponse in place: returns (dim, raw float bytes). Strict like every decoder here.
     public static func pullResponse(_ bytes: UnsafeRawBufferPointer) throws -> (dim: Int, values: UnsafeRawBufferPointer) {
         var r = ProtoReader(bytes, message: "embedps.v1.PullResponse")

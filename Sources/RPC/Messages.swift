@@ -1,5 +1,6 @@
 import CGRPC
 import Glibc
+import Synchronization
 
 /// Process-wide gRPC core initialisation. `ensure()` is idempotent and thread-safe (Swift globals are lazy-once).
 enum GRPCRuntime {
@@ -7,27 +8,96 @@ enum GRPCRuntime {
     static func ensure() { _ = initialized }
 }
 
-/// A received message: one contiguous slice owned by this object and released on deinit.
-/// Bytes are only valid inside `withUnsafeBytes`. Immutable, so safe to share across threads.
+/// A received message, owned by this object and released on deinit. Its bytes are read either in place, as
+/// the slices they arrived in (`withSegments`, no copy), or as one contiguous slice (`withUnsafeBytes`, made
+/// on first use: a copy when the message arrived in several slices). Bytes are only valid inside those
+/// closures. The bytes never change, so it is safe to share across threads (the contiguous slice is made
+/// once, under `flat`'s lock).
 public final class ReceivedMessage: @unchecked Sendable {
-    private let slice = UnsafeMutablePointer<grpc_slice>.allocate(capacity: 1)
+    /// The message as received (kept until deinit: `withSegments` reads it).
+    private let buffer: UnsafeMutablePointer<grpc_byte_buffer>?
+    /// The contiguous slice, once made (or given).
+    private let flat: Mutex<grpc_slice?>
 
-    /// Takes ownership of `buffer` (flattens it to one slice, destroys the buffer).
+    /// Takes ownership of `buffer` (destroyed by deinit).
     init(consuming buffer: UnsafeMutablePointer<grpc_byte_buffer>) {
-        slice.initialize(to: embedps_byte_buffer_flatten(buffer))
-        grpc_byte_buffer_destroy(buffer)
+        self.buffer = buffer
+        flat = Mutex(nil)
     }
     public init(copying bytes: [UInt8]) {
         GRPCRuntime.ensure()
-        slice.initialize(to: bytes.withUnsafeBufferPointer { grpc_slice_from_copied_buffer(UnsafeRawPointer($0.baseAddress)?.assumingMemoryBound(to: CChar.self), $0.count) })
+        buffer = nil
+        flat = Mutex(bytes.withUnsafeBufferPointer { grpc_slice_from_copied_buffer(UnsafeRawPointer($0.baseAddress)?.assumingMemoryBound(to: CChar.self), $0.count) })
     }
-    deinit { grpc_slice_unref(slice.pointee); slice.deallocate() }
+    deinit {
+        flat.withLock { if let s = $0 { grpc_slice_unref(s) } }
+        if let buffer { grpc_byte_buffer_destroy(buffer) }
+    }
 
-    public var count: Int { embedps_slice_length(slice) }
+    public var count: Int {
+        if let buffer { return grpc_byte_buffer_length(buffer) }
+        return flat.withLock { s in
+            guard var made = s else { return 0 }
+            return embedps_slice_length(&made)
+        }
+    }
     public func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
-        try body(UnsafeRawBufferPointer(start: embedps_slice_start(slice), count: embedps_slice_length(slice)))
+        var s = flat.withLock { s -> grpc_slice in
+            if let made = s { return made }
+            let made = buffer.map { embedps_byte_buffer_flatten($0) } ?? grpc_empty_slice()
+            s = made
+            return made
+        }
+        return try body(UnsafeRawBufferPointer(start: embedps_slice_start(&s), count: embedps_slice_length(&s)))
     }
     public var bytes: [UInt8] { withUnsafeBytes { Array($0) } }
+
+    /// Calls `body` with the message's bytes as the slices they arrived in, in order (no copy); nil, without
+    /// calling it, when the message cannot be read in place (it arrived compressed, or was made from bytes):
+    /// read it with `withUnsafeBytes` then.
+    public func withSegments<R>(_ body: (inout SegmentReader) throws -> R) rethrows -> R? {
+        guard let buffer, embedps_byte_buffer_is_plain(buffer) != 0 else { return nil }
+        let n = embedps_byte_buffer_slice_count(buffer)
+        let segments = UnsafeMutableBufferPointer<UnsafeRawBufferPointer>.allocate(capacity: max(1, n))
+        defer { segments.deallocate() }
+        for i in 0..<n {
+            var length = 0
+            let start = embedps_byte_buffer_slice(buffer, i, &length)
+            segments[i] = UnsafeRawBufferPointer(start: start, count: length)
+        }
+        var reader = SegmentReader(UnsafeBufferPointer(rebasing: segments[0..<n]))
+        return try body(&reader)
+    }
+}
+
+/// Reads a message's bytes front to back across the slices they arrived in. Valid only inside
+/// `ReceivedMessage.withSegments`.
+public struct SegmentReader {
+    private let segments: UnsafeBufferPointer<UnsafeRawBufferPointer>
+    private var index = 0, offset = 0
+    /// Bytes not yet read.
+    public private(set) var remaining: Int
+
+    init(_ segments: UnsafeBufferPointer<UnsafeRawBufferPointer>) {
+        self.segments = segments
+        remaining = segments.reduce(0) { $0 + $1.count }
+    }
+
+    /// Copies the next `count` bytes to `destination` (or skips them when it is nil); false, reading
+    /// nothing, when fewer than `count` remain.
+    public mutating func read(_ count: Int, into destination: UnsafeMutableRawPointer?) -> Bool {
+        guard count >= 0, count <= remaining else { return false }
+        var done = 0
+        while done < count {
+            let segment = segments[index]
+            let n = min(count - done, segment.count - offset)
+            if let destination, n > 0 { (destination + done).copyMemory(from: segment.baseAddress! + offset, byteCount: n) }
+            done += n; offset += n
+            if offset == segment.count { index += 1; offset = 0 }
+        }
+        remaining -= count
+        return true
+    }
 }
 
 /// A message to send: a gRPC byte buffer, filled once by its creator, then handed to the core by a send op.

@@ -1,6 +1,7 @@
 import Testing
 import Foundation
 import Glibc
+import CGRPC
 @testable import RPC
 
 @Suite struct RPCBridgeTests {
@@ -224,5 +225,54 @@ final class ParkedReplies: @unchecked Sendable {
         let all = lock.withLock { defer { items = [] }; return items }
         for (bytes, reply) in all { reply(.success(OutgoingMessage(bytes: bytes))) }
         return all.count
+    }
+}
+
+@Suite struct ReceivedMessageTests {
+    /// A received message made of `parts` as separate slices, as the core hands over a large message.
+    static func message(_ parts: [[UInt8]]) -> ReceivedMessage {
+        GRPCRuntime.ensure()
+        var slices = parts.map { p in p.withUnsafeBufferPointer { grpc_slice_from_copied_buffer(UnsafeRawPointer($0.baseAddress)?.assumingMemoryBound(to: CChar.self), $0.count) } }
+        let buffer = slices.withUnsafeMutableBufferPointer { grpc_raw_byte_buffer_create($0.baseAddress, $0.count)! }
+        for s in slices { grpc_slice_unref(s) }
+        return ReceivedMessage(consuming: buffer)
+    }
+
+    @Test func segmentsReadTheSameBytesAsTheContiguousFormInAnyChunking() {
+        var seed: UInt64 = 3
+        func next() -> Int { seed = seed &* 6364136223846793005 &+ 1442695040888963407; return Int(seed >> 33) }
+        for round in 0..<200 {
+            let parts = (0..<(next() % 6)).map { _ in (0..<(next() % 40)).map { _ in UInt8(truncatingIfNeeded: next()) } }
+            let all = parts.flatMap { $0 }
+            let m = Self.message(parts)
+            #expect(m.count == all.count)
+            // Read in random chunks (some skipped), then past the end.
+            let read = m.withSegments { reader -> [UInt8] in
+                var got = [UInt8](repeating: 0xEE, count: all.count)
+                var at = 0
+                while reader.remaining > 0 {
+                    let n = min(reader.remaining, next() % 17)
+                    let skip = next() % 5 == 0
+                    let ok = got.withUnsafeMutableBytes { reader.read(n, into: skip ? nil : $0.baseAddress! + at) }
+                    #expect(ok)
+                    if skip { for i in at..<(at + n) { got[i] = all[i] } }
+                    at += n
+                }
+                #expect(!reader.read(1, into: nil) && reader.remaining == 0)
+                return got
+            }
+            #expect(read == all, "round \(round)")
+            // The contiguous form (made after the segments were read) holds the same bytes; reading both ways
+            // again still agrees.
+            #expect(m.bytes == all)
+            #expect(m.withSegments { r -> Bool in
+                var again = [UInt8](repeating: 0, count: all.count)
+                let ok = again.withUnsafeMutableBytes { r.read(all.count, into: $0.baseAddress) }
+                return ok && again == all
+            } == true)
+        }
+        // A message made from bytes has no slices to read in place.
+        #expect(ReceivedMessage(copying: [1, 2, 3]).withSegments { _ in true } == nil)
+        #expect(ReceivedMessage(copying: [1, 2, 3]).bytes == [1, 2, 3])
     }
 }

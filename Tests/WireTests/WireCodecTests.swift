@@ -149,6 +149,44 @@ private func hex(_ s: String) -> [UInt8] {
         }
     }
 
+    /// The in-place layout of a PullResponse (what the client copies rows by, straight from the received
+    /// slices) never disagrees with the strict decoder: on our encoder's output it is found, and on mutated
+    /// messages (bytes changed, cut, appended, fields reordered, non-minimal varints) it is either nil or
+    /// exactly what the strict decoder reads.
+    @Test func pullResponseLayoutAgreesWithTheStrictDecoder() throws {
+        var seed: UInt64 = 0x1a7
+        func next() -> UInt64 { seed = seed &* 6364136223846793005 &+ 1442695040888963407; return seed >> 11 }
+        func layout(_ b: [UInt8]) -> (dim: Int, valuesOffset: Int)? {
+            b.withUnsafeBytes { RowMessageDecoder.pullResponseLayout(prefix: UnsafeRawBufferPointer(rebasing: $0[0..<min(16, b.count)]), total: b.count) }
+        }
+        func strict(_ b: [UInt8]) -> (dim: Int, values: [UInt8])? {
+            try? b.withUnsafeBytes { r in let d = try RowMessageDecoder.pullResponse(r); return (d.dim, Array(d.values)) }
+        }
+        var found = 0, agreed = 0
+        for round in 0..<3000 {
+            let dim = [1, 3, 64, 127, 128, 300][Int(next() % 6)], count = Int(next() % 12)
+            var bytes = Wire.PullResponse(dim: UInt32(dim), values: (0..<(count * dim * 4)).map { _ in UInt8(truncatingIfNeeded: next()) }).encoded()
+            if round % 4 == 0 {
+                #expect(layout(bytes) != nil || count == 0, "dim \(dim) count \(count)")
+            } else {
+                switch next() % 6 {
+                case 0: if !bytes.isEmpty { bytes[Int(next() % UInt64(min(bytes.count, 12)))] = UInt8(truncatingIfNeeded: next()) }
+                case 1: bytes.removeLast(Int(next() % UInt64(min(bytes.count, 5) + 1)))
+                case 2: bytes += [0x18, UInt8(next() % 128)]  // an unknown field after the values
+                case 3: if let v = bytes.firstIndex(of: 0x12), bytes.first == 0x08 { bytes = Array(bytes[v...]) + Array(bytes[..<v]) }  // values first
+                case 4: if bytes.count > 2, bytes[0] == 0x08, bytes[1] < 0x80 { bytes.replaceSubrange(1...1, with: [bytes[1] | 0x80, 0x00]) }  // non-minimal dim
+                default: bytes.insert(contentsOf: [0x08, UInt8(next() % 100 + 1)], at: 0)  // dim twice
+                }
+            }
+            guard let l = layout(bytes) else { continue }
+            found += 1
+            let s = strict(bytes)
+            #expect(s != nil && s!.dim == l.dim && s!.values == Array(bytes[l.valuesOffset...]), "round \(round): \(bytes.prefix(16))")
+            if s != nil { agreed += 1 }
+        }
+        #expect(found > 600 && agreed == found)
+    }
+
     @Test func everyControlMessageRoundTrips() throws {
         var spec = Wire.TableSpec(name: "t", dim: 16, hashMode: .fixedBudget, rowBudget: 1000)
         spec.optimizer = Wire.OptimizerConfig(kind: .adagrad, learningRate: 0.05)
