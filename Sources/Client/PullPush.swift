@@ -14,7 +14,8 @@ extension EmbedPSClient {
         }
         let plan = ids.withUnsafeBufferPointer { BatchPlan(ids: $0, route: route, slotMap: slotMap) }
         // Distinct rows land at their unique index; duplicates are expanded below.
-        try await pullDistinct(table, plan.unique, route: route, into: out.base, attempt: 0)
+        // A distinct batch's plan is already the plan of its unique ids.
+        try await pullDistinct(table, plan.unique, route: route, into: out.base, attempt: 0, plan: plan.distinct ? plan : nil)
         if !plan.distinct {
             let outBase = UnsafeMutableRawPointer(out.base)
             // Positions i >= unique index: walk backwards so no source is overwritten before it is read.
@@ -25,11 +26,13 @@ extension EmbedPSClient {
         }
     }
 
-    /// Pulls distinct `ids` into `out` (row j at out[j*dim]), fanning out by owner. Parts refused by a shard
-    /// that no longer owns their slots (resharding) are pulled again after a shard-map refresh.
-    func pullDistinct(_ table: String, _ ids: [UInt64], route: TableRoute, into out: UnsafeMutablePointer<Float>, attempt: Int) async throws {
+    /// Pulls distinct `ids` into `out` (row j at out[j*dim]), fanning out by owner (`known`: their plan, if
+    /// the caller made it under the current map). Parts refused by a shard that no longer owns their slots
+    /// (resharding) are pulled again after a shard-map refresh.
+    func pullDistinct(_ table: String, _ ids: [UInt64], route: TableRoute, into out: UnsafeMutablePointer<Float>, attempt: Int,
+                      plan known: BatchPlan? = nil) async throws {
         let dim = route.dim
-        let plan = ids.withUnsafeBufferPointer { BatchPlan(ids: $0, route: route, slotMap: slotMap) }
+        let plan = known ?? ids.withUnsafeBufferPointer { BatchPlan(ids: $0, route: route, slotMap: slotMap) }
         var requests: [(Int, OutgoingMessage)] = []
         for (shard, members) in plan.byShard.enumerated() where !members.isEmpty {
             let size = RowMessageEncoder.pullRequestSize(table: table, count: members.count)

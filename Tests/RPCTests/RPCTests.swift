@@ -103,6 +103,7 @@ import CGRPC
         // The handler signals when it has started, so shutdown begins with the call really in flight.
         let started = DispatchSemaphore(value: 0)
         let server = Server(ServerConfiguration(address: "127.0.0.1:0"))
+        defer { server.shutdown() }  // idempotent: also when an expectation throws first
         server.register("/test.Echo/Slow") { _, message in
             started.signal()
             Thread.sleep(forTimeInterval: 0.3)
@@ -127,6 +128,9 @@ import CGRPC
     /// connection). The margin is wide: a 60 s grace, a 10 s bound.
     @Test func gracefulShutdownDoesNotWaitForIdleConnections() async throws {
         let server = try Self.echoServer()
+        // A started server released without a shutdown aborts the process in the core ("ShutdownCalled() ||
+        // listeners_.empty()"): shut down also when a #require below throws (shutdown is idempotent).
+        defer { server.shutdown() }
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         try #require(fd >= 0)
         defer { close(fd) }
@@ -153,6 +157,7 @@ import CGRPC
         var config = ServerConfiguration(address: "127.0.0.1:0")
         config.threads = 1
         let server = Server(config)
+        defer { server.shutdown() }  // idempotent: also when an expectation throws first
         let parked = ParkedReplies()
         server.registerDeferred("/test.Echo/Park") { _, message, reply in parked.add(message.bytes, reply) }
         server.registerDeferred("/test.Echo/Release") { _, _, reply in

@@ -100,7 +100,7 @@ do {
         let w = WorkloadW(rows: rows, dim: options.int("dim", default: 64), batchSize: options.int("batch", default: 4096), batchCount: 1024)
         try runEngineBenchmark(w, optimizer: optimizer, durability: durability, cacheRows: Int(Double(rows) * options.double("cache-fraction", default: 1.0)) + 1,
                                readThreads: serverArguments(options).last { $0.flag == "read-threads" }.flatMap { Int($0.value) },
-                               logBeforePin: serverArguments(options).last { $0.flag == "log-before-pin" }?.value != "off",
+                               logBeforePin: engineSwitch(options, "log-before-pin"),
                                seconds: options.double("seconds", default: 3),
                                ops: options.string("ops", default: "pull,push").split(separator: ",").map(String.init),
                                dists: options.string("dists", default: "uniform,zipf").split(separator: ",").compactMap { WorkloadW.Distribution(rawValue: String($0)) },
