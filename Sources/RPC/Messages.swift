@@ -34,12 +34,10 @@ public final class ReceivedMessage: @unchecked Sendable {
         if let buffer { grpc_byte_buffer_destroy(buffer) }
     }
 
+    /// The message's length in bytes (of a compressed buffer: once decompressed).
     public var count: Int {
-        if let buffer { return grpc_byte_buffer_length(buffer) }
-        return flat.withLock { s in
-            guard var made = s else { return 0 }
-            return embedps_slice_length(&made)
-        }
+        if let buffer, embedps_byte_buffer_is_plain(buffer) != 0 { return grpc_byte_buffer_length(buffer) }
+        return withUnsafeBytes { $0.count }
     }
     public func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
         var s = flat.withLock { s -> grpc_slice in
