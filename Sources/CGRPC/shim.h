@@ -28,10 +28,15 @@ static inline grpc_byte_buffer *embedps_byte_buffer_alloc(size_t length, uint8_t
     return bb;
 }
 
+/// Whether a byte buffer's slices are its bytes as sent (uncompressed), so they may be read in place.
+static inline int embedps_byte_buffer_is_plain(const grpc_byte_buffer *bb) {
+    return bb->type == GRPC_BB_RAW && bb->data.raw.compression == GRPC_COMPRESS_NONE;
+}
+
 /// A byte buffer's bytes as one contiguous slice: a new reference when the buffer is one uncompressed slice,
 /// else a copy (the reader decompresses a compressed buffer).
 static inline grpc_slice embedps_byte_buffer_flatten(grpc_byte_buffer *bb) {
-    if (bb->type == GRPC_BB_RAW && bb->data.raw.compression == GRPC_COMPRESS_NONE && bb->data.raw.slice_buffer.count == 1) {
+    if (embedps_byte_buffer_is_plain(bb) && bb->data.raw.slice_buffer.count == 1) {
         return grpc_slice_ref(bb->data.raw.slice_buffer.slices[0]);
     }
     grpc_byte_buffer_reader reader;
@@ -41,10 +46,6 @@ static inline grpc_slice embedps_byte_buffer_flatten(grpc_byte_buffer *bb) {
     return s;
 }
 
-/// Whether a byte buffer's slices are its bytes as sent (uncompressed), so they may be read in place.
-static inline int embedps_byte_buffer_is_plain(const grpc_byte_buffer *bb) {
-    return bb->type == GRPC_BB_RAW && bb->data.raw.compression == GRPC_COMPRESS_NONE;
-}
 /// Number of slices of a byte buffer.
 static inline size_t embedps_byte_buffer_slice_count(const grpc_byte_buffer *bb) { return bb->data.raw.slice_buffer.count; }
 /// Slice `i` of a byte buffer: its first byte (valid while the buffer lives), its length in `*length`.

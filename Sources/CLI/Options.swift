@@ -61,9 +61,16 @@ public struct Options {
         guard let n = Double(v) else { fail("--\(name) must be a number, got '\(v)'") }
         return n
     }
+    /// An `on|off` switch: `d` when absent; any other value fails, naming the two accepted.
+    public func onOff(_ name: String, default d: Bool) -> Bool {
+        guard let v = values[name] else { return d }
+        guard let on = Self.onOff(v) else { fail("--\(name) takes on or off, got '\(v)'") }
+        return on
+    }
+    /// True for "on", false for "off", nil for anything else.
+    public static func onOff(_ value: String) -> Bool? { value == "on" ? true : value == "off" ? false : nil }
 }
 
-/// Writes a line to standard error.
 /// Flushes every output stream and ends the process without running C++ static destructors: gRPC's
 /// globals would otherwise be torn down while its completion-queue threads (one per channel) still run,
 /// which can corrupt the heap at exit.
@@ -72,6 +79,7 @@ public func exitNow(_ code: Int32) -> Never {
     _exit(code)
 }
 
+/// Writes a line to standard error.
 public func printError(_ s: String) { FileHandle.standardError.write(Data((s + "\n").utf8)) }
 
 /// Renders rows as an aligned text table with a header.

@@ -16,7 +16,7 @@ struct BatchPlan {
         let ascending = isStrictlyIncreasing(ids)
         if ascending && slotMap.shardCount == 1 {
             // Every id distinct and owned by the one shard: the plan is the identity.
-            let all = (0..<Int32(ids.count)).map { $0 }
+            let all = Array(0..<Int32(ids.count))
             uniqueIndex = all; unique = Array(ids); byShard = [all]; distinct = true
             return
         }

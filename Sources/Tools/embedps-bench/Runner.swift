@@ -278,17 +278,15 @@ func report(_ results: [Measurement], json: Bool) {
     }
 }
 
-/// The `--server-arg FLAG=VALUE` options, in order (fails on one without a flag name or '=').
 /// An on|off server setting the engine-only run takes from `--server-arg FLAG=on|off` (on when not given,
 /// as the server's default); any other value fails with the accepted ones named.
 func engineSwitch(_ o: Options, _ flag: String) -> Bool {
-    switch serverArguments(o).last(where: { $0.flag == flag })?.value {
-    case nil, "on": return true
-    case "off": return false
-    case let other?: o.fail("--server-arg \(flag) takes on or off, got '\(other)'")
-    }
+    guard let value = serverArguments(o).last(where: { $0.flag == flag })?.value else { return true }
+    guard let on = Options.onOff(value) else { o.fail("--server-arg \(flag) takes on or off, got '\(value)'") }
+    return on
 }
 
+/// The `--server-arg FLAG=VALUE` options, in order (fails on one without a flag name or '=').
 func serverArguments(_ o: Options) -> [(flag: String, value: String)] {
     o.all("server-arg").map { a in
         guard let eq = a.firstIndex(of: "="), eq != a.startIndex else { o.fail("--server-arg takes FLAG=VALUE (e.g. read-threads=1), got '\(a)'") }

@@ -30,11 +30,7 @@ nonisolated func runShardServer(_ options: Options) {
     let readThreads = options.int("read-threads", default: engineConfig.readThreads)
     guard readThreads >= 1 else { options.fail("--read-threads must be at least 1") }
     engineConfig.readThreads = readThreads
-    switch options.string("log-before-pin", default: "on") {
-    case "on": engineConfig.logBeforePin = true
-    case "off": engineConfig.logBeforePin = false
-    case let other: options.fail("--log-before-pin takes on or off, got '\(other)'")
-    }
+    engineConfig.logBeforePin = options.onOff("log-before-pin", default: true)
     engineConfig.checkpointLogBytes = options.int("checkpoint-log-mb", default: 4096) << 20
     engineConfig.checkpointIntervalSeconds = options.double("checkpoint-seconds", default: 60)
     let maxBytes = options.int("max-message-mb", default: 64) << 20
