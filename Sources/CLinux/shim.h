@@ -1,4 +1,4 @@
-// Linux and compiler definitions Glibc's Swift module does not export: O_DIRECT (needs _GNU_SOURCE),
+// Linux and compiler definitions Glibc's Swift module does not export: O_DIRECT and memfd_create (need _GNU_SOURCE),
 // transparent huge page advice, and cache prefetch hints for the row store's batch loops. Header only.
 #ifndef EMBEDPS_CLINUX_SHIM_H
 #define EMBEDPS_CLINUX_SHIM_H
@@ -9,6 +9,8 @@
 #include <sys/mman.h>
 
 static const int embedps_o_direct = O_DIRECT;
+/// An anonymous memory file (memfd_create(2)), close-on-exec; -1 with errno on failure.
+static inline int embedps_memfd_create(const char *name) { return memfd_create(name, MFD_CLOEXEC); }
 static const int embedps_madv_hugepage = MADV_HUGEPAGE;
 
 /// Hints that `p`'s cache line will be read soon.

@@ -227,6 +227,9 @@ final class EmbeddingTable: @unchecked Sendable {
         let dim = spec.dim
         isRecovering = true
         defer { isRecovering = false }
+        if log.recoveredFromRing > 0 {
+            FileHandle.standardError.write(Data("table '\(spec.name)': wrote \(log.recoveredFromRing) bytes of acknowledged updates that the update log's ring held when the shard stopped to \(log.directory)\n".utf8))
+        }
         let last = try log.replay(after: checkpointSeq) { seq, payload in
             if TableOperation.isOperation(payload) {
                 switch TableOperation.decode(payload) {

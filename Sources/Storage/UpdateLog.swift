@@ -41,29 +41,38 @@ public struct LogPage: Sendable {
 /// read. Records follow each other without gaps; a segment's file is zero-padded past its last record to a
 /// 4 KiB boundary.
 ///
-/// Writing: the log's writer thread takes every queued record as one group, copies them (computing their
-/// checks from the copy) into a 4 KiB-aligned staging buffer after the segment's partial last block, and
-/// writes whole blocks with `O_DIRECT` (buffered where the file system refuses it), while the pushers that
-/// queued them apply their rows. Direct I/O keeps the log out of the page cache: a buffered log
-/// writes ~300 MB/s of fresh page-cache pages under push load, and on a VM whose host reclaims freed guest
-/// pages each fresh page costs ~8x a reused one (measured: 0.4-0.9 vs 6.8 GB/s), which made the log copy a
-/// third of a push. A direct write is handed to the device before `waitDurable` returns, so a killed
-/// process loses nothing acknowledged; sync mode adds fdatasync (the device's cache) for power loss.
+/// Writing: the log's writer thread takes every queued record as one group and copies it (computing the
+/// checks from the copy) into the log's ring (`LogRing`), where each byte of the open segment has its
+/// place; the disk thread writes the ring's new whole blocks to the segment file with `O_DIRECT` (buffered
+/// where the file system refuses it), the partial last block again with the next group. Direct I/O keeps
+/// the log out of the page cache: a buffered log writes ~300 MB/s of fresh page-cache pages under push
+/// load, and on a VM whose host reclaims freed guest pages each fresh page costs ~8x a reused one
+/// (measured: 0.4-0.9 vs 6.8 GB/s), which made the log copy a third of a push.
 ///
-/// Invariants: records reach the file in sequence order (`enqueue` is called in sequence order by the
-/// owner, under its commit lock); a record counts as durable once `durableSequence` covers it (written;
-/// also fdatasync'ed in sync mode); a failed write cuts the segment back to its last durable byte and makes
-/// the log refuse every later wait (`failure`), so no record after a hole is ever reported durable. Replay
-/// of a segment stops at the first torn or corrupt record (the zero padding, or an unacknowledged tail), or
-/// the first whose sequence is not above the previous one's and the segment's first. Thread-safe.
+/// When a record is durable (`waitDurable`, `durableSequence`):
+/// - `async` with a ring in /dev/shm (`survivesProcess`): once it is copied into the ring. The ring
+///   outlives the process, and the next open of the directory writes what it holds to the segment file
+///   before anything reads the log, so kill -9 loses nothing acknowledged (a crash of the machine itself
+///   may lose the records not yet written, as with any write not followed by fdatasync).
+/// - `async` without such a ring: once its disk write is done.
+/// - `sync`: once its disk write and an fdatasync are done (power loss).
+/// `writtenSequence` is the last record the segment files hold (what `read` serves to followers).
+///
+/// Invariants: records reach the ring and the file in sequence order (`enqueue` is called in sequence
+/// order by the owner, under its commit lock); the ring never holds more than its capacity of unwritten
+/// blocks (the writer waits for the disk thread: back-pressure); a failed write cuts the segment back to
+/// its last written byte and makes the log refuse every later wait (`failure`), so no record after a hole
+/// is ever reported durable. Replay of a segment stops at the first torn or corrupt record (the zero
+/// padding, or an unacknowledged tail), or the first whose sequence is not above the previous one's and the
+/// segment's first. Thread-safe.
 public final class UpdateLog: @unchecked Sendable {
     public static let headerLength = 24
     static let magic1: UInt32 = 0x4550_5331
     static let magic2: UInt32 = 0x4550_5332
     /// Direct I/O alignment of buffers, offsets and lengths (the largest logical block size in common use).
     static let blockSize = 4096
-    /// A staging buffer grown past this by one large group is shrunk back after the write.
-    static let retainedStageBytes = 16 << 20
+    /// The ring's capacity (grown for a record that does not fit in half of it).
+    static let ringBytes = 16 << 20
     public let directory: String
     public let sync: Bool
 
@@ -71,10 +80,13 @@ public final class UpdateLog: @unchecked Sendable {
     // Guarded by `condition`:
     private var fd: Int32 = -1
     private var segmentStart: UInt64 = 0
-    private var segmentBytes = 0
     private var pending: [Pending] = []
-    private var writing = false
+    /// The writer thread is copying a group into the ring.
+    private var copying = false
+    /// The disk thread is writing.
+    private var diskWriting = false
     private var durable: UInt64 = 0
+    private var written: UInt64 = 0
     private var lastEnqueued: UInt64 = 0
     private var failed: String? = nil
     private var bytesWritten: UInt64 = 0
@@ -82,33 +94,44 @@ public final class UpdateLog: @unchecked Sendable {
     private var closed = false
     private var writer: Thread?
     private var writerStopped: DispatchSemaphore?
-    // Owned by the writer thread while `writing`, or by the lock holder when nobody writes:
-    /// Staging buffer: the open segment's partial last block (`tailLength` bytes, at file offset
-    /// `tailOffset`) followed by the group being written.
-    private var stage: UnsafeMutableRawPointer
-    private var stageCapacity: Int
-    private var tailOffset = 0
-    private var tailLength = 0
+    private var diskThread: Thread?
+    private var diskStopped: DispatchSemaphore?
+    /// Offsets in the open segment: records copied into the ring end at `filled`; the file holds every
+    /// byte before `onDisk`. `recordEnds`: where each copied record not yet written ends, with its sequence.
+    private var filled = 0
+    private var onDisk = 0
+    private var recordEnds: [(end: Int, seq: UInt64)] = []
     /// Where the last follower page ended (segment, sequence, byte offset after it), so the next page need
     /// not scan its segment from the start. Guarded by `condition`.
     private var readHint: (segment: UInt64, sequence: UInt64, offset: Int)? = nil
+    /// The staging memory (guarded by `condition`; its bytes between `onDisk` and `filled` are read by the
+    /// disk thread while it writes, the bytes after `filled` written by the writer thread while it copies).
+    private let ring: LogRing
     /// A segment is closed once it holds this many bytes (the next write opens a new one).
     public let segmentLimit: Int
+    /// Whether an acknowledged record survives the process being killed before its disk write finished.
+    public var acknowledgesFromRing: Bool { ring.survivesProcess && !sync }
+    /// The ring's file in /dev/shm (nil: the ring is private memory).
+    public var ringPath: String? { ring.path }
+    /// Bytes of records a killed process left in the ring, written to their segment when this log opened.
+    public let recoveredFromRing: Int
 
     public init(directory: String, sync: Bool, segmentLimit: Int = 64 << 20) throws {
         self.directory = directory; self.sync = sync; self.segmentLimit = segmentLimit
-        stageCapacity = 1 << 20
-        stage = .allocate(byteCount: stageCapacity, alignment: Self.blockSize)
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        LogRing.removeOrphans()
+        ring = try LogRing(directory: directory, capacity: Self.ringBytes)
+        recoveredFromRing = try ring.drainLeftover { [directory] first in Self.path(directory, first) }
     }
     deinit {
         if fd >= 0 { Glibc.close(fd) }
-        stage.deallocate()
+        // Not closed: the ring's file stays only while it holds records the file does not.
+        if failed == nil && onDisk >= filled { ring.remove() }
     }
 
     /// A record being logged: its payload is the concatenation of `parts` (at most four), memory the owner
-    /// keeps valid and unchanged until the record is durable (or was never enqueued): the group's leader
-    /// copies it into the staging buffer, so a push logs straight from its own buffers.
+    /// keeps valid and unchanged until the record is durable (or was never enqueued): the writer thread
+    /// copies it into the ring, so a push logs straight from its own buffers.
     public struct Record: @unchecked Sendable {
         public let parts: [UnsafeRawBufferPointer]
         public let payloadLength: Int
@@ -133,15 +156,15 @@ public final class UpdateLog: @unchecked Sendable {
     // MARK: writing
 
     /// Queues `record` as sequence `seq` (strictly greater than every queued one) for the writer thread,
-    /// which starts writing at once; call in sequence order, then `waitDurable`. The caller may do other
-    /// work in between (a push applies its rows while its record is written).
+    /// which starts copying it at once; call in sequence order, then `waitDurable`. The caller may do other
+    /// work in between (a push applies its rows while its record is logged).
     public func enqueue(_ record: Record, seq: UInt64) {
         condition.lock()
         precondition(seq > lastEnqueued, "update log sequence \(seq) after \(lastEnqueued)")
         precondition(!closed, "update log \(directory) used after close")
         lastEnqueued = seq
         pending.append(Pending(record: record, seq: seq))
-        if writer == nil { startWriter() }
+        if writer == nil { startThreads() }
         condition.broadcast()
         condition.unlock()
     }
@@ -157,80 +180,62 @@ public final class UpdateLog: @unchecked Sendable {
         }
     }
 
-    /// Starts the writer thread (caller holds the lock). It holds the log weakly between groups, so an
-    /// abandoned log stops its writer within `writerIdleSeconds`; `close` stops it at once.
-    private func startWriter() {
-        let stopped = DispatchSemaphore(value: 0)
-        writerStopped = stopped
+    /// Starts the writer and disk threads (caller holds the lock). They hold the log weakly between steps,
+    /// so an abandoned log stops them within `writerIdleSeconds`; `close` stops them at once.
+    private func startThreads() {
+        let stopped = DispatchSemaphore(value: 0), diskDone = DispatchSemaphore(value: 0)
+        writerStopped = stopped; diskStopped = diskDone
         let t = Thread { [weak self] in
-            while let log = self, log.writeNextGroup() {}
+            while let log = self, log.copyNextGroup() {}
             stopped.signal()
         }
         t.name = "updatelog"
-        writer = t
-        t.start()
+        let d = Thread { [weak self] in
+            while let log = self, log.writeNextBlocks() {}
+            diskDone.signal()
+        }
+        d.name = "updatelog-disk"
+        writer = t; diskThread = d
+        t.start(); d.start()
     }
     static let writerIdleSeconds = 0.5
 
-    /// The writer thread's step: waits (up to `writerIdleSeconds`) for queued records and writes them as one
-    /// group (group commit: one write, and one fdatasync in sync mode, for every record queued meanwhile).
-    /// Returns false once the log is closed and drained.
-    private func writeNextGroup() -> Bool {
+    private static func roundUp(_ n: Int) -> Int { (n + blockSize - 1) / blockSize * blockSize }
+    private static func roundDown(_ n: Int) -> Int { n / blockSize * blockSize }
+
+    /// The writer thread's step: waits (up to `writerIdleSeconds`) for queued records and copies them into
+    /// the ring as one group (group commit: one disk write, and one fdatasync in sync mode, for every record
+    /// queued meanwhile). Returns false once the log is closed and drained.
+    private func copyNextGroup() -> Bool {
         condition.lock(); defer { condition.unlock() }
         if pending.isEmpty && !closed { _ = condition.wait(until: Date(timeIntervalSinceNow: Self.writerIdleSeconds)) }
         if failed != nil { pending.removeAll() }   // never written: their waiters see the failure
         if pending.isEmpty { return !closed }
-        writing = true
+        copying = true
+        defer { copying = false; condition.broadcast() }
+        if fd >= 0 && filled >= segmentLimit {
+            // A full segment is closed once the disk thread wrote all of it; the group opens the next one.
+            while failed == nil && (diskWriting || onDisk < filled) { condition.wait() }
+            if failed == nil { closeSegment() }
+        }
+        if failed == nil && fd < 0, let first = pending.first, let e = openSegment(first: first.seq) { failed = e }
+        if failed != nil { pending.removeAll(); return true }
         let batch = pending
         pending.removeAll(keepingCapacity: true)
-        if fd < 0, let first = batch.first, let e = openSegment(first: first.seq) {
-            failed = e; writing = false; condition.broadcast(); return true
-        }
-        let file = fd
-        condition.unlock()
-        let result = write(batch, to: file)
-        condition.lock()
-        writing = false
-        switch result {
-        case .success(let bytes):
-            segmentBytes += bytes; bytesWritten += UInt64(bytes)
-            if let last = batch.last { durable = max(durable, last.seq) }
-            if segmentBytes >= segmentLimit && fd >= 0 { closeSegment() }   // the next write opens a new one
-        case .failure(let e): failed = e.message
-        }
-        condition.broadcast()
-        return true
-    }
-
-    /// Writes what is queued, stops the writer thread and closes the open segment. Enqueueing after close
-    /// is a programming error. Idempotent.
-    public func close() {
-        condition.lock()
-        closed = true
-        condition.broadcast()
-        let stopped = writerStopped
-        writer = nil; writerStopped = nil
-        condition.unlock()
-        stopped?.wait()
-        condition.lock()
-        while writing { condition.wait() }
-        if fd >= 0 { closeSegment() }
-        condition.unlock()
-    }
-
-    struct WriteFailure: Error { let message: String }
-
-    /// Copies `batch` after the staged partial block, writes the whole blocks at `tailOffset` (and
-    /// fdatasyncs when `sync`), and keeps the new partial block staged. On failure cuts the file back to its
-    /// last durable byte. Runs without the lock, by the writer thread.
-    private func write(_ batch: [Pending], to file: Int32) -> Result<Int, WriteFailure> {
-        guard !batch.isEmpty else { return .success(0) }
-        let bytes = batch.reduce(0) { $0 + $1.length }
-        let used = tailLength + bytes
-        let padded = (used + Self.blockSize - 1) / Self.blockSize * Self.blockSize
-        reserveStage(padded)
-        var p = stage + tailLength
         for r in batch {
+            // Room in the ring for the record and the zeroed rest of its last block.
+            let length = r.length
+            while failed == nil && Self.roundUp(filled + length) - Self.roundDown(onDisk) > ring.capacity {
+                if Self.roundUp(length) + Self.blockSize > ring.capacity && !diskWriting && onDisk == filled {
+                    do { try ring.grow(to: Self.roundUp(2 * length + Self.blockSize), keeping: Self.roundDown(onDisk), filled) }
+                    catch { failed = error.description }
+                } else {
+                    condition.wait()
+                }
+            }
+            if failed != nil { break }
+            let p = ring.pointer(filled)
+            condition.unlock()
             p.storeBytes(of: Self.magic2.littleEndian, as: UInt32.self)
             p.storeBytes(of: UInt32(r.record.payloadLength).littleEndian, toByteOffset: 4, as: UInt32.self)
             p.storeBytes(of: r.seq.littleEndian, toByteOffset: 8, as: UInt64.self)
@@ -239,82 +244,137 @@ public final class UpdateLog: @unchecked Sendable {
             let seqCheck = withUnsafeBytes(of: &le) { XXH64($0.baseAddress, 8, 0) }
             let check = XXH64(p + Self.headerLength, r.record.payloadLength, 0) ^ seqCheck
             p.storeBytes(of: check.littleEndian, toByteOffset: 16, as: UInt64.self)
-            p += r.length
+            (p + length).initializeMemory(as: UInt8.self, repeating: 0, count: Self.roundUp(filled + length) - (filled + length))
+            condition.lock()
+            filled += length
+            bytesWritten += UInt64(length)
+            recordEnds.append((filled, r.seq))
+            ring.noteFilled(filled)
+            if acknowledgesFromRing { durable = max(durable, r.seq) }
+            condition.broadcast()
         }
-        (stage + used).initializeMemory(as: UInt8.self, repeating: 0, count: padded - used)
+        if failed != nil { pending.removeAll() }
+        return true
+    }
+
+    /// The disk thread's step: waits (up to `writerIdleSeconds`) for records in the ring that the segment
+    /// file does not hold, and writes the blocks that hold them (and fdatasyncs when `sync`). On failure
+    /// cuts the file back to its last written byte. Returns false once the log is closed and drained.
+    private func writeNextBlocks() -> Bool {
+        condition.lock(); defer { condition.unlock() }
+        if (onDisk >= filled || _holdingDiskWrites) && !closed { _ = condition.wait(until: Date(timeIntervalSinceNow: Self.writerIdleSeconds)) }
+        if _holdingDiskWrites && failed == nil && !closed { return true }
+        if failed != nil || onDisk >= filled { return !(closed && !copying && pending.isEmpty) }
+        let start = Self.roundDown(onDisk), end = filled, file = fd
+        let source = ring.pointer(start), length = Self.roundUp(end) - start
+        diskWriting = true
+        condition.unlock()
+        var error: String? = nil
         var done = 0
-        while done < padded {
-            let n = pwrite(file, stage + done, padded - done, off_t(tailOffset + done))
+        while done < length {
+            let n = pwrite(file, source + done, length - done, off_t(start + done))
             if n < 0 && errno == EINTR { continue }
-            if n <= 0 { return fail("write", file) }
+            if n <= 0 { error = "write"; break }
             done += n
         }
-        if sync && fdatasync(file) != 0 { return fail("fdatasync", file) }
-        // Keep the new partial block (possibly empty) at the start of the stage.
-        let end = tailOffset + used
-        let newTailOffset = end / Self.blockSize * Self.blockSize
-        tailLength = end - newTailOffset
-        if tailLength > 0 { stage.copyMemory(from: stage + (newTailOffset - tailOffset), byteCount: tailLength) }
-        tailOffset = newTailOffset
-        if stageCapacity > Self.retainedStageBytes { resizeStage(1 << 20) }
-        return .success(bytes)
+        if error == nil && sync && fdatasync(file) != 0 { error = "fdatasync" }
+        if let e = error {
+            let message = "update log \(e) in \(directory) failed: \(String(cString: strerror(errno)))"
+            _ = ftruncate(file, off_t(onDisk))   // nothing after the last written byte may be replayed
+            condition.lock()
+            failed = message
+        } else {
+            condition.lock()
+            onDisk = end
+            ring.noteOnDisk(end)
+            while let g = recordEnds.first, g.end <= end { written = max(written, g.seq); recordEnds.removeFirst() }
+            if !acknowledgesFromRing { durable = max(durable, written) }
+        }
+        diskWriting = false
+        condition.broadcast()
+        return true
     }
 
-    private func fail(_ what: String, _ file: Int32) -> Result<Int, WriteFailure> {
-        let message = "update log \(what) in \(directory) failed: \(String(cString: strerror(errno)))"
-        // Cut the file at the last durable byte: nothing written after it may be replayed.
-        _ = ftruncate(file, off_t(tailOffset + tailLength))
-        return .failure(WriteFailure(message: message))
+    /// Tests: while true, the disk thread writes nothing (records stay in the ring only).
+    var holdingDiskWrites: Bool {
+        get { condition.withLock { _holdingDiskWrites } }
+        set { condition.withLock { _holdingDiskWrites = newValue; condition.broadcast() } }
+    }
+    private var _holdingDiskWrites = false
+    /// Tests: the log stops as a killed process would, with the disk writes it was holding never made: it
+    /// fails every later wait, and `close` keeps the ring's file.
+    func stopAsIfKilled() {
+        condition.withLock { failed = "stopped as if killed (test)"; _holdingDiskWrites = false; condition.broadcast() }
     }
 
-    private func reserveStage(_ bytes: Int) {
-        guard bytes > stageCapacity else { return }
-        resizeStage(max(bytes, stageCapacity * 2))
+    /// Waits until the disk thread wrote everything copied (or the log failed). Caller holds the lock.
+    private func waitForDisk() {
+        while copying || (failed == nil && (diskWriting || onDisk < filled)) { condition.wait() }
     }
 
-    private func resizeStage(_ bytes: Int) {
-        let bigger = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: Self.blockSize)
-        if tailLength > 0 { bigger.copyMemory(from: stage, byteCount: tailLength) }
-        stage.deallocate()
-        stage = bigger; stageCapacity = bytes
+    /// Writes what is queued, stops the writer and disk threads and closes the open segment; with nothing
+    /// left unwritten, deletes the ring's file. Enqueueing after close is a programming error. Idempotent.
+    public func close() {
+        condition.lock()
+        closed = true
+        condition.broadcast()
+        let stopped = writerStopped, diskDone = diskStopped
+        writer = nil; writerStopped = nil; diskThread = nil; diskStopped = nil
+        condition.unlock()
+        stopped?.wait()
+        condition.lock()
+        waitForDisk()
+        condition.unlock()
+        diskDone?.wait()
+        condition.lock()
+        while diskWriting { condition.wait() }
+        if fd >= 0 { closeSegment() }
+        if failed == nil { ring.remove() }
+        condition.unlock()
     }
 
-    /// Opens segment `first` (a new file; direct I/O when the file system allows it). Caller holds the lock
-    /// and no write is in progress.
+    /// Opens segment `first` (a new file; direct I/O when the file system allows it) and places it in the
+    /// ring. Caller holds the lock and the previous segment is closed.
     private func openSegment(first: UInt64) -> String? {
         let p = path(first)
         var f = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | embedps_o_direct, 0o644)
         if f < 0 && errno == EINVAL { f = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644) }
         guard f >= 0 else { return "cannot open update log \(p): \(String(cString: strerror(errno)))" }
-        fd = f; segmentStart = first; segmentBytes = 0
-        tailOffset = 0; tailLength = 0
+        var st = stat()
+        guard fstat(f, &st) == 0 else { Glibc.close(f); return "cannot stat update log \(p): \(String(cString: strerror(errno)))" }
+        ring.beginSegment(first: first, inode: UInt64(st.st_ino), previousEnd: filled)
+        fd = f; segmentStart = first
+        filled = 0; onDisk = 0; recordEnds.removeAll()
         return nil
     }
 
-    /// Closes the open segment. Caller holds the lock and no write is in progress.
+    /// Closes the open segment. Caller holds the lock and the disk thread wrote all of it.
     private func closeSegment() {
         Glibc.close(fd); fd = -1
-        tailOffset = 0; tailLength = 0
     }
 
-    /// Starts a new segment whose first record will be the next one queued, once nothing is being written.
-    /// Earlier segments stay until `deleteSegments(through:)`.
+    /// Starts a new segment whose first record will be the next one queued, once everything queued so far
+    /// is written. Earlier segments stay until `deleteSegments(through:)`.
     public func rotate() {
         condition.lock(); defer { condition.unlock() }
-        while writing { condition.wait() }
+        while !pending.isEmpty && failed == nil { condition.wait() }
+        waitForDisk()
         if fd >= 0 { closeSegment() }
     }
 
     /// Sets where numbering resumes after a replay (the next record's sequence must exceed `seq`).
     public func resume(after seq: UInt64) {
         condition.lock(); defer { condition.unlock() }
-        while writing { condition.wait() }
-        lastEnqueued = seq; durable = seq
+        while !pending.isEmpty && failed == nil { condition.wait() }
+        waitForDisk()
+        lastEnqueued = seq; durable = seq; written = seq
         if fd >= 0 { closeSegment() }
     }
 
-    /// The highest durable sequence.
+    /// The highest durable (acknowledgeable) sequence.
     public var durableSequence: UInt64 { condition.withLock { durable } }
+    /// The highest sequence the segment files hold.
+    public var writtenSequence: UInt64 { condition.withLock { written } }
     /// Bytes of records written since the log was opened.
     public var bytesWrittenTotal: UInt64 { condition.withLock { bytesWritten } }
     /// Bytes written since `markCheckpoint`.
@@ -322,7 +382,7 @@ public final class UpdateLog: @unchecked Sendable {
     /// Notes that a checkpoint covered everything written so far.
     public func markCheckpoint() { condition.withLock { bytesAtCheckpoint = bytesWritten } }
     /// Bytes in the open segment.
-    public var openSegmentBytes: Int { condition.withLock { fd >= 0 ? segmentBytes : 0 } }
+    public var openSegmentBytes: Int { condition.withLock { fd >= 0 ? filled : 0 } }
     /// The write error that stopped the log, if any.
     public var failure: String? { condition.withLock { failed } }
 
@@ -336,7 +396,8 @@ public final class UpdateLog: @unchecked Sendable {
             return UInt64(n.dropFirst(4).dropLast(4))
         }.sorted()
     }
-    private func path(_ first: UInt64) -> String { directory + "/" + String(format: "seg-%020llu.log", first) }
+    private func path(_ first: UInt64) -> String { Self.path(directory, first) }
+    static func path(_ directory: String, _ first: UInt64) -> String { directory + "/" + String(format: "seg-%020llu.log", first) }
 
     /// Total bytes of all segments.
     public var totalBytes: UInt64 {
@@ -436,7 +497,12 @@ public final class UpdateLog: @unchecked Sendable {
     /// `maxBytes` of payload, at least one record when one is durable. `nil` when records after `after`
     /// were trimmed (`after` < `logStart`).
     public func read(after: UInt64, maxBytes: Int) -> LogPage? {
-        let (durable, hint) = condition.withLock { (self.durable, readHint) }
+        // Every acknowledged record, once the disk thread has written it (records acknowledged from the
+        // ring are written within a disk write's time).
+        let (durable, hint) = condition.withLock { () -> (UInt64, (segment: UInt64, sequence: UInt64, offset: Int)?) in
+            while written < self.durable && failed == nil { condition.wait() }
+            return (written, readHint)
+        }
         let segs = segments()
         var page = LogPage(durableSequence: durable, logStart: Self.logStart(segments: segs, durable: durable))
         guard after >= page.logStart else { return nil }

@@ -242,6 +242,76 @@ import Vocabulary
     }
 }
 
+/// The ring in /dev/shm: an acknowledged record that was only in the ring when its process died is
+/// written to its segment by the next open of the directory; a ring whose directory is gone is removed.
+@Suite struct UpdateLogRingTests {
+    @Test func recordsOnlyInTheRingSurviveTheProcessAndReachTheirSegmentOnTheNextOpen() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("log-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let big = (0..<(20 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 31) }
+        let payloads: [[UInt8]] = [[1, 2, 3], Array(repeating: 7, count: 5000), Array(big.prefix(3 << 20))]
+        var ringFile: String? = nil
+        do {
+            let log = try UpdateLog(directory: dir, sync: false)
+            try #require(log.acknowledgesFromRing, "needs a writable /dev/shm")
+            ringFile = log.ringPath
+            #expect(ringFile.map { FileManager.default.fileExists(atPath: $0) } == true)
+            // Records 1-2 reach the disk (the 20 MiB one grows the ring); 3-5 are acknowledged from the ring alone.
+            for (i, p) in [payloads[0], big].enumerated() {
+                p.withUnsafeBytes { log.enqueue(UpdateLog.Record(parts: [$0]), seq: UInt64(i + 1)) ; _ = try? log.waitDurable(UInt64(i + 1)) }
+            }
+            #expect(log.writtenSequence == 2 || log.durableSequence == 2)
+            log.rotate()
+            #expect(log.writtenSequence == 2)
+            log.holdingDiskWrites = true
+            for (i, p) in payloads.enumerated() {
+                try p.withUnsafeBytes { b in log.enqueue(UpdateLog.Record(parts: [b]), seq: UInt64(i + 3)); try log.waitDurable(UInt64(i + 3)) }
+            }
+            #expect(log.durableSequence == 5 && log.writtenSequence == 2)
+            log.stopAsIfKilled()
+            log.close()
+        }
+        #expect(ringFile.map { FileManager.default.fileExists(atPath: $0) } == true, "a killed log's ring stays")
+        var seen: [(UInt64, [UInt8])] = []
+        let reopened = try UpdateLog(directory: dir, sync: false)
+        #expect(reopened.recoveredFromRing > 3 << 20)
+        let last = try reopened.replay(after: 0) { seq, p in seen.append((seq, Array(p))) }
+        #expect(last == 5 && seen.map(\.0) == [1, 2, 3, 4, 5])
+        #expect(seen.map(\.1) == [payloads[0], big] + payloads)
+        reopened.resume(after: last)
+        reopened.close()
+        #expect(ringFile.map { FileManager.default.fileExists(atPath: $0) } == false, "a closed log removes its ring")
+        // A killed log whose directory was then removed leaves an orphan, which the next open anywhere removes.
+        let gone = FileManager.default.temporaryDirectory.appendingPathComponent("log-\(UUID().uuidString)").path
+        do {
+            let log = try UpdateLog(directory: gone, sync: false)
+            ringFile = log.ringPath
+            log.holdingDiskWrites = true
+            try payloads[0].withUnsafeBytes { b in log.enqueue(UpdateLog.Record(parts: [b]), seq: 1); try log.waitDurable(1) }
+            log.stopAsIfKilled()
+            log.close()
+        }
+        try FileManager.default.removeItem(atPath: gone)
+        #expect(ringFile.map { FileManager.default.fileExists(atPath: $0) } == true)
+        let other = try UpdateLog(directory: dir, sync: false)
+        #expect(ringFile.map { FileManager.default.fileExists(atPath: $0) } == false, "an orphaned ring is removed")
+        other.close()
+    }
+
+    @Test func syncLogsAcknowledgeOnlyWrittenRecordsAndASecondOpenDoesNotTakeTheRing() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("log-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let log = try UpdateLog(directory: dir, sync: true)
+        #expect(!log.acknowledgesFromRing)
+        let second = try UpdateLog(directory: dir, sync: false)
+        #expect(second.ringPath == nil && !second.acknowledgesFromRing, "the ring is locked by the first open")
+        try [UInt8](repeating: 9, count: 100).withUnsafeBytes { b in log.enqueue(UpdateLog.Record(parts: [b]), seq: 1); try log.waitDurable(1) }
+        #expect(log.writtenSequence == 1)
+        second.close()
+        log.close()
+    }
+}
+
 @Suite struct RocksDatabaseTests {
     @Test func columnFamiliesPersistAndBatchesApplyAtomically() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("rocks-\(UUID().uuidString)").path

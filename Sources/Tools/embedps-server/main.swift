@@ -15,7 +15,9 @@ options:
   --listen HOST:PORT     listen address (default: the shard's address in the spec; port 0 picks one)
   --data-dir DIR         RocksDB directory (default: the shard's dataDir in the spec, else ./data/shard-N)
   --durability MODE      sync: a push is acknowledged after its update-log record is fdatasync'ed
-                         async (default): after it is written (survives a process crash or kill -9)
+                         async (default): once the record is in the log's ring in /dev/shm, which outlives
+                         the process and is written to the log file behind it (survives a process crash or
+                         kill -9, not a crash of the machine); without /dev/shm, once it is written
   --cache-rows N         hot-row cache bound per table, in rows (default 1048576); updated rows stay
                          in it (write-back) until a checkpoint writes them to RocksDB
   --read-threads N       threads one request's cache misses are read from RocksDB with, each reading a
