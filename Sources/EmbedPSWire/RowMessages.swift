@@ -159,6 +159,41 @@ public enum RowMessageDecoder {
         return try body(RowRequestView(table: table, ids: UnsafeBufferPointer(start: ids.baseAddress, count: total), gradientBytes: gradients))
     }
 
+    /// Where the row bytes (field 3) of a PushRequest of `total` bytes start, when the message has the shape
+    /// clients usually send: field 1 (the table) at most once, then one packed run of ids (field 2), then
+    /// field 3 ending the message; nil for any other shape. `read(n, into)` reads (or skips, into nil) the
+    /// message's next `n` bytes in order, false when fewer remain. Only a hint, for placing the bytes so that
+    /// the rows are aligned: the decoder (`withPushRequest`) reads every valid encoding whatever this says.
+    public static func pushRowsOffset(total: Int, read: (Int, UnsafeMutableRawPointer?) -> Bool) -> Int? {
+        var at = 0
+        func byte() -> UInt8? {
+            var b: UInt8 = 0
+            guard read(1, &b) else { return nil }
+            at += 1
+            return b
+        }
+        func varint() -> Int? {
+            var v = 0
+            for i in 0..<5 {
+                guard let b = byte() else { return nil }
+                v |= Int(b & 0x7f) << (7 * i)
+                if b & 0x80 == 0 { return v }
+            }
+            return nil
+        }
+        guard var tag = byte() else { return nil }
+        if tag == 0x0A {
+            guard let n = varint(), read(n, nil) else { return nil }
+            at += n
+            guard let t = byte() else { return nil }
+            tag = t
+        }
+        guard tag == 0x12, let idBytes = varint(), read(idBytes, nil) else { return nil }
+        at += idBytes
+        guard byte() == 0x1A, let rowBytes = varint(), at + rowBytes == total else { return nil }
+        return at
+    }
+
     /// The layout of a PullResponse of `total` bytes that starts with `prefix` and has the shape our shards
     /// write: field 1 (dim, non-zero), then field 2 (the values) ending the message. Returns the dim and where
     /// the values start, or nil for any other shape (then decode it with `pullResponse`, which accepts every

@@ -50,6 +50,28 @@ public final class ReceivedMessage: @unchecked Sendable {
     }
     public var bytes: [UInt8] { withUnsafeBytes { Array($0) } }
 
+    /// Calls `body` with the message's bytes contiguous, placed so that byte `offset` is at a multiple of
+    /// `alignment` (a power of two) when the message arrived in several slices (one copy, as
+    /// `withUnsafeBytes` makes; not kept for later calls); otherwise as `withUnsafeBytes`.
+    public func withUnsafeBytes<R>(placing offset: Int, at alignment: Int, _ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        guard let buffer, embedps_byte_buffer_is_plain(buffer) != 0, embedps_byte_buffer_slice_count(buffer) > 1,
+              flat.withLock({ $0 == nil }) else { return try withUnsafeBytes(body) }
+        let n = embedps_byte_buffer_slice_count(buffer)
+        var total = 0
+        for i in 0..<n { var length = 0; _ = embedps_byte_buffer_slice(buffer, i, &length); total += length }
+        let memory = UnsafeMutableRawPointer.allocate(byteCount: total + alignment, alignment: alignment)
+        defer { memory.deallocate() }
+        let start = memory + (alignment - offset % alignment) % alignment
+        var at = 0
+        for i in 0..<n {
+            var length = 0
+            let s = embedps_byte_buffer_slice(buffer, i, &length)
+            if length > 0, let s { (start + at).copyMemory(from: s, byteCount: length) }
+            at += length
+        }
+        return try body(UnsafeRawBufferPointer(start: start, count: total))
+    }
+
     /// Calls `body` with the message's bytes as the slices they arrived in, in order (no copy); nil, without
     /// calling it, when the message cannot be read in place (it arrived compressed, or was made from bytes):
     /// read it with `withUnsafeBytes` then.

@@ -403,7 +403,9 @@ public final class ShardService: Sendable {
     static func applyRows(_ message: ReceivedMessage, meter: RequestMeter,
                           apply: (String, UnsafeBufferPointer<UInt64>, UnsafeRawBufferPointer) throws -> Int) throws -> OutgoingMessage {
         let start = RequestMeter.now()
-        let updated = try message.withUnsafeBytes { bytes in
+        // The rows at a 64-byte boundary, so the engine logs and applies them where they are.
+        let rowsOffset = message.withSegments { r in RowMessageDecoder.pushRowsOffset(total: r.remaining) { r.read($0, into: $1) } } ?? nil
+        let updated = try message.withUnsafeBytes(placing: rowsOffset ?? 0, at: 64) { bytes in
             try RowMessageDecoder.withPushRequest(bytes) { req in try apply(req.table, req.ids, req.gradientBytes) }
         }
         meter.record(rows: updated, seconds: RequestMeter.now() - start)

@@ -247,7 +247,7 @@ final class ParkedReplies: @unchecked Sendable {
         var seed: UInt64 = 3
         func next() -> Int { seed = seed &* 6364136223846793005 &+ 1442695040888963407; return Int(seed >> 33) }
         for round in 0..<200 {
-            let parts = (0..<(next() % 6)).map { _ in (0..<(next() % 40)).map { _ in UInt8(truncatingIfNeeded: next()) } }
+            let parts = (0..<(next() % 6)).map { _ in (0..<(next() % 60)).map { _ in UInt8(truncatingIfNeeded: next()) } }
             let all = parts.flatMap { $0 }
             let m = Self.message(parts)
             #expect(m.count == all.count)
@@ -267,6 +267,14 @@ final class ParkedReplies: @unchecked Sendable {
                 return got
             }
             #expect(read == all, "round \(round)")
+            // Placed so that a chosen byte is aligned: the same bytes, the byte aligned when the message is
+            // several slices (one slice or none is read where it is; the core merges parts of up to 23 bytes,
+            // which it stores inline, into one slice, so two larger parts make sure of several).
+            let offset = all.isEmpty ? 0 : next() % all.count, alignment = [1, 8, 64][next() % 3]
+            let placed = m.withUnsafeBytes(placing: offset, at: alignment) { b -> (bytes: [UInt8], aligned: Bool) in
+                (Array(b), b.isEmpty || Int(bitPattern: b.baseAddress! + offset) % alignment == 0)
+            }
+            #expect(placed.bytes == all && (placed.aligned || parts.filter { $0.count > 23 }.count < 2), "round \(round)")
             // The contiguous form (made after the segments were read) holds the same bytes; reading both ways
             // again still agrees.
             #expect(m.bytes == all)

@@ -187,6 +187,52 @@ private func hex(_ s: String) -> [UInt8] {
         #expect(found > 600 && agreed == found)
     }
 
+    /// The push rows' offset (a hint for aligning them) is found for what clients send and, whenever it is
+    /// found for a message the decoder accepts, is where the decoder's rows start; it never reads past the
+    /// message.
+    @Test func pushRowsOffsetAgreesWithTheDecoder() throws {
+        var seed: UInt64 = 0x5eed
+        func next() -> UInt64 { seed = seed &* 6364136223846793005 &+ 1442695040888963407; return seed >> 11 }
+        func offset(_ b: [UInt8]) -> Int? {
+            var at = 0
+            return RowMessageDecoder.pushRowsOffset(total: b.count) { n, into in
+                guard n >= 0, n <= b.count - at else { return false }
+                if let into, n > 0 { b.withUnsafeBytes { into.copyMemory(from: $0.baseAddress! + at, byteCount: n) } }
+                at += n
+                return true
+            }
+        }
+        func decoded(_ b: [UInt8]) -> Int?? {
+            b.withUnsafeBytes { r in
+                try? RowMessageDecoder.withPushRequest(r) { req -> Int? in
+                    req.gradientBytes.count == 0 ? nil : req.gradientBytes.baseAddress! - r.baseAddress!
+                }
+            }
+        }
+        var found = 0
+        for round in 0..<2000 {
+            let name = String(repeating: "t", count: Int(next() % 200)), count = Int(next() % 9), dim = Int(next() % 5) + 1
+            var bytes = Wire.PushRequest(table: name, ids: (0..<count).map { _ in next() },
+                                         gradients: (0..<(count * dim * 4)).map { _ in UInt8(truncatingIfNeeded: next()) }).encoded()
+            if round % 3 != 0 {
+                switch next() % 5 {
+                case 0: if !bytes.isEmpty { bytes[Int(next() % UInt64(bytes.count))] = UInt8(truncatingIfNeeded: next()) }
+                case 1: bytes.removeLast(Int(next() % UInt64(min(bytes.count, 5) + 1)))
+                case 2: bytes += [0x20, UInt8(next() % 128)]   // an unknown field after the rows
+                case 3: bytes += [0x1A, 0x04, 1, 2, 3, 4]        // the rows twice (the last counts)
+                default: bytes = [0x0A, 0x01, 0x78] + bytes      // the table twice
+                }
+            } else if count > 0 {
+                #expect(offset(bytes) != nil, "round \(round)")
+            }
+            // A message the decoder refuses is refused whatever the hint said.
+            guard let o = offset(bytes), let d = decoded(bytes) else { continue }
+            found += 1
+            #expect(d == o, "round \(round): offset \(o), decoder \(String(describing: d))")
+        }
+        #expect(found > 500)
+    }
+
     @Test func everyControlMessageRoundTrips() throws {
         var spec = Wire.TableSpec(name: "t", dim: 16, hashMode: .fixedBudget, rowBudget: 1000)
         spec.optimizer = Wire.OptimizerConfig(kind: .adagrad, learningRate: 0.05)
