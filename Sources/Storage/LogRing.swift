@@ -12,8 +12,9 @@ import CLinux
 /// Where /dev/shm allows, the ring is a file there named after the log's directory, locked (flock) by its
 /// one owner: what it holds outlives the owner's process, so a record copied into it survives kill -9
 /// before its disk write finishes, and the next open of the same directory writes it to the segment file
-/// (`drainLeftover`) before anything reads the log. Otherwise (no /dev/shm, or the ring is locked by
-/// another open of the directory) it is private memory and `survivesProcess` is false.
+/// (`drainLeftover`) before anything reads the log. Otherwise (no /dev/shm, no room in it, or the ring is
+/// locked by another open of the directory) it is private memory and `survivesProcess` is false. Its pages
+/// are allocated when it is made (a write into a mapping of a full tmpfs would raise SIGBUS).
 ///
 /// Invariant: the header names the open segment (first sequence, inode) and holds `onDisk` and `filled`
 /// (segment offsets): the file holds every byte before `onDisk`; the ring holds the segment's bytes from
@@ -71,11 +72,18 @@ final class LogRing {
                 }
             }
         }
-        if found == nil, ftruncate(file, off_t(Self.pageSize + cap)) != 0 {
+        if found == nil && !Self.reserve(file, Self.pageSize + cap) {
+            // No room in /dev/shm (a full tmpfs would raise SIGBUS at a write into the mapping, so the pages
+            // are reserved up front): private memory instead.
             let e = String(cString: strerror(errno))
             Glibc.close(file)
             if let p = shmPath { unlink(p) }
-            throw .openFailed(path: directory, message: "cannot size the update log's ring (\(cap >> 20) MiB): \(e)")
+            file = shmPath == nil ? -1 : embedps_memfd_create("embedps-log-ring")
+            shmPath = nil
+            guard file >= 0, Self.reserve(file, Self.pageSize + cap) else {
+                if file >= 0 { Glibc.close(file) }
+                throw .openFailed(path: directory, message: "cannot reserve the update log's ring (\(cap >> 20) MiB): \(e)")
+            }
         }
         guard let h = mmap(nil, Self.pageSize, PROT_READ | PROT_WRITE, MAP_SHARED, file, 0), !Self.mapFailed(h),
               let d = Self.mapTwice(file, capacity: cap) else {
@@ -114,6 +122,14 @@ final class LogRing {
         return directoryPrefix + "/" + namePrefix + String(h, radix: 16)
     }
 
+    /// Sizes `file` to `bytes` and allocates its pages (so writes through a mapping cannot fault for room).
+    private static func reserve(_ file: Int32, _ bytes: Int) -> Bool {
+        guard ftruncate(file, off_t(bytes)) == 0 else { return false }
+        let e = posix_fallocate(file, 0, off_t(bytes))
+        if e != 0 { errno = e; return false }
+        return true
+    }
+
     /// `capacity` bytes of `file` (after its header page) mapped twice, back to back.
     private static func mapTwice(_ file: Int32, capacity: Int) -> UnsafeMutableRawPointer? {
         guard let area = mmap(nil, 2 * capacity, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), !mapFailed(area) else { return nil }
@@ -147,7 +163,7 @@ final class LogRing {
     /// start) to `to` (at most one block). Only while nothing else uses the ring.
     func grow(to newCapacity: Int, keeping from: Int, _ to: Int) throws(StorageError) {
         let kept = [UInt8](UnsafeRawBufferPointer(start: pointer(from), count: to - from))
-        guard ftruncate(fd, off_t(Self.pageSize + newCapacity)) == 0, let d = Self.mapTwice(fd, capacity: newCapacity) else {
+        guard Self.reserve(fd, Self.pageSize + newCapacity), let d = Self.mapTwice(fd, capacity: newCapacity) else {
             throw .writeFailed(message: "cannot grow the update log's ring to \(newCapacity >> 20) MiB: \(String(cString: strerror(errno)))")
         }
         munmap(data, 2 * capacity)

@@ -151,6 +151,7 @@ import Vocabulary
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("log-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let log = try UpdateLog(directory: dir, sync: true)
+        defer { log.close() }   // removes its ring in /dev/shm
         var memory: [UnsafeMutableRawPointer] = []
         for seq in UInt64(1)...3 { let r = Self.record(UInt8(seq)); memory.append(r.memory); log.enqueue(r.record, seq: seq) }
         try log.waitDurable(3)
@@ -180,6 +181,7 @@ import Vocabulary
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("log-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let log = try UpdateLog(directory: dir, sync: false)
+        defer { log.close() }   // removes its ring in /dev/shm
         var memory: [UnsafeMutableRawPointer] = []
         defer { memory.forEach { $0.deallocate() } }
         for seq in UInt64(1)...10 {
@@ -223,6 +225,7 @@ import Vocabulary
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("log-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let log = try UpdateLog(directory: dir, sync: true)
+        defer { log.close() }   // removes its ring in /dev/shm
         let next = LockedBox<UInt64>(0)
         await withTaskGroup(of: Void.self) { g in
             for _ in 0..<8 {
