@@ -177,7 +177,7 @@ final class EmbeddingTable: @unchecked Sendable {
         optimizer = SparseOptimizer(config: spec.optimizer, dim: spec.dim)
         initializer = RowInitializer(config: spec.initializer, dim: spec.dim)
         store = RowStore(rowFloats: spec.rowFloats, capacity: tuning.cacheRows, stripes: tuning.stripes)
-        log = try UpdateLog(directory: logDirectory, sync: sync)
+        log = try UpdateLog(directory: logDirectory, sync: sync, ringBytes: tuning.logRingBytes)
         var state = CommitState()
         var dnisState = DnisState(blocks: spec.dnis?.blocks ?? 0, dim: spec.dim)
         if let m = try db.get(db.defaultFamily, key: identity.markerKey), m.count == 8 {
@@ -1068,10 +1068,13 @@ public struct TableTuning: Sendable {
     /// Whether pushes of a table whose rows are cached enqueue their log record before pinning their rows
     /// (`EmbeddingTable.commitPush`); false: always after (to compare the two).
     public var logBeforePin = true
+    /// Bytes of the update log's ring (a multiple of 4 KiB; see `UpdateLog`).
+    public var logRingBytes = UpdateLog.defaultRingBytes
     public init() {}
     /// Watermarks derived from the cache size: flush above a quarter of it, make pushes help above 90%.
-    public init(cacheRows: Int, stripes: Int = 64, readThreads: Int = 1, logBeforePin: Bool = true) {
+    public init(cacheRows: Int, stripes: Int = 64, readThreads: Int = 1, logBeforePin: Bool = true, logRingBytes: Int = UpdateLog.defaultRingBytes) {
         self.cacheRows = cacheRows; self.stripes = stripes; self.readThreads = max(1, readThreads); self.logBeforePin = logBeforePin
+        self.logRingBytes = max(4096, logRingBytes / 4096 * 4096)
         dirtyLowWatermark = max(1, cacheRows / 4)
         dirtyHardLimit = max(1, cacheRows * 9 / 10)
     }

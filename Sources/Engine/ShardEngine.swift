@@ -4,9 +4,10 @@ import SemanticTokenizers
 import Storage
 import EmbedPSWire
 
-/// Durability of acknowledged pushes. `sync`: the WAL is fsynced before a push is acknowledged (survives
-/// power loss and kill -9). `async`: the WAL is written but not fsynced per batch (survives a process
-/// crash or kill -9, since the OS holds the written WAL; a machine crash may lose the last moments).
+/// Durability of acknowledged pushes. `sync`: the update log is written and fdatasync'ed before a push is
+/// acknowledged (survives power loss and kill -9). `async`: the record is in the log's ring in /dev/shm,
+/// which outlives the process and is written to the log file behind it (survives a process crash or
+/// kill -9; a machine crash may lose the last moments). See `UpdateLog`.
 public enum Durability: String, Sendable, CaseIterable {
     case sync, async
 }
@@ -26,6 +27,8 @@ public struct ShardEngineConfiguration: Sendable {
     public var readThreads: Int = max(1, ProcessInfo.processInfo.activeProcessorCount)
     /// Whether pushes to a cached table log before they pin their rows (`TableTuning.logBeforePin`).
     public var logBeforePin = true
+    /// Bytes of each table's update-log ring (`UpdateLog`; a multiple of 4 KiB, reserved in /dev/shm).
+    public var logRingBytes = UpdateLog.defaultRingBytes
     /// Largest number of ids in one request.
     public var maxIdsPerRequest: Int = 1 << 20
     /// A table is checkpointed (every dirty row written, the family flushed, old update-log segments
@@ -130,7 +133,8 @@ public final class ShardEngine: @unchecked Sendable {
         return try EmbeddingTable(spec: spec, identity: identity, family: family, db: db,
                                   logDirectory: configuration.dataDirectory + "/updatelog/" + identity.logDirectoryName,
                                   tuning: TableTuning(cacheRows: configuration.cacheRowsPerTable, stripes: configuration.stripesPerTable,
-                                                      readThreads: configuration.readThreads, logBeforePin: configuration.logBeforePin),
+                                                      readThreads: configuration.readThreads, logBeforePin: configuration.logBeforePin,
+                                                      logRingBytes: configuration.logRingBytes),
                                   sync: configuration.durability == .sync, semantic: semantic)
     }
 

@@ -71,8 +71,8 @@ public final class UpdateLog: @unchecked Sendable {
     static let magic2: UInt32 = 0x4550_5332
     /// Direct I/O alignment of buffers, offsets and lengths (the largest logical block size in common use).
     static let blockSize = 4096
-    /// The ring's capacity (grown for a record that does not fit in half of it).
-    static let ringBytes = 16 << 20
+    /// The ring's default capacity (grown for a record that does not fit in half of it).
+    public static let defaultRingBytes = 16 << 20
     public let directory: String
     public let sync: Bool
 
@@ -116,11 +116,13 @@ public final class UpdateLog: @unchecked Sendable {
     /// Bytes of records a killed process left in the ring, written to their segment when this log opened.
     public let recoveredFromRing: Int
 
-    public init(directory: String, sync: Bool, segmentLimit: Int = 64 << 20) throws {
+    /// `ringBytes`: the ring's capacity, a multiple of 4 KiB (a leftover ring keeps its own).
+    public init(directory: String, sync: Bool, segmentLimit: Int = 64 << 20, ringBytes: Int = defaultRingBytes) throws {
+        precondition(ringBytes >= Self.blockSize && ringBytes % Self.blockSize == 0, "update log ring of \(ringBytes) bytes")
         self.directory = directory; self.sync = sync; self.segmentLimit = segmentLimit
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         LogRing.removeOrphans()
-        ring = try LogRing(directory: directory, capacity: Self.ringBytes)
+        ring = try LogRing(directory: directory, capacity: ringBytes)
         recoveredFromRing = try ring.drainLeftover { [directory] first in Self.path(directory, first) }
     }
     deinit {

@@ -31,6 +31,9 @@ nonisolated func runShardServer(_ options: Options) {
     guard readThreads >= 1 else { options.fail("--read-threads must be at least 1") }
     engineConfig.readThreads = readThreads
     engineConfig.logBeforePin = options.onOff("log-before-pin", default: true)
+    let ringMB = options.int("log-ring-mb", default: engineConfig.logRingBytes >> 20)
+    guard ringMB >= 1 && ringMB <= 4096 else { options.fail("--log-ring-mb must be between 1 and 4096 (MiB of /dev/shm per table)") }
+    engineConfig.logRingBytes = ringMB << 20
     engineConfig.checkpointLogBytes = options.int("checkpoint-log-mb", default: 4096) << 20
     engineConfig.checkpointIntervalSeconds = options.double("checkpoint-seconds", default: 60)
     let maxBytes = options.int("max-message-mb", default: 64) << 20

@@ -25,6 +25,9 @@ options:
   --log-before-pin on|off  on (default): while a table's pushes find their rows cached, a push hands its
                          update-log record to the log writer before it pins its rows, so the write overlaps
                          the pin as well as the apply; off: after the pin (to compare)
+  --log-ring-mb N        MiB of /dev/shm each table's update log reserves for records on their way to disk
+                         (default 16; a larger push record grows it); with async durability a push is
+                         acknowledged once its record is there
   --checkpoint-log-mb N  checkpoint a table when its update log grew by N MiB (default 4096)
   --checkpoint-seconds S checkpoint a table with dirty rows at least every S seconds (default 60)
   --threads N            completion-queue threads (default 2)
@@ -55,6 +58,6 @@ options:
   --advertise HOST:PORT  this server's address as clients reach it (default the listen address and bound port)
 """
 
-let known: Set<String> = ["cluster", "shard-index", "listen", "data-dir", "durability", "cache-rows", "read-threads", "log-before-pin", "threads", "max-message-mb", "port-file", "checkpoint-log-mb", "checkpoint-seconds", "metrics-port", "metrics-port-file", "auth-token-file", "auth-scope", "tls-cert", "tls-key", "restore-checkpoint", "follow", "ack-replicas", "ack-timeout-ms", "etcd", "etcd-prefix", "lease-ttl-seconds", "advertise"]
+let known: Set<String> = ["cluster", "shard-index", "listen", "data-dir", "durability", "cache-rows", "read-threads", "log-before-pin", "log-ring-mb", "threads", "max-message-mb", "port-file", "checkpoint-log-mb", "checkpoint-seconds", "metrics-port", "metrics-port-file", "auth-token-file", "auth-scope", "tls-cert", "tls-key", "restore-checkpoint", "follow", "ack-replicas", "ack-timeout-ms", "etcd", "etcd-prefix", "lease-ttl-seconds", "advertise"]
 let options = Options(Array(CommandLine.arguments.dropFirst()), usage: usage, known: known)
 runShardServer(options)
