@@ -56,19 +56,11 @@ public final class ReceivedMessage: @unchecked Sendable {
     public func withUnsafeBytes<R>(placing offset: Int, at alignment: Int, _ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
         guard let buffer, embedps_byte_buffer_is_plain(buffer) != 0, embedps_byte_buffer_slice_count(buffer) > 1,
               flat.withLock({ $0 == nil }) else { return try withUnsafeBytes(body) }
-        let n = embedps_byte_buffer_slice_count(buffer)
-        var total = 0
-        for i in 0..<n { var length = 0; _ = embedps_byte_buffer_slice(buffer, i, &length); total += length }
+        let total = count
         let memory = UnsafeMutableRawPointer.allocate(byteCount: total + alignment, alignment: alignment)
         defer { memory.deallocate() }
         let start = memory + (alignment - offset % alignment) % alignment
-        var at = 0
-        for i in 0..<n {
-            var length = 0
-            let s = embedps_byte_buffer_slice(buffer, i, &length)
-            if length > 0, let s { (start + at).copyMemory(from: s, byteCount: length) }
-            at += length
-        }
+        guard withSegments({ $0.read(total, into: start) }) == true else { return try withUnsafeBytes(body) }
         return try body(UnsafeRawBufferPointer(start: start, count: total))
     }
 

@@ -36,8 +36,11 @@ final class LogRing {
     /// The /dev/shm file (nil: private memory).
     let path: String?
     var survivesProcess: Bool { path != nil }
+    /// What a leftover header describes: the segment, where it starts in the ring, and what of it was only
+    /// in the ring (`onDisk` up to `filled`), at the ring's `capacity`.
+    typealias Leftover = (segmentFirst: UInt64, inode: UInt64, base: Int, onDisk: Int, filled: Int, capacity: Int)
     /// The header found when the file was opened, if it described a segment of this directory.
-    private(set) var leftover: (segmentFirst: UInt64, inode: UInt64, base: Int, onDisk: Int, filled: Int, capacity: Int)?
+    private(set) var leftover: Leftover?
 
     /// Opens (or creates) the ring of `directory`, `capacity` bytes (a multiple of 4 KiB) or the capacity
     /// a leftover file has. Throws only when not even private memory can be mapped.
@@ -56,20 +59,15 @@ final class LogRing {
         // A leftover header of this directory keeps its capacity (its bytes are read at that layout).
         var size = stat()
         var cap = requested
-        var found: (UInt64, UInt64, Int, Int, Int, Int)? = nil
-        if fstat(file, &size) == 0, Int(size.st_size) >= Self.pageSize {
-            var page = [UInt8](repeating: 0, count: Self.pageSize)
-            if pread(file, &page, Self.pageSize, 0) == Self.pageSize {
-                page.withUnsafeBytes { b in
-                    func u(_ f: Field) -> UInt64 { UInt64(littleEndian: b.loadUnaligned(fromByteOffset: f.rawValue, as: UInt64.self)) }
-                    let n = Int(u(.pathLength))
-                    guard u(.magic) == Self.magic, n > 0, n <= Self.pageSize - Self.pathOffset,
-                          String(decoding: b[Self.pathOffset..<(Self.pathOffset + n)], as: UTF8.self) == canonical else { return }
-                    let c = Int(u(.capacity))
-                    guard c > 0, c % Self.pageSize == 0, Int(size.st_size) == Self.pageSize + c else { return }
-                    found = (u(.segmentFirst), u(.segmentInode), Int(u(.segmentBase)), Int(u(.onDisk)), Int(u(.filled)), c)
-                    cap = c
-                }
+        var found: Leftover? = nil
+        if fstat(file, &size) == 0, let page = Self.readHeader(file) {
+            page.withUnsafeBytes { b in
+                func u(_ f: Field) -> UInt64 { Self.field(f, in: b) }
+                guard u(.magic) == Self.magic, Self.directory(inHeader: b) == canonical else { return }
+                let c = Int(u(.capacity))
+                guard c > 0, c % Self.pageSize == 0, Int(size.st_size) == Self.pageSize + c else { return }
+                found = (u(.segmentFirst), u(.segmentInode), Int(u(.segmentBase)), Int(u(.onDisk)), Int(u(.filled)), c)
+                cap = c
             }
         }
         if found == nil && !Self.reserve(file, Self.pageSize + cap) {
@@ -91,9 +89,7 @@ final class LogRing {
             throw .openFailed(path: directory, message: "cannot map the update log's ring: \(String(cString: strerror(errno)))")
         }
         fd = file; path = shmPath; header = h; data = d; capacity = cap
-        if let f = found {
-            leftover = (segmentFirst: f.0, inode: f.1, base: f.2, onDisk: f.3, filled: f.4, capacity: f.5)
-        }
+        leftover = found
         if found == nil {
             // A new ring: it describes no segment until `beginSegment`. (A leftover header stays as it was
             // until `drainLeftover` has written what it describes.)
@@ -110,6 +106,21 @@ final class LogRing {
         munmap(data, 2 * capacity)
         munmap(header, Self.pageSize)
         Glibc.close(fd)
+    }
+
+    /// The header page of ring file `file`, if it has one.
+    private static func readHeader(_ file: Int32) -> [UInt8]? {
+        var page = [UInt8](repeating: 0, count: pageSize)
+        return pread(file, &page, pageSize, 0) == pageSize ? page : nil
+    }
+    private static func field(_ f: Field, in header: UnsafeRawBufferPointer) -> UInt64 {
+        UInt64(littleEndian: header.loadUnaligned(fromByteOffset: f.rawValue, as: UInt64.self))
+    }
+    /// The log directory a header names (nil when its length is out of range).
+    private static func directory(inHeader b: UnsafeRawBufferPointer) -> String? {
+        let n = Int(field(.pathLength, in: b))
+        guard n > 0, n <= pageSize - pathOffset else { return nil }
+        return String(decoding: b[pathOffset..<(pathOffset + n)], as: UTF8.self)
     }
 
     /// mmap's failure value ((void *)-1).
@@ -183,8 +194,7 @@ final class LogRing {
         return written
     }
 
-    private func writeLeftover(_ l: (segmentFirst: UInt64, inode: UInt64, base: Int, onDisk: Int, filled: Int, capacity: Int),
-                               _ segmentPath: (UInt64) -> String) throws(StorageError) -> Int {
+    private func writeLeftover(_ l: Leftover, _ segmentPath: (UInt64) -> String) throws(StorageError) -> Int {
         guard l.filled > l.onDisk else { return 0 }
         let p = segmentPath(l.segmentFirst)
         var st = stat()
@@ -225,15 +235,7 @@ final class LogRing {
             defer { Glibc.close(f) }
             var st = stat()
             guard fstat(f, &st) == 0, st.st_size > 0, flock(f, LOCK_EX | LOCK_NB) == 0 else { continue }   // size 0: being created
-            var page = [UInt8](repeating: 0, count: pageSize)
-            let got = pread(f, &page, pageSize, 0)
-            var dir: String? = nil
-            if got == pageSize {
-                page.withUnsafeBytes { b in
-                    let len = Int(UInt64(littleEndian: b.loadUnaligned(fromByteOffset: Field.pathLength.rawValue, as: UInt64.self)))
-                    if len > 0 && len <= pageSize - pathOffset { dir = String(decoding: b[pathOffset..<(pathOffset + len)], as: UTF8.self) }
-                }
-            }
+            let dir = readHeader(f)?.withUnsafeBytes { directory(inHeader: $0) }
             if dir.map({ !FileManager.default.fileExists(atPath: $0) }) ?? true { unlink(p); removed += 1 }
         }
         return removed

@@ -213,13 +213,13 @@ public final class UpdateLog: @unchecked Sendable {
         if pending.isEmpty && !closed { _ = condition.wait(until: Date(timeIntervalSinceNow: Self.writerIdleSeconds)) }
         if failed != nil { pending.removeAll() }   // never written: their waiters see the failure
         if pending.isEmpty { return !closed }
-        copying = true
-        defer { copying = false; condition.broadcast() }
         if fd >= 0 && filled >= segmentLimit {
             // A full segment is closed once the disk thread wrote all of it; the group opens the next one.
-            while failed == nil && (diskWriting || onDisk < filled) { condition.wait() }
-            if failed == nil { closeSegment() }
+            waitForDisk()
+            if failed == nil && fd >= 0 { closeSegment() }
         }
+        copying = true
+        defer { copying = false; condition.broadcast() }
         if failed == nil && fd < 0, let first = pending.first, let e = openSegment(first: first.seq) { failed = e }
         if failed != nil { pending.removeAll(); return true }
         let batch = pending
@@ -313,6 +313,12 @@ public final class UpdateLog: @unchecked Sendable {
     private func waitForDisk() {
         while copying || (failed == nil && (diskWriting || onDisk < filled)) { condition.wait() }
     }
+    /// Waits until the writer took everything queued so far, then for the disk (`waitForDisk`). Caller
+    /// holds the lock.
+    private func waitForQueuedWrites() {
+        while !pending.isEmpty && failed == nil { condition.wait() }
+        waitForDisk()
+    }
 
     /// Writes what is queued, stops the writer and disk threads and closes the open segment; with nothing
     /// left unwritten, deletes the ring's file. Enqueueing after close is a programming error. Idempotent.
@@ -329,7 +335,6 @@ public final class UpdateLog: @unchecked Sendable {
         condition.unlock()
         diskDone?.wait()
         condition.lock()
-        while diskWriting { condition.wait() }
         if fd >= 0 { closeSegment() }
         if failed == nil { ring.remove() }
         condition.unlock()
@@ -359,16 +364,14 @@ public final class UpdateLog: @unchecked Sendable {
     /// is written. Earlier segments stay until `deleteSegments(through:)`.
     public func rotate() {
         condition.lock(); defer { condition.unlock() }
-        while !pending.isEmpty && failed == nil { condition.wait() }
-        waitForDisk()
+        waitForQueuedWrites()
         if fd >= 0 { closeSegment() }
     }
 
     /// Sets where numbering resumes after a replay (the next record's sequence must exceed `seq`).
     public func resume(after seq: UInt64) {
         condition.lock(); defer { condition.unlock() }
-        while !pending.isEmpty && failed == nil { condition.wait() }
-        waitForDisk()
+        waitForQueuedWrites()
         lastEnqueued = seq; durable = seq; written = seq
         if fd >= 0 { closeSegment() }
     }
