@@ -251,15 +251,16 @@ import Vocabulary
     @Test func recordsOnlyInTheRingSurviveTheProcessAndReachTheirSegmentOnTheNextOpen() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("log-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let big = (0..<(20 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 31) }
+        // A 1 MiB ring, so a 5 MiB record grows it (to 10 MiB, room for records 3-5).
+        let big = (0..<(5 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 31) }
         let payloads: [[UInt8]] = [[1, 2, 3], Array(repeating: 7, count: 5000), Array(big.prefix(3 << 20))]
         var ringFile: String? = nil
         do {
-            let log = try UpdateLog(directory: dir, sync: false)
+            let log = try UpdateLog(directory: dir, sync: false, ringBytes: 1 << 20)
             try #require(log.acknowledgesFromRing, "needs a writable /dev/shm")
             ringFile = log.ringPath
             #expect(ringFile.map { FileManager.default.fileExists(atPath: $0) } == true)
-            // Records 1-2 reach the disk (the 20 MiB one grows the ring); 3-5 are acknowledged from the ring alone.
+            // Records 1-2 reach the disk (the 5 MiB one grows the ring); 3-5 are acknowledged from the ring alone.
             for (i, p) in [payloads[0], big].enumerated() {
                 p.withUnsafeBytes { log.enqueue(UpdateLog.Record(parts: [$0]), seq: UInt64(i + 1)) ; _ = try? log.waitDurable(UInt64(i + 1)) }
             }

@@ -159,6 +159,9 @@ import CGRPC
         let server = Server(config)
         defer { server.shutdown() }  // idempotent: also when an expectation throws first
         let parked = ParkedReplies()
+        // Answer what is still parked when an expectation fails first, so shutdown (which waits for owed
+        // answers) and the calls' Dispatch threads are not held for ever.
+        defer { _ = parked.releaseAll() }
         server.registerDeferred("/test.Echo/Park") { _, message, reply in parked.add(message.bytes, reply) }
         server.registerDeferred("/test.Echo/Release") { _, _, reply in
             let n = parked.releaseAll()
