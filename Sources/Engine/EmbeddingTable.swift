@@ -17,6 +17,8 @@ public final class TableCounters: Sendable {
     let rowsLoaded = Atomic<UInt64>(0)
     /// Pushes that enqueued their log record before pinning their rows (`EmbeddingTable.commitPush`).
     let pushesLoggedFirst = Atomic<UInt64>(0)
+    /// Pulls whose cached rows were copied on several threads (`EmbeddingTable.splitParts`).
+    let pullsSplit = Atomic<UInt64>(0)
     /// Admission tables: rows created by a push; pushed ids counted but not applied (not admitted yet).
     let rowsAdmitted = Atomic<UInt64>(0), pushesRefused = Atomic<UInt64>(0)
     /// Eviction tables: rows deleted by eviction passes, and the passes.
@@ -36,6 +38,8 @@ public struct TableSnapshot: Sendable {
     public let backpressureFlushes, rowsLoaded, evictions: UInt64
     /// Pushes that handed their record to the update log before pinning their rows (rows all cached).
     public let pushesLoggedFirst: UInt64
+    /// Pulls whose cached rows were copied on several threads at once (large pulls alone in the table).
+    public let pullsSplit: UInt64
     /// Admission and eviction policies (zero without them); `evictions` above counts cache evictions.
     public let rowsAdmitted, pushesRefused, rowsEvicted, evictionPasses, admissionSketchBytes: UInt64
     /// The last applied update-log sequence.
@@ -156,6 +160,8 @@ final class EmbeddingTable: @unchecked Sendable {
     let cachedPushStreak = Atomic<Int>(0)
     /// Cached pushes in a row after which pushes log before they pin.
     static let logFirstStreak = 8
+    /// Pulls and pushes in this table now (see `splitParts`).
+    let busy = Atomic<Int>(0)
     /// Set when a log write failed: the table refuses everything until the shard restarts.
     let poisoned = Mutex<String?>(nil)
 
@@ -258,6 +264,17 @@ final class EmbeddingTable: @unchecked Sendable {
         commit.withLock { $0.lastSeq = max($0.lastSeq, last) }
     }
 
+    /// Threads a pull of `rows` rows copies its cached rows with (`RowStore.withStripesSplit`): up to
+    /// `tuning.splitThreads`, at least `tuning.rowsPerSplitThread` rows each, and only while no other pull or
+    /// push is in this table (`busy`): a lone pull then uses cores that would sit idle, while concurrent
+    /// requests already keep them busy and keep one thread each. (Pushes stay on one thread: measured, a
+    /// split pin and apply made them slower, competing with the log's writer thread.)
+    @inline(__always) func splitParts(_ rows: Int) -> Int {
+        let most = min(tuning.splitThreads, rows / max(1, tuning.rowsPerSplitThread))
+        guard most > 1, busy.load(ordering: .relaxed) <= 1 else { return 1 }
+        return most
+    }
+
     /// Throws when the table stopped accepting calls after a failed log write.
     @inline(__always) func checkHealthy() throws(EngineError) {
         if let reason = poisoned.withLock({ $0 }) {
@@ -271,18 +288,27 @@ final class EmbeddingTable: @unchecked Sendable {
     /// alpha for a DNIS table); unseen rows get their initial value (not written).
     func pull(keys: UnsafeBufferPointer<UInt64>, into out: UnsafeMutablePointer<Float>) throws(EngineError) {
         try checkHealthy()
+        busy.add(1, ordering: .relaxed); defer { busy.subtract(1, ordering: .relaxed) }
         let dim = spec.dim, rf = spec.rowFloats
         let plan = store.plan(keys)
         let dnisState = dnis.map { _ in dnisBox.withLock { $0 } }
         let dn = dnis
-        // Cache hits under each stripe's lock; misses remembered with the stripe's eviction count.
-        var missing: [Int32] = []
+        // Cache hits under each stripe's lock; misses remembered with the stripe's eviction count. A large
+        // pull alone in the table copies on several threads (`splitParts`), each its own stripes.
+        let parts = splitParts(keys.count)
+        var missedBy = [[Int32]](repeating: [], count: parts)
         var epochs = [UInt64](repeating: 0, count: store.stripeCount)
         let view: ((UnsafePointer<Float>, UnsafeMutablePointer<Float>) -> Void)? = dn.map { d in { d.view($0, into: $1, state: dnisState!) } }
-        store.withStripes(plan) { stripe, s, positions in
-            epochs[s] = stripe.evictions
-            stripe.copyRows(keys.baseAddress!, positions, into: out, width: dim, view: view) { missing.append($0) }
+        missedBy.withUnsafeMutableBufferPointer { missed in
+            epochs.withUnsafeMutableBufferPointer { epochs in
+                store.withStripesSplit(plan, parts: parts) { part, stripe, s, positions in
+                    epochs[s] = stripe.evictions
+                    stripe.copyRows(keys.baseAddress!, positions, into: out, width: dim, view: view) { missed[part].append($0) }
+                }
+            }
         }
+        let missing = parts == 1 ? missedBy[0] : Array(missedBy.joined())
+        if parts > 1 { counters.pullsSplit.add(1, ordering: .relaxed) }
         counters.cacheHits.add(UInt64(keys.count - missing.count), ordering: .relaxed)
         counters.cacheMisses.add(UInt64(missing.count), ordering: .relaxed)
         if !missing.isEmpty {
@@ -377,6 +403,7 @@ final class EmbeddingTable: @unchecked Sendable {
     /// what the first attempt returned).
     func push(_ record: PushRecord) throws(EngineError) -> Int {
         try checkHealthy()
+        busy.add(1, ordering: .relaxed); defer { busy.subtract(1, ordering: .relaxed) }
         if let id = record.requestID, let n = commit.withLock({ $0.ledger.rowsUpdated(by: id) }) { return n }
         try waitForFlusherIfOverLimit()
         if logsBeforePinning { return try commitPush(record, pinned: nil) }
@@ -1040,7 +1067,7 @@ final class EmbeddingTable: @unchecked Sendable {
                              checkpoints: cnt.checkpoints.load(ordering: .relaxed), rowsFlushed: cnt.rowsFlushed.load(ordering: .relaxed),
                              backpressureFlushes: cnt.backpressureFlushes.load(ordering: .relaxed),
                              rowsLoaded: cnt.rowsLoaded.load(ordering: .relaxed), evictions: c.evictions,
-                             pushesLoggedFirst: cnt.pushesLoggedFirst.load(ordering: .relaxed),
+                             pushesLoggedFirst: cnt.pushesLoggedFirst.load(ordering: .relaxed), pullsSplit: cnt.pullsSplit.load(ordering: .relaxed),
                              rowsAdmitted: cnt.rowsAdmitted.load(ordering: .relaxed), pushesRefused: cnt.pushesRefused.load(ordering: .relaxed),
                              rowsEvicted: cnt.rowsEvicted.load(ordering: .relaxed), evictionPasses: cnt.evictionPasses.load(ordering: .relaxed),
                              admissionSketchBytes: UInt64(admission?.sketchBytes ?? 0), lastSequence: lastSequence)
@@ -1070,10 +1097,16 @@ public struct TableTuning: Sendable {
     public var logBeforePin = true
     /// Bytes of the update log's ring (a multiple of 4 KiB; see `UpdateLog`).
     public var logRingBytes = UpdateLog.defaultRingBytes
+    /// Threads a lone pull's cached rows are copied with (see `EmbeddingTable.splitParts`); 1: none.
+    public var splitThreads: Int = 1
+    /// Fewest rows each of those threads gets.
+    public var rowsPerSplitThread: Int = 1024
     public init() {}
     /// Watermarks derived from the cache size: flush above a quarter of it, make pushes help above 90%.
-    public init(cacheRows: Int, stripes: Int = 64, readThreads: Int = 1, logBeforePin: Bool = true, logRingBytes: Int = UpdateLog.defaultRingBytes) {
+    public init(cacheRows: Int, stripes: Int = 64, readThreads: Int = 1, logBeforePin: Bool = true, logRingBytes: Int = UpdateLog.defaultRingBytes,
+                splitThreads: Int = 1) {
         self.cacheRows = cacheRows; self.stripes = stripes; self.readThreads = max(1, readThreads); self.logBeforePin = logBeforePin
+        self.splitThreads = max(1, splitThreads)
         self.logRingBytes = max(4096, logRingBytes / 4096 * 4096)
         dirtyLowWatermark = max(1, cacheRows / 4)
         dirtyHardLimit = max(1, cacheRows * 9 / 10)

@@ -25,6 +25,9 @@ public struct ShardEngineConfiguration: Sendable {
     /// Threads one request's storage reads are split across (its cache misses, read in storage order: each
     /// thread MultiGets a contiguous part; `TableTuning.readThreads`). 1: the request's thread only.
     public var readThreads: Int = max(1, ProcessInfo.processInfo.activeProcessorCount)
+    /// Threads a large pull alone in its table copies its cached rows with (`TableTuning.splitThreads`,
+    /// `EmbeddingTable.splitParts`). 1: the request's thread only.
+    public var splitThreads: Int = max(1, ProcessInfo.processInfo.activeProcessorCount)
     /// Whether pushes to a cached table log before they pin their rows (`TableTuning.logBeforePin`).
     public var logBeforePin = true
     /// Bytes of each table's update-log ring (`UpdateLog`; a multiple of 4 KiB, reserved in /dev/shm).
@@ -134,7 +137,7 @@ public final class ShardEngine: @unchecked Sendable {
                                   logDirectory: configuration.dataDirectory + "/updatelog/" + identity.logDirectoryName,
                                   tuning: TableTuning(cacheRows: configuration.cacheRowsPerTable, stripes: configuration.stripesPerTable,
                                                       readThreads: configuration.readThreads, logBeforePin: configuration.logBeforePin,
-                                                      logRingBytes: configuration.logRingBytes),
+                                                      logRingBytes: configuration.logRingBytes, splitThreads: configuration.splitThreads),
                                   sync: configuration.durability == .sync, semantic: semantic)
     }
 

@@ -1,3 +1,5 @@
+import Dispatch
+
 /// A table's in-memory rows, split into independently locked stripes by a hash of the row key, so pulls,
 /// pushes and the flusher touching different rows proceed at once.
 ///
@@ -49,6 +51,36 @@ public final class RowStore: @unchecked Sendable {
         }
     }
 
+    /// Runs `body` once per stripe of `plan` that has keys, each under its stripe's lock, like `withStripes`,
+    /// but with the stripes cut into `parts` ascending runs holding about as many keys each, the runs on as
+    /// many threads at once (the caller's thread runs one and returns when all are done); `body` gets its
+    /// run's index. Each thread holds one stripe lock at a time. `body` may write only its stripe's rows and
+    /// memory no other run writes (per run or per position). `parts` 1 is `withStripes`.
+    public func withStripesSplit(_ plan: StripePlan, parts requested: Int,
+                                 _ body: (_ part: Int, RowStripe, _ stripe: Int, _ positions: UnsafeBufferPointer<Int32>) -> Void) {
+        let parts = max(1, min(requested, stripeCount))
+        guard parts > 1 else { withStripes(plan) { body(0, $0, $1, $2) }; return }
+        // Run r covers stripes bounds[r]..<bounds[r + 1]: cut where the keys before reach r / parts of them.
+        var bounds = [Int](repeating: stripeCount, count: parts + 1)
+        bounds[0] = 0
+        let total = plan.starts[stripeCount]
+        var s = 0
+        for r in 1..<parts {
+            while s < stripeCount, plan.starts[s] * parts < total * r { s += 1 }
+            bounds[r] = s
+        }
+        let stripes = self.stripes, locks = self.locks
+        withoutActuallyEscaping(body) { body in
+            let box = SplitWork { part in
+                for i in bounds[part]..<bounds[part + 1] where plan.starts[i + 1] > plan.starts[i] {
+                    locks[i].lock(); defer { locks[i].unlock() }
+                    body(part, stripes[i], i, plan.positions(of: i))
+                }
+            }
+            DispatchQueue.concurrentPerform(iterations: parts) { box.body($0) }
+        }
+    }
+
     /// Runs `body` with every stripe locked (ascending): nothing else touches any row meanwhile.
     public func withAll<R, E: Error>(_ body: ([RowStripe]) throws(E) -> R) throws(E) -> R {
         for l in locks { l.lock() }
@@ -66,6 +98,13 @@ public final class RowStore: @unchecked Sendable {
 
     /// Groups `count` keys by stripe (a counting sort; positions keep their order within a stripe).
     public func plan(_ keys: UnsafeBufferPointer<UInt64>) -> StripePlan { StripePlan(keys, store: self) }
+}
+
+/// A run of `RowStore.withStripesSplit` handed to the threads that run the runs at once: each writes only
+/// what its run owns (see there), and the caller waits for all of them, so sharing it is safe.
+private struct SplitWork: @unchecked Sendable {
+    let body: (Int) -> Void
+    init(_ body: @escaping (Int) -> Void) { self.body = body }
 }
 
 /// The positions of a batch's keys grouped by stripe: `starts[i]..<starts[i+1]` of `order` are the positions

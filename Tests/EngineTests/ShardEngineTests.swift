@@ -250,6 +250,38 @@ import Vocabulary
         #expect(try pull(e, "t", ids) == ids.map { -Float(failures.pushesPerId[$0, default: 0]) })
     }
 
+    /// A large pull alone in its table copies its cached rows on two threads: the rows (cached, stored and
+    /// never written, and ids repeated) are the ones a one-thread pull returns, misses are read and counted
+    /// once, and only the split engine counts split pulls.
+    @Test func aPullSplitAcrossThreadsReturnsWhatOneThreadReturns() throws {
+        var engines: [(ShardEngine, String)] = []
+        defer { for (e, dir) in engines { e.close(); try? FileManager.default.removeItem(atPath: dir) } }
+        var results: [[Float]] = []
+        var rng = SplitMix64(seed: 7)
+        let pushed = (0..<6000).map { _ in rng.next() % 1_000_000 }
+        let distinct = Array(Set(pushed)).sorted()
+        let g = (0..<distinct.count * 4).map { Float($0 % 11) - 5 }
+        // Stored rows, pushed rows that stayed cached, rows never written, and repeats.
+        let asked = (0..<9000).map { n in n % 3 == 0 ? distinct[n % distinct.count] : n % 3 == 1 ? rng.next() % 2_000_000 : pushed[n % pushed.count] }
+        for threads in [1, 2] {
+            let (e, dir) = try makeEngine(cacheRows: 4096) { $0.splitThreads = threads; $0.stripesPerTable = 8 }
+            engines.append((e, dir))
+            _ = try e.createTable(TableSpec(name: "t", dim: 4, optimizer: OptimizerConfig(kind: .adagrad, learningRate: 0.1),
+                                            initializer: .uniform(-1, 1, seed: 3)))
+            _ = try push(e, "t", distinct, g)
+            try e.checkpointAll()
+            _ = try push(e, "t", Array(distinct.prefix(2000)), Array(g.prefix(8000)))
+            results.append(try pull(e, "t", asked))
+            results.append(try pull(e, "t", asked))
+            let snap = try e.snapshot(of: "t")
+            #expect(snap.cacheMisses > 0 && snap.cacheHits > 0)
+            #expect(snap.cacheHits + snap.cacheMisses == 2 * UInt64(asked.count))
+            if threads == 1 { #expect(snap.pullsSplit == 0) } else { #expect(snap.pullsSplit == 2) }
+        }
+        #expect(results[0] == results[2] && results[1] == results[3])
+        #expect(results[0] == results[1])
+    }
+
     /// Pushes from three threads to overlapping rows, in phases whose rows are cached (pushes then log
     /// before they pin) and phases that bring new rows in (pushes pin first again; the first such push may
     /// read them under the commit lock), with Adagrad, whose result depends on the order of updates: after a

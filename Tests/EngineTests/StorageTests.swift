@@ -1,5 +1,6 @@
 import Testing
 import Foundation
+import Synchronization
 @testable import Storage
 import Vocabulary
 
@@ -136,6 +137,31 @@ import Vocabulary
             }
         }
         #expect(seen.allSatisfy { $0 })
+    }
+
+    /// A split run visits every stripe that has keys exactly once, with its own positions, in ascending
+    /// runs of about equal key counts, whatever the number of runs; stripes without keys are not visited.
+    @Test(arguments: [1, 2, 3, 5, 8, 12]) func splitRunsVisitEachStripeWithKeysOnceInAscendingRuns(parts: Int) {
+        let store = RowStore(rowFloats: 1, capacity: 100_000, stripes: 8)
+        var rng = SplitMix64(seed: UInt64(parts))
+        // Keys of six of the eight stripes only.
+        let keys = (0..<5000).map { _ in rng.next() }.filter { store.stripe(of: $0) % 4 != 1 }
+        let plan = keys.withUnsafeBufferPointer { store.plan($0) }
+        let visits = Mutex<[(part: Int, stripe: Int, positions: [Int32])]>([])
+        store.withStripesSplit(plan, parts: parts) { part, stripe, s, positions in
+            _ = stripe.live
+            visits.withLock { $0.append((part, s, Array(positions))) }
+        }
+        let seen = visits.withLock { $0 }.sorted { $0.stripe < $1.stripe }
+        #expect(seen.map(\.stripe) == (0..<8).filter { $0 % 4 != 1 })
+        for v in seen { #expect(v.positions == Array(plan.positions(of: v.stripe))) }
+        // Runs are ascending in the stripes they cover, and every run index is below the runs asked for.
+        #expect(zip(seen, seen.dropFirst()).allSatisfy { $0.part <= $1.part })
+        #expect(seen.allSatisfy { $0.part >= 0 && $0.part < max(1, min(parts, 8)) })
+        if parts == 2 {
+            let first = seen.filter { $0.part == 0 }.reduce(0) { $0 + $1.positions.count }
+            #expect(Double(first) > 0.3 * Double(keys.count) && Double(first) < 0.7 * Double(keys.count))
+        }
     }
 }
 

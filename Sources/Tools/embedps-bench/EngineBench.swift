@@ -6,13 +6,14 @@ import CLI
 /// The shard engine alone, in process: pulls and pushes of workload-W batches straight into `ShardEngine`
 /// (no gRPC, no client), to see what the storage tier costs per row apart from the transport
 /// (`--transport`) and the client.
-func runEngineBenchmark(_ w: WorkloadW, optimizer: OptimizerKind, durability: Durability, cacheRows: Int, readThreads: Int?, logBeforePin: Bool, seconds: Double, ops: [String], dists: [WorkloadW.Distribution], json: Bool) throws {
+func runEngineBenchmark(_ w: WorkloadW, optimizer: OptimizerKind, durability: Durability, cacheRows: Int, readThreads: Int?, splitThreads: Int?, logBeforePin: Bool, seconds: Double, ops: [String], dists: [WorkloadW.Distribution], json: Bool) throws {
     let dir = FileManager.default.temporaryDirectory.appendingPathComponent("embedps-engine-bench-\(getpid())").path
     defer { try? FileManager.default.removeItem(atPath: dir) }
     var config = ShardEngineConfiguration(dataDirectory: dir, shardIndex: 0, slotMap: try SlotMap.evenSplit(shards: 1))
     config.durability = durability
     config.cacheRowsPerTable = cacheRows
     if let readThreads { config.readThreads = readThreads }
+    if let splitThreads { config.splitThreads = splitThreads }
     config.logBeforePin = logBeforePin
     let engine = try ShardEngine(config)
     engine.startCheckpointer()

@@ -28,7 +28,7 @@ options:
   --cluster PATH        benchmark this running cluster instead of starting shards
   --no-redis            skip the Redis baseline
   --server-arg FLAG=V   pass --FLAG V to every shard the benchmark starts (repeatable; e.g. read-threads=1 to
-                        compare a server setting in one pass; --engine takes read-threads and log-before-pin
+                        compare a server setting in one pass; --engine takes read-threads, split-threads and log-before-pin
                         from it)
   --peer KIND=PATH      also measure a peer in the same pass, in turns with EmbedPS, and print ratios
                         (repeatable): pslite=DIR (ps-lite built by Cluster/build-peers.sh; both systems then
@@ -100,6 +100,7 @@ do {
         let w = WorkloadW(rows: rows, dim: options.int("dim", default: 64), batchSize: options.int("batch", default: 4096), batchCount: 1024)
         try runEngineBenchmark(w, optimizer: optimizer, durability: durability, cacheRows: Int(Double(rows) * options.double("cache-fraction", default: 1.0)) + 1,
                                readThreads: serverArguments(options).last { $0.flag == "read-threads" }.flatMap { Int($0.value) },
+                               splitThreads: serverArguments(options).last { $0.flag == "split-threads" }.flatMap { Int($0.value) },
                                logBeforePin: engineSwitch(options, "log-before-pin"),
                                seconds: options.double("seconds", default: 3),
                                ops: options.string("ops", default: "pull,push").split(separator: ",").map(String.init),

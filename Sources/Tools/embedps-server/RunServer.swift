@@ -30,6 +30,9 @@ nonisolated func runShardServer(_ options: Options) {
     let readThreads = options.int("read-threads", default: engineConfig.readThreads)
     guard readThreads >= 1 else { options.fail("--read-threads must be at least 1") }
     engineConfig.readThreads = readThreads
+    let splitThreads = options.int("split-threads", default: engineConfig.splitThreads)
+    guard splitThreads >= 1 else { options.fail("--split-threads must be at least 1") }
+    engineConfig.splitThreads = splitThreads
     engineConfig.logBeforePin = options.onOff("log-before-pin", default: true)
     let ringMB = options.int("log-ring-mb", default: engineConfig.logRingBytes >> 20)
     guard ringMB >= 1 && ringMB <= 4096 else { options.fail("--log-ring-mb must be between 1 and 4096 (MiB of /dev/shm per table)") }

@@ -22,6 +22,8 @@ options:
                          in it (write-back) until a checkpoint writes them to RocksDB
   --read-threads N       threads one request's cache misses are read from RocksDB with, each reading a
                          part in storage order (default: the number of CPUs; 1: the request's thread)
+  --split-threads N      threads a pull of at least 2048 rows copies its cached rows with while it is the
+                         only request in its table (default: the number of CPUs; 1: the request's thread)
   --log-before-pin on|off  on (default): while a table's pushes find their rows cached, a push hands its
                          update-log record to the log writer before it pins its rows, so the write overlaps
                          the pin as well as the apply; off: after the pin (to compare)
@@ -58,6 +60,6 @@ options:
   --advertise HOST:PORT  this server's address as clients reach it (default the listen address and bound port)
 """
 
-let known: Set<String> = ["cluster", "shard-index", "listen", "data-dir", "durability", "cache-rows", "read-threads", "log-before-pin", "log-ring-mb", "threads", "max-message-mb", "port-file", "checkpoint-log-mb", "checkpoint-seconds", "metrics-port", "metrics-port-file", "auth-token-file", "auth-scope", "tls-cert", "tls-key", "restore-checkpoint", "follow", "ack-replicas", "ack-timeout-ms", "etcd", "etcd-prefix", "lease-ttl-seconds", "advertise"]
+let known: Set<String> = ["cluster", "shard-index", "listen", "data-dir", "durability", "cache-rows", "read-threads", "split-threads", "log-before-pin", "log-ring-mb", "threads", "max-message-mb", "port-file", "checkpoint-log-mb", "checkpoint-seconds", "metrics-port", "metrics-port-file", "auth-token-file", "auth-scope", "tls-cert", "tls-key", "restore-checkpoint", "follow", "ack-replicas", "ack-timeout-ms", "etcd", "etcd-prefix", "lease-ttl-seconds", "advertise"]
 let options = Options(Array(CommandLine.arguments.dropFirst()), usage: usage, known: known)
 runShardServer(options)
