@@ -28,6 +28,20 @@ static inline grpc_byte_buffer *embedps_byte_buffer_alloc(size_t length, uint8_t
     return bb;
 }
 
+/// A byte buffer of two slices: a freshly allocated one of `length` bytes (`*data` points at its bytes),
+/// then `tailLength` bytes at `tail`, not copied: `release(owner)` runs once gRPC holds no reference to them.
+static inline grpc_byte_buffer *embedps_byte_buffer_alloc_borrowing(size_t length, uint8_t **data, void *tail, size_t tailLength,
+                                                                    void (*release)(void *), void *owner) {
+    grpc_slice s[2];
+    s[0] = grpc_slice_malloc(length);
+    s[1] = grpc_slice_new_with_user_data(tail, tailLength, release, owner);
+    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(s, 2);
+    grpc_slice_unref(s[0]);
+    grpc_slice_unref(s[1]);
+    *data = GRPC_SLICE_START_PTR(bb->data.raw.slice_buffer.slices[0]);
+    return bb;
+}
+
 /// Whether a byte buffer's slices are its bytes as sent (uncompressed), so they may be read in place.
 static inline int embedps_byte_buffer_is_plain(const grpc_byte_buffer *bb) {
     return bb->type == GRPC_BB_RAW && bb->data.raw.compression == GRPC_COMPRESS_NONE;

@@ -109,7 +109,8 @@ extension EmbedPSClient {
 
     /// Pushes one gradient row per id (ids.count * dim floats in `gradients`). Duplicate ids are summed
     /// here and (for ids sharing a hashed row) on the shard. Each shard applies its part whole or not at all.
-    /// Returns the rows updated across shards.
+    /// Returns the rows updated across shards. `gradients` must not be written until this returns: a part
+    /// whose rows lie one after another in it (a batch of distinct ids for one shard) is sent from it.
     @discardableResult
     public func push(table: String, ids: [UInt64], gradients: FloatBuffer) async throws -> Int {
         let answers = try await sendGradientRows(table: table, ids: ids, gradients: gradients, method: ShardRPC.push)
@@ -158,8 +159,12 @@ extension EmbedPSClient {
         var parts: [[Int32]] = []
         let source = UnsafePointer(rows.base)
         for (shard, members) in plan.byShard.enumerated() where !members.isEmpty {
+            // Members ascend, so they are one run of rows when the last is count - 1 after the first (a single
+            // shard's distinct batch): the message then sends those rows from `rows` itself.
+            let run = Int(members[members.count - 1] - members[0]) == members.count - 1
+                ? (rows: UnsafeRawBufferPointer(start: source + Int(members[0]) * dim, count: members.count * dim * 4), owner: rows) : nil
             requests.append((shard, try pushPart(table, count: members.count, dim: dim, shard: shard,
-                                                 id: { plan.unique[Int(members[$0])] }, row: { source + Int(members[$0]) * dim })))
+                                                 id: { plan.unique[Int(members[$0])] }, row: { source + Int(members[$0]) * dim }, run: run)))
             parts.append(members)
         }
         let requestIDs: [String]? = method.retry == .withRequestID ? requests.map { _ in nextRequestID() } : nil
@@ -220,11 +225,19 @@ extension EmbedPSClient {
                    knownNotApplied: true, plan: plan, source: source, dim: dim)
     }
 
-    /// One shard's PushRequest of `count` rows: `id(k)` and `row(k)` (dim floats) for k < count.
-    func pushPart(_ table: String, count: Int, dim: Int, shard: Int, id: (Int) -> UInt64, row: (Int) -> UnsafePointer<Float>) throws -> OutgoingMessage {
+    /// One shard's PushRequest of `count` rows: `id(k)` and `row(k)` (dim floats) for k < count. With `run`
+    /// (those rows, one after another, kept alive and unchanged by `owner` while gRPC may send them), the
+    /// message is the head alone plus the rows as they are, not copied.
+    func pushPart(_ table: String, count: Int, dim: Int, shard: Int, id: (Int) -> UInt64, row: (Int) -> UnsafePointer<Float>,
+                  run: (rows: UnsafeRawBufferPointer, owner: FloatBuffer)? = nil) throws -> OutgoingMessage {
         let size = RowMessageEncoder.pushRequestSize(table: table, count: count, dim: dim)
         guard size <= Int(options.maxMessageBytes) else {
             throw ClientError.invalidArgument("push to shard \(shard) would be \(size) bytes, over the \(options.maxMessageBytes)-byte limit: split the batch")
+        }
+        if let run, count > 0, run.rows.count == count * dim * 4 {
+            return OutgoingMessage(length: size - run.rows.count, fill: { buf in
+                RowMessageEncoder.writePushRequestHead(into: buf, table: table, count: count, dim: dim, ids: id)
+            }, borrowing: run.rows, owner: run.owner)
         }
         return OutgoingMessage(length: size) { buf in
             RowMessageEncoder.writePushRequest(into: buf, table: table, count: count, dim: dim, ids: id,

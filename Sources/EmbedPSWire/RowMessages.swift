@@ -62,6 +62,17 @@ public enum RowMessageEncoder {
         }
     }
 
+    /// Writes a PushRequest without its rows' bytes: everything `writePushRequest` writes before them (into
+    /// a buffer of `pushRequestSize - count * dim * 4` bytes), so the rows, already laid out as the message
+    /// carries them (row i's dim floats at i * dim, little-endian), can follow as a separate slice.
+    public static func writePushRequestHead(into buffer: UnsafeMutableRawBufferPointer, table: String, count: Int, dim: Int, ids: (Int) -> UInt64) {
+        var w = SlabWriter(cursor: buffer.baseAddress!, end: buffer.baseAddress! + buffer.count)
+        writeTable(&w, table)
+        writeIds(&w, field: 2, count: count, ids: ids)
+        if count > 0 { w.tag(3, 2); w.varint(UInt64(count * dim * 4)) }
+        assert(w.cursor == w.end)
+    }
+
     /// Size of a PullResponse carrying `count` rows of `dim` floats.
     public static func pullResponseSize(count: Int, dim: Int) -> Int {
         (dim == 0 ? 0 : 1 + SlabWriter.varintSize(UInt64(dim))) + (count * dim == 0 ? 0 : SlabWriter.bytesFieldSize(count * dim * 4))

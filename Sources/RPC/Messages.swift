@@ -128,6 +128,20 @@ public final class OutgoingMessage: @unchecked Sendable {
         }
         buffer = allocated
     }
+    /// `length` bytes that `fill` writes in place, followed by the `tail` bytes without a copy: gRPC sends
+    /// them from where they are, and `owner` (which keeps them alive and unchanged) is retained until gRPC
+    /// holds no reference to them, which may be after this message is gone.
+    public init(length: Int, fill: (UnsafeMutableRawBufferPointer) throws -> Void, borrowing tail: UnsafeRawBufferPointer, owner: AnyObject) rethrows {
+        GRPCRuntime.ensure()
+        var data: UnsafeMutablePointer<UInt8>? = nil
+        let retained = Unmanaged.passRetained(owner).toOpaque()
+        let allocated = embedps_byte_buffer_alloc_borrowing(length, &data, UnsafeMutableRawPointer(mutating: tail.baseAddress), tail.count,
+                                                            { Unmanaged<AnyObject>.fromOpaque($0!).release() }, retained)!
+        do { try fill(UnsafeMutableRawBufferPointer(start: data, count: length)) } catch {
+            grpc_byte_buffer_destroy(allocated); throw error
+        }
+        buffer = allocated
+    }
     public convenience init(bytes: [UInt8]) {
         self.init(length: bytes.count) { dst in bytes.withUnsafeBytes { src in if !src.isEmpty { dst.copyMemory(from: src) } } }
     }

@@ -1,6 +1,7 @@
 import Testing
 import Foundation
 import Glibc
+import Synchronization
 import CGRPC
 @testable import RPC
 
@@ -39,6 +40,43 @@ import CGRPC
         let payload = (0..<5000).map { UInt8(truncatingIfNeeded: $0 &* 7) }
         let message = OutgoingMessage(bytes: payload)
         for _ in 0..<3 { #expect(try await channel.unary("/test.Echo/Echo", message).bytes == payload) }
+    }
+
+    /// A message whose tail is borrowed (sent from where it lies, not copied) arrives as head + tail, can be
+    /// sent again, and lets its owner go once neither the message nor gRPC holds the tail.
+    @Test func aBorrowedTailIsSentInPlaceAndItsOwnerReleasedAfterwards() async throws {
+        final class Released: Sendable {
+            let flag = Atomic<Bool>(false)
+            var isSet: Bool { flag.load(ordering: .relaxed) }
+        }
+        final class Owner {
+            let bytes: UnsafeMutableRawBufferPointer
+            let released: Released
+            init(_ count: Int, released: Released) {
+                bytes = .allocate(byteCount: count, alignment: 64)
+                for i in 0..<count { bytes[i] = UInt8(truncatingIfNeeded: i &* 13 &+ 5) }
+                self.released = released
+            }
+            deinit { bytes.deallocate(); released.flag.store(true, ordering: .relaxed) }
+        }
+        let server = try Self.echoServer()
+        defer { server.shutdown() }
+        let channel = Channel(ChannelConfiguration(target: "127.0.0.1:\(server.port)"))
+        defer { channel.close() }
+        let released = Released()
+        var expected: [UInt8] = []
+        do {
+            let owner = Owner(600_000, released: released)
+            let head = (0..<37).map { UInt8($0 + 100) }
+            let message = OutgoingMessage(length: head.count, fill: { $0.copyBytes(from: head) }, borrowing: UnsafeRawBufferPointer(owner.bytes), owner: owner)
+            expected = head + Array(owner.bytes)
+            for _ in 0..<2 { #expect(try await channel.unary("/test.Echo/Echo", message).bytes == expected) }
+            #expect(!released.isSet)
+        }
+        let deadline = Date().addingTimeInterval(10)
+        while !released.isSet && Date() < deadline { try await Task.sleep(nanoseconds: 10_000_000) }
+        #expect(released.isSet)
+        #expect(expected.count == 600_037)
     }
 
     @Test func handlerErrorsArriveAsStatusWithMessage() async throws {

@@ -133,6 +133,12 @@ private func hex(_ s: String) -> [UInt8] {
             }
             let generated = try Wire.PushRequest(decoding: bytes)
             #expect(generated.table == table && generated.ids == ids)
+            // The head alone, followed by the rows as they lie, is the same message.
+            var head = [UInt8](repeating: 0, count: size - count * dim * 4)
+            head.withUnsafeMutableBytes { buf in
+                RowMessageEncoder.writePushRequestHead(into: buf, table: table, count: count, dim: dim, ids: { ids[$0] })
+            }
+            #expect(head + grads.withUnsafeBytes { Array($0) } == bytes)
             #expect(generated.gradients == grads.withUnsafeBytes { Array($0) })
             #expect(generated.encoded() == bytes)
             try bytes.withUnsafeBytes { raw in
