@@ -50,16 +50,15 @@ public enum RowMessageEncoder {
     public static func pushRequestSize(table: String, count: Int, dim: Int) -> Int {
         pullRequestSize(table: table, count: count) + (count == 0 ? 0 : SlabWriter.bytesFieldSize(count * dim * 4))
     }
-    /// Writes a PushRequest; `row(i, destination)` copies the i-th gradient row (dim floats) to `destination`.
+    /// Writes a PushRequest into a buffer of exactly `pushRequestSize` bytes; `row(i, destination)` copies the
+    /// i-th gradient row (dim floats) to `destination`.
     public static func writePushRequest(into buffer: UnsafeMutableRawBufferPointer, table: String, count: Int, dim: Int,
                                         ids: (Int) -> UInt64, row: (Int, UnsafeMutablePointer<Float>) -> Void) {
-        var w = SlabWriter(cursor: buffer.baseAddress!, end: buffer.baseAddress! + buffer.count)
-        writeTable(&w, table)
-        writeIds(&w, field: 2, count: count, ids: ids)
-        if count > 0 {
-            let payload = w.bytesHeader(3, length: count * dim * 4).bindMemory(to: Float.self, capacity: count * dim)
-            for i in 0..<count { row(i, payload + i * dim) }
-        }
+        let head = buffer.count - count * dim * 4
+        writePushRequestHead(into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<head]), table: table, count: count, dim: dim, ids: ids)
+        guard count > 0 else { return }
+        let payload = (buffer.baseAddress! + head).bindMemory(to: Float.self, capacity: count * dim)
+        for i in 0..<count { row(i, payload + i * dim) }
     }
 
     /// Writes a PushRequest without its rows' bytes: everything `writePushRequest` writes before them (into

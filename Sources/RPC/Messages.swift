@@ -121,12 +121,7 @@ public final class OutgoingMessage: @unchecked Sendable {
     public init(length: Int, fill: (UnsafeMutableRawBufferPointer) throws -> Void) rethrows {
         GRPCRuntime.ensure()
         var data: UnsafeMutablePointer<UInt8>? = nil
-        let allocated = embedps_byte_buffer_alloc(length, &data)!
-        // Fill before `self` is initialised, so a failed fill destroys the buffer here and deinit never runs.
-        do { try fill(UnsafeMutableRawBufferPointer(start: data, count: length)) } catch {
-            grpc_byte_buffer_destroy(allocated); throw error
-        }
-        buffer = allocated
+        buffer = try Self.filled(embedps_byte_buffer_alloc(length, &data)!, data, length, fill)
     }
     /// `length` bytes that `fill` writes in place, followed by the `tail` bytes without a copy: gRPC sends
     /// them from where they are, and `owner` (which keeps them alive and unchanged) is retained until gRPC
@@ -137,10 +132,16 @@ public final class OutgoingMessage: @unchecked Sendable {
         let retained = Unmanaged.passRetained(owner).toOpaque()
         let allocated = embedps_byte_buffer_alloc_borrowing(length, &data, UnsafeMutableRawPointer(mutating: tail.baseAddress), tail.count,
                                                             { Unmanaged<AnyObject>.fromOpaque($0!).release() }, retained)!
+        buffer = try Self.filled(allocated, data, length, fill)
+    }
+    /// `allocated` once `fill` wrote its `length` bytes at `data`; destroyed (releasing what it holds) when
+    /// `fill` throws. Runs before `self` is initialised, so a failed fill never reaches deinit.
+    private static func filled(_ allocated: UnsafeMutablePointer<grpc_byte_buffer>, _ data: UnsafeMutablePointer<UInt8>?, _ length: Int,
+                               _ fill: (UnsafeMutableRawBufferPointer) throws -> Void) rethrows -> UnsafeMutablePointer<grpc_byte_buffer> {
         do { try fill(UnsafeMutableRawBufferPointer(start: data, count: length)) } catch {
             grpc_byte_buffer_destroy(allocated); throw error
         }
-        buffer = allocated
+        return allocated
     }
     public convenience init(bytes: [UInt8]) {
         self.init(length: bytes.count) { dst in bytes.withUnsafeBytes { src in if !src.isEmpty { dst.copyMemory(from: src) } } }
