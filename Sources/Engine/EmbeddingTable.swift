@@ -162,6 +162,8 @@ final class EmbeddingTable: @unchecked Sendable {
     static let logFirstStreak = 8
     /// Pulls and pushes in this table now (see `splitParts`).
     let busy = Atomic<Int>(0)
+    /// The store's `roomDemands` when a push last checked for back-pressure (see `waitForFlusherIfOverLimit`).
+    let roomDemandsSeenByPushes = Atomic<UInt64>(0)
     /// Set when a log write failed: the table refuses everything until the shard restarts.
     let poisoned = Mutex<String?>(nil)
 
@@ -628,14 +630,18 @@ final class EmbeddingTable: @unchecked Sendable {
         if newlyDirty > 0 { dirtyApprox.add(newlyDirty, ordering: .relaxed) }
     }
 
-    /// Back-pressure: when the cache is full and dirty rows are over the hard limit (new rows need room that
-    /// only written rows can give, and the flusher is behind), the push writes rows itself down to the low
-    /// watermark before going on, waiting first for a flush in progress (the flush lock). Memory stays bounded
-    /// and the push pays for it in latency (counted in `backpressureFlushes`). While every row fits, dirty
-    /// rows cost nothing and wait for the next checkpoint.
+    /// Back-pressure: when the cache is full, dirty rows are over the hard limit and rows needed room since
+    /// the last push checked (an insert found the cache full: new rows need room that only written rows can
+    /// give, and the flusher is behind), the push writes rows itself down to the low watermark before going
+    /// on, waiting first for a flush in progress (the flush lock). Memory stays bounded and the push pays for
+    /// it in latency (counted in `backpressureFlushes`). While no row needs room (every row pushed is cached,
+    /// as in a table the cache holds whole), dirty rows cost nothing and wait for the next checkpoint: a push
+    /// never waits for a checkpoint's writes then.
     private func waitForFlusherIfOverLimit() throws(EngineError) {
         let limit = tuning.dirtyHardLimit
         guard limit > 0, dirtyApprox.load(ordering: .relaxed) > limit, store.budget.full else { return }
+        let demands = store.budget.roomDemands
+        guard roomDemandsSeenByPushes.exchange(demands, ordering: .relaxed) != demands else { return }
         counters.backpressureFlushes.add(1, ordering: .relaxed)
         let target = tuning.dirtyLowWatermark
         try flushing.withLock { (fs) throws(EngineError) in

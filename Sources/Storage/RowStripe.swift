@@ -8,7 +8,12 @@ import CLinux
 public final class RowBudget: Sendable {
     public let capacity: Int
     let live = Atomic<Int>(0)
+    /// Inserts, in all stripes, that found the budget full (each `RowStripe.roomDemands` summed, readable
+    /// without the stripes' locks): the store needed room since a reader last saw this count.
+    let demands = Atomic<UInt64>(0)
     public init(capacity: Int) { self.capacity = max(0, capacity) }
+    /// See `demands`.
+    public var roomDemands: UInt64 { demands.load(ordering: .relaxed) }
     @inline(__always) var isFull: Bool { live.load(ordering: .relaxed) >= capacity }
     @inline(__always) var isOver: Bool { live.load(ordering: .relaxed) > capacity }
     public var liveRows: Int { live.load(ordering: .relaxed) }
@@ -313,7 +318,7 @@ public final class RowStripe {
     public func insert(_ key: UInt64, clock: UInt8) -> Int {
         let slot: Int
         let full = budget.isFull
-        if full { roomDemands &+= 1 }
+        if full { roomDemands &+= 1; budget.demands.add(1, ordering: .relaxed) }
         // Only clean rows can go: when every live row is dirty (a burst of pushes the flusher has not written
         // yet, or a replay), grow instead of sweeping the whole stripe for nothing.
         if full, live > dirtyCount, let victim = evictOne() {
