@@ -44,6 +44,9 @@ public struct TableSnapshot: Sendable {
     public let rowsAdmitted, pushesRefused, rowsEvicted, evictionPasses, admissionSketchBytes: UInt64
     /// The last applied update-log sequence.
     public let lastSequence: UInt64
+    /// Bytes of update-log segments kept for reuse (`UpdateLog`'s recycling), and the segments opened on
+    /// such a spare and as new files since the shard started.
+    public let logSpareBytes: UInt64, logSegmentsRecycled: UInt64, logSegmentsCreated: UInt64
 }
 
 /// The part of a table's state that changes with every commit: guarded by the commit lock (`commit`).
@@ -185,7 +188,7 @@ final class EmbeddingTable: @unchecked Sendable {
         optimizer = SparseOptimizer(config: spec.optimizer, dim: spec.dim)
         initializer = RowInitializer(config: spec.initializer, dim: spec.dim)
         store = RowStore(rowFloats: spec.rowFloats, capacity: tuning.cacheRows, stripes: tuning.stripes)
-        log = try UpdateLog(directory: logDirectory, sync: sync, ringBytes: tuning.logRingBytes)
+        log = try UpdateLog(directory: logDirectory, sync: sync, ringBytes: tuning.logRingBytes, recycleBytes: tuning.logRecycleBytes)
         var state = CommitState()
         var dnisState = DnisState(blocks: spec.dnis?.blocks ?? 0, dim: spec.dim)
         if let m = try db.get(db.defaultFamily, key: identity.markerKey), m.count == 8 {
@@ -1065,6 +1068,7 @@ final class EmbeddingTable: @unchecked Sendable {
         let c = store.counts
         let stored = storedRows
         let cnt = counters
+        let opened = log.segmentsOpened
         return TableSnapshot(spec: spec, rows: stored + UInt64(c.unstored), cachedRows: UInt64(c.live), dirtyRows: UInt64(c.dirty),
                              cacheCapacityRows: UInt64(store.capacity), bytesOnDisk: db.bytesUsed(family), logBytes: log.totalBytes,
                              pulls: cnt.pulls.load(ordering: .relaxed), pushes: cnt.pushes.load(ordering: .relaxed),
@@ -1076,7 +1080,8 @@ final class EmbeddingTable: @unchecked Sendable {
                              pushesLoggedFirst: cnt.pushesLoggedFirst.load(ordering: .relaxed), pullsSplit: cnt.pullsSplit.load(ordering: .relaxed),
                              rowsAdmitted: cnt.rowsAdmitted.load(ordering: .relaxed), pushesRefused: cnt.pushesRefused.load(ordering: .relaxed),
                              rowsEvicted: cnt.rowsEvicted.load(ordering: .relaxed), evictionPasses: cnt.evictionPasses.load(ordering: .relaxed),
-                             admissionSketchBytes: UInt64(admission?.sketchBytes ?? 0), lastSequence: lastSequence)
+                             admissionSketchBytes: UInt64(admission?.sketchBytes ?? 0), lastSequence: lastSequence,
+                             logSpareBytes: log.spareBytes, logSegmentsRecycled: UInt64(opened.recycled), logSegmentsCreated: UInt64(opened.created))
     }
 }
 
@@ -1103,6 +1108,8 @@ public struct TableTuning: Sendable {
     public var logBeforePin = true
     /// Bytes of the update log's ring (a multiple of 4 KiB; see `UpdateLog`).
     public var logRingBytes = UpdateLog.defaultRingBytes
+    /// Most bytes of spare update-log segments kept for reuse (`UpdateLog.recycleBytes`; 0: none).
+    public var logRecycleBytes = 0
     /// Threads a lone pull's cached rows are copied with (see `EmbeddingTable.splitParts`); 1: none.
     public var splitThreads: Int = 1
     /// Fewest rows each of those threads gets.
@@ -1110,7 +1117,8 @@ public struct TableTuning: Sendable {
     public init() {}
     /// Watermarks derived from the cache size: flush above a quarter of it, make pushes help above 90%.
     public init(cacheRows: Int, stripes: Int = 64, readThreads: Int = 1, logBeforePin: Bool = true, logRingBytes: Int = UpdateLog.defaultRingBytes,
-                splitThreads: Int = 1) {
+                splitThreads: Int = 1, logRecycleBytes: Int = 0) {
+        self.logRecycleBytes = max(0, logRecycleBytes)
         self.cacheRows = cacheRows; self.stripes = stripes; self.readThreads = max(1, readThreads); self.logBeforePin = logBeforePin
         self.splitThreads = max(1, splitThreads)
         self.logRingBytes = max(4096, logRingBytes / 4096 * 4096)

@@ -32,6 +32,10 @@ public struct ShardEngineConfiguration: Sendable {
     public var logBeforePin = true
     /// Bytes of each table's update-log ring (`UpdateLog`; a multiple of 4 KiB, reserved in /dev/shm).
     public var logRingBytes = UpdateLog.defaultRingBytes
+    /// Most bytes of update-log segments each table keeps for reuse after checkpoints (`UpdateLog`'s
+    /// recycling); nil: `checkpointLogBytes` (the log then keeps the size it reaches between checkpoints
+    /// anyway); 0: segments are deleted.
+    public var logRecycleBytes: Int? = nil
     /// Largest number of ids in one request.
     public var maxIdsPerRequest: Int = 1 << 20
     /// A table is checkpointed (every dirty row written, the family flushed, old update-log segments
@@ -137,7 +141,8 @@ public final class ShardEngine: @unchecked Sendable {
                                   logDirectory: configuration.dataDirectory + "/updatelog/" + identity.logDirectoryName,
                                   tuning: TableTuning(cacheRows: configuration.cacheRowsPerTable, stripes: configuration.stripesPerTable,
                                                       readThreads: configuration.readThreads, logBeforePin: configuration.logBeforePin,
-                                                      logRingBytes: configuration.logRingBytes, splitThreads: configuration.splitThreads),
+                                                      logRingBytes: configuration.logRingBytes, splitThreads: configuration.splitThreads,
+                                                      logRecycleBytes: configuration.logRecycleBytes ?? configuration.checkpointLogBytes),
                                   sync: configuration.durability == .sync, semantic: semantic)
     }
 

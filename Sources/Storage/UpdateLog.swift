@@ -41,6 +41,16 @@ public struct LogPage: Sendable {
 /// read. Records follow each other without gaps; a segment's file is zero-padded past its last record to a
 /// 4 KiB boundary.
 ///
+/// Recycling: a full segment that checkpoints made unneeded is renamed `spare-<its first seq>.log` (while
+/// the spares hold at most `recycleBytes`) instead of deleted, and the next segment is a spare renamed, its
+/// old records overwritten from the start. Writing into blocks a file already holds needs no allocation and
+/// commits no new file size, so each write (and each fdatasync in `sync` mode) is cheaper than an append:
+/// on this project's VM, 1 MiB O_DIRECT writes with dsync took 0.8-0.9 ms overwriting against 1.5-1.6 ms
+/// appending, and without dsync ran at 1.4-1.8 against 0.7-0.9 GB/s. Past its new records a recycled
+/// segment still holds old ones; every one of them has a sequence below the segment's first (sequences only
+/// grow, and a spare's records are all covered by a checkpoint), so replay and `read` stop there as at
+/// the zero padding. A spare is only reused under a larger first sequence than the one it was named for.
+///
 /// Writing: the log's writer thread takes every queued record as one group and copies it (computing the
 /// checks from the copy) into the log's ring (`LogRing`), where each byte of the open segment has its
 /// place; the disk thread writes the ring's new whole blocks to the segment file with `O_DIRECT` (buffered
@@ -109,6 +119,15 @@ public final class UpdateLog: @unchecked Sendable {
     private let ring: LogRing
     /// A segment is closed once it holds this many bytes (the next write opens a new one).
     public let segmentLimit: Int
+    /// Most bytes of spare segments kept for reuse (0: covered segments are deleted).
+    public let recycleBytes: Int
+    /// Segments opened on a spare, and as new files, since this log was opened. Guarded by `condition`.
+    private var recycled = 0, created = 0
+    /// Bytes of records (with the padding of the last block) of the segments this process wrote, by first
+    /// sequence (a recycled segment's file is larger). Guarded by `condition`.
+    private var segmentRecordBytes: [UInt64: Int] = [:]
+    /// Segments opened on a spare, and as new files, since this log was opened.
+    public var segmentsOpened: (recycled: Int, created: Int) { condition.withLock { (recycled, created) } }
     /// Whether an acknowledged record survives the process being killed before its disk write finished.
     public var acknowledgesFromRing: Bool { ring.survivesProcess && !sync }
     /// The ring's file in /dev/shm (nil: the ring is private memory).
@@ -116,10 +135,11 @@ public final class UpdateLog: @unchecked Sendable {
     /// Bytes of records a killed process left in the ring, written to their segment when this log opened.
     public let recoveredFromRing: Int
 
-    /// `ringBytes`: the ring's capacity, a multiple of 4 KiB (a leftover ring keeps its own).
-    public init(directory: String, sync: Bool, segmentLimit: Int = 64 << 20, ringBytes: Int = defaultRingBytes) throws {
+    /// `ringBytes`: the ring's capacity, a multiple of 4 KiB (a leftover ring keeps its own). `recycleBytes`:
+    /// see `recycleBytes`.
+    public init(directory: String, sync: Bool, segmentLimit: Int = 64 << 20, ringBytes: Int = defaultRingBytes, recycleBytes: Int = 0) throws {
         precondition(ringBytes >= Self.blockSize && ringBytes % Self.blockSize == 0, "update log ring of \(ringBytes) bytes")
-        self.directory = directory; self.sync = sync; self.segmentLimit = segmentLimit
+        self.directory = directory; self.sync = sync; self.segmentLimit = segmentLimit; self.recycleBytes = max(0, recycleBytes)
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         LogRing.removeOrphans()
         ring = try LogRing(directory: directory, capacity: ringBytes)
@@ -340,13 +360,25 @@ public final class UpdateLog: @unchecked Sendable {
         condition.unlock()
     }
 
-    /// Opens segment `first` (a new file; direct I/O when the file system allows it) and places it in the
-    /// ring. Caller holds the lock and the previous segment is closed.
+    /// Opens segment `first` (a spare renamed when there is one named for a smaller sequence, else a new
+    /// file; direct I/O when the file system allows it) and places it in the ring. Caller holds the lock and
+    /// the previous segment is closed.
     private func openSegment(first: UInt64) -> String? {
         let p = path(first)
-        var f = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | embedps_o_direct, 0o644)
-        if f < 0 && errno == EINVAL { f = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644) }
+        var f: Int32 = -1
+        if let spare = spares().first(where: { $0.first < first }), rename(spare.path, p) == 0 {
+            f = open(p, O_WRONLY | O_CLOEXEC | embedps_o_direct)
+            if f < 0 && errno == EINVAL { f = open(p, O_WRONLY | O_CLOEXEC) }
+            if f >= 0 { recycled += 1 } else { unlink(p) }
+        }
+        if f < 0 {
+            f = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | embedps_o_direct, 0o644)
+            if f < 0 && errno == EINVAL { f = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644) }
+            if f >= 0 { created += 1 }
+        }
         guard f >= 0 else { return "cannot open update log \(p): \(String(cString: strerror(errno)))" }
+        // In sync mode the segment's name (created or renamed) must survive a power loss with its records.
+        if sync, let e = Self.syncDirectory(directory) { Glibc.close(f); return e }
         var st = stat()
         guard fstat(f, &st) == 0 else { Glibc.close(f); return "cannot stat update log \(p): \(String(cString: strerror(errno)))" }
         ring.beginSegment(first: first, inode: UInt64(st.st_ino), previousEnd: filled)
@@ -355,9 +387,18 @@ public final class UpdateLog: @unchecked Sendable {
         return nil
     }
 
+    /// Makes `directory`'s entries durable (fsync of the directory); an error message when that failed.
+    private static func syncDirectory(_ directory: String) -> String? {
+        let d = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard d >= 0 else { return "cannot open update log directory \(directory): \(String(cString: strerror(errno)))" }
+        defer { Glibc.close(d) }
+        return fsync(d) == 0 ? nil : "cannot fsync update log directory \(directory): \(String(cString: strerror(errno)))"
+    }
+
     /// Closes the open segment. Caller holds the lock and the disk thread wrote all of it.
     private func closeSegment() {
         Glibc.close(fd); fd = -1
+        segmentRecordBytes[segmentStart] = Self.roundUp(filled)
     }
 
     /// Starts a new segment whose first record will be the next one queued, once everything queued so far
@@ -404,11 +445,30 @@ public final class UpdateLog: @unchecked Sendable {
     private func path(_ first: UInt64) -> String { Self.path(directory, first) }
     static func path(_ directory: String, _ first: UInt64) -> String { directory + "/" + String(format: "seg-%020llu.log", first) }
 
-    /// Total bytes of all segments.
+    /// Bytes of all segments' records: the records written by this process, the file sizes of segments
+    /// written before it opened.
     public var totalBytes: UInt64 {
-        segments().reduce(0) { acc, s in
-            acc + ((try? FileManager.default.attributesOfItem(atPath: path(s))[.size] as? UInt64) ?? 0)
+        let (known, open, openBytes) = condition.withLock { (segmentRecordBytes, fd >= 0 ? segmentStart : nil, Self.roundUp(filled)) }
+        return segments().reduce(0) { acc, s in
+            if s == open { return acc + UInt64(openBytes) }
+            return acc + (known[s].map { UInt64($0) } ?? Self.fileSize(path(s)))
         }
+    }
+    /// Bytes of spare segments kept for reuse.
+    public var spareBytes: UInt64 { spares().reduce(0) { $0 + $1.bytes } }
+    private static func fileSize(_ path: String) -> UInt64 {
+        var st = stat()
+        return stat(path, &st) == 0 ? UInt64(st.st_size) : 0
+    }
+
+    /// Spare segments (`spare-<first seq it had>.log`), by ascending old first sequence.
+    private func spares() -> [(first: UInt64, path: String, bytes: UInt64)] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        return names.compactMap { n -> (UInt64, String, UInt64)? in
+            guard n.hasPrefix("spare-"), n.hasSuffix(".log"), let first = UInt64(n.dropFirst(6).dropLast(4)) else { return nil }
+            let p = directory + "/" + n
+            return (first, p, Self.fileSize(p))
+        }.sorted { $0.0 < $1.0 }
     }
 
     /// Visits every intact record with sequence > `after`, in order. Stops at the first torn or corrupt
@@ -564,15 +624,25 @@ public final class UpdateLog: @unchecked Sendable {
         return page
     }
 
-    /// Deletes segments all of whose records have sequence <= `seq` (never the open segment). A closed last segment holds nothing past the durable sequence.
+    /// Removes segments all of whose records have sequence <= `seq` (never the open segment): a full one
+    /// becomes a spare while the spares stay within `recycleBytes`, the others are deleted. A closed last
+    /// segment holds nothing past the durable sequence.
     public func deleteSegments(through seq: UInt64) {
         condition.lock(); defer { condition.unlock() }
         let open = fd >= 0 ? segmentStart : UInt64.max
         let segs = segments()
+        var spareBytes = recycleBytes > 0 ? self.spareBytes : 0
         for (i, s) in segs.enumerated() where s != open {
             let nextFirst = i + 1 < segs.count ? segs[i + 1] : durable + 1
             guard nextFirst <= seq + 1 else { continue }
-            unlink(path(s))
+            let size = Self.fileSize(path(s))
+            segmentRecordBytes[s] = nil
+            if size >= UInt64(segmentLimit), spareBytes + size <= UInt64(recycleBytes),
+               rename(path(s), directory + "/" + String(format: "spare-%020llu.log", s)) == 0 {
+                spareBytes += size
+            } else {
+                unlink(path(s))
+            }
         }
     }
 

@@ -201,6 +201,51 @@ import Vocabulary
         #expect(log.segments() == [4])
     }
 
+    /// Recycling: covered full segments become spares while they fit under the cap (the rest are deleted),
+    /// the next segments are written into them, and replay, follower pages and a reopened log see only the
+    /// new records: never the old ones left past them, even where a new record ends exactly at the start of
+    /// an old, intact one.
+    @Test func recycledSegmentsServeOnlyTheirNewRecords() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("log-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        // 1000-byte payloads: 1024-byte records, eight to a segment of 8 KiB.
+        let payload = UnsafeMutableRawPointer.allocate(byteCount: 1000, alignment: 8)
+        defer { payload.deallocate() }
+        func record(_ seq: UInt64) -> UpdateLog.Record {
+            payload.initializeMemory(as: UInt8.self, repeating: UInt8(truncatingIfNeeded: seq), count: 1000)
+            return UpdateLog.Record(parts: [UnsafeRawBufferPointer(start: payload, count: 1000)])
+        }
+        let log = try UpdateLog(directory: dir, sync: true, segmentLimit: 8192, recycleBytes: 2 * 8192)
+        defer { log.close() }
+        for seq in UInt64(1)...40 { log.enqueue(record(seq), seq: seq); try log.waitDurable(seq) }   // segments 1, 9, 17, 25, 33
+        #expect(log.segments() == [1, 9, 17, 25, 33])
+        #expect(log.segmentsOpened.recycled == 0 && log.segmentsOpened.created == 5)
+        log.deleteSegments(through: 24)
+        #expect(log.segments() == [25, 33])
+        #expect(log.spareBytes == 2 * 8192)   // 1 and 9 kept, 17 over the cap and deleted
+        #expect(log.logStart == 24)
+        // Segment 41 is spare 1 reused: four new records end at 4096, where the old record 5 begins intact.
+        for seq in UInt64(41)...44 { log.enqueue(record(seq), seq: seq); try log.waitDurable(seq) }
+        #expect(log.segments() == [25, 33, 41])
+        #expect(log.segmentsOpened.recycled == 1 && log.spareBytes == 8192)
+        let seg41 = dir + "/" + String(format: "seg-%020llu.log", UInt64(41))
+        #expect(((try FileManager.default.attributesOfItem(atPath: seg41)[.size] as? Int) ?? 0) == 8192)
+        #expect(log.totalBytes == 3 * 8192 - 4096)   // records, not the reused file's old tail
+        func replayed(_ l: UpdateLog) throws -> [UInt64] {
+            var seen: [UInt64] = []
+            try l.replay(after: 24) { seq, p in
+                #expect(p.count == 1000 && p.allSatisfy { $0 == UInt8(truncatingIfNeeded: seq) })
+                seen.append(seq)
+            }
+            return seen
+        }
+        #expect(try replayed(log) == Array(25...44))
+        #expect(log.read(after: 40, maxBytes: 1 << 20)?.sequences == [41, 42, 43, 44])
+        #expect(log.read(after: 24, maxBytes: 1 << 20)?.sequences == Array(25...44))
+        // As after kill -9: a second log on the directory replays the same records.
+        #expect(try replayed(UpdateLog(directory: dir, sync: false)) == Array(25...44))
+    }
+
     /// Follower pages: records after a sequence, in order, only durable ones, at least one per page, across
     /// segments, resuming mid-segment; trimmed history is reported (nil) with the log's start.
     @Test func followerPagesReadDurableRecordsInOrderAndReportTrimmedHistory() throws {

@@ -39,6 +39,12 @@ nonisolated func runShardServer(_ options: Options) {
     engineConfig.logRingBytes = ringMB << 20
     engineConfig.checkpointLogBytes = options.int("checkpoint-log-mb", default: 4096) << 20
     engineConfig.checkpointIntervalSeconds = options.double("checkpoint-seconds", default: 60)
+    if let recycleMB = options.string("log-recycle-mb") {
+        guard let mb = Int(recycleMB), mb >= 0, mb <= 1 << 20 else {
+            options.fail("--log-recycle-mb must be a whole number of MiB from 0 (delete old segments) to 1048576, got '\(recycleMB)'")
+        }
+        engineConfig.logRecycleBytes = mb << 20
+    }
     let maxBytes = options.int("max-message-mb", default: 64) << 20
 
     if let restore = options.string("restore-checkpoint") {

@@ -32,6 +32,10 @@ options:
                          acknowledged once its record is there
   --checkpoint-log-mb N  checkpoint a table when its update log grew by N MiB (default 4096)
   --checkpoint-seconds S checkpoint a table with dirty rows at least every S seconds (default 60)
+  --log-recycle-mb N     MiB of update-log segments each table keeps after checkpoints to write its next
+                         segments into (overwriting written blocks is cheaper than appending: no allocation,
+                         no new file size to commit on each fdatasync); default: --checkpoint-log-mb, the size
+                         the log reaches between checkpoints anyway; 0 deletes old segments
   --threads N            completion-queue threads (default 2)
   --max-message-mb N     largest request/response in MiB (default 64)
   --port-file PATH       write the bound port to PATH once serving
@@ -60,6 +64,6 @@ options:
   --advertise HOST:PORT  this server's address as clients reach it (default the listen address and bound port)
 """
 
-let known: Set<String> = ["cluster", "shard-index", "listen", "data-dir", "durability", "cache-rows", "read-threads", "split-threads", "log-before-pin", "log-ring-mb", "threads", "max-message-mb", "port-file", "checkpoint-log-mb", "checkpoint-seconds", "metrics-port", "metrics-port-file", "auth-token-file", "auth-scope", "tls-cert", "tls-key", "restore-checkpoint", "follow", "ack-replicas", "ack-timeout-ms", "etcd", "etcd-prefix", "lease-ttl-seconds", "advertise"]
+let known: Set<String> = ["cluster", "shard-index", "listen", "data-dir", "durability", "cache-rows", "read-threads", "split-threads", "log-before-pin", "log-ring-mb", "threads", "max-message-mb", "port-file", "checkpoint-log-mb", "checkpoint-seconds", "log-recycle-mb", "metrics-port", "metrics-port-file", "auth-token-file", "auth-scope", "tls-cert", "tls-key", "restore-checkpoint", "follow", "ack-replicas", "ack-timeout-ms", "etcd", "etcd-prefix", "lease-ttl-seconds", "advertise"]
 let options = Options(Array(CommandLine.arguments.dropFirst()), usage: usage, known: known)
 runShardServer(options)
