@@ -587,6 +587,9 @@ public final class UpdateLog: @unchecked Sendable {
             while !segmentDone && !done {
                 try? fh.seek(toOffset: UInt64(fileOffset))
                 guard let data = try? fh.read(upToCount: want), !data.isEmpty else { break }
+                // A checkpoint may have retired this segment meanwhile and, recycling it, written newer records
+                // into the same file: bytes read while the segment still had its name are its own.
+                guard Self.stillNamed(path(s), fh.fileDescriptor) else { done = true; break }
                 let full = data.count == want
                 var consumed = 0, needMore = 0
                 data.withUnsafeBytes { (b: UnsafeRawBufferPointer) in
@@ -644,6 +647,13 @@ public final class UpdateLog: @unchecked Sendable {
                 unlink(path(s))
             }
         }
+    }
+
+    /// Whether `path` still names the file open as `fd` (a retired segment loses its name for good: a spare
+    /// is reused under a larger first sequence).
+    private static func stillNamed(_ path: String, _ fd: Int32) -> Bool {
+        var named = stat(), open = stat()
+        return stat(path, &named) == 0 && fstat(fd, &open) == 0 && named.st_ino == open.st_ino && named.st_dev == open.st_dev
     }
 
     /// Deletes every segment (the table was dropped).
