@@ -855,7 +855,7 @@ final class EmbeddingTable: @unchecked Sendable {
             guard !fs.dropped else { return }
             if lastSeq != fs.lastSeqSeen { fs.lastSeqSeen = lastSeq; fs.lastSeqChanged = now }
             let idle = now - fs.lastSeqChanged >= tuning.idleFlushSeconds
-            let demands = store.counts.roomDemands
+            let demands = store.budget.roomDemands
             if idle {
                 if dirty > 0 && demands != fs.roomDemandsSeen {
                     fs.roomDemandsSeen = demands

@@ -89,11 +89,11 @@ public final class RowStore: @unchecked Sendable {
     }
 
     /// Sums of the stripes' counters, each read under its lock (a moment-by-moment total, not a snapshot).
-    public var counts: (live: Int, dirty: Int, unstored: Int, evictions: UInt64, roomDemands: UInt64) {
+    public var counts: (live: Int, dirty: Int, unstored: Int, evictions: UInt64) {
         var l = 0, d = 0, u = 0
-        var e: UInt64 = 0, r: UInt64 = 0
-        for i in 0..<stripeCount { withStripe(i) { s in l += s.live; d += s.dirtyCount; u += s.unstoredCount; e &+= s.evictions; r &+= s.roomDemands } }
-        return (l, d, u, e, r)
+        var e: UInt64 = 0
+        for i in 0..<stripeCount { withStripe(i) { s in l += s.live; d += s.dirtyCount; u += s.unstoredCount; e &+= s.evictions } }
+        return (l, d, u, e)
     }
 
     /// Groups `count` keys by stripe (a counting sort; positions keep their order within a stripe).

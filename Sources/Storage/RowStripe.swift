@@ -8,8 +8,9 @@ import CLinux
 public final class RowBudget: Sendable {
     public let capacity: Int
     let live = Atomic<Int>(0)
-    /// Inserts, in all stripes, that found the budget full (each `RowStripe.roomDemands` summed, readable
-    /// without the stripes' locks): the store needed room since a reader last saw this count.
+    /// Inserts, in all stripes, that found the budget full (they evicted or grew their stripe): demand for
+    /// room that only clean rows can meet, readable without the stripes' locks. The flusher and pushes
+    /// write dirty rows for room only while it grows.
     let demands = Atomic<UInt64>(0)
     public init(capacity: Int) { self.capacity = max(0, capacity) }
     /// See `demands`.
@@ -268,9 +269,6 @@ public final class RowStripe {
     /// change since its read: otherwise a row updated, flushed and evicted meanwhile would be replaced by
     /// the older image it read.
     public private(set) var evictions: UInt64 = 0
-    /// Inserts that found the stripe full (they evicted or grew it): demand for room that only clean rows
-    /// can meet. The flusher writes dirty rows for room only while this grows.
-    public private(set) var roomDemands: UInt64 = 0
     /// How far ahead the batch loops prefetch: index buckets `far` positions ahead, slots `near` ahead.
     static let prefetchFar = 12
     static let prefetchNear = 6
@@ -318,7 +316,7 @@ public final class RowStripe {
     public func insert(_ key: UInt64, clock: UInt8) -> Int {
         let slot: Int
         let full = budget.isFull
-        if full { roomDemands &+= 1; budget.demands.add(1, ordering: .relaxed) }
+        if full { budget.demands.add(1, ordering: .relaxed) }
         // Only clean rows can go: when every live row is dirty (a burst of pushes the flusher has not written
         // yet, or a replay), grow instead of sweeping the whole stripe for nothing.
         if full, live > dirtyCount, let victim = evictOne() {

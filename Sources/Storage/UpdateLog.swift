@@ -367,13 +367,11 @@ public final class UpdateLog: @unchecked Sendable {
         let p = path(first)
         var f: Int32 = -1
         if let spare = spares().first(where: { $0.first < first }), rename(spare.path, p) == 0 {
-            f = open(p, O_WRONLY | O_CLOEXEC | embedps_o_direct)
-            if f < 0 && errno == EINVAL { f = open(p, O_WRONLY | O_CLOEXEC) }
+            f = Self.openForWriting(p, O_WRONLY | O_CLOEXEC)
             if f >= 0 { recycled += 1 } else { unlink(p) }
         }
         if f < 0 {
-            f = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | embedps_o_direct, 0o644)
-            if f < 0 && errno == EINVAL { f = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644) }
+            f = Self.openForWriting(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC)
             if f >= 0 { created += 1 }
         }
         guard f >= 0 else { return "cannot open update log \(p): \(String(cString: strerror(errno)))" }
@@ -385,6 +383,12 @@ public final class UpdateLog: @unchecked Sendable {
         fd = f; segmentStart = first
         filled = 0; onDisk = 0; recordEnds.removeAll()
         return nil
+    }
+
+    /// Opens `path` with `flags` and direct I/O, or without it where the file system refuses it (EINVAL).
+    private static func openForWriting(_ path: String, _ flags: Int32) -> Int32 {
+        let f = open(path, flags | embedps_o_direct, 0o644)
+        return f < 0 && errno == EINVAL ? open(path, flags, 0o644) : f
     }
 
     /// Makes `directory`'s entries durable (fsync of the directory); an error message when that failed.
@@ -435,15 +439,19 @@ public final class UpdateLog: @unchecked Sendable {
     // MARK: segments and replay
 
     /// Segment first-sequence numbers, ascending.
-    public func segments() -> [UInt64] {
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
-        return names.compactMap { n in
-            guard n.hasPrefix("seg-"), n.hasSuffix(".log") else { return nil }
-            return UInt64(n.dropFirst(4).dropLast(4))
-        }.sorted()
-    }
+    public func segments() -> [UInt64] { numberedFiles("seg-") }
     private func path(_ first: UInt64) -> String { Self.path(directory, first) }
     static func path(_ directory: String, _ first: UInt64) -> String { directory + "/" + String(format: "seg-%020llu.log", first) }
+    private func sparePath(_ first: UInt64) -> String { directory + "/" + String(format: "spare-%020llu.log", first) }
+
+    /// The numbers of the directory's files `<prefix><number>.log`, ascending.
+    private func numberedFiles(_ prefix: String) -> [UInt64] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        return names.compactMap { n in
+            guard n.hasPrefix(prefix), n.hasSuffix(".log") else { return nil }
+            return UInt64(n.dropFirst(prefix.count).dropLast(4))
+        }.sorted()
+    }
 
     /// Bytes of all segments' records: the records written by this process, the file sizes of segments
     /// written before it opened.
@@ -463,12 +471,7 @@ public final class UpdateLog: @unchecked Sendable {
 
     /// Spare segments (`spare-<first seq it had>.log`), by ascending old first sequence.
     private func spares() -> [(first: UInt64, path: String, bytes: UInt64)] {
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
-        return names.compactMap { n -> (UInt64, String, UInt64)? in
-            guard n.hasPrefix("spare-"), n.hasSuffix(".log"), let first = UInt64(n.dropFirst(6).dropLast(4)) else { return nil }
-            let p = directory + "/" + n
-            return (first, p, Self.fileSize(p))
-        }.sorted { $0.0 < $1.0 }
+        numberedFiles("spare-").map { first in let p = sparePath(first); return (first, p, Self.fileSize(p)) }
     }
 
     /// Visits every intact record with sequence > `after`, in order. Stops at the first torn or corrupt
@@ -641,7 +644,7 @@ public final class UpdateLog: @unchecked Sendable {
             let size = Self.fileSize(path(s))
             segmentRecordBytes[s] = nil
             if size >= UInt64(segmentLimit), spareBytes + size <= UInt64(recycleBytes),
-               rename(path(s), directory + "/" + String(format: "spare-%020llu.log", s)) == 0 {
+               rename(path(s), sparePath(s)) == 0 {
                 spareBytes += size
             } else {
                 unlink(path(s))
