@@ -119,18 +119,13 @@ extension EmbedPSClient {
         return updated
     }
 
-    /// Validates a gradient batch, sums duplicate ids, splits it by owner and sends each shard its part as a
+    /// Validates a gradient batch's size, sums duplicate ids, splits it by owner and sends each shard its part as a
     /// PushRequest to `method`; returns the answers in completion order.
     func sendGradientRows<A>(table: String, ids: [UInt64], gradients: FloatBuffer, method: RPCMethod<Wire.PushRequest, A>) async throws -> [(Int, ReceivedMessage)] {
         let route = try await route(table)
         let dim = route.dim
         guard gradients.count == ids.count * dim else {
             throw ClientError.invalidArgument("push of \(ids.count) ids to '\(table)' (dim \(dim)) needs \(ids.count * dim) gradient floats, got \(gradients.count)")
-        }
-        // Validate the whole batch before any shard sees a part of it: a shard can only reject its own part,
-        // so a NaN destined for one shard must not let another shard apply the rest.
-        if let i = GradientCheck.firstNonFinite(UnsafeRawBufferPointer(start: gradients.base, count: gradients.count * 4)) {
-            throw ClientError.invalidArgument("gradient for table '\(table)' id \(ids[i / dim]) column \(i % dim) is NaN or Inf: nothing was sent")
         }
         let plan = ids.withUnsafeBufferPointer { BatchPlan(ids: $0, route: route, slotMap: slotMap) }
         // Sum duplicates into per-unique rows (only when there are duplicates).
@@ -155,6 +150,13 @@ extension EmbedPSClient {
     func sendDistinctRows<A>(_ table: String, _ ids: [UInt64], rows: FloatBuffer, dim: Int, route: TableRoute, method: RPCMethod<Wire.PushRequest, A>, attempt: Int,
                              plan known: BatchPlan? = nil) async throws -> [(Int, ReceivedMessage)] {
         let plan = known ?? ids.withUnsafeBufferPointer { BatchPlan(ids: $0, route: route, slotMap: slotMap) }
+        // A shard refuses a part holding a NaN or Inf whole, but only its own part: when the rows go to more
+        // than one shard, they are checked here first, so no shard applies its part of a batch another would
+        // refuse. A batch for one shard is checked there alone (its refusal is the whole batch's).
+        if plan.byShard.lazy.filter({ !$0.isEmpty }).count > 1,
+           let i = GradientCheck.firstNonFinite(UnsafeRawBufferPointer(start: rows.base, count: ids.count * dim * 4)) {
+            throw ClientError.invalidArgument("value for table '\(table)' id \(ids[i / dim]) column \(i % dim) is NaN or Inf: nothing was sent")
+        }
         var requests: [(Int, OutgoingMessage)] = []
         var parts: [[Int32]] = []
         let source = UnsafePointer(rows.base)

@@ -79,6 +79,8 @@ struct FlushState {
     var lastSeqChanged: Double = 0
     /// Rows were written to the family's memtable since it was last flushed to SST files.
     var memtableHoldsRows = false
+    /// The log's spares were deleted since the table's last sequence changed (see `flusherPass`).
+    var sparesDeleted = false
 }
 
 /// One table's rows on one shard: an in-memory row store (striped, write-back) over a RocksDB column family,
@@ -188,7 +190,8 @@ final class EmbeddingTable: @unchecked Sendable {
         optimizer = SparseOptimizer(config: spec.optimizer, dim: spec.dim)
         initializer = RowInitializer(config: spec.initializer, dim: spec.dim)
         store = RowStore(rowFloats: spec.rowFloats, capacity: tuning.cacheRows, stripes: tuning.stripes)
-        log = try UpdateLog(directory: logDirectory, sync: sync, ringBytes: tuning.logRingBytes, recycleBytes: tuning.logRecycleBytes)
+        log = try UpdateLog(directory: logDirectory, sync: sync, segmentLimit: tuning.logSegmentBytes, ringBytes: tuning.logRingBytes,
+                            recycleBytes: tuning.logRecycleBytes)
         var state = CommitState()
         var dnisState = DnisState(blocks: spec.dnis?.blocks ?? 0, dim: spec.dim)
         if let m = try db.get(db.defaultFamily, key: identity.markerKey), m.count == 8 {
@@ -836,7 +839,10 @@ final class EmbeddingTable: @unchecked Sendable {
     ///   miss the cache stop searching a skip list for rows that are almost never in it;
     /// - a table being pushed to has, when rows need room and dirty rows are over the low watermark, dirty
     ///   rows written down to half of it.
-    /// A table whose rows all fit is left alone between checkpoints.
+    /// A table whose rows all fit is left alone between checkpoints. A table without a push or operation for
+    /// `tuning.spareIdleSeconds` has its update log's spare segments deleted (up to `--log-recycle-mb` of
+    /// disk a burst left behind); pushes that come back append new segments until the next checkpoint
+    /// retires some again.
     func flusherPass(logBytesLimit: Int, maxInterval: Double, evictionAllowed: Bool = true) throws(EngineError) {
         // A poisoned table waits for the restart that replays its log (and refuses checkpoints meanwhile).
         if poisoned.withLock({ $0 }) != nil { return }
@@ -853,7 +859,11 @@ final class EmbeddingTable: @unchecked Sendable {
         let now = Double(DispatchTime.now().uptimeNanoseconds) / 1e9
         try flushing.withLock { (fs) throws(EngineError) in
             guard !fs.dropped else { return }
-            if lastSeq != fs.lastSeqSeen { fs.lastSeqSeen = lastSeq; fs.lastSeqChanged = now }
+            if lastSeq != fs.lastSeqSeen { fs.lastSeqSeen = lastSeq; fs.lastSeqChanged = now; fs.sparesDeleted = false }
+            if !fs.sparesDeleted && now - fs.lastSeqChanged >= tuning.spareIdleSeconds {
+                fs.sparesDeleted = true
+                log.deleteSpares()
+            }
             let idle = now - fs.lastSeqChanged >= tuning.idleFlushSeconds
             let demands = store.budget.roomDemands
             if idle {
@@ -1110,6 +1120,10 @@ public struct TableTuning: Sendable {
     public var logRingBytes = UpdateLog.defaultRingBytes
     /// Most bytes of spare update-log segments kept for reuse (`UpdateLog.recycleBytes`; 0: none).
     public var logRecycleBytes = 0
+    /// A table without a push or operation for this long deletes its spare log segments.
+    public var spareIdleSeconds: Double = 300
+    /// Bytes after which the update log closes a segment and opens the next (`UpdateLog.segmentLimit`).
+    public var logSegmentBytes = 64 << 20
     /// Threads a lone pull's cached rows are copied with (see `EmbeddingTable.splitParts`); 1: none.
     public var splitThreads: Int = 1
     /// Fewest rows each of those threads gets.

@@ -36,6 +36,11 @@ public struct ShardEngineConfiguration: Sendable {
     /// recycling); nil: `checkpointLogBytes` (the log then keeps the size it reaches between checkpoints
     /// anyway); 0: segments are deleted.
     public var logRecycleBytes: Int? = nil
+    /// A table without a push or operation for this long deletes its spare log segments
+    /// (`TableTuning.spareIdleSeconds`).
+    public var spareIdleSeconds: Double = 300
+    /// Bytes at which each table's update log closes a segment and opens the next.
+    public var logSegmentBytes = 64 << 20
     /// Largest number of ids in one request.
     public var maxIdsPerRequest: Int = 1 << 20
     /// A table is checkpointed (every dirty row written, the family flushed, old update-log segments
@@ -137,13 +142,15 @@ public final class ShardEngine: @unchecked Sendable {
                 throw EngineError.invalidSpec(table: spec.name, message: e.description)
             }
         }
+        var tuning = TableTuning(cacheRows: configuration.cacheRowsPerTable, stripes: configuration.stripesPerTable,
+                                 readThreads: configuration.readThreads, logBeforePin: configuration.logBeforePin,
+                                 logRingBytes: configuration.logRingBytes, splitThreads: configuration.splitThreads,
+                                 logRecycleBytes: configuration.logRecycleBytes ?? configuration.checkpointLogBytes)
+        tuning.spareIdleSeconds = configuration.spareIdleSeconds
+        tuning.logSegmentBytes = max(4096, configuration.logSegmentBytes)
         return try EmbeddingTable(spec: spec, identity: identity, family: family, db: db,
                                   logDirectory: configuration.dataDirectory + "/updatelog/" + identity.logDirectoryName,
-                                  tuning: TableTuning(cacheRows: configuration.cacheRowsPerTable, stripes: configuration.stripesPerTable,
-                                                      readThreads: configuration.readThreads, logBeforePin: configuration.logBeforePin,
-                                                      logRingBytes: configuration.logRingBytes, splitThreads: configuration.splitThreads,
-                                                      logRecycleBytes: configuration.logRecycleBytes ?? configuration.checkpointLogBytes),
-                                  sync: configuration.durability == .sync, semantic: semantic)
+                                  tuning: tuning, sync: configuration.durability == .sync, semantic: semantic)
     }
 
     // MARK: table access (the lifecycle rule, TableLifecycle.swift)

@@ -50,6 +50,8 @@ public struct LogPage: Sendable {
 /// segment still holds old ones; every one of them has a sequence below the segment's first (sequences only
 /// grow, and a spare's records are all covered by a checkpoint), so replay and `read` stop there as at
 /// the zero padding. A spare is only reused under a larger first sequence than the one it was named for.
+/// The owner deletes the spares of a table that stopped being written (`deleteSpares`), so the disk they
+/// hold is not kept for a burst that may never come again.
 ///
 /// Writing: the log's writer thread takes every queued record as one group and copies it (computing the
 /// checks from the copy) into the log's ring (`LogRing`), where each byte of the open segment has its
@@ -650,6 +652,17 @@ public final class UpdateLog: @unchecked Sendable {
                 unlink(path(s))
             }
         }
+    }
+
+    /// Deletes every spare segment (a table that stopped being written gives back the disk its spares
+    /// held; its next segments are new files again). Returns the bytes deleted. Takes no lock, so the
+    /// writer never waits for the unlinks: a spare the writer renames to a segment meanwhile is no longer
+    /// found under its spare name, and a segment open that finds its spare gone creates a new file.
+    @discardableResult
+    public func deleteSpares() -> UInt64 {
+        var deleted: UInt64 = 0
+        for spare in spares() where unlink(spare.path) == 0 { deleted += spare.bytes }
+        return deleted
     }
 
     /// Whether `path` still names the file open as `fd` (a retired segment loses its name for good: a spare

@@ -54,6 +54,16 @@ import EmbedPSWire
                 #expect(r.0 == .invalidArgument && r.1?.reason == .invalidName, "\(path) \(bad.debugDescription)")
             }
         }
+        // A NaN or Inf in a batch for one shard is sent (the client checks only batches split over shards)
+        // and refused whole by the shard.
+        for value in [Float.nan, .infinity] {
+            do {
+                try await client.push(table: "t", ids: [1, 2], gradients: [1, 1, 1, value])
+                Issue.record("push of \(value) succeeded")
+            } catch let e as ClientError {
+                #expect(e.status?.code == .invalidArgument && "\(e)".contains("id 2 column 1") && "\(e)".contains("nothing was applied"), "got \(e)")
+            }
+        }
         // Nothing changed: one table, same rows, and the shard was never frozen.
         #expect(try await client.admin.listTables() == ["t"])
         #expect(try await client.pull(table: "t", ids: [1, 2]) == before)

@@ -35,7 +35,8 @@ options:
   --log-recycle-mb N     MiB of update-log segments each table keeps after checkpoints to write its next
                          segments into (overwriting written blocks is cheaper than appending: no allocation,
                          no new file size to commit on each fdatasync); default: --checkpoint-log-mb, the size
-                         the log reaches between checkpoints anyway; 0 deletes old segments
+                         the log reaches between checkpoints anyway; 0 deletes old segments. A table with
+                         no push or operation for 5 minutes deletes its spares
   --threads N            completion-queue threads (default 2)
   --max-message-mb N     largest request/response in MiB (default 64)
   --port-file PATH       write the bound port to PATH once serving
