@@ -2,6 +2,7 @@ import Testing
 import Foundation
 import Synchronization
 @testable import Storage
+import CXXHash
 import Vocabulary
 
 @Suite struct RowCodecTests {
@@ -244,6 +245,68 @@ import Vocabulary
         #expect(log.read(after: 24, maxBytes: 1 << 20)?.sequences == Array(25...44))
         // As after kill -9: a second log on the directory replays the same records.
         #expect(try replayed(UpdateLog(directory: dir, sync: false)) == Array(25...44))
+    }
+
+    /// Records of every format this log has written are read back (format 1 from earlier versions, 2 now),
+    /// by replay and follower pages; a record whose check fails ends its segment there, and the records
+    /// numbered after it (in the next segment, as after a restart) are read next.
+    @Test func recordsOfEveryFormatAreReadAndABadCheckEndsTheLog() throws {
+        func segment(corruptLast: Bool) throws -> String {
+            let dir = FileManager.default.temporaryDirectory.appendingPathComponent("log-\(UUID().uuidString)").path
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            var file = [UInt8]()
+            func append(magic: UInt32, seq: UInt64, check: ([UInt8]) -> UInt64) {
+                let payload = (0..<100).map { UInt8(truncatingIfNeeded: Int(seq) * 31 + $0) }
+                var header = [UInt8](repeating: 0, count: 24)
+                header.withUnsafeMutableBytes { h in
+                    h.storeBytes(of: magic.littleEndian, as: UInt32.self)
+                    h.storeBytes(of: UInt32(payload.count).littleEndian, toByteOffset: 4, as: UInt32.self)
+                    h.storeBytes(of: seq.littleEndian, toByteOffset: 8, as: UInt64.self)
+                    h.storeBytes(of: check(payload).littleEndian, toByteOffset: 16, as: UInt64.self)
+                }
+                file += header + payload
+            }
+            func format2(_ seq: UInt64) -> ([UInt8]) -> UInt64 {
+                { p in
+                    var le = seq.littleEndian
+                    return p.withUnsafeBytes { XXH64($0.baseAddress, $0.count, 0) } ^ withUnsafeBytes(of: &le) { XXH64($0.baseAddress, 8, 0) }
+                }
+            }
+            append(magic: 0x4550_5331, seq: 1) { p in p.withUnsafeBytes { XXH64($0.baseAddress, $0.count, 1) } }
+            append(magic: 0x4550_5332, seq: 2, check: format2(2))
+            append(magic: 0x4550_5332, seq: 3, check: format2(3))
+            if corruptLast { file[file.count - 1] ^= 1 }
+            file += [UInt8](repeating: 0, count: 4096 - file.count)
+            FileManager.default.createFile(atPath: dir + "/" + String(format: "seg-%020llu.log", UInt64(1)), contents: Data(file))
+            return dir
+        }
+        for corrupt in [false, true] {
+            let dir = try segment(corruptLast: corrupt)
+            defer { try? FileManager.default.removeItem(atPath: dir) }
+            let log = try UpdateLog(directory: dir, sync: true)
+            defer { log.close() }
+            let expected: [UInt64] = corrupt ? [1, 2] : [1, 2, 3]
+            var seen: [UInt64] = []
+            try log.replay(after: 0) { seq, p in
+                #expect(Array(p) == (0..<100).map { UInt8(truncatingIfNeeded: Int(seq) * 31 + $0) })
+                seen.append(seq)
+            }
+            #expect(seen == expected)
+            log.resume(after: seen.last ?? 0)   // as a table does after its replay
+            #expect(log.read(after: 0, maxBytes: 1 << 20)?.sequences == expected)
+            // The next record (numbered after the last good one, as after a restart) goes to a new segment,
+            // and a follower at the last good record reads it next.
+            let next = expected[expected.count - 1] + 1
+            let payload = [UInt8](repeating: 9, count: 50)
+            try payload.withUnsafeBytes { b in
+                log.enqueue(UpdateLog.Record(parts: [b]), seq: next)
+                try log.waitDurable(next)
+            }
+            #expect(log.read(after: expected[expected.count - 1], maxBytes: 1 << 20)?.payloads == [payload])
+            var all: [UInt64] = []
+            try log.replay(after: 0) { seq, _ in all.append(seq) }
+            #expect(all == expected + [next])
+        }
     }
 
     /// Follower pages: records after a sequence, in order, only durable ones, at least one per page, across
