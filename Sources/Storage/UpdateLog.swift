@@ -319,6 +319,9 @@ public final class UpdateLog: @unchecked Sendable {
         return true
     }
 
+    /// Tests: called by `read` with the segment's first sequence before each chunk it reads from an open
+    /// segment file (to retire and reuse the segment in between).
+    var beforeChunkRead: ((UInt64) -> Void)?
     /// Tests: while true, the disk thread writes nothing (records stay in the ring only).
     var holdingDiskWrites: Bool {
         get { condition.withLock { _holdingDiskWrites } }
@@ -590,10 +593,12 @@ public final class UpdateLog: @unchecked Sendable {
             var want = max(1 << 20, min(maxBytes, 64 << 20) + (1 << 16))
             var segmentDone = false
             while !segmentDone && !done {
+                beforeChunkRead?(s)
                 try? fh.seek(toOffset: UInt64(fileOffset))
                 guard let data = try? fh.read(upToCount: want), !data.isEmpty else { break }
                 // A checkpoint may have retired this segment meanwhile and, recycling it, written newer records
-                // into the same file: bytes read while the segment still had its name are its own.
+                // into the same file: bytes read while the segment still had its name are its own. (Those newer
+                // records are all past `durable` as read above, so that guard below stops at them too.)
                 guard Self.stillNamed(path(s), fh.fileDescriptor) else { done = true; break }
                 let full = data.count == want
                 var consumed = 0, needMore = 0

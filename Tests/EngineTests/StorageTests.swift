@@ -247,6 +247,43 @@ import Vocabulary
         #expect(try replayed(UpdateLog(directory: dir, sync: false)) == Array(25...44))
     }
 
+    /// A follower page whose segment is retired and reused (recycled) between the page opening the file and
+    /// reading it ends there: the file then holds newer records, which must not be served as the segment's.
+    /// Two guards see to it (records past the durable point the page started from end it, and so does a
+    /// chunk read after the segment lost its name); the test fails only with both removed. The next page
+    /// reports the trimmed history.
+    @Test func aPageEndsWhereItsSegmentWasRecycledUnderIt() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("log-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let payload = UnsafeMutableRawPointer.allocate(byteCount: 1000, alignment: 8)
+        defer { payload.deallocate() }
+        func write(_ seqs: ClosedRange<UInt64>, _ log: UpdateLog) throws {
+            for seq in seqs {
+                payload.initializeMemory(as: UInt8.self, repeating: UInt8(truncatingIfNeeded: seq), count: 1000)
+                log.enqueue(UpdateLog.Record(parts: [UnsafeRawBufferPointer(start: payload, count: 1000)]), seq: seq)
+                try log.waitDurable(seq)
+            }
+        }
+        let log = try UpdateLog(directory: dir, sync: true, segmentLimit: 8192, recycleBytes: 2 * 8192)
+        defer { log.close() }
+        try write(1...20, log)   // segments 1 (1-8), 9 (9-16), 17 (open)
+        #expect(log.segments() == [1, 9, 17])
+        var reused = false
+        log.beforeChunkRead = { first in
+            guard first == 1, !reused else { return }
+            reused = true
+            // A checkpoint retires segments 1 and 9 (spares); records 21-28 fill 17, and 25 opens on spare 1.
+            log.deleteSegments(through: 16)
+            try? write(21...28, log)
+        }
+        let page = try #require(log.read(after: 0, maxBytes: 1 << 20))
+        #expect(reused && log.segmentsOpened.recycled == 1)
+        #expect(page.sequences.isEmpty, "records 25-28 were served as segment 1's: \(page.sequences)")
+        log.beforeChunkRead = nil
+        #expect(log.read(after: 0, maxBytes: 1 << 20) == nil)
+        #expect(log.read(after: 16, maxBytes: 1 << 20)?.sequences == Array(17...28))
+    }
+
     /// Records of every format this log has written are read back (format 1 from earlier versions, 2 now),
     /// by replay and follower pages; a record whose check fails ends its segment there, and the records
     /// numbered after it (in the next segment, as after a restart) are read next.
