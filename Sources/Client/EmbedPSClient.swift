@@ -17,7 +17,11 @@ public struct ClientOptions: Sendable {
     public var maxBackoffMs: Int = 1000
     /// Largest message, bytes.
     public var maxMessageBytes: Int32 = 64 << 20
-    /// Poller threads per shard channel.
+    /// HTTP/2 connections to each shard, calls spread over them in turn: gRPC works one connection's
+    /// transport on one thread at a time, so with several calls in flight a second connection puts a second
+    /// core on them (see `RPC.Channel`).
+    public var connectionsPerShard: Int = 2
+    /// Poller threads per connection.
     public var pollerThreads: Int = 1
     /// Request metadata sent with every call (e.g. auth tokens).
     public var metadata: [(key: String, value: String)] = []
@@ -92,6 +96,7 @@ public final class EmbedPSClient: @unchecked Sendable {
     func makeChannel(_ address: String) -> Channel {
         var c = ChannelConfiguration(target: address)
         c.maxMessageBytes = options.maxMessageBytes
+        c.connections = options.connectionsPerShard
         c.pollerThreads = options.pollerThreads
         c.tlsRootCertificatesPEM = options.tlsRootCertificatesPEM
         return Channel(c)

@@ -1,5 +1,6 @@
 import CGRPC
 import Foundation
+import Synchronization
 
 /// Client channel configuration.
 public struct ChannelConfiguration: Sendable {
@@ -7,7 +8,9 @@ public struct ChannelConfiguration: Sendable {
     public var target: String
     /// Largest message sent or received, in bytes.
     public var maxMessageBytes: Int32 = 64 << 20
-    /// Threads polling the channel's completion queue.
+    /// HTTP/2 connections the channel spreads its calls over (see `Channel`).
+    public var connections: Int = 1
+    /// Threads polling each connection's completion queue.
     public var pollerThreads: Int = 1
     /// Connect with TLS, trusting these PEM root certificates (nil: plaintext).
     public var tlsRootCertificatesPEM: String? = nil
@@ -16,84 +19,39 @@ public struct ChannelConfiguration: Sendable {
     public init(target: String) { self.target = target }
 }
 
-/// A client connection to one server over the gRPC C core. Unary calls run asynchronously (`unary`) or
-/// blocking (`unarySync`); both complete on the channel's poller threads. Thread-safe; close with `close()`.
+/// A client channel to one server over the gRPC C core: `connections` HTTP/2 connections, each with its own
+/// completion queue and poller threads, calls spread over them in turn. gRPC serialises all the transport
+/// work of one connection (framing, reads, writes), so with several calls in flight a second connection lets
+/// a second core work on them: measured with `embedps-bench --transport` at 4 calls of 1 MiB in flight, two
+/// connections moved 5.3-5.5 M rows/s of push-shaped calls against 4.2-4.6 M with one, and pull-shaped
+/// 4.9-6.9 M against 3.7-4.5 M. Unary calls run asynchronously (`unary`) or blocking (`unarySync`); both
+/// complete on a poller thread. Thread-safe; close with `close()`.
 public final class Channel: @unchecked Sendable {
     public let configuration: ChannelConfiguration
-    private let channel: OpaquePointer
-    private let cq: OpaquePointer
-    private let args: ChannelArgs
-    private let pollersDone = DispatchGroup()
-    private let lock = NSLock()
-    private var closed = false
-    private var methodSlices: [String: grpc_slice] = [:]
+    private let connections: [Connection]
+    private let next = Atomic<UInt>(0)
 
     public init(_ configuration: ChannelConfiguration) {
         GRPCRuntime.ensure()
         self.configuration = configuration
-        args = ChannelArgs(integers: transportArguments(maxMessageBytes: configuration.maxMessageBytes) + [
-            // Reconnect quickly after a shard restarts (defaults back off for up to 2 minutes).
-            ("grpc.initial_reconnect_backoff_ms", 100), ("grpc.max_reconnect_backoff_ms", 1000),
-            ("grpc.min_reconnect_backoff_ms", 100),
-        ] + configuration.extraArguments)
-        let creds = configuration.tlsRootCertificatesPEM.map { pem in pem.withCString { grpc_ssl_credentials_create($0, nil, nil, nil) } }
-            ?? grpc_insecure_credentials_create()
-        channel = grpc_channel_create(configuration.target, creds, args.pointer)
-        grpc_channel_credentials_release(creds)
-        cq = grpc_completion_queue_create_for_next(nil)
-        for i in 0..<max(1, configuration.pollerThreads) {
-            pollersDone.enter()
-            let cq = QueueHandle(pointer: self.cq), group = pollersDone
-            let t = Thread { drainCompletionQueue(cq.pointer); group.leave() }
-            t.name = "grpc-client-\(i)"
-            t.start()
+        let n = max(1, configuration.connections)
+        connections = (0..<n).map { i in
+            // A subchannel pool of its own: channels with the same target and arguments would otherwise share
+            // one connection.
+            Connection(configuration, index: i, extra: n > 1 ? [("grpc.use_local_subchannel_pool", 1)] : [])
         }
     }
 
     deinit { close() }
 
-    /// Waits for in-flight calls' completions, stops the pollers and destroys the channel. Idempotent.
-    public func close() {
-        let first = lock.withLock { () -> Bool in
-            if closed { return false }
-            closed = true; return true
-        }
-        guard first else { return }
-        grpc_channel_destroy(channel)
-        grpc_completion_queue_shutdown(cq)
-        pollersDone.wait()
-        grpc_completion_queue_destroy(cq)
-        for (_, s) in methodSlices { grpc_slice_unref(s) }
-    }
+    /// Waits for in-flight calls' completions, stops the pollers and destroys the connections. Idempotent.
+    public func close() { connections.forEach { $0.close() } }
 
-    private func methodSlice(_ method: String) -> grpc_slice {
-        lock.withLock {
-            if let s = methodSlices[method] { return s }
-            let s = grpc_slice_from_copied_string(method)
-            methodSlices[method] = s
-            return s
-        }
-    }
-
-    /// Starts a unary call; `completion` runs once on a poller thread.
+    /// Starts a unary call on the next connection; `completion` runs once on a poller thread.
     func start(_ method: String, _ request: OutgoingMessage, metadata: Metadata, timeoutMs: Int64,
                completion: @escaping @Sendable (Result<ReceivedMessage, RPCStatus>) -> Void) -> ClientCall? {
-        if lock.withLock({ closed }) {
-            completion(.failure(RPCStatus(.unavailable, "channel to \(configuration.target) is closed")))
-            return nil
-        }
-        var m = methodSlice(method)
-        guard let call = withUnsafeMutablePointer(to: &m, { mp in
-            grpc_channel_create_call(channel, nil, embedps_propagate_defaults(), cq, mp.pointee, nil,
-                                     embedps_deadline_after_millis(timeoutMs), nil)
-        }) else {
-            completion(.failure(RPCStatus(.internalError, "cannot create call \(method) on \(configuration.target)")))
-            return nil
-        }
-        let state = ClientCall(call: call, request: request, metadata: metadata, target: configuration.target,
-                               method: method, completion: completion)
-        state.startBatch()
-        return state
+        let i = connections.count == 1 ? 0 : Int(next.wrappingAdd(1, ordering: .relaxed).oldValue % UInt(connections.count))
+        return connections[i].start(method, request, metadata: metadata, timeoutMs: timeoutMs, completion: completion)
     }
 
     /// Performs a unary call and returns the response bytes. `timeoutMs` < 0 means no deadline.
@@ -123,6 +81,85 @@ public final class Channel: @unchecked Sendable {
         done.wait()
         guard let value = result.value else { throw RPCStatus(.internalError, "call \(method) completed without a result") }
         return try value.get()
+    }
+}
+
+/// One HTTP/2 connection of a `Channel`: a gRPC core channel, its completion queue and poller threads.
+private final class Connection: @unchecked Sendable {
+    private let target: String
+    private let channel: OpaquePointer
+    private let cq: OpaquePointer
+    private let args: ChannelArgs
+    private let pollersDone = DispatchGroup()
+    private let lock = NSLock()
+    private var closed = false
+    private var methodSlices: [String: grpc_slice] = [:]
+
+    init(_ configuration: ChannelConfiguration, index: Int, extra: [(String, Int32)]) {
+        target = configuration.target
+        args = ChannelArgs(integers: transportArguments(maxMessageBytes: configuration.maxMessageBytes) + [
+            // Reconnect quickly after a shard restarts (defaults back off for up to 2 minutes).
+            ("grpc.initial_reconnect_backoff_ms", 100), ("grpc.max_reconnect_backoff_ms", 1000),
+            ("grpc.min_reconnect_backoff_ms", 100),
+        ] + extra + configuration.extraArguments)
+        let creds = configuration.tlsRootCertificatesPEM.map { pem in pem.withCString { grpc_ssl_credentials_create($0, nil, nil, nil) } }
+            ?? grpc_insecure_credentials_create()
+        channel = grpc_channel_create(configuration.target, creds, args.pointer)
+        grpc_channel_credentials_release(creds)
+        cq = grpc_completion_queue_create_for_next(nil)
+        for i in 0..<max(1, configuration.pollerThreads) {
+            pollersDone.enter()
+            let cq = QueueHandle(pointer: self.cq), group = pollersDone
+            let t = Thread { drainCompletionQueue(cq.pointer); group.leave() }
+            t.name = "grpc-client-\(index)-\(i)"
+            t.start()
+        }
+    }
+
+    deinit { close() }
+
+    /// Waits for in-flight calls' completions, stops the pollers and destroys the channel. Idempotent.
+    func close() {
+        let first = lock.withLock { () -> Bool in
+            if closed { return false }
+            closed = true; return true
+        }
+        guard first else { return }
+        grpc_channel_destroy(channel)
+        grpc_completion_queue_shutdown(cq)
+        pollersDone.wait()
+        grpc_completion_queue_destroy(cq)
+        for (_, s) in methodSlices { grpc_slice_unref(s) }
+    }
+
+    private func methodSlice(_ method: String) -> grpc_slice {
+        lock.withLock {
+            if let s = methodSlices[method] { return s }
+            let s = grpc_slice_from_copied_string(method)
+            methodSlices[method] = s
+            return s
+        }
+    }
+
+    /// Starts a unary call; `completion` runs once on a poller thread.
+    func start(_ method: String, _ request: OutgoingMessage, metadata: Metadata, timeoutMs: Int64,
+               completion: @escaping @Sendable (Result<ReceivedMessage, RPCStatus>) -> Void) -> ClientCall? {
+        if lock.withLock({ closed }) {
+            completion(.failure(RPCStatus(.unavailable, "channel to \(target) is closed")))
+            return nil
+        }
+        var m = methodSlice(method)
+        guard let call = withUnsafeMutablePointer(to: &m, { mp in
+            grpc_channel_create_call(channel, nil, embedps_propagate_defaults(), cq, mp.pointee, nil,
+                                     embedps_deadline_after_millis(timeoutMs), nil)
+        }) else {
+            completion(.failure(RPCStatus(.internalError, "cannot create call \(method) on \(target)")))
+            return nil
+        }
+        let state = ClientCall(call: call, request: request, metadata: metadata, target: target,
+                               method: method, completion: completion)
+        state.startBatch()
+        return state
     }
 }
 

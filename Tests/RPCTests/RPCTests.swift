@@ -32,6 +32,48 @@ import CGRPC
         #expect(syncReply.bytes == [1, 2, 3])
     }
 
+    /// Server-side sockets of established TCP connections to local `port` (from /proc/net/tcp and tcp6: gRPC
+    /// may listen on an IPv6 socket that takes IPv4 connections).
+    static func establishedConnections(toPort port: Int) throws -> Int {
+        let suffix = String(format: ":%04X", port)
+        return try ["/proc/net/tcp", "/proc/net/tcp6"].reduce(0) { n, path in
+            // Read to the end (procfs files report size 0, and a sized read may stop at the first page).
+            let table = String(decoding: try #require(FileHandle(forReadingAtPath: path)).readDataToEndOfFile(), as: UTF8.self)
+            return n + table.split(separator: "\n").dropFirst().filter { line in
+                let f = line.split(separator: " ")
+                return f.count > 3 && f[1].hasSuffix(suffix) && f[3] == "01"
+            }.count
+        }
+    }
+
+    /// A channel with N connections opens N connections and spreads its calls over all of them (each gets
+    /// its turn: with two, two calls in a row use both); every call still gets its own answer.
+    @Test(arguments: [1, 2, 3]) func aChannelSpreadsItsCallsOverItsConnections(connections: Int) async throws {
+        let server = try Self.echoServer()
+        defer { server.shutdown() }
+        var config = ChannelConfiguration(target: "127.0.0.1:\(server.port)")
+        config.connections = connections
+        let channel = Channel(config)
+        defer { channel.close() }
+        #expect(try Self.establishedConnections(toPort: server.port) == 0)
+        for i in 0..<connections {
+            let reply = try await channel.unary("/test.Echo/Echo", OutgoingMessage(bytes: [UInt8(i), 7]))
+            #expect(reply.bytes == [UInt8(i), 7])
+        }
+        let opened = try Self.establishedConnections(toPort: server.port)
+        #expect(opened == connections, "\(opened) connections")
+        try await withThrowingTaskGroup(of: Void.self) { g in
+            for i in 0..<64 {
+                g.addTask {
+                    let reply = try await channel.unary("/test.Echo/Echo", OutgoingMessage(bytes: [UInt8(i), 9]))
+                    #expect(reply.bytes == [UInt8(i), 9])
+                }
+            }
+            try await g.waitForAll()
+        }
+        #expect(try Self.establishedConnections(toPort: server.port) == connections)
+    }
+
     @Test func oneOutgoingMessageCanBeSentAgainForARetry() async throws {
         let server = try Self.echoServer()
         defer { server.shutdown() }

@@ -145,7 +145,9 @@ func runBenchmark(_ o: Options) async throws {
     }
     var opt = OptimizerConfig(kind: optimizer, learningRate: 0.01); opt.initialAccumulator = 0.1
     let spec = TableSpec(name: "bench_w", dim: dim, optimizer: opt, initializer: .uniform(-0.05, 0.05, seed: 1))
-    let embedps = EmbedPSTarget(specPath: specPath, table: spec.name, dim: dim)
+    var embedps = EmbedPSTarget(specPath: specPath, table: spec.name, dim: dim)
+    embedps.connections = o.int("client-connections", default: embedps.connections)
+    guard embedps.connections >= 1 && embedps.connections <= 64 else { o.fail("--client-connections must be 1 to 64") }
     let loadRate = try await embedps.load(w, spec: spec)
     printError("  bulk load: \(Int(loadRate)) rows/s")
     if rows > 2_000_000 && !shardPorts.isEmpty {

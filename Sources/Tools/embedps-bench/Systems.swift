@@ -8,6 +8,8 @@ struct EmbedPSTarget {
     let specPath: String
     let table: String
     let dim: Int
+    /// The timed loops' clients' connections per shard (`ClientOptions.connectionsPerShard`).
+    var connections = ClientOptions().connectionsPerShard
 
     /// Bulk-loads every row with ImportRows (the operator's bulk load: rows written straight to RocksDB as
     /// SST files, chunks of 65536 rows in storage-key order, 2 in flight), printing the rate; then checkpoints
@@ -67,7 +69,9 @@ struct EmbedPSTarget {
     }
 
     func run(op: String, batches: [[UInt64]], gradients: [[Float]], clients: Int, inflight: Int, seconds: Double, warmup: Int) async throws -> LoopResult {
-        let cs = try (0..<clients).map { _ in try EmbedPSClient(specPath: specPath) }
+        var options = ClientOptions()
+        options.connectionsPerShard = connections
+        let cs = try (0..<clients).map { _ in try EmbedPSClient(specPath: specPath, options: options) }
         let grads = gradients.map { FloatBuffer($0) }
         let dim = self.dim, table = self.table
         func one(_ c: EmbedPSClient, _ out: FloatBuffer, _ k: Int) async throws {

@@ -26,6 +26,7 @@ options:
   --cache-fraction F    hot-row cache size as a fraction of rows (default 1.0)
   --shards N            shards to start (default 1)
   --cluster PATH        benchmark this running cluster instead of starting shards
+  --client-connections N  connections per shard of each timed client (default 2; ClientOptions)
   --no-redis            skip the Redis baseline
   --server-arg FLAG=V   pass --FLAG V to every shard the benchmark starts (repeatable; e.g. read-threads=1 to
                         compare a server setting in one pass; --engine takes read-threads, split-threads and log-before-pin
@@ -59,7 +60,7 @@ options:
   --json                print the results as JSON
 """
 let options = Options(Array(CommandLine.arguments.dropFirst()), usage: usage, flagNames: ["no-redis", "quick", "json", "lookup", "transport", "engine", "lifecycle", "ceiling", "stream", "stream-policies-only", "replication"],
-                      known: ["rows", "dim", "batch", "seconds", "reps", "warmup", "clients", "pipeline", "dists", "ops",
+                      known: ["rows", "dim", "batch", "seconds", "reps", "warmup", "clients", "pipeline", "client-connections", "dists", "ops",
                               "optimizer", "durability", "cache-fraction", "shards", "cluster", "grpc-arg", "server-arg", "peer", "log-seconds", "stream-ids", "stream-distinct", "stream-max-rows", "stream-admit", "stream-cache-rows"])
 do {
     if options.flag("transport") {
