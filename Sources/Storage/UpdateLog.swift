@@ -660,14 +660,11 @@ public final class UpdateLog: @unchecked Sendable {
     }
 
     /// Deletes every spare segment (a table that stopped being written gives back the disk its spares
-    /// held; its next segments are new files again). Returns the bytes deleted. Takes no lock, so the
-    /// writer never waits for the unlinks: a spare the writer renames to a segment meanwhile is no longer
-    /// found under its spare name, and a segment open that finds its spare gone creates a new file.
-    @discardableResult
-    public func deleteSpares() -> UInt64 {
-        var deleted: UInt64 = 0
-        for spare in spares() where unlink(spare.path) == 0 { deleted += spare.bytes }
-        return deleted
+    /// held; its next segments are new files again). Takes no lock, so the writer never waits for the
+    /// unlinks: a spare the writer renames to a segment meanwhile is no longer found under its spare name,
+    /// and a segment open that finds its spare gone creates a new file.
+    public func deleteSpares() {
+        for first in numberedFiles("spare-") { unlink(sparePath(first)) }
     }
 
     /// Whether `path` still names the file open as `fd` (a retired segment loses its name for good: a spare
