@@ -7,11 +7,16 @@
 #endif
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sched.h>
 
 static const int embedps_o_direct = O_DIRECT;
 /// An anonymous memory file (memfd_create(2)), close-on-exec; -1 with errno on failure.
 static inline int embedps_memfd_create(const char *name) { return memfd_create(name, MFD_CLOEXEC); }
 static const int embedps_madv_hugepage = MADV_HUGEPAGE;
+
+/// Puts the calling thread in the SCHED_BATCH class (a CPU-bound background thread: the scheduler never
+/// lets it preempt a running thread when it wakes). 0, or -1 with errno.
+static inline int embedps_sched_batch(void) { struct sched_param p = { 0 }; return sched_setscheduler(0, SCHED_BATCH, &p); }
 
 /// Hints that `p`'s cache line will be read soon.
 static inline __attribute__((always_inline)) void embedps_prefetch(const void *p) { __builtin_prefetch(p, 0, 3); }

@@ -414,6 +414,52 @@ import Vocabulary
         try UpdateLog(directory: dir, sync: false).replay(after: 0) { seq, _ in #expect(seq == previous + 1); previous = seq; n += 1 }
         #expect(n == 400)
     }
+
+    /// Each waiter has its own wakeup: a push waiting for its record returns once that record is durable,
+    /// not before (whatever else becomes durable), and not later than it; a failed log wakes every waiter
+    /// with the error.
+    @Test func aWaiterReturnsOnceItsOwnRecordIsDurableAndAFailureWakesEveryWaiter() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("log-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        // `sync`: a record is durable once the disk thread wrote it, which `holdingDiskWrites` holds back.
+        let log = try UpdateLog(directory: dir, sync: true)
+        defer { log.close() }
+        let records = (1...8).map { _ in Self.record(5) }
+        defer { for r in records { r.memory.deallocate() } }
+        let outcomes = LockedBox<[UInt64: String]>([:])
+        let finished = DispatchGroup()
+        func wait(for seq: UInt64) {
+            finished.enter()
+            Thread {
+                let outcome: String
+                do { try log.waitDurable(seq); outcome = "durable" } catch { outcome = "failed" }
+                outcomes.withLock { $0[seq] = outcome }
+                finished.leave()
+            }.start()
+        }
+        func settle() { Thread.sleep(forTimeInterval: 0.3) }
+
+        log.holdingDiskWrites = true
+        for seq in 1...3 { log.enqueue(records[seq - 1].record, seq: UInt64(seq)) }
+        for seq in 1...6 { wait(for: UInt64(seq)) }
+        settle()
+        #expect(outcomes.withLock { $0 }.isEmpty, "nothing is durable while the disk writes are held")
+        log.holdingDiskWrites = false
+        settle()
+        #expect(outcomes.withLock { $0 } == [1: "durable", 2: "durable", 3: "durable"], "4-6 wait for records not yet queued")
+        for seq in 4...6 { log.enqueue(records[seq - 1].record, seq: UInt64(seq)) }
+        settle()
+        #expect(outcomes.withLock { $0.count } == 6 && log.durableSequence == 6)
+
+        log.holdingDiskWrites = true
+        for seq in 7...8 { log.enqueue(records[seq - 1].record, seq: UInt64(seq)); wait(for: UInt64(seq)) }
+        settle()
+        #expect(outcomes.withLock { $0.count } == 6)
+        log.stopAsIfKilled()
+        #expect(finished.wait(timeout: .now() + 10) == .success, "a failure wakes every waiter")
+        #expect(outcomes.withLock { $0 }.filter { $0.key >= 7 }.values.allSatisfy { $0 == "failed" })
+        #expect(throws: (any Error).self) { try log.waitDurable(8) }
+    }
 }
 
 /// The ring in /dev/shm: an acknowledged record that was only in the ring when its process died is
