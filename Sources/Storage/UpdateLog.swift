@@ -353,10 +353,10 @@ public final class UpdateLog: @unchecked Sendable {
             onDisk = end
             ring.noteOnDisk(end)
             while let g = recordEnds.first, g.end <= end { written = max(written, g.seq); recordEnds.removeFirst() }
-            if !acknowledgesFromRing { durable = max(durable, written) }
+            if !acknowledgesFromRing { durable = max(durable, written); wakeDurable() }
         }
         diskWriting = false
-        if failed != nil { wakeAll() } else { progress.broadcast(); wakeDurable() }
+        if failed != nil { wakeAll() } else { progress.broadcast() }
         return true
     }
 
