@@ -19,6 +19,9 @@ public final class TableCounters: Sendable {
     let pushesLoggedFirst = Atomic<UInt64>(0)
     /// Pulls whose cached rows were copied on several threads (`EmbeddingTable.splitParts`).
     let pullsSplit = Atomic<UInt64>(0)
+    /// Checkpoints written as snapshot files (`EmbeddingTable.snapshotCheckpoint`; counted in `checkpoints`
+    /// too) and the rows they wrote.
+    let snapshotCheckpoints = Atomic<UInt64>(0), snapshotRows = Atomic<UInt64>(0)
     /// Admission tables: rows created by a push; pushed ids counted but not applied (not admitted yet).
     let rowsAdmitted = Atomic<UInt64>(0), pushesRefused = Atomic<UInt64>(0)
     /// Eviction tables: rows deleted by eviction passes, and the passes.
@@ -40,6 +43,8 @@ public struct TableSnapshot: Sendable {
     public let pushesLoggedFirst: UInt64
     /// Pulls whose cached rows were copied on several threads at once (large pulls alone in the table).
     public let pullsSplit: UInt64
+    /// Checkpoints written as snapshot files (also counted in `checkpoints`) and the rows they wrote.
+    public let snapshotCheckpoints, snapshotRows: UInt64
     /// Admission and eviction policies (zero without them); `evictions` above counts cache evictions.
     public let rowsAdmitted, pushesRefused, rowsEvicted, evictionPasses, admissionSketchBytes: UInt64
     /// The last applied update-log sequence.
@@ -81,6 +86,14 @@ struct FlushState {
     var memtableHoldsRows = false
     /// The log's spares were deleted since the table's last sequence changed (see `flusherPass`).
     var sparesDeleted = false
+    /// The id of the snapshot file the last checkpoint wrote (`snapshotCheckpoint`), while it is the
+    /// checkpoint's; nil when the last checkpoint is in RocksDB alone.
+    var snapshot: UInt64? = nil
+    /// The id the next snapshot file gets.
+    var nextSnapshotID: UInt64 = 1
+    /// A flush wrote a row RocksDB did not hold since the snapshot was written, and recorded it
+    /// (`TableIdentity.snapshotStaleKey`) with the row.
+    var snapshotStoredFlagsStale = false
 }
 
 /// One table's rows on one shard: an in-memory row store (striped, write-back) over a RocksDB column family,
@@ -194,8 +207,10 @@ final class EmbeddingTable: @unchecked Sendable {
                             recycleBytes: tuning.logRecycleBytes)
         var state = CommitState()
         var dnisState = DnisState(blocks: spec.dnis?.blocks ?? 0, dim: spec.dim)
-        if let m = try db.get(db.defaultFamily, key: identity.markerKey), m.count == 8 {
+        var snapshotID: UInt64? = nil
+        if let m = try db.get(db.defaultFamily, key: identity.markerKey), m.count == 8 || m.count == 16 {
             state.checkpointSeq = m.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }
+            if m.count == 16 { snapshotID = m.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 8, as: UInt64.self) } }
         }
         state.lastSeq = state.checkpointSeq
         if let m = try db.get(db.defaultFamily, key: identity.ledgerKey) { state.ledger.load(m) }
@@ -228,11 +243,42 @@ final class EmbeddingTable: @unchecked Sendable {
             try db.scan(family) { k, _ in if k.count == RowKey.length { n += 1 }; return true }
             storedRowsCount.store(n, ordering: .relaxed)
         }
+        // Snapshot files other than the checkpoint's are leftovers of a checkpoint that did not complete.
+        RowSnapshotFile.deleteAll(in: log.directory, except: snapshotID)
+        if let snapshotID { try loadSnapshot(snapshotID) }
         try recover(after: state.checkpointSeq)
         if rowCap > 0 { rowsApprox.store(Int(clamping: rowCount), ordering: .relaxed) }
     }
 
     var dim: Int { spec.dim }
+
+    /// Recovery: installs the rows of the checkpoint's snapshot file in the cache, dirty and covered (see
+    /// `snapshotCheckpoint`), before the log after the checkpoint is replayed onto them. When a flush wrote
+    /// rows RocksDB did not hold after the snapshot was taken, the rows it lists as not stored are looked up
+    /// in RocksDB so the stored-row count stays exact.
+    private func loadSnapshot(_ id: UInt64) throws {
+        var installed = 0
+        var unstored: [UInt64] = []
+        let stale = try db.get(db.defaultFamily, key: identity.snapshotStaleKey).map { $0.count == 8 && $0.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) } == id } ?? false
+        try RowSnapshotFile.read(log.directory, id: id, rowFloats: spec.rowFloats) { key, seq, step, stored, row in
+            if store.withStripe(store.stripe(of: key), { $0.installCovered(key: key, row: row, step: step, seq: seq, stored: stored) }) { installed += 1 }
+            if stale && !stored { unstored.append(key) }
+        }
+        dirtyApprox.add(installed, ordering: .relaxed)
+        if !unstored.isEmpty {
+            let rows = RowScratch(rowFloats: spec.rowFloats, count: unstored.count)
+            try readStored(unstored, into: rows)
+            for (j, key) in unstored.enumerated() where rows.exists[j] {
+                store.withStripe(store.stripe(of: key)) { stripe in
+                    guard let slot = stripe.find(key), stripe.isCovered(slot) else { return }
+                    stripe.setState(slot, step: stripe.step(slot), seq: stripe.seq(slot), exists: true, stored: true, dirty: true)
+                    stripe.cover(slot)
+                }
+            }
+        }
+        flushing.withLock { $0.snapshot = id; $0.nextSnapshotID = id + 1; $0.snapshotStoredFlagsStale = stale }
+        FileHandle.standardError.write(Data("table '\(spec.name)': loaded \(installed) rows from checkpoint snapshot \(RowSnapshotFile.path(log.directory, id: id))\n".utf8))
+    }
 
     /// Replays every logged update newer than the checkpoint (rows already covering a record are skipped;
     /// operation records are applied with the code that first applied them), then resumes numbering after
@@ -744,8 +790,9 @@ final class EmbeddingTable: @unchecked Sendable {
     /// Writes dirty rows whose updates are durable to RocksDB (without RocksDB's WAL), in key order, at most
     /// `limit` per batch, sweeping the stripes once from where the previous sweep stopped (`fs.cursor`), so
     /// every dirty row is reached in one pass whatever pushes keep dirtying; stops early when
-    /// `enough(dirtyLeft)` says so. Only rows first dirtied at or before `cutoff` are taken. Rows updated
-    /// while being written stay dirty. Returns the rows written. Runs under `flushing`'s lock (`fs`).
+    /// `enough(dirtyLeft)` says so. Only rows first dirtied at or before `cutoff` are taken (rows covered by a
+    /// checkpoint snapshot always are: their image is older than any cutoff's). Rows updated while being
+    /// written stay dirty. Returns the rows written. Runs under `flushing`'s lock (`fs`).
     @discardableResult
     func flushDirty(_ fs: inout FlushState, limit: Int = 16384, firstDirtyThrough cutoff: UInt64 = .max, enough: (Int) -> Bool = { _ in false }) throws(EngineError) -> Int {
         let stripeCount = store.stripeCount
@@ -768,7 +815,7 @@ final class EmbeddingTable: @unchecked Sendable {
                     return stripe.scanLive(from: fs.cursor.slot, until: end) { slot in
                         guard pickedCount < limit else { return false }
                         guard stripe.state(slot) & (RowState.dirty | RowState.flushing) == RowState.dirty,
-                              stripe.seq(slot) <= durable, stripe.firstDirtySeq(slot) <= cutoff else { return true }
+                              stripe.seq(slot) <= durable, stripe.firstDirtySeq(slot) <= cutoff || stripe.isCovered(slot) else { return true }
                         stripe.beginFlush(slot)
                         let key = stripe.key(slot)
                         buffer.add(slot: addressing.slot(ofRowKey: key), key: key, row: stripe.row(slot), step: stripe.step(slot), seq: stripe.seq(slot))
@@ -789,7 +836,8 @@ final class EmbeddingTable: @unchecked Sendable {
             fs.memtableHoldsRows = true
             var written = true
             var failure: EngineError? = nil
-            do { try writeRows(buffer, newRows: newRows) } catch { written = false; failure = .storage("table '\(spec.name)' flush: \(error)") }
+            let marksStale = newRows > 0 && !fs.snapshotStoredFlagsStale ? fs.snapshot : nil
+            do { try writeRows(buffer, newRows: newRows, markingStale: marksStale); if marksStale != nil { fs.snapshotStoredFlagsStale = true } } catch { written = false; failure = .storage("table '\(spec.name)' flush: \(error)") }
             // Mark clean what was written (rows updated meanwhile stay dirty).
             var cleaned = 0
             for s in 0..<stripeCount where !picked[s].isEmpty {
@@ -812,12 +860,15 @@ final class EmbeddingTable: @unchecked Sendable {
     }
 
     /// Writes `rows` (in key order, without RocksDB's WAL: the update log covers them) and the stored-row
-    /// counter raised by `newRows` in one batch. Caller holds the flush lock or the table exclusively.
-    private func writeRows(_ rows: RowBatch, newRows: Int) throws {
+    /// counter raised by `newRows` in one batch. Caller holds the flush lock or the table exclusively. The
+    /// first write of rows RocksDB did not hold after checkpoint snapshot `markingStale` records, in the same
+    /// batch, that the snapshot's `stored` flags are stale (see `loadSnapshot`).
+    private func writeRows(_ rows: RowBatch, newRows: Int, markingStale snapshot: UInt64? = nil) throws {
         let b = WriteBatch()
         rows.addSorted(to: b, family: family)
         var count = storedRows + UInt64(newRows)
         b.put(family, key: Self.storedRowsKey, value: withUnsafeBytes(of: &count) { Array($0) })
+        if var id = snapshot { b.put(db.defaultFamily, key: identity.snapshotStaleKey, value: withUnsafeBytes(of: &id) { Array($0) }) }
         try db.writeUnlogged(b)
         storedRowsCount.store(count, ordering: .relaxed)
     }
@@ -854,7 +905,10 @@ final class EmbeddingTable: @unchecked Sendable {
             clock.withLock { $0.note(seq: lastSeq, at: now) }
             if evictionAllowed && evictionDue(now: now, rows: rows) { _ = try evict(onDemand: false); return }
         }
-        if checkpointDue(logBytesLimit: logBytesLimit, maxInterval: maxInterval) { try checkpoint(); return }
+        if checkpointDue(logBytesLimit: logBytesLimit, maxInterval: maxInterval) {
+            if takesSnapshots { try snapshotCheckpoint() } else { try checkpoint() }
+            return
+        }
         let dirty = dirtyApprox.load(ordering: .relaxed)
         let now = Double(DispatchTime.now().uptimeNanoseconds) / 1e9
         try flushing.withLock { (fs) throws(EngineError) in
@@ -886,18 +940,12 @@ final class EmbeddingTable: @unchecked Sendable {
         }
     }
 
-    /// Makes RocksDB hold every durable update: flushes all dirty rows, flushes the family to SST files,
-    /// records the checkpoint sequence (synced, with the request ledger), rotates the log and deletes the
-    /// segments the checkpoint covers.
+    /// Makes RocksDB hold every durable update: flushes all dirty rows (those a checkpoint snapshot covers
+    /// too), flushes the family to SST files, records the checkpoint sequence (synced, with the request
+    /// ledger) with no snapshot, deletes the snapshot file, rotates the log and deletes the segments the
+    /// checkpoint covers.
     func checkpoint() throws(EngineError) {
-        // A poisoned table may have a durable record it did not apply: no checkpoint may cover it.
-        try checkHealthy()
-        try flushing.withLock { (fs) throws(EngineError) in
-            guard !fs.dropped else { return }
-            // Updates committed so far must be durable before their rows can be written.
-            let committed = commit.withLock { $0.lastSeq }
-            do { try log.waitDurable(committed) } catch { throw .storage("table '\(spec.name)': \(error)") }
-            log.rotate()
+        try startingCheckpoint { (fs, committed) throws(EngineError) in
             // Every row dirty now was first dirtied at or before `committed`: sweep until none is left (a
             // row updated again while it was written, or not yet durable when reached, needs one more).
             for _ in 0..<4 {
@@ -905,7 +953,7 @@ final class EmbeddingTable: @unchecked Sendable {
                 do { try log.waitDurable(committedNow) } catch { throw .storage("table '\(spec.name)': \(error)") }
                 if try flushDirty(&fs, firstDirtyThrough: committed) == 0 { break }
             }
-            let target = try checkpointTarget()
+            let target = try checkpointTarget(coveredAllowed: false)
             do { try db.flush(family) } catch { throw .storage("table '\(spec.name)' checkpoint: \(error)") }
             fs.memtableHoldsRows = false
             do {
@@ -914,27 +962,167 @@ final class EmbeddingTable: @unchecked Sendable {
                 try db.write(b, sync: true)
             } catch { throw .storage("table '\(spec.name)' checkpoint: \(error)") }
             commit.withLock { $0.checkpointSeq = target; $0.lastCheckpoint = Date() }
+            if fs.snapshot != nil {
+                fs.snapshot = nil; fs.snapshotStoredFlagsStale = false
+                RowSnapshotFile.deleteAll(in: log.directory, except: nil)
+            }
             trimLog(through: target)
             log.markCheckpoint()
             counters.checkpoints.add(1, ordering: .relaxed)
         }
     }
 
-    /// The highest sequence every update through which is in RocksDB: one less than the oldest first-dirty
-    /// sequence of a row still dirty, and at most what is durable.
-    private func checkpointTarget() throws(EngineError) -> UInt64 {
-        var target = log.durableSequence
+    /// Runs `body(flush state, committed)` as a checkpoint starts: the table healthy (a poisoned table may
+    /// have a durable record it did not apply, which no checkpoint may cover), under the flush lock, every
+    /// update committed so far (through `committed`) durable (before its rows may be written), the log
+    /// rotated. Nothing when the table was dropped.
+    private func startingCheckpoint(_ body: (inout FlushState, _ committed: UInt64) throws(EngineError) -> Void) throws(EngineError) {
+        try checkHealthy()
+        try flushing.withLock { (fs) throws(EngineError) in
+            guard !fs.dropped else { return }
+            let committed = commit.withLock { $0.lastSeq }
+            do { try log.waitDurable(committed) } catch { throw .storage("table '\(spec.name)': \(error)") }
+            log.rotate()
+            try body(&fs, committed)
+        }
+    }
+
+    /// Whether the periodic checkpoint writes a snapshot file (`snapshotCheckpoint`): on unless turned off,
+    /// for tables whose operations never rewrite rows behind the update log's back between checkpoints (no
+    /// eviction policy, DNIS or dynamic sparsity: their rounds run exclusive sections, each of which would
+    /// first have to write the snapshot's rows to RocksDB).
+    var takesSnapshots: Bool { tuning.checkpointSnapshots && spec.eviction == nil && spec.dnis == nil && spec.sparsity == nil }
+
+    /// A checkpoint that writes the table's dirty rows to a snapshot file instead of RocksDB: every dirty row
+    /// (key, sequence, step, floats) is copied, stripe by stripe under its lock, into the file and marked
+    /// covered (still dirty toward RocksDB, so never evicted, but holding no update the checkpoint lacks);
+    /// once every copied image is durable in the log and the file is synced, the checkpoint marker (its
+    /// sequence and the snapshot's id, synced, with the request ledger) replaces the last one, the previous
+    /// snapshot file is deleted and the log is trimmed. The checkpoint's sequence is the highest every update
+    /// through which is in RocksDB or the file: at most what was applied and durable when the sweep ended,
+    /// and below the first update of any row dirtied or updated again after the sweep passed it.
+    ///
+    /// Recovery installs the file's rows (dirty, covered) and replays the log after the sequence onto them.
+    /// A row the flusher writes to RocksDB after the snapshot is newer there, and the log after the sequence
+    /// holds every update between the two images, so replay brings the snapshot's older image up to date.
+    /// Anything that changes rows in RocksDB outside the log (an exclusive section: imports, migrations,
+    /// rewrites), and every reader that needs RocksDB complete (exports, migrations, a follower's copy, a
+    /// graceful stop), first takes a checkpoint in RocksDB (`checkpoint`, `supersedeSnapshot`), which ends
+    /// the snapshot.
+    ///
+    /// Cost: one copy of each dirty row and a sequential write, against a memtable insert, a flush and a
+    /// compaction per row through RocksDB; a table the cache holds whole is rewritten whole by every
+    /// checkpoint, so this is the checkpoint's whole cost.
+    func snapshotCheckpoint() throws(EngineError) {
+        try startingCheckpoint { (fs, _) throws(EngineError) in
+            let previousTarget = commit.withLock { $0.checkpointSeq }
+            let id = fs.nextSnapshotID
+            fs.nextSnapshotID += 1
+            var maxSeq: UInt64 = 0
+            do {
+                let writer = try RowSnapshotWriter(directory: log.directory, id: id, rowFloats: spec.rowFloats, bytesPerSecond: tuning.snapshotBytesPerSecond)
+                for s in 0..<store.stripeCount {
+                    // Room for the stripe's dirty rows (and some pushed meanwhile) before its lock is taken.
+                    writer.reserve(store.withStripe(s) { $0.dirtyCount } + 1024)
+                    store.withStripe(s) { stripe in
+                        guard stripe.dirtyCount > 0 else { return }
+                        stripe.forEachLive { slot in
+                            guard stripe.isDirty(slot) else { return }
+                            let seq = stripe.seq(slot)
+                            writer.add(key: stripe.key(slot), seq: seq, step: stripe.step(slot), stored: stripe.has(slot, RowState.stored), row: stripe.row(slot))
+                            if seq > maxSeq { maxSeq = seq }
+                            stripe.cover(slot)
+                        }
+                    }
+                    try writer.endChunk()
+                }
+                // The images copied may hold updates applied but not yet durable: none may be in a checkpoint
+                // before its record is.
+                try log.waitDurable(maxSeq)
+                try writer.finish()
+                let target = try checkpointTarget(coveredAllowed: true)
+                // Rows the flusher wrote since the last checkpoint are in the memtable only (no RocksDB WAL).
+                if fs.memtableHoldsRows { try db.flush(family); fs.memtableHoldsRows = false }
+                let b = WriteBatch()
+                putCheckpointMarker(b, through: target, ledger: commit.withLock { $0.ledger.encoded }, snapshot: id)
+                try db.write(b, sync: true)
+                commit.withLock { $0.checkpointSeq = target; $0.lastCheckpoint = Date() }
+                fs.snapshot = id; fs.snapshotStoredFlagsStale = false
+                RowSnapshotFile.deleteAll(in: log.directory, except: id)
+                trimLog(through: target)
+                log.markCheckpoint()
+                counters.checkpoints.add(1, ordering: .relaxed)
+                counters.snapshotCheckpoints.add(1, ordering: .relaxed)
+                counters.snapshotRows.add(writer.rows, ordering: .relaxed)
+            } catch {
+                // Not a checkpoint: the rows this pass covered are not covered by anything the marker names;
+                // the log holds every record after the last checkpoint, so they are dirty from there.
+                for s in 0..<store.stripeCount { store.withStripe(s) { $0.uncoverAll(firstDirty: previousTarget + 1) } }
+                RowSnapshotFile.deleteAll(in: log.directory, except: fs.snapshot)
+                throw .storage("table '\(spec.name)' snapshot checkpoint: \(error)")
+            }
+        }
+    }
+
+    /// Inside an exclusive section, when the last checkpoint is a snapshot: writes every dirty row (the
+    /// snapshot's included) to RocksDB and records a checkpoint in RocksDB alone through the last sequence,
+    /// then deletes the snapshot file, so what the section writes to RocksDB directly can never be
+    /// overlaid by an older snapshot image after a restart. (The log is trimmed at the next checkpoint.)
+    private func supersedeSnapshot(_ fs: inout FlushState, _ state: inout CommitState, _ stripes: [RowStripe]) throws(EngineError) {
+        guard var id = fs.snapshot else { return }
+        do {
+            if !fs.snapshotStoredFlagsStale {
+                // Written first: rows RocksDB did not hold are written next, before the marker moves.
+                let b = WriteBatch()
+                b.put(db.defaultFamily, key: identity.snapshotStaleKey, value: withUnsafeBytes(of: &id) { Array($0) })
+                try db.write(b, sync: true)
+                fs.snapshotStoredFlagsStale = true
+            }
+        } catch { throw .storage("table '\(spec.name)' checkpoint: \(error)") }
+        try flushAllExclusive(stripes, lastSeq: state.lastSeq)
+        do {
+            let b = WriteBatch()
+            putCheckpointMarker(b, through: state.lastSeq, ledger: state.ledger.encoded)
+            try db.write(b, sync: true)
+        } catch { throw .storage("table '\(spec.name)' checkpoint: \(error)") }
+        state.checkpointSeq = state.lastSeq; state.lastCheckpoint = Date()
+        fs.snapshot = nil; fs.snapshotStoredFlagsStale = false
+        RowSnapshotFile.deleteAll(in: log.directory, except: nil)
+        counters.checkpoints.add(1, ordering: .relaxed)
+    }
+
+    /// When the last checkpoint is a snapshot, takes a checkpoint in RocksDB (a reader is about to need
+    /// RocksDB to hold every update the log no longer does: a follower's copy).
+    func checkpointInStoreIfSnapshot() throws(EngineError) {
+        if flushing.withLock({ $0.snapshot }) != nil { try checkpoint() }
+    }
+
+    /// The highest sequence every update through which is in RocksDB (or, when `coveredAllowed`, in the
+    /// snapshot being written): at most what was applied when it is called (a push's commit section logs
+    /// and applies under the commit lock, so a record after `lastSeq` may be durable before its rows are
+    /// updated) and durable, and one less than the oldest first-dirty sequence of a row still dirty and not
+    /// covered. Without `coveredAllowed` a covered row left (not written to RocksDB) fails the checkpoint.
+    private func checkpointTarget(coveredAllowed: Bool) throws(EngineError) -> UInt64 {
+        let applied = commit.withLock { $0.lastSeq }
+        var target = min(log.durableSequence, applied)
         for s in 0..<store.stripeCount {
-            if let oldest = store.withStripe(s, { $0.oldestDirtySeq }) { target = min(target, oldest - 1) }
+            let (oldest, covered) = store.withStripe(s) { $0.dirtySequences }
+            if covered > 0 && !coveredAllowed {
+                throw .storage("table '\(spec.name)' checkpoint: \(covered) rows of the checkpoint snapshot were not written to RocksDB; retried at the next pass")
+            }
+            if let oldest { target = min(target, oldest - 1) }
         }
         return target
     }
 
-    /// Adds the checkpoint marker (every logged update through `seq` is in RocksDB) and the request ledger
-    /// (so the ids of the records it covers survive the log segments deleted after it) to `batch`.
-    func putCheckpointMarker(_ batch: WriteBatch, through seq: UInt64, ledger: [UInt8]) {
-        var t = seq
-        batch.put(db.defaultFamily, key: identity.markerKey, value: withUnsafeBytes(of: &t) { Array($0) })
+    /// Adds the checkpoint marker (every logged update through `seq` is in RocksDB, or in snapshot file
+    /// `snapshot` when given) and the request ledger (so the ids of the records it covers survive the log
+    /// segments deleted after it) to `batch`, and clears the stale-flags record of an earlier snapshot.
+    func putCheckpointMarker(_ batch: WriteBatch, through seq: UInt64, ledger: [UInt8], snapshot: UInt64? = nil) {
+        var marker = withUnsafeBytes(of: seq) { Array($0) }
+        if let snapshot { marker += withUnsafeBytes(of: snapshot) { Array($0) } }
+        batch.put(db.defaultFamily, key: identity.markerKey, value: marker)
+        batch.delete(db.defaultFamily, key: identity.snapshotStaleKey)
         batch.put(db.defaultFamily, key: identity.ledgerKey, value: ledger)
         if let admission { batch.put(db.defaultFamily, key: identity.admissionKey, value: admission.encoded) }
         if spec.eviction != nil { batch.put(db.defaultFamily, key: identity.clockKey, value: clock.withLock { $0.encoded }) }
@@ -950,7 +1138,10 @@ final class EmbeddingTable: @unchecked Sendable {
         return try flushing.withLock { (fs) throws(EngineError) -> R in
             if fs.dropped { throw .unknownTable(spec.name) }
             return try commit.withLock { (state) throws(EngineError) -> R in
-                try store.withAll { (stripes) throws(EngineError) -> R in try body(&state, stripes) }
+                try store.withAll { (stripes) throws(EngineError) -> R in
+                    if fs.snapshot != nil { try supersedeSnapshot(&fs, &state, stripes) }
+                    return try body(&state, stripes)
+                }
             }
         }
     }
@@ -1088,6 +1279,7 @@ final class EmbeddingTable: @unchecked Sendable {
                              backpressureFlushes: cnt.backpressureFlushes.load(ordering: .relaxed),
                              rowsLoaded: cnt.rowsLoaded.load(ordering: .relaxed), evictions: c.evictions,
                              pushesLoggedFirst: cnt.pushesLoggedFirst.load(ordering: .relaxed), pullsSplit: cnt.pullsSplit.load(ordering: .relaxed),
+                             snapshotCheckpoints: cnt.snapshotCheckpoints.load(ordering: .relaxed), snapshotRows: cnt.snapshotRows.load(ordering: .relaxed),
                              rowsAdmitted: cnt.rowsAdmitted.load(ordering: .relaxed), pushesRefused: cnt.pushesRefused.load(ordering: .relaxed),
                              rowsEvicted: cnt.rowsEvicted.load(ordering: .relaxed), evictionPasses: cnt.evictionPasses.load(ordering: .relaxed),
                              admissionSketchBytes: UInt64(admission?.sketchBytes ?? 0), lastSequence: lastSequence,
@@ -1128,6 +1320,12 @@ public struct TableTuning: Sendable {
     public var splitThreads: Int = 1
     /// Fewest rows each of those threads gets.
     public var rowsPerSplitThread: Int = 1024
+    /// Whether the periodic checkpoint of a table without an eviction policy, DNIS or dynamic sparsity writes
+    /// its dirty rows to a snapshot file (`EmbeddingTable.snapshotCheckpoint`) instead of RocksDB.
+    public var checkpointSnapshots = true
+    /// Bytes a second a snapshot checkpoint writes its file at, written back as it goes (`RowSnapshotWriter`);
+    /// 0: unpaced.
+    public var snapshotBytesPerSecond = 128 << 20
     public init() {}
     /// Watermarks derived from the cache size: flush above a quarter of it, make pushes help above 90%.
     public init(cacheRows: Int, stripes: Int = 64, readThreads: Int = 1, logBeforePin: Bool = true, logRingBytes: Int = UpdateLog.defaultRingBytes,

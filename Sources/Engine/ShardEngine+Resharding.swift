@@ -124,6 +124,8 @@ extension ShardEngine {
     /// `EmbeddingTable.trimLog`.
     public func readLog(table name: String, after: UInt64, maxBytes: Int) throws(EngineError) -> ReplicationPage {
         try withTable(name) { (t) throws(EngineError) in
+            // A follower copies stored rows next: RocksDB must hold every update the log no longer does.
+            if after == UInt64.max { try t.checkpointInStoreIfSnapshot() }
             let p = try t.readLog(after: after, maxBytes: maxBytes)
             // A head read (after = max) starts a follower's copy, which continues from the log's start.
             t.noteFollowerRead(after: after == UInt64.max ? p.logStart : after)

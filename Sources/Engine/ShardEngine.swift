@@ -48,6 +48,11 @@ public struct ShardEngineConfiguration: Sendable {
     /// last checkpoint when it changed since. In between, the flusher writes dirty rows whenever they pass a
     /// quarter of the cache (pushes wait above 90%).
     public var checkpointLogBytes: Int = 1 << 30
+    /// Whether a table's periodic checkpoints write its dirty rows to a snapshot file instead of RocksDB
+    /// (`TableTuning.checkpointSnapshots`).
+    public var checkpointSnapshots = true
+    /// Bytes a second a snapshot checkpoint writes at (`TableTuning.snapshotBytesPerSecond`; 0: unpaced).
+    public var snapshotBytesPerSecond = 128 << 20
     public var checkpointIntervalSeconds: Double = 60
     /// Shard entries (addresses, followers, epochs) of the spec the shard started with (answered by
     /// GetShardMap with the current slots until a newer map is adopted).
@@ -147,6 +152,8 @@ public final class ShardEngine: @unchecked Sendable {
                                  logRingBytes: configuration.logRingBytes, splitThreads: configuration.splitThreads,
                                  logRecycleBytes: configuration.logRecycleBytes ?? configuration.checkpointLogBytes)
         tuning.spareIdleSeconds = configuration.spareIdleSeconds
+        tuning.checkpointSnapshots = configuration.checkpointSnapshots
+        tuning.snapshotBytesPerSecond = configuration.snapshotBytesPerSecond
         tuning.logSegmentBytes = max(4096, configuration.logSegmentBytes)
         return try EmbeddingTable(spec: spec, identity: identity, family: family, db: db,
                                   logDirectory: configuration.dataDirectory + "/updatelog/" + identity.logDirectoryName,
@@ -263,7 +270,7 @@ public final class ShardEngine: @unchecked Sendable {
         t.markDropped()
         do {
             let keys = WriteBatch()
-            for k in [t.identity.markerKey, t.identity.sparsityKey, t.identity.ledgerKey, t.identity.dnisKey, t.identity.admissionKey, t.identity.clockKey] { keys.delete(db.defaultFamily, key: k) }
+            for k in [t.identity.markerKey, t.identity.snapshotStaleKey, t.identity.sparsityKey, t.identity.ledgerKey, t.identity.dnisKey, t.identity.admissionKey, t.identity.clockKey] { keys.delete(db.defaultFamily, key: k) }
             try db.write(keys, sync: false)
             try db.dropColumnFamily(t.identity.familyName)
             if t.semantic != nil { try db.dropColumnFamily(t.identity.itemsFamilyName) }

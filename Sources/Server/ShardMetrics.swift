@@ -52,6 +52,8 @@ extension ShardService {
             m.add("embedps_table_backpressure_flushes_total", "Pushes that wrote dirty rows themselves because the flusher fell behind", .counter, labels: l, Double(t.backpressureFlushes))
             m.add("embedps_table_rows_loaded_total", "Rows pushes read from RocksDB (not cached when pushed)", .counter, labels: l, Double(t.rowsLoaded))
             m.add("embedps_table_pushes_logged_first_total", "Pushes whose update-log write started before their rows were pinned (rows cached)", .counter, labels: l, Double(t.pushesLoggedFirst))
+            m.add("embedps_table_snapshot_checkpoints_total", "Checkpoints written as a snapshot file beside the update log instead of through RocksDB (also in embedps_table_checkpoints_total)", .counter, labels: l, Double(t.snapshotCheckpoints))
+            m.add("embedps_table_snapshot_rows_total", "Rows written by snapshot checkpoints", .counter, labels: l, Double(t.snapshotRows))
             m.add("embedps_table_pulls_split_total", "Pulls whose cached rows were copied on several threads at once (large pulls alone in their table)", .counter, labels: l, Double(t.pullsSplit))
             if t.spec.admission != nil {
                 m.add("embedps_table_rows_admitted_total", "Rows created by pushes once admitted", .counter, labels: l, Double(t.rowsAdmitted))

@@ -544,8 +544,46 @@ public final class RowStripe {
             m.pointee.firstDirty = seq
             dirtyCount += 1
             if s & RowState.stored == 0 { unstoredCount += 1 }
+        } else if m.pointee.firstDirty == Self.covered {
+            m.pointee.firstDirty = seq
         }
         m.pointee.state = s | RowState.dirty | RowState.exists
+    }
+
+    /// The first-dirty sequence of a dirty row whose current image is in the table's checkpoint snapshot: it
+    /// is newer than RocksDB (still dirty, never evicted) but holds no update the checkpoint does not cover,
+    /// so it keeps no log record alive (`oldestDirtySeq` passes over it) until its next update.
+    public static let covered = UInt64.max
+
+    /// Records that a dirty row's current image was written to a checkpoint snapshot (see `covered`).
+    @inline(__always) public func cover(_ slot: Int) {
+        let m = meta(slot)
+        if m.pointee.state & RowState.dirty != 0 { m.pointee.firstDirty = Self.covered }
+    }
+    /// Whether a dirty row's image is covered by a checkpoint snapshot (see `covered`).
+    @inline(__always) public func isCovered(_ slot: Int) -> Bool {
+        let m = meta(slot)
+        return m.pointee.state & RowState.dirty != 0 && m.pointee.firstDirty == Self.covered
+    }
+
+    /// Recovery: installs a row read from a checkpoint snapshot as dirty and covered (newer than RocksDB,
+    /// needing no log record), unless the cache already holds an image at least as new. Returns whether it
+    /// became dirty (it was not dirty before).
+    @discardableResult
+    public func installCovered(key: UInt64, row: UnsafePointer<Float>, step: UInt32, seq: UInt64, stored: Bool) -> Bool {
+        let slot: Int
+        if let found = lookup(key) {
+            let m = meta(found)
+            guard m.pointee.state & (RowState.loading | RowState.flushing) == 0, m.pointee.pins == 0, m.pointee.seq < seq else { return false }
+            slot = found
+        } else {
+            slot = insert(key, clock: 1)
+        }
+        let wasDirty = isDirty(slot)
+        arena.row(slot).update(from: row, count: rowFloats)
+        setState(slot, step: step, seq: seq, exists: true, stored: stored, dirty: true)
+        meta(slot).pointee.firstDirty = Self.covered
+        return !wasDirty
     }
 
     /// Overwrites a row's metadata without an update (imports, migrations, rewrites): `dirty` marks it newer
@@ -603,15 +641,31 @@ public final class RowStripe {
         return nil
     }
 
-    /// The smallest first-dirty sequence among dirty rows, or nil when none is dirty.
-    public var oldestDirtySeq: UInt64? {
-        guard dirtyCount > 0 else { return nil }
-        var m = UInt64.max
+    /// The smallest first-dirty sequence among dirty rows that are not covered by a checkpoint snapshot, or
+    /// nil when there is none.
+    public var oldestDirtySeq: UInt64? { dirtySequences.oldest }
+
+    /// One pass over the rows: the smallest first-dirty sequence among dirty rows not covered by a checkpoint
+    /// snapshot (nil when there is none) and how many dirty rows are covered.
+    public var dirtySequences: (oldest: UInt64?, covered: Int) {
+        guard dirtyCount > 0 else { return (nil, 0) }
+        var m = UInt64.max, covered = 0
         for s in 0..<slotCount {
             let meta = meta(s)
-            if meta.pointee.state & RowState.dirty != 0 { m = min(m, meta.pointee.firstDirty) }
+            guard meta.pointee.state & RowState.dirty != 0 else { continue }
+            if meta.pointee.firstDirty == Self.covered { covered += 1 } else { m = min(m, meta.pointee.firstDirty) }
         }
-        return m
+        return (m == .max ? nil : m, covered)
+    }
+
+    /// Takes back every row's cover (a snapshot that was not completed): covered rows get `firstDirty`, a
+    /// sequence from which the update log still holds every record.
+    public func uncoverAll(firstDirty: UInt64) {
+        guard dirtyCount > 0 else { return }
+        for s in 0..<slotCount {
+            let meta = meta(s)
+            if meta.pointee.state & RowState.dirty != 0 && meta.pointee.firstDirty == Self.covered { meta.pointee.firstDirty = firstDirty }
+        }
     }
 
     /// Forgets every row (the table was dropped or its rows replaced wholesale). No row may be pinned.

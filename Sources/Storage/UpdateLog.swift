@@ -681,17 +681,28 @@ public final class UpdateLog: @unchecked Sendable {
 
     /// Removes segments all of whose records have sequence <= `seq` (never the open segment): a full one
     /// becomes a spare while the spares stay within `recycleBytes`, the others are deleted. A closed last
-    /// segment holds nothing past the durable sequence.
+    /// segment holds nothing past the durable sequence. Only the open segment and the durable sequence are
+    /// read under the lock: the directory listing, the renames and the unlinks (~100 ms for a 4 GiB log's 64
+    /// segments here, while every push's enqueue, inside its table's commit lock, would wait for the lock)
+    /// run outside it. That is safe because a retired segment is never written or reopened under its name
+    /// again, and the writer's concurrent `openSegment` takes a spare by an atomic rename (one it misses
+    /// only makes it create a file).
     public func deleteSegments(through seq: UInt64) {
-        condition.lock(); defer { condition.unlock() }
-        let open = fd >= 0 ? segmentStart : UInt64.max
+        let (open, durableNow) = condition.withLock { (fd >= 0 ? segmentStart : UInt64.max, durable) }
         let segs = segments()
-        var spareBytes = recycleBytes > 0 ? self.spareBytes : 0
-        for (i, s) in segs.enumerated() where s != open {
-            let nextFirst = i + 1 < segs.count ? segs[i + 1] : durable + 1
+        var retired: [UInt64] = []
+        // A segment the writer opens after the lock was left starts past `durableNow` (its first record was
+        // not copied yet) and past `open`: both bounds keep it.
+        for (i, s) in segs.enumerated() where s < open && s <= durableNow {
+            let nextFirst = i + 1 < segs.count ? segs[i + 1] : durableNow + 1
             guard nextFirst <= seq + 1 else { continue }
+            retired.append(s)
+        }
+        guard !retired.isEmpty else { return }
+        condition.withLock { for s in retired { segmentRecordBytes[s] = nil } }
+        var spareBytes = recycleBytes > 0 ? self.spareBytes : 0
+        for s in retired {
             let size = Self.fileSize(path(s))
-            segmentRecordBytes[s] = nil
             if size >= UInt64(segmentLimit), spareBytes + size <= UInt64(recycleBytes),
                rename(path(s), sparePath(s)) == 0 {
                 spareBytes += size

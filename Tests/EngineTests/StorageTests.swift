@@ -110,6 +110,67 @@ import Vocabulary
         s.checkInvariants()
     }
 
+    @Test func aCoveredRowHoldsNoLogRecordUntilItsNextUpdateAndAFlushStillCleansIt() {
+        let s = RowStripe(rowFloats: 1, capacity: 8)
+        let a = Self.put(s, 1), b = Self.put(s, 2)
+        s.markUpdated(a, step: 1, seq: 10); s.markUpdated(b, step: 1, seq: 11)
+        s.cover(a); s.cover(b)
+        #expect(s.isCovered(a) && s.isDirty(a) && s.oldestDirtySeq == nil, "covered rows are dirty but pin no record")
+        #expect(s.dirtySequences.covered == 2)
+        s.markUpdated(b, step: 2, seq: 15)
+        #expect(!s.isCovered(b) && s.oldestDirtySeq == 15, "an update after the cover pins the log from itself")
+        s.markUpdated(b, step: 3, seq: 16)
+        #expect(s.oldestDirtySeq == 15, "later updates keep the first one")
+        s.beginFlush(a); s.endFlush(a, written: true)
+        #expect(!s.isDirty(a) && !s.isCovered(a) && s.dirtyCount == 1, "a written covered row is clean")
+        s.cover(b)
+        s.uncoverAll(firstDirty: 12)
+        #expect(s.oldestDirtySeq == 12 && s.dirtySequences.covered == 0, "a cover taken back pins from where the log is whole")
+        // Recovery: a snapshot image installs dirty and covered, but never over a newer cached image.
+        let row: [Float] = [7]
+        #expect(row.withUnsafeBufferPointer { s.installCovered(key: 3, row: $0.baseAddress!, step: 4, seq: 20, stored: false) })
+        let c = s.find(3)!
+        #expect(s.isCovered(c) && s.row(c)[0] == 7 && s.seq(c) == 20 && s.unstoredCount == 2)
+        let older: [Float] = [1]
+        _ = older.withUnsafeBufferPointer { s.installCovered(key: 3, row: $0.baseAddress!, step: 1, seq: 19, stored: false) }
+        #expect(s.row(c)[0] == 7 && s.seq(c) == 20)
+        s.checkInvariants()
+    }
+
+    @Test func aSnapshotFileReadsBackWhatWasWrittenAndRefusesDamage() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("snap-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let w = try RowSnapshotWriter(directory: dir, id: 7, rowFloats: 3)
+        for k in UInt64(0)..<2500 {
+            let row: [Float] = [Float(k), Float(k) / 2, -1]
+            row.withUnsafeBufferPointer { w.add(key: k, seq: k + 100, step: UInt32(k % 5), stored: k % 2 == 0, row: $0.baseAddress!) }
+            if k % 1000 == 999 { try w.endChunk() }
+        }
+        #expect(RowSnapshotFile.ids(in: dir).isEmpty, "not visible before it is finished")
+        try w.finish()
+        #expect(RowSnapshotFile.ids(in: dir) == [7])
+        var seen = 0
+        try RowSnapshotFile.read(dir, id: 7, rowFloats: 3) { key, seq, step, stored, row in
+            #expect(key == UInt64(seen) && seq == key + 100 && step == UInt32(key % 5) && stored == (key % 2 == 0))
+            #expect(row[0] == Float(key) && row[1] == Float(key) / 2 && row[2] == -1)
+            seen += 1
+        }
+        #expect(seen == 2500)
+        #expect(throws: StorageError.self) { try RowSnapshotFile.read(dir, id: 7, rowFloats: 4) { _, _, _, _, _ in } }
+        // One flipped byte in a row, then a cut-off file: both refused.
+        let path = RowSnapshotFile.path(dir, id: 7)
+        var bytes = try Data(contentsOf: URL(fileURLWithPath: path))
+        bytes[5000] ^= 0x40
+        try bytes.write(to: URL(fileURLWithPath: path))
+        #expect(throws: StorageError.self) { try RowSnapshotFile.read(dir, id: 7, rowFloats: 3) { _, _, _, _, _ in } }
+        bytes[5000] ^= 0x40
+        try bytes.prefix(bytes.count - 10).write(to: URL(fileURLWithPath: path))
+        #expect(throws: StorageError.self) { try RowSnapshotFile.read(dir, id: 7, rowFloats: 3) { _, _, _, _, _ in } }
+        RowSnapshotFile.deleteAll(in: dir, except: nil)
+        #expect(RowSnapshotFile.ids(in: dir).isEmpty)
+    }
+
     @Test func uint64MapSurvivesChurnLikeADictionary() {
         var m = UInt64Map()
         var reference: [UInt64: Int] = [:]

@@ -976,11 +976,11 @@ extension Wire {
         public var rowsPulled: UInt64 = 0
         /// distinct rows updated
         public var rowsPushed: UInt64 = 0
-        /// cached rows updated since they were last written to RocksDB (their updates are in the update log)
+        /// cached rows updated since they were last written to RocksDB (their updates are in the update log, or in the table's checkpoint snapshot file: see the server's --checkpoint-snapshots)
         public var dirtyRows: UInt64 = 0
         /// bytes of update log kept for recovery (trimmed by checkpoints)
         public var logBytes: UInt64 = 0
-        /// checkpoints since start (dirty rows written, log trimmed)
+        /// checkpoints since start (dirty rows written to RocksDB or to a checkpoint snapshot file, log trimmed)
         public var checkpoints: UInt64 = 0
         /// hot-row cache bound of this table
         public var cacheCapacityRows: UInt64 = 0

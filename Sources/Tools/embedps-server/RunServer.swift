@@ -39,6 +39,10 @@ nonisolated func runShardServer(_ options: Options) {
     engineConfig.logRingBytes = ringMB << 20
     engineConfig.checkpointLogBytes = options.int("checkpoint-log-mb", default: 4096) << 20
     engineConfig.checkpointIntervalSeconds = options.double("checkpoint-seconds", default: 60)
+    engineConfig.checkpointSnapshots = options.onOff("checkpoint-snapshots", default: true)
+    let snapshotMBps = options.int("snapshot-write-mbps", default: engineConfig.snapshotBytesPerSecond >> 20)
+    guard snapshotMBps >= 0 && snapshotMBps <= 1 << 20 else { options.fail("--snapshot-write-mbps must be between 0 (unpaced) and 1048576 MiB/s, got \(snapshotMBps)") }
+    engineConfig.snapshotBytesPerSecond = snapshotMBps << 20
     if let recycleMB = options.string("log-recycle-mb") {
         guard let mb = Int(recycleMB), mb >= 0, mb <= 1 << 20 else {
             options.fail("--log-recycle-mb must be a whole number of MiB from 0 (delete old segments) to 1048576, got '\(recycleMB)'")

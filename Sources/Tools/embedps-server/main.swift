@@ -32,6 +32,13 @@ options:
                          acknowledged once its record is there
   --checkpoint-log-mb N  checkpoint a table when its update log grew by N MiB (default 4096)
   --checkpoint-seconds S checkpoint a table with dirty rows at least every S seconds (default 60)
+  --checkpoint-snapshots on|off  on (default): the periodic checkpoint of a table without an eviction
+                         policy, DNIS or dynamic sparsity writes its dirty rows, sequentially, to a snapshot
+                         file beside its update log instead of through RocksDB (they stay dirty in the cache
+                         and reach RocksDB when rows need room, at a graceful stop, or before an export,
+                         migration, follower copy or table operation); off: through RocksDB (to compare)
+  --snapshot-write-mbps N  MiB/s a snapshot checkpoint writes its file at, written back as it goes, so the
+                         update log's writes to the same disk never wait behind it (default 128; 0: unpaced)
   --log-recycle-mb N     MiB of update-log segments each table keeps after checkpoints to write its next
                          segments into (overwriting written blocks is cheaper than appending: no allocation,
                          no new file size to commit on each fdatasync); default: --checkpoint-log-mb, the size
@@ -65,6 +72,6 @@ options:
   --advertise HOST:PORT  this server's address as clients reach it (default the listen address and bound port)
 """
 
-let known: Set<String> = ["cluster", "shard-index", "listen", "data-dir", "durability", "cache-rows", "read-threads", "split-threads", "log-before-pin", "log-ring-mb", "threads", "max-message-mb", "port-file", "checkpoint-log-mb", "checkpoint-seconds", "log-recycle-mb", "metrics-port", "metrics-port-file", "auth-token-file", "auth-scope", "tls-cert", "tls-key", "restore-checkpoint", "follow", "ack-replicas", "ack-timeout-ms", "etcd", "etcd-prefix", "lease-ttl-seconds", "advertise"]
+let known: Set<String> = ["cluster", "shard-index", "listen", "data-dir", "durability", "cache-rows", "read-threads", "split-threads", "log-before-pin", "log-ring-mb", "threads", "max-message-mb", "port-file", "checkpoint-log-mb", "checkpoint-seconds", "checkpoint-snapshots", "snapshot-write-mbps", "log-recycle-mb", "metrics-port", "metrics-port-file", "auth-token-file", "auth-scope", "tls-cert", "tls-key", "restore-checkpoint", "follow", "ack-replicas", "ack-timeout-ms", "etcd", "etcd-prefix", "lease-ttl-seconds", "advertise"]
 let options = Options(Array(CommandLine.arguments.dropFirst()), usage: usage, known: known)
 runShardServer(options)
