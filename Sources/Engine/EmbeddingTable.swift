@@ -946,6 +946,22 @@ final class EmbeddingTable: @unchecked Sendable {
     /// checkpoint covers.
     func checkpoint() throws(EngineError) {
         try startingCheckpoint { (fs, committed) throws(EngineError) in
+            if fs.snapshot != nil {
+                // A covered row a push updates again records that update as its first dirty one, although
+                // RocksDB also lacks the updates before it that only the snapshot holds: a sweep running
+                // beside pushes could leave such a row unwritten and the marker would claim them. With no
+                // push running (the commit lock and every stripe held, as in an exclusive section) every
+                // dirty row is written and the marker covers the last sequence.
+                let target = try commit.withLock { (state) throws(EngineError) -> UInt64 in
+                    try store.withAll { (stripes) throws(EngineError) -> UInt64 in
+                        try supersedeSnapshot(&fs, &state, stripes)
+                        return state.checkpointSeq
+                    }
+                }
+                trimLog(through: target)
+                log.markCheckpoint()
+                return
+            }
             // Every row dirty now was first dirtied at or before `committed`: sweep until none is left (a
             // row updated again while it was written, or not yet durable when reached, needs one more).
             for _ in 0..<4 {

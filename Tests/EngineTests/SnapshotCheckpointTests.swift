@@ -118,6 +118,46 @@ import Vocabulary
         #expect(try again.snapshot(of: "t").rows == 400)
     }
 
+    /// Pushes keep updating rows the snapshot covers while checkpoints into RocksDB run (an admin flush,
+    /// a follower's copy): the rows' updates from before the snapshot are in no other place, and each such
+    /// checkpoint must write them all; after a crash every row is what was acknowledged (seeded, bounded).
+    @Test func checkpointsIntoRocksDBWhilePushesRunLoseNothingTheSnapshotHeld() throws {
+        let (e, dir) = try makeEngine()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try createTable(e)
+        let n = 20_000
+        final class Box: @unchecked Sendable { let lock = NSLock(); var model = Model(n: 20_000); var error: Error? }
+        let box = Box()
+        try box.model.push(e, (0..<UInt64(n)).map { $0 }, round: 0)
+        let done = DispatchSemaphore(value: 0)
+        let running = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            var rng: UInt64 = 7
+            for r in 1...300 {
+                rng = rng &* 6364136223846793005 &+ 1442695040888963407
+                let start = UInt64(rng >> 33) % UInt64(n - 1000)
+                box.lock.lock()
+                do { try box.model.push(e, (start..<start + 1000).map { $0 }, round: r) } catch { box.error = error }
+                box.lock.unlock()
+                if r == 3 { running.signal() }
+            }
+            done.signal()
+        }
+        running.wait()
+        // Snapshots and checkpoints into RocksDB in turn for as long as the pushes run.
+        var turns = 0
+        while done.wait(timeout: .now()) == .timedOut {
+            try takeSnapshot(e)
+            try e.withTable("t") { (t) throws(EngineError) in try t.checkpoint() }
+            turns += 1
+        }
+        #expect(box.error == nil && turns > 0)
+        e.close(checkpoint: false)
+        let (again, _) = try makeEngine(dir: dir)
+        defer { again.close() }
+        #expect(try pull(again, n) == box.model.rows)
+    }
+
     /// An import writes rows to RocksDB outside the log: it first ends the snapshot (a checkpoint in RocksDB),
     /// so the snapshot's older images can never be installed over the imported rows after a crash.
     @Test func anImportAfterASnapshotEndsItAndTheImportedRowsSurviveACrash() throws {
