@@ -92,7 +92,7 @@ struct FlushState {
     /// The id the next snapshot file gets.
     var nextSnapshotID: UInt64 = 1
     /// A flush wrote a row RocksDB did not hold since the snapshot was written, and recorded it
-    /// (`TableIdentity.snapshotStaleKey`) with the row.
+    /// (`EmbeddingTable.snapshotStaleKey`) with the row.
     var snapshotStoredFlagsStale = false
 }
 
@@ -187,6 +187,11 @@ final class EmbeddingTable: @unchecked Sendable {
 
     /// The key of the stored-row counter in the table's family (sorts after every row key).
     static let storedRowsKey: [UInt8] = [0xff, 0xff]
+    /// The id of the checkpoint snapshot whose rows' `stored` flags a later flush made stale (a row first
+    /// written to RocksDB after the snapshot); absent or another id: they are exact. Kept in the family, in
+    /// the batch of the rows it concerns, so a flush of the family's memtable keeps both or neither (these
+    /// batches bypass RocksDB's WAL). Sorts after every row key, like `storedRowsKey`.
+    static let snapshotStaleKey: [UInt8] = [0xff, 0xff, 0x73]
 
     init(spec: TableSpec, identity: TableIdentity, family: ColumnFamily, db: RocksDatabase, logDirectory: String,
          tuning: TableTuning, sync: Bool, semantic: (items: ItemCodeStore, tokenizer: PieceTokenizer)?) throws {
@@ -259,7 +264,7 @@ final class EmbeddingTable: @unchecked Sendable {
     private func loadSnapshot(_ id: UInt64) throws {
         var installed = 0
         var unstored: [UInt64] = []
-        let stale = try db.get(db.defaultFamily, key: identity.snapshotStaleKey).map { $0.count == 8 && $0.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) } == id } ?? false
+        let stale = try db.get(family, key: Self.snapshotStaleKey).map { $0.count == 8 && $0.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) } == id } ?? false
         try RowSnapshotFile.read(log.directory, id: id, rowFloats: spec.rowFloats) { key, seq, step, stored, row in
             if store.withStripe(store.stripe(of: key), { $0.installCovered(key: key, row: row, step: step, seq: seq, stored: stored) }) { installed += 1 }
             if stale && !stored { unstored.append(key) }
@@ -791,8 +796,9 @@ final class EmbeddingTable: @unchecked Sendable {
     /// `limit` per batch, sweeping the stripes once from where the previous sweep stopped (`fs.cursor`), so
     /// every dirty row is reached in one pass whatever pushes keep dirtying; stops early when
     /// `enough(dirtyLeft)` says so. Only rows first dirtied at or before `cutoff` are taken (rows covered by a
-    /// checkpoint snapshot always are: their image is older than any cutoff's). Rows updated while being
-    /// written stay dirty. Returns the rows written. Runs under `flushing`'s lock (`fs`).
+    /// checkpoint snapshot have the largest first-dirty sequence: only a sweep without a cutoff takes them).
+    /// Rows updated while being written stay dirty. Returns the rows written. Runs under `flushing`'s lock
+    /// (`fs`).
     @discardableResult
     func flushDirty(_ fs: inout FlushState, limit: Int = 16384, firstDirtyThrough cutoff: UInt64 = .max, enough: (Int) -> Bool = { _ in false }) throws(EngineError) -> Int {
         let stripeCount = store.stripeCount
@@ -815,7 +821,7 @@ final class EmbeddingTable: @unchecked Sendable {
                     return stripe.scanLive(from: fs.cursor.slot, until: end) { slot in
                         guard pickedCount < limit else { return false }
                         guard stripe.state(slot) & (RowState.dirty | RowState.flushing) == RowState.dirty,
-                              stripe.seq(slot) <= durable, stripe.firstDirtySeq(slot) <= cutoff || stripe.isCovered(slot) else { return true }
+                              stripe.seq(slot) <= durable, stripe.firstDirtySeq(slot) <= cutoff else { return true }
                         stripe.beginFlush(slot)
                         let key = stripe.key(slot)
                         buffer.add(slot: addressing.slot(ofRowKey: key), key: key, row: stripe.row(slot), step: stripe.step(slot), seq: stripe.seq(slot))
@@ -868,7 +874,7 @@ final class EmbeddingTable: @unchecked Sendable {
         rows.addSorted(to: b, family: family)
         var count = storedRows + UInt64(newRows)
         b.put(family, key: Self.storedRowsKey, value: withUnsafeBytes(of: &count) { Array($0) })
-        if var id = snapshot { b.put(db.defaultFamily, key: identity.snapshotStaleKey, value: withUnsafeBytes(of: &id) { Array($0) }) }
+        if var id = snapshot { b.put(family, key: Self.snapshotStaleKey, value: withUnsafeBytes(of: &id) { Array($0) }) }
         try db.writeUnlogged(b)
         storedRowsCount.store(count, ordering: .relaxed)
     }
@@ -940,10 +946,10 @@ final class EmbeddingTable: @unchecked Sendable {
         }
     }
 
-    /// Makes RocksDB hold every durable update: flushes all dirty rows (those a checkpoint snapshot covers
-    /// too), flushes the family to SST files, records the checkpoint sequence (synced, with the request
-    /// ledger) with no snapshot, deletes the snapshot file, rotates the log and deletes the segments the
-    /// checkpoint covers.
+    /// Makes RocksDB hold every durable update: flushes all dirty rows, flushes the family to SST files,
+    /// records the checkpoint sequence (synced, with the request ledger), rotates the log and deletes the
+    /// segments the checkpoint covers. While a snapshot is the checkpoint, holds the pushes and writes every
+    /// dirty row (`supersedeSnapshot`), which ends the snapshot.
     func checkpoint() throws(EngineError) {
         try startingCheckpoint { (fs, committed) throws(EngineError) in
             if fs.snapshot != nil {
@@ -978,10 +984,6 @@ final class EmbeddingTable: @unchecked Sendable {
                 try db.write(b, sync: true)
             } catch { throw .storage("table '\(spec.name)' checkpoint: \(error)") }
             commit.withLock { $0.checkpointSeq = target; $0.lastCheckpoint = Date() }
-            if fs.snapshot != nil {
-                fs.snapshot = nil; fs.snapshotStoredFlagsStale = false
-                RowSnapshotFile.deleteAll(in: log.directory, except: nil)
-            }
             trimLog(through: target)
             log.markCheckpoint()
             counters.checkpoints.add(1, ordering: .relaxed)
@@ -1085,17 +1087,8 @@ final class EmbeddingTable: @unchecked Sendable {
     /// then deletes the snapshot file, so what the section writes to RocksDB directly can never be
     /// overlaid by an older snapshot image after a restart. (The log is trimmed at the next checkpoint.)
     private func supersedeSnapshot(_ fs: inout FlushState, _ state: inout CommitState, _ stripes: [RowStripe]) throws(EngineError) {
-        guard var id = fs.snapshot else { return }
-        do {
-            if !fs.snapshotStoredFlagsStale {
-                // Written first: rows RocksDB did not hold are written next, before the marker moves.
-                let b = WriteBatch()
-                b.put(db.defaultFamily, key: identity.snapshotStaleKey, value: withUnsafeBytes(of: &id) { Array($0) })
-                try db.write(b, sync: true)
-                fs.snapshotStoredFlagsStale = true
-            }
-        } catch { throw .storage("table '\(spec.name)' checkpoint: \(error)") }
-        try flushAllExclusive(stripes, lastSeq: state.lastSeq)
+        guard let id = fs.snapshot else { return }
+        try flushAllExclusive(stripes, lastSeq: state.lastSeq, markingStale: fs.snapshotStoredFlagsStale ? nil : id)
         do {
             let b = WriteBatch()
             putCheckpointMarker(b, through: state.lastSeq, ledger: state.ledger.encoded)
@@ -1138,7 +1131,7 @@ final class EmbeddingTable: @unchecked Sendable {
         var marker = withUnsafeBytes(of: seq) { Array($0) }
         if let snapshot { marker += withUnsafeBytes(of: snapshot) { Array($0) } }
         batch.put(db.defaultFamily, key: identity.markerKey, value: marker)
-        batch.delete(db.defaultFamily, key: identity.snapshotStaleKey)
+        batch.delete(family, key: Self.snapshotStaleKey)
         batch.put(db.defaultFamily, key: identity.ledgerKey, value: ledger)
         if let admission { batch.put(db.defaultFamily, key: identity.admissionKey, value: admission.encoded) }
         if spec.eviction != nil { batch.put(db.defaultFamily, key: identity.clockKey, value: clock.withLock { $0.encoded }) }
@@ -1192,7 +1185,7 @@ final class EmbeddingTable: @unchecked Sendable {
 
     /// Inside an exclusive section: makes every committed update durable and writes every dirty row, so
     /// RocksDB holds the whole table (the family flushed to SST files).
-    func flushAllExclusive(_ stripes: [RowStripe], lastSeq: UInt64) throws(EngineError) {
+    func flushAllExclusive(_ stripes: [RowStripe], lastSeq: UInt64, markingStale snapshot: UInt64? = nil) throws(EngineError) {
         // In recovery every replayed record is durable (it was read from the log, which is not open yet).
         if !isRecovering { do { try log.waitDurable(lastSeq) } catch { throw .storage("table '\(spec.name)': \(error)") } }
         let batch = RowBatch(codec: codec, capacity: stripes.reduce(0) { $0 + $1.dirtyCount })
@@ -1208,7 +1201,7 @@ final class EmbeddingTable: @unchecked Sendable {
             }
         }
         do {
-            if !slots.isEmpty { try writeRows(batch, newRows: newRows) }
+            if !slots.isEmpty { try writeRows(batch, newRows: newRows, markingStale: newRows > 0 ? snapshot : nil) }
             try db.flush(family)
         } catch { throw .storage("table '\(spec.name)': \(error)") }
         for (stripe, slot) in slots {

@@ -270,7 +270,7 @@ public final class ShardEngine: @unchecked Sendable {
         t.markDropped()
         do {
             let keys = WriteBatch()
-            for k in [t.identity.markerKey, t.identity.snapshotStaleKey, t.identity.sparsityKey, t.identity.ledgerKey, t.identity.dnisKey, t.identity.admissionKey, t.identity.clockKey] { keys.delete(db.defaultFamily, key: k) }
+            for k in [t.identity.markerKey, t.identity.sparsityKey, t.identity.ledgerKey, t.identity.dnisKey, t.identity.admissionKey, t.identity.clockKey] { keys.delete(db.defaultFamily, key: k) }
             try db.write(keys, sync: false)
             try db.dropColumnFamily(t.identity.familyName)
             if t.semantic != nil { try db.dropColumnFamily(t.identity.itemsFamilyName) }

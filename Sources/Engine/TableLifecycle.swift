@@ -33,9 +33,6 @@ struct TableIdentity: Sendable, Equatable {
     var logDirectoryName: String { suffix }
     /// The last checkpoint: its sequence (8 bytes), then the id of its snapshot file when it has one (8 more).
     var markerKey: [UInt8] { Array("checkpoint/\(suffix)".utf8) }
-    /// The id of the checkpoint snapshot whose rows' `stored` flags a later flush made stale (a row first
-    /// written to RocksDB after the snapshot); absent or another id: they are exact.
-    var snapshotStaleKey: [UInt8] { Array("snapshot-stale/\(suffix)".utf8) }
     var ledgerKey: [UInt8] { Array("requests/\(suffix)".utf8) }
     /// The admission sketch saved with the last checkpoint.
     var admissionKey: [UInt8] { Array("admission/\(suffix)".utf8) }

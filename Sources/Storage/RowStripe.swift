@@ -582,7 +582,7 @@ public final class RowStripe {
         let wasDirty = isDirty(slot)
         arena.row(slot).update(from: row, count: rowFloats)
         setState(slot, step: step, seq: seq, exists: true, stored: stored, dirty: true)
-        meta(slot).pointee.firstDirty = Self.covered
+        cover(slot)
         return !wasDirty
     }
 
