@@ -22,6 +22,11 @@ public final class TableCounters: Sendable {
     /// Checkpoints written as snapshot files (`EmbeddingTable.snapshotCheckpoint`; counted in `checkpoints`
     /// too) and the rows they wrote.
     let snapshotCheckpoints = Atomic<UInt64>(0), snapshotRows = Atomic<UInt64>(0)
+    /// Snapshots ended by writing their rows with the table's pushes held (`supersedeSnapshot`: an exclusive
+    /// section, or a checkpoint into RocksDB whose sweeps left snapshot-held rows).
+    let snapshotsSuperseded = Atomic<UInt64>(0)
+    /// Bytes of the checkpoint's snapshot file (0 without one).
+    let snapshotBytes = Atomic<UInt64>(0)
     /// Admission tables: rows created by a push; pushed ids counted but not applied (not admitted yet).
     let rowsAdmitted = Atomic<UInt64>(0), pushesRefused = Atomic<UInt64>(0)
     /// Eviction tables: rows deleted by eviction passes, and the passes.
@@ -45,6 +50,9 @@ public struct TableSnapshot: Sendable {
     public let pullsSplit: UInt64
     /// Checkpoints written as snapshot files (also counted in `checkpoints`) and the rows they wrote.
     public let snapshotCheckpoints, snapshotRows: UInt64
+    /// Snapshots whose rows were written to RocksDB with the table's pushes held; bytes of the checkpoint's
+    /// snapshot file now (beside the update log, not in `logBytes` or `bytesOnDisk`).
+    public let snapshotsSuperseded, snapshotBytes: UInt64
     /// Admission and eviction policies (zero without them); `evictions` above counts cache evictions.
     public let rowsAdmitted, pushesRefused, rowsEvicted, evictionPasses, admissionSketchBytes: UInt64
     /// The last applied update-log sequence.
@@ -169,6 +177,8 @@ final class EmbeddingTable: @unchecked Sendable {
     /// Set only while `init` replays the log (one thread, before the table is shared): the log is not open,
     /// so nothing waits on it and nothing trims it.
     private(set) var isRecovering = false
+    /// Tests: called by `checkpoint` on its thread (under the flush lock) before its first sweep.
+    var beforeCheckpointSweep: (() -> Void)?
     /// The last position a follower read the log from, and when (see `trimLog`).
     let followerPosition = LockedBox<(after: UInt64, at: Date)?>(nil)
     var storedRows: UInt64 { storedRowsCount.load(ordering: .relaxed) }
@@ -282,6 +292,8 @@ final class EmbeddingTable: @unchecked Sendable {
             }
         }
         flushing.withLock { $0.snapshot = id; $0.nextSnapshotID = id + 1; $0.snapshotStoredFlagsStale = stale }
+        let size = (try? FileManager.default.attributesOfItem(atPath: RowSnapshotFile.path(log.directory, id: id))[.size] as? NSNumber)?.uint64Value
+        counters.snapshotBytes.store(size ?? 0, ordering: .relaxed)
         FileHandle.standardError.write(Data("table '\(spec.name)': loaded \(installed) rows from checkpoint snapshot \(RowSnapshotFile.path(log.directory, id: id))\n".utf8))
     }
 
@@ -795,8 +807,9 @@ final class EmbeddingTable: @unchecked Sendable {
     /// Writes dirty rows whose updates are durable to RocksDB (without RocksDB's WAL), in key order, at most
     /// `limit` per batch, sweeping the stripes once from where the previous sweep stopped (`fs.cursor`), so
     /// every dirty row is reached in one pass whatever pushes keep dirtying; stops early when
-    /// `enough(dirtyLeft)` says so. Only rows first dirtied at or before `cutoff` are taken (rows covered by a
-    /// checkpoint snapshot have the largest first-dirty sequence: only a sweep without a cutoff takes them).
+    /// `enough(dirtyLeft)` says so. Only rows first dirtied at or before `cutoff`, and rows RocksDB lacks
+    /// updates of that only the checkpoint snapshot holds (`RowState.snapshotHeld`: their first-dirty sequence
+    /// no longer says so), are taken.
     /// Rows updated while being written stay dirty. Returns the rows written. Runs under `flushing`'s lock
     /// (`fs`).
     @discardableResult
@@ -820,8 +833,9 @@ final class EmbeddingTable: @unchecked Sendable {
                     guard stripe.dirtyCount > 0 else { return nil }
                     return stripe.scanLive(from: fs.cursor.slot, until: end) { slot in
                         guard pickedCount < limit else { return false }
-                        guard stripe.state(slot) & (RowState.dirty | RowState.flushing) == RowState.dirty,
-                              stripe.seq(slot) <= durable, stripe.firstDirtySeq(slot) <= cutoff else { return true }
+                        let state = stripe.state(slot)
+                        guard state & (RowState.dirty | RowState.flushing) == RowState.dirty, stripe.seq(slot) <= durable,
+                              stripe.firstDirtySeq(slot) <= cutoff || state & RowState.snapshotHeld != 0 else { return true }
                         stripe.beginFlush(slot)
                         let key = stripe.key(slot)
                         buffer.add(slot: addressing.slot(ofRowKey: key), key: key, row: stripe.row(slot), step: stripe.step(slot), seq: stripe.seq(slot))
@@ -948,16 +962,25 @@ final class EmbeddingTable: @unchecked Sendable {
 
     /// Makes RocksDB hold every durable update: flushes all dirty rows, flushes the family to SST files,
     /// records the checkpoint sequence (synced, with the request ledger), rotates the log and deletes the
-    /// segments the checkpoint covers. While a snapshot is the checkpoint, holds the pushes and writes every
-    /// dirty row (`supersedeSnapshot`), which ends the snapshot.
+    /// segments the checkpoint covers. Runs beside pushes. While a snapshot is the checkpoint, the sweep also
+    /// writes every row RocksDB lacks updates of that only the snapshot holds (`RowState.snapshotHeld`,
+    /// whatever the row's first-dirty sequence), and the marker ends the snapshot; if such a row is left
+    /// (updated and not yet durable at each pass), the rest is written with the pushes held
+    /// (`supersedeSnapshot`).
     func checkpoint() throws(EngineError) {
         try startingCheckpoint { (fs, committed) throws(EngineError) in
-            if fs.snapshot != nil {
-                // A covered row a push updates again records that update as its first dirty one, although
-                // RocksDB also lacks the updates before it that only the snapshot holds: a sweep running
-                // beside pushes could leave such a row unwritten and the marker would claim them. With no
-                // push running (the commit lock and every stripe held, as in an exclusive section) every
-                // dirty row is written and the marker covers the last sequence.
+            // Every row dirty now was first dirtied at or before `committed` (or is snapshot-held): sweep until
+            // none is left (a row updated again while it was written, or not yet durable when reached, needs
+            // one more).
+            beforeCheckpointSweep?()
+            for _ in 0..<4 {
+                let committedNow = commit.withLock { $0.lastSeq }
+                do { try log.waitDurable(committedNow) } catch { throw .storage("table '\(spec.name)': \(error)") }
+                if try flushDirty(&fs, firstDirtyThrough: committed) == 0 { break }
+            }
+            let (target, snapshotHeld) = checkpointTarget()
+            if snapshotHeld > 0 && fs.snapshot != nil {
+                // Rows only the snapshot holds are still unwritten: write them with no push running.
                 let target = try commit.withLock { (state) throws(EngineError) -> UInt64 in
                     try store.withAll { (stripes) throws(EngineError) -> UInt64 in
                         try supersedeSnapshot(&fs, &state, stripes)
@@ -968,14 +991,6 @@ final class EmbeddingTable: @unchecked Sendable {
                 log.markCheckpoint()
                 return
             }
-            // Every row dirty now was first dirtied at or before `committed`: sweep until none is left (a
-            // row updated again while it was written, or not yet durable when reached, needs one more).
-            for _ in 0..<4 {
-                let committedNow = commit.withLock { $0.lastSeq }
-                do { try log.waitDurable(committedNow) } catch { throw .storage("table '\(spec.name)': \(error)") }
-                if try flushDirty(&fs, firstDirtyThrough: committed) == 0 { break }
-            }
-            let target = try checkpointTarget(coveredAllowed: false)
             do { try db.flush(family) } catch { throw .storage("table '\(spec.name)' checkpoint: \(error)") }
             fs.memtableHoldsRows = false
             do {
@@ -984,6 +999,12 @@ final class EmbeddingTable: @unchecked Sendable {
                 try db.write(b, sync: true)
             } catch { throw .storage("table '\(spec.name)' checkpoint: \(error)") }
             commit.withLock { $0.checkpointSeq = target; $0.lastCheckpoint = Date() }
+            if fs.snapshot != nil {
+                // The marker no longer names it: every update it held is in RocksDB.
+                fs.snapshot = nil; fs.snapshotStoredFlagsStale = false
+                RowSnapshotFile.deleteAll(in: log.directory, except: nil)
+                counters.snapshotBytes.store(0, ordering: .relaxed)
+            }
             trimLog(through: target)
             log.markCheckpoint()
             counters.checkpoints.add(1, ordering: .relaxed)
@@ -1058,7 +1079,7 @@ final class EmbeddingTable: @unchecked Sendable {
                 // before its record is.
                 try log.waitDurable(maxSeq)
                 try writer.finish()
-                let target = try checkpointTarget(coveredAllowed: true)
+                let target = checkpointTarget().target
                 // Rows the flusher wrote since the last checkpoint are in the memtable only (no RocksDB WAL).
                 if fs.memtableHoldsRows { try db.flush(family); fs.memtableHoldsRows = false }
                 let b = WriteBatch()
@@ -1072,10 +1093,12 @@ final class EmbeddingTable: @unchecked Sendable {
                 counters.checkpoints.add(1, ordering: .relaxed)
                 counters.snapshotCheckpoints.add(1, ordering: .relaxed)
                 counters.snapshotRows.add(writer.rows, ordering: .relaxed)
+                counters.snapshotBytes.store(writer.bytes, ordering: .relaxed)
             } catch {
                 // Not a checkpoint: the rows this pass covered are not covered by anything the marker names;
                 // the log holds every record after the last checkpoint, so they are dirty from there.
-                for s in 0..<store.stripeCount { store.withStripe(s) { $0.uncoverAll(firstDirty: previousTarget + 1) } }
+                let previousSnapshotLive = fs.snapshot != nil
+                for s in 0..<store.stripeCount { store.withStripe(s) { $0.uncoverAll(firstDirty: previousTarget + 1, keepingSnapshotHeld: previousSnapshotLive) } }
                 RowSnapshotFile.deleteAll(in: log.directory, except: fs.snapshot)
                 throw .storage("table '\(spec.name)' snapshot checkpoint: \(error)")
             }
@@ -1097,7 +1120,9 @@ final class EmbeddingTable: @unchecked Sendable {
         state.checkpointSeq = state.lastSeq; state.lastCheckpoint = Date()
         fs.snapshot = nil; fs.snapshotStoredFlagsStale = false
         RowSnapshotFile.deleteAll(in: log.directory, except: nil)
+        counters.snapshotBytes.store(0, ordering: .relaxed)
         counters.checkpoints.add(1, ordering: .relaxed)
+        counters.snapshotsSuperseded.add(1, ordering: .relaxed)
     }
 
     /// When the last checkpoint is a snapshot, takes a checkpoint in RocksDB (a reader is about to need
@@ -1106,22 +1131,21 @@ final class EmbeddingTable: @unchecked Sendable {
         if flushing.withLock({ $0.snapshot }) != nil { try checkpoint() }
     }
 
-    /// The highest sequence every update through which is in RocksDB (or, when `coveredAllowed`, in the
-    /// snapshot being written): at most what was applied when it is called (a push's commit section logs
-    /// and applies under the commit lock, so a record after `lastSeq` may be durable before its rows are
-    /// updated) and durable, and one less than the oldest first-dirty sequence of a row still dirty and not
-    /// covered. Without `coveredAllowed` a covered row left (not written to RocksDB) fails the checkpoint.
-    private func checkpointTarget(coveredAllowed: Bool) throws(EngineError) -> UInt64 {
+    /// The highest sequence every update through which is in RocksDB or in the snapshot being written: at
+    /// most what was applied when it is called (a push's commit section logs and applies under the commit
+    /// lock, so a record after `lastSeq` may be durable before its rows are updated) and durable, and one
+    /// less than the oldest first-dirty sequence of a row still dirty and not covered; with the count of
+    /// rows RocksDB lacks snapshot-held updates of (while any is left, no checkpoint in RocksDB alone may be
+    /// recorded).
+    private func checkpointTarget() -> (target: UInt64, snapshotHeld: Int) {
         let applied = commit.withLock { $0.lastSeq }
-        var target = min(log.durableSequence, applied)
+        var target = min(log.durableSequence, applied), snapshotHeld = 0
         for s in 0..<store.stripeCount {
-            let (oldest, covered) = store.withStripe(s) { $0.dirtySequences }
-            if covered > 0 && !coveredAllowed {
-                throw .storage("table '\(spec.name)' checkpoint: \(covered) rows of the checkpoint snapshot were not written to RocksDB; retried at the next pass")
-            }
+            let (oldest, held) = store.withStripe(s) { $0.dirtySequences }
+            snapshotHeld += held
             if let oldest { target = min(target, oldest - 1) }
         }
-        return target
+        return (target, snapshotHeld)
     }
 
     /// Adds the checkpoint marker (every logged update through `seq` is in RocksDB, or in snapshot file
@@ -1289,6 +1313,7 @@ final class EmbeddingTable: @unchecked Sendable {
                              rowsLoaded: cnt.rowsLoaded.load(ordering: .relaxed), evictions: c.evictions,
                              pushesLoggedFirst: cnt.pushesLoggedFirst.load(ordering: .relaxed), pullsSplit: cnt.pullsSplit.load(ordering: .relaxed),
                              snapshotCheckpoints: cnt.snapshotCheckpoints.load(ordering: .relaxed), snapshotRows: cnt.snapshotRows.load(ordering: .relaxed),
+                             snapshotsSuperseded: cnt.snapshotsSuperseded.load(ordering: .relaxed), snapshotBytes: cnt.snapshotBytes.load(ordering: .relaxed),
                              rowsAdmitted: cnt.rowsAdmitted.load(ordering: .relaxed), pushesRefused: cnt.pushesRefused.load(ordering: .relaxed),
                              rowsEvicted: cnt.rowsEvicted.load(ordering: .relaxed), evictionPasses: cnt.evictionPasses.load(ordering: .relaxed),
                              admissionSketchBytes: UInt64(admission?.sketchBytes ?? 0), lastSequence: lastSequence,

@@ -54,6 +54,8 @@ extension ShardService {
             m.add("embedps_table_pushes_logged_first_total", "Pushes whose update-log write started before their rows were pinned (rows cached)", .counter, labels: l, Double(t.pushesLoggedFirst))
             m.add("embedps_table_snapshot_checkpoints_total", "Checkpoints written as a snapshot file beside the update log instead of through RocksDB (also in embedps_table_checkpoints_total)", .counter, labels: l, Double(t.snapshotCheckpoints))
             m.add("embedps_table_snapshot_rows_total", "Rows written by snapshot checkpoints", .counter, labels: l, Double(t.snapshotRows))
+            m.add("embedps_table_snapshots_superseded_total", "Checkpoint snapshots whose rows were written to RocksDB with the table's pushes held (imports, migrations, rewrites; a checkpoint into RocksDB whose sweeps left rows only the snapshot held)", .counter, labels: l, Double(t.snapshotsSuperseded))
+            m.add("embedps_table_snapshot_bytes", "Bytes of the table's checkpoint snapshot file (beside the update log; not in embedps_table_log_bytes)", .gauge, labels: l, Double(t.snapshotBytes))
             m.add("embedps_table_pulls_split_total", "Pulls whose cached rows were copied on several threads at once (large pulls alone in their table)", .counter, labels: l, Double(t.pullsSplit))
             if t.spec.admission != nil {
                 m.add("embedps_table_rows_admitted_total", "Rows created by pushes once admitted", .counter, labels: l, Double(t.rowsAdmitted))

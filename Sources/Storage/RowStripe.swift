@@ -227,6 +227,11 @@ public enum RowState {
     public static let loading: UInt8 = 16
     /// An unused slot (on the free list).
     public static let free: UInt8 = 32
+    /// Dirty, and RocksDB lacks updates of the row that only the table's checkpoint snapshot holds: set when
+    /// the row is covered (`RowStripe.cover`), kept by its later updates (whose first-dirty sequence no
+    /// longer says so), cleared only when an image of it is written to RocksDB. A checkpoint in RocksDB
+    /// writes every such row whatever its first-dirty sequence.
+    public static let snapshotHeld: UInt8 = 64
 }
 
 /// One stripe of a table's in-memory rows: decoded rows (weights + optimizer state, full width) with their
@@ -555,10 +560,11 @@ public final class RowStripe {
     /// so it keeps no log record alive (`oldestDirtySeq` passes over it) until its next update.
     public static let covered = UInt64.max
 
-    /// Records that a dirty row's current image was written to a checkpoint snapshot (see `covered`).
+    /// Records that a dirty row's current image was written to a checkpoint snapshot (see `covered`); it is
+    /// `snapshotHeld` until an image of it reaches RocksDB.
     @inline(__always) public func cover(_ slot: Int) {
         let m = meta(slot)
-        if m.pointee.state & RowState.dirty != 0 { m.pointee.firstDirty = Self.covered }
+        if m.pointee.state & RowState.dirty != 0 { m.pointee.firstDirty = Self.covered; m.pointee.state |= RowState.snapshotHeld }
     }
     /// Whether a dirty row's image is covered by a checkpoint snapshot (see `covered`).
     @inline(__always) public func isCovered(_ slot: Int) -> Bool {
@@ -613,6 +619,8 @@ public final class RowStripe {
         let m = meta(slot)
         var s = m.pointee.state & ~RowState.flushing
         if written {
+            // RocksDB now holds an image at least as new as any snapshot's.
+            s &= ~RowState.snapshotHeld
             if s & RowState.stored == 0 { s |= RowState.stored; if s & RowState.dirty != 0 { unstoredCount -= 1 } }
             if m.pointee.seq == m.pointee.flushSeq {
                 if s & RowState.dirty != 0 { dirtyCount -= 1; s &= ~RowState.dirty }
@@ -646,25 +654,31 @@ public final class RowStripe {
     public var oldestDirtySeq: UInt64? { dirtySequences.oldest }
 
     /// One pass over the rows: the smallest first-dirty sequence among dirty rows not covered by a checkpoint
-    /// snapshot (nil when there is none) and how many dirty rows are covered.
-    public var dirtySequences: (oldest: UInt64?, covered: Int) {
+    /// snapshot (nil when there is none) and how many rows are `snapshotHeld` (covered or updated since).
+    public var dirtySequences: (oldest: UInt64?, snapshotHeld: Int) {
         guard dirtyCount > 0 else { return (nil, 0) }
-        var m = UInt64.max, covered = 0
+        var m = UInt64.max, held = 0
         for s in 0..<slotCount {
             let meta = meta(s)
-            guard meta.pointee.state & RowState.dirty != 0 else { continue }
-            if meta.pointee.firstDirty == Self.covered { covered += 1 } else { m = min(m, meta.pointee.firstDirty) }
+            let st = meta.pointee.state
+            guard st & RowState.dirty != 0 else { continue }
+            if st & RowState.snapshotHeld != 0 { held += 1 }
+            if meta.pointee.firstDirty != Self.covered { m = min(m, meta.pointee.firstDirty) }
         }
-        return (m == .max ? nil : m, covered)
+        return (m == .max ? nil : m, held)
     }
 
     /// Takes back every row's cover (a snapshot that was not completed): covered rows get `firstDirty`, a
-    /// sequence from which the update log still holds every record.
-    public func uncoverAll(firstDirty: UInt64) {
+    /// sequence from which the update log still holds every record. With `keepingSnapshotHeld` (the previous
+    /// checkpoint is a snapshot too, which still holds the older updates of the rows it covered) rows stay
+    /// `snapshotHeld`; without, no snapshot holds anything and the flag is cleared.
+    public func uncoverAll(firstDirty: UInt64, keepingSnapshotHeld: Bool) {
         guard dirtyCount > 0 else { return }
         for s in 0..<slotCount {
             let meta = meta(s)
-            if meta.pointee.state & RowState.dirty != 0 && meta.pointee.firstDirty == Self.covered { meta.pointee.firstDirty = firstDirty }
+            guard meta.pointee.state & RowState.dirty != 0 else { continue }
+            if meta.pointee.firstDirty == Self.covered { meta.pointee.firstDirty = firstDirty }
+            if !keepingSnapshotHeld { meta.pointee.state &= ~RowState.snapshotHeld }
         }
     }
 
@@ -698,6 +712,7 @@ public final class RowStripe {
             // A placeholder holds no update yet.
             precondition(st & RowState.loading == 0 || st & (RowState.dirty | RowState.flushing) == 0, "slot \(s): placeholder state \(st)")
             if st & RowState.dirty != 0 { d += 1; if st & RowState.stored == 0 { u += 1 } }
+            precondition(st & RowState.snapshotHeld == 0 || st & RowState.dirty != 0, "slot \(s): snapshot-held but clean, state \(st)")
         }
         precondition(l == live && d == dirtyCount && u == unstoredCount && index.count == live,
                      "stripe counters: live \(live)/\(l) dirty \(dirtyCount)/\(d) unstored \(unstoredCount)/\(u) index \(index.count)")

@@ -152,10 +152,52 @@ import Vocabulary
             turns += 1
         }
         #expect(box.error == nil && turns > 0)
+        let superseded = try e.snapshot(of: "t").snapshotsSuperseded
+        print("checkpoints into RocksDB beside pushes: \(turns), of which held the pushes: \(superseded)")
         e.close(checkpoint: false)
         let (again, _) = try makeEngine(dir: dir)
         defer { again.close() }
         #expect(try pull(again, n) == box.model.rows)
+    }
+
+    /// A checkpoint into RocksDB while a snapshot is the checkpoint runs beside pushes: its sweep writes the
+    /// rows only the snapshot holds whatever their first-dirty sequence (covered rows, and covered rows
+    /// updated since), so it never needs to hold the pushes, and the marker ends the snapshot.
+    @Test func aCheckpointIntoRocksDBWritesEveryRowTheSnapshotHeldWithoutHoldingPushes() throws {
+        let (e, dir) = try makeEngine()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try createTable(e)
+        var m = Model(n: 120)
+        try m.push(e, (0..<100).map { $0 }, round: 0)
+        try takeSnapshot(e)
+        let before = try e.snapshot(of: "t")
+        #expect(before.snapshotBytes > 100 * UInt64(Self.dim * 4), "the stats count the snapshot's file")
+        // Rows 0..<30 covered and updated since (their first-dirty sequence is after the snapshot's), rows
+        // 30..<100 covered only, rows 100..<120 new; then, as the checkpoint starts its sweep, rows 50..<60
+        // (covered) updated after the sequence the sweep takes rows through.
+        try m.push(e, (0..<30).map { $0 }, round: 1)
+        try m.push(e, (100..<120).map { $0 }, round: 1)
+        final class Late: @unchecked Sendable { var model: Model; var error: Error?; init(_ m: Model) { model = m } }
+        let late = Late(m)
+        try e.withTable("t") { (t) throws(EngineError) in
+            t.beforeCheckpointSweep = { do { try late.model.push(e, (50..<60).map { $0 }, round: 3) } catch { late.error = error } }
+            defer { t.beforeCheckpointSweep = nil }
+            try t.checkpoint()
+        }
+        #expect(late.error == nil)
+        m = late.model
+        let after = try e.snapshot(of: "t")
+        #expect(after.snapshotsSuperseded == 0, "the sweep took every snapshot-held row")
+        #expect(after.dirtyRows == 0 && after.snapshotBytes == 0 && after.checkpoints == before.checkpoints + 1)
+        #expect(try snapshotFiles(e).isEmpty)
+        #expect(try e.withTable("t") { $0.storedRows } == 120)
+        try m.push(e, (20..<40).map { $0 }, round: 2)
+        e.close(checkpoint: false)
+
+        let (again, _) = try makeEngine(dir: dir)
+        defer { again.close() }
+        #expect(try pull(again, 120) == m.rows)
+        #expect(try again.snapshot(of: "t").rows == 120)
     }
 
     /// An import writes rows to RocksDB outside the log: it first ends the snapshot (a checkpoint in RocksDB),
@@ -168,6 +210,8 @@ import Vocabulary
         _ = try keys.withUnsafeBufferPointer { k in try values.withUnsafeBytes { try e.importRows(table: "t", keys: k, valueBytes: $0) } }
         for i in 0..<(50 * Self.dim) { m.rows[i] = 9 }
         #expect(try snapshotFiles(e).isEmpty, "the import ended the snapshot")
+        let stats = try e.snapshot(of: "t")
+        #expect(stats.snapshotsSuperseded == 1 && stats.snapshotBytes == 0, "the import wrote the snapshot's rows with pushes held")
         try m.push(e, (40..<60).map { $0 }, round: 1)
         e.close(checkpoint: false)
 

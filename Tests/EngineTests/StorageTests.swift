@@ -116,21 +116,30 @@ import Vocabulary
         s.markUpdated(a, step: 1, seq: 10); s.markUpdated(b, step: 1, seq: 11)
         s.cover(a); s.cover(b)
         #expect(s.isCovered(a) && s.isDirty(a) && s.oldestDirtySeq == nil, "covered rows are dirty but pin no record")
-        #expect(s.dirtySequences.covered == 2)
+        #expect(s.dirtySequences.snapshotHeld == 2)
         s.markUpdated(b, step: 2, seq: 15)
         #expect(!s.isCovered(b) && s.oldestDirtySeq == 15, "an update after the cover pins the log from itself")
+        #expect(s.has(b, RowState.snapshotHeld) && s.dirtySequences.snapshotHeld == 2,
+                "RocksDB still lacks b's updates before 15, which only the snapshot holds")
         s.markUpdated(b, step: 3, seq: 16)
         #expect(s.oldestDirtySeq == 15, "later updates keep the first one")
         s.beginFlush(a); s.endFlush(a, written: true)
         #expect(!s.isDirty(a) && !s.isCovered(a) && s.dirtyCount == 1, "a written covered row is clean")
+        #expect(!s.has(a, RowState.snapshotHeld) && s.dirtySequences.snapshotHeld == 1)
+        s.beginFlush(b); s.markUpdated(b, step: 4, seq: 17); s.endFlush(b, written: true)
+        #expect(s.isDirty(b) && !s.has(b, RowState.snapshotHeld) && s.oldestDirtySeq == 17,
+                "an image written to RocksDB ends what the snapshot held, even when the row changed meanwhile")
         s.cover(b)
-        s.uncoverAll(firstDirty: 12)
-        #expect(s.oldestDirtySeq == 12 && s.dirtySequences.covered == 0, "a cover taken back pins from where the log is whole")
+        s.uncoverAll(firstDirty: 12, keepingSnapshotHeld: true)
+        #expect(s.oldestDirtySeq == 12 && s.dirtySequences.snapshotHeld == 1, "a cover taken back pins from where the log is whole")
+        #expect(!s.isCovered(b) && s.has(b, RowState.snapshotHeld), "the previous snapshot still holds b's older updates")
+        s.uncoverAll(firstDirty: 12, keepingSnapshotHeld: false)
+        #expect(s.dirtySequences.snapshotHeld == 0, "with no snapshot live nothing is snapshot-held")
         // Recovery: a snapshot image installs dirty and covered, but never over a newer cached image.
         let row: [Float] = [7]
         #expect(row.withUnsafeBufferPointer { s.installCovered(key: 3, row: $0.baseAddress!, step: 4, seq: 20, stored: false) })
         let c = s.find(3)!
-        #expect(s.isCovered(c) && s.row(c)[0] == 7 && s.seq(c) == 20 && s.unstoredCount == 2)
+        #expect(s.isCovered(c) && s.row(c)[0] == 7 && s.seq(c) == 20 && s.unstoredCount == 1, "b was written to RocksDB; c is not stored")
         let older: [Float] = [1]
         _ = older.withUnsafeBufferPointer { s.installCovered(key: 3, row: $0.baseAddress!, step: 1, seq: 19, stored: false) }
         #expect(s.row(c)[0] == 7 && s.seq(c) == 20)

@@ -50,6 +50,8 @@ func httpGet(port: Int, path: String) throws -> (String, String) {
         #expect(body.contains("embedps_table_rows_loaded_total{shard=\"0\",table=\"m\"} 3"))
         #expect(body.contains("embedps_table_pushes_logged_first_total{shard=\"0\",table=\"m\"} 2"))
         #expect(body.contains("embedps_table_backpressure_flushes_total{shard=\"0\",table=\"m\"} 0"))
+        #expect(body.contains("# TYPE embedps_table_snapshot_bytes gauge"))
+        #expect(body.contains("embedps_table_snapshots_superseded_total{shard=\"0\",table=\"m\"} 0"))
         // Every non-comment line is `name{labels} value` in the text exposition format.
         let sample = try Regex(#"^[a-zA-Z_:][a-zA-Z0-9_:]*(\{[a-zA-Z_][a-zA-Z0-9_]*="[^"]*"(,[a-zA-Z_][a-zA-Z0-9_]*="[^"]*")*\})? [-+0-9.eEaInNf]+$"#)
         for line in body.split(separator: "\n") where !line.hasPrefix("#") {

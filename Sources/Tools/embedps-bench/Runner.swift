@@ -271,8 +271,9 @@ func report(_ results: [Measurement], json: Bool) {
         return
     }
     func f(_ x: Double, _ d: Int = 0) -> String { String(format: "%.\(d)f", x) }
-    print(renderTable(["system", "op", "dist", "clients", "inflight", "rows/s", "MB/s", "p50 ms", "p99 ms"],
-                      results.map { [$0.system, $0.op, $0.distribution, "\($0.clients)", "\($0.inflight)", f($0.rowsPerSecond), f($0.megabytesPerSecond, 1), f($0.p50Ms, 2), f($0.p99Ms, 2)] }))
+    print(renderTable(["system", "op", "dist", "clients", "inflight", "rows/s", "MB/s", "p50 ms", "p99 ms", "max ms"],
+                      results.map { [$0.system, $0.op, $0.distribution, "\($0.clients)", "\($0.inflight)", f($0.rowsPerSecond), f($0.megabytesPerSecond, 1), f($0.p50Ms, 2), f($0.p99Ms, 2),
+                                     $0.maxMs.map { f($0, 1) } ?? "-"] }))
     if !ratios.isEmpty {
         print("")
         print(renderTable(["embedps op", "dist", "clients", "inflight", "versus", "ratio"],

@@ -56,6 +56,9 @@ struct Measurement: Codable {
     var megabytesPerSecond: Double
     var p50Ms: Double
     var p99Ms: Double
+    /// The slowest batch of the loop (a stall the percentiles hide: with 4 in flight a 2 s pause delays 4
+    /// batches of thousands); nil for peers that do not report it.
+    var maxMs: Double? = nil
 }
 
 /// Latencies of one timed loop (seconds), merged over its workers.
@@ -68,7 +71,7 @@ struct LoopResult {
         func q(_ p: Double) -> Double { lat.isEmpty ? 0 : lat[min(lat.count - 1, Int(Double(lat.count) * p))] * 1000 }
         let rows = Double(batches * rowsPerBatch) / max(elapsed, 1e-9)
         return Measurement(system: system, op: op, distribution: distribution, clients: clients, inflight: inflight,
-                           rowsPerSecond: rows, megabytesPerSecond: rows * Double(bytesPerRow) / 1e6, p50Ms: q(0.5), p99Ms: q(0.99))
+                           rowsPerSecond: rows, megabytesPerSecond: rows * Double(bytesPerRow) / 1e6, p50Ms: q(0.5), p99Ms: q(0.99), maxMs: lat.last.map { $0 * 1000 })
     }
 }
 
