@@ -68,5 +68,16 @@ import Client
         struct SemRow: Decodable { var semanticItems: Int?; var piecesPerItem: Double?; var pieceRowsUsed: Int? }
         let sem = try JSONDecoder().decode([SemRow].self, from: Data(admin(["table", "describe", "books", "--json"]).1.utf8))
         #expect(sem.allSatisfy { $0.semanticItems == 6020 && $0.piecesPerItem == 2 && ($0.pieceRowsUsed ?? 0) > 16 })
+
+        // A shard down: with --retry-seconds 0 a command makes one attempt and names the shard (the default
+        // retries for 30 s, as a client does while a shard restarts); a bad value is refused before any call.
+        var downSpec = cluster.clientSpec
+        downSpec.shards[1] = .init(address: "127.0.0.1:1")   // nothing listens there
+        let asked = Date()
+        let down = try cluster.admin(["flush", "--retry-seconds", "0"], spec: downSpec)
+        #expect(down.0 != 0 && down.1.contains("shard 1") && down.1.contains("UNAVAILABLE"), "\(down.1)")
+        #expect(Date().timeIntervalSince(asked) < 20, "one attempt, not the default 30 s of retries")
+        let badRetry = try admin(["status", "--retry-seconds", "-1"])
+        #expect(badRetry.0 != 0 && badRetry.1.contains("--retry-seconds"), "\(badRetry.1)")
     }
 }
