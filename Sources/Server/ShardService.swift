@@ -18,7 +18,7 @@ extension TableSnapshot {
         Wire.TableStats(spec: spec.wire, rows: rows, cachedRows: cachedRows, bytesOnDisk: bytesOnDisk, pulls: pulls, pushes: pushes,
                         rowsPulled: rowsPulled, rowsPushed: rowsPushed, dirtyRows: dirtyRows, logBytes: logBytes, checkpoints: checkpoints,
                         cacheCapacityRows: cacheCapacityRows, rowsAdmitted: rowsAdmitted, pushesRefused: pushesRefused, rowsEvicted: rowsEvicted,
-                        admissionSketchBytes: admissionSketchBytes, evictionPasses: evictionPasses, lastSequence: lastSequence)
+                        admissionSketchBytes: admissionSketchBytes, evictionPasses: evictionPasses, lastSequence: lastSequence, snapshotBytes: snapshotBytes)
     }
 }
 

@@ -34,6 +34,27 @@ import Client
         #expect(try await client.admin.describeTable("async").reduce(0) { $0 + $1.rows } == UInt64(ids.count))
     }
 
+    /// A periodic checkpoint writes a snapshot file (the default for a plain table); DescribeTable reports
+    /// its bytes, and an admin flush (a checkpoint into RocksDB) ends it, leaving every row readable.
+    @Test func describeReportsTheCheckpointSnapshotAndAFlushEndsIt() async throws {
+        let cluster = try LocalCluster(shards: 1, extraArgs: ["--checkpoint-seconds", "1"])
+        defer { cluster.stop() }
+        let client = try cluster.client()
+        try await client.admin.createTable(TableSpec(name: "t", dim: 8, optimizer: OptimizerConfig(kind: .sgd, learningRate: 1)))
+        let ids = (0..<UInt64(500)).map { $0 }
+        try await client.push(table: "t", ids: ids, gradients: [Float](repeating: -1, count: 500 * 8))
+        var stats = try await client.admin.describeTable("t")[0]
+        for _ in 0..<100 where stats.snapshotBytes == 0 {   // polled for up to ~10 s
+            try await Task.sleep(nanoseconds: 100_000_000)
+            stats = try await client.admin.describeTable("t")[0]
+        }
+        #expect(stats.snapshotBytes > 500 * 8 * 4 && stats.checkpoints >= 1, "a snapshot of 500 rows: \(stats.snapshotBytes) bytes")
+        try await client.admin.flush(table: "t")
+        let after = try await client.admin.describeTable("t")[0]
+        #expect(after.snapshotBytes == 0 && after.dirtyRows == 0 && after.rows == 500)
+        #expect(try await client.pull(table: "t", ids: ids) == [Float](repeating: 1, count: 500 * 8))
+    }
+
     @Test func adminToolReportsStatusAndManagesTablesAsJSON() async throws {
         let cluster = try LocalCluster(shards: 2)
         defer { cluster.stop() }

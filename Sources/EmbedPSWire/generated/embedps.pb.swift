@@ -1003,8 +1003,10 @@ extension Wire {
         public var replicationPrimarySequence: UInt64 = 0
         /// -1: never caught up yet
         public var replicationLagSeconds: Double = 0
+        /// bytes of the table's checkpoint snapshot file beside its update log (0 without one: see the server's --checkpoint-snapshots); not in log_bytes or bytes_on_disk
+        public var snapshotBytes: UInt64 = 0
         public init() {}
-        public init(spec: Wire.TableSpec? = nil, rows: UInt64 = 0, cachedRows: UInt64 = 0, bytesOnDisk: UInt64 = 0, pulls: UInt64 = 0, pushes: UInt64 = 0, rowsPulled: UInt64 = 0, rowsPushed: UInt64 = 0, dirtyRows: UInt64 = 0, logBytes: UInt64 = 0, checkpoints: UInt64 = 0, cacheCapacityRows: UInt64 = 0, semantic: Wire.SemanticStats? = nil, rowsAdmitted: UInt64 = 0, pushesRefused: UInt64 = 0, rowsEvicted: UInt64 = 0, admissionSketchBytes: UInt64 = 0, evictionPasses: UInt64 = 0, lastSequence: UInt64 = 0, replicated: Bool = false, replicationPrimarySequence: UInt64 = 0, replicationLagSeconds: Double = 0) {
+        public init(spec: Wire.TableSpec? = nil, rows: UInt64 = 0, cachedRows: UInt64 = 0, bytesOnDisk: UInt64 = 0, pulls: UInt64 = 0, pushes: UInt64 = 0, rowsPulled: UInt64 = 0, rowsPushed: UInt64 = 0, dirtyRows: UInt64 = 0, logBytes: UInt64 = 0, checkpoints: UInt64 = 0, cacheCapacityRows: UInt64 = 0, semantic: Wire.SemanticStats? = nil, rowsAdmitted: UInt64 = 0, pushesRefused: UInt64 = 0, rowsEvicted: UInt64 = 0, admissionSketchBytes: UInt64 = 0, evictionPasses: UInt64 = 0, lastSequence: UInt64 = 0, replicated: Bool = false, replicationPrimarySequence: UInt64 = 0, replicationLagSeconds: Double = 0, snapshotBytes: UInt64 = 0) {
             self.spec = spec
             self.rows = rows
             self.cachedRows = cachedRows
@@ -1027,6 +1029,7 @@ extension Wire {
             self.replicated = replicated
             self.replicationPrimarySequence = replicationPrimarySequence
             self.replicationLagSeconds = replicationLagSeconds
+            self.snapshotBytes = snapshotBytes
         }
         public mutating func decodeField(number: UInt32, wireType: ProtoWireType, from reader: inout ProtoReader) throws(WireError) -> Bool {
             switch number {
@@ -1052,6 +1055,7 @@ extension Wire {
             case 20: try reader.readBool(&replicated, wireType, field: "TableStats.replicated")
             case 21: try reader.readUInt64(&replicationPrimarySequence, wireType, field: "TableStats.replication_primary_sequence")
             case 22: try reader.readDouble(&replicationLagSeconds, wireType, field: "TableStats.replication_lag_seconds")
+            case 23: try reader.readUInt64(&snapshotBytes, wireType, field: "TableStats.snapshot_bytes")
             default: return false
             }
             return true
@@ -1079,6 +1083,7 @@ extension Wire {
             writer.writeBool(20, replicated)
             writer.writeUInt64(21, replicationPrimarySequence)
             writer.writeDouble(22, replicationLagSeconds)
+            writer.writeUInt64(23, snapshotBytes)
         }
     }
 

@@ -15,7 +15,7 @@ func formatBytes(_ b: UInt64) -> String {
 
 struct TableStatsJSON: Codable {
     var shard: Int, table: String, dim: Int, optimizer: String, rows: UInt64, cachedRows: UInt64, dirtyRows: UInt64
-    var cacheCapacityRows: UInt64, bytesOnDisk: UInt64, logBytes: UInt64, pulls: UInt64, pushes: UInt64
+    var cacheCapacityRows: UInt64, bytesOnDisk: UInt64, logBytes: UInt64, snapshotBytes: UInt64, pulls: UInt64, pushes: UInt64
     var rowsPulled: UInt64, rowsPushed: UInt64, checkpoints: UInt64
     var semanticItems: UInt64?, piecesPerItem: Double?, pieceRowsUsed: UInt64?, pieceCollisions: UInt64?
     var rowsAdmitted: UInt64?, pushesRefused: UInt64?, admissionSketchBytes: UInt64?, rowsEvicted: UInt64?, evictionPasses: UInt64?
@@ -27,7 +27,7 @@ struct TableStatsJSON: Codable {
         self.shard = shard; table = spec.name; dim = Int(spec.dim)
         optimizer = OptimizerKind(rawValue: UInt8(truncatingIfNeeded: (spec.optimizer ?? Wire.OptimizerConfig()).kind.rawValue))?.description ?? "?"
         rows = s.rows; cachedRows = s.cachedRows; dirtyRows = s.dirtyRows; cacheCapacityRows = s.cacheCapacityRows
-        bytesOnDisk = s.bytesOnDisk; logBytes = s.logBytes; pulls = s.pulls; pushes = s.pushes
+        bytesOnDisk = s.bytesOnDisk; logBytes = s.logBytes; snapshotBytes = s.snapshotBytes; pulls = s.pulls; pushes = s.pushes
         rowsPulled = s.rowsPulled; rowsPushed = s.rowsPushed; checkpoints = s.checkpoints
         semanticItems = s.semantic?.items; piecesPerItem = s.semantic?.piecesPerItem
         pieceRowsUsed = s.semantic?.rowsUsed; pieceCollisions = s.semantic?.collisions

@@ -10,13 +10,13 @@ let tableCommands: [AdminCommand] = [
         let names = try await c.admin.listTables()
         if c.json { print(jsonText(names)) } else { names.forEach { print($0) } }
     },
-    AdminCommand(words: ["table", "describe"], usage: "  table describe NAME            per-shard rows, cache, dirty rows, log and disk bytes, request counts") { c in
+    AdminCommand(words: ["table", "describe"], usage: "  table describe NAME            per-shard rows, cache, dirty rows, disk, log and snapshot bytes, request counts") { c in
         let name = c.name("table NAME")
         let stats = try await c.admin.describeTable(name).enumerated().map { TableStatsJSON(shard: $0.offset, $0.element) }
         if c.json { print(jsonText(stats)); return }
-        print(renderTable(["shard", "table", "dim", "optimizer", "rows", "cached", "dirty", "cache cap", "disk", "log", "pulls", "pushes", "checkpoints"],
+        print(renderTable(["shard", "table", "dim", "optimizer", "rows", "cached", "dirty", "cache cap", "disk", "log", "snapshot", "pulls", "pushes", "checkpoints"],
                           stats.map { [String($0.shard), $0.table, String($0.dim), $0.optimizer, String($0.rows), String($0.cachedRows), String($0.dirtyRows),
-                                       String($0.cacheCapacityRows), formatBytes($0.bytesOnDisk), formatBytes($0.logBytes), String($0.pulls), String($0.pushes), String($0.checkpoints)] }))
+                                       String($0.cacheCapacityRows), formatBytes($0.bytesOnDisk), formatBytes($0.logBytes), formatBytes($0.snapshotBytes), String($0.pulls), String($0.pushes), String($0.checkpoints)] }))
         if stats.contains(where: { $0.rowsAdmitted != nil || $0.rowsEvicted != nil }) {
             print("")
             print(renderTable(["shard", "rows admitted", "pushes refused", "sketch", "rows evicted", "eviction passes"], stats.map {
