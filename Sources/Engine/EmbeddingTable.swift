@@ -275,7 +275,7 @@ final class EmbeddingTable: @unchecked Sendable {
         var installed = 0
         var unstored: [UInt64] = []
         let stale = try db.get(family, key: Self.snapshotStaleKey).map { $0.count == 8 && $0.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) } == id } ?? false
-        try RowSnapshotFile.read(log.directory, id: id, rowFloats: spec.rowFloats) { key, seq, step, stored, row in
+        let fileBytes = try RowSnapshotFile.read(log.directory, id: id, rowFloats: spec.rowFloats) { key, seq, step, stored, row in
             if store.withStripe(store.stripe(of: key), { $0.installCovered(key: key, row: row, step: step, seq: seq, stored: stored) }) { installed += 1 }
             if stale && !stored { unstored.append(key) }
         }
@@ -292,8 +292,7 @@ final class EmbeddingTable: @unchecked Sendable {
             }
         }
         flushing.withLock { $0.snapshot = id; $0.nextSnapshotID = id + 1; $0.snapshotStoredFlagsStale = stale }
-        let size = (try? FileManager.default.attributesOfItem(atPath: RowSnapshotFile.path(log.directory, id: id))[.size] as? NSNumber)?.uint64Value
-        counters.snapshotBytes.store(size ?? 0, ordering: .relaxed)
+        counters.snapshotBytes.store(fileBytes, ordering: .relaxed)
         FileHandle.standardError.write(Data("table '\(spec.name)': loaded \(installed) rows from checkpoint snapshot \(RowSnapshotFile.path(log.directory, id: id))\n".utf8))
     }
 
@@ -999,12 +998,8 @@ final class EmbeddingTable: @unchecked Sendable {
                 try db.write(b, sync: true)
             } catch { throw .storage("table '\(spec.name)' checkpoint: \(error)") }
             commit.withLock { $0.checkpointSeq = target; $0.lastCheckpoint = Date() }
-            if fs.snapshot != nil {
-                // The marker no longer names it: every update it held is in RocksDB.
-                fs.snapshot = nil; fs.snapshotStoredFlagsStale = false
-                RowSnapshotFile.deleteAll(in: log.directory, except: nil)
-                counters.snapshotBytes.store(0, ordering: .relaxed)
-            }
+            // The marker names no snapshot: every update one held is in RocksDB now.
+            if fs.snapshot != nil { endSnapshot(&fs) }
             trimLog(through: target)
             log.markCheckpoint()
             counters.checkpoints.add(1, ordering: .relaxed)
@@ -1118,11 +1113,17 @@ final class EmbeddingTable: @unchecked Sendable {
             try db.write(b, sync: true)
         } catch { throw .storage("table '\(spec.name)' checkpoint: \(error)") }
         state.checkpointSeq = state.lastSeq; state.lastCheckpoint = Date()
+        endSnapshot(&fs)
+        counters.checkpoints.add(1, ordering: .relaxed)
+        counters.snapshotsSuperseded.add(1, ordering: .relaxed)
+    }
+
+    /// Forgets the table's snapshot once a checkpoint marker without it is durable: its file deleted, its
+    /// bytes no longer counted. Caller holds the flush lock (`fs`).
+    private func endSnapshot(_ fs: inout FlushState) {
         fs.snapshot = nil; fs.snapshotStoredFlagsStale = false
         RowSnapshotFile.deleteAll(in: log.directory, except: nil)
         counters.snapshotBytes.store(0, ordering: .relaxed)
-        counters.checkpoints.add(1, ordering: .relaxed)
-        counters.snapshotsSuperseded.add(1, ordering: .relaxed)
     }
 
     /// When the last checkpoint is a snapshot, takes a checkpoint in RocksDB (a reader is about to need

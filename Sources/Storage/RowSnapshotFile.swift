@@ -52,8 +52,10 @@ public enum RowSnapshotFile {
     /// Reads snapshot `id` of `directory`, checking every chunk before handing its rows to `body(key, seq,
     /// step, stored, row)`. Throws (naming the file) when it is missing, truncated or damaged, or was
     /// written for another row width; rows of chunks before the damage may have been handed over by then.
+    /// Returns the file's bytes (all of them were read).
+    @discardableResult
     public static func read(_ directory: String, id: UInt64, rowFloats: Int,
-                            _ body: (UInt64, UInt64, UInt32, Bool, UnsafePointer<Float>) throws -> Void) throws {
+                            _ body: (UInt64, UInt64, UInt32, Bool, UnsafePointer<Float>) throws -> Void) throws -> UInt64 {
         let p = path(directory, id: id)
         func damaged(_ why: String) -> StorageError { .readFailed(message: "checkpoint snapshot \(p) \(why); the table cannot be recovered without it (restore the data directory from a backup or a cluster checkpoint)") }
         let fd = open(p, O_RDONLY | O_CLOEXEC)
@@ -90,7 +92,7 @@ public enum RowSnapshotFile {
                 guard chunkHeader.load(fromByteOffset: 8, as: UInt64.self) == chunks, chunkHeader.load(fromByteOffset: 16, as: UInt64.self) == rows else {
                     throw damaged("has a trailer that does not match its chunks")
                 }
-                return
+                return UInt64(headerBytes + trailerBytes) + chunks * UInt64(chunkHeaderBytes) + rows * UInt64(record)
             }
             try readExactly(chunkHeader + 8, chunkHeaderBytes - 8)
             guard chunkHeader.load(as: UInt32.self) == chunkMagic else { throw damaged("has a damaged chunk header after \(rows) rows") }

@@ -49,17 +49,29 @@ import Vocabulary
 
     func takeSnapshot(_ e: ShardEngine) throws { try e.withTable("t") { (t) throws(EngineError) in try t.snapshotCheckpoint() } }
 
-    /// A new engine with table "t" of 100 pushed rows, checkpointed as a snapshot.
-    func tableOf100RowsInASnapshot() throws -> (ShardEngine, String, Model) {
+    /// A new engine with table "t" of 100 pushed rows, checkpointed as a snapshot; the model has room for
+    /// `modelRows` rows.
+    func tableOf100RowsInASnapshot(modelRows: Int = 100) throws -> (ShardEngine, String, Model) {
         let (e, dir) = try makeEngine()
         try createTable(e)
-        var m = Model(n: 100)
+        var m = Model(n: modelRows)
         try m.push(e, (0..<100).map { $0 }, round: 0)
         try takeSnapshot(e)
         return (e, dir, m)
     }
 
     func snapshotFiles(_ e: ShardEngine) throws -> [UInt64] { try e.withTable("t") { RowSnapshotFile.ids(in: $0.log.directory) } }
+
+    /// Stops `e` as kill -9 would (no checkpoint), opens the directory again and expects rows 0..<n to be
+    /// what `m` says and the table to count n rows.
+    func expectRowsAfterCrash(_ e: ShardEngine, dir: String, _ m: Model, rows n: Int, cacheRows: Int = 1 << 16,
+                              sourceLocation: SourceLocation = #_sourceLocation) throws {
+        e.close(checkpoint: false)
+        let (again, _) = try makeEngine(cacheRows: cacheRows, dir: dir)
+        defer { again.close() }
+        #expect(try pull(again, n) == m.rows, sourceLocation: sourceLocation)
+        #expect(try again.snapshot(of: "t").rows == UInt64(n), sourceLocation: sourceLocation)
+    }
 
     @Test func aSnapshotCheckpointKeepsRowsOutOfRocksDBAndNothingAcknowledgedIsLostInACrash() throws {
         let (e, dir) = try makeEngine()
@@ -110,12 +122,7 @@ import Vocabulary
             try e.withTable("t") { (t) throws(EngineError) in try t.flushing.withLock { (fs) throws(EngineError) in _ = try t.flushDirty(&fs) } }
         }
         #expect(try e.withTable("t") { $0.storedRows } > 0, "rows reached RocksDB after the snapshot")
-        e.close(checkpoint: false)
-
-        let (again, _) = try makeEngine(cacheRows: 64, dir: dir)
-        defer { again.close() }
-        #expect(try pull(again, 400) == m.rows)
-        #expect(try again.snapshot(of: "t").rows == 400)
+        try expectRowsAfterCrash(e, dir: dir, m, rows: 400, cacheRows: 64)
     }
 
     /// Pushes keep updating rows the snapshot covers while checkpoints into RocksDB run (an admin flush,
@@ -164,12 +171,8 @@ import Vocabulary
     /// rows only the snapshot holds whatever their first-dirty sequence (covered rows, and covered rows
     /// updated since), so it never needs to hold the pushes, and the marker ends the snapshot.
     @Test func aCheckpointIntoRocksDBWritesEveryRowTheSnapshotHeldWithoutHoldingPushes() throws {
-        let (e, dir) = try makeEngine()
+        var (e, dir, m) = try tableOf100RowsInASnapshot(modelRows: 120)
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        try createTable(e)
-        var m = Model(n: 120)
-        try m.push(e, (0..<100).map { $0 }, round: 0)
-        try takeSnapshot(e)
         let before = try e.snapshot(of: "t")
         #expect(before.snapshotBytes > 100 * UInt64(Self.dim * 4), "the stats count the snapshot's file")
         // Rows 0..<30 covered and updated since (their first-dirty sequence is after the snapshot's), rows
@@ -192,12 +195,7 @@ import Vocabulary
         #expect(try snapshotFiles(e).isEmpty)
         #expect(try e.withTable("t") { $0.storedRows } == 120)
         try m.push(e, (20..<40).map { $0 }, round: 2)
-        e.close(checkpoint: false)
-
-        let (again, _) = try makeEngine(dir: dir)
-        defer { again.close() }
-        #expect(try pull(again, 120) == m.rows)
-        #expect(try again.snapshot(of: "t").rows == 120)
+        try expectRowsAfterCrash(e, dir: dir, m, rows: 120)
     }
 
     /// An import writes rows to RocksDB outside the log: it first ends the snapshot (a checkpoint in RocksDB),
@@ -213,12 +211,7 @@ import Vocabulary
         let stats = try e.snapshot(of: "t")
         #expect(stats.snapshotsSuperseded == 1 && stats.snapshotBytes == 0, "the import wrote the snapshot's rows with pushes held")
         try m.push(e, (40..<60).map { $0 }, round: 1)
-        e.close(checkpoint: false)
-
-        let (again, _) = try makeEngine(dir: dir)
-        defer { again.close() }
-        #expect(try pull(again, 100) == m.rows)
-        #expect(try again.snapshot(of: "t").rows == 100)
+        try expectRowsAfterCrash(e, dir: dir, m, rows: 100)
     }
 
     @Test func aDamagedSnapshotKeepsTheShardFromStartingAndNamesTheFile() throws {

@@ -160,12 +160,14 @@ import Vocabulary
         try w.finish()
         #expect(RowSnapshotFile.ids(in: dir) == [7])
         var seen = 0
-        try RowSnapshotFile.read(dir, id: 7, rowFloats: 3) { key, seq, step, stored, row in
+        let read = try RowSnapshotFile.read(dir, id: 7, rowFloats: 3) { key, seq, step, stored, row in
             #expect(key == UInt64(seen) && seq == key + 100 && step == UInt32(key % 5) && stored == (key % 2 == 0))
             #expect(row[0] == Float(key) && row[1] == Float(key) / 2 && row[2] == -1)
             seen += 1
         }
         #expect(seen == 2500)
+        let onDisk = try FileManager.default.attributesOfItem(atPath: RowSnapshotFile.path(dir, id: 7))[.size] as? Int
+        #expect(read == w.bytes && onDisk == Int(read), "the reader and the writer count the file's bytes")
         #expect(throws: StorageError.self) { try RowSnapshotFile.read(dir, id: 7, rowFloats: 4) { _, _, _, _, _ in } }
         // One flipped byte in a row, then a cut-off file: both refused.
         let path = RowSnapshotFile.path(dir, id: 7)
