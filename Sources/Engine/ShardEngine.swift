@@ -39,8 +39,12 @@ public struct ShardEngineConfiguration: Sendable {
     /// A table without a push or operation for this long deletes its spare log segments
     /// (`TableTuning.spareIdleSeconds`).
     public var spareIdleSeconds: Double = 300
-    /// Bytes at which each table's update log closes a segment and opens the next.
-    public var logSegmentBytes = 64 << 20
+    /// Bytes at which each table's update log closes a segment and opens the next. Each switch waits for the
+    /// disk to write what the log's ring still holds of the old segment (pushes are not acknowledged
+    /// meanwhile), so larger segments switch less often: 512 MiB measured 8-20% more push rows/s than 64 MiB
+    /// with the engine alone and a lower p99 (README, Performance). Checkpoints rotate the log anyway, so the
+    /// size does not change how much log a checkpoint retires.
+    public var logSegmentBytes = 512 << 20
     /// Largest number of ids in one request.
     public var maxIdsPerRequest: Int = 1 << 20
     /// A table is checkpointed (every dirty row written, the family flushed, old update-log segments

@@ -34,6 +34,45 @@ import Client
         #expect(try await client.admin.describeTable("async").reduce(0) { $0 + $1.rows } == UInt64(ids.count))
     }
 
+    /// `--log-segment-mb` sets where the update log switches segment files: with 1 MiB, ~3.4 MiB of pushes
+    /// fill several segments, a kill -9 loses none of their updates, and a value outside 1-4096 is refused at
+    /// start, naming the option.
+    @Test func theLogSegmentSizeIsASettingAndAKillAcrossSegmentsLosesNothing() async throws {
+        let cluster = try LocalCluster(shards: 1, extraArgs: ["--log-segment-mb", "1"])
+        defer { cluster.stop() }
+        let client = try cluster.client()
+        let spec = ShardClusterTests.adagradSpec("seg", dim: 64)
+        try await client.admin.createTable(spec)
+        var ref = ReferenceTable(spec)
+        let ids = (0..<1_000).map { UInt64($0) * 7 }
+        for round in 0..<13 {   // 13 records of ~264 KB
+            let g = gradients(ids.count, 64, seed: 300 + UInt64(round))
+            try await client.push(table: "seg", ids: ids, gradients: g)
+            ref.push(ids, g)
+        }
+        let logRoot = cluster.dataDir(0) + "/updatelog"
+        let segments = (FileManager.default.enumerator(atPath: logRoot)?.allObjects as? [String] ?? [])
+            .filter { ($0 as NSString).lastPathComponent.hasPrefix("seg-") }
+        #expect(segments.count >= 3, "segments under \(logRoot): \(segments)")
+        cluster.kill9(0)
+        try cluster.restart(0)
+        try await client.waitUntilHealthy(timeoutSeconds: 20)
+        #expect(try await client.pull(table: "seg", ids: ids) == ref.weights(ids))
+
+        for bad in ["0", "4097", "x"] {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: LocalCluster.binary("embedps-server"))
+            p.arguments = ["--cluster", cluster.serverSpecPath, "--shard-index", "0", "--listen", "127.0.0.1:0",
+                           "--data-dir", cluster.root.appendingPathComponent("refused").path, "--log-segment-mb", bad]
+            let err = Pipe()
+            p.standardError = err; p.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
+            try p.run()
+            let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            p.waitUntilExit()
+            #expect(p.terminationStatus != 0 && text.contains("--log-segment-mb"), "--log-segment-mb \(bad): \(text)")
+        }
+    }
+
     /// A periodic checkpoint writes a snapshot file (the default for a plain table); DescribeTable reports
     /// its bytes, and an admin flush (a checkpoint into RocksDB) ends it, leaving every row readable.
     @Test func describeReportsTheCheckpointSnapshotAndAFlushEndsIt() async throws {

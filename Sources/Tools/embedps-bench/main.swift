@@ -29,8 +29,8 @@ options:
   --client-connections N  connections per shard of each timed client (default 2; ClientOptions)
   --no-redis            skip the Redis baseline
   --server-arg FLAG=V   pass --FLAG V to every shard the benchmark starts (repeatable; e.g. read-threads=1 to
-                        compare a server setting in one pass; --engine takes read-threads, split-threads and log-before-pin
-                        from it)
+                        compare a server setting in one pass; --engine takes read-threads, split-threads, log-before-pin and
+                        log-segment-mb from it)
   --peer KIND=PATH      also measure a peer in the same pass, in turns with EmbedPS, and print ratios
                         (repeatable): pslite=DIR (ps-lite built by Cluster/build-peers.sh; both systems then
                         read DIR/data's batch files), rocks=BIN (the in-process RocksDB MultiGet ceiling,
@@ -103,6 +103,7 @@ do {
                                readThreads: serverArguments(options).last { $0.flag == "read-threads" }.flatMap { Int($0.value) },
                                splitThreads: serverArguments(options).last { $0.flag == "split-threads" }.flatMap { Int($0.value) },
                                logBeforePin: engineSwitch(options, "log-before-pin"),
+                               logSegmentMB: serverArguments(options).last { $0.flag == "log-segment-mb" }.flatMap { Int($0.value) }.map { max(1, min(4096, $0)) },
                                seconds: options.double("seconds", default: 3),
                                ops: options.string("ops", default: "pull,push").split(separator: ",").map(String.init),
                                dists: options.string("dists", default: "uniform,zipf").split(separator: ",").compactMap { WorkloadW.Distribution(rawValue: String($0)) },

@@ -37,6 +37,9 @@ nonisolated func runShardServer(_ options: Options) {
     let ringMB = options.int("log-ring-mb", default: engineConfig.logRingBytes >> 20)
     guard ringMB >= 1 && ringMB <= 4096 else { options.fail("--log-ring-mb must be between 1 and 4096 (MiB of /dev/shm per table)") }
     engineConfig.logRingBytes = ringMB << 20
+    let segmentMB = options.int("log-segment-mb", default: engineConfig.logSegmentBytes >> 20)
+    guard segmentMB >= 1 && segmentMB <= 4096 else { options.fail("--log-segment-mb must be between 1 and 4096 (MiB per update-log segment file), got \(segmentMB)") }
+    engineConfig.logSegmentBytes = segmentMB << 20
     engineConfig.checkpointLogBytes = options.int("checkpoint-log-mb", default: 4096) << 20
     engineConfig.checkpointIntervalSeconds = options.double("checkpoint-seconds", default: 60)
     engineConfig.checkpointSnapshots = options.onOff("checkpoint-snapshots", default: true)

@@ -30,6 +30,8 @@ options:
   --log-ring-mb N        MiB of /dev/shm each table's update log reserves for records on their way to disk
                          (default 16; a larger push record grows it); with async durability a push is
                          acknowledged once its record is there
+  --log-segment-mb N     MiB after which a table's update log closes its segment file and opens the next
+                         (default 512); each switch waits for the disk to write what the ring holds of the old one
   --checkpoint-log-mb N  checkpoint a table when its update log grew by N MiB (default 4096)
   --checkpoint-seconds S checkpoint a table with dirty rows at least every S seconds (default 60)
   --checkpoint-snapshots on|off  on (default): the periodic checkpoint of a table without an eviction
@@ -72,6 +74,6 @@ options:
   --advertise HOST:PORT  this server's address as clients reach it (default the listen address and bound port)
 """
 
-let known: Set<String> = ["cluster", "shard-index", "listen", "data-dir", "durability", "cache-rows", "read-threads", "split-threads", "log-before-pin", "log-ring-mb", "threads", "max-message-mb", "port-file", "checkpoint-log-mb", "checkpoint-seconds", "checkpoint-snapshots", "snapshot-write-mbps", "log-recycle-mb", "metrics-port", "metrics-port-file", "auth-token-file", "auth-scope", "tls-cert", "tls-key", "restore-checkpoint", "follow", "ack-replicas", "ack-timeout-ms", "etcd", "etcd-prefix", "lease-ttl-seconds", "advertise"]
+let known: Set<String> = ["cluster", "shard-index", "listen", "data-dir", "durability", "cache-rows", "read-threads", "split-threads", "log-before-pin", "log-ring-mb", "log-segment-mb", "threads", "max-message-mb", "port-file", "checkpoint-log-mb", "checkpoint-seconds", "checkpoint-snapshots", "snapshot-write-mbps", "log-recycle-mb", "metrics-port", "metrics-port-file", "auth-token-file", "auth-scope", "tls-cert", "tls-key", "restore-checkpoint", "follow", "ack-replicas", "ack-timeout-ms", "etcd", "etcd-prefix", "lease-ttl-seconds", "advertise"]
 let options = Options(Array(CommandLine.arguments.dropFirst()), usage: usage, known: known)
 runShardServer(options)
