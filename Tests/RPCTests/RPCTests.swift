@@ -256,16 +256,17 @@ import CGRPC
         try server.start()
         let channel = Channel(ChannelConfiguration(target: "127.0.0.1:\(server.port)"))
         defer { channel.close() }
-        // The two parked calls are sent from Dispatch threads, not from child tasks: while the whole suite
-        // starts, other tests block the two cooperative threads (shard start-up polls) for many seconds, and
-        // child tasks would not even send their calls before the wait below ran out (seen once in CI).
-        async let a = Self.unaryOffThePool(channel, "/test.Echo/Park", [1])
-        async let b = Self.unaryOffThePool(channel, "/test.Echo/Park", [2])
+        // The two parked calls are handed to Dispatch threads from this task itself, before it awaits
+        // anything: while the whole suite runs, other tests block the two cooperative threads (shard start-up
+        // polls) for many seconds, and calls started from child tasks (even ones that only hand the call to
+        // Dispatch) were not sent before the wait below ran out (seen twice in full-suite runs).
+        let a = Self.sendOffThePool(channel, "/test.Echo/Park", [1])
+        let b = Self.sendOffThePool(channel, "/test.Echo/Park", [2])
         let deadline = Date().addingTimeInterval(20)
         while parked.count < 2 && Date() < deadline { try await Task.sleep(nanoseconds: 5_000_000) }
         let released = try await channel.unary("/test.Echo/Release", OutgoingMessage(bytes: []))
         #expect(released.bytes == [2])
-        let (ra, rb) = try await (a, b)
+        let (ra, rb) = (try await a.reply(), try await b.reply())
         #expect(ra.bytes == [1] && rb.bytes == [2])
         do {
             _ = try await channel.unary("/test.Echo/Drop", OutgoingMessage(bytes: []))
@@ -280,13 +281,25 @@ import CGRPC
         #expect(try await later.bytes == [9])
     }
 
-    /// A unary call made with the blocking API on a Dispatch thread: it is sent at once, whatever holds the
-    /// cooperative thread pool.
-    static func unaryOffThePool(_ channel: Channel, _ path: String, _ bytes: [UInt8]) async throws -> ReceivedMessage {
-        try await withCheckedThrowingContinuation { (c: CheckedContinuation<ReceivedMessage, any Error>) in
-            DispatchQueue.global().async { c.resume(with: Result { try channel.unarySync(path, OutgoingMessage(bytes: bytes)) }) }
+    /// A unary call made with the blocking API on a Dispatch thread, handed over before this returns: it is
+    /// sent at once, whatever holds the cooperative thread pool; `reply()` awaits its answer.
+    final class CallOffThePool: @unchecked Sendable {
+        private let done = DispatchSemaphore(value: 0)
+        private var result: Result<ReceivedMessage, any Error>?
+        init(_ channel: Channel, _ path: String, _ bytes: [UInt8]) {
+            DispatchQueue.global().async { [self] in
+                result = Result { try channel.unarySync(path, OutgoingMessage(bytes: bytes)) }
+                done.signal()
+            }
+        }
+        func reply() async throws -> ReceivedMessage {
+            await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+                DispatchQueue.global().async { [self] in done.wait(); done.signal(); c.resume() }
+            }
+            return try result!.get()
         }
     }
+    static func sendOffThePool(_ channel: Channel, _ path: String, _ bytes: [UInt8]) -> CallOffThePool { CallOffThePool(channel, path, bytes) }
 
     @Test func manyConcurrentCallsAllComplete() async throws {
         let server = try Self.echoServer()
