@@ -259,7 +259,8 @@ import CGRPC
         // The two parked calls are handed to Dispatch threads from this task itself, before it awaits
         // anything: while the whole suite runs, other tests block the two cooperative threads (shard start-up
         // polls) for many seconds, and calls started from child tasks (even ones that only hand the call to
-        // Dispatch) were not sent before the wait below ran out (seen twice in full-suite runs).
+        // Dispatch) were not sent before the wait below ran out (seen twice in full-suite runs). Their
+        // deadline is long for the same reason: this task may resume to release them only after 30 s.
         let a = Self.sendOffThePool(channel, "/test.Echo/Park", [1])
         let b = Self.sendOffThePool(channel, "/test.Echo/Park", [2])
         let deadline = Date().addingTimeInterval(20)
@@ -282,13 +283,14 @@ import CGRPC
     }
 
     /// A unary call made with the blocking API on a Dispatch thread, handed over before this returns: it is
-    /// sent at once, whatever holds the cooperative thread pool; `reply()` awaits its answer.
+    /// sent at once, whatever holds the cooperative thread pool, with a 5-minute deadline; `reply()` awaits
+    /// its answer.
     final class CallOffThePool: @unchecked Sendable {
         private let done = DispatchSemaphore(value: 0)
         private var result: Result<ReceivedMessage, any Error>?
         init(_ channel: Channel, _ path: String, _ bytes: [UInt8]) {
             DispatchQueue.global().async { [self] in
-                result = Result { try channel.unarySync(path, OutgoingMessage(bytes: bytes)) }
+                result = Result { try channel.unarySync(path, OutgoingMessage(bytes: bytes), timeoutMs: 300_000) }
                 done.signal()
             }
         }
