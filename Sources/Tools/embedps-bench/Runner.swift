@@ -289,6 +289,18 @@ func engineSwitch(_ o: Options, _ flag: String) -> Bool {
     return on
 }
 
+/// An integer server setting the engine-only run takes from `--server-arg FLAG=N` (nil when not given), held
+/// to the range the server accepts for it; any other value fails, naming the flag and the range (as the
+/// server would refuse it in the gRPC runs).
+func engineInt(_ o: Options, _ flag: String, _ range: ClosedRange<Int>) -> Int? {
+    guard let value = serverArguments(o).last(where: { $0.flag == flag })?.value else { return nil }
+    guard let n = Int(value), range.contains(n) else {
+        let bounds = range.upperBound == Int.max ? "of at least \(range.lowerBound)" : "from \(range.lowerBound) to \(range.upperBound)"
+        o.fail("--server-arg \(flag) takes an integer \(bounds), got '\(value)'")
+    }
+    return n
+}
+
 /// The `--server-arg FLAG=VALUE` options, in order (fails on one without a flag name or '=').
 func serverArguments(_ o: Options) -> [(flag: String, value: String)] {
     o.all("server-arg").map { a in

@@ -100,10 +100,10 @@ do {
         let rows = options.int("rows", default: 1_000_000)
         let w = WorkloadW(rows: rows, dim: options.int("dim", default: 64), batchSize: options.int("batch", default: 4096), batchCount: 1024)
         try runEngineBenchmark(w, optimizer: optimizer, durability: durability, cacheRows: Int(Double(rows) * options.double("cache-fraction", default: 1.0)) + 1,
-                               readThreads: serverArguments(options).last { $0.flag == "read-threads" }.flatMap { Int($0.value) },
-                               splitThreads: serverArguments(options).last { $0.flag == "split-threads" }.flatMap { Int($0.value) },
+                               readThreads: engineInt(options, "read-threads", 1...Int.max),
+                               splitThreads: engineInt(options, "split-threads", 1...Int.max),
                                logBeforePin: engineSwitch(options, "log-before-pin"),
-                               logSegmentMB: serverArguments(options).last { $0.flag == "log-segment-mb" }.flatMap { Int($0.value) }.map { max(1, min(4096, $0)) },
+                               logSegmentMB: engineInt(options, "log-segment-mb", 1...4096),
                                seconds: options.double("seconds", default: 3),
                                ops: options.string("ops", default: "pull,push").split(separator: ",").map(String.init),
                                dists: options.string("dists", default: "uniform,zipf").split(separator: ",").compactMap { WorkloadW.Distribution(rawValue: String($0)) },
