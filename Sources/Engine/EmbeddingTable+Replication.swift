@@ -106,7 +106,7 @@ extension EmbeddingTable {
             let count = push.count, keys = push.keys, grads = push.gradients, requestID = push.requestID
             let pins = try pinRows(UnsafeBufferPointer(rebasing: keys[0..<count]))
             defer { unpin(pins) }
-            let took: Bool = commit.withLock { state in
+            let took: Bool = withCommitApplied { state in
                 guard seq > state.lastSeq else { return false }
                 state.lastSeq = seq
                 log.enqueue(UpdateLog.Record(parts: [UnsafeRawBufferPointer(start: base, count: payload.count)]), seq: seq)
@@ -162,7 +162,7 @@ extension EmbeddingTable {
 
     /// Numbering continues after `base` (copied rows hold every update through it); a checkpoint records it.
     func continueAfter(_ base: UInt64) throws(EngineError) {
-        commit.withLock { state in
+        withCommitApplied { state in
             if state.lastSeq < base { state.lastSeq = base; log.resume(after: base) }
         }
         try checkpoint()

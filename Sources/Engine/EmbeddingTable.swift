@@ -76,6 +76,10 @@ struct CommitState {
     var sparsityStepSeq: UInt64 = 0
     /// The sequence of the last whole-table rewrite operation (see `lastRewriteSequence`).
     var rewriteSeq: UInt64 = 0
+    /// Apply turns handed out (`RowStore.withStripesInTurn`): pushes of a plain table take the next one with
+    /// their sequence and update their rows after the commit lock, in turn; `EmbeddingTable.withCommitApplied`
+    /// waits for all of them.
+    var applyTickets: UInt64 = 0
 }
 
 /// The flusher's state of a table (behind `EmbeddingTable.flushing`).
@@ -119,12 +123,16 @@ struct FlushState {
 /// - A pull locks each stripe it touches in turn and copies cached rows out; misses are read from RocksDB
 ///   with no lock held, then installed if the stripe evicted nothing meanwhile.
 /// - A push pins its rows stripe by stripe (placeholders for misses, filled from RocksDB with no lock held),
-///   then takes the commit lock: sequence number, log record queued, rows updated in place (each stripe
-///   locked while written), ledger; releases it, waits for the group commit, unpins. Updates of one row are
-///   therefore applied in sequence order, exactly the log's order. While a table's pushes find their rows
-///   cached (`logsBeforePinning`), a push takes the commit lock first and queues its record before it pins,
-///   so the log write overlaps the pin as well as the apply (`commitPush`); a row it must read is then
-///   read under the commit lock.
+///   then takes the commit lock: sequence number, log record queued, ledger, and an apply turn; releases
+///   it, updates its rows in place stripe by stripe in ascending order, in each stripe (locked while written)
+///   only once every push with an earlier turn has passed it (`RowStore.withStripesInTurn`), waits for the
+///   group commit, unpins. Updates of one row are therefore applied in sequence order, exactly the log's
+///   order, while two pushes update different stripes at once. Tables with sparsity or DNIS update their
+///   rows inside the commit lock instead (their side state is read there). While a table's pushes find their
+///   rows cached (`logsBeforePinning`), a push takes the commit lock first and queues its record before it
+///   pins, so the log write overlaps the pin as well as the apply (`commitPush`). Whatever needs every
+///   committed update applied (checkpoint targets, replay, exclusive sections) takes the commit lock and
+///   waits for every turn handed out (`withCommitApplied`).
 /// - The flusher locks one stripe at a time to copy dirty images and to mark them clean. The flush lock
 ///   serialises flushes, checkpoints and exclusive sections.
 /// - An exclusive section (`withExclusive`: table-kind operations, imports, migrations) holds the flush lock, the
@@ -329,7 +337,7 @@ final class EmbeddingTable: @unchecked Sendable {
             let rows = UnsafeBufferPointer(rebasing: keys[0..<count])
             let pins = try pinRows(rows)
             defer { unpin(pins) }
-            try commit.withLock { (state) throws(EngineError) in
+            try withCommitApplied { (state) throws(EngineError) in
                 applyPinned(pins, gradients: grads, seq: seq, replay: true)
                 state.lastSeq = seq
                 if let requestID { state.ledger.record(requestID, rows: count) }
@@ -558,21 +566,33 @@ final class EmbeddingTable: @unchecked Sendable {
                 refusedKeys.withUnsafeBufferPointer { pins.subset(dropped, keys: $0) })
     }
 
-    /// The commit of a push: under the commit lock, its sequence, its record queued for the log writer, its
-    /// rows updated in place (so in sequence order), the ledger; then the wait for the record to be durable.
-    /// `pinned`: the rows, pinned before the commit (they are unpinned). Nil: the push logs before it pins
-    /// (`logsBeforePinning`): the rows are pinned after the enqueue, inside the lock, so the log's write
-    /// runs during the pin pass as well as the apply (the pin pass is most of a cached push's own work); a
-    /// row not cached is read from storage under the lock, and a failed read poisons the table (the record
-    /// is in the log; a restart replays it). All or nothing; durable on return.
+    /// The commit of a push: under the commit lock, its sequence, its record queued for the log writer and
+    /// the ledger; its rows updated in place in sequence order; then the wait for the record to be durable.
+    /// A plain table (no sparsity or DNIS) takes an apply turn with its sequence and updates its rows after
+    /// the lock, stripe by stripe in turn (`RowStore.withStripesInTurn`): each row still gets its updates in
+    /// sequence order, while the next push pins, and updates the stripes this one has passed, at the same
+    /// time. Other tables update their rows inside the lock. `pinned`: the rows, pinned before the commit
+    /// (they are unpinned). Nil: the push logs before it pins (`logsBeforePinning`): the rows are pinned
+    /// after the enqueue, so the log's write runs during the pin pass as well as the apply (the pin pass is
+    /// most of a cached push's own work); a failed read of a row not cached poisons the table (the record is
+    /// in the log; a restart replays it). All or nothing; durable on return.
     private func commitPush(_ record: PushRecord, pinned: PinnedRows?) throws(EngineError) -> Int {
         var unpinned = false
         defer { if !unpinned, let pinned { unpin(pinned) } }
         let logRecord = record.logRecord
-        let (seq, repeated, loaded, failure) = commit.withLock { state -> (UInt64, Int?, Int, EngineError?) in
+        let inTurn = sparsity == nil && dnis == nil
+        var ticket: UInt64? = nil
+        let (seq, repeated, loadedInLock, failureInLock) = commit.withLock { state -> (UInt64, Int?, Int, EngineError?) in
             if let id = record.requestID, let n = state.ledger.rowsUpdated(by: id) { return (0, n, 0, nil) }
             let seq = state.lastSeq + 1
             state.lastSeq = seq
+            if inTurn {
+                log.enqueue(logRecord, seq: seq)
+                ticket = state.applyTickets
+                state.applyTickets += 1
+                if let id = record.requestID { state.ledger.record(id, rows: record.count) }
+                return (seq, nil, 0, nil)
+            }
             if let dn = dnis, let pinned {
                 let dnisState = dnisBox.withLock { $0 }
                 if !dnisState.pruned {
@@ -591,6 +611,20 @@ final class EmbeddingTable: @unchecked Sendable {
             return (seq, nil, pins.loaded, nil)
         }
         if let repeated { return repeated }
+        var loaded = loadedInLock, failure = failureInLock
+        if let ticket {
+            var pins = pinned
+            if pins == nil {
+                do { pins = try pinRows(UnsafeBufferPointer(start: record.keys, count: record.count)) } catch { failure = poison(error) }
+            }
+            if let pins {
+                applyPinned(pins, gradients: record.gradients, seq: seq, replay: false, unpin: true, ticket: ticket)
+                unpinned = true
+                loaded = pins.loaded
+            } else {
+                store.passTurn(ticket)
+            }
+        }
         // The record's memory (the caller's) must outlive its write, even when the push failed.
         let written: EngineError?
         do { try log.waitDurable(seq); written = nil } catch { written = poison(error) }
@@ -627,7 +661,8 @@ final class EmbeddingTable: @unchecked Sendable {
             for (j, i) in positions.enumerated() { p.stripes[j] = stripes[i]; p.slots[j] = slots[i] }
             return p
         }
-        /// Row j's memory. Reading it is safe while pinned and inside the commit lock (only commits write rows).
+        /// Row j's memory. Reading it is safe while pinned and inside the commit lock of a table whose pushes
+        /// update rows there (DNIS: the only reader; see `commitPush`).
         func row(_ j: Int) -> UnsafeMutablePointer<Float> {
             store.withStripe(Int(stripes[j])) { $0.row(Int(slots[j])) }
         }
@@ -677,14 +712,15 @@ final class EmbeddingTable: @unchecked Sendable {
     }
 
     /// Applies update `seq` to pinned rows (gradient row j for pin j): in place, each stripe locked while
-    /// its rows are written. With `replay`, rows whose sequence already covers `seq` are skipped. Caller
-    /// holds the commit lock, so rows are updated in sequence order.
-    func applyPinned(_ pins: PinnedRows, gradients: UnsafePointer<Float>, seq: UInt64, replay: Bool, unpin: Bool = false) {
+    /// its rows are written. With `replay`, rows whose sequence already covers `seq` are skipped. Rows are
+    /// updated in sequence order because the caller holds the commit lock with every apply turn passed
+    /// (`withCommitApplied`), or passes `ticket`, the apply turn its sequence took.
+    func applyPinned(_ pins: PinnedRows, gradients: UnsafePointer<Float>, seq: UInt64, replay: Bool, unpin: Bool = false, ticket: UInt64? = nil) {
         let dim = spec.dim
         let opt = optimizer, sp = sparsity, dn = dnis
         var newlyDirty = 0
         let plain = sp == nil && dn == nil
-        store.withStripes(pins.plan) { stripe, _, positions in
+        func applyStripe(_ stripe: RowStripe, _ positions: UnsafeBufferPointer<Int32>) {
             if plain {
                 newlyDirty += stripe.applyRows(positions, slots: pins.slots.baseAddress!, seq: seq, skipCovered: replay, unpin: unpin,
                                                source: gradients, sourceStride: dim * 4) { row, j, step, _ in
@@ -699,6 +735,11 @@ final class EmbeddingTable: @unchecked Sendable {
                     if let dn { dn.afterUpdate(row) }
                 }
             }
+        }
+        if let ticket {
+            store.withStripesInTurn(pins.plan, ticket: ticket) { stripe, _, positions in applyStripe(stripe, positions) }
+        } else {
+            store.withStripes(pins.plan) { stripe, _, positions in applyStripe(stripe, positions) }
         }
         if newlyDirty > 0 { dirtyApprox.add(newlyDirty, ordering: .relaxed) }
     }
@@ -985,7 +1026,7 @@ final class EmbeddingTable: @unchecked Sendable {
             let (target, snapshotHeld) = checkpointTarget()
             if snapshotHeld > 0 && fs.snapshot != nil {
                 // Rows only the snapshot holds are still unwritten: write them with no push running.
-                let target = try commit.withLock { (state) throws(EngineError) -> UInt64 in
+                let target = try withCommitApplied { (state) throws(EngineError) -> UInt64 in
                     try store.withAll { (stripes) throws(EngineError) -> UInt64 in
                         try supersedeSnapshot(&fs, &state, stripes)
                         return state.checkpointSeq
@@ -1150,13 +1191,13 @@ final class EmbeddingTable: @unchecked Sendable {
     }
 
     /// The highest sequence every update through which is in RocksDB or in the snapshot being written: at
-    /// most what was applied when it is called (a push's commit section logs and applies under the commit
-    /// lock, so a record after `lastSeq` may be durable before its rows are updated) and durable, and one
+    /// most what was applied when it is called (a push queues its record before its rows are updated, so a
+    /// record may be durable before its rows are: `withCommitApplied` waits for every apply turn) and durable, and one
     /// less than the oldest first-dirty sequence of a row still dirty and not covered; with the count of
     /// rows RocksDB lacks snapshot-held updates of (while any is left, no checkpoint in RocksDB alone may be
     /// recorded).
     private func checkpointTarget() -> (target: UInt64, snapshotHeld: Int) {
-        let applied = commit.withLock { $0.lastSeq }
+        let applied = withCommitApplied { $0.lastSeq }
         var target = min(log.durableSequence, applied), snapshotHeld = 0
         for s in 0..<store.stripeCount {
             let (oldest, held) = store.withStripe(s) { $0.dirtySequences }
@@ -1181,6 +1222,16 @@ final class EmbeddingTable: @unchecked Sendable {
 
     // MARK: exclusive sections
 
+    /// Runs `body` under the commit lock once every push that took an apply turn (`commitPush`) has updated
+    /// its rows: every update through `lastSeq` is then applied, as for tables whose pushes apply inside
+    /// the lock. Anything that writes rows under the commit lock, or reads `lastSeq` as applied, uses this.
+    func withCommitApplied<R, E: Error>(_ body: (inout CommitState) throws(E) -> R) throws(E) -> R {
+        try commit.withLock { (state) throws(E) -> R in
+            store.waitForTurns(below: state.applyTickets)
+            return try body(&state)
+        }
+    }
+
     /// Runs `body` with the table to itself: no flush, no commit, no row read or written by anyone else
     /// (the flush lock, the commit lock and every stripe held). Rows pinned by pushes waiting to commit stay
     /// pinned; `body` must not remove them.
@@ -1188,7 +1239,7 @@ final class EmbeddingTable: @unchecked Sendable {
         try checkHealthy()
         return try flushing.withLock { (fs) throws(EngineError) -> R in
             if fs.dropped { throw .unknownTable(spec.name) }
-            return try commit.withLock { (state) throws(EngineError) -> R in
+            return try withCommitApplied { (state) throws(EngineError) -> R in
                 try store.withAll { (stripes) throws(EngineError) -> R in
                     if fs.snapshot != nil { try supersedeSnapshot(&fs, &state, stripes) }
                     return try body(&state, stripes)

@@ -13,6 +13,10 @@ public final class RowStore: @unchecked Sendable {
     private let locks: [PThreadMutex]
     private let stripes: [RowStripe]
     public let budget: RowBudget
+    /// Apply turns (`withStripesInTurn`): `turns[i]` is the ticket whose turn it is in stripe `i` (every
+    /// lower ticket has passed it), guarded by `locks[i]`; `turnTaken[i]` is signalled when it moves.
+    private let turns: UnsafeMutableBufferPointer<UInt64>
+    private let turnTaken: [PThreadCondition]
 
     /// `capacity` rows in all (split evenly); `stripes` is rounded up to a power of two, and lowered so each
     /// stripe holds at least 256 rows (a small cache split further would no longer bound its total).
@@ -26,7 +30,11 @@ public final class RowStore: @unchecked Sendable {
         let budget = RowBudget(capacity: capacity)
         self.budget = budget
         stripes = (0..<n).map { _ in RowStripe(rowFloats: rowFloats, budget: budget) }
+        turns = .allocate(capacity: n)
+        turns.initialize(repeating: 0)
+        turnTaken = locks.map { PThreadCondition($0) }
     }
+    deinit { turns.deallocate() }
 
     /// Total capacity in rows (shared by the stripes).
     public var capacity: Int { budget.capacity }
@@ -78,6 +86,43 @@ public final class RowStore: @unchecked Sendable {
                 }
             }
             DispatchQueue.concurrentPerform(iterations: parts) { box.body($0) }
+        }
+    }
+
+    /// Runs `body` once per stripe of `plan` that has keys, each under its stripe's lock, like `withStripes`,
+    /// but as apply turn `ticket`: in every stripe (ascending, those without keys too) it waits until every
+    /// lower ticket has passed, then passes. Tickets are handed out 0, 1, 2, ... by the owner (under a lock
+    /// of its own, in the order their updates must reach each row), and every ticket handed out must pass
+    /// (`withStripesInTurn` or `passTurn`) or later ones wait forever. So updates taking turns reach every
+    /// row in ticket order while two of them work in different stripes at once.
+    public func withStripesInTurn(_ plan: StripePlan, ticket: UInt64, _ body: (RowStripe, _ stripe: Int, _ positions: UnsafeBufferPointer<Int32>) -> Void) {
+        inTurn(ticket) { i in if plan.starts[i + 1] > plan.starts[i] { body(stripes[i], i, plan.positions(of: i)) } }
+    }
+
+    /// Passes apply turn `ticket` in every stripe without touching a row (an update that failed before it
+    /// applied anything).
+    public func passTurn(_ ticket: UInt64) { inTurn(ticket) { _ in } }
+
+    /// Turn `ticket` through every stripe in ascending order: waits for it under the stripe's lock, runs
+    /// `visit(stripe)`, hands the stripe to the next ticket.
+    @inline(__always)
+    private func inTurn(_ ticket: UInt64, _ visit: (Int) -> Void) {
+        for i in 0..<stripeCount {
+            locks[i].lock(); defer { locks[i].unlock() }
+            while turns[i] != ticket { turnTaken[i].wait() }
+            visit(i)
+            turns[i] = ticket &+ 1
+            turnTaken[i].broadcast()
+        }
+    }
+
+    /// Waits until every ticket below `ticket` has passed every stripe: with the owner's ticket lock held
+    /// (no ticket handed out meanwhile), every update that took a turn is then applied. Holds no stripe lock
+    /// on return.
+    public func waitForTurns(below ticket: UInt64) {
+        for i in 0..<stripeCount {
+            locks[i].lock(); defer { locks[i].unlock() }
+            while turns[i] < ticket { turnTaken[i].wait() }
         }
     }
 
