@@ -4,7 +4,7 @@ import Dispatch
 /// pushes and the flusher touching different rows proceed at once.
 ///
 /// Invariant: stripe `i` holds exactly the rows whose `stripe(of: key) == i`, and is only ever touched
-/// while its mutex is held (`withStripe`, `withStripes`, `withAll`). Locks are taken in ascending stripe
+/// while its mutex is held (`withStripe`, `withStripes`, `withStripesInTurn`, `withAll`). Locks are taken in ascending stripe
 /// order whenever more than one is held, so no two holders can deadlock.
 public final class RowStore: @unchecked Sendable {
     public let stripeCount: Int
