@@ -483,11 +483,13 @@ final class EmbeddingTable: @unchecked Sendable {
 
     /// Applies a push whose distinct row keys and aggregated gradients are in `record` (validated by the
     /// caller). All or nothing; durable on return. Returns the rows updated (or, for a retried request id,
-    /// what the first attempt returned).
+    /// what the first attempt returned, once that attempt's update is durable and applied).
     func push(_ record: PushRecord) throws(EngineError) -> Int {
         try checkHealthy()
         busy.add(1, ordering: .relaxed); defer { busy.subtract(1, ordering: .relaxed) }
-        if let id = record.requestID, let n = commit.withLock({ $0.ledger.rowsUpdated(by: id) }) { return n }
+        if let id = record.requestID, let retry = commit.withLock({ s in s.ledger.rowsUpdated(by: id).map { Retry(rows: $0, lastSeq: s.lastSeq, tickets: s.applyTickets) } }) {
+            return try answer(retry)
+        }
         try waitForFlusherIfOverLimit()
         if logsBeforePinning { return try commitPush(record, pinned: nil) }
         let keys = UnsafeBufferPointer(start: record.keys, count: record.count)
@@ -566,6 +568,18 @@ final class EmbeddingTable: @unchecked Sendable {
                 refusedKeys.withUnsafeBufferPointer { pins.subset(dropped, keys: $0) })
     }
 
+    /// A retried request id found in the ledger: the first attempt's answer, and the commit state when the
+    /// retry found it (the first attempt's sequence is at most `lastSeq`, its apply turn below `tickets`).
+    private struct Retry { let rows: Int; let lastSeq: UInt64; let tickets: UInt64 }
+
+    /// Answers a retry once the first attempt's update is durable and applied (it may still be in flight
+    /// on another thread), so a retry's acknowledgement promises what the first one's would have.
+    private func answer(_ retry: Retry) throws(EngineError) -> Int {
+        store.waitForTurns(below: retry.tickets)
+        do { try log.waitDurable(retry.lastSeq) } catch { throw poison(error) }
+        return retry.rows
+    }
+
     /// The commit of a push: under the commit lock, its sequence, its record queued for the log writer and
     /// the ledger; its rows updated in place in sequence order; then the wait for the record to be durable.
     /// A plain table (no sparsity or DNIS) takes an apply turn with its sequence and updates its rows after
@@ -582,8 +596,10 @@ final class EmbeddingTable: @unchecked Sendable {
         let logRecord = record.logRecord
         let inTurn = sparsity == nil && dnis == nil
         var ticket: UInt64? = nil
-        let (seq, repeated, loadedInLock, failureInLock) = commit.withLock { state -> (UInt64, Int?, Int, EngineError?) in
-            if let id = record.requestID, let n = state.ledger.rowsUpdated(by: id) { return (0, n, 0, nil) }
+        let (seq, repeated, loadedInLock, failureInLock) = commit.withLock { state -> (UInt64, Retry?, Int, EngineError?) in
+            if let id = record.requestID, let n = state.ledger.rowsUpdated(by: id) {
+                return (0, Retry(rows: n, lastSeq: state.lastSeq, tickets: state.applyTickets), 0, nil)
+            }
             let seq = state.lastSeq + 1
             state.lastSeq = seq
             if inTurn {
@@ -610,7 +626,7 @@ final class EmbeddingTable: @unchecked Sendable {
             if let id = record.requestID { state.ledger.record(id, rows: record.count) }
             return (seq, nil, pins.loaded, nil)
         }
-        if let repeated { return repeated }
+        if let repeated { return try answer(repeated) }
         var loaded = loadedInLock, failure = failureInLock
         if let ticket {
             var pins = pinned
