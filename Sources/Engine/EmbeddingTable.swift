@@ -487,9 +487,7 @@ final class EmbeddingTable: @unchecked Sendable {
     func push(_ record: PushRecord) throws(EngineError) -> Int {
         try checkHealthy()
         busy.add(1, ordering: .relaxed); defer { busy.subtract(1, ordering: .relaxed) }
-        if let id = record.requestID, let retry = commit.withLock({ s in s.ledger.rowsUpdated(by: id).map { Retry(rows: $0, lastSeq: s.lastSeq, tickets: s.applyTickets) } }) {
-            return try answer(retry)
-        }
+        if let retry = commit.withLock({ Retry(of: record, in: $0) }) { return try answer(retry) }
         try waitForFlusherIfOverLimit()
         if logsBeforePinning { return try commitPush(record, pinned: nil) }
         let keys = UnsafeBufferPointer(start: record.keys, count: record.count)
@@ -570,7 +568,14 @@ final class EmbeddingTable: @unchecked Sendable {
 
     /// A retried request id found in the ledger: the first attempt's answer, and the commit state when the
     /// retry found it (the first attempt's sequence is at most `lastSeq`, its apply turn below `tickets`).
-    private struct Retry { let rows: Int; let lastSeq: UInt64; let tickets: UInt64 }
+    private struct Retry {
+        let rows: Int, lastSeq: UInt64, tickets: UInt64
+        /// Nil unless `record` carries a request id the ledger of `state` (read under the commit lock) holds.
+        init?(of record: PushRecord, in state: CommitState) {
+            guard let id = record.requestID, let n = state.ledger.rowsUpdated(by: id) else { return nil }
+            rows = n; lastSeq = state.lastSeq; tickets = state.applyTickets
+        }
+    }
 
     /// Answers a retry once the first attempt's update is durable and applied (it may still be in flight
     /// on another thread), so a retry's acknowledgement promises what the first one's would have.
@@ -597,9 +602,7 @@ final class EmbeddingTable: @unchecked Sendable {
         let inTurn = sparsity == nil && dnis == nil
         var ticket: UInt64? = nil
         let (seq, repeated, loadedInLock, failureInLock) = commit.withLock { state -> (UInt64, Retry?, Int, EngineError?) in
-            if let id = record.requestID, let n = state.ledger.rowsUpdated(by: id) {
-                return (0, Retry(rows: n, lastSeq: state.lastSeq, tickets: state.applyTickets), 0, nil)
-            }
+            if let retry = Retry(of: record, in: state) { return (0, retry, 0, nil) }
             let seq = state.lastSeq + 1
             state.lastSeq = seq
             if inTurn {

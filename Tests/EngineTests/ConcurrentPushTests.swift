@@ -11,12 +11,8 @@ import Vocabulary
 @Suite struct ConcurrentPushTests {
     static let dim = 8
 
-    func makeEngine(dir: String) throws -> ShardEngine {
-        var c = ShardEngineConfiguration(dataDirectory: dir, shardIndex: 0, slotMap: try .evenSplit(shards: 1))
-        c.cacheRowsPerTable = 1 << 16
-        c.checkpointLogBytes = 1 << 40; c.checkpointIntervalSeconds = 1e6
-        return try ShardEngine(c)
-    }
+    /// An engine whose checkpoints run only when the test asks (as the snapshot tests' engines).
+    func makeEngine(dir: String) throws -> ShardEngine { try SnapshotCheckpointTests().makeEngine(dir: dir).0 }
 
     func pullAll(_ e: ShardEngine, _ n: Int) throws -> [Float] {
         let ids = (0..<UInt64(n)).map { $0 }
