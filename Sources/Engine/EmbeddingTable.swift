@@ -25,6 +25,8 @@ public final class TableCounters: Sendable {
     /// Snapshots ended by writing their rows with the table's pushes held (`supersedeSnapshot`: an exclusive
     /// section, or a checkpoint into RocksDB whose sweeps left snapshot-held rows).
     let snapshotsSuperseded = Atomic<UInt64>(0)
+    /// Snapshot files written over the spare (`RowSnapshotWriter.reused`) instead of created.
+    let snapshotsRecycled = Atomic<UInt64>(0)
     /// Bytes of the checkpoint's snapshot file (0 without one).
     let snapshotBytes = Atomic<UInt64>(0)
     /// Admission tables: rows created by a push; pushed ids counted but not applied (not admitted yet).
@@ -53,6 +55,8 @@ public struct TableSnapshot: Sendable {
     /// Snapshots whose rows were written to RocksDB with the table's pushes held; bytes of the checkpoint's
     /// snapshot file now (beside the update log, not in `logBytes` or `bytesOnDisk`).
     public let snapshotsSuperseded, snapshotBytes: UInt64
+    /// Snapshot files written over the previous one's file instead of created (see `RowSnapshotFile.deleteAll`).
+    public let snapshotsRecycled: UInt64
     /// Admission and eviction policies (zero without them); `evictions` above counts cache evictions.
     public let rowsAdmitted, pushesRefused, rowsEvicted, evictionPasses, admissionSketchBytes: UInt64
     /// The last applied update-log sequence.
@@ -1001,6 +1005,7 @@ final class EmbeddingTable: @unchecked Sendable {
             if !fs.sparesDeleted && now - fs.lastSeqChanged >= tuning.spareIdleSeconds {
                 fs.sparesDeleted = true
                 log.deleteSpares()
+                RowSnapshotFile.deleteSpare(in: log.directory)
             }
             let idle = now - fs.lastSeqChanged >= tuning.idleFlushSeconds
             let demands = store.budget.roomDemands
@@ -1159,13 +1164,14 @@ final class EmbeddingTable: @unchecked Sendable {
                 try db.write(b, sync: true)
                 commit.withLock { $0.checkpointSeq = target; $0.lastCheckpoint = Date() }
                 fs.snapshot = id; fs.snapshotStoredFlagsStale = false
-                RowSnapshotFile.deleteAll(in: log.directory, except: id)
+                RowSnapshotFile.deleteAll(in: log.directory, except: id, keepingSpare: true)
                 trimLog(through: target)
                 log.markCheckpoint()
                 counters.checkpoints.add(1, ordering: .relaxed)
                 counters.snapshotCheckpoints.add(1, ordering: .relaxed)
                 counters.snapshotRows.add(writer.rows, ordering: .relaxed)
                 counters.snapshotBytes.store(writer.bytes, ordering: .relaxed)
+                if writer.reused { counters.snapshotsRecycled.add(1, ordering: .relaxed) }
             } catch {
                 // Not a checkpoint: the rows this pass covered are not covered by anything the marker names;
                 // the log holds every record after the last checkpoint, so they are dirty from there.
@@ -1402,6 +1408,7 @@ final class EmbeddingTable: @unchecked Sendable {
                              pushesLoggedFirst: cnt.pushesLoggedFirst.load(ordering: .relaxed), pullsSplit: cnt.pullsSplit.load(ordering: .relaxed),
                              snapshotCheckpoints: cnt.snapshotCheckpoints.load(ordering: .relaxed), snapshotRows: cnt.snapshotRows.load(ordering: .relaxed),
                              snapshotsSuperseded: cnt.snapshotsSuperseded.load(ordering: .relaxed), snapshotBytes: cnt.snapshotBytes.load(ordering: .relaxed),
+                             snapshotsRecycled: cnt.snapshotsRecycled.load(ordering: .relaxed),
                              rowsAdmitted: cnt.rowsAdmitted.load(ordering: .relaxed), pushesRefused: cnt.pushesRefused.load(ordering: .relaxed),
                              rowsEvicted: cnt.rowsEvicted.load(ordering: .relaxed), evictionPasses: cnt.evictionPasses.load(ordering: .relaxed),
                              admissionSketchBytes: UInt64(admission?.sketchBytes ?? 0), lastSequence: lastSequence,

@@ -55,6 +55,7 @@ extension ShardService {
             m.add("embedps_table_snapshot_checkpoints_total", "Checkpoints written as a snapshot file beside the update log instead of through RocksDB (also in embedps_table_checkpoints_total)", .counter, labels: l, Double(t.snapshotCheckpoints))
             m.add("embedps_table_snapshot_rows_total", "Rows written by snapshot checkpoints", .counter, labels: l, Double(t.snapshotRows))
             m.add("embedps_table_snapshots_superseded_total", "Checkpoint snapshots whose rows were written to RocksDB with the table's pushes held (imports, migrations, rewrites; a checkpoint into RocksDB whose sweeps left rows only the snapshot held)", .counter, labels: l, Double(t.snapshotsSuperseded))
+            m.add("embedps_table_snapshots_recycled_total", "Checkpoint snapshot files written over the previous snapshot's file instead of created (deleting it on a file system mounted with discard stalls the update log's writes)", .counter, labels: l, Double(t.snapshotsRecycled))
             m.add("embedps_table_snapshot_bytes", "Bytes of the table's checkpoint snapshot file (beside the update log; not in embedps_table_log_bytes)", .gauge, labels: l, Double(t.snapshotBytes))
             m.add("embedps_table_pulls_split_total", "Pulls whose cached rows were copied on several threads at once (large pulls alone in their table)", .counter, labels: l, Double(t.pullsSplit))
             if t.spec.admission != nil {

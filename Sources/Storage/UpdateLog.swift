@@ -41,12 +41,16 @@ public struct LogPage: Sendable {
 /// read. Records follow each other without gaps; a segment's file is zero-padded past its last record to a
 /// 4 KiB boundary.
 ///
-/// Recycling: a full segment that checkpoints made unneeded is renamed `spare-<its first seq>.log` (while
-/// the spares hold at most `recycleBytes`) instead of deleted, and the next segment is a spare renamed, its
-/// old records overwritten from the start. Writing into blocks a file already holds needs no allocation and
-/// commits no new file size, so each write (and each fdatasync in `sync` mode) is cheaper than an append:
-/// on this project's VM, 1 MiB O_DIRECT writes with dsync took 0.8-0.9 ms overwriting against 1.5-1.6 ms
-/// appending, and without dsync ran at 1.4-1.8 against 0.7-0.9 GB/s. Past its new records a recycled
+/// Recycling: a segment that checkpoints made unneeded is renamed `spare-<its first seq>.log` (while the
+/// spares hold at most `recycleBytes`) instead of deleted, and the next segment is a spare renamed (the
+/// largest), its old records overwritten from the start. Writing into blocks a file already holds needs no
+/// allocation and commits no new file size, so each write (and each fdatasync in `sync` mode) is cheaper
+/// than an append: on this project's VM, 1 MiB O_DIRECT writes with dsync took 0.8-0.9 ms overwriting
+/// against 1.5-1.6 ms appending, and without dsync ran at 1.4-1.8 against 0.7-0.9 GB/s. A segment a
+/// checkpoint closed before it was full is kept too: on a file system mounted with `discard` (this VM's
+/// root), deleting a file sends its blocks to the device as discards, and the log's writes queued behind
+/// them waited 30-55 ms at a time (measured with `perf sched`); an append into fresh blocks can wait for a
+/// discard as well (ext4 frees an extent-tree block when it converts the written range). Past its new records a recycled
 /// segment still holds old ones; every one of them has a sequence below the segment's first (sequences only
 /// grow, and a spare's records are all covered by a checkpoint), so replay and `read` stop there as at
 /// the zero padding. A spare is only reused under a larger first sequence than the one it was named for.
@@ -406,13 +410,13 @@ public final class UpdateLog: @unchecked Sendable {
         condition.unlock()
     }
 
-    /// Opens segment `first` (a spare renamed when there is one named for a smaller sequence, else a new
-    /// file; direct I/O when the file system allows it) and places it in the ring. Caller holds the lock and
-    /// the previous segment is closed.
+    /// Opens segment `first` (the largest spare named for a smaller sequence, renamed, when there is one,
+    /// else a new file; direct I/O when the file system allows it) and places it in the ring. Caller holds
+    /// the lock and the previous segment is closed.
     private func openSegment(first: UInt64) -> String? {
         let p = path(first)
         var f: Int32 = -1
-        if let spare = spares().first(where: { $0.first < first }), rename(spare.path, p) == 0 {
+        if let spare = spares().filter({ $0.first < first }).max(by: { $0.bytes < $1.bytes }), rename(spare.path, p) == 0 {
             f = Self.openForWriting(p, O_WRONLY | O_CLOEXEC)
             if f >= 0 { recycled += 1 } else { unlink(p) }
         }
@@ -679,8 +683,8 @@ public final class UpdateLog: @unchecked Sendable {
         return page
     }
 
-    /// Removes segments all of whose records have sequence <= `seq` (never the open segment): a full one
-    /// becomes a spare while the spares stay within `recycleBytes`, the others are deleted. A closed last
+    /// Removes segments all of whose records have sequence <= `seq` (never the open segment): each becomes a
+    /// spare while the spares stay within `recycleBytes`, the others are deleted. A closed last
     /// segment holds nothing past the durable sequence. Only the open segment and the durable sequence are
     /// read under the lock: the directory listing, the renames and the unlinks (~100 ms for a 4 GiB log's 64
     /// segments here, while every push's enqueue, inside its table's commit lock, would wait for the lock)
@@ -703,7 +707,7 @@ public final class UpdateLog: @unchecked Sendable {
         var spareBytes = recycleBytes > 0 ? self.spareBytes : 0
         for s in retired {
             let size = Self.fileSize(path(s))
-            if size >= UInt64(segmentLimit), spareBytes + size <= UInt64(recycleBytes),
+            if size > 0, spareBytes + size <= UInt64(recycleBytes),
                rename(path(s), sparePath(s)) == 0 {
                 spareBytes += size
             } else {

@@ -89,14 +89,20 @@ import Vocabulary
         try takeSnapshot(e)
         #expect(try snapshotFiles(e) == [2])
         #expect(try e.snapshot(of: "t").snapshotRows == 300 + 400)
+        #expect(try e.snapshot(of: "t").snapshotsRecycled == 0)
+        // The third is written over the first one's file, kept as the spare when the second replaced it.
+        try m.push(e, (0..<200).map { $0 }, round: 5)
+        try takeSnapshot(e)
+        #expect(try snapshotFiles(e) == [3])
+        #expect(try e.snapshot(of: "t").snapshotsRecycled == 1)
         // Updates after the checkpoint are in the log alone.
-        try m.push(e, (0..<50).map { $0 }, round: 5)
+        try m.push(e, (0..<50).map { $0 }, round: 6)
         e.close(checkpoint: false)   // as after kill -9
 
         let (again, _) = try makeEngine(dir: dir)
         #expect(try pull(again, 400) == m.rows)
         #expect(try again.snapshot(of: "t").rows == 400)
-        try m.push(again, (0..<10).map { $0 }, round: 6)
+        try m.push(again, (0..<10).map { $0 }, round: 7)
         // A graceful stop writes every row to RocksDB and ends the snapshot.
         again.close()
         let (third, _) = try makeEngine(dir: dir)

@@ -182,6 +182,46 @@ import Vocabulary
         #expect(RowSnapshotFile.ids(in: dir).isEmpty)
     }
 
+    /// A retired snapshot file kept as the spare is written over by the next snapshot, which is cut to its
+    /// own length: a shorter snapshot reads back whole and alone, not followed by the old file's bytes.
+    @Test func aSnapshotWrittenOverTheSpareReadsBackAloneWhateverItsLength() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("snap-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        func write(_ id: UInt64, rows: UInt64) throws -> RowSnapshotWriter {
+            let w = try RowSnapshotWriter(directory: dir, id: id, rowFloats: 3)
+            for k in 0..<rows {
+                let row: [Float] = [Float(k), Float(id), 1]
+                row.withUnsafeBufferPointer { w.add(key: k, seq: id, step: 1, stored: false, row: $0.baseAddress!) }
+            }
+            try w.finish()
+            return w
+        }
+        func readBack(_ id: UInt64) throws -> Int {
+            var n = 0
+            try RowSnapshotFile.read(dir, id: id, rowFloats: 3) { key, seq, _, _, row in
+                #expect(key == UInt64(n) && seq == id && row[1] == Float(id))
+                n += 1
+            }
+            return n
+        }
+        #expect(try !write(1, rows: 3000).reused)
+        #expect(try !write(2, rows: 500).reused, "no spare yet")
+        RowSnapshotFile.deleteAll(in: dir, except: 2, keepingSpare: true)   // 1 becomes the spare
+        let third = try write(3, rows: 200)
+        #expect(third.reused)
+        let size = try FileManager.default.attributesOfItem(atPath: RowSnapshotFile.path(dir, id: 3))[.size] as? Int
+        #expect(size == Int(third.bytes), "cut to its own length")
+        #expect(try readBack(3) == 200)
+        RowSnapshotFile.deleteAll(in: dir, except: 3, keepingSpare: true)   // 2 becomes the spare
+        #expect(try write(4, rows: 4000).reused, "a longer snapshot grows the spare")
+        #expect(try readBack(4) == 4000)
+        #expect(RowSnapshotFile.ids(in: dir) == [3, 4])
+        RowSnapshotFile.deleteAll(in: dir, except: 4, keepingSpare: true)
+        RowSnapshotFile.deleteSpare(in: dir)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir) == ["snapshot-4.rows"])
+    }
+
     @Test func uint64MapSurvivesChurnLikeADictionary() {
         var m = UInt64Map()
         var reference: [UInt64: Int] = [:]
@@ -319,6 +359,36 @@ import Vocabulary
         #expect(try replayed(UpdateLog(directory: dir, sync: false)) == Array(25...44))
     }
 
+    /// A segment a checkpoint closed before it was full becomes a spare as well (deleting it would send its
+    /// blocks to a `discard` file system's device in the log's way), and new segments take the largest spare
+    /// first; replay sees only the new records.
+    @Test func segmentsClosedBeforeTheyFilledAreRecycledLargestFirst() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("log-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let append = appendRecordsOfSequenceBytes
+        let log = try UpdateLog(directory: dir, sync: false, segmentLimit: 8192, recycleBytes: 4 * 8192)
+        defer { log.close() }
+        try append(log, 1...2)    // segment 1: two records, closed by a checkpoint's rotation (4 KiB)
+        log.rotate()
+        try append(log, 3...10)   // segment 3: full (8 KiB)
+        try append(log, 11...11)  // segment 11
+        log.deleteSegments(through: 10)
+        #expect(log.segments() == [11])
+        #expect(log.spareBytes == 4096 + 8192, "both retired segments kept, the short one too")
+        log.rotate()
+        try append(log, 12...12)
+        #expect(log.segmentsOpened.recycled == 1 && log.spareBytes == 4096, "the full spare was taken first")
+        log.rotate()
+        try append(log, 13...13)
+        #expect(log.segmentsOpened.recycled == 2 && log.spareBytes == 0)
+        var seen: [UInt64] = []
+        try log.replay(after: 10) { seq, p in
+            #expect(p.count == 1000 && p.allSatisfy { $0 == UInt8(truncatingIfNeeded: seq) })
+            seen.append(seq)
+        }
+        #expect(seen == [11, 12, 13])
+    }
+
     /// A follower page whose segment is retired and reused (recycled) between the page opening the file and
     /// reading it ends there: the file then holds newer records, which must not be served as the segment's.
     /// Two guards see to it (records past the durable point the page started from end it, and so does a
@@ -327,15 +397,7 @@ import Vocabulary
     @Test func aPageEndsWhereItsSegmentWasRecycledUnderIt() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("log-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let payload = UnsafeMutableRawPointer.allocate(byteCount: 1000, alignment: 8)
-        defer { payload.deallocate() }
-        func write(_ seqs: ClosedRange<UInt64>, _ log: UpdateLog) throws {
-            for seq in seqs {
-                payload.initializeMemory(as: UInt8.self, repeating: UInt8(truncatingIfNeeded: seq), count: 1000)
-                log.enqueue(UpdateLog.Record(parts: [UnsafeRawBufferPointer(start: payload, count: 1000)]), seq: seq)
-                try log.waitDurable(seq)
-            }
-        }
+        func write(_ seqs: ClosedRange<UInt64>, _ log: UpdateLog) throws { try appendRecordsOfSequenceBytes(log, seqs) }
         let log = try UpdateLog(directory: dir, sync: true, segmentLimit: 8192, recycleBytes: 2 * 8192)
         defer { log.close() }
         try write(1...20, log)   // segments 1 (1-8), 9 (9-16), 17 (open)
@@ -713,3 +775,14 @@ import Vocabulary
     }
 }
 
+/// Appends records `seqs` to `log`, each a 1000-byte payload of its sequence's low byte (a 1024-byte record),
+/// waiting for each to be durable.
+func appendRecordsOfSequenceBytes(_ log: UpdateLog, _ seqs: ClosedRange<UInt64>) throws {
+    let payload = UnsafeMutableRawPointer.allocate(byteCount: 1000, alignment: 8)
+    defer { payload.deallocate() }
+    for seq in seqs {
+        payload.initializeMemory(as: UInt8.self, repeating: UInt8(truncatingIfNeeded: seq), count: 1000)
+        log.enqueue(UpdateLog.Record(parts: [UnsafeRawBufferPointer(start: payload, count: 1000)]), seq: seq)
+        try log.waitDurable(seq)
+    }
+}

@@ -43,8 +43,9 @@ options:
                          update log's writes to the same disk never wait behind it (default 128; 0: unpaced)
   --log-recycle-mb N     MiB of update-log segments each table keeps after checkpoints to write its next
                          segments into (overwriting written blocks is cheaper than appending: no allocation,
-                         no new file size to commit on each fdatasync); default: --checkpoint-log-mb, the size
-                         the log reaches between checkpoints anyway; 0 deletes old segments. A table with
+                         no new file size to commit on each fdatasync, and no discards of deleted files in
+                         the log's way); default: twice --checkpoint-log-mb, about what a checkpoint
+                         retires (the log keeps growing while one is written); 0 deletes old segments. A table with
                          no push or operation for 5 minutes deletes its spares
   --threads N            completion-queue threads (default 2)
   --max-message-mb N     largest request/response in MiB (default 64)
