@@ -37,7 +37,8 @@ public enum RowSnapshotFile {
         }.sorted()
     }
 
-    /// The path of the spare: a retired snapshot file the next snapshot is written into (`retire`).
+    /// The path of the spare: a retired snapshot file the next snapshot is written into (`deleteAll` with
+    /// `keepingSpare` makes it).
     static func sparePath(_ directory: String) -> String { "\(directory)/snapshot.spare" }
 
     /// Deletes every snapshot file in `directory` (complete or not) except `keep`; with `keepingSpare`, the

@@ -322,15 +322,9 @@ import Vocabulary
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("log-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: dir) }
         // 1000-byte payloads: 1024-byte records, eight to a segment of 8 KiB.
-        let payload = UnsafeMutableRawPointer.allocate(byteCount: 1000, alignment: 8)
-        defer { payload.deallocate() }
-        func record(_ seq: UInt64) -> UpdateLog.Record {
-            payload.initializeMemory(as: UInt8.self, repeating: UInt8(truncatingIfNeeded: seq), count: 1000)
-            return UpdateLog.Record(parts: [UnsafeRawBufferPointer(start: payload, count: 1000)])
-        }
         let log = try UpdateLog(directory: dir, sync: true, segmentLimit: 8192, recycleBytes: 2 * 8192)
         defer { log.close() }
-        for seq in UInt64(1)...40 { log.enqueue(record(seq), seq: seq); try log.waitDurable(seq) }   // segments 1, 9, 17, 25, 33
+        try appendRecordsOfSequenceBytes(log, 1...40)   // segments 1, 9, 17, 25, 33
         #expect(log.segments() == [1, 9, 17, 25, 33])
         #expect(log.segmentsOpened.recycled == 0 && log.segmentsOpened.created == 5)
         log.deleteSegments(through: 24)
@@ -338,7 +332,7 @@ import Vocabulary
         #expect(log.spareBytes == 2 * 8192)   // 1 and 9 kept, 17 over the cap and deleted
         #expect(log.logStart == 24)
         // Segment 41 is spare 1 reused: four new records end at 4096, where the old record 5 begins intact.
-        for seq in UInt64(41)...44 { log.enqueue(record(seq), seq: seq); try log.waitDurable(seq) }
+        try appendRecordsOfSequenceBytes(log, 41...44)
         #expect(log.segments() == [25, 33, 41])
         #expect(log.segmentsOpened.recycled == 1 && log.spareBytes == 8192)
         let seg41 = dir + "/" + String(format: "seg-%020llu.log", UInt64(41))
@@ -365,21 +359,20 @@ import Vocabulary
     @Test func segmentsClosedBeforeTheyFilledAreRecycledLargestFirst() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("log-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let append = appendRecordsOfSequenceBytes
         let log = try UpdateLog(directory: dir, sync: false, segmentLimit: 8192, recycleBytes: 4 * 8192)
         defer { log.close() }
-        try append(log, 1...2)    // segment 1: two records, closed by a checkpoint's rotation (4 KiB)
+        try appendRecordsOfSequenceBytes(log, 1...2)    // segment 1: two records, closed by a checkpoint's rotation (4 KiB)
         log.rotate()
-        try append(log, 3...10)   // segment 3: full (8 KiB)
-        try append(log, 11...11)  // segment 11
+        try appendRecordsOfSequenceBytes(log, 3...10)   // segment 3: full (8 KiB)
+        try appendRecordsOfSequenceBytes(log, 11...11)  // segment 11
         log.deleteSegments(through: 10)
         #expect(log.segments() == [11])
         #expect(log.spareBytes == 4096 + 8192, "both retired segments kept, the short one too")
         log.rotate()
-        try append(log, 12...12)
+        try appendRecordsOfSequenceBytes(log, 12...12)
         #expect(log.segmentsOpened.recycled == 1 && log.spareBytes == 4096, "the full spare was taken first")
         log.rotate()
-        try append(log, 13...13)
+        try appendRecordsOfSequenceBytes(log, 13...13)
         #expect(log.segmentsOpened.recycled == 2 && log.spareBytes == 0)
         var seen: [UInt64] = []
         try log.replay(after: 10) { seq, p in
@@ -397,10 +390,9 @@ import Vocabulary
     @Test func aPageEndsWhereItsSegmentWasRecycledUnderIt() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("log-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        func write(_ seqs: ClosedRange<UInt64>, _ log: UpdateLog) throws { try appendRecordsOfSequenceBytes(log, seqs) }
         let log = try UpdateLog(directory: dir, sync: true, segmentLimit: 8192, recycleBytes: 2 * 8192)
         defer { log.close() }
-        try write(1...20, log)   // segments 1 (1-8), 9 (9-16), 17 (open)
+        try appendRecordsOfSequenceBytes(log, 1...20)   // segments 1 (1-8), 9 (9-16), 17 (open)
         #expect(log.segments() == [1, 9, 17])
         var reused = false
         log.beforeChunkRead = { first in
@@ -408,7 +400,7 @@ import Vocabulary
             reused = true
             // A checkpoint retires segments 1 and 9 (spares); records 21-28 fill 17, and 25 opens on spare 1.
             log.deleteSegments(through: 16)
-            try? write(21...28, log)
+            try? appendRecordsOfSequenceBytes(log, 21...28)
         }
         let page = try #require(log.read(after: 0, maxBytes: 1 << 20))
         #expect(reused && log.segmentsOpened.recycled == 1)
