@@ -40,7 +40,9 @@ nonisolated func runShardServer(_ options: Options) {
     let segmentMB = options.int("log-segment-mb", default: engineConfig.logSegmentBytes >> 20)
     guard segmentMB >= 1 && segmentMB <= 4096 else { options.fail("--log-segment-mb must be between 1 and 4096 (MiB per update-log segment file), got \(segmentMB)") }
     engineConfig.logSegmentBytes = segmentMB << 20
-    engineConfig.checkpointLogBytes = options.int("checkpoint-log-mb", default: 4096) << 20
+    let checkpointMB = options.int("checkpoint-log-mb", default: 4096)
+    guard checkpointMB >= 1 && checkpointMB <= 1 << 20 else { options.fail("--checkpoint-log-mb must be between 1 and 1048576 (MiB of update log between checkpoints), got \(checkpointMB)") }
+    engineConfig.checkpointLogBytes = checkpointMB << 20
     engineConfig.checkpointIntervalSeconds = options.double("checkpoint-seconds", default: 60)
     engineConfig.checkpointSnapshots = options.onOff("checkpoint-snapshots", default: true)
     let snapshotMBps = options.int("snapshot-write-mbps", default: engineConfig.snapshotBytesPerSecond >> 20)

@@ -32,7 +32,7 @@ options:
                          acknowledged once its record is there
   --log-segment-mb N     MiB after which a table's update log closes its segment file and opens the next
                          (default 512); each switch waits for the disk to write what the ring holds of the old one
-  --checkpoint-log-mb N  checkpoint a table when its update log grew by N MiB (default 4096)
+  --checkpoint-log-mb N  checkpoint a table when its update log grew by N MiB (1-1048576, default 4096)
   --checkpoint-seconds S checkpoint a table with dirty rows at least every S seconds (default 60)
   --checkpoint-snapshots on|off  on (default): the periodic checkpoint of a table without an eviction
                          policy, DNIS or dynamic sparsity writes its dirty rows, sequentially, to a snapshot
