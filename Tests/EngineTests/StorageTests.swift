@@ -38,6 +38,30 @@ import Vocabulary
         return slot
     }
 
+    /// What a batch loop prefetches for a key is the slot its lookup confirms: the first entry with the
+    /// key's tag on its probe sequence, also when a collision moved the key past its home bucket (about a
+    /// quarter of the keys at the index's load; the home bucket's entry is another key's slot then).
+    @Test func theIndexCandidateIsTheSlotALookupConfirmsAlsoPastTheHomeBucket() {
+        var index = SlotIndex()
+        var slotOf: [UInt64: Int] = [:], keyOf: [Int: UInt64] = [:], tags: [UInt64: Int] = [:]
+        for key in UInt64(1)...3000 {
+            let slot = Int(key) * 7 % 10007
+            index.insert(tag: SlotIndex.tag(key), slot: slot)
+            slotOf[key] = slot; keyOf[slot] = key; tags[SlotIndex.tag(key), default: 0] += 1
+        }
+        var displaced = 0
+        for (key, slot) in slotOf {
+            let tag = SlotIndex.tag(key)
+            #expect(index.get(key, tag: tag) { keyOf[$0] ?? 0 } == slot)
+            if index.bucket(tag).pointee & 0xffff_ffff != UInt64(slot + 1) { displaced += 1 }
+            // A tag two keys share: the candidate is one of their slots; a unique tag's is the key's own.
+            if tags[tag] == 1 { #expect(index.candidate(tag: tag) == slot) } else { #expect(index.candidate(tag: tag).map { SlotIndex.tag(keyOf[$0] ?? 0) } == tag) }
+        }
+        #expect(displaced > 300, "the test covers keys past their home bucket (\(displaced) of 3000)")
+        #expect(index.candidate(tag: SlotIndex.tag(5000)) == nil || tags[SlotIndex.tag(5000)] != nil)
+        index.free()
+    }
+
     @Test func dirtyPinnedAndLoadingRowsAreNeverEvictedAndTheStripeGrowsInstead() {
         let s = RowStripe(rowFloats: 1, capacity: 2)
         let a = Self.put(s, 1), b = Self.put(s, 2)
