@@ -35,6 +35,9 @@ let package = Package(
         .systemLibrary(name: "CLinux", path: "Sources/CLinux"),
         .target(name: "CSentencePiece", path: "Sources/CSentencePiece",
                 linkerSettings: [.linkedLibrary("sentencepiece"), .linkedLibrary("sentencepiece_train")]),
+        // The optimizers' per-row arithmetic, in C so it is vectorised (Swift left sqrt and division scalar).
+        .target(name: "COptimizerKernels", path: "Sources/COptimizerKernels",
+                cSettings: [.unsafeFlags(["-O3", "-fno-math-errno", "-ffp-contract=off"])]),
         // Wire contract and transport.
         .target(name: "EmbedPSWire"),
         .target(name: "Vocabulary", dependencies: ["EmbedPSWire", "CXXHash"], swiftSettings: hotPath),
@@ -42,7 +45,7 @@ let package = Package(
         .target(name: "RPC", dependencies: ["CGRPC"]),
         // Storage and engine.
         .target(name: "Storage", dependencies: ["Vocabulary", "CRocksDB", "CXXHash", "CLinux"], swiftSettings: hotPath),
-        .target(name: "Engine", dependencies: ["Vocabulary", "SemanticTokenizers", "Storage", "EmbedPSWire", "CXXHash"], swiftSettings: hotPath),
+        .target(name: "Engine", dependencies: ["Vocabulary", "SemanticTokenizers", "Storage", "EmbedPSWire", "CXXHash", "COptimizerKernels"], swiftSettings: hotPath),
         // Services.
         .target(name: "CLI"),
         .target(name: "HTTP", dependencies: ["CMicroHTTPD"]),

@@ -1,5 +1,6 @@
 import Foundation
 import Vocabulary
+import COptimizerKernels
 
 /// Applies one table's optimizer to rows laid out as `[weights (dim)][state slot 0 (dim)][state slot 1 (dim)]`.
 /// Pure arithmetic on caller-owned memory; thread-safe for distinct rows.
@@ -30,44 +31,25 @@ public struct SparseOptimizer: Sendable {
     }
 
     /// Applies gradient `g` (dim floats) to `row`; `step` is the row's update count (Adam uses it).
+    /// The arithmetic is the C kernels' (`optimizer_kernels.h`): the same per-column operations as the
+    /// formulas above, vectorised; as Swift loops, Adagrad, Adam and FTRL compiled to one scalar sqrt and
+    /// division per column, which made Adagrad's update the larger part of a push.
     @inline(__always)
     public func apply(_ row: UnsafeMutablePointer<Float>, gradient g: UnsafePointer<Float>, step: inout UInt32) {
         let lr = config.learningRate
         step &+= 1
         switch config.kind {
         case .sgd:
-            for j in 0..<dim { row[j] -= lr * g[j] }
+            embedps_sgd(row, g, dim, lr)
         case .adagrad:
-            let a = row + dim, eps = config.epsilon
-            for j in 0..<dim {
-                a[j] += g[j] * g[j]
-                row[j] -= lr * g[j] / (a[j].squareRoot() + eps)
-            }
+            embedps_adagrad(row, row + dim, g, dim, lr, config.epsilon)
         case .adam:
-            let m = row + dim, v = row + 2 * dim
-            let b1 = config.beta1, b2 = config.beta2, eps = config.epsilon
+            let b1 = config.beta1, b2 = config.beta2
             let t = Double(step)
             let c1 = Float(1 - pow(Double(b1), t)), c2 = Float(1 - pow(Double(b2), t))
-            for j in 0..<dim {
-                m[j] = b1 * m[j] + (1 - b1) * g[j]
-                v[j] = b2 * v[j] + (1 - b2) * g[j] * g[j]
-                row[j] -= lr * (m[j] / c1) / ((v[j] / c2).squareRoot() + eps)
-            }
+            embedps_adam(row, row + dim, row + 2 * dim, g, dim, lr, b1, b2, config.epsilon, c1, c2)
         case .ftrl:
-            let z = row + dim, n = row + 2 * dim
-            let l1 = config.l1, l2 = config.l2, beta = config.beta
-            for j in 0..<dim {
-                let nNew = n[j] + g[j] * g[j]
-                let sigma = (nNew.squareRoot() - n[j].squareRoot()) / lr
-                z[j] += g[j] - sigma * row[j]
-                n[j] = nNew
-                if abs(z[j]) <= l1 {
-                    row[j] = 0
-                } else {
-                    let sign: Float = z[j] < 0 ? -1 : 1
-                    row[j] = -(z[j] - sign * l1) / ((beta + nNew.squareRoot()) / lr + l2)
-                }
-            }
+            embedps_ftrl(row, row + dim, row + 2 * dim, g, dim, lr, config.l1, config.l2, config.beta)
         }
     }
 }
