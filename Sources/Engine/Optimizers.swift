@@ -32,8 +32,8 @@ public struct SparseOptimizer: Sendable {
 
     /// Applies gradient `g` (dim floats) to `row`; `step` is the row's update count (Adam uses it).
     /// The arithmetic is the C kernels' (`optimizer_kernels.h`): the same per-column operations as the
-    /// formulas above, vectorised; as Swift loops, Adagrad, Adam and FTRL compiled to one scalar sqrt and
-    /// division per column, which made Adagrad's update the larger part of a push.
+    /// formulas above, in the same order, vectorised (as Swift loops, Adagrad, Adam and FTRL compiled to
+    /// one scalar sqrt and division per column).
     @inline(__always)
     public func apply(_ row: UnsafeMutablePointer<Float>, gradient g: UnsafePointer<Float>, step: inout UInt32) {
         let lr = config.learningRate
