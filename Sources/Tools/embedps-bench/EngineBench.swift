@@ -6,7 +6,7 @@ import CLI
 /// The shard engine alone, in process: pulls and pushes of workload-W batches straight into `ShardEngine`
 /// (no gRPC, no client), to see what the storage tier costs per row apart from the transport
 /// (`--transport`) and the client.
-func runEngineBenchmark(_ w: WorkloadW, optimizer: OptimizerKind, durability: Durability, cacheRows: Int, readThreads: Int?, splitThreads: Int?, logBeforePin: Bool, logSegmentMB: Int?, seconds: Double, ops: [String], dists: [WorkloadW.Distribution], json: Bool) throws {
+func runEngineBenchmark(_ w: WorkloadW, optimizer: OptimizerKind, durability: Durability, cacheRows: Int, readThreads: Int?, splitThreads: Int?, logBeforePin: Bool, logSegmentMB: Int?, checkpointLogMB: Int?, seconds: Double, ops: [String], dists: [WorkloadW.Distribution], json: Bool) throws {
     let dir = FileManager.default.temporaryDirectory.appendingPathComponent("embedps-engine-bench-\(getpid())").path
     defer { try? FileManager.default.removeItem(atPath: dir) }
     var config = ShardEngineConfiguration(dataDirectory: dir, shardIndex: 0, slotMap: try SlotMap.evenSplit(shards: 1))
@@ -16,6 +16,7 @@ func runEngineBenchmark(_ w: WorkloadW, optimizer: OptimizerKind, durability: Du
     if let splitThreads { config.splitThreads = splitThreads }
     config.logBeforePin = logBeforePin
     if let logSegmentMB { config.logSegmentBytes = logSegmentMB << 20 }
+    if let checkpointLogMB { config.checkpointLogBytes = checkpointLogMB << 20 }
     let engine = try ShardEngine(config)
     engine.startCheckpointer()
     defer { engine.close(checkpoint: false) }

@@ -29,8 +29,8 @@ options:
   --client-connections N  connections per shard of each timed client (default 2; ClientOptions)
   --no-redis            skip the Redis baseline
   --server-arg FLAG=V   pass --FLAG V to every shard the benchmark starts (repeatable; e.g. read-threads=1 to
-                        compare a server setting in one pass; --engine takes read-threads, split-threads, log-before-pin and
-                        log-segment-mb from it)
+                        compare a server setting in one pass; --engine takes read-threads, split-threads, log-before-pin,
+                        log-segment-mb and checkpoint-log-mb from it)
   --peer KIND=PATH      also measure a peer in the same pass, in turns with EmbedPS, and print ratios
                         (repeatable): pslite=DIR (ps-lite built by Cluster/build-peers.sh; both systems then
                         read DIR/data's batch files), rocks=BIN (the in-process RocksDB MultiGet ceiling,
@@ -39,7 +39,10 @@ options:
                         direct shard pulls in the same run (use e.g. --rows 100000)
   --transport           instead: the gRPC transport alone in one process (pull- and push-shaped calls of
                         --batch rows of --dim floats), the floor under every call; --grpc-arg KEY=VALUE adds
-                        an integer gRPC core channel argument to both sides (repeatable, to compare settings)
+                        an integer gRPC core channel argument to both sides (repeatable, to compare settings);
+                        --handler-us N makes each call's handler read the request contiguous (as a shard does)
+                        and hold the call until N microseconds have passed since it began (default 0): how a
+                        shard's own time per call adds to the transport's
   --engine              instead: the shard engine alone in this process (no gRPC, no client): pull and push
                         rows/s of workload W straight into the engine, to separate storage from transport
   --ceiling             after the runs (one started shard): stop the shard, open its RocksDB in this process
@@ -61,7 +64,7 @@ options:
 """
 let options = Options(Array(CommandLine.arguments.dropFirst()), usage: usage, flagNames: ["no-redis", "quick", "json", "lookup", "transport", "engine", "lifecycle", "ceiling", "stream", "stream-policies-only", "replication"],
                       known: ["rows", "dim", "batch", "seconds", "reps", "warmup", "clients", "pipeline", "client-connections", "dists", "ops",
-                              "optimizer", "durability", "cache-fraction", "shards", "cluster", "grpc-arg", "server-arg", "peer", "log-seconds", "stream-ids", "stream-distinct", "stream-max-rows", "stream-admit", "stream-cache-rows"])
+                              "optimizer", "durability", "cache-fraction", "shards", "cluster", "grpc-arg", "handler-us", "server-arg", "peer", "log-seconds", "stream-ids", "stream-distinct", "stream-max-rows", "stream-admit", "stream-cache-rows"])
 do {
     if options.flag("transport") {
         var arguments: [(String, Int32)] = []
@@ -70,8 +73,11 @@ do {
             guard kv.count == 2, let v = Int32(kv[1]) else { options.fail("--grpc-arg takes KEY=INTEGER, got '\(a)'") }
             arguments.append((String(kv[0]), v))
         }
+        let handlerMicroseconds = options.int("handler-us", default: 0)
+        guard (0...10_000_000).contains(handlerMicroseconds) else { options.fail("--handler-us takes 0 to 10000000 microseconds, got \(handlerMicroseconds)") }
         try await runTransportBenchmark(seconds: options.double("seconds", default: 3), rowBytes: 4 * options.int("dim", default: 64),
-                                        rows: options.int("batch", default: 4096), arguments: arguments, json: options.flag("json"))
+                                        rows: options.int("batch", default: 4096), arguments: arguments, handlerMicroseconds: handlerMicroseconds,
+                                        json: options.flag("json"))
         exitNow(0)
     }
     if options.flag("stream") {
@@ -104,6 +110,7 @@ do {
                                splitThreads: engineInt(options, "split-threads", 1...Int.max),
                                logBeforePin: engineSwitch(options, "log-before-pin"),
                                logSegmentMB: engineInt(options, "log-segment-mb", 1...4096),
+                               checkpointLogMB: engineInt(options, "checkpoint-log-mb", 1...1_048_576),
                                seconds: options.double("seconds", default: 3),
                                ops: options.string("ops", default: "pull,push").split(separator: ",").map(String.init),
                                dists: options.string("dists", default: "uniform,zipf").split(separator: ",").compactMap { WorkloadW.Distribution(rawValue: String($0)) },
