@@ -1164,7 +1164,9 @@ final class EmbeddingTable: @unchecked Sendable {
                 try db.write(b, sync: true)
                 commit.withLock { $0.checkpointSeq = target; $0.lastCheckpoint = Date() }
                 fs.snapshot = id; fs.snapshotStoredFlagsStale = false
-                RowSnapshotFile.deleteAll(in: log.directory, except: id, keepingSpare: true)
+                // The previous snapshot's file is kept for the next one to write over while the table
+                // recycles its log segments (`logRecycleBytes`), deleted otherwise.
+                RowSnapshotFile.deleteAll(in: log.directory, except: id, keepingSpare: tuning.logRecycleBytes > 0)
                 trimLog(through: target)
                 log.markCheckpoint()
                 counters.checkpoints.add(1, ordering: .relaxed)

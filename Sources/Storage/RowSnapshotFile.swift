@@ -42,19 +42,31 @@ public enum RowSnapshotFile {
     static func sparePath(_ directory: String) -> String { "\(directory)/snapshot.spare" }
 
     /// Deletes every snapshot file in `directory` (complete or not) except `keep`; with `keepingSpare`, the
-    /// first one goes to the spare's name instead (unless there is a spare already), for the next snapshot
-    /// to overwrite: on a file system mounted with `discard`, deleting a file of a few hundred MB sends its
-    /// blocks to the device as discards, and the update log's writes queued behind them waited 30-55 ms at a
-    /// time (measured with `perf sched` during pushes); writing into blocks a file holds also allocates
-    /// nothing. The spare is deleted with `deleteSpare`.
+    /// largest complete one goes to the spare's name instead (unless there is a spare already), for the next
+    /// snapshot to overwrite: on a file system mounted with `discard`, deleting a file of a few hundred MB
+    /// sends its blocks to the device as discards, and the update log's writes queued behind them waited
+    /// 30-55 ms at a time (measured with `perf sched` during pushes); writing into blocks a file holds also
+    /// allocates nothing. A `.tmp` file (a writer that crashed part way) never becomes the spare: it may hold
+    /// only a few of a snapshot's blocks. The spare is deleted with `deleteSpare`.
     public static func deleteAll(in directory: String, except keep: UInt64?, keepingSpare: Bool = false) {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
-        var spareFree = keepingSpare && access(sparePath(directory), F_OK) != 0
-        for n in names where n.hasPrefix("snapshot-") && (n.hasSuffix(".rows") || n.hasSuffix(".tmp")) {
-            if let keep, n == "snapshot-\(keep).rows" { continue }
-            if spareFree, rename("\(directory)/\(n)", sparePath(directory)) == 0 { spareFree = false; continue }
+        let retired = names.filter { n in
+            n.hasPrefix("snapshot-") && (n.hasSuffix(".rows") || n.hasSuffix(".tmp")) && keep.map { n != "snapshot-\($0).rows" } ?? true
+        }
+        var spare: String? = nil
+        if keepingSpare && access(sparePath(directory), F_OK) != 0 {
+            spare = retired.filter { $0.hasSuffix(".rows") }.max { fileBytes("\(directory)/\($0)") < fileBytes("\(directory)/\($1)") }
+        }
+        for n in retired {
+            if n == spare, rename("\(directory)/\(n)", sparePath(directory)) == 0 { continue }
             unlink("\(directory)/\(n)")
         }
+    }
+
+    /// The size of the file at `path` (0 when it cannot be read).
+    private static func fileBytes(_ path: String) -> Int {
+        var st = stat()
+        return stat(path, &st) == 0 ? Int(st.st_size) : 0
     }
 
     /// Deletes the spare (a table that stopped being written gives its disk back).

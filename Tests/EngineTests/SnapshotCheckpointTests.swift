@@ -10,10 +10,11 @@ import Vocabulary
 @Suite struct SnapshotCheckpointTests {
     static let dim = 4
 
-    func makeEngine(cacheRows: Int = 1 << 16, dir existing: String? = nil) throws -> (ShardEngine, String) {
+    func makeEngine(cacheRows: Int = 1 << 16, dir existing: String? = nil, logRecycleBytes: Int? = nil) throws -> (ShardEngine, String) {
         let dir = existing ?? FileManager.default.temporaryDirectory.appendingPathComponent("snapshot-\(UUID().uuidString)").path
         var c = ShardEngineConfiguration(dataDirectory: dir, shardIndex: 0, slotMap: try .evenSplit(shards: 1))
         c.cacheRowsPerTable = cacheRows
+        c.logRecycleBytes = logRecycleBytes
         // Checkpoints only when a test asks for one.
         c.checkpointLogBytes = 1 << 40; c.checkpointIntervalSeconds = 1e6
         return (try ShardEngine(c), dir)
@@ -110,6 +111,24 @@ import Vocabulary
         #expect(try snapshotFiles(third).isEmpty)
         #expect(try third.withTable("t") { $0.storedRows } == 400)
         #expect(try pull(third, 400) == m.rows)
+    }
+
+    /// With log recycling off (`--log-recycle-mb 0`) no retired snapshot is kept as a spare either: each
+    /// snapshot's file is deleted once the next one replaces it, and the rows survive a crash all the same.
+    @Test func withRecyclingOffARetiredSnapshotIsDeletedNotKeptAsTheSpare() throws {
+        let (e, dir) = try makeEngine(logRecycleBytes: 0)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try createTable(e)
+        var m = Model(n: 300)
+        for r in 0..<4 {
+            try m.push(e, (0..<300).map { $0 }, round: r)
+            try takeSnapshot(e)
+            #expect(try snapshotFiles(e) == [UInt64(r + 1)])
+        }
+        let logDir = try e.withTable("t") { $0.log.directory }
+        #expect(!FileManager.default.fileExists(atPath: logDir + "/snapshot.spare"))
+        #expect(try e.snapshot(of: "t").snapshotsRecycled == 0)
+        try expectRowsAfterCrash(e, dir: dir, m, rows: 300)
     }
 
     /// A cache of 64 rows under pushes to 400: rows the snapshot covered are written to RocksDB and evicted

@@ -246,6 +246,34 @@ import Vocabulary
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir) == ["snapshot-4.rows"])
     }
 
+    /// The spare is the largest complete retired snapshot: a `.tmp` a crashed writer left (listed first or
+    /// not, larger or not) is deleted, never kept as the spare.
+    @Test func theSpareIsTheLargestCompleteRetiredSnapshotNeverACrashedWritersTemporaryFile() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("snap-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        func file(_ name: String, bytes: Int) throws {
+            try Data(repeating: UInt8(bytes % 251), count: bytes).write(to: URL(fileURLWithPath: "\(dir)/\(name)"))
+        }
+        try file("snapshot-0.tmp", bytes: 90_000)      // a crashed writer's file, the largest of all
+        try file("snapshot-1.rows", bytes: 20_000)
+        try file("snapshot-2.rows", bytes: 50_000)
+        try file("snapshot-3.tmp", bytes: 10)
+        try file("snapshot-4.rows", bytes: 30_000)     // the snapshot that stays
+        RowSnapshotFile.deleteAll(in: dir, except: 4, keepingSpare: true)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir).sorted() == ["snapshot-4.rows", "snapshot.spare"])
+        let spare = try FileManager.default.attributesOfItem(atPath: RowSnapshotFile.sparePath(dir))[.size] as? Int
+        #expect(spare == 50_000, "snapshot-2.rows became the spare")
+        // With a spare already there, or without keepingSpare, every retired file is deleted.
+        try file("snapshot-5.rows", bytes: 60_000)
+        RowSnapshotFile.deleteAll(in: dir, except: 4, keepingSpare: true)
+        #expect(try FileManager.default.attributesOfItem(atPath: RowSnapshotFile.sparePath(dir))[.size] as? Int == 50_000)
+        RowSnapshotFile.deleteSpare(in: dir)
+        try file("snapshot-6.rows", bytes: 60_000)
+        RowSnapshotFile.deleteAll(in: dir, except: 4)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir) == ["snapshot-4.rows"])
+    }
+
     @Test func uint64MapSurvivesChurnLikeADictionary() {
         var m = UInt64Map()
         var reference: [UInt64: Int] = [:]

@@ -45,8 +45,10 @@ options:
                          segments into (overwriting written blocks is cheaper than appending: no allocation,
                          no new file size to commit on each fdatasync, and no discards of deleted files in
                          the log's way); default: twice --checkpoint-log-mb, about what a checkpoint
-                         retires (the log keeps growing while one is written); 0 deletes old segments. A table with
-                         no push or operation for 5 minutes deletes its spares
+                         retires (the log keeps growing while one is written); 0 deletes old segments, and
+                         each checkpoint snapshot's file once the next one replaces it (otherwise the last
+                         one is kept as the next one's spare). A table with no push or operation for 5
+                         minutes deletes its spares
   --threads N            completion-queue threads (default 2)
   --max-message-mb N     largest request/response in MiB (default 64)
   --port-file PATH       write the bound port to PATH once serving
