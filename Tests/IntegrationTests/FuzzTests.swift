@@ -77,7 +77,7 @@ import EmbedPSWire
         let templates = Self.templates(specJSON: shardSpec)
         let shardPaths = (ShardRPC.all + HealthRPC.all).map(\.path)
         let lookupPaths = (LookupRPC.all + HealthRPC.all).map(\.path)
-        let shardChannel = Channel(ChannelConfiguration(target: "127.0.0.1:\(cluster.ports[0])"))
+        let shardChannel = try await LocalCluster.connectedChannel(port: cluster.ports[0])
         let lookupChannel = Channel(ChannelConfiguration(target: "127.0.0.1:\(lookupPort)"))
         defer { shardChannel.close(); lookupChannel.close() }
         let bad = Violations()

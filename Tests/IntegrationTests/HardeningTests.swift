@@ -35,7 +35,7 @@ import EmbedPSWire
         try await client.admin.createTable(TableSpec(name: "t", dim: 2, optimizer: OptimizerConfig(kind: .sgd, learningRate: 1)))
         try await client.push(table: "t", ids: [1, 2], gradients: [1, 1, 1, 1])
         let before = try await client.pull(table: "t", ids: [1, 2])
-        let ch = Channel(ChannelConfiguration(target: "127.0.0.1:\(cluster.ports[0])"))
+        let ch = try await LocalCluster.connectedChannel(port: cluster.ports[0])
         defer { ch.close() }
 
         for bad in ["t\0junk", "t\0", "\0t", "a/b", "../escape", ".", "..", "", String(repeating: "x", count: 129), "tä", "t "] {
@@ -75,7 +75,7 @@ import EmbedPSWire
         defer { cluster.stop() }
         let client = try cluster.client()
         try await client.admin.createTable(TableSpec(name: "t", dim: 2, optimizer: OptimizerConfig(kind: .sgd, learningRate: 1)))
-        let ch = Channel(ChannelConfiguration(target: "127.0.0.1:\(cluster.ports[0])"))
+        let ch = try await LocalCluster.connectedChannel(port: cluster.ports[0])
         defer { ch.close() }
         let freeze = await Self.send(ch, ShardRPC.freeze.path, Wire.CheckpointRequest(name: "nightly", freezeSeconds: 60).encoded())
         #expect(freeze.0 == .ok)
@@ -99,7 +99,7 @@ import EmbedPSWire
     @Test func everyRequestParsesStrictlyAndEveryRefusalCarriesAReason() async throws {
         let cluster = try LocalCluster(shards: 1)
         defer { cluster.stop() }
-        let ch = Channel(ChannelConfiguration(target: "127.0.0.1:\(cluster.ports[0])"))
+        let ch = try await LocalCluster.connectedChannel(port: cluster.ports[0])
         defer { ch.close() }
         for method in ShardRPC.all {
             let r = await Self.send(ch, method.path, [0x0f, 0xff, 0xff])

@@ -14,7 +14,7 @@ import EmbedPSWire
         defer { cluster.stop() }
         let client = try cluster.client()
         try await client.admin.createTable(TableSpec(name: "t", dim: 2, optimizer: OptimizerConfig(kind: .sgd, learningRate: 1)))
-        let channel = Channel(ChannelConfiguration(target: "127.0.0.1:\(cluster.ports[0])"))
+        let channel = try await LocalCluster.connectedChannel(port: cluster.ports[0])
         defer { channel.close() }
         let size = RowMessageEncoder.pushRequestSize(table: "t", count: 1, dim: 2)
         let request = OutgoingMessage(length: size) {

@@ -218,7 +218,7 @@ final class Violations: @unchecked Sendable {
         let ids = (0..<20_000).map { UInt64($0) }
         try await client.push(table: "t", ids: ids, gradients: [Float](repeating: 1, count: ids.count * 16))
         _ = try await client.admin.createCheckpoint(name: "base")
-        let ch = Channel(ChannelConfiguration(target: "127.0.0.1:\(cluster.ports[0])"))
+        let ch = try await LocalCluster.connectedChannel(port: cluster.ports[0])
         defer { ch.close() }
         let seen = Violations(), restoring = AckedCounts()
         let stop = Date().addingTimeInterval(8)

@@ -214,5 +214,23 @@ final class LocalCluster: @unchecked Sendable {
         throw ClusterSpecError("\(what) on port \(port) did not answer a health check within 60 s: \(last.map { "\($0)" } ?? "")")
     }
 
+    /// A channel to 127.0.0.1:`port` whose connection is up: it waits (at most 60 s) until a health check
+    /// answers on it. A test's first call on a new channel otherwise fails with UNAVAILABLE when the
+    /// channel's first connection attempt failed while the whole suite loaded the machine (seen once, on a
+    /// freeze sent as the first call), which is not what the test checks.
+    static func connectedChannel(port: Int) async throws -> Channel {
+        let channel = Channel(ChannelConfiguration(target: "127.0.0.1:\(port)"))
+        let deadline = Date().addingTimeInterval(60)
+        var last: (any Error)? = nil
+        while Date() < deadline {
+            do {
+                _ = try await channel.unary(HealthRPC.check.path, OutgoingMessage(bytes: Wire.HealthCheckRequest(service: "").encoded()), timeoutMs: 10_000)
+                return channel
+            } catch { last = error; try await Task.sleep(nanoseconds: 100_000_000) }
+        }
+        channel.close()
+        throw ClusterSpecError("the shard on port \(port) did not answer a health check on a new channel within 60 s: \(last.map { "\($0)" } ?? "")")
+    }
+
     deinit { stop() }
 }

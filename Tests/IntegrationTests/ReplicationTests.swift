@@ -223,7 +223,7 @@ final class FollowerProcess: @unchecked Sendable {
             try await client.push(table: "wide", ids: ids, gradients: [Float](repeating: -1, count: ids.count))
         }
         try await client.admin.flush(table: "wide")
-        let channel = Channel(ChannelConfiguration(target: "127.0.0.1:\(cluster.ports[0])"))
+        let channel = try await LocalCluster.connectedChannel(port: cluster.ports[0])
         defer { channel.close() }
         func page(_ req: Wire.SlotRowsRequest) async throws -> (StatusCode, Wire.ErrorDetail?, Wire.SlotRows?) {
             try await HardeningTests.slotRows(channel, ShardRPC.readStoredRows, req)

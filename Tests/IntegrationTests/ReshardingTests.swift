@@ -193,7 +193,7 @@ final class LockedFlag: @unchecked Sendable {
         let chunk = Array(100..<140).map { UInt32($0) } + Array(600..<610).map { UInt32($0) }
         let wanted = Set(ids.filter { chunk.contains(UInt32(addressing.slot(ofRowKey: $0))) })
         try #require(wanted.count > 100)
-        let channel = Channel(ChannelConfiguration(target: "127.0.0.1:\(cluster.ports[0])"))
+        let channel = try await LocalCluster.connectedChannel(port: cluster.ports[0])
         defer { channel.close() }
         func page(_ req: Wire.SlotRowsRequest) async throws -> (StatusCode, Wire.ErrorDetail?, Wire.SlotRows?) {
             try await HardeningTests.slotRows(channel, ShardRPC.exportSlotRows, req)

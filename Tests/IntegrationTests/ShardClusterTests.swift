@@ -205,7 +205,7 @@ func expectStatus(_ code: StatusCode, _ body: () async throws -> Void, sourceLoc
         g[77] = .infinity
         await expectStatus(.invalidArgument) { try await client.push(table: "emb", ids: ids, gradients: g) }
 
-        let shard0 = Channel(ChannelConfiguration(target: "127.0.0.1:\(cluster.ports[0])"))
+        let shard0 = try await LocalCluster.connectedChannel(port: cluster.ports[0])
         defer { shard0.close() }
         // Wrong dimension (raw request: 64 ids with 4 floats each).
         let wrongDim = OutgoingMessage(length: RowMessageEncoder.pushRequestSize(table: "emb", count: 64, dim: 4)) { buf in
