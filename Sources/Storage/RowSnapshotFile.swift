@@ -55,18 +55,12 @@ public enum RowSnapshotFile {
         }
         var spare: String? = nil
         if keepingSpare && access(sparePath(directory), F_OK) != 0 {
-            spare = retired.filter { $0.hasSuffix(".rows") }.max { fileBytes("\(directory)/\($0)") < fileBytes("\(directory)/\($1)") }
+            spare = retired.filter { $0.hasSuffix(".rows") }.map { ($0, LocalFile.size(atPath: "\(directory)/\($0)")) }.max { $0.1 < $1.1 }?.0
         }
         for n in retired {
             if n == spare, rename("\(directory)/\(n)", sparePath(directory)) == 0 { continue }
             unlink("\(directory)/\(n)")
         }
-    }
-
-    /// The size of the file at `path` (0 when it cannot be read).
-    private static func fileBytes(_ path: String) -> Int {
-        var st = stat()
-        return stat(path, &st) == 0 ? Int(st.st_size) : 0
     }
 
     /// Deletes the spare (a table that stopped being written gives its disk back).

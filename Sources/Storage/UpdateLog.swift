@@ -510,19 +510,15 @@ public final class UpdateLog: @unchecked Sendable {
         let (known, open, openBytes) = condition.withLock { (segmentRecordBytes, fd >= 0 ? segmentStart : nil, Self.roundUp(filled)) }
         return segments().reduce(0) { acc, s in
             if s == open { return acc + UInt64(openBytes) }
-            return acc + (known[s].map { UInt64($0) } ?? Self.fileSize(path(s)))
+            return acc + (known[s].map { UInt64($0) } ?? LocalFile.size(atPath: path(s)))
         }
     }
     /// Bytes of spare segments kept for reuse.
     public var spareBytes: UInt64 { spares().reduce(0) { $0 + $1.bytes } }
-    private static func fileSize(_ path: String) -> UInt64 {
-        var st = stat()
-        return stat(path, &st) == 0 ? UInt64(st.st_size) : 0
-    }
 
     /// Spare segments (`spare-<first seq it had>.log`), by ascending old first sequence.
     private func spares() -> [(first: UInt64, path: String, bytes: UInt64)] {
-        numberedFiles("spare-").map { first in let p = sparePath(first); return (first, p, Self.fileSize(p)) }
+        numberedFiles("spare-").map { first in let p = sparePath(first); return (first, p, LocalFile.size(atPath: p)) }
     }
 
     /// Visits every intact record with sequence > `after`, in order. Stops at the first torn or corrupt
@@ -706,7 +702,7 @@ public final class UpdateLog: @unchecked Sendable {
         condition.withLock { for s in retired { segmentRecordBytes[s] = nil } }
         var spareBytes = recycleBytes > 0 ? self.spareBytes : 0
         for s in retired {
-            let size = Self.fileSize(path(s))
+            let size = LocalFile.size(atPath: path(s))
             if size > 0, spareBytes + size <= UInt64(recycleBytes),
                rename(path(s), sparePath(s)) == 0 {
                 spareBytes += size
